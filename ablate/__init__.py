@@ -1,0 +1,3 @@
+"""ablate: loss-function ablations for autoencoder-based retinal image synthesis on Ray."""
+
+__version__ = "0.1.0"

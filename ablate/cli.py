@@ -1,0 +1,103 @@
+"""The `ablate` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Loss-function ablations for autoencoder-based retinal image synthesis, on Ray.")
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@app.command()
+def prepare(
+    src: Path = typer.Argument(..., help="folder of fundus photographs (DRIVE layout, plain folder, or images/ + mask folders)"),
+    out: Path = typer.Option(..., "--out", help="folder for the Parquet shards and manifest.json"),
+    size: int = typer.Option(256, "--size", help="side of the square output images, px"),
+    seed: int = typer.Option(0, "--seed", help="seed of the train/val/test split where the dataset has none"),
+) -> None:
+    """Preprocess a folder of fundus photographs into Parquet shards."""
+    from ablate.data.shards import DatasetError, prepare as run_prepare
+
+    try:
+        r = run_prepare(src, out, size=size, seed=seed)
+    except (DatasetError, FileNotFoundError, NotADirectoryError, ValueError) as e:
+        _fail(str(e))
+    state = "written" if r.changed else "unchanged (identical input)"
+    typer.echo(f"{r.out}: {sum(r.counts.values())} images {r.counts}, {state}")
+    if r.rejects:
+        typer.echo(f"{len(r.rejects)} file(s) rejected, listed in {r.out / 'rejects.csv'}:")
+        for f, why in r.rejects[:10]:
+            typer.echo(f"  {f}: {why}")
+
+
+@app.command()
+def launch(
+    grid: str = typer.Option(..., "--grid", help="search space: a name under search_spaces/ or a .yaml path"),
+    data: Optional[Path] = typer.Option(None, "--data", help="prepared dataset folder (default: built-in one-eye demo)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="experiment folder (default: runs/<grid name>)"),
+    workers: int = typer.Option(1, "--workers", help="Ray Train workers (DDP ranks) per trial"),
+    cpus_per_worker: Optional[float] = typer.Option(None, "--cpus-per-worker", help="default: fit the machine, one CPU left for Ray Data"),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker"),
+    concurrent: Optional[int] = typer.Option(None, "--concurrent", help="trials at a time (default: as many as fit)"),
+    address: Optional[str] = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto'"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="override train.steps of every trial"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="train whole epochs instead of steps"),
+    size: Optional[int] = typer.Option(None, "--size", help="override data.size (px) of every trial"),
+    max_failures: int = typer.Option(0, "--max-failures", help="worker-group restarts per trial, from the last checkpoint"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print the trial table and exit"),
+) -> None:
+    """Run a loss-combination grid: Ray Tune trials, each a Ray Train run."""
+    from ablate.backbones import WeightsMissing
+    from ablate.config import ConfigError
+    from ablate.data.shards import DatasetError
+    from ablate.train.launch import LaunchOptions, launch as run_launch
+
+    opts = LaunchOptions(grid=grid, data=None if data is None else str(data), out=None if out is None else str(out),
+                         workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+                         concurrent=concurrent, address=address, steps=steps, epochs=epochs, size=size,
+                         max_failures=max_failures, dry_run=dry_run)
+    try:
+        run_launch(opts)
+    except (ConfigError, DatasetError, WeightsMissing) as e:
+        _fail(str(e))
+
+
+@app.command()
+def losses() -> None:
+    """List every loss term with its description and options."""
+    from ablate.losses import LOSSES
+    import inspect
+
+    for entry in LOSSES:
+        typer.echo(f"{entry.name:<12} {entry.description}")
+        opts = entry.options()
+        if opts:
+            typer.echo("             options: " + ", ".join(
+                f"{k}={'<required>' if v is inspect.Parameter.empty else v!r}" for k, v in opts.items()))
+    typer.echo("every term also takes: weight (>= 0), start_step (off before it), adaptive (taming gradient balance)")
+
+
+@app.command()
+def tensorboard(exp: Path = typer.Argument(..., help="experiment folder")) -> None:
+    """Print the command that opens TensorBoard on an experiment's trials."""
+    logdir = exp / "tensorboard"
+    if not logdir.is_dir():
+        _fail(f"{logdir}: no TensorBoard logs (is {exp} an experiment folder?)")
+    typer.echo(f"tensorboard --logdir {logdir}")
+
+
+def main() -> None:  # pragma: no cover
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

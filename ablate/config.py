@@ -1,0 +1,295 @@
+"""Search-space YAML -> frozen, validated trial specs.
+
+A search space file has `name`, `description`, a `base` config (data, model,
+train, losses), named `combinations` (each a partial override deep-merged into
+base; a loss set to `null` removes that term) and `seeds`. The grid is
+combinations x seeds. Every error names the file and the key path.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A search space or override is invalid; the message names file and key."""
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    hflip: bool = True
+    vflip: bool = False
+    rotate_deg: float = 10.0  # uniform in [-rotate_deg, rotate_deg]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    size: int = 256
+    augment: AugmentSpec = field(default_factory=AugmentSpec)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    preset: str = "paper256"
+    # Any architecture field of the preset can be overridden here.
+    overrides: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    steps: int = 1000
+    epochs: int | None = None  # when set, train for whole epochs instead of `steps`
+    batch_size: int = 16  # global batch, split evenly over workers
+    lr: float = 4.5e-6
+    betas: tuple[float, float] = (0.5, 0.9)
+    log_every: int = 10
+    image_every: int = 100
+    val_every: int = 100
+    val_batches: int = 4
+    checkpoint_every: int = 500
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    name: str
+    weight: float = 1.0
+    start_step: int = 0  # the term is off (contributes 0) before this step
+    adaptive: bool = False  # taming-style gradient-norm balancing at the decoder's last layer
+    options: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    combination: str
+    seed: int
+    data: DataSpec
+    model: ModelSpec
+    train: TrainSpec
+    losses: tuple[LossSpec, ...]
+
+    def flat(self) -> dict[str, Any]:
+        """Every config value under a dotted key, for result tables and hparams."""
+        out: dict[str, Any] = {"combination": self.combination, "seed": self.seed}
+        _flatten("data", dataclasses.asdict(self.data), out)
+        _flatten("model", {"preset": self.model.preset, **self.model.overrides}, out)
+        _flatten("train", dataclasses.asdict(self.train), out)
+        for spec in self.losses:
+            _flatten(f"loss.{spec.name}", {k: v for k, v in dataclasses.asdict(spec).items() if k != "name"}, out)
+        return out
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    description: str
+    source: str
+    trials: tuple[TrialSpec, ...]
+
+
+def _flatten(prefix: str, value: Any, out: dict) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}", v, out)
+    elif isinstance(value, (list, tuple)):
+        out[prefix] = str(list(value))
+    else:
+        out[prefix] = value
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """Check/convert one YAML value against a dataclass field type."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, where)
+    if dataclasses.is_dataclass(tp):
+        return build_dataclass(tp, value, where)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if math.isnan(value) or math.isinf(value):
+            raise ConfigError(f"{where}: must be finite, got {value!r}")
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)) or len(value) != len(args):
+            raise ConfigError(f"{where}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if tp is dict or origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def build_dataclass(cls: type, raw: Any, where: str) -> Any:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid: {sorted(names)}")
+    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in raw.items()}
+    return cls(**kwargs)
+
+
+def _loss_specs(raw: Any, where: str) -> tuple[LossSpec, ...]:
+    from ablate.losses import LOSSES  # late: keeps config importable without torch at module load
+
+    if not isinstance(raw, dict) or not raw:
+        raise ConfigError(f"{where}: expected a non-empty mapping of loss terms")
+    specs = []
+    for name, body in raw.items():
+        if body is None:  # removed by a combination
+            continue
+        key = f"{where}.{name}"
+        try:
+            entry = LOSSES.get(name)
+        except KeyError as e:
+            raise ConfigError(f"{key}: {e.args[0]}") from None
+        if not isinstance(body, dict):
+            raise ConfigError(f"{key}: expected a mapping like {{weight: 1.0}}, got {body!r}")
+        common = {k: body[k] for k in ("weight", "start_step", "adaptive") if k in body}
+        options = {k: v for k, v in body.items() if k not in common}
+        valid = entry.options()
+        bad = sorted(set(options) - set(valid))
+        if bad:
+            raise ConfigError(
+                f"{key}: unknown option(s) {bad}; valid: {sorted(['weight', 'start_step', 'adaptive', *valid])}"
+            )
+        spec = build_dataclass(LossSpec, {"name": name, **common, "options": options}, key)
+        if spec.weight < 0:
+            raise ConfigError(f"{key}.weight: must be >= 0, got {spec.weight}")
+        if spec.start_step < 0:
+            raise ConfigError(f"{key}.start_step: must be >= 0, got {spec.start_step}")
+        specs.append(spec)
+    if not specs:
+        raise ConfigError(f"{where}: every loss term was removed; at least one is needed")
+    return tuple(specs)
+
+
+def trial_from_dict(combination: str, seed: int, cfg: dict, where: str) -> TrialSpec:
+    unknown = sorted(set(cfg) - {"data", "model", "train", "losses"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid: ['data', 'losses', 'model', 'train']")
+    model_raw = dict(cfg.get("model") or {})
+    preset = model_raw.pop("preset", "paper256")
+    from ablate.models.presets import check_overrides
+
+    try:
+        check_overrides(preset, model_raw)
+    except (KeyError, ValueError) as e:
+        raise ConfigError(f"{where}.model: {e.args[0]}") from None
+    spec = TrialSpec(
+        combination=combination,
+        seed=seed,
+        data=build_dataclass(DataSpec, cfg.get("data"), f"{where}.data"),
+        model=ModelSpec(preset=preset, overrides=model_raw),
+        train=build_dataclass(TrainSpec, cfg.get("train"), f"{where}.train"),
+        losses=_loss_specs(cfg.get("losses"), f"{where}.losses"),
+    )
+    t = spec.train
+    for k in ("steps", "batch_size", "log_every", "image_every", "val_every", "val_batches", "checkpoint_every"):
+        if getattr(t, k) <= 0:
+            raise ConfigError(f"{where}.train.{k}: must be > 0, got {getattr(t, k)}")
+    if t.epochs is not None and t.epochs <= 0:
+        raise ConfigError(f"{where}.train.epochs: must be > 0, got {t.epochs}")
+    if t.lr <= 0:
+        raise ConfigError(f"{where}.train.lr: must be > 0, got {t.lr}")
+    if spec.data.size < 16 or spec.data.size % 8:
+        raise ConfigError(f"{where}.data.size: must be a multiple of 8 and >= 16, got {spec.data.size}")
+    return spec
+
+
+def load_grid(path: str | Path, overrides: dict | None = None) -> Grid:
+    """Read a search space; `overrides` (e.g. {"train": {"steps": 20}}) is merged into every trial."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: search space file not found") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: malformed YAML: {e}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    unknown = sorted(set(raw) - {"name", "description", "base", "combinations", "seeds"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key(s) {unknown}")
+    combos = raw.get("combinations")
+    if not isinstance(combos, dict) or not combos:
+        raise ConfigError(f"{path}: combinations: expected a non-empty mapping name -> overrides")
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise ConfigError(f"{path}: seeds: expected a non-empty list of integers, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{path}: seeds: duplicates in {seeds}")
+    base = raw.get("base") or {}
+    if not isinstance(base, dict):
+        raise ConfigError(f"{path}: base: expected a mapping")
+    trials = []
+    for cname, override in combos.items():
+        if not isinstance(cname, str) or not cname.replace("_", "").replace("-", "").isalnum():
+            raise ConfigError(f"{path}: combinations.{cname}: names must be letters, digits, '-' or '_'")
+        if override is not None and not isinstance(override, dict):
+            raise ConfigError(f"{path}: combinations.{cname}: expected a mapping of overrides")
+        merged = deep_merge(base, override or {})
+        merged = deep_merge(merged, overrides or {})
+        for seed in seeds:
+            trials.append(trial_from_dict(cname, seed, merged, f"{path}: combinations.{cname}"))
+    return Grid(name=str(raw.get("name", path.stem)), description=str(raw.get("description", "")),
+                source=str(path), trials=tuple(trials))
+
+
+def find_grid(name: str) -> Path:
+    """A path to a YAML file, or a preset name under search_spaces/ (cwd first, then the repo)."""
+    p = Path(name)
+    if p.suffix in (".yaml", ".yml"):
+        if not p.exists():
+            raise ConfigError(f"{p}: search space file not found")
+        return p
+    roots = [Path.cwd() / "search_spaces", Path(__file__).resolve().parent.parent / "search_spaces"]
+    for root in roots:
+        cand = root / f"{name}.yaml"
+        if cand.exists():
+            return cand
+    known = sorted({f.stem for r in roots if r.is_dir() for f in r.glob("*.yaml")})
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    raise ConfigError(f"unknown grid {name!r}.{hint} Known: {', '.join(known)} (or give a path to a .yaml file)")

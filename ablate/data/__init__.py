@@ -1,0 +1,1 @@
+"""Data: raw folders -> preprocessed Parquet shards -> Ray Data streams."""

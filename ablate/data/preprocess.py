@@ -1,0 +1,140 @@
+"""Per-image preprocessing: read, find the field of view, crop, pad square, resize.
+
+Output arrays are uint8. The image is zeroed outside the FOV so every sample
+has the same black surround whatever the camera did.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from scipy import ndimage
+
+MIN_SIDE = 64  # smaller photographs carry no usable vessel detail
+
+
+class RejectedImage(ValueError):
+    """This file cannot be used; the message says why (it goes to rejects.csv)."""
+
+
+@dataclass(frozen=True)
+class Prepared:
+    image: np.ndarray  # (S, S, 3) uint8
+    fov: np.ndarray  # (S, S) bool
+    vessel: np.ndarray | None  # (S, S) bool
+    original_size: tuple[int, int]  # (height, width) of the source photograph
+    fov_source: str  # "mask" or "threshold"
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    data = path.read_bytes()
+    if not data:
+        raise RejectedImage("empty file (0 bytes)")
+    try:
+        im = Image.open(io.BytesIO(data))
+        im.load()
+    except UnidentifiedImageError:
+        raise RejectedImage("not a readable image") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise RejectedImage(f"corrupt or truncated image ({e})") from None
+    mode = im.mode
+    if mode in ("L", "LA", "1"):
+        raise RejectedImage(f"grayscale image (mode {mode}); a colour fundus photograph is needed")
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        raise RejectedImage(f"single-channel {mode} image; a colour fundus photograph is needed")
+    if mode in ("P", "PA", "RGBA", "CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGB")  # palette / alpha / other colour spaces carry an RGB picture
+    elif mode != "RGB":
+        raise RejectedImage(f"unsupported image mode {mode}")
+    arr = np.asarray(im)
+    if min(arr.shape[:2]) < MIN_SIDE:
+        raise RejectedImage(f"too small ({arr.shape[1]}x{arr.shape[0]}); at least {MIN_SIDE} px a side needed")
+    return arr
+
+
+def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    try:
+        im = Image.open(path)
+        im.load()
+    except (OSError, SyntaxError, ValueError) as e:
+        raise RejectedImage(f"mask {path.name} unreadable ({e})") from None
+    arr = np.asarray(im.convert("L"))
+    if arr.shape != shape:
+        raise RejectedImage(f"mask {path.name} is {arr.shape[1]}x{arr.shape[0]}, image is {shape[1]}x{shape[0]}")
+    return arr > 127
+
+
+def threshold_fov(rgb: np.ndarray) -> np.ndarray:
+    """FOV from the red channel: fundus cameras leave a near-black surround, and
+    red is the brightest channel inside the eye. Largest component, holes filled."""
+    red = rgb[..., 0].astype(np.float32)
+    thr = max(8.0, 0.15 * float(np.percentile(red, 99)))
+    mask = red > thr
+    labels, n = ndimage.label(mask)
+    if n == 0:
+        return mask
+    sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
+    mask = labels == (1 + int(np.argmax(sizes)))
+    return ndimage.binary_fill_holes(mask)
+
+
+def _square_crop(arr: np.ndarray, bbox: tuple[int, int, int, int]) -> np.ndarray:
+    """Crop to bbox (r0, r1, c0, c1) then pad with zeros to a centred square."""
+    r0, r1, c0, c1 = bbox
+    crop = arr[r0:r1, c0:c1]
+    h, w = crop.shape[:2]
+    side = max(h, w)
+    out = np.zeros((side, side) + crop.shape[2:], dtype=crop.dtype)
+    top, left = (side - h) // 2, (side - w) // 2
+    out[top : top + h, left : left + w] = crop
+    return out
+
+
+def _resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
+    # Box filter = area fraction per output pixel; >= 0.5 keeps thin vessels' mass fair.
+    im = Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.Resampling.BOX)
+    return np.asarray(im) >= 128
+
+
+def preprocess(image: Path, size: int, fov: Path | None = None, vessel: Path | None = None) -> Prepared:
+    rgb = read_rgb(image)
+    shape = rgb.shape[:2]
+    if fov is not None:
+        fov_mask, fov_source = read_mask(fov, shape), "mask"
+    else:
+        fov_mask, fov_source = threshold_fov(rgb), "threshold"
+    if fov_mask.mean() < 0.05:
+        raise RejectedImage(f"no field of view found ({fov_source}: {fov_mask.mean():.1%} of pixels)")
+    vessel_mask = read_mask(vessel, shape) if vessel is not None else None
+    rows, cols = np.nonzero(fov_mask)
+    bbox = (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1)
+    rgb = np.where(fov_mask[..., None], rgb, 0).astype(np.uint8)
+    sq = _square_crop(rgb, bbox)
+    img = np.asarray(Image.fromarray(sq).resize((size, size), Image.Resampling.LANCZOS))
+    fov_small = _resize_mask(_square_crop(fov_mask, bbox), size)
+    # Zero again at the output size: resampling spreads the rim, and the stored
+    # mask must describe exactly which pixels are photograph.
+    img = np.where(fov_small[..., None], img, 0).astype(np.uint8)
+    return Prepared(
+        image=img,
+        fov=fov_small,
+        vessel=None if vessel_mask is None else _resize_mask(_square_crop(vessel_mask, bbox), size),
+        original_size=(int(shape[0]), int(shape[1])),
+        fov_source=fov_source,
+    )
+
+
+def png_bytes(arr: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(arr.astype(np.uint8) if arr.dtype != bool else arr.astype(np.uint8) * 255).save(
+        buf, format="PNG", optimize=False
+    )
+    return buf.getvalue()
+
+
+def decode_png(data: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(data)))

@@ -1,0 +1,105 @@
+"""Find fundus photographs and their masks in a folder, whatever its layout.
+
+Supported:
+- DRIVE as distributed here: images/, vessels/ (or 1st_manual/), fov/ (or mask/),
+  with an optional split.csv (stem,split);
+- DRIVE as distributed originally: training/ and test/ each holding images/,
+  1st_manual/, mask/ (the split comes from the folder name);
+- a plain folder of images (no masks; FOV found by thresholding);
+- in general, any folder whose images sit in images/ (or at the top) with masks
+  in sibling folders, matched by file stem.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif"}
+VESSEL_DIRS = ("vessels", "1st_manual", "manual", "manual1", "vessel", "labels")
+FOV_DIRS = ("fov", "mask", "masks", "fov_masks")
+# Folder names that carry a dataset's own split, mapped to ours.
+SPLIT_DIRS = {"training": "train", "train": "train", "val": "val", "validation": "val", "test": "test"}
+SPLIT_NAMES = {"training": "train", "train": "train", "val": "val", "validation": "val", "valid": "val", "test": "test"}
+
+
+@dataclass(frozen=True)
+class SourceItem:
+    image: Path
+    vessel: Path | None
+    fov: Path | None
+    split: str | None  # the dataset's own split, mapped to train/val/test; None when absent
+
+    @property
+    def name(self) -> str:
+        return self.image.name
+
+
+def _files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def _match(stem: str, candidates: dict[str, Path]) -> Path | None:
+    """Exact stem; else a unique mask stem of the form '<stem>_...'; else a unique
+    mask sharing the leading id token (DRIVE's '21_training' ~ '21_manual1')."""
+    if stem in candidates:
+        return candidates[stem]
+    pref = [p for s, p in candidates.items() if s.startswith(stem + "_")]
+    if len(pref) == 1:
+        return pref[0]
+    token = stem.split("_")[0]
+    if token and token != stem:
+        same = [p for s, p in candidates.items() if s.split("_")[0] == token]
+        if len(same) == 1:
+            return same[0]
+    return None
+
+
+def _read_split_csv(path: Path) -> dict[str, str]:
+    out = {}
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or not {"stem", "split"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: expected columns 'stem,split', got {reader.fieldnames}")
+        for row in reader:
+            split = SPLIT_NAMES.get(row["split"].strip().lower())
+            if split is None:
+                raise ValueError(f"{path}: unknown split {row['split']!r} for stem {row['stem']!r}")
+            out[row["stem"].strip()] = split
+    return out
+
+
+def _scan_one(root: Path, split_from_dir: str | None) -> list[SourceItem]:
+    img_dir = root / "images" if (root / "images").is_dir() else root
+    vdir = next((root / d for d in VESSEL_DIRS if (root / d).is_dir()), None)
+    fdir = next((root / d for d in FOV_DIRS if (root / d).is_dir()), None)
+    vessels = {p.stem: p for p in _files(vdir)} if vdir else {}
+    fovs = {p.stem: p for p in _files(fdir)} if fdir else {}
+    splits = _read_split_csv(root / "split.csv") if (root / "split.csv").is_file() else {}
+    items = []
+    for img in _files(img_dir):
+        items.append(
+            SourceItem(
+                image=img,
+                vessel=_match(img.stem, vessels),
+                fov=_match(img.stem, fovs),
+                split=split_from_dir or splits.get(img.stem),
+            )
+        )
+    return items
+
+
+def scan(src: str | Path) -> list[SourceItem]:
+    src = Path(src)
+    if not src.exists():
+        raise FileNotFoundError(f"{src}: no such folder")
+    if not src.is_dir():
+        raise NotADirectoryError(f"{src}: not a folder")
+    split_dirs = [d for d in sorted(src.iterdir()) if d.is_dir() and d.name.lower() in SPLIT_DIRS]
+    if split_dirs:
+        items = []
+        for d in split_dirs:
+            items += _scan_one(d, SPLIT_DIRS[d.name.lower()])
+        return items
+    return _scan_one(src, None)

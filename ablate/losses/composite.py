@@ -1,0 +1,106 @@
+"""Sum of weighted loss terms -> (total, {"loss/<term>": value, ...}).
+
+Every configured number acts: `weight` multiplies the term, `start_step` zeroes
+it before that step, and `adaptive` multiplies it by the taming-style balance
+    lambda = clamp(||grad_W L_rec|| / (||grad_W L_term|| + 1e-4), 0, 1e4)
+at W = the decoder's last layer, where L_rec is the weighted sum of the
+non-adaptive image terms (the paper's code applied this to the perceptual,
+foundation-model and GAN terms). Log values are detached tensors: converting
+them to floats is the caller's choice, so a training step forces no host sync.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ablate.config import LossSpec
+from ablate.losses.base import AuxLoss
+from ablate.losses.registry import LOSSES
+
+ADAPTIVE_MAX = 1e4
+
+
+@dataclass
+class Term:
+    name: str
+    module: nn.Module
+    weight: float
+    start_step: int
+    adaptive: bool
+
+
+class CompositeLoss(nn.Module):
+    def __init__(self, terms: list[Term]):
+        super().__init__()
+        if not terms:
+            raise ValueError("a composite loss needs at least one term")
+        self.terms = terms
+        # Register modules so .to(device) and state_dict reach them.
+        self.modules_ = nn.ModuleDict({t.name: t.module for t in terms})
+
+    @classmethod
+    def from_specs(cls, specs: tuple[LossSpec, ...] | list[LossSpec]) -> "CompositeLoss":
+        terms = [
+            Term(s.name, LOSSES.build(s.name, where=f"losses.{s.name}", **s.options), s.weight, s.start_step, s.adaptive)
+            for s in specs
+        ]
+        return cls(terms)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        x_hat: torch.Tensor,
+        aux: dict[str, torch.Tensor],
+        step: int = 0,
+        last_layer: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        values: dict[str, torch.Tensor] = {}
+        for t in self.terms:
+            if isinstance(t.module, AuxLoss):
+                if t.module.reads_aux not in aux:
+                    raise ValueError(f"loss {t.name!r} reads {t.module.reads_aux!r}, which the model did not return")
+                values[t.name] = t.module(aux[t.module.reads_aux])
+            elif getattr(t.module, "rgb_only", False):
+                values[t.name] = t.module(x[:, :3], x_hat[:, :3])
+            else:
+                values[t.name] = t.module(x, x_hat)
+
+        active = {t.name: step >= t.start_step for t in self.terms}
+        rec = [t.weight * values[t.name] for t in self.terms
+               if active[t.name] and not t.adaptive and not isinstance(t.module, AuxLoss)]
+        total = x_hat.new_zeros(())
+        logs: dict[str, torch.Tensor] = {}
+        for t in self.terms:
+            v = values[t.name]
+            # A term may carry a tag saying more than its name (e.g. "lpips[random-vgg]"
+            # when run with a random trunk), so logs can't pass a stand-in off as the real thing.
+            logs[f"loss/{getattr(t.module, 'tag', t.name)}"] = v.detach()
+            if not active[t.name]:
+                continue
+            factor = t.weight
+            if t.adaptive:
+                lam = self._adaptive(sum(rec) if rec else None, v, last_layer, t.name)
+                logs[f"adaptive/{getattr(t.module, 'tag', t.name)}"] = lam
+                factor = factor * lam
+            total = total + factor * v
+        logs["loss/total"] = total.detach()
+        return total, logs
+
+    @staticmethod
+    def _adaptive(rec: torch.Tensor | None, term: torch.Tensor, last_layer: torch.Tensor | None, name: str) -> torch.Tensor:
+        if last_layer is None:
+            raise ValueError(f"loss {name!r} is adaptive but no decoder last layer was given")
+        if rec is None:
+            raise ValueError(f"loss {name!r} is adaptive but there is no non-adaptive image term to balance it against")
+        if not torch.is_grad_enabled() or not term.requires_grad:
+            # Evaluation: no graph to differentiate; report the term at its plain weight.
+            return term.new_ones(())
+        g_rec = torch.autograd.grad(rec, last_layer, retain_graph=True)[0]
+        g_term = torch.autograd.grad(term, last_layer, retain_graph=True, allow_unused=True)[0]
+        if g_term is None:
+            raise ValueError(f"loss {name!r} does not depend on the decoder's last layer; it cannot be adaptive")
+        lam = g_rec.norm() / (g_term.norm() + 1e-4)
+        return lam.clamp(0.0, ADAPTIVE_MAX).detach()

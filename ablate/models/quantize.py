@@ -1,0 +1,45 @@
+"""Vector quantiser (VQ-VAE / taming VectorQuantizer2) with a straight-through estimator."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class VectorQuantizer(nn.Module):
+    """Nearest-codebook quantisation of (B, D, H, W) latents.
+
+    Loss with `legacy=True` (taming's default, used by the paper's code):
+        ||sg[z_q] - z||^2 + beta * ||z_q - sg[z]||^2
+    and with `legacy=False` the VQ-VAE paper's form:
+        beta * ||sg[z_q] - z||^2 + ||z_q - sg[z]||^2
+    """
+
+    def __init__(self, n_embed: int, embed_dim: int, beta: float = 0.25, legacy: bool = True):
+        super().__init__()
+        if n_embed < 2 or embed_dim < 1:
+            raise ValueError(f"codebook needs n_embed >= 2 and embed_dim >= 1, got {n_embed}x{embed_dim}")
+        if beta < 0:
+            raise ValueError(f"beta must be >= 0, got {beta}")
+        self.n_embed, self.embed_dim, self.beta, self.legacy = n_embed, embed_dim, beta, legacy
+        self.embedding = nn.Embedding(n_embed, embed_dim)
+        self.embedding.weight.data.uniform_(-1.0 / n_embed, 1.0 / n_embed)
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        b, d, h, w = z.shape
+        if d != self.embed_dim:
+            raise ValueError(f"latent has {d} channels, codebook dimension is {self.embed_dim}")
+        flat = z.permute(0, 2, 3, 1).reshape(-1, d)
+        e = self.embedding.weight
+        dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ e.t() + e.pow(2).sum(1)[None]
+        idx = dist.argmin(1)
+        zq = self.embedding(idx).view(b, h, w, d).permute(0, 3, 1, 2)
+        commit = F.mse_loss(z, zq.detach())
+        codebook = F.mse_loss(zq, z.detach())
+        loss = commit + self.beta * codebook if self.legacy else self.beta * commit + codebook
+        zq = z + (zq - z).detach()  # straight-through: decoder gradient flows to the encoder
+        counts = torch.bincount(idx, minlength=self.n_embed).float()
+        probs = counts / counts.sum()
+        perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
+        return zq, {"codebook": loss, "perplexity": perplexity.detach(), "codes_used": (counts > 0).float().sum().detach()}

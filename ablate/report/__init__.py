@@ -1,0 +1,1 @@
+"""Reporting: result tables (results.py); tables, plots and statistics build on them."""

@@ -1,0 +1,55 @@
+"""One row per trial: name, combination, seed, every config value, final metrics,
+checkpoint path, wall time. Written as results.parquet and results.csv."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ablate.config import TrialSpec
+from ablate.io import atomic_path
+
+KEY_COLUMNS = ["trial", "trial_id", "combination", "seed", "status"]
+
+
+def collect_results(result_grid, trials: dict[str, TrialSpec]) -> pd.DataFrame:
+    rows = []
+    for result in result_grid:
+        key = result.config["trial"]
+        spec = trials[key]
+        m = dict(result.metrics or {})
+        row = {
+            "trial": f"{key}-{m.get('trial_id', '')}".rstrip("-"),
+            "trial_id": m.get("trial_id"),
+            "status": "error" if result.error else ("done" if m.get("final") else "incomplete"),
+            "error": None if result.error is None else f"{type(result.error).__name__}: {result.error}"[:2000],
+            **{f"config.{k}": v for k, v in spec.flat().items() if k not in ("combination", "seed")},
+            "combination": spec.combination,
+            "seed": spec.seed,
+            "steps": m.get("step"),
+            "workers": m.get("world_size"),
+            "checkpoint": m.get("checkpoint_path"),
+            "wall_time_s": m.get("time_total_s"),
+            "startup_s": m.get("time/startup_s"),
+            "trial_dir": result.path,
+        }
+        row.update({k: v for k, v in m.items() if k.startswith(("val/", "train/"))})
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    front = [c for c in KEY_COLUMNS if c in df.columns]
+    return df[front + [c for c in df.columns if c not in front]].sort_values(["combination", "seed"]).reset_index(drop=True)
+
+
+def write_results(df: pd.DataFrame, out: Path) -> None:
+    with atomic_path(out / "results.parquet") as tmp:
+        df.to_parquet(tmp, index=False)
+    with atomic_path(out / "results.csv") as tmp:
+        df.to_csv(tmp, index=False)
+
+
+def print_summary(df: pd.DataFrame, wall_s: float) -> None:
+    cols = [c for c in ["trial", "status", "steps", "val/loss/total", "val/psnr", "wall_time_s", "startup_s"] if c in df.columns]
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
+        print(df[cols].to_string(index=False))
+    print(f"{len(df)} trials in {wall_s:.1f} s wall")

@@ -1,0 +1,74 @@
+"""The per-trial driver: Tune calls `run_trial` once per trial; it builds the
+trial's Ray Data streams and fits a TorchTrainer whose reports reach Tune
+through TuneReportCallback (the Ray >= 2.51 Tune + Train pattern).
+
+Kept apart from the per-worker loop (loop.py): this runs in the trial's
+driver process with a sliver of CPU; the heavy work runs in the workers.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ablate.config import TrialSpec
+
+
+@dataclass(frozen=True)
+class Placement:
+    workers: int
+    cpus_per_worker: float
+    gpus_per_worker: float
+    threads_per_worker: int
+    concurrent: int
+    driver_cpus: float = 0.01
+
+
+def trial_key(spec: TrialSpec) -> str:
+    return f"{spec.combination}-s{spec.seed}"
+
+
+def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_dir: str, placement: Placement,
+              max_failures: int = 0) -> None:
+    import ray.train
+    from ray import tune
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    from ablate.data.stream import split_dataset
+    from ablate.train.loop import train_loop_per_worker
+
+    started = time.time()
+    spec = trials[config["trial"]]
+    trial_name = tune.get_context().get_trial_name()
+    datasets = {
+        "train": split_dataset(data_dir, "train", spec.data.size, spec.data.augment),
+        "val": split_dataset(data_dir, "val", spec.data.size, None),
+    }
+    trainer = TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={
+            "spec": spec,
+            "tb_dir": str(Path(exp_dir) / "tensorboard" / trial_name),
+            "threads": placement.threads_per_worker,
+            "trial_started_at": started,
+        },
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=placement.workers,
+            use_gpu=placement.gpus_per_worker > 0,
+            resources_per_worker={"CPU": placement.cpus_per_worker,
+                                  **({"GPU": placement.gpus_per_worker} if placement.gpus_per_worker else {})},
+        ),
+        run_config=ray.train.RunConfig(
+            # Named after the trial (itself named from the trial id), so a restored
+            # grid finds the same run folder and its checkpoints.
+            name=trial_name,
+            storage_path=str(Path(exp_dir) / "train"),
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
+            callbacks=[TuneReportCallback()],
+        ),
+        datasets=datasets,
+    )
+    trainer.fit()

@@ -1,0 +1,191 @@
+"""`ablate launch`: expand a search space into trials and run them with Ray Tune.
+
+Resource rule (measured on a 2-core machine): Ray Data's read/decode tasks each
+need one whole CPU, so the CPUs held by all concurrent trials' drivers and
+workers must leave at least one CPU free, or the stream never starts and the
+run hangs without an error. `plan_placement` enforces it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ablate.config import ConfigError, Grid, find_grid, load_grid
+from ablate.data.shards import DatasetError, read_manifest
+from ablate.train.driver import Placement, run_trial, trial_key
+
+DATA_CPU_RESERVE = 1.0
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    grid: str
+    data: str | None = None
+    out: str | None = None
+    workers: int = 1
+    cpus_per_worker: float | None = None
+    gpus_per_worker: float = 0.0
+    concurrent: int | None = None
+    address: str | None = None
+    steps: int | None = None
+    epochs: int | None = None
+    size: int | None = None
+    max_failures: int = 0
+    dry_run: bool = False
+
+
+def plan_placement(total_cpus: float, workers: int, cpus_per_worker: float | None, gpus_per_worker: float,
+                   concurrent: int | None, driver_cpus: float = 0.01) -> Placement:
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    budget = total_cpus - DATA_CPU_RESERVE
+    if budget <= driver_cpus:
+        raise ConfigError(f"Ray has {total_cpus:g} CPUs; at least 2 are needed (one stays free for Ray Data)")
+    if cpus_per_worker is None:
+        per_trial = budget / (concurrent or 1)
+        cpus_per_worker = math.floor((per_trial - driver_cpus) / workers * 20) / 20  # 0.05 steps
+        cpus_per_worker = min(cpus_per_worker, 8.0)
+        if cpus_per_worker < 0.05:
+            raise ConfigError(f"{workers} workers x {concurrent or 1} concurrent trials do not fit in {total_cpus:g} CPUs")
+    per_trial = workers * cpus_per_worker + driver_cpus
+    fits = int(budget // per_trial)
+    if concurrent is None:
+        concurrent = max(1, fits)
+    if concurrent > fits:
+        raise ConfigError(
+            f"{concurrent} concurrent trials x ({workers} workers x {cpus_per_worker:g} CPUs + {driver_cpus} driver) "
+            f"= {concurrent * per_trial:g} CPUs, but only {budget:g} of {total_cpus:g} may be held "
+            f"(one CPU stays free for Ray Data, or the stream stalls). Lower --concurrent or --cpus-per-worker."
+        )
+    return Placement(workers, cpus_per_worker, gpus_per_worker, max(1, int(round(cpus_per_worker))), concurrent, driver_cpus)
+
+
+def resolve_grid(opts: LaunchOptions) -> Grid:
+    overrides: dict = {}
+    if opts.steps is not None:
+        overrides.setdefault("train", {})["steps"] = opts.steps
+    if opts.epochs is not None:
+        overrides.setdefault("train", {})["epochs"] = opts.epochs
+    if opts.size is not None:
+        overrides.setdefault("data", {})["size"] = opts.size
+    return load_grid(find_grid(opts.grid), overrides)
+
+
+def check_data(data_dir: str, grid: Grid) -> dict:
+    manifest = read_manifest(data_dir)
+    for split in ("train", "val"):
+        if manifest["counts"].get(split, 0) == 0:
+            raise DatasetError(f"{data_dir}: the {split} split is empty (counts {manifest['counts']})")
+    for spec in grid.trials:
+        if spec.data.size > manifest["image_size"]:
+            raise DatasetError(
+                f"{data_dir}: prepared at {manifest['image_size']} px but trial {trial_key(spec)} asks for "
+                f"{spec.data.size} px; re-run `ablate prepare SRC --out {data_dir} --size {spec.data.size}`"
+            )
+    return manifest
+
+
+def preflight_losses(grid: Grid) -> None:
+    """Fail before Ray starts if a term's weights are missing or its options are wrong."""
+    from ablate.losses import LOSSES
+
+    seen = set()
+    for spec in grid.trials:
+        for ls in spec.losses:
+            key = (ls.name, repr(sorted(ls.options.items())))
+            if key in seen:
+                continue
+            seen.add(key)
+            entry = LOSSES.get(ls.name)
+            if entry.preflight is not None:
+                entry.preflight(**ls.options)
+
+
+def trial_table(grid: Grid) -> str:
+    lines = [f"{'trial':<28} {'combination':<20} {'seed':>4}  losses"]
+    for spec in grid.trials:
+        terms = ", ".join(f"{l.name}x{l.weight:g}" + ("(adaptive)" if l.adaptive else "") +
+                          (f"@{l.start_step}" if l.start_step else "") for l in spec.losses)
+        lines.append(f"{trial_key(spec):<28} {spec.combination:<20} {spec.seed:>4}  {terms}")
+    return "\n".join(lines)
+
+
+def _start_ray(address: str | None) -> bool:
+    """Connect or start Ray; returns True when we started it (and so must stop it)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    if address:
+        ray.init(address=address, log_to_driver=True)
+        return False
+    tmp = os.environ.get("ABLATE_RAY_TMP") or os.path.join(tempfile.gettempdir(), "ablate-ray")
+    # The dashboard also serves the State API that Ray Train polls to clean up
+    # placement groups; bound to loopback so nothing is exposed on the network.
+    ray.init(num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1", _temp_dir=tmp,
+             runtime_env={"env_vars": {"RAY_TRAIN_V2_ENABLED": "1"}})
+    return True
+
+
+def launch(opts: LaunchOptions) -> Path | None:
+    from ablate.report.results import collect_results, print_summary, write_results
+
+    grid = resolve_grid(opts)
+    out = Path(opts.out or Path("runs") / grid.name).resolve()
+    if opts.data is None:
+        from ablate.data.demo import NOTICE, ensure_demo
+
+        print(NOTICE, file=sys.stderr)
+        data_dir = str(ensure_demo())
+    else:
+        data_dir = str(Path(opts.data).resolve())
+    check_data(data_dir, grid)
+    preflight_losses(grid)
+    print(f"grid {grid.name!r} from {grid.source}: {len(grid.trials)} trials -> {out}")
+    print(trial_table(grid))
+    if opts.dry_run:
+        return None
+
+    import ray
+    from ray import tune
+
+    started_ray = _start_ray(opts.address)
+    try:
+        placement = plan_placement(ray.cluster_resources().get("CPU", 0), opts.workers, opts.cpus_per_worker,
+                                   opts.gpus_per_worker, opts.concurrent)
+        print(f"placement: {placement.workers} worker(s) x {placement.cpus_per_worker:g} CPU"
+              f"{f' + {placement.gpus_per_worker:g} GPU' if placement.gpus_per_worker else ''} per trial, "
+              f"{placement.concurrent} trial(s) at a time")
+        trials = {trial_key(s): s for s in grid.trials}
+        trainable = tune.with_resources(
+            tune.with_parameters(run_trial, trials=trials, data_dir=data_dir, exp_dir=str(out), placement=placement,
+                                 max_failures=opts.max_failures),
+            {"cpu": placement.driver_cpus},
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"trial": tune.grid_search(list(trials))},
+            tune_config=tune.TuneConfig(
+                max_concurrent_trials=placement.concurrent,
+                # Names from the trial id (stable across restore), never timestamps.
+                trial_name_creator=lambda t: f"{t.config['trial']}-{t.trial_id}",
+                trial_dirname_creator=lambda t: f"{t.config['trial']}-{t.trial_id}",
+            ),
+            run_config=tune.RunConfig(name=out.name, storage_path=str(out.parent)),
+        )
+        t0 = time.time()
+        result_grid = tuner.fit()
+        wall = time.time() - t0
+        table = collect_results(result_grid, trials)
+        write_results(table, out)
+        print_summary(table, wall)
+        return out
+    finally:
+        if started_ray:
+            ray.shutdown()
