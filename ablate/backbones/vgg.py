@@ -1,0 +1,129 @@
+"""Frozen torchvision VGG16 `features` trunk, tapped where LPIPS taps it.
+
+Weights come from a local file in torchvision's own format (`vgg16-397923af.pth`,
+a plain state_dict with `features.*` and `classifier.*` keys), found by:
+    1. the explicit `weights` path,
+    2. the environment variable ABLATE_VGG16_WEIGHTS,
+    3. torch's hub cache, `<torch.hub.get_dir()>/checkpoints/vgg16-397923af.pth`
+       (where torchvision itself would have put it).
+The first one *given* is the one used: a set but wrong path is an error, never a
+reason to try the next place, so a run cannot silently use other weights than
+the ones configured. Nothing is ever downloaded. A random trunk is only built
+when asked for with pretrained=False.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from ablate.backbones import WeightsMissing
+
+VGG16_FILE = "vgg16-397923af.pth"
+VGG16_ENV = "ABLATE_VGG16_WEIGHTS"
+VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"  # named in messages only
+# LPIPS taps: relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 as features[a:b] slices.
+TAP_NAMES = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
+SLICES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))
+CHANNELS = (64, 128, 256, 512, 512)
+
+
+def _hub_cache_path() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
+
+
+def vgg16_weights_path(weights: str | os.PathLike | None = None) -> Path:
+    """The file to load, by the lookup order above; WeightsMissing if it is absent."""
+    if weights is not None:
+        where, path = "the `weights` option", Path(weights).expanduser()
+    elif os.environ.get(VGG16_ENV):
+        where, path = f"${VGG16_ENV}", Path(os.environ[VGG16_ENV]).expanduser()
+    else:
+        where, path = "the torch hub cache", _hub_cache_path()
+    if path.is_file():
+        return path
+    raise WeightsMissing(
+        f"VGG16 ImageNet weights {VGG16_FILE} not found at {path} (taken from {where}). "
+        f"Searched, in order: the `weights` option, ${VGG16_ENV}, {_hub_cache_path()}. "
+        f"Put torchvision's file ({VGG16_URL}) at {_hub_cache_path()}, or point ${VGG16_ENV} "
+        "or the loss option `weights` at it; or set pretrained: false to run with a random "
+        "trunk (logged as lpips[random-vgg])."
+    )
+
+
+def _features_skeleton() -> nn.Sequential:
+    # Built on the meta device: the structure is torchvision's own vgg16, but the
+    # 2 s and 500 MB of classifier initialisation that a real build costs are skipped.
+    # Every tensor is then replaced by load_state_dict(assign=True, strict=True).
+    with torch.device("meta"):
+        return torchvision.models.vgg16(weights=None).features
+
+
+def read_weights_file(path: str | os.PathLike) -> object:
+    """torch.load(weights_only=True) on CPU; an unreadable file is reported naming it."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # re-raised, not swallowed: only the message gains the path
+        raise WeightsMissing(f"{path} exists but could not be read as a torch weights file: {e}") from e
+
+
+def load_vgg16_features(path: str | os.PathLike) -> nn.Sequential:
+    """torchvision vgg16 `features` with the `features.*` tensors of a torchvision-format file."""
+    sd = read_weights_file(path)
+    if not isinstance(sd, dict):
+        raise WeightsMissing(f"{path} is not a torchvision VGG16 state_dict (got {type(sd).__name__})")
+    feats = {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")}
+    if not feats:
+        raise WeightsMissing(
+            f"{path} holds no `features.*` keys; expected torchvision's {VGG16_FILE} "
+            f"(first keys: {list(sd)[:5]})"
+        )
+    trunk = _features_skeleton()
+    # strict: a file from another VGG variant (e.g. vgg16_bn) fails here naming keys.
+    # `classifier.*` is ignored on purpose: LPIPS uses the convolutional trunk only.
+    trunk.load_state_dict(feats, strict=True, assign=True)
+    return trunk
+
+
+class VGG16Taps(nn.Module):
+    """Frozen VGG16 trunk returning the 5 LPIPS activations. Stays in eval mode."""
+
+    def __init__(self, features: nn.Sequential, pretrained: bool, source: str):
+        super().__init__()
+        # Children keep torchvision's indices (slices.2.10.weight is features.10.weight),
+        # as the lpips package does, so weights are easy to trace back to the file.
+        self.slices = nn.ModuleList(
+            nn.Sequential(OrderedDict((str(i), features[i]) for i in range(a, b))) for a, b in SLICES
+        )
+        self.pretrained = pretrained
+        self.source = source  # the file loaded, or "random init"
+        for p in self.parameters():
+            p.requires_grad_(False)
+        super().train(False)
+
+    def train(self, mode: bool = True) -> "VGG16Taps":
+        # A frozen feature network must not change behaviour when the model around it
+        # goes into training mode (a parent's .train() recurses into children).
+        return super().train(False)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        out = []
+        for s in self.slices:
+            x = s(x)
+            out.append(x)
+        return out
+
+
+def vgg16_taps(pretrained: bool = True, weights: str | os.PathLike | None = None) -> VGG16Taps:
+    if not pretrained:
+        if weights is not None:
+            raise ValueError("VGG16: `weights` was given but pretrained=False; pick one")
+        # torchvision's own random initialisation (kaiming normal convs, zero biases).
+        return VGG16Taps(torchvision.models.vgg16(weights=None).features, False, "random init")
+    path = vgg16_weights_path(weights)
+    return VGG16Taps(load_vgg16_features(path), True, str(path))

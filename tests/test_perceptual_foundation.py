@@ -1,0 +1,316 @@
+"""The `lpips` and `foundation` loss terms.
+
+LPIPS is checked against the reference `lpips` package with the same (random,
+stand-in) VGG16 weights loaded into both; the foundation term runs on a tiny ViT
+saved in RETFound's MAE checkpoint format, through the same loading code as the
+real ViT-L/16.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import torchvision
+from PIL import Image
+
+from ablate.backbones import WeightsMissing
+from ablate.backbones.retfound import build_vit
+from ablate.backbones.vgg import SLICES, VGG16_FILE
+from ablate.config import LossSpec
+from ablate.losses import LOSSES, CompositeLoss
+
+DRIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "drive"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tensors here are tiny: on a shared CPU, torch's thread pool costs 10-20x more than it saves."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+# ----------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def vgg_file(tmp_path_factory):
+    """torchvision-format vgg16 file with random trunk weights (the real ones are not on this machine)."""
+    g = torch.Generator().manual_seed(0)
+    feats = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])
+    sd = {}
+    for k, v in feats.state_dict().items():
+        std = (2.0 / v[0].numel()) ** 0.5 if v.dim() == 4 else 0.05
+        sd[f"features.{k}"] = torch.randn(v.shape, generator=g) * std
+    sd["classifier.0.weight"] = torch.randn(4, 8, generator=g)
+    path = tmp_path_factory.mktemp("vgg") / VGG16_FILE
+    torch.save(sd, path)
+    return path, sd
+
+
+@pytest.fixture(scope="module")
+def lpips_term(vgg_file):
+    return LOSSES.build("lpips", weights=str(vgg_file[0]))
+
+
+@pytest.fixture(scope="module")
+def drive64(drive_dir):
+    """Two DRIVE photographs at 64x64, in [0, 1] (drive_dir, from conftest, fails if DRIVE is absent)."""
+    assert drive_dir == DRIVE
+    files = sorted((drive_dir / "images").glob("*.tif"))[:2]
+    assert len(files) == 2, f"expected DRIVE .tif images under {drive_dir / 'images'}"
+    ims = [np.asarray(Image.open(f).convert("RGB").resize((64, 64), Image.BILINEAR)) for f in files]
+    return torch.from_numpy(np.stack(ims)).permute(0, 3, 1, 2).float() / 255
+
+
+def degrade(x, seed=0):
+    """A plausible reconstruction: blurred, noisy, slightly out of [0, 1] (decoders are linear)."""
+    g = torch.Generator().manual_seed(seed)
+    blurred = F.avg_pool2d(x, 3, stride=1, padding=1, count_include_pad=False)
+    return blurred + 0.05 * torch.randn(x.shape, generator=g)
+
+
+# ----------------------------------------------------------------------------- LPIPS vs the lpips package
+
+
+def test_lpips_equals_the_lpips_package_with_the_same_weights(vgg_file, lpips_term, drive64):
+    import lpips as lpips_pkg
+
+    path, saved = vgg_file
+    # pretrained=True loads the package's own v0.1 linear heads; pnet_rand=True keeps it
+    # from downloading VGG16, whose trunk we then overwrite with the same stand-in file.
+    ref = lpips_pkg.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False).eval()
+    mapped = {}
+    for s, (a, b) in enumerate(SLICES):
+        for i in range(a, b):
+            for kind in ("weight", "bias"):
+                if f"features.{i}.{kind}" in saved:
+                    mapped[f"slice{s + 1}.{i}.{kind}"] = saved[f"features.{i}.{kind}"]
+    ref.net.load_state_dict(mapped, strict=True)
+
+    # One batch of four pairs: two reconstructions-like, two different photographs.
+    a = torch.cat([drive64, drive64])
+    b = torch.cat([degrade(drive64), drive64.flip(0)])
+    ours = lpips_term.lpips_distance(a, b)
+    with torch.no_grad():
+        theirs = ref(a, b, normalize=True).flatten()  # normalize=True: the package maps [0,1] -> [-1,1]
+    assert ours.shape == (4,)
+    assert (ours - theirs).abs().max().item() < 1e-5, (ours, theirs)
+    # The comparison is not between zeros or near-equal values.
+    assert ours.min() > 1e-3 and ours.max() - ours.min() > 1e-3
+
+
+# ----------------------------------------------------------------------------- LPIPS term properties
+
+
+def test_lpips_term_properties(lpips_term, drive64):
+    x = drive64[:1]  # one image: VGG16 on a shared CPU is the slow part of this file
+    assert lpips_term.tag == "lpips" and lpips_term.rgb_only
+    x_hat = degrade(x).requires_grad_(True)
+    v = lpips_term(x, x_hat)
+    assert v.dim() == 0 and v.item() > 0
+    v.backward()
+    assert x_hat.grad is not None and x_hat.grad.abs().sum() > 0
+    assert all(p.grad is None and not p.requires_grad for p in lpips_term.parameters())
+    with torch.no_grad():
+        assert lpips_term(x, x.clone()).item() == pytest.approx(0.0, abs=1e-7)
+    with pytest.raises(ValueError, match="shape"):
+        lpips_term(x, x[:, :, :32])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        lpips_term(x * 255, x)
+    lpips_term.train()
+    assert not any(m.training for m in lpips_term.vgg.modules())
+
+
+def test_lpips_missing_weights_from_factory_and_preflight(tmp_path, monkeypatch):
+    monkeypatch.delenv("ABLATE_VGG16_WEIGHTS", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    entry = LOSSES.get("lpips")
+    for call in (lambda: LOSSES.build("lpips"), lambda: entry.preflight(), lambda: entry.preflight(pretrained=True)):
+        with pytest.raises(WeightsMissing, match=VGG16_FILE):
+            call()
+    entry.preflight(pretrained=False)  # a random trunk needs no VGG file (the heads ship with lpips)
+    with pytest.raises(ValueError, match="pretrained=False"):
+        entry.preflight(pretrained=False, weights="x.pth")
+
+
+def test_lpips_preflight_accepts_a_present_file(vgg_file):
+    LOSSES.get("lpips").preflight(weights=str(vgg_file[0]))  # must not raise
+
+
+def test_lpips_random_trunk_is_tagged_and_differs(lpips_term, drive64):
+    rand = LOSSES.build("lpips", pretrained=False)
+    assert rand.tag == "lpips[random-vgg]" and not rand.vgg.pretrained
+    # Both use the published heads; only the trunk differs.
+    assert torch.equal(rand.head3, lpips_term.head3)
+    x = drive64[:1]
+    with torch.no_grad():
+        _, logs = CompositeLoss([_term("lpips", rand)])(x, degrade(x), {})
+        assert "loss/lpips[random-vgg]" in logs and "loss/lpips" not in logs
+        assert not torch.allclose(logs["loss/lpips[random-vgg]"], lpips_term(x, degrade(x)))
+
+
+def _term(name, module):
+    from ablate.losses.composite import Term
+
+    return Term(name, module, 1.0, 0, False)
+
+
+# ----------------------------------------------------------------------------- foundation term
+
+TINY = dict(patch_size=16, embed_dim=32, depth=4, num_heads=2)  # at input_size 32: 2x2 patches
+
+
+@pytest.fixture(scope="module")
+def vit_file(tmp_path_factory):
+    """Stand-in RETFound checkpoint (MAE format: 'model' + decoder/mask_token, 3x3 pos_embed grid)."""
+    torch.manual_seed(3)
+    vit = build_vit({**TINY, "img_size": 48})
+    sd = {k: torch.randn(v.shape) * 0.5 for k, v in vit.state_dict().items()}
+    sd.update({"mask_token": torch.randn(1, 1, 16), "decoder_embed.weight": torch.randn(16, 32),
+               "decoder_pos_embed": torch.randn(1, 10, 16), "decoder_pred.weight": torch.randn(768, 16)})
+    path = tmp_path_factory.mktemp("vit") / "RETFound_mae_natureCFP.pth"
+    torch.save({"model": sd, "optimizer": {"state": {}, "param_groups": []}, "epoch": 799}, path)
+    return path
+
+
+def make(vit_file, **kw):
+    opts = dict(model="custom", arch=TINY, weights=str(vit_file), input_size=32, taps=(2, 4))
+    opts.update(kw)
+    return LOSSES.build("foundation", **opts)
+
+
+@pytest.fixture(scope="module")
+def imgs():
+    g = torch.Generator().manual_seed(7)
+    x = torch.rand(2, 3, 32, 32, generator=g)
+    return x, (x + 0.2 * torch.randn(x.shape, generator=g))
+
+
+@pytest.mark.parametrize("distance", ["normalized_l2", "cosine", "l1"])
+def test_foundation_basic_properties(vit_file, imgs, distance):
+    term = make(vit_file, distance=distance)
+    assert term.tag == "foundation[custom]" and term.rgb_only and term.backbone.pretrained
+    x, y = imgs
+    x_hat = y.clone().requires_grad_(True)
+    target = x.clone().requires_grad_(True)
+    v = term(target, x_hat)
+    assert v.dim() == 0 and v.item() > 0
+    v.backward()
+    assert x_hat.grad.abs().sum() > 0
+    assert target.grad is None  # target features are constants (computed under no_grad)
+    assert all(p.grad is None for p in term.parameters())
+    assert term(x, x.clone()).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_foundation_normalized_l2_is_the_papers_formula(vit_file, imgs):
+    x, y = imgs
+    term = make(vit_file, taps=(1, 2, 4))
+    # Reference written from the paper's description, on tokens from timm's own
+    # intermediate-output API (0-based index i = after block i + 1), CLS included.
+    vit = term.backbone.vit
+    ref = 0.0
+    with torch.no_grad():
+        outs = [vit.forward_intermediates(im, indices=[0, 1, 2, 3], output_fmt="NLC", return_prefix_tokens=True,
+                                          intermediates_only=True) for im in (x, y)]
+    for i in (0, 1, 3):
+        a = torch.cat([outs[0][i][1], outs[0][i][0]], 1)
+        b = torch.cat([outs[1][i][1], outs[1][i][0]], 1)
+        a = a / a.norm(dim=-1, keepdim=True)
+        b = b / b.norm(dim=-1, keepdim=True)
+        ref = ref + ((a - b) ** 2).sum(-1).mean(-1)  # squared L2 over channels, mean over tokens
+    assert torch.allclose(term(x, y), ref.mean(), rtol=1e-5)
+    # ||a/|a| - b/|b|||^2 = 2 - 2 cos: the normalized_l2 value is twice the cosine one.
+    assert torch.allclose(term(x, y), 2 * make(vit_file, taps=(1, 2, 4), distance="cosine")(x, y), rtol=1e-4)
+
+
+def test_foundation_taps_are_summed_with_equal_weights(vit_file, imgs):
+    x, y = imgs
+    one, two, both = (make(vit_file, taps=t)(x, y) for t in [(2,), (4,), (2, 4)])
+    assert not torch.allclose(one, two)
+    assert torch.allclose(both, one + two, rtol=1e-6)
+    with pytest.raises(ValueError, match="taps"):
+        make(vit_file, taps=(4, 9, 16, 24))  # the RETFound taps (4, 9, 16, 24) do not exist in a 4-block model
+    with pytest.raises(ValueError, match="taps"):
+        make(vit_file, taps=(0, 2))
+
+
+def test_foundation_imagenet_norm_and_resize(vit_file, imgs):
+    x, y = imgs
+    plain, normed = make(vit_file, taps=(4,)), make(vit_file, taps=(4,), imagenet_norm=True)
+    assert not torch.allclose(plain(x, y), normed(x, y))
+    # The ImageNet variant equals the plain one on manually normalised inputs.
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    assert torch.allclose(normed.per_image(x, y), _raw(plain, (x - mean) / std, (y - mean) / std), rtol=1e-5)
+    # Larger images are bilinearly resized to input_size before the ViT.
+    big_x = F.interpolate(x, size=(48, 48), mode="bilinear", align_corners=False).clamp(0, 1)
+    big_y = F.interpolate(y, size=(48, 48), mode="bilinear", align_corners=False)
+    small = [F.interpolate(t, size=(32, 32), mode="bilinear", align_corners=False) for t in (big_x, big_y)]
+    assert torch.allclose(plain(big_x, big_y), plain(*small), rtol=1e-6)
+
+
+def _raw(term, a, b):
+    """The term's distance on inputs already prepared (bypasses range check and _prep)."""
+    from ablate.losses.foundation import _token_distance
+
+    fa, fb = term.backbone.tokens(a, term.taps), term.backbone.tokens(b, term.taps)
+    return sum(_token_distance(q, p, term.distance) for p, q in zip(fa, fb))
+
+
+def test_foundation_input_validation(vit_file, imgs):
+    x, y = imgs
+    term = make(vit_file, taps=(4,))
+    with pytest.raises(ValueError, match="shape"):
+        term(x, y[:1])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        term(x * 2 - 1, y)
+    with pytest.raises(ValueError, match="distance"):
+        make(vit_file, taps=(4,), distance="l2")
+    with pytest.raises(ValueError, match="format"):
+        LOSSES.build("foundation", model="retfound", format="dinov2")
+    with pytest.raises(ValueError, match="unknown option"):
+        make(vit_file, taps=(4,), layers=(1,))
+    with pytest.raises(ValueError, match="multiple of patch"):
+        make(vit_file, taps=(4,), input_size=40)
+
+
+def test_foundation_frozen_and_eval_locked(vit_file):
+    term = make(vit_file, taps=(4,))
+    assert not any(p.requires_grad for p in term.parameters())
+    term.train()
+    assert not any(m.training for m in term.backbone.modules())
+
+
+def test_foundation_missing_weights_from_factory_and_preflight(vit_file, tmp_path, monkeypatch):
+    entry = LOSSES.get("foundation")
+    missing = str(tmp_path / "nope.pth")
+    with pytest.raises(WeightsMissing, match="nope.pth"):
+        make(vit_file, taps=(4,), weights=missing)
+    with pytest.raises(WeightsMissing, match="nope.pth"):
+        entry.preflight(model="custom", arch=TINY, weights=missing, taps=(4,), input_size=32)
+    # The named RETFound model: default location under $HOME, no env var.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("ABLATE_RETFOUND_WEIGHTS", raising=False)
+    for call in (lambda: LOSSES.build("foundation"), lambda: entry.preflight()):
+        with pytest.raises(WeightsMissing, match="RETFound_mae_natureCFP.pth") as e:
+            call()
+        assert "YukunZhou/RETFound_mae_natureCFP" in str(e.value)
+    entry.preflight(model="custom", arch=TINY, weights=str(vit_file), taps=(4,), input_size=32)  # present: ok
+
+
+def test_foundation_random_weights_are_tagged(vit_file, imgs):
+    x, y = imgs
+    rand = make(vit_file, taps=(4,), weights=None, pretrained=False)
+    assert rand.tag == "foundation[custom|random]" and not rand.backbone.pretrained
+    assert not torch.allclose(rand(x, y), make(vit_file, taps=(4,))(x, y))
+    with pytest.raises(ValueError, match="pretrained=False"):
+        make(vit_file, taps=(4,), pretrained=False)  # weights given too: contradictory
+    composite = CompositeLoss.from_specs([LossSpec("foundation", options=dict(
+        model="custom", arch=TINY, pretrained=False, taps=(4,), input_size=32))])
+    _, logs = composite(x, y, {})
+    assert "loss/foundation[custom|random]" in logs
