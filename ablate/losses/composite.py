@@ -104,3 +104,28 @@ class CompositeLoss(nn.Module):
             raise ValueError(f"loss {name!r} does not depend on the decoder's last layer; it cannot be adaptive")
         lam = g_rec.norm() / (g_term.norm() + 1e-4)
         return lam.clamp(0.0, ADAPTIVE_MAX).detach()
+
+    # -- terms that train a network of their own (the PatchGAN discriminator) --
+
+    def adversaries(self) -> list[Term]:
+        return [t for t in self.terms if hasattr(t.module, "discriminator_loss")]
+
+    def discriminator_loss(self, x: torch.Tensor, x_hat: torch.Tensor, step: int
+                           ) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+        """The discriminators' own loss (None before their start step)."""
+        total, logs = None, {}
+        for t in self.adversaries():
+            if step < t.start_step:
+                continue
+            loss, term_logs = t.module.discriminator_loss(x[:, :3], x_hat[:, :3])
+            total = loss if total is None else total + loss
+            logs.update(term_logs)
+        return total, logs
+
+    def trainable_state(self) -> dict[str, dict]:
+        """State of the networks the loss trains itself (frozen feature nets excluded)."""
+        return {t.name: t.module.state_dict() for t in self.adversaries()}
+
+    def load_trainable_state(self, state: dict[str, dict]) -> None:
+        for t in self.adversaries():
+            t.module.load_state_dict(state[t.name])

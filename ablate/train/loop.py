@@ -18,7 +18,7 @@ import torch.distributed as dist
 
 from ablate.config import TrialSpec
 from ablate.losses import CompositeLoss
-from ablate.models import build_model
+from ablate.models.presets import build_for_spec
 
 CHECKPOINT_FILE = "checkpoint.pt"
 
@@ -33,6 +33,18 @@ def _mean_over_workers(logs: dict[str, torch.Tensor]) -> dict[str, float]:
     return dict(zip(keys, vec.cpu().tolist()))
 
 
+def _average_gradients(opt: torch.optim.Optimizer) -> None:
+    """All-reduce gradients of an optimizer's parameters (discriminators are not
+    DDP-wrapped: they run twice per step, real then fake, which DDP does not allow)."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return
+    for group in opt.param_groups:
+        for p in group["params"]:
+            if p.grad is not None:
+                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+                p.grad /= dist.get_world_size()
+
+
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
@@ -43,12 +55,13 @@ def _psnr(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate(model, loss_fn, shard, batch_size, max_batches, step, device) -> dict[str, torch.Tensor]:
+def validate(model, loss_fn, shard, batch_size, max_batches, step, device, to_input) -> dict[str, torch.Tensor]:
     model.eval()
+    loss_fn.eval()  # discriminator BatchNorm must not learn validation statistics
     sums: dict[str, torch.Tensor] = {}
     n = 0
     for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.uint8, device=device):
-        x = batch["image"].float() / 255
+        x = to_input(batch["image"].float() / 255)
         x_hat, aux = model(x)
         _, logs = loss_fn(x, x_hat, aux, step, None)
         logs["psnr"] = _psnr(x, x_hat)
@@ -58,6 +71,7 @@ def validate(model, loss_fn, shard, batch_size, max_batches, step, device) -> di
         if n >= max_batches:
             break
     model.train()
+    loss_fn.train()
     if n == 0:
         raise RuntimeError("validation split yielded no batch on this worker")
     return {f"val/{k}": v / n for k, v in sums.items()}
@@ -77,11 +91,18 @@ def train_loop_per_worker(config: dict) -> None:
     per_worker = t.batch_size // world
 
     torch.manual_seed(spec.seed)  # same init on every rank; DDP broadcasts rank 0's anyway
-    model = build_model(spec.model.preset, spec.data.size, spec.model.overrides)
+    model, edge_channel = build_for_spec(spec)
+    to_input = edge_channel or (lambda x: x)  # RGB, or RGB + the edge map as channel 4
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
     loss_fn = CompositeLoss.from_specs(spec.losses).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=t.lr, betas=t.betas)
+    # Discriminators (adversarial terms) step with their own optimizer; same betas.
+    adversaries = loss_fn.adversaries()
+    d_opt = None
+    if adversaries:
+        d_opt = torch.optim.Adam([{"params": a.module.parameters(), "lr": a.module.disc_lr or t.lr} for a in adversaries],
+                                 betas=t.betas)
 
     step = 0
     ckpt = ray.train.get_checkpoint()
@@ -90,6 +111,9 @@ def train_loop_per_worker(config: dict) -> None:
             state = torch.load(Path(d) / CHECKPOINT_FILE, map_location=device, weights_only=True)
         _unwrap(model).load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
+        if d_opt is not None:
+            loss_fn.load_trainable_state(state["loss_state"])
+            d_opt.load_state_dict(state["disc_optimizer"])
         step = int(state["step"])
 
     writer = None
@@ -107,12 +131,20 @@ def train_loop_per_worker(config: dict) -> None:
     while not done:
         batches = 0
         for batch in train_shard.iter_torch_batches(batch_size=per_worker, dtypes=torch.uint8, device=device):
-            x = batch["image"].float() / 255
+            x = to_input(batch["image"].float() / 255)
             x_hat, aux = model(x)
             loss, logs = loss_fn(x, x_hat, aux, step, last_layer)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if d_opt is not None:
+                d_loss, d_logs = loss_fn.discriminator_loss(x, x_hat, step)
+                if d_loss is not None:
+                    d_opt.zero_grad(set_to_none=True)
+                    d_loss.backward()
+                    _average_gradients(d_opt)
+                    d_opt.step()
+                    logs.update(d_logs)
             step += 1
             batches += 1
             images_seen += x.shape[0]
@@ -136,7 +168,7 @@ def train_loop_per_worker(config: dict) -> None:
             if writer and (step % t.image_every == 0 or done):
                 writer.reconstructions(x, x_hat, step)
             if step % t.val_every == 0 or step % t.checkpoint_every == 0 or done:
-                _report(model, opt, loss_fn, val_shard, per_worker, step, epoch, device, writer, config, first_step_at,
+                _report(model, opt, d_opt, loss_fn, to_input, val_shard, per_worker, step, epoch, device, writer, config, first_step_at,
                         checkpoint=step % t.checkpoint_every == 0 or done, final=done)
             if done:
                 break
@@ -147,18 +179,18 @@ def train_loop_per_worker(config: dict) -> None:
         epoch += 1
         if t.epochs is not None and epoch >= t.epochs and not done:
             done = True
-            _report(model, opt, loss_fn, val_shard, per_worker, step, epoch, device, writer, config, first_step_at,
+            _report(model, opt, d_opt, loss_fn, to_input, val_shard, per_worker, step, epoch, device, writer, config, first_step_at,
                     checkpoint=True, final=True)
     if writer:
         writer.close()
 
 
-def _report(model, opt, loss_fn, val_shard, batch_size, step, epoch, device, writer, config, first_step_at,
+def _report(model, opt, d_opt, loss_fn, to_input, val_shard, batch_size, step, epoch, device, writer, config, first_step_at,
             checkpoint: bool, final: bool) -> None:
     import ray.train
 
     spec: TrialSpec = config["spec"]
-    val = _mean_over_workers(validate(model, loss_fn, val_shard, batch_size, spec.train.val_batches, step, device))
+    val = _mean_over_workers(validate(model, loss_fn, val_shard, batch_size, spec.train.val_batches, step, device, to_input))
     if writer:
         writer.scalars(val, step)
     metrics = {**val, "step": step, "epoch": epoch, "final": final,
@@ -167,8 +199,11 @@ def _report(model, opt, loss_fn, val_shard, batch_size, step, epoch, device, wri
         metrics["time/startup_s"] = first_step_at - config["trial_started_at"]
     if checkpoint and ray.train.get_context().get_world_rank() == 0:
         with tempfile.TemporaryDirectory() as d:
-            torch.save({"model": _unwrap(model).state_dict(), "optimizer": opt.state_dict(), "step": step},
-                       os.path.join(d, CHECKPOINT_FILE))
+            state = {"model": _unwrap(model).state_dict(), "optimizer": opt.state_dict(), "step": step}
+            if d_opt is not None:
+                state["loss_state"] = loss_fn.trainable_state()
+                state["disc_optimizer"] = d_opt.state_dict()
+            torch.save(state, os.path.join(d, CHECKPOINT_FILE))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
     else:
         ray.train.report(metrics)
