@@ -41,6 +41,9 @@ class ModelSpec:
     preset: str = "paper256"
     # Any architecture field of the preset can be overridden here.
     overrides: dict = field(default_factory=dict)
+    # {family, channel, filter options}: an edge map appended as a 4th channel
+    # the autoencoder reconstructs (the paper's edge variant); None = RGB only.
+    edge_channel: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +82,8 @@ class TrialSpec:
         """Every config value under a dotted key, for result tables and hparams."""
         out: dict[str, Any] = {"combination": self.combination, "seed": self.seed}
         _flatten("data", dataclasses.asdict(self.data), out)
-        _flatten("model", {"preset": self.model.preset, **self.model.overrides}, out)
+        _flatten("model", {"preset": self.model.preset, **self.model.overrides,
+                           "edge_channel": self.model.edge_channel}, out)
         _flatten("train", dataclasses.asdict(self.train), out)
         for spec in self.losses:
             _flatten(f"loss.{spec.name}", {k: v for k, v in dataclasses.asdict(spec).items() if k != "name"}, out)
@@ -209,17 +213,23 @@ def trial_from_dict(combination: str, seed: int, cfg: dict, where: str) -> Trial
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid: ['data', 'losses', 'model', 'train']")
     model_raw = dict(cfg.get("model") or {})
     preset = model_raw.pop("preset", "paper256")
+    edge_channel = model_raw.pop("edge_channel", None)
+    from ablate.models.edge_channel import parse_edge_channel
     from ablate.models.presets import check_overrides
 
+    if "in_channels" in model_raw:
+        raise ConfigError(f"{where}.model.in_channels: set by the data (3, or 4 with edge_channel), not by hand")
     try:
         check_overrides(preset, model_raw)
+        if edge_channel is not None:
+            parse_edge_channel(edge_channel)
     except (KeyError, ValueError) as e:
         raise ConfigError(f"{where}.model: {e.args[0]}") from None
     spec = TrialSpec(
         combination=combination,
         seed=seed,
         data=build_dataclass(DataSpec, cfg.get("data"), f"{where}.data"),
-        model=ModelSpec(preset=preset, overrides=model_raw),
+        model=ModelSpec(preset=preset, overrides=model_raw, edge_channel=edge_channel),
         train=build_dataclass(TrainSpec, cfg.get("train"), f"{where}.train"),
         losses=_loss_specs(cfg.get("losses"), f"{where}.losses"),
     )

@@ -52,5 +52,15 @@ def check_overrides(preset: str, overrides: dict) -> ArchConfig:
     return dataclasses.replace(PRESETS[preset][0], **vals)
 
 
-def build_model(preset: str, resolution: int, overrides: dict | None = None) -> Autoencoder:
-    return Autoencoder(check_overrides(preset, overrides or {}), resolution)
+def build_model(preset: str, resolution: int, overrides: dict | None = None, in_channels: int = 3) -> Autoencoder:
+    arch = dataclasses.replace(check_overrides(preset, overrides or {}), in_channels=in_channels)
+    return Autoencoder(arch, resolution)
+
+
+def build_for_spec(spec) -> tuple[Autoencoder, "object | None"]:
+    """The trial's autoencoder and its input transform (the edge channel, or None)."""
+    from ablate.models.edge_channel import parse_edge_channel
+
+    edge = parse_edge_channel(spec.model.edge_channel) if spec.model.edge_channel is not None else None
+    model = build_model(spec.model.preset, spec.data.size, spec.model.overrides, in_channels=4 if edge else 3)
+    return model, edge
