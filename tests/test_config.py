@@ -81,7 +81,7 @@ def test_all_terms_removed(tmp_path):
 
 
 def test_shipped_search_spaces_load():
-    for name in ("smoke", "losses"):
+    for name in ("smoke", "losses", "edges", "pixel"):
         g = load_grid(find_grid(name))
         assert g.trials, name
 

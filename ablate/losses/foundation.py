@@ -51,8 +51,40 @@ def _token_distance(a: torch.Tensor, b: torch.Tensor, distance: str) -> torch.Te
     return d.mean(-1)
 
 
+FUNDUS_MAE_ENV = "ABLATE_FUNDUS_MAE_WEIGHTS"
+FUNDUS_MAE_DEFAULT = Path("~/.cache/ablate/weights/fundus_mae.pth")
+
+
+def fundus_mae_path(weights: str | None = None) -> Path:
+    """Our own fundus MAE (`ablate fm pretrain`): explicit path, else $ABLATE_FUNDUS_MAE_WEIGHTS,
+    else ~/.cache/ablate/weights/fundus_mae.pth (where `ablate fm pretrain` writes by default)."""
+    import os
+
+    raw = weights or os.environ.get(FUNDUS_MAE_ENV) or str(FUNDUS_MAE_DEFAULT)
+    p = Path(raw).expanduser()
+    if not p.is_file():
+        raise WeightsMissing(
+            f"fundus MAE checkpoint {p} not found. Train one with `ablate fm pretrain --data DIR` "
+            f"(writes {FUNDUS_MAE_DEFAULT} by default), or point ${FUNDUS_MAE_ENV} or the loss option `weights` at it."
+        )
+    return p
+
+
+def fundus_mae_arch(path: Path) -> dict:
+    """The encoder architecture recorded in the checkpoint's `args` (RETFound files have none)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    arch = (ckpt.get("args") or {}).get("arch") if isinstance(ckpt, dict) else None
+    if not isinstance(arch, dict):
+        raise ValueError(f"{path}: no args.arch entry; not a checkpoint written by `ablate fm pretrain`")
+    return {k: v for k, v in arch.items() if k != "img_size"}  # the term runs at its input_size
+
+
 def _resolve(model: str, arch: dict | None, format: str | None, taps, distance: str, input_size: int) -> tuple[dict, str]:
     """Validate options -> (arch at input_size, checkpoint format). Cheap; shared with preflight."""
+    if model == "fundus_mae":
+        if arch is not None:
+            raise ValueError("foundation: model 'fundus_mae' takes its architecture from its checkpoint; drop `arch`")
+        return {}, "retfound_mae"
     if distance not in DISTANCES:
         raise ValueError(f"foundation: unknown distance {distance!r}; valid: {DISTANCES}")
     if model == "custom":
@@ -104,8 +136,14 @@ class FoundationLoss(ImageLoss):
     def __init__(self, model="retfound", weights=None, arch=None, format=None, taps=(4, 9, 16, 24),
                  distance="normalized_l2", imagenet_norm=False, input_size=224, pretrained=True):
         super().__init__()
-        arch, fmt = _resolve(model, arch, format, taps, distance, input_size)
-        path = _weights_file(model, weights, pretrained)
+        if model == "fundus_mae":
+            if not pretrained:
+                raise ValueError("foundation: model 'fundus_mae' is defined by its checkpoint; for a random ViT use model 'custom'")
+            path = fundus_mae_path(weights)
+            arch, fmt = _resolve("custom", {**fundus_mae_arch(path), "img_size": input_size}, format, taps, distance, input_size)
+        else:
+            arch, fmt = _resolve(model, arch, format, taps, distance, input_size)
+            path = _weights_file(model, weights, pretrained)
         self.backbone = frozen_vit(arch, pretrained, path, fmt)
         self.taps = check_taps(taps, self.backbone.depth)
         self.distance = distance
@@ -140,13 +178,16 @@ def foundation_preflight(model="retfound", weights=None, arch=None, format=None,
                          distance="normalized_l2", imagenet_norm=False, input_size=224, pretrained=True) -> None:
     """Cheap: options make sense and the checkpoint file exists (it is not loaded)."""
     _resolve(model, arch, format, taps, distance, input_size)
-    _weights_file(model, weights, pretrained)
+    if model == "fundus_mae":
+        fundus_mae_path(weights)
+    else:
+        _weights_file(model, weights, pretrained)
 
 
 @LOSSES.register(
     "foundation",
     "RETFound ViT token distance after blocks 4/9/16/24 (the paper's deep-feature term); "
-    "pretrained: false = random ViT",
+    "model: retfound | retfound_dinov2 | fundus_mae (ours, `ablate fm pretrain`) | custom; pretrained: false = random ViT",
     preflight=foundation_preflight,
 )
 def foundation(

@@ -8,6 +8,7 @@ run hangs without an error. `plan_placement` enforces it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -66,6 +67,30 @@ def plan_placement(total_cpus: float, workers: int, cpus_per_worker: float | Non
     return Placement(workers, cpus_per_worker, gpus_per_worker, max(1, int(round(cpus_per_worker))), concurrent, driver_cpus)
 
 
+def resolve_auto_foundation(grid: Grid) -> Grid:
+    """`foundation: {model: auto}` -> RETFound where its weights file is present, else our
+    fundus MAE. Decided once, before any trial, and appended to the combination name
+    (`retfound-fundus_mae`), so results and logs say which model stood in."""
+    from ablate.backbones import WeightsMissing
+    from ablate.backbones.retfound import retfound_weights_path
+
+    trials = []
+    for spec in grid.trials:
+        losses, suffix = [], ""
+        for ls in spec.losses:
+            if ls.name == "foundation" and ls.options.get("model") == "auto":
+                try:
+                    retfound_weights_path("retfound", ls.options.get("weights"))
+                    chosen = "retfound"
+                except WeightsMissing:
+                    chosen = "fundus_mae"
+                suffix = f"-{chosen}"
+                ls = dataclasses.replace(ls, options={**ls.options, "model": chosen})
+            losses.append(ls)
+        trials.append(dataclasses.replace(spec, losses=tuple(losses), combination=spec.combination + suffix))
+    return dataclasses.replace(grid, trials=tuple(trials))
+
+
 def resolve_grid(opts: LaunchOptions) -> Grid:
     overrides: dict = {}
     if opts.steps is not None:
@@ -74,7 +99,7 @@ def resolve_grid(opts: LaunchOptions) -> Grid:
         overrides.setdefault("train", {})["epochs"] = opts.epochs
     if opts.size is not None:
         overrides.setdefault("data", {})["size"] = opts.size
-    return load_grid(find_grid(opts.grid), overrides)
+    return resolve_auto_foundation(load_grid(find_grid(opts.grid), overrides))
 
 
 def check_data(data_dir: str, grid: Grid) -> dict:
@@ -108,11 +133,13 @@ def preflight_losses(grid: Grid) -> None:
 
 
 def trial_table(grid: Grid) -> str:
-    lines = [f"{'trial':<28} {'combination':<20} {'seed':>4}  losses"]
+    lines = [f"{'trial':<28} {'combination':<20} {'seed':>4}  {'input':<16} losses"]
     for spec in grid.trials:
         terms = ", ".join(f"{l.name}x{l.weight:g}" + ("(adaptive)" if l.adaptive else "") +
                           (f"@{l.start_step}" if l.start_step else "") for l in spec.losses)
-        lines.append(f"{trial_key(spec):<28} {spec.combination:<20} {spec.seed:>4}  {terms}")
+        ec = spec.model.edge_channel
+        inputs = "rgb" if ec is None else f"rgb+{ec.get('family', 'meijering')}"
+        lines.append(f"{trial_key(spec):<28} {spec.combination:<20} {spec.seed:>4}  {inputs:<16} {terms}")
     return "\n".join(lines)
 
 
@@ -146,9 +173,9 @@ def launch(opts: LaunchOptions) -> Path | None:
     else:
         data_dir = str(Path(opts.data).resolve())
     check_data(data_dir, grid)
-    preflight_losses(grid)
     print(f"grid {grid.name!r} from {grid.source}: {len(grid.trials)} trials -> {out}")
     print(trial_table(grid))
+    preflight_losses(grid)  # after the table, so a dry run still shows the grid
     if opts.dry_run:
         return None
 
