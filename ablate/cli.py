@@ -12,6 +12,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Loss-function ablations for autoencoder-based retinal image synthesis, on Ray.")
 
 
+from ablate.fm.cli import app as fm_app  # noqa: E402  (typer only; torch/Ray load inside the command)
+
+app.add_typer(fm_app, name="fm", help="Our own fundus foundation model (MAE), for when RETFound is not at hand.")
+
+
 def _fail(msg: str) -> None:
     typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)

@@ -277,6 +277,14 @@ class FrozenViT(nn.Module):
         return out
 
 
+RETFOUND_TAPS = (4, 9, 16, 24)  # the paper's taps on RETFound's 24 blocks
+
+
+def suggested_taps(depth: int) -> tuple[int, ...]:
+    """RETFound's taps at the same relative depths: depth 6 -> (1, 2, 4, 6), 12 -> (2, 5, 8, 12)."""
+    return tuple(sorted({max(1, int(depth * t / 24 + 0.5)) for t in RETFOUND_TAPS}))
+
+
 def check_taps(taps, depth: int) -> tuple[int, ...]:
     t = tuple(int(i) for i in taps)
     if not t or list(t) != sorted(set(t)) or t[0] < 1 or t[-1] > depth:

@@ -28,7 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from ablate.backbones import WeightsMissing
-from ablate.backbones.retfound import ARCH_REQUIRED, FORMATS, MODELS, check_taps, frozen_vit, retfound_weights_path
+from ablate.backbones.retfound import (ARCH_REQUIRED, FORMATS, MODELS, check_taps, frozen_vit, retfound_weights_path,
+                                       suggested_taps)
 from ablate.losses.base import ImageLoss, check_pair
 from ablate.losses.registry import LOSSES
 
@@ -70,21 +71,25 @@ def fundus_mae_path(weights: str | None = None) -> Path:
     return p
 
 
-def fundus_mae_arch(path: Path) -> dict:
-    """The encoder architecture recorded in the checkpoint's `args` (RETFound files have none)."""
+def fundus_mae_args(path: Path) -> dict:
+    """The `args` our MAE checkpoints record (arch incl. its training img_size, suggested taps)."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    arch = (ckpt.get("args") or {}).get("arch") if isinstance(ckpt, dict) else None
-    if not isinstance(arch, dict):
+    args = ckpt.get("args") if isinstance(ckpt, dict) else None
+    if not isinstance(args, dict) or not isinstance(args.get("arch"), dict):
         raise ValueError(f"{path}: no args.arch entry; not a checkpoint written by `ablate fm pretrain`")
-    return {k: v for k, v in arch.items() if k != "img_size"}  # the term runs at its input_size
+    return args
 
 
-def _resolve(model: str, arch: dict | None, format: str | None, taps, distance: str, input_size: int) -> tuple[dict, str]:
-    """Validate options -> (arch at input_size, checkpoint format). Cheap; shared with preflight."""
+def _resolve(model: str, arch: dict | None, format: str | None, taps, distance: str, input_size: int | None
+             ) -> tuple[dict, str, tuple[int, ...], int]:
+    """Validate options -> (arch at input_size, checkpoint format, taps, input_size). Cheap.
+
+    `taps` None = RETFound's (4, 9, 16, 24) at the same relative depths of this
+    model; `input_size` None = the model's own (224, or a custom arch's img_size)."""
     if model == "fundus_mae":
         if arch is not None:
             raise ValueError("foundation: model 'fundus_mae' takes its architecture from its checkpoint; drop `arch`")
-        return {}, "retfound_mae"
+        return {}, "retfound_mae", (), 0
     if distance not in DISTANCES:
         raise ValueError(f"foundation: unknown distance {distance!r}; valid: {DISTANCES}")
     if model == "custom":
@@ -105,14 +110,16 @@ def _resolve(model: str, arch: dict | None, format: str | None, taps, distance: 
         raise ValueError(f"foundation: unknown model {model!r}; valid: {sorted(MODELS) + ['custom']}")
     if fmt not in FORMATS:
         raise ValueError(f"foundation: unknown format {fmt!r}; valid: {FORMATS}")
-    if "img_size" in arch and model == "custom" and arch["img_size"] != input_size:
+    if input_size is None:
+        input_size = arch.get("img_size", 224) if model == "custom" else 224
+    elif "img_size" in arch and model == "custom" and arch["img_size"] != input_size:
         # One source of truth for the resolution: the model runs at input_size.
         raise ValueError(f"foundation: arch img_size {arch['img_size']} != input_size {input_size}; set input_size only")
     arch = {**arch, "img_size": input_size}
     if input_size % arch["patch_size"]:
         raise ValueError(f"foundation: input_size {input_size} is not a multiple of patch size {arch['patch_size']}")
-    check_taps(taps, arch["depth"])
-    return arch, fmt
+    taps = check_taps(suggested_taps(arch["depth"]) if taps is None else taps, arch["depth"])
+    return arch, fmt, taps, input_size
 
 
 def _weights_file(model: str, weights: str | None, pretrained: bool) -> Path | None:
@@ -133,16 +140,21 @@ def _weights_file(model: str, weights: str | None, pretrained: bool) -> Path | N
 class FoundationLoss(ImageLoss):
     rgb_only = True
 
-    def __init__(self, model="retfound", weights=None, arch=None, format=None, taps=(4, 9, 16, 24),
-                 distance="normalized_l2", imagenet_norm=False, input_size=224, pretrained=True):
+    def __init__(self, model="retfound", weights=None, arch=None, format=None, taps=None,
+                 distance="normalized_l2", imagenet_norm=False, input_size=None, pretrained=True):
         super().__init__()
         if model == "fundus_mae":
             if not pretrained:
                 raise ValueError("foundation: model 'fundus_mae' is defined by its checkpoint; for a random ViT use model 'custom'")
             path = fundus_mae_path(weights)
-            arch, fmt = _resolve("custom", {**fundus_mae_arch(path), "img_size": input_size}, format, taps, distance, input_size)
+            args = fundus_mae_args(path)
+            trained = args["arch"]
+            if input_size is not None:  # run at another size: pos_embed is interpolated
+                trained = {k: v for k, v in trained.items() if k != "img_size"}
+            taps = taps if taps is not None else args.get("taps")
+            arch, fmt, taps, input_size = _resolve("custom", trained, format, taps, distance, input_size)
         else:
-            arch, fmt = _resolve(model, arch, format, taps, distance, input_size)
+            arch, fmt, taps, input_size = _resolve(model, arch, format, taps, distance, input_size)
             path = _weights_file(model, weights, pretrained)
         self.backbone = frozen_vit(arch, pretrained, path, fmt)
         self.taps = check_taps(taps, self.backbone.depth)
@@ -174,8 +186,8 @@ class FoundationLoss(ImageLoss):
         return self.per_image(x, x_hat).mean()
 
 
-def foundation_preflight(model="retfound", weights=None, arch=None, format=None, taps=(4, 9, 16, 24),
-                         distance="normalized_l2", imagenet_norm=False, input_size=224, pretrained=True) -> None:
+def foundation_preflight(model="retfound", weights=None, arch=None, format=None, taps=None,
+                         distance="normalized_l2", imagenet_norm=False, input_size=None, pretrained=True) -> None:
     """Cheap: options make sense and the checkpoint file exists (it is not loaded)."""
     _resolve(model, arch, format, taps, distance, input_size)
     if model == "fundus_mae":
@@ -195,11 +207,13 @@ def foundation(
     weights: str | None = None,
     arch: dict | None = None,
     format: str | None = None,
-    taps: tuple[int, ...] = (4, 9, 16, 24),
+    taps: tuple[int, ...] | None = None,
     distance: str = "normalized_l2",
     imagenet_norm: bool = False,
-    input_size: int = 224,
+    input_size: int | None = None,
     pretrained: bool = True,
 ) -> FoundationLoss:
-    """format None = the named model's own format (retfound_mae for 'retfound' and 'custom')."""
+    """format None = the named model's own format (retfound_mae for 'retfound' and 'custom');
+    taps None = (4, 9, 16, 24) on a 24-block ViT, the same relative depths on others;
+    input_size None = 224 (RETFound) or the size a custom / fundus_mae model was trained at."""
     return FoundationLoss(model, weights, arch, format, taps, distance, imagenet_norm, input_size, pretrained)

@@ -1,0 +1,72 @@
+"""`ablate fm ...`: our own fundus foundation model for the `foundation` loss term.
+
+Registered in the main CLI as `app.add_typer(fm_app, name="fm")`. Heavy imports
+(torch, Ray) happen inside the command, so `ablate --help` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Fundus foundation model: pretrain a small MAE ViT saved in RETFound's checkpoint format.")
+
+# Same as ablate.fm.pretrain.DEFAULT_OUT (tested).
+_DEFAULT_OUT = Path("~/.cache/ablate/weights/fundus_mae.pth").expanduser()
+
+
+@app.callback()
+def fm() -> None:
+    """Fundus foundation model: pretrain a small MAE ViT saved in RETFound's checkpoint format."""
+    # A callback keeps `fm` a command group (`fm pretrain`) even with one command.
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def foundation_line(options: dict) -> str:
+    """One YAML flow line: `foundation: {model: custom, arch: {...}, weights: ..., ...}`."""
+    import yaml
+
+    return "foundation: " + yaml.safe_dump(options, default_flow_style=True, sort_keys=False, width=10**6).strip()
+
+
+@app.command()
+def pretrain(
+    data: Path = typer.Option(..., "--data", help="prepared dataset folder (`ablate prepare`); its train split is used"),
+    out: Path = typer.Option(_DEFAULT_OUT, "--out", help="checkpoint file to write (RETFound MAE format)"),
+    preset: str = typer.Option("fundus_mae_tiny", "--preset", help="fundus_mae_tiny (ViT 192x6, patch 16) or fundus_mae_small (384x12)"),
+    steps: int = typer.Option(2000, "--steps", help="optimizer steps"),
+    batch_size: int = typer.Option(32, "--batch-size", help="global batch (split over workers)"),
+    size: Optional[int] = typer.Option(None, "--size", help="training size, px (default: the dataset's prepared size)"),
+    lr: float = typer.Option(5e-4, "--lr", help="peak AdamW lr (5% warm-up, then cosine to 0)"),
+    mask_ratio: float = typer.Option(0.75, "--mask-ratio", help="fraction of patches masked"),
+    workers: int = typer.Option(1, "--workers", help="Ray Train workers (DDP ranks)"),
+    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker"),
+    tb_dir: Optional[Path] = typer.Option(None, "--tb-dir", help="TensorBoard folder (default: <out dir>/tensorboard/<run>)"),
+    seed: int = typer.Option(0, "--seed"),
+    address: Optional[str] = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto'"),
+) -> None:
+    """Pretrain a masked autoencoder on fundus photographs (Ray Train) for the `foundation` term."""
+    from ablate.backbones.retfound import CheckpointMismatch
+    from ablate.config import ConfigError
+    from ablate.data.shards import DatasetError
+    from ablate.fm.pretrain import pretrain as run_pretrain
+
+    try:
+        r = run_pretrain(data, out, steps=steps, batch_size=batch_size, lr=lr, size=size, workers=workers,
+                         tb_dir=tb_dir, preset=preset, mask_ratio=mask_ratio, seed=seed, address=address,
+                         gpus_per_worker=gpus_per_worker)
+    except (DatasetError, ConfigError, CheckpointMismatch, ValueError) as e:  # all raised before Ray starts but the last check
+        _fail(str(e))
+    typer.echo(f"{r.out_file}: MAE {r.arch} after {r.steps} steps, last fm/loss {r.loss:.4f}")
+    typer.echo(f"tensorboard --logdir {r.tb_dir}")
+    typer.echo(f"Train run and checkpoints: {r.run_dir}")
+    typer.echo("Trained on ImageNet-normalised inputs, so imagenet_norm must be true. Loss options "
+               "(add weight / adaptive / start_step as for any term):")
+    typer.echo("  " + foundation_line(r.foundation))
