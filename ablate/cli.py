@@ -57,7 +57,9 @@ def launch(
     steps: Optional[int] = typer.Option(None, "--steps", help="override train.steps of every trial"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="train whole epochs instead of steps"),
     size: Optional[int] = typer.Option(None, "--size", help="override data.size (px) of every trial"),
-    max_failures: int = typer.Option(0, "--max-failures", help="worker-group restarts per trial, from the last checkpoint"),
+    max_failures: int = typer.Option(2, "--max-failures", help="worker-group restarts per trial, from its last checkpoint"),
+    trial_retries: int = typer.Option(1, "--trial-retries", help="whole-trial retries by Tune once worker restarts are spent"),
+    resume: bool = typer.Option(False, "--resume", help="continue the grid in --out: finished trials kept, the rest resumed"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the trial table and exit"),
 ) -> None:
     """Run a loss-combination grid: Ray Tune trials, each a Ray Train run."""
@@ -69,7 +71,7 @@ def launch(
     opts = LaunchOptions(grid=grid, data=None if data is None else str(data), out=None if out is None else str(out),
                          workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
                          concurrent=concurrent, address=address, steps=steps, epochs=epochs, size=size,
-                         max_failures=max_failures, dry_run=dry_run)
+                         max_failures=max_failures, trial_retries=trial_retries, resume=resume, dry_run=dry_run)
     try:
         run_launch(opts)
     except (ConfigError, DatasetError, WeightsMissing) as e:

@@ -47,8 +47,9 @@ class DecodeAugment:
         return {"image": images}
 
 
-def split_dataset(data_dir: str, split: str, size: int, augment: AugmentSpec | None):
-    """A Ray Dataset of one split, decoded (and augmented when `augment` is given)."""
+def split_dataset(data_dir: str, split: str, size: int, augment: AugmentSpec | None, verify: bool = True):
+    """A Ray Dataset of one split, decoded (and augmented when `augment` is given).
+    `verify=False` skips the shard checksums when the caller has just checked them."""
     import ray.data
 
     manifest = read_manifest(data_dir)
@@ -57,5 +58,5 @@ def split_dataset(data_dir: str, split: str, size: int, augment: AugmentSpec | N
             f"{data_dir}: prepared at {manifest['image_size']} px, trial asks for {size} px; "
             f"re-run `ablate prepare ... --size {size}` (upsampling would invent detail)"
         )
-    ds = ray.data.read_parquet(shard_paths(data_dir, split), columns=["image"])
+    ds = ray.data.read_parquet(shard_paths(data_dir, split, verify=verify), columns=["image"])
     return ds.map_batches(DecodeAugment(size, augment), batch_format="numpy", batch_size=16)

@@ -22,13 +22,15 @@ def collect_results(result_grid, trials: dict[str, TrialSpec]) -> pd.DataFrame:
         row = {
             "trial": f"{key}-{m.get('trial_id', '')}".rstrip("-"),
             "trial_id": m.get("trial_id"),
-            "status": "error" if result.error else ("done" if m.get("final") else "incomplete"),
-            "error": None if result.error is None else f"{type(result.error).__name__}: {result.error}"[:2000],
+            "status": _status(result.error, m),
+            "error": (f"{type(result.error).__name__}: {result.error}"[:2000] if result.error is not None
+                      else (m.get("stop_reason") or None)),
             **{f"config.{k}": v for k, v in spec.flat().items() if k not in ("combination", "seed")},
             "combination": spec.combination,
             "seed": spec.seed,
             "steps": m.get("step"),
             "workers": m.get("world_size"),
+            "resumed_from_step": m.get("resumed_from_step"),
             "checkpoint": m.get("checkpoint_path"),
             "wall_time_s": m.get("time_total_s"),
             "startup_s": m.get("time/startup_s"),
@@ -39,6 +41,14 @@ def collect_results(result_grid, trials: dict[str, TrialSpec]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     front = [c for c in KEY_COLUMNS if c in df.columns]
     return df[front + [c for c in df.columns if c not in front]].sort_values(["combination", "seed"]).reset_index(drop=True)
+
+
+def _status(error, metrics: dict) -> str:
+    if error is not None:
+        return "error"
+    if metrics.get("stop_reason"):
+        return "diverged"  # stopped on a non-finite loss; the reason is in `error`
+    return "done" if metrics.get("final") else "incomplete"
 
 
 def write_results(df: pd.DataFrame, out: Path) -> None:

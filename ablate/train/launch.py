@@ -8,9 +8,12 @@ run hangs without an error. `plan_placement` enforces it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import math
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -18,7 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ablate.config import ConfigError, Grid, find_grid, load_grid
-from ablate.data.shards import DatasetError, read_manifest
+from ablate.data.shards import DatasetError, read_manifest, shard_paths
+from ablate.io import write_text_atomic
 from ablate.train.driver import Placement, run_trial, trial_key
 
 DATA_CPU_RESERVE = 1.0
@@ -37,7 +41,9 @@ class LaunchOptions:
     steps: int | None = None
     epochs: int | None = None
     size: int | None = None
-    max_failures: int = 0
+    max_failures: int = 2  # worker-group restarts per trial, from its last checkpoint
+    trial_retries: int = 1  # whole-trial retries by Tune (after the worker restarts are spent)
+    resume: bool = False
     dry_run: bool = False
 
 
@@ -107,6 +113,7 @@ def check_data(data_dir: str, grid: Grid) -> dict:
     for split in ("train", "val"):
         if manifest["counts"].get(split, 0) == 0:
             raise DatasetError(f"{data_dir}: the {split} split is empty (counts {manifest['counts']})")
+        shard_paths(data_dir, split, verify=True)  # checksums once here; trials then skip it
     for spec in grid.trials:
         if spec.data.size > manifest["image_size"]:
             raise DatasetError(
@@ -143,6 +150,18 @@ def trial_table(grid: Grid) -> str:
     return "\n".join(lines)
 
 
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a scheduler, `kill`) gets Ctrl-C's treatment: Tune saves its state
+    and stops the trials, so the experiment can be resumed."""
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGINT))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _start_ray(address: str | None) -> bool:
     """Connect or start Ray; returns True when we started it (and so must stop it)."""
     import ray
@@ -158,6 +177,40 @@ def _start_ray(address: str | None) -> bool:
     ray.init(num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1", _temp_dir=tmp,
              runtime_env={"env_vars": {"RAY_TRAIN_V2_ENABLED": "1"}})
     return True
+
+
+GRID_RECORD = "grid.json"  # the resolved trials of the experiment in this folder
+
+
+def grid_fingerprint(grid: Grid) -> dict:
+    return {"name": grid.name, "trials": {trial_key(s): s.flat() for s in grid.trials}}
+
+
+def check_experiment_folder(out: Path, grid: Grid, resume: bool) -> None:
+    """Refuse to mix grids in one folder, to start over a finished run, or to resume nothing."""
+    record = out / GRID_RECORD
+    if not record.is_file():
+        if resume:
+            raise ConfigError(f"--resume: {out} holds no experiment to resume (no {GRID_RECORD}); drop --resume to start it")
+        if out.exists() and any(out.iterdir()):
+            raise ConfigError(f"--out {out} is not empty and holds no ablate experiment; choose another folder")
+        return
+    try:
+        previous = json.loads(record.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{record}: unreadable ({e})") from None
+    mine = json.loads(json.dumps(grid_fingerprint(grid)))  # same JSON types as the record
+    if previous != mine:
+        added = sorted(set(mine["trials"]) - set(previous.get("trials", {})))
+        removed = sorted(set(previous.get("trials", {})) - set(mine["trials"]))
+        changed = sorted(k for k in set(mine["trials"]) & set(previous.get("trials", {}))
+                         if mine["trials"][k] != previous["trials"][k])
+        raise ConfigError(
+            f"--out {out} holds a different grid ({previous.get('name')!r}): trials added {added}, removed {removed}, "
+            f"changed {changed}. Use another --out, or the same grid and options to resume."
+        )
+    if not resume:
+        raise ConfigError(f"--out {out} already holds this grid; add --resume to continue it (finished trials are kept)")
 
 
 def launch(opts: LaunchOptions) -> Path | None:
@@ -178,6 +231,7 @@ def launch(opts: LaunchOptions) -> Path | None:
     preflight_losses(grid)  # after the table, so a dry run still shows the grid
     if opts.dry_run:
         return None
+    check_experiment_folder(out, grid, opts.resume)
 
     import ray
     from ray import tune
@@ -195,23 +249,35 @@ def launch(opts: LaunchOptions) -> Path | None:
                                  max_failures=opts.max_failures),
             {"cpu": placement.driver_cpus},
         )
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"trial": tune.grid_search(list(trials))},
-            tune_config=tune.TuneConfig(
-                max_concurrent_trials=placement.concurrent,
-                # Names from the trial id (stable across restore), never timestamps.
-                trial_name_creator=lambda t: f"{t.config['trial']}-{t.trial_id}",
-                trial_dirname_creator=lambda t: f"{t.config['trial']}-{t.trial_id}",
-            ),
-            run_config=tune.RunConfig(name=out.name, storage_path=str(out.parent)),
-        )
+        if opts.resume:
+            # Finished trials are kept as they are; unfinished and errored ones continue
+            # from their last checkpoint (each Train run is named after its trial).
+            tuner = tune.Tuner.restore(str(out), trainable, resume_unfinished=True, resume_errored=True)
+        else:
+            write_text_atomic(out / GRID_RECORD, json.dumps(grid_fingerprint(grid), indent=1, default=str) + "\n")
+            tuner = tune.Tuner(
+                trainable,
+                param_space={"trial": tune.grid_search(list(trials))},
+                tune_config=tune.TuneConfig(
+                    max_concurrent_trials=placement.concurrent,
+                    # Names from the trial id (stable across restore), never timestamps.
+                    trial_name_creator=lambda t: f"{t.config['trial']}-{t.trial_id}",
+                    trial_dirname_creator=lambda t: f"{t.config['trial']}-{t.trial_id}",
+                ),
+                run_config=tune.RunConfig(name=out.name, storage_path=str(out.parent),
+                                          failure_config=tune.FailureConfig(max_failures=opts.trial_retries)),
+            )
         t0 = time.time()
-        result_grid = tuner.fit()
+        with _sigterm_as_interrupt():
+            result_grid = tuner.fit()
         wall = time.time() - t0
         table = collect_results(result_grid, trials)
         write_results(table, out)
         print_summary(table, wall)
+        unfinished = int((table["status"] == "incomplete").sum())
+        if unfinished:
+            print(f"{unfinished} trial(s) did not finish. Resume with:\n  ablate launch --grid {opts.grid} "
+                  f"--out {out}{'' if opts.data is None else f' --data {opts.data}'} --resume", file=sys.stderr)
         return out
     finally:
         if started_ray:

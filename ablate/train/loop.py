@@ -115,18 +115,31 @@ def train_loop_per_worker(config: dict) -> None:
             loss_fn.load_trainable_state(state["loss_state"])
             d_opt.load_state_dict(state["disc_optimizer"])
         step = int(state["step"])
+    resumed_from = step
+    config = {**config, "resumed_from": resumed_from}
 
     writer = None
     if rank == 0:
         from ablate.train.tensorboard import TrialWriter
 
         writer = TrialWriter(config["tb_dir"])
+        if resumed_from:
+            # A worker-group restart (or a resumed grid) continues from the checkpoint's step.
+            writer.scalars({"train/resumed_from_step": resumed_from}, resumed_from)
     train_shard = ray.train.get_dataset_shard("train")
     val_shard = ray.train.get_dataset_shard("val")
     total_steps = t.steps if t.epochs is None else None
     last_layer = _unwrap(model).last_layer
     epoch, images_seen, tic = 0, 0, time.perf_counter()
     first_step_at = None
+    if total_steps is not None and step >= total_steps:
+        # Restored from the final checkpoint (a grid resumed right after this trial ended):
+        # report its final state again and train no further.
+        _report(model, opt, d_opt, loss_fn, to_input, val_shard, per_worker, step, epoch, device, writer, config,
+                first_step_at, checkpoint=False, final=True)
+        if writer:
+            writer.close()
+        return
     done = False
     while not done:
         batches = 0
@@ -158,7 +171,14 @@ def train_loop_per_worker(config: dict) -> None:
                 scalars = _mean_over_workers(logs)
                 bad = {k: v for k, v in scalars.items() if not math.isfinite(v)}
                 if bad:
-                    raise FloatingPointError(f"non-finite loss at step {step}: {bad}")
+                    # Every rank sees the same all-reduced values, so all stop together. Not an
+                    # exception: a restart from the checkpoint would only diverge again.
+                    reason = f"non-finite loss at step {step}: {bad}"
+                    ray.train.report({"step": step, "epoch": epoch, "final": True, "stop_reason": reason,
+                                      "world_size": world, "resumed_from_step": resumed_from})
+                    if writer:
+                        writer.close()
+                    return
                 elapsed = time.perf_counter() - tic
                 scalars["perf/images_per_s"] = images_seen * world / max(elapsed, 1e-9)
                 scalars["lr"] = opt.param_groups[0]["lr"]
@@ -193,8 +213,8 @@ def _report(model, opt, d_opt, loss_fn, to_input, val_shard, batch_size, step, e
     val = _mean_over_workers(validate(model, loss_fn, val_shard, batch_size, spec.train.val_batches, step, device, to_input))
     if writer:
         writer.scalars(val, step)
-    metrics = {**val, "step": step, "epoch": epoch, "final": final,
-               "world_size": ray.train.get_context().get_world_size()}
+    metrics = {**val, "step": step, "epoch": epoch, "final": final, "stop_reason": "",
+               "world_size": ray.train.get_context().get_world_size(), "resumed_from_step": config["resumed_from"]}
     if first_step_at is not None:
         metrics["time/startup_s"] = first_step_at - config["trial_started_at"]
     if checkpoint and ray.train.get_context().get_world_rank() == 0:

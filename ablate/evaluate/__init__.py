@@ -1,0 +1,1 @@
+"""Evaluation of reconstructions: vessel morphology (AutoMorph-style features) and agreement."""
