@@ -34,7 +34,7 @@ def prepare(
 
     try:
         r = run_prepare(src, out, size=size, seed=seed)
-    except (DatasetError, FileNotFoundError, NotADirectoryError, ValueError) as e:
+    except (DatasetError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError) as e:
         _fail(str(e))
     state = "written" if r.changed else "unchanged (identical input)"
     typer.echo(f"{r.out}: {sum(r.counts.values())} images {r.counts}, {state}")

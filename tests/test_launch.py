@@ -47,3 +47,39 @@ def test_data_checks_name_the_folder(tmp_path, drive32):
     with pytest.raises(DatasetError, match="prepared at 32 px but trial l1-s0 asks for 64 px"):
         check_data(str(drive32), big)
     assert check_data(str(drive32), grid)["image_size"] == 32
+
+
+def _smoke():
+    return load_grid(find_grid("smoke"))
+
+
+def test_resume_with_nothing_to_resume(tmp_path):
+    from ablate.train.launch import check_experiment_folder
+
+    with pytest.raises(ConfigError, match="holds no experiment to resume"):
+        check_experiment_folder(tmp_path / "exp", _smoke(), resume=True)
+
+
+def test_out_holding_a_different_grid_is_refused(tmp_path):
+    import json
+
+    from ablate.train.launch import GRID_RECORD, check_experiment_folder, grid_fingerprint
+
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / GRID_RECORD).write_text(json.dumps(grid_fingerprint(_smoke()), default=str))
+    check_experiment_folder(out, _smoke(), resume=True)  # same grid: resumable
+    with pytest.raises(ConfigError, match="already holds this grid; add --resume"):
+        check_experiment_folder(out, _smoke(), resume=False)
+    other = load_grid(find_grid("smoke"), {"train": {"steps": 7}})
+    with pytest.raises(ConfigError, match=r"holds a different grid \('smoke'\).*changed \['l1-s0', 'l2-s0'\]"):
+        check_experiment_folder(out, other, resume=True)
+
+
+def test_out_that_is_some_other_folder_is_refused(tmp_path):
+    from ablate.train.launch import check_experiment_folder
+
+    (tmp_path / "thesis.tex").write_text("precious")
+    with pytest.raises(ConfigError, match="not empty and holds no ablate experiment"):
+        check_experiment_folder(tmp_path, _smoke(), resume=False)
+    assert (tmp_path / "thesis.tex").read_text() == "precious"

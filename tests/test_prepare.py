@@ -161,3 +161,59 @@ def test_altered_shard_is_named(drive32, tmp_path):
     shard.write_bytes(shard.read_bytes()[:-10])
     with pytest.raises(DatasetError, match=f"{shard.name}: checksum differs"):
         shard_paths(out, "train")
+
+
+def test_colour_variants_are_converted_and_odd_inputs_rejected(drive_dir, tmp_path):
+    """RGBA and palette photographs are kept (converted to RGB); 16-bit single-channel
+    images and masks of the wrong size are rejected with the reason."""
+    src = tmp_path / "odd"
+    (src / "images").mkdir(parents=True)
+    (src / "fov").mkdir()
+    rgb = Image.open(drive_dir / "images" / "01_test.tif")
+    rgb.convert("RGBA").save(src / "images" / "rgba.png")
+    Image.open(drive_dir / "images" / "02_test.tif").convert("P", palette=Image.Palette.ADAPTIVE).save(src / "images" / "palette.png")
+    Image.fromarray((np.asarray(Image.open(drive_dir / "images" / "03_test.tif"))[..., 1].astype(np.uint16) * 256)).save(src / "images" / "deep16.png")
+    shutil.copy(drive_dir / "images" / "04_test.tif", src / "images" / "badmask.tif")
+    Image.open(drive_dir / "fov" / "04_test.gif").resize((100, 100)).save(src / "fov" / "badmask.png")
+    out = tmp_path / "out"
+    r = prepare(src, out, size=32)
+    assert sum(r.counts.values()) == 2
+    reasons = dict(r.rejects)
+    assert set(reasons) == {"images/deep16.png", "images/badmask.tif"}
+    assert "single-channel" in reasons["images/deep16.png"]
+    assert "mask badmask.png is 100x100, image is 565x584" in reasons["images/badmask.tif"]
+
+
+def test_unreadable_folder_is_named(drive_dir, tmp_path):
+    """A folder the user cannot read: the error names it (run as an unprivileged user,
+    since root reads everything)."""
+    import os
+    import subprocess
+    import sys
+
+    import tempfile
+
+    # pytest's tmp_path sits under a root-only folder; the unprivileged user needs a way in.
+    base = Path(tempfile.mkdtemp(prefix="ablate-perm-"))
+    base.chmod(0o777)
+    src = base / "dataset"
+    locked = src / "images"
+    locked.mkdir(parents=True)
+    shutil.copy(drive_dir / "images" / "01_test.tif", locked / "a.tif")
+    locked.chmod(0o000)
+    code = ("import sys\nfrom ablate.cli import app\nsys.argv=['ablate','prepare',sys.argv[1],'--out',sys.argv[2]]\napp()")
+    cmd = [sys.executable, "-c", code, str(src), str(base / "out")]
+    if os.geteuid() == 0:
+        cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
+    try:
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd="/")
+        # The top folder itself: typer/click refuses it before our code runs, naming it.
+        src.chmod(0o000)
+        top = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd="/", env={"COLUMNS": "300"})
+    finally:
+        src.chmod(0o755)
+        locked.chmod(0o755)
+        shutil.rmtree(base)
+    assert res.returncode == 2, res.stderr
+    assert f"{locked}: cannot read folder" in res.stderr
+    assert top.returncode == 2 and f"path '{src}' is not readable" in top.stderr

@@ -36,8 +36,15 @@ class SourceItem:
         return self.image.name
 
 
+def _listdir(folder: Path) -> list[Path]:
+    try:
+        return sorted(folder.iterdir())
+    except PermissionError as e:
+        raise PermissionError(f"{folder}: cannot read folder ({e.strerror})") from None
+
+
 def _files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return [p for p in _listdir(folder) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
 
 
 def _match(stem: str, candidates: dict[str, Path]) -> Path | None:
@@ -96,7 +103,7 @@ def scan(src: str | Path) -> list[SourceItem]:
         raise FileNotFoundError(f"{src}: no such folder")
     if not src.is_dir():
         raise NotADirectoryError(f"{src}: not a folder")
-    split_dirs = [d for d in sorted(src.iterdir()) if d.is_dir() and d.name.lower() in SPLIT_DIRS]
+    split_dirs = [d for d in _listdir(src) if d.is_dir() and d.name.lower() in SPLIT_DIRS]
     if split_dirs:
         items = []
         for d in split_dirs:
