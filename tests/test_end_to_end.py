@@ -76,4 +76,6 @@ def test_one_trial_with_two_ddp_workers(ray_local, drive32, tmp_path):
     df = pd.read_parquet(out / "results.parquet")
     assert len(df) == 1 and df.loc[0, "status"] == "done" and df.loc[0, "steps"] == 6
     assert df.loc[0, "workers"] == 2  # reported by the workers themselves
+    # Each worker read its own half of the 18 training images in the first epoch.
+    assert df.loc[0, "data/rows_per_worker_epoch0"] == "9,9" and df.loc[0, "data/shared_rows_epoch0"] == 0
     assert df.loc[0, "config.train.batch_size"] == 4  # global batch: 2 per worker

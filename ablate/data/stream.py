@@ -15,7 +15,10 @@ from ablate.data.shards import read_manifest, shard_paths
 
 
 class DecodeAugment:
-    """map_batches callable: {"image": PNG bytes} -> {"image": uint8 (N, 3, S, S)}.
+    """map_batches callable: {"id", "image": PNG bytes} -> {"image": uint8 (N, 3, S, S), "key": int64 (N,)}.
+
+    `key` is the image's content id as an integer, so a worker can tell which
+    images it saw (sharding checks) without strings in a tensor batch.
 
     Augmentation draws from a fresh generator per batch, so it differs every
     epoch (what augmentation is for); model init and data order are what the
@@ -44,7 +47,8 @@ class DecodeAugment:
     def __call__(self, batch: dict) -> dict:
         rng = np.random.default_rng()
         images = np.stack([self._one(d, rng) for d in batch["image"]]) if len(batch["image"]) else np.zeros((0, 3, self.size, self.size), np.uint8)
-        return {"image": images}
+        keys = np.array([int(str(i)[:15], 16) for i in batch["id"]], dtype=np.int64)
+        return {"image": images, "key": keys}
 
 
 def split_dataset(data_dir: str, split: str, size: int, augment: AugmentSpec | None, verify: bool = True):
@@ -58,5 +62,5 @@ def split_dataset(data_dir: str, split: str, size: int, augment: AugmentSpec | N
             f"{data_dir}: prepared at {manifest['image_size']} px, trial asks for {size} px; "
             f"re-run `ablate prepare ... --size {size}` (upsampling would invent detail)"
         )
-    ds = ray.data.read_parquet(shard_paths(data_dir, split, verify=verify), columns=["image"])
+    ds = ray.data.read_parquet(shard_paths(data_dir, split, verify=verify), columns=["id", "image"])
     return ds.map_batches(DecodeAugment(size, augment), batch_format="numpy", batch_size=16)

@@ -45,6 +45,23 @@ def _average_gradients(opt: torch.optim.Optimizer) -> None:
                 p.grad /= dist.get_world_size()
 
 
+def _sharding_check(seen: list[torch.Tensor]) -> dict:
+    """Rows each worker read in epoch 0, how many any two workers shared (0 when every
+    worker gets its own part of the stream), and the Ray node each worker ran on."""
+    import ray
+
+    mine = (torch.cat(seen).tolist() if seen else [], ray.get_runtime_context().get_node_id()[:12])
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        gathered: list = [None] * dist.get_world_size()
+        dist.all_gather_object(gathered, mine)
+    else:
+        gathered = [mine]
+    counts = [len(keys) for keys, _ in gathered]
+    overlap = sum(counts) - len(set().union(*(set(keys) for keys, _ in gathered)))
+    return {"data/rows_per_worker_epoch0": ",".join(map(str, counts)), "data/shared_rows_epoch0": overlap,
+            "node/workers": ",".join(node for _, node in gathered)}
+
+
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
@@ -60,7 +77,8 @@ def validate(model, loss_fn, shard, batch_size, max_batches, step, device, to_in
     loss_fn.eval()  # discriminator BatchNorm must not learn validation statistics
     sums: dict[str, torch.Tensor] = {}
     n = 0
-    for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes=torch.uint8, device=device):
+    for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes={"image": torch.uint8, "key": torch.int64},
+                                          device=device):
         x = to_input(batch["image"].float() / 255)
         x_hat, aux = model(x)
         _, logs = loss_fn(x, x_hat, aux, step, None)
@@ -141,10 +159,14 @@ def train_loop_per_worker(config: dict) -> None:
             writer.close()
         return
     done = False
+    seen_keys: list[torch.Tensor] = []  # image keys this worker got in its first epoch
     while not done:
         batches = 0
-        for batch in train_shard.iter_torch_batches(batch_size=per_worker, dtypes=torch.uint8, device=device):
+        for batch in train_shard.iter_torch_batches(batch_size=per_worker, dtypes={"image": torch.uint8, "key": torch.int64},
+                                                    device=device):
             x = to_input(batch["image"].float() / 255)
+            if epoch == 0:
+                seen_keys.append(batch["key"].cpu())
             x_hat, aux = model(x)
             loss, logs = loss_fn(x, x_hat, aux, step, last_layer)
             opt.zero_grad(set_to_none=True)
@@ -196,6 +218,8 @@ def train_loop_per_worker(config: dict) -> None:
             raise RuntimeError(
                 f"the train split gave worker {rank} no batch; it has fewer images than the {world} workers need"
             )
+        if epoch == 0:
+            config["data_check"] = _sharding_check(seen_keys)
         epoch += 1
         if t.epochs is not None and epoch >= t.epochs and not done:
             done = True
@@ -213,7 +237,7 @@ def _report(model, opt, d_opt, loss_fn, to_input, val_shard, batch_size, step, e
     val = _mean_over_workers(validate(model, loss_fn, val_shard, batch_size, spec.train.val_batches, step, device, to_input))
     if writer:
         writer.scalars(val, step)
-    metrics = {**val, "step": step, "epoch": epoch, "final": final, "stop_reason": "",
+    metrics = {**val, **config.get("data_check", {}), "step": step, "epoch": epoch, "final": final, "stop_reason": "",
                "world_size": ray.train.get_context().get_world_size(), "resumed_from_step": config["resumed_from"]}
     if first_step_at is not None:
         metrics["time/startup_s"] = first_step_at - config["trial_started_at"]
