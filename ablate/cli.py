@@ -60,6 +60,8 @@ def launch(
     max_failures: int = typer.Option(2, "--max-failures", help="worker-group restarts per trial, from its last checkpoint"),
     trial_retries: int = typer.Option(1, "--trial-retries", help="whole-trial retries by Tune once worker restarts are spent"),
     resume: bool = typer.Option(False, "--resume", help="continue the grid in --out: finished trials kept, the rest resumed"),
+    evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="evaluate finished trials on the test split"),
+    segmenter: Optional[str] = typer.Option(None, "--segmenter", help="vessel segmenter for evaluation: a U-Net file or 'ridge'"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the trial table and exit"),
 ) -> None:
     """Run a loss-combination grid: Ray Tune trials, each a Ray Train run."""
@@ -71,11 +73,40 @@ def launch(
     opts = LaunchOptions(grid=grid, data=None if data is None else str(data), out=None if out is None else str(out),
                          workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
                          concurrent=concurrent, address=address, steps=steps, epochs=epochs, size=size,
-                         max_failures=max_failures, trial_retries=trial_retries, resume=resume, dry_run=dry_run)
+                         max_failures=max_failures, trial_retries=trial_retries, resume=resume, evaluate=evaluate,
+                         segmenter=segmenter, dry_run=dry_run)
     try:
         run_launch(opts)
     except (ConfigError, DatasetError, WeightsMissing) as e:
         _fail(str(e))
+
+
+@app.command()
+def evaluate(
+    exp: Path = typer.Argument(..., help="experiment folder written by `ablate launch`"),
+    data: Optional[Path] = typer.Option(None, "--data", help="prepared dataset (default: the one the grid ran on)"),
+    segmenter: Optional[str] = typer.Option(None, "--segmenter", help="a U-Net file or 'ridge' (default: our U-Net if present)"),
+    address: Optional[str] = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto'"),
+    gpus_per_task: float = typer.Option(0.0, "--gpus-per-task"),
+) -> None:
+    """Evaluate every finished trial on the test split (fidelity + vessel morphology)."""
+    from ablate.evaluate.run import EvalOptions, evaluate_experiment
+    from ablate.report.results import print_summary
+    from ablate.train.launch import _start_ray
+
+    import ray
+
+    started = _start_ray(address)
+    try:
+        df = evaluate_experiment(EvalOptions(exp=str(exp), data=None if data is None else str(data),
+                                             segmenter=segmenter, gpus_per_task=gpus_per_task))
+    except (FileNotFoundError, ValueError) as e:
+        _fail(str(e))
+    finally:
+        if started:
+            ray.shutdown()
+    print_summary(df, float("nan"))
+    typer.echo(f"per-image metrics: {exp / 'eval' / 'per_image.parquet'}")
 
 
 @app.command()

@@ -37,3 +37,36 @@ def ray_local(tmp_path_factory):
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+TINY_GRID = """
+name: e2e
+base:
+  data: {size: 32, augment: {hflip: true, rotate_deg: 5}}
+  model: {preset: tiny}
+  train: {steps: 6, batch_size: 4, lr: 1.0e-3, log_every: 2, image_every: 3, val_every: 3,
+          val_batches: 1, checkpoint_every: 3}
+  losses:
+    codebook: {weight: 1.0}
+combinations:
+  l1: {losses: {l1: {weight: 1.0}}}
+  l2: {losses: {l2: {weight: 1.0}}}
+seeds: [0]
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_grid(tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("grid") / "e2e.yaml"
+    p.write_text(TINY_GRID)
+    return p
+
+
+@pytest.fixture(scope="session")
+def tiny_experiment(ray_local, drive32, tiny_grid, tmp_path_factory) -> Path:
+    """A real two-trial experiment on DRIVE at 32 px, trained and evaluated once per
+    session (a trial costs tens of seconds of Ray start-up); tests only read it."""
+    from ablate.train.launch import LaunchOptions, launch
+
+    out = tmp_path_factory.mktemp("experiments") / "e2e"
+    return launch(LaunchOptions(grid=str(tiny_grid), data=str(drive32), out=str(out), segmenter="ridge"))

@@ -15,21 +15,6 @@ from ablate.train.launch import LaunchOptions, launch
 
 pytestmark = pytest.mark.ray
 
-GRID = """
-name: e2e
-base:
-  data: {size: 32, augment: {hflip: true, rotate_deg: 5}}
-  model: {preset: tiny}
-  train: {steps: 6, batch_size: 4, lr: 1.0e-3, log_every: 2, image_every: 3, val_every: 3,
-          val_batches: 1, checkpoint_every: 3}
-  losses:
-    codebook: {weight: 1.0}
-combinations:
-  l1: {losses: {l1: {weight: 1.0}}}
-  l2: {losses: {l2: {weight: 1.0}}}
-seeds: [0]
-"""
-
 
 def _events(logdir: Path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -39,15 +24,8 @@ def _events(logdir: Path):
     return acc
 
 
-@pytest.fixture(scope="module")
-def grid_file(tmp_path_factory) -> Path:
-    p = tmp_path_factory.mktemp("grid") / "e2e.yaml"
-    p.write_text(GRID)
-    return p
-
-
-def test_two_trial_grid(ray_local, drive32, grid_file, tmp_path):
-    out = launch(LaunchOptions(grid=str(grid_file), data=str(drive32), out=str(tmp_path / "exp")))
+def test_two_trial_grid(tiny_experiment):
+    out = tiny_experiment
     df = pd.read_parquet(out / "results.parquet")
     assert sorted(df["combination"]) == ["l1", "l2"]
     assert (df["status"] == "done").all() and (df["steps"] == 6).all()
@@ -67,12 +45,23 @@ def test_two_trial_grid(ray_local, drive32, grid_file, tmp_path):
         assert [e.step for e in images] == [3, 6]
         assert images[0].width == 2 * 32 and images[0].height == 4 * 32  # 4 rows of input | reconstruction
         assert Path(row["checkpoint"]).is_dir()
+    # Evaluated on DRIVE's 20 test images automatically after training.
+    per_image = pd.read_parquet(out / "eval" / "per_image.parquet")
+    assert len(per_image) == 2 * 20 and set(per_image["trial"]) == set(df["trial"])
+    assert {"psnr", "ssim", "dice", "cldice", "betti0_error", "recon.density", "orig.density"} <= set(per_image.columns)
+    assert (per_image["segmenter"] == "ridge:meijering+otsu").all()  # no trained U-Net in a fresh test run
+    assert df["test/fid"].notna().all() and df["test/psnr"].notna().all() and (df["segmenter"] == "ridge:meijering+otsu").all()
+    means = per_image.groupby("trial")["psnr"].mean()
+    for _, row in df.iterrows():
+        assert row["test/psnr"] == pytest.approx(means[row["trial"]])
 
 
 def test_one_trial_with_two_ddp_workers(ray_local, drive32, tmp_path):
+    from conftest import TINY_GRID
+
     one = tmp_path / "one.yaml"
-    one.write_text(GRID.replace("  l2: {losses: {l2: {weight: 1.0}}}\n", ""))
-    out = launch(LaunchOptions(grid=str(one), data=str(drive32), out=str(tmp_path / "ddp"), workers=2))
+    one.write_text(TINY_GRID.replace("  l2: {losses: {l2: {weight: 1.0}}}\n", ""))
+    out = launch(LaunchOptions(grid=str(one), data=str(drive32), out=str(tmp_path / "ddp"), workers=2, evaluate=False))
     df = pd.read_parquet(out / "results.parquet")
     assert len(df) == 1 and df.loc[0, "status"] == "done" and df.loc[0, "steps"] == 6
     assert df.loc[0, "workers"] == 2  # reported by the workers themselves

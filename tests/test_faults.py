@@ -46,7 +46,8 @@ def _grid(tmp_path: Path, steps: int, two: bool, lr: str = "1.0e-3") -> Path:
 def _launch(grid: Path, data: Path, out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "ABLATE_RAY_TMP": f"/tmp/ablate-ft-{os.getpid()}-{out.name}"}
     log = open(out.parent / f"{out.name}.log", "ab")
-    return subprocess.Popen([*ABLATE, "launch", "--grid", str(grid), "--data", str(data), "--out", str(out), *extra],
+    return subprocess.Popen([*ABLATE, "launch", "--grid", str(grid), "--data", str(data), "--out", str(out),
+                             "--no-evaluate", *extra],
                             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
 

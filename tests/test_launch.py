@@ -68,7 +68,9 @@ def test_out_holding_a_different_grid_is_refused(tmp_path):
     out = tmp_path / "exp"
     out.mkdir()
     (out / GRID_RECORD).write_text(json.dumps(grid_fingerprint(_smoke()), default=str))
-    check_experiment_folder(out, _smoke(), resume=True)  # same grid: resumable
+    check_experiment_folder(out, _smoke(), resume=True)  # same grid, same data: resumable
+    with pytest.raises(ConfigError, match="data None -> /elsewhere"):
+        check_experiment_folder(out, _smoke(), resume=True, data="/elsewhere")
     with pytest.raises(ConfigError, match="already holds this grid; add --resume"):
         check_experiment_folder(out, _smoke(), resume=False)
     other = load_grid(find_grid("smoke"), {"train": {"steps": 7}})

@@ -44,6 +44,8 @@ class LaunchOptions:
     max_failures: int = 2  # worker-group restarts per trial, from its last checkpoint
     trial_retries: int = 1  # whole-trial retries by Tune (after the worker restarts are spent)
     resume: bool = False
+    evaluate: bool = True  # evaluate finished trials on the test split after training
+    segmenter: str | None = None  # for evaluation; None = our U-Net where present, else the ridge fallback
     dry_run: bool = False
 
 
@@ -182,11 +184,11 @@ def _start_ray(address: str | None) -> bool:
 GRID_RECORD = "grid.json"  # the resolved trials of the experiment in this folder
 
 
-def grid_fingerprint(grid: Grid) -> dict:
-    return {"name": grid.name, "trials": {trial_key(s): s.flat() for s in grid.trials}}
+def grid_fingerprint(grid: Grid, data: str | None = None) -> dict:
+    return {"name": grid.name, "data": data, "trials": {trial_key(s): s.flat() for s in grid.trials}}
 
 
-def check_experiment_folder(out: Path, grid: Grid, resume: bool) -> None:
+def check_experiment_folder(out: Path, grid: Grid, resume: bool, data: str | None = None) -> None:
     """Refuse to mix grids in one folder, to start over a finished run, or to resume nothing."""
     record = out / GRID_RECORD
     if not record.is_file():
@@ -199,15 +201,16 @@ def check_experiment_folder(out: Path, grid: Grid, resume: bool) -> None:
         previous = json.loads(record.read_text())
     except json.JSONDecodeError as e:
         raise ConfigError(f"{record}: unreadable ({e})") from None
-    mine = json.loads(json.dumps(grid_fingerprint(grid)))  # same JSON types as the record
+    mine = json.loads(json.dumps(grid_fingerprint(grid, data), default=str))  # same JSON types as the record
     if previous != mine:
         added = sorted(set(mine["trials"]) - set(previous.get("trials", {})))
         removed = sorted(set(previous.get("trials", {})) - set(mine["trials"]))
         changed = sorted(k for k in set(mine["trials"]) & set(previous.get("trials", {}))
                          if mine["trials"][k] != previous["trials"][k])
+        data_note = "" if previous.get("data") == data else f", data {previous.get('data')} -> {data}"
         raise ConfigError(
             f"--out {out} holds a different grid ({previous.get('name')!r}): trials added {added}, removed {removed}, "
-            f"changed {changed}. Use another --out, or the same grid and options to resume."
+            f"changed {changed}{data_note}. Use another --out, or the same grid, data and options to resume."
         )
     if not resume:
         raise ConfigError(f"--out {out} already holds this grid; add --resume to continue it (finished trials are kept)")
@@ -231,7 +234,7 @@ def launch(opts: LaunchOptions) -> Path | None:
     preflight_losses(grid)  # after the table, so a dry run still shows the grid
     if opts.dry_run:
         return None
-    check_experiment_folder(out, grid, opts.resume)
+    check_experiment_folder(out, grid, opts.resume, data_dir)
 
     import ray
     from ray import tune
@@ -254,7 +257,7 @@ def launch(opts: LaunchOptions) -> Path | None:
             # from their last checkpoint (each Train run is named after its trial).
             tuner = tune.Tuner.restore(str(out), trainable, resume_unfinished=True, resume_errored=True)
         else:
-            write_text_atomic(out / GRID_RECORD, json.dumps(grid_fingerprint(grid), indent=1, default=str) + "\n")
+            write_text_atomic(out / GRID_RECORD, json.dumps(grid_fingerprint(grid, data_dir), indent=1, default=str) + "\n")
             tuner = tune.Tuner(
                 trainable,
                 param_space={"trial": tune.grid_search(list(trials))},
@@ -275,6 +278,12 @@ def launch(opts: LaunchOptions) -> Path | None:
         write_results(table, out)
         print_summary(table, wall)
         unfinished = int((table["status"] == "incomplete").sum())
+        if opts.evaluate and (table["status"] == "done").any():
+            from ablate.evaluate.run import EvalOptions, evaluate_experiment
+
+            evaluated = evaluate_experiment(EvalOptions(exp=str(out), segmenter=opts.segmenter,
+                                                        gpus_per_task=min(opts.gpus_per_worker, 1.0)))
+            print_summary(evaluated, wall)
         if unfinished:
             print(f"{unfinished} trial(s) did not finish. Resume with:\n  ablate launch --grid {opts.grid} "
                   f"--out {out}{'' if opts.data is None else f' --data {opts.data}'} --resume", file=sys.stderr)

@@ -243,7 +243,10 @@ def _report(model, opt, d_opt, loss_fn, to_input, val_shard, batch_size, step, e
         metrics["time/startup_s"] = first_step_at - config["trial_started_at"]
     if checkpoint and ray.train.get_context().get_world_rank() == 0:
         with tempfile.TemporaryDirectory() as d:
-            state = {"model": _unwrap(model).state_dict(), "optimizer": opt.state_dict(), "step": step}
+            state = {"model": _unwrap(model).state_dict(), "optimizer": opt.state_dict(), "step": step,
+                     # Plain values, so `ablate evaluate` rebuilds the model from the file alone.
+                     "model_spec": {"preset": spec.model.preset, "overrides": dict(spec.model.overrides),
+                                    "edge_channel": spec.model.edge_channel, "size": spec.data.size}}
             if d_opt is not None:
                 state["loss_state"] = loss_fn.trainable_state()
                 state["disc_optimizer"] = d_opt.state_dict()

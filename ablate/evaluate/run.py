@@ -1,0 +1,246 @@
+"""Evaluate every finished trial of an experiment on the held-out test split.
+
+Ray tasks do the work, so it spreads over a cluster like training:
+- once per chunk of test images: the vessel map of each original (the reference),
+  and the originals' Inception / foundation-model features;
+- per trial and chunk: reconstruct from the trial's final checkpoint, fidelity
+  (PSNR, SSIM, MS-SSIM, LPIPS where its weights are present), the vessel map of the
+  reconstruction, its morphology and its agreement with the original's map, and
+  the reconstructions' features.
+The driver turns features into FID / KID (and the Fréchet distance in the domain
+foundation model's features) per trial. Outputs, in the experiment folder:
+  eval/per_image.parquet  one row per (trial, test image), every metric
+  results.parquet/.csv    each trial's means merged in as `test/<metric>` columns
+  eval/notes.json         which segmenter and feature networks were used, what was skipped
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ablate.io import atomic_path, write_text_atomic
+
+CHUNK = 8  # test images per Ray task
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    exp: str
+    data: str | None = None  # default: the dataset the grid was launched on
+    segmenter: str | None = None  # a U-Net file, or "ridge"; default: the trained U-Net if present
+    batch_size: int = 8
+    gpus_per_task: float = 0.0
+
+
+# ---------------------------------------------------------------- choices, said out loud
+
+
+def choose_segmenter(requested: str | None) -> tuple[str, str]:
+    """(spec, note). Without a request: our U-Net where its file exists, else the ridge fallback."""
+    from ablate.evaluate.segmenter import DEFAULT_WEIGHTS
+
+    if requested:
+        return requested, f"segmenter {requested!r} as requested"
+    if Path(DEFAULT_WEIGHTS).expanduser().is_file():
+        return str(DEFAULT_WEIGHTS), f"U-Net segmenter {DEFAULT_WEIGHTS}"
+    return "ridge", (f"no trained U-Net at {DEFAULT_WEIGHTS} (`ablate segmenter train`): vessel maps from the "
+                     "classical ridge-filter + Otsu fallback")
+
+
+def available_feature_nets() -> tuple[dict, list[str]]:
+    """Which metric networks have real weights here; notes for those that do not."""
+    from ablate.backbones import WeightsMissing
+    from ablate.losses import LOSSES
+
+    nets, notes = {}, []
+    try:
+        LOSSES.get("lpips").preflight(pretrained=True)
+        nets["lpips"] = True
+    except WeightsMissing as e:
+        notes.append(f"LPIPS not computed: {e}")
+    for model in ("retfound", "fundus_mae"):
+        try:
+            LOSSES.get("foundation").preflight(model=model)
+            nets["fm"] = model
+            break
+        except WeightsMissing as e:
+            notes.append(f"Frechet distance in {model} features not computed: {str(e).split('.')[0]}")
+    if "fm" in nets:
+        notes = [n for n in notes if "Frechet" not in n]
+    return nets, notes
+
+
+# ---------------------------------------------------------------- data
+
+
+def load_test_split(data_dir: str, size: int) -> dict:
+    import pyarrow.parquet as pq
+    from PIL import Image
+
+    from ablate.data.preprocess import decode_png
+    from ablate.data.shards import shard_paths
+
+    rows = [r for p in shard_paths(data_dir, "test") for r in pq.read_table(p, columns=["id", "image", "fov"]).to_pylist()]
+
+    def fit(a: np.ndarray, resample) -> np.ndarray:
+        return a if a.shape[0] == size else np.asarray(Image.fromarray(a).resize((size, size), resample))
+
+    images = np.stack([fit(decode_png(r["image"]), Image.Resampling.LANCZOS) for r in rows])
+    fovs = np.stack([fit(decode_png(r["fov"]), Image.Resampling.NEAREST) > 127 for r in rows])
+    return {"ids": [r["id"] for r in rows], "images": images, "fov": fovs}
+
+
+# ---------------------------------------------------------------- Ray tasks
+
+
+def _tensor(images: np.ndarray):
+    import torch
+
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+
+
+def _fm_extractor(model: str):
+    from ablate.evaluate.fidelity import foundation_features
+    from ablate.losses import LOSSES
+
+    return foundation_features(LOSSES.build("foundation", model=model))
+
+
+def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: dict) -> dict:
+    """Vessel maps of the originals (the reference), their morphology, and their features."""
+    import torch
+
+    from ablate.backbones.inception import FIDInception
+    from ablate.evaluate.morphology import vessel_features
+    from ablate.evaluate.segmenter import load_segmenter
+
+    torch.set_num_threads(1)
+    x, f = _tensor(images), torch.from_numpy(fov)
+    seg = load_segmenter(segmenter)
+    maps = (seg.predict(x, f) >= seg.threshold).numpy()
+    out = {"maps": maps, "features": [vessel_features(m, v) for m, v in zip(maps, fov)],
+           "segmenter": seg.name, "inception": FIDInception()(x).numpy()}
+    if "fm" in nets:
+        out["fm"] = _fm_extractor(nets["fm"])(x).numpy()
+    return out
+
+
+def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: np.ndarray, segmenter: str,
+                nets: dict, batch_size: int) -> dict:
+    """Reconstruct one chunk with one trial's model; every per-image metric and the features."""
+    import torch
+
+    from ablate.backbones.inception import FIDInception
+    from ablate.evaluate.fidelity import pair_metrics
+    from ablate.evaluate.morphology import agreement, vessel_features
+    from ablate.evaluate.segmenter import load_segmenter
+    from ablate.models.edge_channel import parse_edge_channel
+    from ablate.models.presets import build_model
+
+    torch.set_num_threads(1)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    state = torch.load(Path(checkpoint) / "checkpoint.pt", map_location=device, weights_only=True)
+    ms = state["model_spec"]
+    edge = parse_edge_channel(ms["edge_channel"]) if ms["edge_channel"] else None
+    model = build_model(ms["preset"], ms["size"], ms["overrides"], in_channels=4 if edge else 3).to(device)
+    model.load_state_dict(state["model"])
+    model.eval()
+    x = _tensor(images).to(device)
+    with torch.no_grad():
+        recon = torch.cat([model(edge(b) if edge else b)[0][:, :3] for b in x.split(batch_size)]).clamp(0, 1)
+    lpips = None
+    if nets.get("lpips"):
+        from ablate.losses import LOSSES
+
+        lpips = LOSSES.build("lpips").to(device)
+    metrics = {k: v.cpu().numpy() for k, v in pair_metrics(x, recon, lpips).items()}
+    seg = load_segmenter(segmenter)
+    maps = (seg.predict(recon.cpu(), torch.from_numpy(fov)) >= seg.threshold).numpy()
+    rows = []
+    for i in range(len(images)):
+        row = {k: float(v[i]) for k, v in metrics.items()}
+        row.update({f"recon.{k}": v for k, v in vessel_features(maps[i], fov[i]).items()})
+        row.update(agreement(ref_maps[i], maps[i], fov[i]))
+        rows.append(row)
+    out = {"rows": rows, "inception": FIDInception()(recon.cpu()).numpy()}
+    if "fm" in nets:
+        out["fm"] = _fm_extractor(nets["fm"])(recon.cpu()).numpy()
+    return out
+
+
+# ---------------------------------------------------------------- driver
+
+
+def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
+    import ray
+
+    from ablate.evaluate.fidelity import frechet_distance_from_samples, kernel_inception_distance
+    from ablate.report.results import write_results
+
+    exp = Path(opts.exp).resolve()
+    results_path = exp / "results.parquet"
+    if not results_path.is_file():
+        raise FileNotFoundError(f"{exp}: no results.parquet; is it an experiment folder from `ablate launch`?")
+    results = pd.read_parquet(results_path)
+    record = json.loads((exp / "grid.json").read_text()) if (exp / "grid.json").is_file() else {}
+    data_dir = opts.data or record.get("data")
+    if not data_dir:
+        raise ValueError(f"{exp}: the dataset is not recorded; pass --data")
+    done = results[(results["status"] == "done") & results["checkpoint"].notna()]
+    if done.empty:
+        raise ValueError(f"{results_path}: no finished trial with a checkpoint to evaluate")
+    seg_spec, seg_note = choose_segmenter(opts.segmenter)
+    nets, notes = available_feature_nets()
+    print(seg_note)
+    for n in notes:
+        print(n)
+
+    per_image, means = [], {}
+    for size, group in done.groupby("config.data.size"):
+        test = load_test_split(data_dir, int(size))
+        chunks = [slice(k, k + CHUNK) for k in range(0, len(test["ids"]), CHUNK)]
+        task = ray.remote(num_cpus=1, num_gpus=opts.gpus_per_task)
+        imgs = [ray.put(test["images"][c]) for c in chunks]
+        fovs = [ray.put(test["fov"][c]) for c in chunks]
+        refs = ray.get([task(reference_chunk).remote(i, f, seg_spec, nets) for i, f in zip(imgs, fovs)])
+        ref_maps = [ray.put(r["maps"]) for r in refs]
+        real_inc = np.concatenate([r["inception"] for r in refs])
+        real_fm = np.concatenate([r["fm"] for r in refs]) if "fm" in nets else None
+        futures = {row.trial: [task(trial_chunk).remote(row.checkpoint, i, f, m, seg_spec, nets, opts.batch_size)
+                               for i, f, m in zip(imgs, fovs, ref_maps)] for row in group.itertuples()}
+        for row in group.itertuples():
+            outs = ray.get(futures[row.trial])
+            k = 0
+            for ref, out in zip(refs, outs):
+                for feats, metrics in zip(ref["features"], out["rows"]):
+                    per_image.append({"trial": row.trial, "combination": row.combination, "seed": row.seed,
+                                      "image_id": test["ids"][k], "segmenter": ref["segmenter"],
+                                      **{f"orig.{n}": v for n, v in feats.items()}, **metrics})
+                    k += 1
+            fake_inc = np.concatenate([o["inception"] for o in outs])
+            m = {"test/fid": frechet_distance_from_samples(real_inc, fake_inc),
+                 "test/kid": kernel_inception_distance(real_inc, fake_inc)}
+            if real_fm is not None:
+                m[f"test/fd_{nets['fm']}"] = frechet_distance_from_samples(real_fm, np.concatenate([o["fm"] for o in outs]))
+            means[row.trial] = m
+    table = pd.DataFrame(per_image)
+    metric_cols = [c for c in table.columns if c not in ("trial", "combination", "seed", "image_id", "segmenter")]
+    trial_means = table.groupby("trial")[metric_cols].mean()
+    (exp / "eval").mkdir(exist_ok=True)
+    with atomic_path(exp / "eval" / "per_image.parquet") as tmp:
+        table.to_parquet(tmp, index=False)
+    write_text_atomic(exp / "eval" / "notes.json", json.dumps(
+        {"segmenter": seg_note, "skipped": notes, "feature_nets": nets, "test_images": int(table["image_id"].nunique())},
+        indent=1) + "\n")
+    merged = results.drop(columns=[c for c in results.columns if c.startswith("test/") or c == "segmenter"])
+    extra = pd.DataFrame({t: {**{f"test/{c}": trial_means.loc[t, c] for c in metric_cols}, **means[t]}
+                          for t in trial_means.index}).T
+    extra["segmenter"] = table.groupby("trial")["segmenter"].first()
+    merged = merged.merge(extra, left_on="trial", right_index=True, how="left")
+    write_results(merged, exp)
+    return merged
