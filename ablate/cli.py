@@ -105,7 +105,7 @@ def evaluate(
     finally:
         if started:
             ray.shutdown()
-    print_summary(df, float("nan"))
+    print_summary(df)
     typer.echo(f"per-image metrics: {exp / 'eval' / 'per_image.parquet'}")
 
 

@@ -68,10 +68,11 @@ def available_feature_nets() -> tuple[dict, list[str]]:
             LOSSES.get("foundation").preflight(model=model)
             nets["fm"] = model
             break
-        except WeightsMissing as e:
-            notes.append(f"Frechet distance in {model} features not computed: {str(e).split('.')[0]}")
-    if "fm" in nets:
-        notes = [n for n in notes if "Frechet" not in n]
+        except WeightsMissing:
+            continue
+    if "fm" not in nets:
+        notes.append("Frechet distance in foundation-model features not computed: neither RETFound weights nor "
+                     "our fundus MAE (`ablate fm pretrain`) are present")
     return nets, notes
 
 
@@ -101,7 +102,7 @@ def load_test_split(data_dir: str, size: int) -> dict:
 def _tensor(images: np.ndarray):
     import torch
 
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255
+    return torch.tensor(images).permute(0, 3, 1, 2).float() / 255  # a copy: object-store arrays are read-only
 
 
 def _fm_extractor(model: str):
@@ -120,7 +121,7 @@ def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: d
     from ablate.evaluate.segmenter import load_segmenter
 
     torch.set_num_threads(1)
-    x, f = _tensor(images), torch.from_numpy(fov)
+    x, f = _tensor(images), torch.tensor(fov)
     seg = load_segmenter(segmenter)
     maps = (seg.predict(x, f) >= seg.threshold).numpy()
     out = {"maps": maps, "features": [vessel_features(m, v) for m, v in zip(maps, fov)],
@@ -160,7 +161,7 @@ def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: 
         lpips = LOSSES.build("lpips").to(device)
     metrics = {k: v.cpu().numpy() for k, v in pair_metrics(x, recon, lpips).items()}
     seg = load_segmenter(segmenter)
-    maps = (seg.predict(recon.cpu(), torch.from_numpy(fov)) >= seg.threshold).numpy()
+    maps = (seg.predict(recon.cpu(), torch.tensor(fov)) >= seg.threshold).numpy()
     rows = []
     for i in range(len(images)):
         row = {k: float(v[i]) for k, v in metrics.items()}

@@ -58,9 +58,10 @@ def write_results(df: pd.DataFrame, out: Path) -> None:
         df.to_csv(tmp, index=False)
 
 
-def print_summary(df: pd.DataFrame, wall_s: float) -> None:
+def print_summary(df: pd.DataFrame, wall_s: float | None = None) -> None:
     cols = [c for c in ["trial", "status", "steps", "val/loss/total", "val/psnr", "test/psnr", "test/ssim", "test/fid",
                         "test/cldice", "test/dice", "wall_time_s", "startup_s"] if c in df.columns]
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
         print(df[cols].to_string(index=False))
-    print(f"{len(df)} trials in {wall_s:.1f} s wall")
+    if wall_s is not None:
+        print(f"{len(df)} trials in {wall_s:.1f} s wall")

@@ -95,162 +95,198 @@ def validate(model, loss_fn, shard, batch_size, max_batches, step, device, to_in
     return {f"val/{k}": v / n for k, v in sums.items()}
 
 
-def train_loop_per_worker(config: dict) -> None:
-    import ray.train
-    import ray.train.torch
+class WorkerRun:
+    """One worker's share of one trial: model, optimisers, streams and bookkeeping.
 
-    spec: TrialSpec = config["spec"]
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(config["threads"])
-    t = spec.train
-    if t.batch_size % world:
-        raise ValueError(f"train.batch_size {t.batch_size} is not divisible by {world} workers")
-    per_worker = t.batch_size // world
+    Built from the Train context and the trial spec; `run()` trains to the
+    configured length. Every rank reports at the same steps (a Train requirement).
+    """
 
-    torch.manual_seed(spec.seed)  # same init on every rank; DDP broadcasts rank 0's anyway
-    model, edge_channel = build_for_spec(spec)
-    to_input = edge_channel or (lambda x: x)  # RGB, or RGB + the edge map as channel 4
-    model = ray.train.torch.prepare_model(model)
-    device = ray.train.torch.get_device()
-    loss_fn = CompositeLoss.from_specs(spec.losses).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=t.lr, betas=t.betas)
-    # Discriminators (adversarial terms) step with their own optimizer; same betas.
-    adversaries = loss_fn.adversaries()
-    d_opt = None
-    if adversaries:
-        d_opt = torch.optim.Adam([{"params": a.module.parameters(), "lr": a.module.disc_lr or t.lr} for a in adversaries],
-                                 betas=t.betas)
+    def __init__(self, config: dict):
+        import ray.train
+        import ray.train.torch
 
-    step = 0
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is not None:
+        self.config = config
+        self.spec: TrialSpec = config["spec"]
+        t = self.spec.train
+        ctx = ray.train.get_context()
+        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
+        torch.set_num_threads(config["threads"])
+        if t.batch_size % self.world:
+            raise ValueError(f"train.batch_size {t.batch_size} is not divisible by {self.world} workers")
+        self.per_worker = t.batch_size // self.world
+
+        torch.manual_seed(self.spec.seed)  # same init on every rank; DDP broadcasts rank 0's anyway
+        model, edge_channel = build_for_spec(self.spec)
+        self.to_input = edge_channel or (lambda x: x)  # RGB, or RGB + the edge map as channel 4
+        self.model = ray.train.torch.prepare_model(model)
+        self.device = ray.train.torch.get_device()
+        self.loss_fn = CompositeLoss.from_specs(self.spec.losses).to(self.device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=t.lr, betas=t.betas)
+        # Discriminators (adversarial terms) step with their own optimizer; same betas.
+        adversaries = self.loss_fn.adversaries()
+        self.d_opt = None
+        if adversaries:
+            self.d_opt = torch.optim.Adam(
+                [{"params": a.module.parameters(), "lr": a.module.disc_lr or t.lr} for a in adversaries], betas=t.betas)
+
+        self.step = self._restore()
+        self.resumed_from = self.step
+        self.epoch = 0
+        self.first_step_at: float | None = None
+        self.data_check: dict = {}
+        self.writer = None
+        if self.rank == 0:
+            from ablate.train.tensorboard import TrialWriter
+
+            self.writer = TrialWriter(config["tb_dir"])
+            if self.resumed_from:
+                # A worker-group restart (or a resumed grid) continues from the checkpoint's step.
+                self.writer.scalars({"train/resumed_from_step": self.resumed_from}, self.resumed_from)
+        self.train_shard = ray.train.get_dataset_shard("train")
+        self.val_shard = ray.train.get_dataset_shard("val")
+
+    def _restore(self) -> int:
+        import ray.train
+
+        ckpt = ray.train.get_checkpoint()
+        if ckpt is None:
+            return 0
         with ckpt.as_directory() as d:
-            state = torch.load(Path(d) / CHECKPOINT_FILE, map_location=device, weights_only=True)
-        _unwrap(model).load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        if d_opt is not None:
-            loss_fn.load_trainable_state(state["loss_state"])
-            d_opt.load_state_dict(state["disc_optimizer"])
-        step = int(state["step"])
-    resumed_from = step
-    config = {**config, "resumed_from": resumed_from}
+            state = torch.load(Path(d) / CHECKPOINT_FILE, map_location=self.device, weights_only=True)
+        _unwrap(self.model).load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        if self.d_opt is not None:
+            self.loss_fn.load_trainable_state(state["loss_state"])
+            self.d_opt.load_state_dict(state["disc_optimizer"])
+        return int(state["step"])
 
-    writer = None
-    if rank == 0:
-        from ablate.train.tensorboard import TrialWriter
+    # -- the loop --
 
-        writer = TrialWriter(config["tb_dir"])
-        if resumed_from:
-            # A worker-group restart (or a resumed grid) continues from the checkpoint's step.
-            writer.scalars({"train/resumed_from_step": resumed_from}, resumed_from)
-    train_shard = ray.train.get_dataset_shard("train")
-    val_shard = ray.train.get_dataset_shard("val")
-    total_steps = t.steps if t.epochs is None else None
-    last_layer = _unwrap(model).last_layer
-    epoch, images_seen, tic = 0, 0, time.perf_counter()
-    first_step_at = None
-    if total_steps is not None and step >= total_steps:
-        # Restored from the final checkpoint (a grid resumed right after this trial ended):
-        # report its final state again and train no further.
-        _report(model, opt, d_opt, loss_fn, to_input, val_shard, per_worker, step, epoch, device, writer, config,
-                first_step_at, checkpoint=False, final=True)
-        if writer:
-            writer.close()
-        return
-    done = False
-    seen_keys: list[torch.Tensor] = []  # image keys this worker got in its first epoch
-    while not done:
-        batches = 0
-        for batch in train_shard.iter_torch_batches(batch_size=per_worker, dtypes={"image": torch.uint8, "key": torch.int64},
-                                                    device=device):
-            x = to_input(batch["image"].float() / 255)
-            if epoch == 0:
+    def run(self) -> None:
+        t = self.spec.train
+        total = t.steps if t.epochs is None else None
+        try:
+            if total is not None and self.step >= total:
+                # Restored from the final checkpoint (a grid resumed right after this trial
+                # ended): report its final state again and train no further.
+                self.report(checkpoint=False, final=True)
+                return
+            while True:
+                stopped = self._epoch(total)
+                if stopped:
+                    return
+                self.epoch += 1
+                if total is not None and self.step >= total:
+                    return
+                if t.epochs is not None and self.epoch >= t.epochs:
+                    self.report(checkpoint=True, final=True)
+                    return
+        finally:
+            if self.writer:
+                self.writer.close()
+
+    def _epoch(self, total: int | None) -> bool:
+        """One pass over this worker's shard; True when the trial ended inside it."""
+        t = self.spec.train
+        seen_keys: list[torch.Tensor] = []  # image keys this worker got in the first epoch
+        last_layer = _unwrap(self.model).last_layer
+        images_seen, tic, batches = 0, time.perf_counter(), 0
+        for batch in self.train_shard.iter_torch_batches(
+                batch_size=self.per_worker, dtypes={"image": torch.uint8, "key": torch.int64}, device=self.device):
+            x = self.to_input(batch["image"].float() / 255)
+            if self.epoch == 0:
                 seen_keys.append(batch["key"].cpu())
-            x_hat, aux = model(x)
-            loss, logs = loss_fn(x, x_hat, aux, step, last_layer)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if d_opt is not None:
-                d_loss, d_logs = loss_fn.discriminator_loss(x, x_hat, step)
-                if d_loss is not None:
-                    d_opt.zero_grad(set_to_none=True)
-                    d_loss.backward()
-                    _average_gradients(d_opt)
-                    d_opt.step()
-                    logs.update(d_logs)
-            step += 1
+            x_hat, aux, logs = self._train_step(x, last_layer)
             batches += 1
             images_seen += x.shape[0]
-            if first_step_at is None:
-                first_step_at = time.time()
-            done = total_steps is not None and step >= total_steps
-            if step % t.log_every == 0 or done:
+            done = total is not None and self.step >= total
+            if self.step % t.log_every == 0 or done:
                 for k in ("perplexity", "codes_used"):
                     if k in aux:
                         logs[f"vq/{k}"] = aux[k]
                 scalars = _mean_over_workers(logs)
                 bad = {k: v for k, v in scalars.items() if not math.isfinite(v)}
                 if bad:
-                    # Every rank sees the same all-reduced values, so all stop together. Not an
-                    # exception: a restart from the checkpoint would only diverge again.
-                    reason = f"non-finite loss at step {step}: {bad}"
-                    ray.train.report({"step": step, "epoch": epoch, "final": True, "stop_reason": reason,
-                                      "world_size": world, "resumed_from_step": resumed_from})
-                    if writer:
-                        writer.close()
-                    return
-                elapsed = time.perf_counter() - tic
-                scalars["perf/images_per_s"] = images_seen * world / max(elapsed, 1e-9)
-                scalars["lr"] = opt.param_groups[0]["lr"]
+                    self._stop_diverged(f"non-finite loss at step {self.step}: {bad}")
+                    return True
+                scalars["perf/images_per_s"] = images_seen * self.world / max(time.perf_counter() - tic, 1e-9)
+                scalars["lr"] = self.opt.param_groups[0]["lr"]
                 images_seen, tic = 0, time.perf_counter()
-                if writer:
-                    writer.scalars(scalars, step)
-            if writer and (step % t.image_every == 0 or done):
-                writer.reconstructions(x, x_hat, step)
-            if step % t.val_every == 0 or step % t.checkpoint_every == 0 or done:
-                _report(model, opt, d_opt, loss_fn, to_input, val_shard, per_worker, step, epoch, device, writer, config, first_step_at,
-                        checkpoint=step % t.checkpoint_every == 0 or done, final=done)
+                if self.writer:
+                    self.writer.scalars(scalars, self.step)
+            if self.writer and (self.step % t.image_every == 0 or done):
+                self.writer.reconstructions(x, x_hat, self.step)
+            if self.step % t.val_every == 0 or self.step % t.checkpoint_every == 0 or done:
+                self.report(checkpoint=self.step % t.checkpoint_every == 0 or done, final=done)
             if done:
-                break
+                return True
         if batches == 0:
-            raise RuntimeError(
-                f"the train split gave worker {rank} no batch; it has fewer images than the {world} workers need"
-            )
-        if epoch == 0:
-            config["data_check"] = _sharding_check(seen_keys)
-        epoch += 1
-        if t.epochs is not None and epoch >= t.epochs and not done:
-            done = True
-            _report(model, opt, d_opt, loss_fn, to_input, val_shard, per_worker, step, epoch, device, writer, config, first_step_at,
-                    checkpoint=True, final=True)
-    if writer:
-        writer.close()
+            raise RuntimeError(f"the train split gave worker {self.rank} no batch; "
+                               f"it has fewer images than the {self.world} workers need")
+        if self.epoch == 0:
+            self.data_check = _sharding_check(seen_keys)
+        return False
 
+    def _train_step(self, x: torch.Tensor, last_layer: torch.Tensor):
+        x_hat, aux = self.model(x)
+        loss, logs = self.loss_fn(x, x_hat, aux, self.step, last_layer)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if self.d_opt is not None:
+            d_loss, d_logs = self.loss_fn.discriminator_loss(x, x_hat, self.step)
+            if d_loss is not None:
+                self.d_opt.zero_grad(set_to_none=True)
+                d_loss.backward()
+                _average_gradients(self.d_opt)
+                self.d_opt.step()
+                logs.update(d_logs)
+        self.step += 1
+        if self.first_step_at is None:
+            self.first_step_at = time.time()
+        return x_hat, aux, logs
 
-def _report(model, opt, d_opt, loss_fn, to_input, val_shard, batch_size, step, epoch, device, writer, config, first_step_at,
-            checkpoint: bool, final: bool) -> None:
-    import ray.train
+    # -- reporting --
 
-    spec: TrialSpec = config["spec"]
-    val = _mean_over_workers(validate(model, loss_fn, val_shard, batch_size, spec.train.val_batches, step, device, to_input))
-    if writer:
-        writer.scalars(val, step)
-    metrics = {**val, **config.get("data_check", {}), "step": step, "epoch": epoch, "final": final, "stop_reason": "",
-               "world_size": ray.train.get_context().get_world_size(), "resumed_from_step": config["resumed_from"]}
-    if first_step_at is not None:
-        metrics["time/startup_s"] = first_step_at - config["trial_started_at"]
-    if checkpoint and ray.train.get_context().get_world_rank() == 0:
+    def _base_metrics(self, final: bool) -> dict:
+        m = {**self.data_check, "step": self.step, "epoch": self.epoch, "final": final, "stop_reason": "",
+             "world_size": self.world, "resumed_from_step": self.resumed_from}
+        if self.first_step_at is not None:
+            m["time/startup_s"] = self.first_step_at - self.config["trial_started_at"]
+        return m
+
+    def _stop_diverged(self, reason: str) -> None:
+        """Every rank sees the same all-reduced values, so all stop together. Not an
+        exception: a restart from the checkpoint would only diverge again."""
+        import ray.train
+
+        ray.train.report({**self._base_metrics(final=True), "stop_reason": reason})
+
+    def report(self, checkpoint: bool, final: bool) -> None:
+        import ray.train
+
+        val = _mean_over_workers(validate(self.model, self.loss_fn, self.val_shard, self.per_worker,
+                                          self.spec.train.val_batches, self.step, self.device, self.to_input))
+        if self.writer:
+            self.writer.scalars(val, self.step)
+        metrics = {**val, **self._base_metrics(final)}
+        if not (checkpoint and self.rank == 0):
+            ray.train.report(metrics)
+            return
+        spec = self.spec
+        state = {"model": _unwrap(self.model).state_dict(), "optimizer": self.opt.state_dict(), "step": self.step,
+                 # Plain values, so `ablate evaluate` rebuilds the model from the file alone.
+                 "model_spec": {"preset": spec.model.preset, "overrides": dict(spec.model.overrides),
+                                "edge_channel": spec.model.edge_channel, "size": spec.data.size}}
+        if self.d_opt is not None:
+            state["loss_state"] = self.loss_fn.trainable_state()
+            state["disc_optimizer"] = self.d_opt.state_dict()
         with tempfile.TemporaryDirectory() as d:
-            state = {"model": _unwrap(model).state_dict(), "optimizer": opt.state_dict(), "step": step,
-                     # Plain values, so `ablate evaluate` rebuilds the model from the file alone.
-                     "model_spec": {"preset": spec.model.preset, "overrides": dict(spec.model.overrides),
-                                    "edge_channel": spec.model.edge_channel, "size": spec.data.size}}
-            if d_opt is not None:
-                state["loss_state"] = loss_fn.trainable_state()
-                state["disc_optimizer"] = d_opt.state_dict()
             torch.save(state, os.path.join(d, CHECKPOINT_FILE))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
-    else:
-        ray.train.report(metrics)
+
+
+def train_loop_per_worker(config: dict) -> None:
+    """Entry point Ray Train runs on each worker."""
+    WorkerRun(config).run()
