@@ -16,6 +16,10 @@ from ablate.fm.cli import app as fm_app  # noqa: E402  (typer only; torch/Ray lo
 
 app.add_typer(fm_app, name="fm", help="Our own fundus foundation model (MAE), for when RETFound is not at hand.")
 
+from ablate.evaluate.segmenter_cli import app as segmenter_app  # noqa: E402
+
+app.add_typer(segmenter_app, name="segmenter", help="The vessel segmenter evaluation uses: train it on DRIVE, check it.")
+
 
 def _fail(msg: str) -> None:
     typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)

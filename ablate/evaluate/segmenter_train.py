@@ -365,7 +365,7 @@ def _count_with_vessels(data_dir: Path, split: str) -> int:
 def train_segmenter(
     data_dir: str | os.PathLike,
     out_file: str | os.PathLike = DEFAULT_WEIGHTS,
-    steps: int = 3000,
+    steps: int = 1500,
     batch_size: int = 8,
     patch: int = 128,
     lr: float = 2e-3,
