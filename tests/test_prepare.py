@@ -64,7 +64,7 @@ def test_ids_are_content_hashes_stable_across_folders(drive_dir, tmp_path):
     for stem in ("01_test", "02_test", "21_training"):
         shutil.copy(drive_dir / "images" / f"{stem}.tif", src / f"{stem}.tif")
     a = prepare(src, tmp_path / "a", size=32)
-    b = prepare(drive_dir, tmp_path / "b", size=32)
+    prepare(drive_dir, tmp_path / "b", size=32)
     ids_a = {r["id"] for s in ("train", "val", "test") if a.counts[s] for r in _rows(tmp_path / "a", s)}
     ids_b = {r["id"] for s in ("train", "val", "test") for r in _rows(tmp_path / "b", s)}
     assert len(ids_a) == 3 and ids_a <= ids_b

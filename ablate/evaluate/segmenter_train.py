@@ -181,8 +181,6 @@ def vessel_loss(logits, target, fov):
 
 
 def _batch_tensors(batch, device):
-    import torch
-
     x = batch["image"].to(device).float() / 255
     f = batch["fov"].to(device) > 127
     y = (batch["vessel"].to(device) > 127).float()
@@ -232,15 +230,10 @@ def segmenter_train_loop(config: dict) -> None:
 
     from ablate.evaluate.segmenter import build_unet, unet_logits
     from ablate.fm.pretrain import lr_factor
-    from ablate.train.loop import _mean_over_workers, _unwrap
+    from ablate.train.distributed import mean_over_workers, unwrap, worker_context
 
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(config["threads"])
-    steps, bs = config["steps"], config["batch_size"]
-    if bs % world:
-        raise ValueError(f"batch_size {bs} is not divisible by {world} workers")
-    per_worker = bs // world
+    steps = config["steps"]
+    rank, world, per_worker = worker_context(config["threads"], config["batch_size"])
 
     torch.manual_seed(config["seed"])  # same init on every rank (DDP broadcasts rank 0's anyway)
     model = ray.train.torch.prepare_model(build_unet(config["arch"]))
@@ -253,7 +246,7 @@ def segmenter_train_loop(config: dict) -> None:
     if ckpt is not None:  # resumed (same configuration: the run name carries its hash)
         with ckpt.as_directory() as d:
             state = torch.load(Path(d) / STATE_FILE, map_location=device, weights_only=True)
-        _unwrap(model).load_state_dict(state["model"])
+        unwrap(model).load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, epoch = int(state["step"]), int(state["epoch"])
@@ -284,7 +277,7 @@ def segmenter_train_loop(config: dict) -> None:
             seen += x.shape[0]
             done = step >= steps
             if step % config["log_every"] == 0 or done:
-                scalars = _mean_over_workers(logs)
+                scalars = mean_over_workers(logs)
                 if not math.isfinite(scalars["seg/loss"]):
                     raise FloatingPointError(f"non-finite segmenter loss at step {step}: {scalars}")
                 scalars["seg/lr"] = lr_now
@@ -318,7 +311,7 @@ def _report(model, opt, sched, step: int, epoch: int, last: dict, final: bool) -
     import ray.train
     import torch
 
-    from ablate.train.loop import _unwrap
+    from ablate.train.distributed import unwrap
 
     metrics = {**last, "step": step, "epoch": epoch, "final": final,
                "world_size": ray.train.get_context().get_world_size()}
@@ -326,7 +319,7 @@ def _report(model, opt, sched, step: int, epoch: int, last: dict, final: bool) -
         ray.train.report(metrics)
         return
     with tempfile.TemporaryDirectory() as d:
-        torch.save({"model": _unwrap(model).state_dict(), "optimizer": opt.state_dict(),
+        torch.save({"model": unwrap(model).state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "step": step, "epoch": epoch}, Path(d) / STATE_FILE)
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 

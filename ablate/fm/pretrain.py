@@ -124,15 +124,10 @@ def fm_train_loop(config: dict) -> None:
     from timm.optim import param_groups_weight_decay
 
     from ablate.fm.mae import MaskedAutoencoderViT
-    from ablate.train.loop import _mean_over_workers, _unwrap
+    from ablate.train.distributed import mean_over_workers, unwrap, worker_context
 
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    torch.set_num_threads(config["threads"])
-    steps, bs = config["steps"], config["batch_size"]
-    if bs % world:
-        raise ValueError(f"batch_size {bs} is not divisible by {world} workers")
-    per_worker = bs // world
+    steps = config["steps"]
+    rank, world, per_worker = worker_context(config["threads"], config["batch_size"])
 
     torch.manual_seed(config["seed"])  # same init on every rank (DDP broadcasts rank 0's anyway)
     model = MaskedAutoencoderViT(config["arch"], mask_ratio=config["mask_ratio"],
@@ -140,7 +135,7 @@ def fm_train_loop(config: dict) -> None:
     model = ray.train.torch.prepare_model(model)
     device = ray.train.torch.get_device()
     torch.manual_seed(config["seed"] * 1000 + 1 + rank)  # masks differ between ranks
-    groups = param_groups_weight_decay(_unwrap(model), config["weight_decay"],
+    groups = param_groups_weight_decay(unwrap(model), config["weight_decay"],
                                        no_weight_decay_list=("cls_token", "mask_token", "pos_embed", "decoder_pos_embed"))
     opt = torch.optim.AdamW(groups, lr=config["lr"], betas=(0.9, 0.95))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, config["warmup_steps"]))
@@ -151,7 +146,7 @@ def fm_train_loop(config: dict) -> None:
         with ckpt.as_directory() as d:
             mae = torch.load(Path(d) / MAE_FILE, map_location=device, weights_only=True)
             state = torch.load(Path(d) / TRAIN_STATE_FILE, map_location=device, weights_only=True)
-        _unwrap(model).load_state_dict(mae["model"])
+        unwrap(model).load_state_dict(mae["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         step, epoch, last_loss = int(state["step"]), int(state["epoch"]), float(state.get("loss", "nan"))
@@ -179,7 +174,7 @@ def fm_train_loop(config: dict) -> None:
             images_seen += x.shape[0]
             done = step >= steps
             if step % config["log_every"] == 0 or done:
-                scalars = _mean_over_workers({"fm/loss": loss})
+                scalars = mean_over_workers({"fm/loss": loss})
                 if not math.isfinite(scalars["fm/loss"]):
                     raise FloatingPointError(f"non-finite MAE loss at step {step}: {scalars['fm/loss']}")
                 last_loss = scalars["fm/loss"]
@@ -190,7 +185,7 @@ def fm_train_loop(config: dict) -> None:
                 if writer:
                     writer.scalars(scalars, step)
             if writer and (step % config["image_every"] == 0 or done):
-                writer.writer.add_image("fm/input|masked|reconstruction", _image_grid(_unwrap(model), x, pred, mask), step)
+                writer.writer.add_image("fm/input|masked|reconstruction", _image_grid(unwrap(model), x, pred, mask), step)
             if step % config["checkpoint_every"] == 0 or done:
                 _report(model, opt, sched, step, epoch, last_loss, config, final=done)
                 final_reported = done

@@ -19,30 +19,9 @@ import torch.distributed as dist
 from ablate.config import TrialSpec
 from ablate.losses import CompositeLoss
 from ablate.models.presets import build_for_spec
+from ablate.train.distributed import average_gradients, distributed, mean_over_workers, unwrap, worker_context
 
 CHECKPOINT_FILE = "checkpoint.pt"
-
-
-def _mean_over_workers(logs: dict[str, torch.Tensor]) -> dict[str, float]:
-    """One host sync for all values; averaged across ranks when distributed."""
-    keys = sorted(logs)
-    vec = torch.stack([logs[k].detach().float().reshape(()) for k in keys])
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        dist.all_reduce(vec, op=dist.ReduceOp.SUM)
-        vec /= dist.get_world_size()
-    return dict(zip(keys, vec.cpu().tolist()))
-
-
-def _average_gradients(opt: torch.optim.Optimizer) -> None:
-    """All-reduce gradients of an optimizer's parameters (discriminators are not
-    DDP-wrapped: they run twice per step, real then fake, which DDP does not allow)."""
-    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
-        return
-    for group in opt.param_groups:
-        for p in group["params"]:
-            if p.grad is not None:
-                dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
-                p.grad /= dist.get_world_size()
 
 
 def _sharding_check(seen: list[torch.Tensor]) -> dict:
@@ -51,7 +30,7 @@ def _sharding_check(seen: list[torch.Tensor]) -> dict:
     import ray
 
     mine = (torch.cat(seen).tolist() if seen else [], ray.get_runtime_context().get_node_id()[:12])
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    if distributed():
         gathered: list = [None] * dist.get_world_size()
         dist.all_gather_object(gathered, mine)
     else:
@@ -60,10 +39,6 @@ def _sharding_check(seen: list[torch.Tensor]) -> dict:
     overlap = sum(counts) - len(set().union(*(set(keys) for keys, _ in gathered)))
     return {"data/rows_per_worker_epoch0": ",".join(map(str, counts)), "data/shared_rows_epoch0": overlap,
             "node/workers": ",".join(node for _, node in gathered)}
-
-
-def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
 
 
 def _psnr(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
@@ -109,12 +84,7 @@ class WorkerRun:
         self.config = config
         self.spec: TrialSpec = config["spec"]
         t = self.spec.train
-        ctx = ray.train.get_context()
-        self.rank, self.world = ctx.get_world_rank(), ctx.get_world_size()
-        torch.set_num_threads(config["threads"])
-        if t.batch_size % self.world:
-            raise ValueError(f"train.batch_size {t.batch_size} is not divisible by {self.world} workers")
-        self.per_worker = t.batch_size // self.world
+        self.rank, self.world, self.per_worker = worker_context(config["threads"], t.batch_size)
 
         torch.manual_seed(self.spec.seed)  # same init on every rank; DDP broadcasts rank 0's anyway
         model, edge_channel = build_for_spec(self.spec)
@@ -154,7 +124,7 @@ class WorkerRun:
             return 0
         with ckpt.as_directory() as d:
             state = torch.load(Path(d) / CHECKPOINT_FILE, map_location=self.device, weights_only=True)
-        _unwrap(self.model).load_state_dict(state["model"])
+        unwrap(self.model).load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         if self.d_opt is not None:
             self.loss_fn.load_trainable_state(state["loss_state"])
@@ -190,7 +160,7 @@ class WorkerRun:
         """One pass over this worker's shard; True when the trial ended inside it."""
         t = self.spec.train
         seen_keys: list[torch.Tensor] = []  # image keys this worker got in the first epoch
-        last_layer = _unwrap(self.model).last_layer
+        last_layer = unwrap(self.model).last_layer
         images_seen, tic, batches = 0, time.perf_counter(), 0
         for batch in self.train_shard.iter_torch_batches(
                 batch_size=self.per_worker, dtypes={"image": torch.uint8, "key": torch.int64}, device=self.device):
@@ -205,7 +175,7 @@ class WorkerRun:
                 for k in ("perplexity", "codes_used"):
                     if k in aux:
                         logs[f"vq/{k}"] = aux[k]
-                scalars = _mean_over_workers(logs)
+                scalars = mean_over_workers(logs)
                 bad = {k: v for k, v in scalars.items() if not math.isfinite(v)}
                 if bad:
                     self._stop_diverged(f"non-finite loss at step {self.step}: {bad}")
@@ -239,7 +209,7 @@ class WorkerRun:
             if d_loss is not None:
                 self.d_opt.zero_grad(set_to_none=True)
                 d_loss.backward()
-                _average_gradients(self.d_opt)
+                average_gradients(self.d_opt)
                 self.d_opt.step()
                 logs.update(d_logs)
         self.step += 1
@@ -266,7 +236,7 @@ class WorkerRun:
     def report(self, checkpoint: bool, final: bool) -> None:
         import ray.train
 
-        val = _mean_over_workers(validate(self.model, self.loss_fn, self.val_shard, self.per_worker,
+        val = mean_over_workers(validate(self.model, self.loss_fn, self.val_shard, self.per_worker,
                                           self.spec.train.val_batches, self.step, self.device, self.to_input))
         if self.writer:
             self.writer.scalars(val, self.step)
@@ -275,7 +245,7 @@ class WorkerRun:
             ray.train.report(metrics)
             return
         spec = self.spec
-        state = {"model": _unwrap(self.model).state_dict(), "optimizer": self.opt.state_dict(), "step": self.step,
+        state = {"model": unwrap(self.model).state_dict(), "optimizer": self.opt.state_dict(), "step": self.step,
                  # Plain values, so `ablate evaluate` rebuilds the model from the file alone.
                  "model_spec": {"preset": spec.model.preset, "overrides": dict(spec.model.overrides),
                                 "edge_channel": spec.model.edge_channel, "size": spec.data.size}}
