@@ -128,13 +128,11 @@ def losses() -> None:
     typer.echo("every term also takes: weight (>= 0), start_step (off before it), adaptive (taming gradient balance)")
 
 
-@app.command()
-def tensorboard(exp: Path = typer.Argument(..., help="experiment folder")) -> None:
-    """Print the command that opens TensorBoard on an experiment's trials."""
-    logdir = exp / "tensorboard"
-    if not logdir.is_dir():
-        _fail(f"{logdir}: no TensorBoard logs (is {exp} an experiment folder?)")
-    typer.echo(f"tensorboard --logdir {logdir}")
+# `ablate report EXP` and `ablate tensorboard EXP` live with the reporter.
+from ablate.report.cli import report as _report_cmd, tensorboard as _tensorboard_cmd  # noqa: E402
+
+app.command("report")(_report_cmd)
+app.command("tensorboard")(_tensorboard_cmd)
 
 
 def main() -> None:  # pragma: no cover

@@ -284,6 +284,10 @@ def launch(opts: LaunchOptions) -> Path | None:
             evaluated = evaluate_experiment(EvalOptions(exp=str(out), segmenter=opts.segmenter,
                                                         gpus_per_task=min(opts.gpus_per_worker, 1.0)))
             print_summary(evaluated)
+        if (table["status"] == "done").any():
+            from ablate.report.cli import write_report
+
+            print(f"report: {write_report(out)}")
         if unfinished:
             print(f"{unfinished} trial(s) did not finish. Resume with:\n  ablate launch --grid {opts.grid} "
                   f"--out {out}{'' if opts.data is None else f' --data {opts.data}'} --resume", file=sys.stderr)

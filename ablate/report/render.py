@@ -1,0 +1,648 @@
+"""The experiment report: EXP/report/index.html (one self-contained file: plots and
+images are base64 PNG data URIs, no external CSS, JS or fonts, so it opens offline)
+and EXP/report/report.md (the same tables, no pictures), plus the tidy tables as
+Parquet (see ablate.report.collect) and the statistics tables:
+
+  report/summary.parquet   per (metric, combination): n, mean, sd, ci_low, ci_high, note, direction
+  report/paired.parquet    per (combination, metric) against the baseline: Wilcoxon, Holm, verdict
+  report/ranking.parquet   place, combination, mean_rank, n_metrics, one rank column per metric
+  report/questions.parquet the paired tests behind the two answers (column `question`)
+
+The image grid shows the same few test images across configurations (each
+combination's lowest-seed finished trial): the original and its vessel map, and
+per configuration the reconstruction, its vessel map and the difference of the
+two maps (white = vessel in both, red = lost: in the original's map only, green =
+spurious: in the reconstruction's map only). Models are rebuilt from each
+trial's final checkpoint.pt on the CPU, as `ablate evaluate` does, and the
+segmenter is the one evaluation recorded.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import io
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ablate.io import atomic_path
+from ablate.report.collect import Experiment, is_demo_data, load_experiment, write_tables
+from ablate.report.stats import Analysis, analyse, arrow, direction, metric_group, metric_sort_key
+
+REPORT_DIR = "report"
+N_IMAGES = 4
+CELL_PX = 132  # displayed side of an image-grid cell
+LOST = (230, 40, 40)
+SPURIOUS = (40, 200, 60)
+
+
+# ---------------------------------------------------------------- warnings a reader must see
+
+
+def report_warnings(e: Experiment) -> list[str]:
+    out = []
+    if is_demo_data(e.data):
+        out.append(f"DEMO DATA: {e.data} is the built-in set of variants of ONE fundus photograph; "
+                   "nothing here says anything about fundus images in general.")
+    by_comb = e.trials.drop_duplicates("combination").set_index("combination")["stand_ins"]
+    for comb, notes in by_comb.items():
+        if notes:
+            out.append(f"STAND-IN WEIGHTS in `{comb}`: {notes}.")
+    if e.segmenter and e.segmenter.startswith("ridge"):
+        out.append(f"Vessel maps from the classical ridge-filter fallback ({e.segmenter}), not a trained U-Net; "
+                   "vessel metrics are only as good as that segmenter.")
+    for s in e.notes.get("skipped", []) or []:
+        out.append(f"Skipped in evaluation: {s}")
+    fd = [m for m in e.trial_metrics["metric"].unique() if m.startswith("fd_")]
+    for m in fd:
+        if m != "fd_retfound":
+            out.append(f"`{m}` is a Frechet distance in {m[3:]} features, not RETFound's.")
+    if e.eval_missing:
+        out.append(f"EVALUATION MISSING: {e.eval_missing}")
+    if e.seeds and len(e.seeds) == 1:
+        out.append("One seed per combination: no confidence intervals (n=1).")
+    out.extend(e.warnings)
+    return out
+
+
+# ---------------------------------------------------------------- image grid
+
+
+@dataclass
+class GridColumn:
+    combination: str
+    trial: str
+    seed: int
+    recon: list[np.ndarray] = field(default_factory=list)  # uint8 (H, W, 3)
+    maps: list[np.ndarray] = field(default_factory=list)  # bool (H, W)
+    ref_maps: list[np.ndarray] | None = None  # the originals' maps at this column's size, when it differs
+
+
+@dataclass
+class ImageGrid:
+    ids: list[str]
+    originals: list[np.ndarray]
+    maps: list[np.ndarray]
+    columns: list[GridColumn]
+    segmenter: str
+    notes: list[str] = field(default_factory=list)
+
+
+def segmenter_spec(e: Experiment) -> str:
+    """The spec `load_segmenter` takes, for the segmenter evaluation used."""
+    from ablate.evaluate.segmenter import DEFAULT_WEIGHTS
+
+    note = str(e.notes.get("segmenter", ""))
+    m = re.search(r"segmenter '(.+)' as requested", note)
+    if m:
+        return m.group(1)
+    m = re.match(r"U-Net segmenter (.+)$", note)
+    if m:
+        return m.group(1).strip()
+    name = e.segmenter or ""
+    if name.startswith("ridge"):
+        return name
+    if name.startswith("unet"):
+        return str(DEFAULT_WEIGHTS)
+    return "ridge"
+
+
+def _checkpoint_dir(e: Experiment, path) -> Path | None:
+    if not isinstance(path, str) or not path:
+        return None
+    p = Path(path)
+    local = e.exp / "train" / p.parent.name / p.name  # the experiment folder may have moved
+    for cand in (local, p):
+        if (cand / "checkpoint.pt").is_file():
+            return cand
+    return None
+
+
+def _reconstruct(ckpt: Path, images: np.ndarray) -> np.ndarray:
+    """Rebuild the model from checkpoint.pt's model_spec (as evaluate's trial_chunk) and
+    reconstruct uint8 images (N, H, W, 3) on the CPU."""
+    import torch
+
+    from ablate.evaluate.run import _tensor
+    from ablate.models.edge_channel import parse_edge_channel
+    from ablate.models.presets import build_model
+
+    state = torch.load(ckpt / "checkpoint.pt", map_location="cpu", weights_only=True)
+    ms = state["model_spec"]
+    edge = parse_edge_channel(ms["edge_channel"]) if ms["edge_channel"] else None
+    model = build_model(ms["preset"], ms["size"], ms["overrides"], in_channels=4 if edge else 3)
+    model.load_state_dict(state["model"])
+    model.eval()
+    x = _tensor(images)
+    with torch.no_grad():
+        recon = model(edge(x) if edge else x)[0][:, :3].clamp(0, 1)
+    return (recon.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+
+
+def _vessel_maps(seg, images: np.ndarray, fov: np.ndarray) -> np.ndarray:
+    import torch
+
+    from ablate.evaluate.run import _tensor
+
+    return (seg.predict(_tensor(images), torch.from_numpy(fov)) >= seg.threshold).numpy()
+
+
+def pick_images(ids: list[str], k: int) -> list[int]:
+    """k indices spread evenly over the test split (its first and last image included)."""
+    if k <= 0 or not ids:
+        return []
+    if k >= len(ids):
+        return list(range(len(ids)))
+    return sorted({int(round(i)) for i in np.linspace(0, len(ids) - 1, k)})
+
+
+def build_image_grid(e: Experiment, n_images: int = N_IMAGES) -> ImageGrid | None:
+    """Original / reconstruction / vessel maps of `n_images` test images for every configuration;
+    None (with the reason in e.warnings) when the data or every checkpoint is missing."""
+    from ablate.evaluate.run import load_test_split
+    from ablate.evaluate.segmenter import load_segmenter
+
+    if n_images <= 0:
+        return None
+    if not e.data or not Path(e.data).is_dir():
+        e.warnings.append(f"image grid left out: the test data {e.data!r} recorded in grid.json is not here")
+        return None
+    spec = segmenter_spec(e)
+    try:
+        seg = load_segmenter(spec)
+    except (FileNotFoundError, ValueError) as ex:
+        e.warnings.append(f"image grid left out: segmenter {spec!r} cannot be loaded ({ex})")
+        return None
+    done = e.trials[(e.trials["status"] == "done")]
+    if done.empty:
+        e.warnings.append("image grid left out: no finished trial")
+        return None
+    size_of = lambda r: int(r.get("config.data.size") or 0)  # noqa: E731
+    base_rows = done[done["combination"] == e.baseline]
+    ref_size = size_of((base_rows if len(base_rows) else done).iloc[0].to_dict()) if len(done) else 0
+    splits: dict[int, dict] = {}
+
+    def split(size: int) -> dict:
+        if size not in splits:
+            splits[size] = load_test_split(e.data, size)
+        return splits[size]
+
+    try:
+        ref = split(ref_size)
+    except Exception as ex:  # noqa: BLE001 - the report goes on without pictures
+        e.warnings.append(f"image grid left out: cannot read the test split of {e.data} ({type(ex).__name__}: {ex})")
+        return None
+    idx = pick_images(ref["ids"], n_images)
+    ids = [ref["ids"][i] for i in idx]
+    grid = ImageGrid(ids=ids, originals=[ref["images"][i] for i in idx], columns=[], segmenter=seg.name,
+                     maps=list(_vessel_maps(seg, ref["images"][idx], ref["fov"][idx])))
+    for comb in e.combinations:
+        rows = done[done["combination"] == comb].sort_values("seed")
+        col = None
+        for r in rows.to_dict("records"):
+            ckpt = _checkpoint_dir(e, r.get("checkpoint"))
+            if ckpt is None:
+                continue
+            try:
+                data = split(size_of(r))
+                pos = [data["ids"].index(i) for i in ids]
+                imgs, fov = data["images"][pos], data["fov"][pos]
+                recon = _reconstruct(ckpt, imgs)
+                col = GridColumn(comb, r["trial"], int(r["seed"]), list(recon), list(_vessel_maps(seg, recon, fov)))
+                if size_of(r) != ref_size:
+                    grid.notes.append(f"`{comb}` runs at {size_of(r)} px; its maps are compared with the "
+                                      f"original's at that size")
+                    col.ref_maps = list(_vessel_maps(seg, imgs, fov))
+                break
+            except Exception as ex:  # noqa: BLE001
+                grid.notes.append(f"`{comb}`: trial {r['trial']} could not be reconstructed ({type(ex).__name__}: {ex})")
+        if col is None:
+            grid.notes.append(f"`{comb}`: no finished trial with a readable checkpoint; column left out")
+        else:
+            grid.columns.append(col)
+    return grid
+
+
+def diff_map(ref: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """RGB: white = both, red = lost (reference only), green = spurious (test only), black = neither."""
+    out = np.zeros(ref.shape + (3,), np.uint8)
+    out[ref & test] = 255
+    out[ref & ~test] = LOST
+    out[~ref & test] = SPURIOUS
+    return out
+
+
+def png_data_uri(a: np.ndarray, min_side: int = CELL_PX) -> str:
+    from PIL import Image
+
+    if a.dtype == bool:
+        a = a.astype(np.uint8) * 255
+    im = Image.fromarray(a)
+    k = max(1, math.ceil(min_side / max(a.shape[:2])))
+    if k > 1:
+        im = im.resize((a.shape[1] * k, a.shape[0] * k), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG", optimize=True)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+# ---------------------------------------------------------------- plots
+
+
+def _fig_uri(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def metric_plots(e: Experiment, a: Analysis) -> list[tuple[str, str]]:
+    """(group title, PNG data URI): one figure per metric group, one panel per metric:
+    mean +- 95% CI per combination, the seeds as dots, the baseline in orange."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = a.summary
+    out = []
+    groups: dict[str, list[str]] = {}
+    for m in sorted(s["metric"].unique(), key=metric_sort_key):
+        groups.setdefault(metric_group(m), []).append(m)
+    combos = e.combinations
+    xs = {c: i for i, c in enumerate(combos)}
+    for group, metrics in groups.items():
+        ncol = min(4, len(metrics))
+        nrow = math.ceil(len(metrics) / ncol)
+        w = max(3.2, 0.55 * len(combos) + 1.6)
+        fig, axes = plt.subplots(nrow, ncol, figsize=(w * ncol, 3.1 * nrow), squeeze=False)
+        for ax, m in zip(axes.flat, metrics):
+            g = s[s["metric"] == m].set_index("combination")
+            pts = e.trial_metrics[e.trial_metrics["metric"] == m]
+            for c in combos:
+                if c not in g.index:
+                    continue
+                r = g.loc[c]
+                colour = "tab:orange" if c == e.baseline else "tab:blue"
+                seeds = pts[pts["combination"] == c]["value"]
+                ax.scatter(np.full(len(seeds), xs[c]) + 0.12, seeds, s=9, color="0.55", zorder=2)
+                if np.isfinite(r["ci_low"]):
+                    ax.errorbar(xs[c], r["mean"], yerr=[[r["mean"] - r["ci_low"]], [r["ci_high"] - r["mean"]]],
+                                fmt="o", color=colour, capsize=4, zorder=3)
+                else:
+                    ax.plot(xs[c], r["mean"], "o", color=colour, zorder=3, markerfacecolor="white")
+            if e.baseline in g.index and np.isfinite(g.loc[e.baseline, "mean"]):
+                ax.axhline(g.loc[e.baseline, "mean"], color="tab:orange", lw=0.8, ls="--", zorder=1)
+            ax.set_xticks(range(len(combos)))
+            ax.set_xticklabels(combos, rotation=30, ha="right", fontsize=8)
+            ax.set_xlim(-0.6, len(combos) - 0.4)
+            ax.set_title(f"{m}\n({arrow(m)})", fontsize=9)
+            ax.tick_params(axis="y", labelsize=8)
+            ax.grid(axis="y", alpha=0.3)
+        for ax in list(axes.flat)[len(metrics):]:
+            ax.axis("off")
+        fig.suptitle(f"mean ± 95% CI over seeds (open marker: n=1, no CI; grey dots: seeds; "
+                     f"orange: baseline {e.baseline})", fontsize=10)
+        fig.tight_layout()
+        out.append((group, _fig_uri(fig)))
+    return out
+
+
+# ---------------------------------------------------------------- numbers as text
+
+
+def fmt(x, digits: int = 4) -> str:
+    if x is None:
+        return ""
+    if isinstance(x, (bool, np.bool_)):
+        return "yes" if x else "no"
+    if isinstance(x, (int, np.integer)):
+        return str(int(x))
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return str(x)
+    if not np.isfinite(f):
+        return "—"
+    if f == 0:
+        return "0"
+    if abs(f) >= 1e5 or abs(f) < 1e-3:
+        return f"{f:.{digits - 1}e}"
+    return f"{f:.{digits}g}"
+
+
+def ci_text(r: dict) -> str:
+    if r["n"] == 0:
+        return "—"
+    if r["n"] == 1:
+        return f"{fmt(r['mean'])} (n=1, no CI)"
+    return f"{fmt(r['mean'])} [{fmt(r['ci_low'])}, {fmt(r['ci_high'])}] (n={r['n']})"
+
+
+def summary_wide(e: Experiment, a: Analysis) -> pd.DataFrame:
+    """Rows: metric (with its better direction); columns: combinations; cells: mean [95% CI]."""
+    s = a.summary
+    rows = []
+    for m in sorted(s["metric"].unique(), key=metric_sort_key):
+        g = s[s["metric"] == m].set_index("combination")
+        row = {"metric": m, "better": {"higher": "higher", "lower": "lower"}.get(direction(m), "—")}
+        for c in e.combinations:
+            row[c] = ci_text(g.loc[c].to_dict() | {"n": int(g.loc[c, "n"])}) if c in g.index else "—"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["metric", "better"] + e.combinations)
+
+
+def trials_table(e: Experiment) -> pd.DataFrame:
+    cols = {"trial": "trial", "combination": "combination", "seed": "seed", "status": "status", "steps": "steps",
+            "loss_terms": "loss terms", "config.model.preset": "preset", "config.data.size": "size",
+            "config.train.lr": "lr", "wall_time_s": "wall s", "stand_ins": "stand-ins"}
+    t = e.trials[[c for c in cols if c in e.trials.columns]].rename(columns=cols)
+    from ablate.report.collect import edge_setting
+
+    t.insert(min(5, len(t.columns)), "edge channel", [edge_setting(r) or "—" for r in e.trials.to_dict("records")])
+    return t
+
+
+PAIRED_COLS = {"combination": "combination", "metric": "metric", "direction": "better", "n_images": "n images",
+               "mean": "mean", "reference_mean": "reference mean", "median_diff": "median diff",
+               "better_images": "images better", "worse_images": "images worse", "statistic": "W", "p": "p",
+               "p_holm": "p (Holm)", "verdict": "verdict"}
+
+
+def paired_table(df: pd.DataFrame, reference: bool = False) -> pd.DataFrame:
+    if df.empty:
+        return df
+    cols = dict(PAIRED_COLS)
+    if reference:
+        cols = {"combination": "combination", "reference": "against", **{k: v for k, v in cols.items() if k != "combination"}}
+    return df[[c for c in cols if c in df.columns]].rename(columns=cols)
+
+
+def ranking_table(a: Analysis) -> pd.DataFrame:
+    """Place, combination, mean rank over all ranked metrics, and the mean rank within each metric group."""
+    r = a.ranking
+    if r.empty:
+        return r
+    metrics = [c for c in r.columns if c not in ("place", "combination", "mean_rank", "n_metrics")]
+    out = r[["place", "combination", "mean_rank", "n_metrics"]].rename(
+        columns={"mean_rank": "mean rank (all)", "n_metrics": "metrics ranked"})
+    groups: dict[str, list[str]] = {}
+    for m in metrics:
+        groups.setdefault(metric_group(m), []).append(m)
+    for g, ms in groups.items():
+        out[f"{g} ({len(ms)})"] = r[ms].mean(axis=1)
+    return out
+
+
+def ranks_by_metric(e: Experiment, a: Analysis) -> pd.DataFrame:
+    """Rows: ranked metric; columns: combinations; cells: rank (1 = best)."""
+    r = a.ranking
+    if r.empty:
+        return r
+    metrics = [c for c in r.columns if c not in ("place", "combination", "mean_rank", "n_metrics")]
+    t = r.set_index("combination")[metrics].T.reindex(columns=e.combinations)
+    t.insert(0, "better", [direction(m) for m in metrics])
+    return t.rename_axis("metric").reset_index()
+
+
+# ---------------------------------------------------------------- HTML / Markdown
+
+
+CSS = """
+body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1500px}
+h1{font-size:22px;margin-bottom:4px} h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ccc}
+h3{font-size:15px}
+table{border-collapse:collapse;font-size:12px;margin:8px 0}
+th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;vertical-align:top}
+th{background:#f0f0f0} td.l,th.l{text-align:left}
+.scroll{overflow-x:auto;max-width:100%}
+.warn{background:#fff4e5;border:1px solid #f0a040;padding:8px 12px;margin:10px 0}
+.warn li{margin:3px 0}
+.answer{border-left:5px solid #888;padding:6px 12px;margin:10px 0;background:#f8f8f8}
+.answer.yes{border-color:#2a9d2a} .answer.no{border-color:#d33} .answer.mixed{border-color:#e0a000}
+.verdict{font-weight:bold;text-transform:uppercase}
+.meta td{text-align:left;border:none;padding:1px 8px 1px 0}
+table.imgrid td,table.imgrid th{padding:2px;text-align:center} table.imgrid img{image-rendering:pixelated;display:block}
+table.imgrid colgroup{border-left:3px solid #555}
+.legend span{display:inline-block;width:12px;height:12px;margin:0 4px -2px 10px;border:1px solid #888}
+img.plot{max-width:100%;display:block;margin:8px 0}
+tr.better td{background:#e6f6e6} tr.worse td{background:#fbe9e9}
+"""
+
+
+def _esc(x) -> str:
+    return html.escape(str(x))
+
+
+def html_table(df: pd.DataFrame, left: tuple[str, ...] = (), cls: str = "", row_class=None) -> str:
+    if df is None or df.empty:
+        return "<p><i>(empty)</i></p>"
+    head = "".join(f'<th class="l">{_esc(c)}</th>' if c in left else f"<th>{_esc(c)}</th>" for c in df.columns)
+    body = []
+    for i, r in enumerate(df.to_dict("records")):
+        rc = row_class(r) if row_class else ""
+        cells = "".join(f'<td class="l">{_esc(fmt(v) if not isinstance(v, str) else v)}</td>' if c in left
+                        else f"<td>{_esc(fmt(v) if not isinstance(v, str) else v)}</td>" for c, v in r.items())
+        body.append(f'<tr class="{rc}">{cells}</tr>' if rc else f"<tr>{cells}</tr>")
+    return f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+def md_table(df: pd.DataFrame) -> str:
+    if df is None or df.empty:
+        return "_(empty)_\n"
+    esc = lambda v: (fmt(v) if not isinstance(v, str) else v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    lines = ["| " + " | ".join(esc(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
+    lines += ["| " + " | ".join(esc(v) for v in r.values()) + " |" for r in df.to_dict("records")]
+    return "\n".join(lines) + "\n"
+
+
+GRID_CONFIGS_PER_TABLE = 3  # configurations side by side; more go into further tables (each repeats the original)
+GRID_WIDTH_PX = 1240  # what the image columns of one table may take
+
+
+def _image_grid_html(g: ImageGrid) -> str:
+    legend = ('<p class="legend">Map difference:<span style="background:#fff"></span>vessel in both'
+              f'<span style="background:rgb{LOST}"></span>lost (original only)'
+              f'<span style="background:rgb{SPURIOUS}"></span>spurious (reconstruction only)'
+              '<span style="background:#000"></span>background in both. '
+              f"Vessel maps by {_esc(g.segmenter)}. Each configuration shows its lowest-seed trial.</p>")
+    notes = "".join(f"<li>{_esc(n)}</li>" for n in g.notes)
+    originals = [png_data_uri(o) for o in g.originals]
+    maps = [png_data_uri(m) for m in g.maps]
+    k = GRID_CONFIGS_PER_TABLE
+    tables = [_image_table(g, g.columns[i:i + k], originals, maps) for i in range(0, len(g.columns), k)]
+    return legend + (f"<ul>{notes}</ul>" if notes else "") + "".join(tables)
+
+
+def _image_table(g: ImageGrid, columns: list[GridColumn], originals: list[str], maps: list[str]) -> str:
+    px = min(CELL_PX, GRID_WIDTH_PX // (2 + 3 * GRID_CONFIGS_PER_TABLE) - 6)
+    img = lambda alt, uri: f'<td><img alt="{_esc(alt)}" src="{uri}" width="{px}" height="{px}"></td>'  # noqa: E731
+    cfg = ['<colgroup class="label"><col></colgroup>', '<colgroup data-config="original" span="2"></colgroup>']
+    cfg += [f'<colgroup data-config="{_esc(c.combination)}" span="3"></colgroup>' for c in columns]
+    top = ['<th rowspan="2" class="l">test image</th>', '<th colspan="2">original</th>']
+    top += [f'<th colspan="3">{_esc(c.combination)}<br><small>{_esc(c.trial)} (seed {c.seed})</small></th>'
+            for c in columns]
+    sub = ["<th>photo</th><th>vessels</th>"] + ["<th>reconstruction</th><th>vessels</th><th>lost / spurious</th>"
+                                                for _ in columns]
+    rows = []
+    for i, image_id in enumerate(g.ids):
+        cells = [f'<td class="l"><small>{_esc(image_id)}</small></td>', img(f"original {image_id}", originals[i]),
+                 img("vessel map of the original", maps[i])]
+        for c in columns:
+            ref = (c.ref_maps or g.maps)[i]
+            cells += [img(f"{c.combination} reconstruction", png_data_uri(c.recon[i])),
+                      img(f"{c.combination} vessel map", png_data_uri(c.maps[i])),
+                      img(f"{c.combination} map difference", png_data_uri(diff_map(ref, c.maps[i])))]
+        rows.append(f'<tr data-image="{_esc(image_id)}">{"".join(cells)}</tr>')
+    return (f'<div class="scroll"><table class="imgrid">{"".join(cfg)}<thead><tr>{"".join(top)}</tr>'
+            f'<tr>{"".join(sub)}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
+
+
+METHODS = """Per combination, each metric is summarised over seeds: a trial's value is its mean over test
+images (fid / kid / fd_* are whole-test-set numbers, val/* the final validation values); mean and 95%
+t-interval over seeds (n=1: no CI). Paired tests use the test images as units: per image, each
+combination's value is averaged over its seeds, and the per-image differences against the reference
+are tested with the two-sided Wilcoxon signed-rank test (scipy defaults), Holm-corrected across the
+metrics of one comparison (against the baseline: every per-image metric; for a question: only that
+question's metrics, so a question's p-values are smaller than the same metric's in the baseline table); "better"/"worse" needs Holm p < 0.05, in the metric's better direction
+(sign of the median difference). abs_delta_<feature> = |feature of the reconstruction's vessel map -
+feature of the original's map| (the target is the original). The ranking is the mean rank over every
+metric with a direction. Questions: "yes" = significantly better on at least one of the question's
+metrics and worse on none; "no" = worse on at least one and better on none; "mixed" = both;
+"not enough evidence" = nothing significant."""
+
+
+def _sig_class(r: dict) -> str:
+    v = str(r.get("verdict", ""))
+    return v if v in ("better", "worse") else ""
+
+
+def render_html(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, warnings: list[str]) -> str:
+    status = e.trials["status"].value_counts().to_dict()
+    grid_name = e.grid.get("name", "?")
+    meta = [("experiment", str(e.exp)), ("grid", grid_name), ("data", f"{e.data}" + (" (DEMO)" if is_demo_data(e.data) else "")),
+            ("trials", f"{len(e.trials)} ({', '.join(f'{v} {k}' for k, v in status.items())})"),
+            ("combinations", ", ".join(e.combinations)), ("seeds", ", ".join(map(str, e.seeds))),
+            ("baseline", f"{e.baseline} ({e.baseline_reason})"),
+            ("segmenter", e.segmenter or "— (not evaluated)"),
+            ("test images", str(e.image_metrics["image_id"].nunique()) if e.evaluated else "—"),
+            ("written", _dt.datetime.now().isoformat(timespec="seconds"))]
+    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ablate report: {_esc(grid_name)}</title>"
+             f"<style>{CSS}</style></head><body>",
+             f"<h1>Loss ablation report: {_esc(grid_name)}</h1>",
+             '<table class="meta">' + "".join(f"<tr><td><b>{_esc(k)}</b></td><td>{_esc(v)}</td></tr>" for k, v in meta)
+             + "</table>"]
+    if warnings:
+        parts.append('<div class="warn" id="warnings"><b>Read before the numbers:</b><ul>' +
+                     "".join(f"<li>{_esc(w)}</li>" for w in warnings) + "</ul></div>")
+    parts.append('<h2 id="answers">The paper\'s two questions</h2>')
+    for q in (a.q1, a.q2):
+        cls = q.verdict if q.verdict in ("yes", "no", "mixed") else ""
+        parts.append(f'<div class="answer {cls}"><span class="verdict">{_esc(q.verdict)}</span> — {_esc(q.sentence)}</div>')
+        if not q.tests.empty:
+            parts.append(html_table(paired_table(q.tests, reference=True), left=("combination", "against", "metric", "verdict"),
+                                    row_class=_sig_class))
+    parts.append('<h2 id="trials">Trials</h2>' + html_table(trials_table(e), left=("trial", "combination", "status",
+                                                                                     "loss terms", "preset", "edge channel",
+                                                                                     "stand-ins")))
+    parts.append('<h2 id="summary">Metrics: mean [95% CI] over seeds</h2>'
+                 + html_table(summary_wide(e, a), left=("metric", "better") + tuple(e.combinations)))
+    parts.append('<h2 id="plots">Plots</h2>' + "".join(
+        f'<h3>{_esc(g)}</h3><img class="plot" alt="{_esc(g)}" src="{uri}">' for g, uri in plots))
+    parts.append(f'<h2 id="paired">Paired tests against the baseline `{_esc(e.baseline)}` (test images)</h2>')
+    if a.paired.empty:
+        parts.append(f"<p>{_esc(e.eval_missing or 'No other evaluated combination to compare.')}</p>")
+    else:
+        parts.append(html_table(paired_table(a.paired), left=("combination", "metric", "better", "verdict"),
+                                row_class=_sig_class))
+    parts.append('<h2 id="ranking">Ranking (mean rank over metrics, 1 = best)</h2>'
+                 + "<p>Every ranked metric weighs the same in the overall mean rank; the group columns show "
+                 "where a combination gains or loses.</p>"
+                 + html_table(ranking_table(a), left=("combination",))
+                 + "<details><summary>rank per metric</summary>"
+                 + html_table(ranks_by_metric(e, a), left=("metric", "better")) + "</details>")
+    parts.append('<h2 id="images">Image grid</h2>')
+    parts.append(_image_grid_html(grid) if grid is not None and grid.columns else
+                 "<p><i>No image grid (see the warnings above).</i></p>")
+    parts.append(f'<h2 id="methods">Methods</h2><p>{_esc(METHODS)}</p></body></html>')
+    return "\n".join(parts)
+
+
+def render_markdown(e: Experiment, a: Analysis, warnings: list[str]) -> str:
+    grid_name = e.grid.get("name", "?")
+    out = [f"# Loss ablation report: {grid_name}\n",
+           f"- experiment: `{e.exp}`", f"- data: `{e.data}`" + (" (DEMO)" if is_demo_data(e.data) else ""),
+           f"- trials: {len(e.trials)}; combinations: {', '.join(e.combinations)}; seeds: {', '.join(map(str, e.seeds))}",
+           f"- baseline: `{e.baseline}` ({e.baseline_reason})", f"- segmenter: {e.segmenter or '— (not evaluated)'}", ""]
+    if warnings:
+        out += ["## Read before the numbers\n"] + [f"- {w}" for w in warnings] + [""]
+    out.append("## The paper's two questions\n")
+    for q in (a.q1, a.q2):
+        out.append(f"**{q.verdict.upper()}** — {q.sentence}\n")
+        if not q.tests.empty:
+            out.append(md_table(paired_table(q.tests, reference=True)))
+    out += ["## Trials\n", md_table(trials_table(e)),
+            "## Metrics: mean [95% CI] over seeds\n", md_table(summary_wide(e, a)),
+            f"## Paired tests against the baseline `{e.baseline}` (test images)\n",
+            md_table(paired_table(a.paired)) if not a.paired.empty else f"{e.eval_missing or 'Nothing to compare.'}\n",
+            "## Ranking (mean rank over metrics, 1 = best)\n", md_table(ranking_table(a)),
+            "Rank per metric:\n", md_table(ranks_by_metric(e, a)),
+            "## Methods\n", METHODS.replace("\n", " ") + "\n",
+            "Plots and the image grid are in index.html.\n"]
+    return "\n".join(out)
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def _write_parquet(df: pd.DataFrame, path: Path) -> None:
+    df = df.copy()
+    for c in df.columns:
+        if df[c].dtype == object:
+            df[c] = df[c].map(lambda v: v if v is None or isinstance(v, str) else str(v))
+    df.columns = [str(c) for c in df.columns]
+    with atomic_path(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def _write_readable(path: Path, text: str) -> None:
+    """Atomic, and readable by others (a browser or web server running as another user)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(0o644)
+
+
+def write_report(exp: str | Path, n_images: int = N_IMAGES, hparams: bool = True) -> Path:
+    """Build EXP/report/ (index.html, report.md, tables) and, with `hparams`, the TensorBoard
+    HParams summaries; returns the path of index.html."""
+    e = load_experiment(exp)
+    a = analyse(e)
+    out = e.exp / REPORT_DIR
+    out.mkdir(exist_ok=True)
+    if hparams:
+        from ablate.report.hparams import write_hparams
+
+        try:
+            write_hparams(e)
+        except Exception as ex:  # noqa: BLE001 - the report itself must still come out
+            e.warnings.append(f"TensorBoard HParams summary not written ({type(ex).__name__}: {ex})")
+    grid = build_image_grid(e, n_images)
+    plots = metric_plots(e, a)
+    warnings = report_warnings(e)
+    write_tables(e, out)
+    _write_parquet(a.summary, out / "summary.parquet")
+    _write_parquet(a.paired, out / "paired.parquet")
+    _write_parquet(a.ranking, out / "ranking.parquet")
+    q = [t.assign(question=name) for name, t in (("Q1", a.q1.tests), ("Q2", a.q2.tests)) if not t.empty]
+    _write_parquet(pd.concat(q, ignore_index=True) if q else pd.DataFrame({"question": []}), out / "questions.parquet")
+    _write_readable(out / "report.md", render_markdown(e, a, warnings))
+    _write_readable(out / "index.html", render_html(e, a, plots, grid, warnings))
+    return out / "index.html"

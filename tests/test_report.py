@@ -1,0 +1,336 @@
+"""The experiment report: statistics against independent scipy computations, the two
+questions on synthetic tables, and the whole report (HTML, Markdown, HParams) on a
+real trained-and-evaluated experiment (the session's `tiny_experiment`)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as sps
+
+from ablate.report import stats
+from ablate.report.collect import ReportError, load_experiment
+from ablate.report.render import write_report
+
+SEG = "ridge:meijering+otsu"
+
+
+# ---------------------------------------------------------------- synthetic experiments
+
+
+def make_exp(root: Path, combos: dict[str, dict], seeds=(0,), n_images=12, value=None, evaluated=True,
+             name="synthetic") -> Path:
+    """An experiment folder with results.parquet, grid.json and (optionally) eval/per_image.parquet.
+    combos: {combination: extra config.* columns}; value(comb, seed, image_index) -> {metric: v}."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    value = value or (lambda c, s, i: {})
+    results, per_image, grid_trials = [], [], {}
+    base_cfg = {"config.model.preset": "tiny", "config.data.size": 32, "config.train.lr": 1e-3,
+                "config.train.steps": 10, "config.loss.l1.weight": 1.0, "config.loss.codebook.weight": 1.0,
+                "config.model.edge_channel": None}
+    for c, cfg in combos.items():
+        for s in seeds:
+            trial = f"{c}-s{s}-x_{len(results):05d}"
+            row = {"trial": trial, "trial_id": f"x_{len(results):05d}", "combination": c, "seed": s,
+                   "status": "done", "error": None, **base_cfg, **cfg, "steps": 10, "checkpoint": None,
+                   "wall_time_s": 1.0, "val/psnr": 10 + rng.normal(), "val/loss/total": 1 + rng.random()}
+            grid_trials[f"{c}-s{s}"] = {"combination": c, "seed": s}
+            rows = []
+            for i in range(n_images):
+                v = {"psnr": 20 + np.sin(i) + 0.01 * rng.normal(), "ssim": 0.5 + 0.01 * np.cos(i),
+                     "dice": 0.7 + 0.01 * np.sin(3 * i), "cldice": 0.6 + 0.01 * np.cos(2 * i),
+                     "betti0_error": float(i % 3), "delta_average_width": 0.1 * np.sin(5 * i)}
+                v.update(value(c, s, i))
+                rows.append({"trial": trial, "combination": c, "seed": s, "image_id": f"img{i:02d}", "segmenter": SEG,
+                             "orig.average_width": 2.0, "recon.average_width": 2.0 + v["delta_average_width"], **v})
+            per_image += rows
+            row.update({f"test/{k}": float(np.mean([r[k] for r in rows])) for k in rows[0] if k in
+                        ("psnr", "ssim", "dice", "cldice", "betti0_error", "delta_average_width")})
+            row["test/fid"] = 100 + rng.normal()
+            results.append(row)
+    pd.DataFrame(results).to_parquet(root / "results.parquet", index=False)
+    (root / "grid.json").write_text(json.dumps({"name": name, "data": None, "trials": grid_trials}))
+    if evaluated:
+        (root / "eval").mkdir(exist_ok=True)
+        pd.DataFrame(per_image).to_parquet(root / "eval" / "per_image.parquet", index=False)
+        (root / "eval" / "notes.json").write_text(json.dumps({"segmenter": "segmenter 'ridge' as requested",
+                                                               "skipped": ["LPIPS not computed: test"]}))
+    return root
+
+
+LPIPS = {"config.loss.lpips.weight": 0.5, "config.loss.lpips.options.pretrained": False}
+FM = {"config.loss.foundation.weight": 0.5, "config.loss.foundation.options.model": "fundus_mae"}
+EDGE = {"config.model.edge_channel.family": "meijering", "config.model.edge_channel.channel": "green"}
+
+
+def test_holm_against_hand_computation():
+    # p sorted: 0.005 (x4), 0.01 (x3), 0.03 (x2), 0.04 (x1) -> 0.02, 0.03, 0.06, max(0.06, 0.04)
+    assert np.allclose(stats.holm([0.01, 0.04, 0.03, 0.005]), [0.03, 0.06, 0.06, 0.02])
+    out = stats.holm([0.01, math.nan, 0.04])  # NaN is not a test: m = 2
+    assert np.isclose(out[0], 0.02) and math.isnan(out[1]) and np.isclose(out[2], 0.04)
+    assert np.allclose(stats.holm([0.5, 0.6]), [1.0, 1.0])  # capped, monotone
+    assert np.allclose(stats.holm([0.2]), [0.2])
+
+
+def test_t_interval_matches_scipy_and_n1_has_no_ci():
+    v = [1.0, 2.5, 2.0, 4.0]
+    ci = stats.t_interval(v)
+    lo, hi = sps.t.interval(0.95, len(v) - 1, loc=np.mean(v), scale=sps.sem(v))
+    assert np.isclose(ci["ci_low"], lo) and np.isclose(ci["ci_high"], hi) and ci["n"] == 4
+    one = stats.t_interval([3.0])
+    assert one["n"] == 1 and one["note"] == "n=1, no CI" and math.isnan(one["ci_low"]) and one["mean"] == 3.0
+
+
+def test_directions():
+    assert [stats.direction(m) for m in ("psnr", "ms_ssim", "cldice", "dice")] == ["higher"] * 4
+    assert [stats.direction(m) for m in ("lpips", "lpips[random-vgg]", "fid", "kid", "fd_retfound", "betti1_error",
+                                         "abs_delta_average_width", "val/loss/total")] == ["lower"] * 8
+    assert stats.direction("val/psnr") == "higher" and stats.direction("orig.density") is None
+
+
+def test_synthetic_better_identical_and_n1(tmp_path):
+    exp = make_exp(tmp_path / "e", {"base": {}, "better": {}, "same": {}},
+                   value=lambda c, s, i: {"psnr": 20 + np.sin(i) + (1.0 + 0.1 * i if c == "better" else 0.0)})
+    # identical per-image values for `same` and `base`
+    pi = pd.read_parquet(exp / "eval" / "per_image.parquet")
+    base = pi[pi["combination"] == "base"].set_index("image_id")
+    for m in ("psnr", "ssim", "dice", "cldice", "betti0_error", "delta_average_width"):
+        pi.loc[pi["combination"] == "same", m] = base.loc[pi.loc[pi["combination"] == "same", "image_id"], m].to_numpy()
+    pi.to_parquet(exp / "eval" / "per_image.parquet", index=False)
+    e = load_experiment(exp)
+    assert e.baseline == "base"
+    a = stats.analyse(e)
+    p = a.paired.set_index(["combination", "metric"])
+    assert p.loc[("better", "psnr"), "verdict"] == "better" and p.loc[("better", "psnr"), "p_holm"] < 0.05
+    assert p.loc["same", "verdict"].str.startswith("not enough evidence (identical").all() and (p.loc["same", "p"] == 1.0).all()
+    s = a.summary.set_index(["metric", "combination"])
+    assert s.loc[("psnr", "base"), "note"] == "n=1, no CI" and math.isnan(s.loc[("psnr", "base"), "ci_low"])
+    assert a.ranking.iloc[0]["combination"] in ("better", "base", "same")
+    assert a.q1.verdict == "not in this grid" and a.q2.verdict == "not in this grid"
+
+
+def test_synthetic_questions_and_report(tmp_path):
+    def value(c, s, i):
+        out = {}
+        if c == "retfound-fundus_mae":
+            out["ssim"] = 0.6 + 0.01 * np.cos(i) + 0.001 * i  # clearly above lpips' 0.5
+        return out
+
+    exp = make_exp(tmp_path / "e", {"first": {}, "lpips": LPIPS, "retfound-fundus_mae": FM, "edge": EDGE},
+                   seeds=(0, 1, 2), value=value)
+    e = load_experiment(exp)
+    assert e.baseline == "first" and "first combination" in e.baseline_reason
+    a = stats.analyse(e)
+    assert a.q1.verdict == "yes", a.q1.sentence
+    assert "ssim" in a.q1.sentence and "not RETFound" in a.q1.sentence and "RANDOM VGG16" in a.q1.sentence
+    q1 = a.q1.tests.set_index("metric")
+    assert q1.loc["ssim", "combination"] == "retfound-fundus_mae" and q1.loc["ssim", "reference"] == "lpips"
+    assert set(q1.index) == {"psnr", "ssim", "dice", "cldice"}  # Q1 metrics present here
+    assert a.q2.verdict == "not enough evidence", a.q2.sentence  # edge == base up to noise
+    assert set(a.q2.tests["metric"]) == {"abs_delta_average_width", "cldice", "betti0_error", "dice"}
+    # CI over 3 seeds = scipy's t-interval of the three trial means
+    tm = e.trial_metrics[(e.trial_metrics["metric"] == "val/psnr") & (e.trial_metrics["combination"] == "edge")]
+    lo, hi = sps.t.interval(0.95, 2, loc=tm["value"].mean(), scale=sps.sem(tm["value"]))
+    row = a.summary.set_index(["metric", "combination"]).loc[("val/psnr", "edge")]
+    assert np.isclose(row["ci_low"], lo) and np.isclose(row["ci_high"], hi)
+
+    html_path = write_report(exp, n_images=4, hparams=False)  # no data recorded: no image grid, said so
+    text = html_path.read_text()
+    md = html_path.with_name("report.md").read_text()
+    for doc in (text, md):
+        assert "STAND-IN" in doc and "not RETFound" in doc and "RANDOM VGG16" in doc
+        assert "YES" in doc.upper() and "image grid left out" in doc
+    assert pd.read_parquet(html_path.with_name("questions.parquet"))["question"].tolist().count("Q1") == 4
+
+
+def test_few_images_not_enough_evidence(tmp_path):
+    exp = make_exp(tmp_path / "e", {"base": {}, "edge": EDGE}, n_images=4,
+                   value=lambda c, s, i: {"cldice": 0.9 if c == "edge" else 0.5})
+    a = stats.analyse(load_experiment(exp))
+    assert a.q2.verdict == "not enough evidence" and "too few test images" in a.q2.sentence
+    assert a.q1.verdict == "not in this grid"
+
+
+def test_missing_files(tmp_path):
+    with pytest.raises(ReportError, match=r"results\.parquet.*ablate launch"):
+        load_experiment(tmp_path)
+    exp = make_exp(tmp_path / "e", {"base": {}, "b": {}}, evaluated=False)
+    e = load_experiment(exp)
+    assert not e.evaluated and "ablate evaluate" in e.eval_missing
+    path = write_report(exp, n_images=0, hparams=False)
+    md = path.with_name("report.md").read_text()
+    assert "EVALUATION MISSING" in md and "val/psnr" in md and "Cannot say" in md
+
+
+def test_failed_trials_still_give_a_report(tmp_path):
+    exp = make_exp(tmp_path / "e", {"base": {}, "b": {}}, evaluated=False)
+    r = pd.read_parquet(exp / "results.parquet")
+    r["status"], r["error"] = "error", "RuntimeError: boom"
+    r.to_parquet(exp / "results.parquet", index=False)
+    md = write_report(exp, n_images=4, hparams=False).with_name("report.md").read_text()
+    assert "trial base-s0-x_00000 is error: RuntimeError: boom" in md and "image grid left out" in md and "(empty)" in md
+
+
+def test_cli_print_only(tmp_path):
+    from typer.testing import CliRunner
+    import typer
+
+    from ablate.report.cli import report, tensorboard
+
+    exp = make_exp(tmp_path / "e", {"base": {}, "b": {}})
+    (exp / "tensorboard").mkdir()
+    app = typer.Typer()
+    app.command("report")(report)
+    app.command("tensorboard")(tensorboard)
+    r = CliRunner().invoke(app, ["tensorboard", str(exp), "--print-only", "--port", "6123"])
+    assert r.exit_code == 0 and "--host 127.0.0.1" in r.output and "--port 6123" in r.output and "ssh -N -L" in r.output
+    r = CliRunner().invoke(app, ["report", str(exp), "--images", "0"])
+    assert r.exit_code == 0, r.output
+    assert (exp / "report" / "index.html").is_file()
+    r = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
+    assert r.exit_code == 2 and "no such experiment folder" in r.output
+
+
+# ---------------------------------------------------------------- the real experiment
+
+
+@pytest.fixture(scope="module")
+def real_report(tiny_experiment, tmp_path_factory):
+    exp = tmp_path_factory.mktemp("report") / "exp"
+    shutil.copytree(tiny_experiment, exp)
+    return exp, write_report(exp, n_images=4)
+
+
+@pytest.mark.ray
+def test_report_lists_every_configuration_and_metric(real_report):
+    exp, html_path = real_report
+    text, md = html_path.read_text(), html_path.with_name("report.md").read_text()
+    results = pd.read_parquet(exp / "results.parquet")
+    per_image = pd.read_parquet(exp / "eval" / "per_image.parquet")
+    metrics = [c for c in per_image.columns if c in ("psnr", "ssim", "ms_ssim", "dice", "cldice", "betti0_error",
+                                                     "betti1_error") or c.startswith("lpips")]
+    metrics += ["abs_" + c for c in per_image.columns if c.startswith("delta_")]
+    metrics += [c[5:] for c in results.columns if c in ("test/fid", "test/kid") or c.startswith("test/fd_")]
+    metrics += [c for c in results.columns if c.startswith("val/")]
+    assert {"psnr", "ssim", "dice", "cldice", "abs_delta_average_width", "fid", "kid", "val/psnr"} <= set(metrics)
+    for doc in (text, md):
+        for c in results["combination"].unique():
+            assert f"| {c} |" in doc or f">{c}<" in doc, c
+        for m in metrics:
+            assert m in doc, m
+        assert "n=1, no CI" in doc  # one seed per combination in this grid
+
+
+@pytest.mark.ray
+def test_report_statistics_match_scipy(real_report):
+    exp, html_path = real_report
+    pi = pd.read_parquet(exp / "eval" / "per_image.parquet")
+    summary = pd.read_parquet(html_path.with_name("summary.parquet")).set_index(["metric", "combination"])
+    paired = pd.read_parquet(html_path.with_name("paired.parquet"))
+    for c in ("l1", "l2"):  # one seed each: the mean is the image mean, and no CI
+        assert np.isclose(summary.loc[("psnr", c), "mean"], pi[pi["combination"] == c]["psnr"].mean())
+        assert summary.loc[("psnr", c), "note"] == "n=1, no CI"
+    a = pi[pi["combination"] == "l2"].set_index("image_id")
+    b = pi[pi["combination"] == "l1"].set_index("image_id").loc[a.index]
+    p = paired.set_index("metric")
+    assert set(paired["combination"]) == {"l2"} and set(paired["reference"]) == {"l1"}  # l1: grid's first
+    for m, x, y in (("psnr", a["psnr"], b["psnr"]), ("dice", a["dice"], b["dice"]),
+                    ("abs_delta_average_width", a["delta_average_width"].abs(), b["delta_average_width"].abs())):
+        ok = x.notna() & y.notna()
+        ref = sps.wilcoxon((x - y)[ok].to_numpy())
+        assert np.isclose(p.loc[m, "p"], ref.pvalue) and np.isclose(p.loc[m, "statistic"], ref.statistic), m
+        assert p.loc[m, "n_images"] == int(ok.sum())
+    # Holm by hand over the comparison's p-values
+    order = np.argsort(paired["p"].to_numpy())
+    m = len(order)
+    hand = np.empty(m)
+    running = 0.0
+    for k, i in enumerate(order):
+        running = max(running, min(1.0, (m - k) * paired["p"].iloc[i]))
+        hand[i] = running
+    assert np.allclose(paired["p_holm"].to_numpy(), hand)
+
+
+@pytest.mark.ray
+def test_report_html_is_self_contained_with_image_grid(real_report):
+    exp, html_path = real_report
+    text = html_path.read_text()
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:|//)""", text, re.I)
+    assert "<script" not in text.lower() and "<link" not in text.lower() and "@import" not in text and "url(" not in text
+    srcs = re.findall(r"""<img[^>]*\ssrc="([^"]*)\"""", text)
+    assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
+    tables = re.findall(r'<table class="imgrid">(.*?)</table>', text, re.S)
+    assert tables
+    configs = []
+    for grid in tables:  # each table: the original, then up to 3 configurations
+        groups = re.findall(r'<colgroup data-config="([^"]+)"', grid)
+        assert groups[0] == "original"
+        configs += groups[1:]
+        rows = re.findall(r'<tr data-image="([^"]+)">(.*?)</tr>', grid, re.S)
+        assert len(rows) == 4 and len({r[0] for r in rows}) == 4
+        ids = set(pd.read_parquet(exp / "eval" / "per_image.parquet")["image_id"])
+        assert {r[0] for r in rows} <= ids
+        for _, cells in rows:  # label + original (photo, map) + 3 per configuration
+            n = len(groups) - 1
+            assert cells.count("<td") == 1 + 2 + 3 * n and cells.count("<img") == 2 + 3 * n
+    assert configs == ["l1", "l2"]  # one column group per configuration, in grid order
+    assert text.count("<h3>") >= 4  # one plot per metric group: fidelity, distribution, agreement, morphology, val
+
+
+@pytest.mark.ray
+def test_hparams_visible_to_tensorboard(real_report):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.plugins.hparams import metadata
+
+    exp, html_path = real_report
+    results = pd.read_parquet(exp / "results.parquet")
+    summary = pd.read_parquet(html_path.with_name("summary.parquet")).set_index(["metric", "combination"])
+    for r in results.to_dict("records"):
+        ea = EventAccumulator(str(exp / "tensorboard" / r["trial"] / "hparams"))
+        ea.Reload()
+        content = ea.PluginTagToContent(metadata.PLUGIN_NAME)
+        start = metadata.parse_session_start_info_plugin_data(content[metadata.SESSION_START_INFO_TAG])
+        hp = {k: (v.string_value or v.number_value) for k, v in start.hparams.items()}
+        assert hp["combination"] == r["combination"] and hp["seed"] == r["seed"]
+        assert hp["loss.l1.weight" if r["combination"] == "l1" else "loss.l2.weight"] == 1.0
+        assert hp["loss.l2.weight" if r["combination"] == "l1" else "loss.l1.weight"] == 0.0  # absent term
+        assert {"model.preset", "data.size", "train.lr", "train.steps", "loss.codebook.weight"} <= set(hp)
+        experiment = metadata.parse_experiment_plugin_data(content[metadata.EXPERIMENT_TAG])
+        metric_tags = {m.name.tag for m in experiment.metric_infos}
+        assert {"test/psnr", "test/fid", "test/cldice", "val/psnr"} <= metric_tags
+        scalars = set(ea.Tags()["scalars"])
+        own = {c for c in results.columns if c.startswith("val/") and np.isfinite(r[c])}
+        assert own and own <= scalars <= metric_tags  # this trial's metrics; the summary lists every trial's
+        assert {"test/psnr", "test/fid", "test/cldice", "test/abs_delta_average_width"} <= scalars
+        (ev,) = ea.Scalars("test/psnr")
+        assert np.isclose(ev.value, summary.loc[("psnr", r["combination"]), "mean"], rtol=1e-6)
+        assert ev.step == r["steps"]
+
+
+def test_demo_data_and_stand_ins_are_flagged(tmp_path, monkeypatch):
+    from ablate.report.collect import is_demo_data, stand_in_notes, term_tag
+    from ablate.report.render import report_warnings
+
+    monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "cache"))
+    demo = tmp_path / "cache" / "demo" / "prepared-256"
+    assert is_demo_data(str(demo)) and not is_demo_data(str(tmp_path / "drive32")) and not is_demo_data(None)
+    row = {"config.loss.lpips.weight": 0.5, "config.loss.lpips.options.pretrained": False,
+           "config.loss.foundation.weight": 0.5, "config.loss.foundation.options.model": "retfound",
+           "config.loss.foundation.options.pretrained": False}
+    assert term_tag(row, "lpips") == "lpips[random-vgg]" and term_tag(row, "foundation") == "foundation[retfound|random]"
+    notes = stand_in_notes(row)
+    assert any("RANDOM VGG16" in n for n in notes) and any("RANDOM retfound ViT" in n for n in notes)
+    exp = make_exp(tmp_path / "e", {"base": {}, "lpips": LPIPS})
+    g = json.loads((exp / "grid.json").read_text())
+    g["data"] = str(demo)
+    (exp / "grid.json").write_text(json.dumps(g))
+    w = " ".join(report_warnings(load_experiment(exp)))
+    assert "DEMO DATA" in w and "RANDOM VGG16" in w and "ridge-filter fallback" in w and "LPIPS not computed" in w
