@@ -11,6 +11,18 @@ import pytest
 DRIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "drive"
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """For modules of tiny tensors: once scipy/skimage have run, torch's OpenMP threads
+    contend with theirs on a 2-core machine and small convolutions get 10-100x slower."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="session")
 def drive_dir() -> Path:
     if not (DRIVE / "images").is_dir():

@@ -29,13 +29,7 @@ from ablate.backbones.retfound import (
 from ablate.backbones.vgg import SLICES, VGG16_FILE, vgg16_taps, vgg16_weights_path
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tensors here are tiny: on a shared CPU, torch's thread pool costs 10-20x more than it saves."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # ----------------------------------------------------------------------------- VGG16
 

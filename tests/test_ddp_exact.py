@@ -51,9 +51,8 @@ def _rank(rank: int, world: int, port: int, out: str) -> None:
     dist.destroy_process_group()
 
 
-def test_two_ranks_equal_one_process(tmp_path):
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
+def test_two_ranks_equal_one_process(tmp_path, one_thread):
+    torch.manual_seed(0)  # one thread, like each rank: same kernels, same summation order
     single = _train(build_model("tiny", SIZE), list(_data()))
     out = str(tmp_path / "ddp.pt")
     mp.spawn(_rank, args=(2, 29517, out), nprocs=2, join=True)

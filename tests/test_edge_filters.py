@@ -37,14 +37,7 @@ REFERENCES = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Once scipy/skimage have run, torch's OpenMP threads contend with theirs on a 2-core
-    machine and small convolutions get 10-100x slower; one torch thread avoids that."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

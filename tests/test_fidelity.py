@@ -37,13 +37,7 @@ STEMS = ("01_test", "02_test", "03_test", "04_test", "21_training", "22_training
 SIGMAS = (0, 1, 2, 4)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """On the 2 shared cores, torch's thread pool contends with scipy's; one thread is faster."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _load(drive_dir: Path, stem: str, size: int) -> np.ndarray:

@@ -28,13 +28,7 @@ ARCH = dict(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2)
 DECODER = dict(decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors on a shared 2-core CPU: one thread is fastest."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _mae(mask_ratio=0.75, norm_pix_loss=True, seed=0) -> MaskedAutoencoderViT:

@@ -26,13 +26,7 @@ from ablate.losses import LOSSES, CompositeLoss
 DRIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "drive"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tensors here are tiny: on a shared CPU, torch's thread pool costs 10-20x more than it saves."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 # ----------------------------------------------------------------------------- fixtures
 

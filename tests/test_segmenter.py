@@ -37,12 +37,7 @@ from ablate.evaluate.segmenter_cli import _DEFAULT_OUT, app as seg_app
 from ablate.evaluate.segmenter_train import Jitter, PatchSampler, WholeImages, augment_image, vessel_loss
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny(seed=0) -> UNet:

@@ -16,14 +16,7 @@ STEMS = ("01_test", "21_training")
 SIZE = (256, 248)  # DRIVE is 584 x 565; keep the aspect ratio; >= MS_SSIM_MIN_SIDE
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """Once scipy/skimage have run, torch's OpenMP threads contend with theirs on a 2-core
-    machine and small convolutions get 10-100x slower; one torch thread avoids that."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
