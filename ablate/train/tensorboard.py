@@ -7,6 +7,8 @@ from torch.utils.tensorboard import SummaryWriter
 
 
 class TrialWriter:
+    """Per-trial scalars and image grids under <experiment>/tensorboard/<trial>/."""
+
     def __init__(self, logdir: str):
         self.writer = SummaryWriter(logdir, flush_secs=30)
 
