@@ -132,7 +132,7 @@ def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: d
 
 
 def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: np.ndarray, segmenter: str,
-                nets: dict, batch_size: int) -> dict:
+                nets: dict, batch_size: int, use_gpu: bool = False) -> dict:
     """Reconstruct one chunk with one trial's model; every per-image metric and the features."""
     import torch
 
@@ -144,7 +144,9 @@ def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: 
     from ablate.models.presets import build_model
 
     torch.set_num_threads(1)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    if use_gpu and not torch.cuda.is_available():
+        raise RuntimeError("evaluation asked for a GPU (--gpus-per-task) but this Ray task sees none")
+    device = "cuda" if use_gpu else "cpu"  # as asked: never a silent switch either way
     state = torch.load(Path(checkpoint) / "checkpoint.pt", map_location=device, weights_only=True)
     ms = state["model_spec"]
     edge = parse_edge_channel(ms["edge_channel"]) if ms["edge_channel"] else None
@@ -212,7 +214,8 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
         ref_maps = [ray.put(r["maps"]) for r in refs]
         real_inc = np.concatenate([r["inception"] for r in refs])
         real_fm = np.concatenate([r["fm"] for r in refs]) if "fm" in nets else None
-        futures = {row.trial: [task(trial_chunk).remote(row.checkpoint, i, f, m, seg_spec, nets, opts.batch_size)
+        futures = {row.trial: [task(trial_chunk).remote(row.checkpoint, i, f, m, seg_spec, nets, opts.batch_size,
+                                                          opts.gpus_per_task > 0)
                                for i, f, m in zip(imgs, fovs, ref_maps)] for row in group.itertuples()}
         for row in group.itertuples():
             outs = ray.get(futures[row.trial])

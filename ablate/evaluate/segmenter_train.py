@@ -456,12 +456,7 @@ def train_segmenter(
                 "checkpoint_every": checkpoint_every or min(500, steps), "validate": validate,
                 "shuffle_buffer": max(batch_size, min(4 * patches_per_image, 512)), "tb_dir": str(tb_dir),
             },
-            scaling_config=ray.train.ScalingConfig(
-                num_workers=placement.workers,
-                use_gpu=placement.gpus_per_worker > 0,
-                resources_per_worker={"CPU": placement.cpus_per_worker,
-                                      **({"GPU": placement.gpus_per_worker} if placement.gpus_per_worker else {})},
-            ),
+            scaling_config=placement.scaling_config(),
             run_config=ray.train.RunConfig(name=run_name, storage_path=str(storage),
                                            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2)),
             datasets=datasets,

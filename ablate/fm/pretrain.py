@@ -324,12 +324,7 @@ def pretrain(
                 "checkpoint_every": checkpoint_every or min(500, steps),
                 "tb_dir": str(tb_dir), "file_args": file_args,
             },
-            scaling_config=ray.train.ScalingConfig(
-                num_workers=placement.workers,
-                use_gpu=placement.gpus_per_worker > 0,
-                resources_per_worker={"CPU": placement.cpus_per_worker,
-                                      **({"GPU": placement.gpus_per_worker} if placement.gpus_per_worker else {})},
-            ),
+            scaling_config=placement.scaling_config(),
             run_config=ray.train.RunConfig(
                 name=run_name,
                 storage_path=str(storage),

@@ -24,6 +24,14 @@ class Placement:
     concurrent: int
     driver_cpus: float = 0.01
 
+    def scaling_config(self):
+        """Ray Train's ScalingConfig for one trial's worker group."""
+        import ray.train
+
+        gpu = {"GPU": self.gpus_per_worker} if self.gpus_per_worker else {}
+        return ray.train.ScalingConfig(num_workers=self.workers, use_gpu=self.gpus_per_worker > 0,
+                                       resources_per_worker={"CPU": self.cpus_per_worker, **gpu})
+
 
 def trial_key(spec: TrialSpec) -> str:
     return f"{spec.combination}-s{spec.seed}"
@@ -55,12 +63,7 @@ def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_
             "threads": placement.threads_per_worker,
             "trial_started_at": started,
         },
-        scaling_config=ray.train.ScalingConfig(
-            num_workers=placement.workers,
-            use_gpu=placement.gpus_per_worker > 0,
-            resources_per_worker={"CPU": placement.cpus_per_worker,
-                                  **({"GPU": placement.gpus_per_worker} if placement.gpus_per_worker else {})},
-        ),
+        scaling_config=placement.scaling_config(),
         run_config=ray.train.RunConfig(
             # Named after the trial (itself named from the trial id), so a restored
             # grid finds the same run folder and its checkpoints.
