@@ -29,13 +29,18 @@ def _fail(msg: str) -> None:
 @app.command()
 def prepare(
     src: Path = typer.Argument(..., help="folder of fundus photographs (DRIVE layout, plain folder, or images/ + mask folders)"),
-    out: Path = typer.Option(..., "--out", help="folder for the Parquet shards and manifest.json"),
+    out: str = typer.Option(..., "--out", help="folder for the Parquet shards and manifest.json (local)"),
     size: int = typer.Option(256, "--size", help="side of the square output images, px"),
     seed: int = typer.Option(0, "--seed", help="seed of the train/val/test split where the dataset has none"),
 ) -> None:
     """Preprocess a folder of fundus photographs into Parquet shards."""
+    from ablate import storage
     from ablate.data.shards import DatasetError, prepare as run_prepare
 
+    if storage.is_uri(out):
+        _fail(f"--out {out}: prepare writes a local folder; upload that folder to object storage afterwards "
+              "(e.g. `aws s3 sync DIR s3://bucket/prefix`) and pass its URI to `ablate launch --data`")
+    out = Path(out)
     try:
         r = run_prepare(src, out, size=size, seed=seed)
     except (DatasetError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError) as e:
@@ -51,8 +56,8 @@ def prepare(
 @app.command()
 def launch(
     grid: str = typer.Option(..., "--grid", help="search space: a name under search_spaces/ or a .yaml path"),
-    data: Optional[Path] = typer.Option(None, "--data", help="prepared dataset folder (default: built-in one-eye demo)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="experiment folder (default: runs/<grid name>)"),
+    data: Optional[str] = typer.Option(None, "--data", help="prepared dataset folder or URI, e.g. s3://bucket/data (default: built-in one-eye demo)"),
+    out: Optional[str] = typer.Option(None, "--out", help="experiment folder or URI, e.g. s3://bucket/exp (default: runs/<grid name>)"),
     workers: int = typer.Option(1, "--workers", help="Ray Train workers (DDP ranks) per trial"),
     cpus_per_worker: Optional[float] = typer.Option(None, "--cpus-per-worker", help="default: fit the machine, one CPU left for Ray Data"),
     gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker"),
@@ -72,28 +77,30 @@ def launch(
     from ablate.backbones import WeightsMissing
     from ablate.config import ConfigError
     from ablate.data.shards import DatasetError
+    from ablate.storage import StorageError
     from ablate.train.launch import LaunchOptions, launch as run_launch
 
-    opts = LaunchOptions(grid=grid, data=None if data is None else str(data), out=None if out is None else str(out),
+    opts = LaunchOptions(grid=grid, data=data, out=out,
                          workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
                          concurrent=concurrent, address=address, steps=steps, epochs=epochs, size=size,
                          max_failures=max_failures, trial_retries=trial_retries, resume=resume, evaluate=evaluate,
                          segmenter=segmenter, dry_run=dry_run)
     try:
         run_launch(opts)
-    except (ConfigError, DatasetError, WeightsMissing) as e:
+    except (ConfigError, DatasetError, WeightsMissing, StorageError) as e:
         _fail(str(e))
 
 
 @app.command()
 def evaluate(
-    exp: Path = typer.Argument(..., help="experiment folder written by `ablate launch`"),
-    data: Optional[Path] = typer.Option(None, "--data", help="prepared dataset (default: the one the grid ran on)"),
+    exp: str = typer.Argument(..., help="experiment folder or URI written by `ablate launch`"),
+    data: Optional[str] = typer.Option(None, "--data", help="prepared dataset (default: the one the grid ran on)"),
     segmenter: Optional[str] = typer.Option(None, "--segmenter", help="a U-Net file or 'ridge' (default: our U-Net if present)"),
     address: Optional[str] = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto'"),
     gpus_per_task: float = typer.Option(0.0, "--gpus-per-task"),
 ) -> None:
     """Evaluate every finished trial on the test split (fidelity + vessel morphology)."""
+    from ablate import storage
     from ablate.evaluate.run import EvalOptions, evaluate_experiment
     from ablate.report.results import print_summary
     from ablate.train.launch import _start_ray
@@ -102,15 +109,14 @@ def evaluate(
 
     started = _start_ray(address)
     try:
-        df = evaluate_experiment(EvalOptions(exp=str(exp), data=None if data is None else str(data),
-                                             segmenter=segmenter, gpus_per_task=gpus_per_task))
-    except (FileNotFoundError, ValueError) as e:
+        df = evaluate_experiment(EvalOptions(exp=exp, data=data, segmenter=segmenter, gpus_per_task=gpus_per_task))
+    except (FileNotFoundError, ValueError, storage.StorageError) as e:
         _fail(str(e))
     finally:
         if started:
             ray.shutdown()
     print_summary(df)
-    typer.echo(f"per-image metrics: {exp / 'eval' / 'per_image.parquet'}")
+    typer.echo(f"per-image metrics: {storage.join(exp, 'eval', 'per_image.parquet')}")
 
 
 @app.command()

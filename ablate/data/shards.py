@@ -22,6 +22,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ablate import storage
 from ablate.data.preprocess import RejectedImage, png_bytes, preprocess
 from ablate.data.sources import scan
 from ablate.io import atomic_path, sha256_file, write_text_atomic
@@ -190,14 +191,16 @@ def prepare(
 
 
 def read_manifest(data_dir: str | Path) -> dict:
-    data_dir = Path(data_dir)
-    mpath = data_dir / MANIFEST
-    if not mpath.is_file():
-        raise DatasetError(
-            f"{data_dir}: not a prepared dataset (no {MANIFEST}); run `ablate prepare SRC --out {data_dir}` first"
-        )
+    """`data_dir` is a local folder or a URI (s3://bucket/prefix) holding a prepared dataset."""
+    remote = storage.is_uri(data_dir)
+    data_dir = storage.normalize(data_dir) if remote else Path(data_dir)
+    mpath = storage.join(data_dir, MANIFEST) if remote else data_dir / MANIFEST
+    if not storage.is_file(mpath):
+        how = (f"prepare it locally (`ablate prepare SRC --out DIR`) and upload DIR to {data_dir}" if remote
+               else f"run `ablate prepare SRC --out {data_dir}` first")
+        raise DatasetError(f"{data_dir}: not a prepared dataset (no {MANIFEST}); {how}")
     try:
-        manifest = json.loads(mpath.read_text())
+        manifest = json.loads(storage.read_text(mpath))
     except json.JSONDecodeError as e:
         raise DatasetError(f"{mpath}: corrupt manifest ({e})") from None
     if manifest.get("format_version") != FORMAT_VERSION:
@@ -206,17 +209,19 @@ def read_manifest(data_dir: str | Path) -> dict:
 
 
 def shard_paths(data_dir: str | Path, split: str, verify: bool = True) -> list[str]:
-    """Paths of a split's shards, checked against the manifest's checksums."""
-    data_dir = Path(data_dir)
+    """Paths (or URIs, for a dataset on object storage) of a split's shards, checked
+    against the manifest's checksums."""
+    remote = storage.is_uri(data_dir)
+    data_dir = storage.normalize(data_dir) if remote else Path(data_dir)
     manifest = read_manifest(data_dir)
     paths = []
     for s in manifest["shards"]:
         if s["split"] != split:
             continue
-        p = data_dir / s["file"]
-        if not p.is_file():
+        p = storage.join(data_dir, s["file"]) if remote else data_dir / s["file"]
+        if not storage.is_file(p):
             raise DatasetError(f"{p}: shard listed in {MANIFEST} is missing")
-        if verify and sha256_file(p) != s["sha256"]:
+        if verify and storage.sha256(p) != s["sha256"]:
             raise DatasetError(f"{p}: checksum differs from {MANIFEST} (truncated or altered); re-run prepare")
         paths.append(str(p))
     if not paths:

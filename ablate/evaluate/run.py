@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ablate.io import atomic_path, write_text_atomic
+from ablate import storage
 
 CHUNK = 8  # test images per Ray task
 
@@ -131,6 +131,16 @@ def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: d
     return out
 
 
+def _checkpoint_file(checkpoint: str):
+    """checkpoint.pt of a checkpoint folder, or its bytes when the folder is a URI. The task
+    reads it itself, from wherever it runs: on a cluster it may sit on a node that never
+    saw the experiment folder, and every node can reach the bucket (instance profile)."""
+    import io
+
+    path = storage.join(checkpoint, "checkpoint.pt")
+    return io.BytesIO(storage.read_bytes(path)) if storage.is_uri(path) else path
+
+
 def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: np.ndarray, segmenter: str,
                 nets: dict, batch_size: int, use_gpu: bool = False) -> dict:
     """Reconstruct one chunk with one trial's model; every per-image metric and the features."""
@@ -147,7 +157,7 @@ def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: 
     if use_gpu and not torch.cuda.is_available():
         raise RuntimeError("evaluation asked for a GPU (--gpus-per-task) but this Ray task sees none")
     device = "cuda" if use_gpu else "cpu"  # as asked: never a silent switch either way
-    state = torch.load(Path(checkpoint) / "checkpoint.pt", map_location=device, weights_only=True)
+    state = torch.load(_checkpoint_file(checkpoint), map_location=device, weights_only=True)
     ms = state["model_spec"]
     edge = parse_edge_channel(ms["edge_channel"]) if ms["edge_channel"] else None
     model = build_model(ms["preset"], ms["size"], ms["overrides"], in_channels=4 if edge else 3).to(device)
@@ -185,12 +195,14 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
     from ablate.evaluate.fidelity import frechet_distance_from_samples, kernel_inception_distance
     from ablate.report.results import write_results
 
-    exp = Path(opts.exp).resolve()
-    results_path = exp / "results.parquet"
-    if not results_path.is_file():
+    # A local folder or a URI: everything below is read and written through ablate.storage.
+    exp = storage.normalize(opts.exp) if storage.is_uri(opts.exp) else Path(opts.exp).resolve()
+    results_path = storage.join(exp, "results.parquet")
+    if not storage.is_file(results_path):
         raise FileNotFoundError(f"{exp}: no results.parquet; is it an experiment folder from `ablate launch`?")
-    results = pd.read_parquet(results_path)
-    record = json.loads((exp / "grid.json").read_text()) if (exp / "grid.json").is_file() else {}
+    results = storage.read_parquet(results_path)
+    record_path = storage.join(exp, "grid.json")
+    record = json.loads(storage.read_text(record_path)) if storage.is_file(record_path) else {}
     data_dir = opts.data or record.get("data")
     if not data_dir:
         raise ValueError(f"{exp}: the dataset is not recorded; pass --data")
@@ -235,10 +247,8 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
     table = pd.DataFrame(per_image)
     metric_cols = [c for c in table.columns if c not in ("trial", "combination", "seed", "image_id", "segmenter")]
     trial_means = table.groupby("trial")[metric_cols].mean()
-    (exp / "eval").mkdir(exist_ok=True)
-    with atomic_path(exp / "eval" / "per_image.parquet") as tmp:
-        table.to_parquet(tmp, index=False)
-    write_text_atomic(exp / "eval" / "notes.json", json.dumps(
+    storage.write_parquet(table, storage.join(exp, "eval", "per_image.parquet"))
+    storage.write_text(storage.join(exp, "eval", "notes.json"), json.dumps(
         {"segmenter": seg_note, "skipped": notes, "feature_nets": nets, "test_images": int(table["image_id"].nunique())},
         indent=1) + "\n")
     merged = results.drop(columns=[c for c in results.columns if c.startswith("test/") or c == "segmenter"])

@@ -4,6 +4,7 @@ ablate/cli.py to register (`app.command()(report)`, `app.command()(tensorboard)`
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -23,45 +24,72 @@ def _fail(msg: str) -> None:
 
 
 def report(
-    exp: Path = typer.Argument(..., help="experiment folder written by `ablate launch` (and `ablate evaluate`)"),
+    exp: str = typer.Argument(..., help="experiment folder or URI (s3://…) written by `ablate launch` (and `ablate evaluate`)"),
     images: int = typer.Option(N_IMAGES, "--images", help="test images in the image grid (0: no grid, no model loading)"),
     hparams: bool = typer.Option(True, "--hparams/--no-hparams", help="also write TensorBoard HParams summaries"),
 ) -> None:
     """Write EXP/report/index.html (self-contained) and report.md: per-metric means and 95% CIs,
     paired Wilcoxon tests against the baseline, a ranking, the paper's two questions, an image grid."""
     from ablate.report.collect import ReportError
+    from ablate.storage import StorageError
 
     try:
         path = write_report(exp, n_images=images, hparams=hparams)
-    except ReportError as e:
+    except (ReportError, StorageError) as e:
         _fail(str(e))
     typer.echo(f"report: {path}")
-    typer.echo(f"tables: {path.with_name('report.md')}")
+    typer.echo(f"tables: {str(path).rsplit('/', 1)[0]}/report.md")
 
 
-def tensorboard_command(exp: Path, port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> list[str]:
-    logdir = Path(exp).expanduser().resolve() / "tensorboard"
+def tensorboard_command(logdir: Path, port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> list[str]:
     exe = Path(sys.executable).with_name("tensorboard")
     base = [str(exe)] if exe.is_file() else ([shutil.which("tensorboard")] if shutil.which("tensorboard")
                                                else [sys.executable, "-m", "tensorboard.main"])
     return base + ["--logdir", str(logdir), "--host", host, "--port", str(port)]
 
 
+def mirror_folder(uri: str) -> Path:
+    """Where `ablate tensorboard URI` keeps its local copy of URI/tensorboard (one folder per URI)."""
+    from ablate.data.demo import cache_root
+
+    return cache_root() / "tensorboard-mirror" / re.sub(r"[^A-Za-z0-9._-]+", "_", uri)
+
+
 def tensorboard(
-    exp: Path = typer.Argument(..., help="experiment folder"),
+    exp: str = typer.Argument(..., help="experiment folder, or its URI (s3://…): then a local mirror is served"),
     port: int = typer.Option(DEFAULT_PORT, "--port"),
     host: str = typer.Option("127.0.0.1", "--host", help="interface to bind; the default is reachable from this machine only"),
     print_only: bool = typer.Option(False, "--print-only", help="print the command (and an SSH tunnel for a remote machine) instead of running it"),
+    sync_every: float = typer.Option(30.0, "--sync-every", help="for a URI: seconds between re-syncs of the mirror"),
 ) -> None:
-    """Start TensorBoard on EXP/tensorboard (training curves, images, and the HParams tab after `ablate report`)."""
-    logdir = Path(exp).expanduser().resolve() / "tensorboard"
-    if not logdir.is_dir():
-        _fail(f"{logdir}: no TensorBoard logs (is {exp} an experiment folder?)")
-    cmd = tensorboard_command(exp, port, host)
+    """Start TensorBoard on EXP/tensorboard (training curves, images, and the HParams tab after `ablate report`).
+    For an experiment on object storage, EXP/tensorboard is copied to a local mirror
+    (~/.cache/ablate/tensorboard-mirror/) and re-synced every --sync-every seconds while TensorBoard runs."""
+    from ablate import storage
+
+    remote = storage.join(exp, "tensorboard") if storage.is_uri(exp) else None
+    if remote:
+        from ablate.train.tensorboard import mirror_logs
+
+        logdir = mirror_folder(remote)
+        try:
+            mirror_logs(remote, logdir)
+        except (OSError, ValueError) as e:  # StorageError, FileNotFoundError: they name the URI
+            _fail(str(e))
+        if not logdir.is_dir():
+            _fail(f"{remote}: no TensorBoard logs (is {exp} an experiment, and has a trial started?)")
+        typer.echo(f"mirror of {remote}: {logdir}")
+    else:
+        logdir = Path(exp).expanduser().resolve() / "tensorboard"
+        if not logdir.is_dir():
+            _fail(f"{logdir}: no TensorBoard logs (is {exp} an experiment folder?)")
+    cmd = tensorboard_command(logdir, port, host)
     line = shlex.join(cmd)
     tunnel = f"ssh -N -L {port}:127.0.0.1:{port} USER@THIS_MACHINE   # then open http://localhost:{port}"
     if print_only:
         typer.echo(line)
+        if remote:
+            typer.echo(f"(a snapshot: without --print-only the mirror is re-synced every {sync_every:g} s)")
         typer.echo(f"from another computer: {tunnel}")
         return
     if not any((p / "hparams").is_dir() for p in logdir.iterdir() if p.is_dir()):
@@ -71,8 +99,27 @@ def tensorboard(
                     f"port can read the logs", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"{line}\nopen http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port} "
                f"(remote machine: {tunnel}); Ctrl-C stops it")
+    if not remote:
+        try:
+            rc = subprocess.call(cmd)
+        except KeyboardInterrupt:
+            rc = 0
+        raise typer.Exit(rc)
+    proc = subprocess.Popen(cmd)
     try:
-        rc = subprocess.call(cmd)
+        while True:
+            try:
+                rc = proc.wait(timeout=sync_every)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            try:
+                mirror_logs(remote, logdir)
+            except (OSError, ValueError) as e:  # a network blip must not stop TensorBoard; said, not hidden
+                typer.secho(f"warning: re-sync of {remote} failed ({e}); retrying in {sync_every:g} s",
+                            fg=typer.colors.YELLOW, err=True)
     except KeyboardInterrupt:
+        proc.terminate()
+        proc.wait()
         rc = 0
     raise typer.Exit(rc)

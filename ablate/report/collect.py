@@ -77,6 +77,7 @@ class Experiment:
     segmenter: str | None = None  # the segmenter's name as evaluation recorded it (e.g. ridge:meijering+otsu)
     warnings: list[str] = field(default_factory=list)
     eval_missing: str | None = None  # why there are no test metrics, or None
+    location: str = ""  # where the experiment lives (its URI when `exp` is a local staging copy)
 
     @property
     def evaluated(self) -> bool:
@@ -90,34 +91,41 @@ class Experiment:
 # ---------------------------------------------------------------- reading
 
 
-def _read_parquet(path: Path, what: str) -> pd.DataFrame:
+def _read_parquet(path: Path, what: str, shown: str | None = None) -> pd.DataFrame:
     try:
         return pd.read_parquet(path)
     except Exception as e:  # noqa: BLE001 - the message names the file
-        raise ReportError(f"{path}: unreadable {what} ({type(e).__name__}: {e})") from None
+        raise ReportError(f"{shown or path}: unreadable {what} ({type(e).__name__}: {e})") from None
 
 
-def load_experiment(exp: str | Path) -> Experiment:
+def load_experiment(exp: str | Path, location: str | None = None) -> Experiment:
+    """`location`: the experiment's URI when `exp` is a local copy staged from object
+    storage (ablate.report.staged); messages then name the files where they really are."""
     exp = Path(exp).expanduser().resolve()
+    where = location or str(exp)
+
+    def shown(p: Path) -> str:
+        return str(p) if location is None else f"{location}/{p.relative_to(exp).as_posix()}"
+
     if not exp.is_dir():
-        raise ReportError(f"{exp}: no such experiment folder")
+        raise ReportError(f"{where}: no such experiment folder")
     results_path = exp / RESULTS
     if not results_path.is_file():
-        raise ReportError(f"{results_path}: not found; is {exp} an experiment folder from `ablate launch`? "
+        raise ReportError(f"{shown(results_path)}: not found; is {where} an experiment folder from `ablate launch`? "
                           "(launch writes it when the grid ends)")
-    trials = _read_parquet(results_path, "results table")
+    trials = _read_parquet(results_path, "results table", shown(results_path))
     missing = [c for c in ("trial", "combination", "seed", "status") if c not in trials.columns]
     if missing:
-        raise ReportError(f"{results_path}: columns {missing} missing; not a results table from `ablate launch`")
+        raise ReportError(f"{shown(results_path)}: columns {missing} missing; not a results table from `ablate launch`")
     warnings: list[str] = []
     grid = {}
     if (exp / GRID).is_file():
         try:
             grid = json.loads((exp / GRID).read_text())
         except json.JSONDecodeError as e:
-            warnings.append(f"{exp / GRID}: unreadable ({e}); combination order taken from results.parquet")
+            warnings.append(f"{shown(exp / GRID)}: unreadable ({e}); combination order taken from results.parquet")
     else:
-        warnings.append(f"{exp / GRID}: not found; combination order taken from results.parquet")
+        warnings.append(f"{shown(exp / GRID)}: not found; combination order taken from results.parquet")
 
     combinations = _grid_order(grid, trials)
     baseline, reason = choose_baseline(combinations)
@@ -133,12 +141,12 @@ def load_experiment(exp: str | Path) -> Experiment:
         try:
             notes = json.loads((exp / NOTES).read_text())
         except json.JSONDecodeError as e:
-            warnings.append(f"{exp / NOTES}: unreadable ({e})")
+            warnings.append(f"{shown(exp / NOTES)}: unreadable ({e})")
 
     per_image_path = exp / PER_IMAGE
     image_metrics, eval_missing, segmenter = None, None, None
     if per_image_path.is_file():
-        per_image = _read_parquet(per_image_path, "per-image table")
+        per_image = _read_parquet(per_image_path, "per-image table", shown(per_image_path))
         image_metrics = tidy_per_image(per_image)
         if "segmenter" in per_image.columns and len(per_image):
             segmenter = str(per_image["segmenter"].iloc[0])
@@ -146,10 +154,10 @@ def load_experiment(exp: str | Path) -> Experiment:
         done = trials.loc[trials["status"] == "done", "trial"]
         unevaluated = sorted(set(done) - evaluated)
         if unevaluated:
-            warnings.append(f"{len(unevaluated)} finished trial(s) not in {per_image_path} ({', '.join(unevaluated)}): "
-                            f"run `ablate evaluate {exp}` again")
+            warnings.append(f"{len(unevaluated)} finished trial(s) not in {shown(per_image_path)} "
+                            f"({', '.join(unevaluated)}): run `ablate evaluate {where}` again")
     else:
-        eval_missing = (f"{per_image_path}: not found; run `ablate evaluate {exp}` first. This report shows "
+        eval_missing = (f"{shown(per_image_path)}: not found; run `ablate evaluate {where}` first. This report shows "
                         "training and validation metrics only.")
     not_done = trials[trials["status"] != "done"]
     for r in not_done.itertuples():
@@ -158,7 +166,8 @@ def load_experiment(exp: str | Path) -> Experiment:
     trial_metrics = tidy_trial_metrics(trials, image_metrics)
     return Experiment(exp=exp, trials=trials, trial_metrics=trial_metrics, image_metrics=image_metrics,
                       combinations=combinations, baseline=baseline, baseline_reason=reason, grid=grid, notes=notes,
-                      data=grid.get("data"), segmenter=segmenter, warnings=warnings, eval_missing=eval_missing)
+                      data=grid.get("data"), segmenter=segmenter, warnings=warnings, eval_missing=eval_missing,
+                      location=where)
 
 
 def _grid_order(grid: dict, trials: pd.DataFrame) -> list[str]:

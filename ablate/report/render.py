@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ablate import storage
 from ablate.io import atomic_path
 from ablate.report.collect import Experiment, is_demo_data, load_experiment, write_tables
 from ablate.report.stats import Analysis, analyse, arrow, direction, metric_group, metric_sort_key
@@ -113,9 +114,11 @@ def segmenter_spec(e: Experiment) -> str:
     return "ridge"
 
 
-def _checkpoint_dir(e: Experiment, path) -> Path | None:
+def _checkpoint_dir(e: Experiment, path) -> Path | str | None:
     if not isinstance(path, str) or not path:
         return None
+    if storage.is_uri(path):  # an experiment on object storage: read from the bucket
+        return path if storage.is_file(storage.join(path, "checkpoint.pt")) else None
     p = Path(path)
     local = e.exp / "train" / p.parent.name / p.name  # the experiment folder may have moved
     for cand in (local, p):
@@ -124,16 +127,16 @@ def _checkpoint_dir(e: Experiment, path) -> Path | None:
     return None
 
 
-def _reconstruct(ckpt: Path, images: np.ndarray) -> np.ndarray:
+def _reconstruct(ckpt: Path | str, images: np.ndarray) -> np.ndarray:
     """Rebuild the model from checkpoint.pt's model_spec (as evaluate's trial_chunk) and
     reconstruct uint8 images (N, H, W, 3) on the CPU."""
     import torch
 
-    from ablate.evaluate.run import _tensor
+    from ablate.evaluate.run import _checkpoint_file, _tensor
     from ablate.models.edge_channel import parse_edge_channel
     from ablate.models.presets import build_model
 
-    state = torch.load(ckpt / "checkpoint.pt", map_location="cpu", weights_only=True)
+    state = torch.load(_checkpoint_file(str(ckpt)), map_location="cpu", weights_only=True)
     ms = state["model_spec"]
     edge = parse_edge_channel(ms["edge_channel"]) if ms["edge_channel"] else None
     model = build_model(ms["preset"], ms["size"], ms["overrides"], in_channels=4 if edge else 3)
@@ -170,7 +173,7 @@ def build_image_grid(e: Experiment, n_images: int = N_IMAGES) -> ImageGrid | Non
 
     if n_images <= 0:
         return None
-    if not e.data or not Path(e.data).is_dir():
+    if not e.data or not storage.is_dir(e.data):
         e.warnings.append(f"image grid left out: the test data {e.data!r} recorded in grid.json is not here")
         return None
     spec = segmenter_spec(e)
@@ -528,7 +531,7 @@ def _sig_class(r: dict) -> str:
 def render_html(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, warnings: list[str]) -> str:
     status = e.trials["status"].value_counts().to_dict()
     grid_name = e.grid.get("name", "?")
-    meta = [("experiment", str(e.exp)), ("grid", grid_name), ("data", f"{e.data}" + (" (DEMO)" if is_demo_data(e.data) else "")),
+    meta = [("experiment", e.location), ("grid", grid_name), ("data", f"{e.data}" + (" (DEMO)" if is_demo_data(e.data) else "")),
             ("trials", f"{len(e.trials)} ({', '.join(f'{v} {k}' for k, v in status.items())})"),
             ("combinations", ", ".join(e.combinations)), ("seeds", ", ".join(map(str, e.seeds))),
             ("baseline", f"{e.baseline} ({e.baseline_reason})"),
@@ -579,7 +582,7 @@ def render_html(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, warni
 def render_markdown(e: Experiment, a: Analysis, warnings: list[str]) -> str:
     grid_name = e.grid.get("name", "?")
     out = [f"# Loss ablation report: {grid_name}\n",
-           f"- experiment: `{e.exp}`", f"- data: `{e.data}`" + (" (DEMO)" if is_demo_data(e.data) else ""),
+           f"- experiment: `{e.location}`", f"- data: `{e.data}`" + (" (DEMO)" if is_demo_data(e.data) else ""),
            f"- trials: {len(e.trials)}; combinations: {', '.join(e.combinations)}; seeds: {', '.join(map(str, e.seeds))}",
            f"- baseline: `{e.baseline}` ({e.baseline_reason})", f"- segmenter: {e.segmenter or '— (not evaluated)'}", ""]
     if warnings:
@@ -620,10 +623,16 @@ def _write_readable(path: Path, text: str) -> None:
         tmp.chmod(0o644)
 
 
-def write_report(exp: str | Path, n_images: int = N_IMAGES, hparams: bool = True) -> Path:
+def write_report(exp: str | Path, n_images: int = N_IMAGES, hparams: bool = True,
+                 location: str | None = None) -> Path | str:
     """Build EXP/report/ (index.html, report.md, tables) and, with `hparams`, the TensorBoard
-    HParams summaries; returns the path of index.html."""
-    e = load_experiment(exp)
+    HParams summaries; returns the path of index.html (its URI for an experiment on object
+    storage, which is staged locally by ablate.report.staged). `location`: see load_experiment."""
+    if storage.is_uri(exp):
+        from ablate.report.staged import write_report_staged
+
+        return write_report_staged(str(exp), n_images=n_images, hparams=hparams)
+    e = load_experiment(exp, location)
     a = analyse(e)
     out = e.exp / REPORT_DIR
     out.mkdir(exist_ok=True)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ablate import storage
 from ablate.config import TrialSpec
-from ablate.io import atomic_path
 
 KEY_COLUMNS = ["trial", "trial_id", "combination", "seed", "status"]
 
@@ -51,11 +51,10 @@ def _status(error, metrics: dict) -> str:
     return "done" if metrics.get("final") else "incomplete"
 
 
-def write_results(df: pd.DataFrame, out: Path) -> None:
-    with atomic_path(out / "results.parquet") as tmp:
-        df.to_parquet(tmp, index=False)
-    with atomic_path(out / "results.csv") as tmp:
-        df.to_csv(tmp, index=False)
+def write_results(df: pd.DataFrame, out: Path | str) -> None:
+    """`out` is the experiment folder or its URI."""
+    storage.write_parquet(df, storage.join(out, "results.parquet"))
+    storage.write_csv(df, storage.join(out, "results.csv"))
 
 
 def print_summary(df: pd.DataFrame, wall_s: float | None = None) -> None:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
+from ablate import storage
 from ablate.config import TrialSpec
 
 
@@ -59,7 +59,8 @@ def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_
         train_loop_per_worker,
         train_loop_config={
             "spec": spec,
-            "tb_dir": str(Path(exp_dir) / "tensorboard" / trial_name),
+            # A local folder or a URI: TrialWriter uploads to object storage itself.
+            "tb_dir": storage.join(exp_dir, "tensorboard", trial_name),
             "threads": placement.threads_per_worker,
             "trial_started_at": started,
         },
@@ -68,7 +69,7 @@ def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_
             # Named after the trial (itself named from the trial id), so a restored
             # grid finds the same run folder and its checkpoints.
             name=trial_name,
-            storage_path=str(Path(exp_dir) / "train"),
+            storage_path=storage.join(exp_dir, "train"),  # Ray Train writes s3:// (any pyarrow URI) itself
             failure_config=ray.train.FailureConfig(max_failures=max_failures),
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             callbacks=[TuneReportCallback()],

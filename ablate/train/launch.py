@@ -20,9 +20,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ablate import storage
 from ablate.config import ConfigError, Grid, find_grid, load_grid
 from ablate.data.shards import DatasetError, read_manifest, shard_paths
-from ablate.io import write_text_atomic
 from ablate.train.driver import Placement, run_trial, trial_key
 
 DATA_CPU_RESERVE = 1.0
@@ -49,10 +49,47 @@ class LaunchOptions:
     dry_run: bool = False
 
 
+def _ray_data_can_starve(node_cpus: list[float], workers: int, cpus_per_worker: float, drivers: int,
+                         driver_cpus: float) -> bool:
+    """True when some placement of `workers` Train workers and `drivers` trial drivers
+    leaves no node with one whole free CPU, so Ray Data's next task could wait forever.
+
+    Ray puts them on whichever nodes it likes, so the worst case decides: for each node
+    the fewest (workers, drivers) that take it below one free CPU, then whether the
+    whole cluster can be covered with what there is (a small knapsack, Pareto-pruned)."""
+    unit = 10_000  # Ray's resource granularity; integers avoid 2 * 0.95 != 1.9 trouble
+    c, d = max(1, round(cpus_per_worker * unit)), round(driver_cpus * unit)
+    spent = {0: 0}  # workers used -> fewest drivers used, to cover the nodes seen so far
+    for n in node_cpus:
+        cap = round(n * unit)
+        ways = []
+        for j in range(min(workers, cap // c) + 1):
+            free = cap - j * c
+            i = 0 if free < unit else (free - unit) // d + 1 if d else drivers + 1
+            if i <= drivers and j * c + i * d <= cap:
+                ways.append((j, i))
+            if i == 0:
+                break
+        nxt: dict[int, int] = {}
+        for w, dr in spent.items():
+            for j, i in ways:
+                if w + j <= workers and dr + i <= drivers and dr + i < nxt.get(w + j, drivers + 1):
+                    nxt[w + j] = dr + i
+        if not nxt:
+            return False  # this node keeps a whole CPU whatever lands on it
+        spent = nxt
+    return True
+
+
 def plan_placement(total_cpus: float, workers: int, cpus_per_worker: float | None, gpus_per_worker: float,
-                   concurrent: int | None, driver_cpus: float = 0.01) -> Placement:
+                   concurrent: int | None, driver_cpus: float = 0.01,
+                   node_cpus: list[float] | None = None) -> Placement:
+    """`node_cpus`: the CPUs of each node when Ray spans several; a worker must then fit
+    on one node, and the free CPU Ray Data needs must stay whole on some node, not be
+    the sum of slivers left on many (worst case, `_ray_data_can_starve`)."""
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
+    multi = node_cpus is not None and len(node_cpus) > 1
     budget = total_cpus - DATA_CPU_RESERVE
     if budget <= driver_cpus:
         raise ConfigError(f"Ray has {total_cpus:g} CPUs; at least 2 are needed (one stays free for Ray Data)")
@@ -60,13 +97,27 @@ def plan_placement(total_cpus: float, workers: int, cpus_per_worker: float | Non
         per_trial = budget / (concurrent or 1)
         cpus_per_worker = math.floor((per_trial - driver_cpus) / workers * 20) / 20  # 0.05 steps
         cpus_per_worker = min(cpus_per_worker, 8.0)
+        if multi:  # one worker on one node, beside a driver
+            cpus_per_worker = min(cpus_per_worker, math.floor((max(node_cpus) - driver_cpus) * 20) / 20)
         if cpus_per_worker < 0.05:
             raise ConfigError(f"{workers} workers x {concurrent or 1} concurrent trials do not fit in {total_cpus:g} CPUs")
+    if multi and cpus_per_worker > max(node_cpus):
+        raise ConfigError(f"--cpus-per-worker {cpus_per_worker:g}: no node has that many CPUs "
+                          f"(nodes: {', '.join(f'{n:g}' for n in node_cpus)})")
     per_trial = workers * cpus_per_worker + driver_cpus
     fits = int(budget // per_trial)
+    if multi:
+        while fits > 0 and _ray_data_can_starve(node_cpus, fits * workers, cpus_per_worker, fits, driver_cpus):
+            fits -= 1
     if concurrent is None:
         concurrent = max(1, fits)
     if concurrent > fits:
+        if multi and concurrent * per_trial <= budget:
+            raise ConfigError(
+                f"{concurrent} concurrent trials x {workers} workers x {cpus_per_worker:g} CPUs could fill every node "
+                f"(CPUs per node: {', '.join(f'{n:g}' for n in node_cpus)}) below one free CPU, and a Ray Data task "
+                f"needs one whole CPU on one node, or the stream stalls. Lower --concurrent or --cpus-per-worker."
+            )
         raise ConfigError(
             f"{concurrent} concurrent trials x ({workers} workers x {cpus_per_worker:g} CPUs + {driver_cpus} driver) "
             f"= {concurrent * per_trial:g} CPUs, but only {budget:g} of {total_cpus:g} may be held "
@@ -181,6 +232,13 @@ def _start_ray(address: str | None) -> bool:
     return True
 
 
+def _node_cpus() -> list[float]:
+    """CPUs of each live node of the connected Ray cluster."""
+    import ray
+
+    return [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]]
+
+
 GRID_RECORD = "grid.json"  # the resolved trials of the experiment in this folder
 
 
@@ -188,17 +246,18 @@ def grid_fingerprint(grid: Grid, data: str | None = None) -> dict:
     return {"name": grid.name, "data": data, "trials": {trial_key(s): s.flat() for s in grid.trials}}
 
 
-def check_experiment_folder(out: Path, grid: Grid, resume: bool, data: str | None = None) -> None:
-    """Refuse to mix grids in one folder, to start over a finished run, or to resume nothing."""
-    record = out / GRID_RECORD
-    if not record.is_file():
+def check_experiment_folder(out: Path | str, grid: Grid, resume: bool, data: str | None = None) -> None:
+    """Refuse to mix grids in one folder, to start over a finished run, or to resume nothing.
+    `out` is a local folder or a URI (s3://bucket/prefix)."""
+    record = storage.join(out, GRID_RECORD)
+    if not storage.is_file(record):
         if resume:
             raise ConfigError(f"--resume: {out} holds no experiment to resume (no {GRID_RECORD}); drop --resume to start it")
-        if out.exists() and any(out.iterdir()):
+        if storage.has_entries(out):
             raise ConfigError(f"--out {out} is not empty and holds no ablate experiment; choose another folder")
         return
     try:
-        previous = json.loads(record.read_text())
+        previous = json.loads(storage.read_text(record))
     except json.JSONDecodeError as e:
         raise ConfigError(f"{record}: unreadable ({e})") from None
     mine = json.loads(json.dumps(grid_fingerprint(grid, data), default=str))  # same JSON types as the record
@@ -216,18 +275,24 @@ def check_experiment_folder(out: Path, grid: Grid, resume: bool, data: str | Non
         raise ConfigError(f"--out {out} already holds this grid; add --resume to continue it (finished trials are kept)")
 
 
-def launch(opts: LaunchOptions) -> Path | None:
+def launch(opts: LaunchOptions) -> Path | str | None:
+    """Returns the experiment folder (a Path), or its URI (a str) for --out on object storage."""
     from ablate.report.results import collect_results, print_summary, write_results
 
     grid = resolve_grid(opts)
-    out = Path(opts.out or Path("runs") / grid.name).resolve()
+    if opts.out is not None and storage.is_uri(opts.out):
+        out = storage.normalize(opts.out)
+        tune_parent, tune_name = storage.split(out)  # Tune's storage_path and run name
+    else:
+        out = Path(opts.out or Path("runs") / grid.name).resolve()
+        tune_parent, tune_name = str(out.parent), out.name
     if opts.data is None:
         from ablate.data.demo import NOTICE, ensure_demo
 
         print(NOTICE, file=sys.stderr)
         data_dir = str(ensure_demo())
     else:
-        data_dir = str(Path(opts.data).resolve())
+        data_dir = storage.normalize(opts.data) if storage.is_uri(opts.data) else str(Path(opts.data).resolve())
     check_data(data_dir, grid)
     print(f"grid {grid.name!r} from {grid.source}: {len(grid.trials)} trials -> {out}")
     print(trial_table(grid))
@@ -242,7 +307,7 @@ def launch(opts: LaunchOptions) -> Path | None:
     started_ray = _start_ray(opts.address)
     try:
         placement = plan_placement(ray.cluster_resources().get("CPU", 0), opts.workers, opts.cpus_per_worker,
-                                   opts.gpus_per_worker, opts.concurrent)
+                                   opts.gpus_per_worker, opts.concurrent, node_cpus=_node_cpus())
         print(f"placement: {placement.workers} worker(s) x {placement.cpus_per_worker:g} CPU"
               f"{f' + {placement.gpus_per_worker:g} GPU' if placement.gpus_per_worker else ''} per trial, "
               f"{placement.concurrent} trial(s) at a time")
@@ -257,7 +322,8 @@ def launch(opts: LaunchOptions) -> Path | None:
             # from their last checkpoint (each Train run is named after its trial).
             tuner = tune.Tuner.restore(str(out), trainable, resume_unfinished=True, resume_errored=True)
         else:
-            write_text_atomic(out / GRID_RECORD, json.dumps(grid_fingerprint(grid, data_dir), indent=1, default=str) + "\n")
+            storage.write_text(storage.join(out, GRID_RECORD),
+                               json.dumps(grid_fingerprint(grid, data_dir), indent=1, default=str) + "\n")
             tuner = tune.Tuner(
                 trainable,
                 param_space={"trial": tune.grid_search(list(trials))},
@@ -267,7 +333,7 @@ def launch(opts: LaunchOptions) -> Path | None:
                     trial_name_creator=lambda t: f"{t.config['trial']}-{t.trial_id}",
                     trial_dirname_creator=lambda t: f"{t.config['trial']}-{t.trial_id}",
                 ),
-                run_config=tune.RunConfig(name=out.name, storage_path=str(out.parent),
+                run_config=tune.RunConfig(name=tune_name, storage_path=tune_parent,
                                           failure_config=tune.FailureConfig(max_failures=opts.trial_retries)),
             )
         t0 = time.time()
@@ -275,6 +341,10 @@ def launch(opts: LaunchOptions) -> Path | None:
             result_grid = tuner.fit()
         wall = time.time() - t0
         table = collect_results(result_grid, trials)
+        if storage.is_uri(out):
+            # Ray reports these as paths on the bucket, without the scheme; store URIs.
+            for col in ("checkpoint", "trial_dir"):
+                table[col] = table[col].map(lambda p: storage.as_uri(out, p))
         write_results(table, out)
         print_summary(table, wall)
         unfinished = int((table["status"] == "incomplete").sum())
