@@ -60,6 +60,7 @@ def launch(
     out: Optional[str] = typer.Option(None, "--out", help="experiment folder or URI, e.g. s3://bucket/exp (default: runs/<grid name>)"),
     workers: int = typer.Option(1, "--workers", help="Ray Train workers (DDP ranks) per trial"),
     cpus_per_worker: Optional[float] = typer.Option(None, "--cpus-per-worker", help="default: fit the machine, one CPU left for Ray Data"),
+    threads_per_worker: Optional[int] = typer.Option(None, "--threads-per-worker", help="torch threads per worker (default: its CPUs, rounded)"),
     gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker"),
     concurrent: Optional[int] = typer.Option(None, "--concurrent", help="trials at a time (default: as many as fit)"),
     address: Optional[str] = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto'"),
@@ -81,7 +82,8 @@ def launch(
     from ablate.train.launch import LaunchOptions, launch as run_launch
 
     opts = LaunchOptions(grid=grid, data=data, out=out,
-                         workers=workers, cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+                         workers=workers, cpus_per_worker=cpus_per_worker, threads_per_worker=threads_per_worker,
+                         gpus_per_worker=gpus_per_worker,
                          concurrent=concurrent, address=address, steps=steps, epochs=epochs, size=size,
                          max_failures=max_failures, trial_retries=trial_retries, resume=resume, evaluate=evaluate,
                          segmenter=segmenter, dry_run=dry_run)

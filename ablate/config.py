@@ -34,6 +34,9 @@ class AugmentSpec:
 class DataSpec:
     size: int = 256
     augment: AugmentSpec = field(default_factory=AugmentSpec)
+    # Each Train worker keeps its decoded share of the train split in memory when it
+    # fits in this many MiB (decode once per trial, not per epoch); 0 = stream every epoch.
+    cache_mb: float = 4096
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,9 @@ class TrainSpec:
     val_every: int = 100
     val_batches: int = 4
     checkpoint_every: int = 500
+    # Model and batches in channels_last memory format: 1.2x faster convolutions for
+    # paper256 on this CPU (BENCHMARKS.md), and the layout tensor cores want on GPU.
+    channels_last: bool = True
 
 
 @dataclass(frozen=True)
@@ -243,6 +249,8 @@ def trial_from_dict(combination: str, seed: int, cfg: dict, where: str) -> Trial
         raise ConfigError(f"{where}.train.lr: must be > 0, got {t.lr}")
     if spec.data.size < 16 or spec.data.size % 8:
         raise ConfigError(f"{where}.data.size: must be a multiple of 8 and >= 16, got {spec.data.size}")
+    if not spec.data.cache_mb >= 0:
+        raise ConfigError(f"{where}.data.cache_mb: must be >= 0 (0 = no cache), got {spec.data.cache_mb}")
     return spec
 
 

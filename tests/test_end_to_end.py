@@ -32,6 +32,9 @@ def test_two_trial_grid(tiny_experiment):
     assert df["val/psnr"].notna().all() and df["checkpoint"].notna().all() and (df["workers"] == 1).all()
     assert {"config.train.lr", "config.model.preset", "wall_time_s", "startup_s"} <= set(df.columns)
     assert df.loc[df.combination == "l1", "val/loss/l1"].notna().all()
+    # 6 steps of 4 run past the 18-image epoch, and two validations ran: each split was
+    # streamed (read + decoded) by Ray Data once, later passes came from the worker's memory.
+    assert (df["data/train_passes_streamed"] == 1).all() and (df["data/val_passes_streamed"] == 1).all()
     csv = pd.read_csv(out / "results.csv")
     assert len(csv) == 2
     for _, row in df.iterrows():

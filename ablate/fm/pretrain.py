@@ -156,13 +156,18 @@ def fm_train_loop(config: dict) -> None:
         from ablate.train.tensorboard import TrialWriter
 
         writer = TrialWriter(config["tb_dir"])
-    shard = ray.train.get_dataset_shard("train")
+    from ablate.config import AugmentSpec
+    from ablate.data.augment import augment_batch
+    from ablate.data.feed import ShardFeed
+
+    feed = ShardFeed(ray.train.get_dataset_shard("train"), per_worker, device, cache=config["cache_train"],
+                     rank=rank, shuffle_seed=config["seed"])
     images_seen, tic = 0, time.perf_counter()
     final_reported = False
     while step < steps:
         batches = 0
-        for batch in shard.iter_torch_batches(batch_size=per_worker, dtypes=torch.uint8, device=device):
-            x = batch["image"].float() / 255
+        for images, _ in feed.epoch(epoch):
+            x = augment_batch(images.float() / 255, AugmentSpec(), seed=config["seed"], rank=rank, step=step)
             loss, pred, mask = model(x)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -303,7 +308,8 @@ def pretrain(
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from ablate.config import AugmentSpec
+    from ablate.config import DataSpec
+    from ablate.data.feed import cache_fits
     from ablate.data.stream import split_dataset
     from ablate.train.launch import _start_ray, plan_placement
 
@@ -323,6 +329,7 @@ def pretrain(
                 "log_every": log_every, "image_every": image_every or max(1, steps // 10),
                 "checkpoint_every": checkpoint_every or min(500, steps),
                 "tb_dir": str(tb_dir), "file_args": file_args,
+                "cache_train": cache_fits(manifest["counts"]["train"], size, workers, DataSpec().cache_mb),
             },
             scaling_config=placement.scaling_config(),
             run_config=ray.train.RunConfig(
@@ -330,7 +337,7 @@ def pretrain(
                 storage_path=str(storage),
                 checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
             ),
-            datasets={"train": split_dataset(str(data_dir), "train", size, AugmentSpec())},
+            datasets={"train": split_dataset(str(data_dir), "train", size)},
         )
         result = trainer.fit()
     finally:

@@ -39,22 +39,27 @@ def trial_key(spec: TrialSpec) -> str:
 
 def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_dir: str, placement: Placement,
               max_failures: int = 0) -> None:
+    started = time.time()
     import ray.train
     from ray import tune
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
+    from ablate.data.feed import cache_fits
+    from ablate.data.shards import read_manifest
     from ablate.data.stream import split_dataset
     from ablate.train.loop import train_loop_per_worker
 
-    started = time.time()
     spec = trials[config["trial"]]
     trial_name = tune.get_context().get_trial_name()
     datasets = {
         # Checksums were verified once by `launch` before any trial started.
-        "train": split_dataset(data_dir, "train", spec.data.size, spec.data.augment, verify=False),
-        "val": split_dataset(data_dir, "val", spec.data.size, None, verify=False),
+        "train": split_dataset(data_dir, "train", spec.data.size, verify=False),
+        "val": split_dataset(data_dir, "val", spec.data.size, verify=False),
     }
+    cache_train = cache_fits(read_manifest(data_dir)["counts"]["train"], spec.data.size, placement.workers,
+                             spec.data.cache_mb)
+    driver_marks = {"datasets_ready": time.time()}
     trainer = TorchTrainer(
         train_loop_per_worker,
         train_loop_config={
@@ -63,6 +68,8 @@ def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_
             "tb_dir": storage.join(exp_dir, "tensorboard", trial_name),
             "threads": placement.threads_per_worker,
             "trial_started_at": started,
+            "driver_marks": driver_marks,
+            "cache_train": cache_train,
         },
         scaling_config=placement.scaling_config(),
         run_config=ray.train.RunConfig(

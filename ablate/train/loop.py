@@ -17,6 +17,8 @@ import torch
 import torch.distributed as dist
 
 from ablate.config import TrialSpec
+from ablate.data.augment import augment_batch
+from ablate.data.feed import ShardFeed
 from ablate.losses import CompositeLoss
 from ablate.models.presets import build_for_spec
 from ablate.train.distributed import average_gradients, distributed, mean_over_workers, unwrap, worker_context
@@ -47,22 +49,19 @@ def _psnr(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate(model, loss_fn, shard, batch_size, max_batches, step, device, to_input) -> dict[str, torch.Tensor]:
+def validate(model, loss_fn, feed: ShardFeed, step, to_input) -> dict[str, torch.Tensor]:
     model.eval()
     loss_fn.eval()  # discriminator BatchNorm must not learn validation statistics
     sums: dict[str, torch.Tensor] = {}
     n = 0
-    for batch in shard.iter_torch_batches(batch_size=batch_size, dtypes={"image": torch.uint8, "key": torch.int64},
-                                          device=device):
-        x = to_input(batch["image"].float() / 255)
+    for images, _ in feed.epoch(0):
+        x = to_input(images.float() / 255)
         x_hat, aux = model(x)
         _, logs = loss_fn(x, x_hat, aux, step, None)
         logs["psnr"] = _psnr(x, x_hat)
         for k, v in logs.items():
             sums[k] = sums.get(k, 0) + v
         n += 1
-        if n >= max_batches:
-            break
     model.train()
     loss_fn.train()
     if n == 0:
@@ -82,17 +81,21 @@ class WorkerRun:
         import ray.train.torch
 
         self.config = config
+        self.marks: dict[str, float] = {"worker_started": time.time()}  # start-up phases, see _base_metrics
         self.spec: TrialSpec = config["spec"]
         t = self.spec.train
         self.rank, self.world, self.per_worker = worker_context(config["threads"], t.batch_size)
 
         torch.manual_seed(self.spec.seed)  # same init on every rank; DDP broadcasts rank 0's anyway
         model, edge_channel = build_for_spec(self.spec)
+        self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
+        model = model.to(memory_format=self.memory_format)
         self.to_input = edge_channel or (lambda x: x)  # RGB, or RGB + the edge map as channel 4
         self.model = ray.train.torch.prepare_model(model)
         self.device = ray.train.torch.get_device()
         self.loss_fn = CompositeLoss.from_specs(self.spec.losses).to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=t.lr, betas=t.betas)
+        self.marks["model_ready"] = time.time()
         # Discriminators (adversarial terms) step with their own optimizer; same betas.
         adversaries = self.loss_fn.adversaries()
         self.d_opt = None
@@ -104,6 +107,7 @@ class WorkerRun:
         self.resumed_from = self.step
         self.epoch = 0
         self.first_step_at: float | None = None
+        self.in_steps_s = 0.0
         self.data_check: dict = {}
         self.writer = None
         if self.rank == 0:
@@ -113,8 +117,12 @@ class WorkerRun:
             if self.resumed_from:
                 # A worker-group restart (or a resumed grid) continues from the checkpoint's step.
                 self.writer.scalars({"train/resumed_from_step": self.resumed_from}, self.resumed_from)
-        self.train_shard = ray.train.get_dataset_shard("train")
-        self.val_shard = ray.train.get_dataset_shard("val")
+        # Decoded once: the first pass streams from Ray Data, later ones come from memory
+        # (the driver decided, for all ranks alike, whether the train split fits).
+        self.train_feed = ShardFeed(ray.train.get_dataset_shard("train"), self.per_worker, self.device,
+                                    cache=config["cache_train"], rank=self.rank, shuffle_seed=self.spec.seed)
+        self.val_feed = ShardFeed(ray.train.get_dataset_shard("val"), self.per_worker, self.device, cache=True,
+                                  rank=self.rank, max_batches=t.val_batches)
 
     def _restore(self) -> int:
         import ray.train
@@ -162,11 +170,13 @@ class WorkerRun:
         seen_keys: list[torch.Tensor] = []  # image keys this worker got in the first epoch
         last_layer = unwrap(self.model).last_layer
         images_seen, tic, batches = 0, time.perf_counter(), 0
-        for batch in self.train_shard.iter_torch_batches(
-                batch_size=self.per_worker, dtypes={"image": torch.uint8, "key": torch.int64}, device=self.device):
-            x = self.to_input(batch["image"].float() / 255)
+        for images, keys in self.train_feed.epoch(self.epoch):
+            if "first_batch" not in self.marks:
+                self.marks["first_batch"] = time.time()
+            x = augment_batch(images.float() / 255, self.spec.data.augment, seed=self.spec.seed, rank=self.rank, step=self.step)
+            x = self.to_input(x).contiguous(memory_format=self.memory_format)
             if self.epoch == 0:
-                seen_keys.append(batch["key"].cpu())
+                seen_keys.append(keys)
             x_hat, aux, logs = self._train_step(x, last_layer)
             batches += 1
             images_seen += x.shape[0]
@@ -199,6 +209,7 @@ class WorkerRun:
         return False
 
     def _train_step(self, x: torch.Tensor, last_layer: torch.Tensor):
+        tic = time.perf_counter()
         x_hat, aux = self.model(x)
         loss, logs = self.loss_fn(x, x_hat, aux, self.step, last_layer)
         self.opt.zero_grad(set_to_none=True)
@@ -213,17 +224,29 @@ class WorkerRun:
                 self.d_opt.step()
                 logs.update(d_logs)
         self.step += 1
+        # Host time in training steps (on a GPU, queued kernels are waited for at the
+        # next log's sync, so it lands in that step): the trial's wall time minus this
+        # is what Ray, data and reporting cost.
+        self.in_steps_s += time.perf_counter() - tic
         if self.first_step_at is None:
-            self.first_step_at = time.time()
+            self.first_step_at = self.marks["first_step"] = time.time()
         return x_hat, aux, logs
 
     # -- reporting --
 
     def _base_metrics(self, final: bool) -> dict:
         m = {**self.data_check, "step": self.step, "epoch": self.epoch, "final": final, "stop_reason": "",
-             "world_size": self.world, "resumed_from_step": self.resumed_from}
+             "world_size": self.world, "resumed_from_step": self.resumed_from,
+             "train/torch_threads": torch.get_num_threads(), "time/in_steps_s": self.in_steps_s,
+             # Times this worker iterated Ray Data; 1 each when the decoded images were kept.
+             "data/train_passes_streamed": self.train_feed.passes_streamed,
+             "data/val_passes_streamed": self.val_feed.passes_streamed}
         if self.first_step_at is not None:
             m["time/startup_s"] = self.first_step_at - self.config["trial_started_at"]
+            # Where start-up goes: each phase as seconds after the trial driver began.
+            marks = {**self.config.get("driver_marks", {}), **self.marks}
+            for phase, at in marks.items():
+                m[f"time/startup/{phase}_s"] = at - self.config["trial_started_at"]
         return m
 
     def _stop_diverged(self, reason: str) -> None:
@@ -236,8 +259,7 @@ class WorkerRun:
     def report(self, checkpoint: bool, final: bool) -> None:
         import ray.train
 
-        val = mean_over_workers(validate(self.model, self.loss_fn, self.val_shard, self.per_worker,
-                                          self.spec.train.val_batches, self.step, self.device, self.to_input))
+        val = mean_over_workers(validate(self.model, self.loss_fn, self.val_feed, self.step, self.to_input))
         if self.writer:
             self.writer.scalars(val, self.step)
         metrics = {**val, **self._base_metrics(final)}
