@@ -22,9 +22,13 @@ import torch
 DTYPES = {"image": torch.uint8, "key": torch.int64}
 
 
+def share_mb(rows: int, size: int, workers: int) -> float:
+    """MiB of one worker's share of `rows` decoded (3, size, size) uint8 images."""
+    return math.ceil(rows / workers) * 3 * size * size / 2**20
+
+
 def cache_fits(rows: int, size: int, workers: int, limit_mb: float) -> bool:
-    """True when one worker's share of `rows` decoded (3, size, size) uint8 images fits in `limit_mb`."""
-    return limit_mb > 0 and math.ceil(rows / workers) * 3 * size * size <= limit_mb * 2**20
+    return limit_mb > 0 and share_mb(rows, size, workers) <= limit_mb
 
 
 class ShardFeed:

@@ -45,7 +45,7 @@ def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_
     from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from ablate.data.feed import cache_fits
+    from ablate.data.feed import cache_fits, share_mb
     from ablate.data.shards import read_manifest
     from ablate.data.stream import split_dataset
     from ablate.train.loop import train_loop_per_worker
@@ -57,8 +57,13 @@ def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_
         "train": split_dataset(data_dir, "train", spec.data.size, verify=False),
         "val": split_dataset(data_dir, "val", spec.data.size, verify=False),
     }
-    cache_train = cache_fits(read_manifest(data_dir)["counts"]["train"], spec.data.size, placement.workers,
-                             spec.data.cache_mb)
+    train_rows = read_manifest(data_dir)["counts"]["train"]
+    cache_train = cache_fits(train_rows, spec.data.size, placement.workers, spec.data.cache_mb)
+    if not cache_train and spec.data.cache_mb > 0:
+        # Said, not silent: every epoch will re-read and re-decode (BENCHMARKS.md: ~4x slower on small images).
+        print(f"{trial_key(spec)}: a worker's share of the train split is "
+              f"{share_mb(train_rows, spec.data.size, placement.workers):.0f} MiB decoded, over "
+              f"data.cache_mb {spec.data.cache_mb:g}; streaming and decoding it from Ray Data every epoch", flush=True)
     driver_marks = {"datasets_ready": time.time()}
     trainer = TorchTrainer(
         train_loop_per_worker,
