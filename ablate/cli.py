@@ -8,6 +8,8 @@ from typing import Optional
 
 import typer
 
+from ablate.runtime import fail
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Loss-function ablations for autoencoder-based retinal image synthesis, on Ray.")
 
@@ -16,14 +18,9 @@ from ablate.fm.cli import app as fm_app  # noqa: E402  (typer only; torch/Ray lo
 
 app.add_typer(fm_app, name="fm", help="Our own fundus foundation model (MAE), for when RETFound is not at hand.")
 
-from ablate.evaluate.segmenter_cli import app as segmenter_app  # noqa: E402
+from ablate.segmenter.cli import app as segmenter_app  # noqa: E402
 
 app.add_typer(segmenter_app, name="segmenter", help="The vessel segmenter evaluation uses: train it on DRIVE, check it.")
-
-
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 @app.command()
@@ -35,16 +32,17 @@ def prepare(
 ) -> None:
     """Preprocess a folder of fundus photographs into Parquet shards."""
     from ablate import storage
-    from ablate.data.shards import DatasetError, prepare as run_prepare
+    from ablate.data.shards import DatasetError
+    from ablate.data.shards import prepare as run_prepare
 
     if storage.is_uri(out):
-        _fail(f"--out {out}: prepare writes a local folder; upload that folder to object storage afterwards "
+        fail(f"--out {out}: prepare writes a local folder; upload that folder to object storage afterwards "
               "(e.g. `aws s3 sync DIR s3://bucket/prefix`) and pass its URI to `ablate launch --data`")
     out = Path(out)
     try:
         r = run_prepare(src, out, size=size, seed=seed)
     except (DatasetError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     state = "written" if r.changed else "unchanged (identical input)"
     typer.echo(f"{r.out}: {sum(r.counts.values())} images {r.counts}, {state}")
     if r.rejects:
@@ -78,8 +76,9 @@ def launch(
     from ablate.backbones import WeightsMissing
     from ablate.config import ConfigError
     from ablate.data.shards import DatasetError
+    from ablate.pipeline import LaunchOptions
+    from ablate.pipeline import launch as run_launch
     from ablate.storage import StorageError
-    from ablate.train.launch import LaunchOptions, launch as run_launch
 
     opts = LaunchOptions(grid=grid, data=data, out=out,
                          workers=workers, cpus_per_worker=cpus_per_worker, threads_per_worker=threads_per_worker,
@@ -90,7 +89,7 @@ def launch(
     try:
         run_launch(opts)
     except (ConfigError, DatasetError, WeightsMissing, StorageError) as e:
-        _fail(str(e))
+        fail(str(e))
 
 
 @app.command()
@@ -104,19 +103,14 @@ def evaluate(
     """Evaluate every finished trial on the test split (fidelity + vessel morphology)."""
     from ablate import storage
     from ablate.evaluate.run import EvalOptions, evaluate_experiment
-    from ablate.report.results import print_summary
-    from ablate.train.launch import _start_ray
+    from ablate.runtime import print_summary, ray_session
 
-    import ray
-
-    started = _start_ray(address)
     try:
-        df = evaluate_experiment(EvalOptions(exp=exp, data=data, segmenter=segmenter, gpus_per_task=gpus_per_task))
+        with ray_session(address):
+            df = evaluate_experiment(EvalOptions(exp=exp, data=data, segmenter=segmenter,
+                                                 gpus_per_task=gpus_per_task))
     except (FileNotFoundError, ValueError, storage.StorageError) as e:
-        _fail(str(e))
-    finally:
-        if started:
-            ray.shutdown()
+        fail(str(e))
     print_summary(df)
     typer.echo(f"per-image metrics: {storage.join(exp, 'eval', 'per_image.parquet')}")
 
@@ -124,8 +118,9 @@ def evaluate(
 @app.command()
 def losses() -> None:
     """List every loss term with its description and options."""
-    from ablate.losses import LOSSES
     import inspect
+
+    from ablate.losses import COMMON_OPTIONS, LOSSES
 
     for entry in LOSSES:
         typer.echo(f"{entry.name:<12} {entry.description}")
@@ -133,11 +128,12 @@ def losses() -> None:
         if opts:
             typer.echo("             options: " + ", ".join(
                 f"{k}={'<required>' if v is inspect.Parameter.empty else v!r}" for k, v in opts.items()))
-    typer.echo("every term also takes: weight (>= 0), start_step (off before it), adaptive (taming gradient balance)")
+    typer.echo("every term also takes: " + "; ".join(f"{k} ({v})" for k, v in COMMON_OPTIONS.items()))
 
 
 # `ablate report EXP` and `ablate tensorboard EXP` live with the reporter.
-from ablate.report.cli import report as _report_cmd, tensorboard as _tensorboard_cmd  # noqa: E402
+from ablate.report.cli import report as _report_cmd  # noqa: E402
+from ablate.report.cli import tensorboard as _tensorboard_cmd
 
 app.command("report")(_report_cmd)
 app.command("tensorboard")(_tensorboard_cmd)

@@ -18,6 +18,8 @@ from typing import Any
 
 import yaml
 
+from ablate.losses.spec import COMMON_OPTIONS, LossSpec, split_options
+
 
 class ConfigError(ValueError):
     """A search space or override is invalid; the message names file and key."""
@@ -64,15 +66,6 @@ class TrainSpec:
     # Model and batches in channels_last memory format: 1.2x faster convolutions for
     # paper256 on this CPU (BENCHMARKS.md), and the layout tensor cores want on GPU.
     channels_last: bool = True
-
-
-@dataclass(frozen=True)
-class LossSpec:
-    name: str
-    weight: float = 1.0
-    start_step: int = 0  # the term is off (contributes 0) before this step
-    adaptive: bool = False  # taming-style gradient-norm balancing at the decoder's last layer
-    options: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -179,7 +172,9 @@ def build_dataclass(cls: type, raw: Any, where: str) -> Any:
 
 
 def _loss_specs(raw: Any, where: str) -> tuple[LossSpec, ...]:
-    from ablate.losses import LOSSES  # late: keeps config importable without torch at module load
+    from ablate.losses import (
+        LOSSES,  # late: keeps config importable without torch at module load
+    )
 
     if not isinstance(raw, dict) or not raw:
         raise ConfigError(f"{where}: expected a non-empty mapping of loss terms")
@@ -188,20 +183,15 @@ def _loss_specs(raw: Any, where: str) -> tuple[LossSpec, ...]:
         if body is None:  # removed by a combination
             continue
         key = f"{where}.{name}"
-        try:
-            entry = LOSSES.get(name)
-        except KeyError as e:
-            raise ConfigError(f"{key}: {e.args[0]}") from None
+        if name not in LOSSES:
+            raise ConfigError(f"{key}: {LOSSES.unknown(name)}")
         if not isinstance(body, dict):
             raise ConfigError(f"{key}: expected a mapping like {{weight: 1.0}}, got {body!r}")
-        common = {k: body[k] for k in ("weight", "start_step", "adaptive") if k in body}
-        options = {k: v for k, v in body.items() if k not in common}
-        valid = entry.options()
-        bad = sorted(set(options) - set(valid))
-        if bad:
-            raise ConfigError(
-                f"{key}: unknown option(s) {bad}; valid: {sorted(['weight', 'start_step', 'adaptive', *valid])}"
-            )
+        common, options = split_options(body)
+        try:
+            LOSSES.check_options(name, options, key, also_valid=COMMON_OPTIONS)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         spec = build_dataclass(LossSpec, {"name": name, **common, "options": options}, key)
         if spec.weight < 0:
             raise ConfigError(f"{key}.weight: must be >= 0, got {spec.weight}")

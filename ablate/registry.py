@@ -46,27 +46,34 @@ class Registry:
 
         return deco
 
+    def unknown(self, name: str) -> str:
+        """The message for a name that is not registered: the closest match and every known name."""
+        close = difflib.get_close_matches(name, self._entries, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        return f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(sorted(self._entries))}"
+
     def get(self, name: str) -> Entry:
         try:
             return self._entries[name]
         except KeyError:
-            close = difflib.get_close_matches(name, self._entries, n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise KeyError(
-                f"unknown {self.kind} {name!r}.{hint} Known: {', '.join(sorted(self._entries))}"
-            ) from None
+            raise KeyError(self.unknown(name)) from None
 
-    def build(self, name: str, where: str = "", **options: Any) -> Any:
-        """Build entry `name`; unknown options raise naming `where` (a config key path)."""
+    def check_options(self, name: str, options: dict, where: str = "", also_valid=()) -> Entry:
+        """The entry, once its options are known to it (or to `also_valid`, the options every
+        entry takes); ValueError naming `where` (a config key path) otherwise."""
         entry = self.get(name)
         known = entry.options()
-        unknown = sorted(set(options) - set(known))
+        unknown = sorted(set(options) - set(known) - set(also_valid))
         if unknown:
             raise ValueError(
                 f"{where or name}: unknown option(s) {unknown} for {self.kind} {name!r}; "
-                f"valid: {sorted(known)}"
+                f"valid: {sorted([*also_valid, *known])}"
             )
-        return entry.factory(**options)
+        return entry
+
+    def build(self, name: str, where: str = "", **options: Any) -> Any:
+        """Build entry `name`; unknown options raise naming `where` (a config key path)."""
+        return self.check_options(name, options, where).factory(**options)
 
     def __contains__(self, name: str) -> bool:
         return name in self._entries

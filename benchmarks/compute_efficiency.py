@@ -24,7 +24,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ablate.config import LossSpec
+from ablate.losses import LossSpec
 from ablate.losses import CompositeLoss
 from ablate.models.presets import build_model
 

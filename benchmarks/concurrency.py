@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=60)
     args = ap.parse_args()
 
-    from ablate.train.launch import LaunchOptions, launch
+    from ablate.pipeline import LaunchOptions, launch
 
     work, data = prepared(args, args.size, "concurrency")
     grid = work / "concurrency.yaml"

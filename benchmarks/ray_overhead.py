@@ -113,7 +113,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from ablate.config import load_grid
-    from ablate.train.launch import LaunchOptions, launch
+    from ablate.pipeline import LaunchOptions, launch
 
     work, data = prepared(args, args.size, "overhead")
     grid_file = work / "overhead.yaml"

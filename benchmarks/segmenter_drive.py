@@ -44,8 +44,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from ablate.data.shards import prepare
-    from ablate.evaluate.segmenter import evaluate_split, format_metrics, load_segmenter
-    from ablate.evaluate.segmenter_train import train_segmenter
+    from ablate.segmenter.model import evaluate_split, format_metrics, load_segmenter
+    from ablate.runtime import RunOptions
+    from ablate.segmenter.train import train_segmenter
 
     work = args.work or Path(tempfile.mkdtemp(prefix="segmenter-drive-"))
     data = work / f"drive{args.size}"
@@ -57,9 +58,9 @@ def main() -> None:
     train_wall = None
     if not args.skip_train:
         t0 = time.time()
-        r = train_segmenter(data, weights, steps=args.steps, batch_size=args.batch_size, patch=args.patch, lr=args.lr,
-                            patches_per_image=args.patches_per_image, include_val=args.include_val,
-                            arch={"base": args.base, "levels": args.levels})
+        run = RunOptions(steps=args.steps, batch_size=args.batch_size, lr=args.lr)
+        r = train_segmenter(data, weights, run, patch=args.patch, patches_per_image=args.patches_per_image,
+                            include_val=args.include_val, arch={"base": args.base, "levels": args.levels})
         train_wall = time.time() - t0
         print(f"trained {weights} in {train_wall / 60:.1f} min (Ray start to file written); last: "
               + ", ".join(f"{k} {v:.4f}" for k, v in sorted(r.last.items()) if k.startswith(("seg/", "val/"))))

@@ -78,7 +78,7 @@ def tiny_grid(tmp_path_factory) -> Path:
 def tiny_experiment(ray_local, drive32, tiny_grid, tmp_path_factory) -> Path:
     """A real two-trial experiment on DRIVE at 32 px, trained and evaluated once per
     session (a trial costs tens of seconds of Ray start-up); tests only read it."""
-    from ablate.train.launch import LaunchOptions, launch
+    from ablate.pipeline import LaunchOptions, launch
 
     out = tmp_path_factory.mktemp("experiments") / "e2e"
     return launch(LaunchOptions(grid=str(tiny_grid), data=str(drive32), out=str(out), segmenter="ridge"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ablate.config import LossSpec
+from ablate.losses import LossSpec
 from ablate.losses import LOSSES, CompositeLoss
 from ablate.models.discriminator import NLayerDiscriminator
 

@@ -136,7 +136,7 @@ def test_kuberay_manifest_is_consistent(kuberay):
     gpu_group = cluster["spec"]["workerGroupSpecs"][0]
     assert any(t["key"] == "nvidia.com/gpu" for t in gpu_group["template"]["spec"]["tolerations"])
     # What `ablate launch --gpus-per-worker 1` plans on this cluster fits one Train worker per GPU pod.
-    from ablate.train.launch import plan_placement
+    from ablate.runtime import plan_placement
 
     nodes = [float(head["cpu"])] + [float(gpu["cpu"])] * gpu_group["maxReplicas"]
     p = plan_placement(sum(nodes), 1, None, 1.0, None, node_cpus=nodes)

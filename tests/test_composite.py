@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ablate.config import LossSpec
+from ablate.losses import LossSpec
 from ablate.losses import LOSSES, CompositeLoss
 from ablate.models import build_model
 

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ablate.config import LossSpec
+from ablate.losses import LossSpec
 from ablate.losses import CompositeLoss
 from ablate.models.presets import build_model
 

@@ -10,7 +10,7 @@ from scipy import ndimage
 from skimage import filters, transform
 
 from ablate.losses import LOSSES
-from ablate.losses.edge_filters import (
+from ablate.edge_filters import (
     CHANNELS,
     FAMILIES,
     edge_map,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from ablate.train.launch import LaunchOptions, launch
+from ablate.pipeline import LaunchOptions, launch
 
 pytestmark = pytest.mark.ray
 

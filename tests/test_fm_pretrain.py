@@ -21,7 +21,8 @@ from ablate.data.shards import DatasetError
 from ablate.fm import pretrain as fm_pretrain
 from ablate.fm.cli import _DEFAULT_OUT, app as fm_app, foundation_line
 from ablate.fm.mae import MaskedAutoencoderViT, load_mae, save_retfound_format
-from ablate.fm.pretrain import DEFAULT_OUT, foundation_options, lr_factor, pretrain, suggested_taps
+from ablate.fm.pretrain import DEFAULT_OUT, foundation_options, pretrain, suggested_taps
+from ablate.runtime import RunOptions, lr_factor
 from ablate.losses import LOSSES
 
 ARCH = dict(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2)
@@ -229,7 +230,7 @@ def test_fundus_mae_model_reads_arch_size_and_taps_from_the_file(trained, monkey
 
 def test_not_a_prepared_dataset_fails_before_ray(tmp_path):
     with pytest.raises(DatasetError, match="manifest.json"):
-        pretrain(tmp_path, tmp_path / "m.pth", steps=1)
+        pretrain(tmp_path, tmp_path / "m.pth", RunOptions(steps=1, batch_size=4, lr=1e-3))
     r = CliRunner().invoke(fm_app, ["pretrain", "--data", str(tmp_path / "nope"), "--out", str(tmp_path / "m.pth")])
     assert r.exit_code == 2 and "nope" in r.output and "manifest.json" in r.output
     assert not (tmp_path / "m.pth").exists()
@@ -260,8 +261,9 @@ def _events(logdir: Path):
 def test_pretrain_through_ray_train(ray_local, drive32, tmp_path):
     out = tmp_path / "fm" / "fundus_mae.pth"
     tiny = {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}
-    r = pretrain(drive32, out, arch=tiny, decoder=DECODER, steps=6, batch_size=4, lr=1e-3, tb_dir=tmp_path / "tb",
-                 log_every=2, image_every=3, checkpoint_every=3)
+    run = RunOptions(steps=6, batch_size=4, lr=1e-3, tb_dir=tmp_path / "tb", log_every=2, image_every=3,
+                     checkpoint_every=3)
+    r = pretrain(drive32, out, run, arch=tiny, decoder=DECODER)
     arch = {**tiny, "mlp_ratio": 4.0, "img_size": 32}  # mlp_ratio from the preset
     assert r.out_file == out.resolve() and out.is_file() and r.arch == arch and r.steps == 6
     ckpt = torch.load(out, map_location="cpu", weights_only=True)

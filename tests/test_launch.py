@@ -6,7 +6,8 @@ import pytest
 
 from ablate.config import ConfigError, find_grid, load_grid
 from ablate.data.shards import DatasetError
-from ablate.train.launch import check_data, plan_placement, resolve_auto_foundation, trial_table
+from ablate.runtime import plan_placement
+from ablate.train.grid import check_data, resolve_auto_foundation, trial_table
 
 
 def test_default_placement_leaves_a_cpu_for_ray_data():
@@ -54,7 +55,7 @@ def _smoke():
 
 
 def test_resume_with_nothing_to_resume(tmp_path):
-    from ablate.train.launch import check_experiment_folder
+    from ablate.train.experiment import check_experiment_folder
 
     with pytest.raises(ConfigError, match="holds no experiment to resume"):
         check_experiment_folder(tmp_path / "exp", _smoke(), resume=True)
@@ -63,7 +64,7 @@ def test_resume_with_nothing_to_resume(tmp_path):
 def test_out_holding_a_different_grid_is_refused(tmp_path):
     import json
 
-    from ablate.train.launch import GRID_RECORD, check_experiment_folder, grid_fingerprint
+    from ablate.train.experiment import GRID_RECORD, check_experiment_folder, grid_fingerprint
 
     out = tmp_path / "exp"
     out.mkdir()
@@ -79,7 +80,7 @@ def test_out_holding_a_different_grid_is_refused(tmp_path):
 
 
 def test_out_that_is_some_other_folder_is_refused(tmp_path):
-    from ablate.train.launch import check_experiment_folder
+    from ablate.train.experiment import check_experiment_folder
 
     (tmp_path / "thesis.tex").write_text("precious")
     with pytest.raises(ConfigError, match="not empty and holds no ablate experiment"):

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 
 from ablate.config import ConfigError
-from ablate.train.launch import _ray_data_can_starve, plan_placement
+from ablate.runtime import plan_placement, ray_data_can_starve
 
 ABLATE = [sys.executable, "-m", "ablate.cli"]
 
@@ -47,9 +47,9 @@ def test_free_cpu_for_ray_data_must_be_whole_on_one_node():
     assert p.concurrent == 2
     assert plan_placement(6, workers=1, cpus_per_worker=1.2, gpus_per_worker=0, concurrent=3).concurrent == 3  # one node
     # Two 1-CPU workers and one driver cannot cover a 2-CPU head and two 1-CPU nodes: one keeps a whole CPU.
-    assert not _ray_data_can_starve([2, 1, 1], workers=2, cpus_per_worker=1.0, drivers=1, driver_cpus=0.01)
+    assert not ray_data_can_starve([2, 1, 1], workers=2, cpus_per_worker=1.0, drivers=1, driver_cpus=0.01)
     # ...but a second driver can (worker + driver on the head, a worker on one node, a driver on the other).
-    assert _ray_data_can_starve([2, 1, 1], workers=2, cpus_per_worker=1.0, drivers=2, driver_cpus=0.01)
+    assert ray_data_can_starve([2, 1, 1], workers=2, cpus_per_worker=1.0, drivers=2, driver_cpus=0.01)
 
 
 def _free_port() -> int:

@@ -20,7 +20,7 @@ from PIL import Image
 from ablate.backbones import WeightsMissing
 from ablate.backbones.retfound import build_vit
 from ablate.backbones.vgg import SLICES, VGG16_FILE
-from ablate.config import LossSpec
+from ablate.losses import LossSpec
 from ablate.losses import LOSSES, CompositeLoss
 
 DRIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "drive"

@@ -17,7 +17,7 @@ from scipy import stats as sps
 
 from ablate.report import stats
 from ablate.report.collect import ReportError, load_experiment
-from ablate.report.render import write_report
+from ablate.report.publish import write_report
 
 SEG = "ridge:meijering+otsu"
 

@@ -15,7 +15,7 @@ import torch
 from typer.testing import CliRunner
 
 from ablate.data.preprocess import preprocess
-from ablate.evaluate.segmenter import (
+from ablate.segmenter.model import (
     DEFAULT_WEIGHTS,
     RidgeSegmenter,
     Segmenter,
@@ -33,8 +33,9 @@ from ablate.evaluate.segmenter import (
     standardize,
     unet_logits,
 )
-from ablate.evaluate.segmenter_cli import _DEFAULT_OUT, app as seg_app
-from ablate.evaluate.segmenter_train import Jitter, PatchSampler, WholeImages, augment_image, vessel_loss
+from ablate.segmenter.cli import _DEFAULT_OUT, app as seg_app
+from ablate.segmenter.patches import Jitter, PatchSampler, WholeImages, augment_image
+from ablate.segmenter.train import vessel_loss
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -268,23 +269,25 @@ def drive64(tmp_path_factory, drive_dir):
 
 
 def test_train_validates_before_ray(drive64, tmp_path):
-    from ablate.evaluate.segmenter_train import train_segmenter
+    from ablate.runtime import RunOptions
+    from ablate.segmenter.train import train_segmenter
 
     with pytest.raises(ValueError, match="patch 96 px"):
         train_segmenter(drive64, tmp_path / "x.pth", patch=96)
     with pytest.raises(ValueError, match="divisible"):
-        train_segmenter(drive64, tmp_path / "x.pth", batch_size=3, workers=2, patch=32)
+        train_segmenter(drive64, tmp_path / "x.pth", RunOptions(steps=10, batch_size=3, lr=1e-3, workers=2), patch=32)
     r = CliRunner().invoke(seg_app, ["train", "--data", str(tmp_path / "none"), "--out", str(tmp_path / "x.pth")])
     assert r.exit_code == 2 and "not a prepared dataset" in r.output
 
 
 @pytest.mark.ray
 def test_train_end_to_end_with_ray(ray_local, drive64, tmp_path):
-    from ablate.evaluate.segmenter_train import train_segmenter
+    from ablate.runtime import RunOptions
+    from ablate.segmenter.train import train_segmenter
 
     out = tmp_path / "weights" / "drive_unet.pth"
-    r = train_segmenter(drive64, out, steps=3, batch_size=4, patch=32, patches_per_image=4, val_every=3, log_every=1,
-                        arch={"base": 4, "levels": 3})
+    r = train_segmenter(drive64, out, RunOptions(steps=3, batch_size=4, lr=2e-3, log_every=1), patch=32,
+                        patches_per_image=4, val_every=3, arch={"base": 4, "levels": 3})
     assert r.out_file == out and out.is_file()
     seg = load_segmenter(out)
     assert seg.name == "unet:drive_unet" and seg.size == 64

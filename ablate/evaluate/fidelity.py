@@ -93,9 +93,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ablate.checks import check_images, check_same_shape, check_unit_range
 from ablate.losses.structural import MS_SSIM_MIN_SIDE, WINDOW, ms_ssim, ssim
 
-RANGE_TOL = 1e-3  # as ablate.losses.base: resampling can overshoot [0, 1] by rounding
 SQRTM_EPS = 1e-6  # pytorch-fid's offset for the sqrtm formula
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
@@ -107,33 +107,12 @@ Extractor = Callable[[torch.Tensor], torch.Tensor]
 # ----------------------------------------------------------------------------- per-pair metrics
 
 
-def _check_images(x: object, name: str) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise ValueError(f"pair_metrics: {name} must be a tensor, got {type(x).__name__}")
-    if x.dim() != 4 or x.shape[1] != 3:
-        raise ValueError(
-            f"pair_metrics: {name} must be (B, 3, H, W) RGB images, got shape {tuple(x.shape)} "
-            "(drop an edge channel before evaluating)"
-        )
-    if not x.is_floating_point():
-        raise ValueError(f"pair_metrics: {name} must be a float tensor, got {x.dtype}")
-    if not torch.isfinite(x).all():
-        raise ValueError(f"pair_metrics: {name} contains NaN or inf")
-
-
 def _check_pair(x: torch.Tensor, x_hat: torch.Tensor) -> None:
-    _check_images(x, "target x")
-    _check_images(x_hat, "reconstruction x_hat")
-    if x.shape != x_hat.shape:
-        raise ValueError(f"pair_metrics: target {tuple(x.shape)} and reconstruction {tuple(x_hat.shape)} differ in shape")
-    if min(x.shape[-2:]) < WINDOW:
-        raise ValueError(f"pair_metrics: images must be at least {WINDOW} px a side for SSIM, got {tuple(x.shape[-2:])}")
-    lo, hi = torch.aminmax(x.detach())
-    if lo < -RANGE_TOL or hi > 1 + RANGE_TOL:
-        raise ValueError(
-            f"pair_metrics: target x must lie in [0, 1], got [{lo.item():.3g}, {hi.item():.3g}] "
-            "(uint8 images must be divided by 255)"
-        )
+    # RGB only: an edge channel must be dropped before evaluating.
+    check_images(x, "pair_metrics: target x", channels=3, min_side=WINDOW)
+    check_images(x_hat, "pair_metrics: reconstruction x_hat", channels=3, min_side=WINDOW)
+    check_same_shape(x, x_hat, "pair_metrics")
+    check_unit_range(x, "pair_metrics: target x")
 
 
 def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
@@ -416,13 +395,8 @@ class FoundationFeatures(nn.Module):
         return self.backbone.img_size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor) or x.dim() != 4 or x.shape[1] != 3 or not x.is_floating_point():
-            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-            raise ValueError(f"foundation_features[{self.name}]: expected float (B, 3, H, W) images, got {shape}")
-        lo, hi = torch.aminmax(x.detach())
-        if not (torch.isfinite(lo) and torch.isfinite(hi)) or lo < -RANGE_TOL or hi > 1 + RANGE_TOL:
-            raise ValueError(f"foundation_features[{self.name}]: images must lie in [0, 1], "
-                             f"got [{lo.item():.3g}, {hi.item():.3g}]")
+        check_images(x, f"foundation_features[{self.name}]", channels=3, finite=False)
+        check_unit_range(x, f"foundation_features[{self.name}]")
         x = x.to(self.mean.device, torch.float32).clamp(0, 1)
         s = self.input_size
         if tuple(x.shape[-2:]) != (s, s):

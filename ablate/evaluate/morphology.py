@@ -1,7 +1,7 @@
 """Vessel morphology of binary vessel maps, and agreement between two maps.
 
 The autoencoders are judged by how well the vascular tree survives
-reconstruction (PAPER.md §4): a vessel segmenter is run on the real and on the
+reconstruction (docs/paper.md §4): a vessel segmenter is run on the real and on the
 reconstructed photograph, and the two binary maps are compared here. The
 per-map features follow AutoMorph's M3 module (rmaphoh/AutoMorph,
 ``M3_feature_whole_pic/retipy/retipy/tortuosity_measures.py``: ``global_cal``

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ablate import storage
+from ablate.evaluate.reconstruct import reconstruct, to_tensor, vessel_maps
 
 CHUNK = 8  # test images per Ray task
 
@@ -42,7 +43,7 @@ class EvalOptions:
 
 def choose_segmenter(requested: str | None) -> tuple[str, str]:
     """(spec, note). Without a request: our U-Net where its file exists, else the ridge fallback."""
-    from ablate.evaluate.segmenter import DEFAULT_WEIGHTS
+    from ablate.segmenter.model import DEFAULT_WEIGHTS
 
     if requested:
         return requested, f"segmenter {requested!r} as requested"
@@ -99,12 +100,6 @@ def load_test_split(data_dir: str, size: int) -> dict:
 # ---------------------------------------------------------------- Ray tasks
 
 
-def _tensor(images: np.ndarray):
-    import torch
-
-    return torch.tensor(images).permute(0, 3, 1, 2).float() / 255  # a copy: object-store arrays are read-only
-
-
 def _fm_extractor(model: str):
     from ablate.evaluate.fidelity import foundation_features
     from ablate.losses import LOSSES
@@ -118,27 +113,17 @@ def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: d
 
     from ablate.backbones.inception import FIDInception
     from ablate.evaluate.morphology import vessel_features
-    from ablate.evaluate.segmenter import load_segmenter
+    from ablate.segmenter.model import load_segmenter
 
     torch.set_num_threads(1)
-    x, f = _tensor(images), torch.tensor(fov)
+    x = to_tensor(images)
     seg = load_segmenter(segmenter)
-    maps = (seg.predict(x, f) >= seg.threshold).numpy()
+    maps = vessel_maps(seg, x, fov)
     out = {"maps": maps, "features": [vessel_features(m, v) for m, v in zip(maps, fov)],
            "segmenter": seg.name, "inception": FIDInception()(x).numpy()}
     if "fm" in nets:
         out["fm"] = _fm_extractor(nets["fm"])(x).numpy()
     return out
-
-
-def _checkpoint_file(checkpoint: str):
-    """checkpoint.pt of a checkpoint folder, or its bytes when the folder is a URI. The task
-    reads it itself, from wherever it runs: on a cluster it may sit on a node that never
-    saw the experiment folder, and every node can reach the bucket (instance profile)."""
-    import io
-
-    path = storage.join(checkpoint, "checkpoint.pt")
-    return io.BytesIO(storage.read_bytes(path)) if storage.is_uri(path) else path
 
 
 def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: np.ndarray, segmenter: str,
@@ -149,31 +134,21 @@ def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: 
     from ablate.backbones.inception import FIDInception
     from ablate.evaluate.fidelity import pair_metrics
     from ablate.evaluate.morphology import agreement, vessel_features
-    from ablate.evaluate.segmenter import load_segmenter
-    from ablate.models.edge_channel import parse_edge_channel
-    from ablate.models.presets import build_model
+    from ablate.segmenter.model import load_segmenter
 
     torch.set_num_threads(1)
     if use_gpu and not torch.cuda.is_available():
         raise RuntimeError("evaluation asked for a GPU (--gpus-per-task) but this Ray task sees none")
     device = "cuda" if use_gpu else "cpu"  # as asked: never a silent switch either way
-    state = torch.load(_checkpoint_file(checkpoint), map_location=device, weights_only=True)
-    ms = state["model_spec"]
-    edge = parse_edge_channel(ms["edge_channel"]) if ms["edge_channel"] else None
-    model = build_model(ms["preset"], ms["size"], ms["overrides"], in_channels=4 if edge else 3).to(device)
-    model.load_state_dict(state["model"])
-    model.eval()
-    x = _tensor(images).to(device)
-    with torch.no_grad():
-        recon = torch.cat([model(edge(b) if edge else b)[0][:, :3] for b in x.split(batch_size)]).clamp(0, 1)
+    x = to_tensor(images).to(device)
+    recon = reconstruct(checkpoint, x, device, batch_size)
     lpips = None
     if nets.get("lpips"):
         from ablate.losses import LOSSES
 
         lpips = LOSSES.build("lpips").to(device)
     metrics = {k: v.cpu().numpy() for k, v in pair_metrics(x, recon, lpips).items()}
-    seg = load_segmenter(segmenter)
-    maps = (seg.predict(recon.cpu(), torch.tensor(fov)) >= seg.threshold).numpy()
+    maps = vessel_maps(load_segmenter(segmenter), recon, fov)
     rows = []
     for i in range(len(images)):
         row = {k: float(v[i]) for k, v in metrics.items()}
@@ -192,8 +167,11 @@ def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: 
 def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
     import ray
 
-    from ablate.evaluate.fidelity import frechet_distance_from_samples, kernel_inception_distance
-    from ablate.report.results import write_results
+    from ablate.evaluate.fidelity import (
+        frechet_distance_from_samples,
+        kernel_inception_distance,
+    )
+    from ablate.runtime import write_results
 
     # A local folder or a URI: everything below is read and written through ablate.storage.
     exp = storage.normalize(opts.exp) if storage.is_uri(opts.exp) else Path(opts.exp).resolve()

@@ -11,6 +11,8 @@ from typing import Optional
 
 import typer
 
+from ablate.runtime import console, fail
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Fundus foundation model: pretrain a small MAE ViT saved in RETFound's checkpoint format.")
 
@@ -22,11 +24,6 @@ _DEFAULT_OUT = Path("~/.cache/ablate/weights/fundus_mae.pth").expanduser()
 def fm() -> None:
     """Fundus foundation model: pretrain a small MAE ViT saved in RETFound's checkpoint format."""
     # A callback keeps `fm` a command group (`fm pretrain`) even with one command.
-
-
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 def foundation_line(options: dict) -> str:
@@ -46,24 +43,25 @@ def pretrain(
     size: Optional[int] = typer.Option(None, "--size", help="training size, px (default: the dataset's prepared size)"),
     lr: float = typer.Option(5e-4, "--lr", help="peak AdamW lr (5% warm-up, then cosine to 0)"),
     mask_ratio: float = typer.Option(0.75, "--mask-ratio", help="fraction of patches masked"),
-    workers: int = typer.Option(1, "--workers", help="Ray Train workers (DDP ranks)"),
-    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker"),
-    tb_dir: Optional[Path] = typer.Option(None, "--tb-dir", help="TensorBoard folder (default: <out dir>/tensorboard/<run>)"),
-    seed: int = typer.Option(0, "--seed"),
-    address: Optional[str] = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto'"),
+    workers: int = console.WORKERS,
+    gpus_per_worker: float = console.GPUS_PER_WORKER,
+    tb_dir: Optional[Path] = console.TB_DIR,
+    seed: int = console.SEED,
+    address: Optional[str] = console.ADDRESS,
 ) -> None:
     """Pretrain a masked autoencoder on fundus photographs (Ray Train) for the `foundation` term."""
     from ablate.backbones.retfound import CheckpointMismatch
     from ablate.config import ConfigError
     from ablate.data.shards import DatasetError
     from ablate.fm.pretrain import pretrain as run_pretrain
+    from ablate.runtime import RunOptions
 
     try:
-        r = run_pretrain(data, out, steps=steps, batch_size=batch_size, lr=lr, size=size, workers=workers,
-                         tb_dir=tb_dir, preset=preset, mask_ratio=mask_ratio, seed=seed, address=address,
-                         gpus_per_worker=gpus_per_worker)
+        run = RunOptions(steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed, address=address,
+                         gpus_per_worker=gpus_per_worker, tb_dir=tb_dir)
+        r = run_pretrain(data, out, run, preset=preset, size=size, mask_ratio=mask_ratio)
     except (DatasetError, ConfigError, CheckpointMismatch, ValueError) as e:  # all raised before Ray starts but the last check
-        _fail(str(e))
+        fail(str(e))
     typer.echo(f"{r.out_file}: MAE {r.arch} after {r.steps} steps, last fm/loss {r.loss:.4f}")
     typer.echo(f"tensorboard --logdir {r.tb_dir}")
     typer.echo(f"Train run and checkpoints: {r.run_dir}")

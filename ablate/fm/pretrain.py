@@ -27,17 +27,13 @@ the `foundation` term does.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import math
 import os
 import shutil
-import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ablate.backbones.retfound import suggested_taps  # noqa: F401  (re-exported: the fm CLI prints taps)
+from ablate.backbones.retfound import suggested_taps
+from ablate.runtime import RunOptions, final_state, fit_standalone, run_folders
 
 # Encoder (`arch`, img_size = the training size, added at run time) and decoder.
 # tiny: ~5.5 M parameters, ~0.35 s per batch of 16 at 224 px on one CPU thread.
@@ -52,11 +48,11 @@ FM_PRESETS: dict[str, dict] = {
     },
 }
 DEFAULT_PRESET = "fundus_mae_tiny"
+FM_RUN = RunOptions(steps=2000, batch_size=32, lr=5e-4)
 # Where the `foundation` term's `model: fundus_mae` (and the losses grid's `auto`) looks.
 DEFAULT_OUT = Path("~/.cache/ablate/weights/fundus_mae.pth").expanduser()
 MAE_FILE = "mae.pth"
 TRAIN_STATE_FILE = "train_state.pt"
-# RETFound's loss taps (blocks 4, 9, 16, 24 of 24), scaled to another depth.
 
 
 def resolve_model(preset: str, size: int, arch: dict | None = None, decoder: dict | None = None) -> tuple[dict, dict]:
@@ -72,14 +68,6 @@ def resolve_model(preset: str, size: int, arch: dict | None = None, decoder: dic
                          f"pick --size as a multiple of {a['patch_size']}")
     d = {**FM_PRESETS[preset]["decoder"], **(decoder or {})}
     return a, d
-
-
-def lr_factor(step: int, steps: int, warmup: int) -> float:
-    """Multiplier of the base lr for optimizer step `step` (0-based): warm-up, then cosine to 0."""
-    if step < warmup:
-        return (step + 1) / warmup
-    span = max(1, steps - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(step - warmup, span) / span))
 
 
 def foundation_options(path: str | os.PathLike) -> dict:
@@ -124,7 +112,7 @@ def fm_train_loop(config: dict) -> None:
     from timm.optim import param_groups_weight_decay
 
     from ablate.fm.mae import MaskedAutoencoderViT
-    from ablate.train.distributed import mean_over_workers, unwrap, worker_context
+    from ablate.runtime import StepLoop, lr_factor, restore_states, resume, unwrap, worker_context
 
     steps = config["steps"]
     rank, world, per_worker = worker_context(config["threads"], config["batch_size"])
@@ -141,68 +129,34 @@ def fm_train_loop(config: dict) -> None:
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, config["warmup_steps"]))
 
     step, epoch, last_loss = 0, 0, float("nan")
-    ckpt = ray.train.get_checkpoint()
-    if ckpt is not None:  # resumed (same configuration: the run name carries its hash)
-        with ckpt.as_directory() as d:
-            mae = torch.load(Path(d) / MAE_FILE, map_location=device, weights_only=True)
-            state = torch.load(Path(d) / TRAIN_STATE_FILE, map_location=device, weights_only=True)
-        unwrap(model).load_state_dict(mae["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        step, epoch, last_loss = int(state["step"]), int(state["epoch"]), float(state.get("loss", "nan"))
-
-    writer = None
-    if rank == 0:
-        from ablate.train.tensorboard import TrialWriter
-
-        writer = TrialWriter(config["tb_dir"])
+    restored = restore_states(device, MAE_FILE, TRAIN_STATE_FILE)
+    if restored is not None:  # resumed (same configuration: the run name carries its hash)
+        mae, state = restored
+        step, epoch = resume(model, opt, sched, mae, state)
+        last_loss = float(state.get("loss", "nan"))
     from ablate.config import AugmentSpec
     from ablate.data.augment import augment_batch
     from ablate.data.feed import ShardFeed
 
     feed = ShardFeed(ray.train.get_dataset_shard("train"), per_worker, device, cache=config["cache_train"],
                      rank=rank, shuffle_seed=config["seed"])
-    images_seen, tic = 0, time.perf_counter()
-    final_reported = False
-    while step < steps:
-        batches = 0
-        for images, _ in feed.epoch(epoch):
-            x = augment_batch(images.float() / 255, AugmentSpec(), seed=config["seed"], rank=rank, step=step)
-            loss, pred, mask = model(x)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            lr_now = opt.param_groups[0]["lr"]
-            opt.step()
-            sched.step()
-            step += 1
-            batches += 1
-            images_seen += x.shape[0]
-            done = step >= steps
-            if step % config["log_every"] == 0 or done:
-                scalars = mean_over_workers({"fm/loss": loss})
-                if not math.isfinite(scalars["fm/loss"]):
-                    raise FloatingPointError(f"non-finite MAE loss at step {step}: {scalars['fm/loss']}")
-                last_loss = scalars["fm/loss"]
-                elapsed = time.perf_counter() - tic
-                scalars["fm/lr"] = lr_now
-                scalars["perf/images_per_s"] = images_seen * world / max(elapsed, 1e-9)
-                images_seen, tic = 0, time.perf_counter()
-                if writer:
-                    writer.scalars(scalars, step)
-            if writer and (step % config["image_every"] == 0 or done):
-                writer.writer.add_image("fm/input|masked|reconstruction", _image_grid(unwrap(model), x, pred, mask), step)
-            if step % config["checkpoint_every"] == 0 or done:
-                _report(model, opt, sched, step, epoch, last_loss, config, final=done)
-                final_reported = done
-            if done:
-                break
-        if batches == 0:
-            raise RuntimeError(f"the train split gave worker {rank} no batch; it has fewer images than {world} workers need")
-        epoch += 1
-    if not final_reported:  # resumed from a run that had already finished: report its state again
-        _report(model, opt, sched, step, epoch, last_loss, config, final=True)
-    if writer:
-        writer.close()
+
+    def forward(batch, at: int):
+        images, _ = batch
+        x = augment_batch(images.float() / 255, AugmentSpec(), seed=config["seed"], rank=rank, step=at)
+        loss, pred, mask = model(x)
+        return loss, {"fm/loss": loss}, x.shape[0], (x, pred, mask)
+
+    def draw(writer, at: int, view) -> None:
+        writer.add_image("fm/input|masked|reconstruction", _image_grid(unwrap(model), *view), at)
+
+    def report(at: int, at_epoch: int, last: dict, final: bool) -> None:
+        _report(model, opt, sched, at, at_epoch, last.get("fm/loss", float("nan")), config, final)
+
+    loop = StepLoop(steps, config["log_every"], config["image_every"], config["checkpoint_every"], world, "fm",
+                    rank, config["tb_dir"])
+    loop.run(feed.epoch, forward, opt=opt, sched=sched, report=report, step=step, epoch=epoch,
+             last={"fm/loss": last_loss}, draw=draw)
 
 
 def _report(model, opt, sched, step: int, epoch: int, loss: float, config: dict, final: bool) -> None:
@@ -210,19 +164,16 @@ def _report(model, opt, sched, step: int, epoch: int, loss: float, config: dict,
     import torch
 
     from ablate.fm.mae import save_retfound_format
+    from ablate.runtime import report_to_train
 
-    metrics = {"fm/loss": loss, "step": step, "epoch": epoch, "final": final,
-               "world_size": ray.train.get_context().get_world_size()}
-    if ray.train.get_context().get_world_rank() != 0:
-        ray.train.report(metrics)
-        return
-    with tempfile.TemporaryDirectory() as d:
+    def save(folder: Path) -> None:
         extra = {**config["file_args"], "steps": step, "loss": loss}
-        save_retfound_format(model, Path(d) / MAE_FILE, config["arch"], epoch, extra)
+        save_retfound_format(model, folder / MAE_FILE, config["arch"], epoch, extra)
         torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step, "epoch": epoch,
-                    "loss": loss},
-                   Path(d) / TRAIN_STATE_FILE)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+                    "loss": loss}, folder / TRAIN_STATE_FILE)
+
+    report_to_train({"fm/loss": loss, "step": step, "epoch": epoch, "final": final,
+            "world_size": ray.train.get_context().get_world_size()}, save=save)
 
 
 # ---------------------------------------------------------------- driver
@@ -242,35 +193,32 @@ class PretrainResult:
 def pretrain(
     data_dir: str | os.PathLike,
     out_file: str | os.PathLike = DEFAULT_OUT,
-    arch: dict | None = None,
-    steps: int = 2000,
-    batch_size: int = 32,
-    lr: float = 5e-4,
-    size: int | None = None,
-    workers: int = 1,
-    tb_dir: str | os.PathLike | None = None,
+    run: RunOptions = FM_RUN,
     *,
     preset: str = DEFAULT_PRESET,
+    arch: dict | None = None,
     decoder: dict | None = None,
+    size: int | None = None,
     mask_ratio: float = 0.75,
     norm_pix_loss: bool = True,
-    warmup_steps: int | None = None,
     weight_decay: float = 0.05,
-    log_every: int = 20,
-    image_every: int | None = None,
-    checkpoint_every: int | None = None,
-    seed: int = 0,
-    address: str | None = None,
-    cpus_per_worker: float | None = None,
-    gpus_per_worker: float = 0.0,
-    storage_dir: str | os.PathLike | None = None,
 ) -> PretrainResult:
     """Pretrain an MAE on `data_dir`'s train split; write `out_file` in RETFound's format.
 
-    `arch` overrides keys of the preset's encoder (img_size comes from `size`, which
-    defaults to the dataset's prepared size). Everything is validated before Ray
-    starts. Defaults: tensorboard in <out dir>/tensorboard/<run>, Train run (its
-    checkpoints) in <out dir>/train/<run>, run = <out stem>-<config hash>.
+    Args:
+        data_dir: a prepared dataset (`ablate prepare`).
+        out_file: the checkpoint to write.
+        run: steps, batch, lr, workers, logging and placement (`runtime.RunOptions`).
+        preset: `fundus_mae_tiny` or `fundus_mae_small`.
+        arch: overrides of the preset's encoder (img_size comes from `size`).
+        decoder: overrides of the preset's decoder.
+        size: training size in px (default: the dataset's prepared size).
+        mask_ratio: fraction of patches masked.
+        norm_pix_loss: MAE's per-patch normalised target.
+        weight_decay: AdamW's, on weights only.
+
+    Everything is validated before Ray starts. The run is named <out stem>-<config hash>
+    (see `runtime.run_folders` for the default folders).
     """
     from ablate.data.shards import DatasetError, read_manifest
 
@@ -283,76 +231,40 @@ def pretrain(
     if size > manifest["image_size"]:
         raise DatasetError(f"{data_dir}: prepared at {manifest['image_size']} px, --size asks for {size} px; "
                            f"re-run `ablate prepare SRC --out {data_dir} --size {size}`")
-    for name, v in (("steps", steps), ("batch_size", batch_size), ("workers", workers), ("log_every", log_every)):
-        if v < 1:
-            raise ValueError(f"{name} must be >= 1, got {v}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr}")
-    if batch_size % workers:
-        raise ValueError(f"batch_size {batch_size} is not divisible by {workers} workers")
+    run.check()
     arch, decoder = resolve_model(preset, size, arch, decoder)
     from ablate.fm.mae import MaskedAutoencoderViT
 
     MaskedAutoencoderViT(arch, mask_ratio=mask_ratio, norm_pix_loss=norm_pix_loss, **decoder)  # validates all options
-    warmup = round(0.05 * steps) if warmup_steps is None else int(warmup_steps)
     taps = suggested_taps(arch["depth"])
     run_cfg = {"data": str(data_dir), "size": size, "arch": arch, "decoder": decoder, "mask_ratio": mask_ratio,
-               "norm_pix_loss": norm_pix_loss, "steps": steps, "batch_size": batch_size, "lr": lr,
-               "warmup_steps": warmup, "weight_decay": weight_decay, "seed": seed}
-    digest = hashlib.sha256(json.dumps(run_cfg, sort_keys=True).encode()).hexdigest()[:8]
-    run_name = f"{out_file.stem}-{digest}"
-    tb_dir = Path(tb_dir).resolve() if tb_dir else out_file.parent / "tensorboard" / run_name
-    storage = Path(storage_dir).resolve() if storage_dir else out_file.parent / "train"
-
-    import ray
-    import ray.train
-    from ray.train.torch import TorchTrainer
+               "norm_pix_loss": norm_pix_loss, "weight_decay": weight_decay, **run.hashed()}
+    folders = run_folders(out_file, run_cfg, run.tb_dir, run.storage_dir)
 
     from ablate.config import DataSpec
     from ablate.data.feed import cache_fits
     from ablate.data.stream import split_dataset
-    from ablate.train.launch import _start_ray, plan_placement
 
-    started_ray = _start_ray(address)
-    try:
-        placement = plan_placement(ray.cluster_resources().get("CPU", 0), workers, cpus_per_worker,
-                                   gpus_per_worker, concurrent=1)
-        file_args = {"data": str(data_dir), "size": size, "preset": preset, "target_steps": steps,
-                     "batch_size": batch_size, "lr": lr, "seed": seed, "taps": list(taps),
-                     "optimizer": f"AdamW(0.9, 0.95), wd {weight_decay}, warmup {warmup} + cosine"}
-        trainer = TorchTrainer(
-            fm_train_loop,
-            train_loop_config={
-                "arch": arch, "decoder": decoder, "mask_ratio": mask_ratio, "norm_pix_loss": norm_pix_loss,
-                "steps": steps, "batch_size": batch_size, "lr": lr, "warmup_steps": warmup,
-                "weight_decay": weight_decay, "seed": seed, "threads": placement.threads_per_worker,
-                "log_every": log_every, "image_every": image_every or max(1, steps // 10),
-                "checkpoint_every": checkpoint_every or min(500, steps),
-                "tb_dir": str(tb_dir), "file_args": file_args,
-                "cache_train": cache_fits(manifest["counts"]["train"], size, workers, DataSpec().cache_mb),
-            },
-            scaling_config=placement.scaling_config(),
-            run_config=ray.train.RunConfig(
-                name=run_name,
-                storage_path=str(storage),
-                checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            ),
-            datasets={"train": split_dataset(str(data_dir), "train", size)},
-        )
-        result = trainer.fit()
-    finally:
-        if started_ray:
-            ray.shutdown()
-
-    if result.checkpoint is None:
-        raise RuntimeError(f"the Train run {storage / run_name} ended without a checkpoint")
+    file_args = {"data": str(data_dir), "size": size, "preset": preset, "target_steps": run.steps,
+                 "batch_size": run.batch_size, "lr": run.lr, "seed": run.seed, "taps": list(taps),
+                 "optimizer": f"AdamW(0.9, 0.95), wd {weight_decay}, warmup {run.warmup} + cosine"}
+    result = fit_standalone(
+        fm_train_loop,
+        {"arch": arch, "decoder": decoder, "mask_ratio": mask_ratio, "norm_pix_loss": norm_pix_loss,
+         "weight_decay": weight_decay, "file_args": file_args,
+         "cache_train": cache_fits(manifest["counts"]["train"], size, run.workers, DataSpec().cache_mb)},
+        lambda: {"train": split_dataset(str(data_dir), "train", size)},
+        folders=folders, run=run,
+    )
+    final_state(result, TRAIN_STATE_FILE, run.steps, folders.run_dir)
     from ablate.io import atomic_path
 
     with result.checkpoint.as_directory() as d:
         with atomic_path(out_file) as tmp:
             shutil.copyfile(Path(d) / MAE_FILE, tmp)
-    _check_loads(out_file, arch, steps)
-    return PretrainResult(out_file=out_file, tb_dir=tb_dir, run_dir=storage / run_name, arch=arch, steps=steps,
+    _check_loads(out_file, arch, run.steps)
+    return PretrainResult(out_file=out_file, tb_dir=folders.tb_dir, run_dir=folders.run_dir, arch=arch,
+                          steps=run.steps,
                           loss=float((result.metrics or {}).get("fm/loss", float("nan"))),
                           foundation=foundation_options(out_file))
 

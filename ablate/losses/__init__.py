@@ -1,8 +1,22 @@
-"""Loss terms, one family per file, all registered in LOSSES by name."""
+"""Loss terms, one family per file, all registered in LOSSES by name.
 
-from ablate.losses import adversarial, codebook, edge, pixel, structural  # noqa: F401  (registration side effects)
-from ablate.losses import foundation, perceptual  # noqa: F401  (registration side effects)
-from ablate.losses.composite import CompositeLoss
-from ablate.losses.registry import LOSSES
+`LossSpec` (what a search space says about a term) is torch-free and imported
+eagerly; the registry and the composite load the terms (and torch) on first use,
+so reading a search space stays cheap.
+"""
 
-__all__ = ["LOSSES", "CompositeLoss"]
+from ablate.losses.spec import COMMON_OPTIONS, LossSpec
+
+__all__ = ["COMMON_OPTIONS", "LOSSES", "CompositeLoss", "LossSpec"]
+
+
+def __getattr__(name: str):
+    if name == "LOSSES":
+        from ablate.losses.terms import LOSSES  # every family, registered
+
+        return LOSSES
+    if name == "CompositeLoss":
+        from ablate.losses.composite import CompositeLoss
+
+        return CompositeLoss
+    raise AttributeError(f"module 'ablate.losses' has no attribute {name!r}")

@@ -17,7 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ablate.losses.base import ImageLoss, check_pair
+from ablate.checks import check_pair
+from ablate.losses.base import ImageLoss
 from ablate.losses.registry import LOSSES
 from ablate.models.discriminator import NLayerDiscriminator
 

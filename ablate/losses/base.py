@@ -15,28 +15,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-RANGE_TOL = 1e-3  # resampling can overshoot [0, 1] by rounding; more than this is a bug upstream
-
-
-def check_pair(x: torch.Tensor, x_hat: torch.Tensor, name: str, channels: int | None = None) -> None:
-    """Raise ValueError unless x and x_hat are same-shape (B, C, H, W) floats and x is in [0, 1]."""
-    if not (isinstance(x, torch.Tensor) and isinstance(x_hat, torch.Tensor)):
-        raise ValueError(f"{name}: expected tensors, got {type(x).__name__} and {type(x_hat).__name__}")
-    if x.shape != x_hat.shape:
-        raise ValueError(f"{name}: target {tuple(x.shape)} and reconstruction {tuple(x_hat.shape)} differ in shape")
-    if x.dim() != 4:
-        raise ValueError(f"{name}: expected (B, C, H, W) images, got shape {tuple(x.shape)}")
-    if channels is not None and x.shape[1] < channels:
-        raise ValueError(f"{name}: needs at least {channels} channels, got {x.shape[1]}")
-    if not (x.is_floating_point() and x_hat.is_floating_point()):
-        raise ValueError(f"{name}: expected float tensors, got {x.dtype} and {x_hat.dtype}")
-    lo, hi = torch.aminmax(x.detach())
-    if lo < -RANGE_TOL or hi > 1 + RANGE_TOL:
-        raise ValueError(
-            f"{name}: target values must lie in [0, 1], got [{lo.item():.3g}, {hi.item():.3g}] "
-            "(uint8 images must be divided by 255)"
-        )
-
 
 class ImageLoss(nn.Module):
     """Base class of terms comparing target and reconstruction images."""

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ablate.config import LossSpec
 from ablate.losses.base import AuxLoss
-from ablate.losses.registry import LOSSES
+from ablate.losses.spec import LossSpec
+from ablate.losses.terms import LOSSES
 
 ADAPTIVE_MAX = 1e4
 

@@ -1,7 +1,7 @@
 """Edge term: distance between edge/ridge filter responses of target and reconstruction.
 
 The paper's authors did not use such a term: they appended a Meijering map as a
-4th channel and let the pixel L1 compare it (PAPER.md §3; `normalized_edge_map`
+4th channel and let the pixel L1 compare it (docs/paper.md §3; `normalized_edge_map`
 builds that channel). This term tests the other route, a loss on filter
 responses, with any filter family from `edge_filters`.
 
@@ -15,8 +15,9 @@ from typing import Sequence
 
 import torch
 
-from ablate.losses.base import ImageLoss, check_pair
-from ablate.losses.edge_filters import CHANNELS, FAMILIES, check_sigma, check_sigmas, edge_map, family_options
+from ablate.checks import check_pair
+from ablate.edge_filters import edge_map, filter_options
+from ablate.losses.base import ImageLoss
 from ablate.losses.registry import LOSSES
 
 DISTANCES = ("l1", "l2")
@@ -41,11 +42,6 @@ class EdgeLoss(ImageLoss):
         return diff.abs().mean() if self.distance == "l1" else diff.pow(2).mean()
 
 
-def _one_of(name: str, value: str, valid: Sequence[str]) -> None:
-    if value not in valid:
-        raise ValueError(f"edge: {name} must be one of {list(valid)}, got {value!r}")
-
-
 @LOSSES.register(
     "edge", "L1/L2 between edge or ridge filter responses (sobel, scharr, prewitt, log, canny, meijering, frangi)"
 )
@@ -64,15 +60,7 @@ def edge(
     `family` with one set of options. The paper used sigmas (0.8, 0.9, 1.0, 1.1)
     at its own resolution; the default (1, 2, 3) also covers wider vessels.
     """
-    _one_of("family", family, list(FAMILIES))
-    _one_of("channel", channel, CHANNELS)
-    _one_of("distance", distance, DISTANCES)
-    if not isinstance(black_ridges, bool):
-        raise ValueError(f"edge: black_ridges must be true or false, got {black_ridges!r}")
-    given = {
-        "sigma": check_sigma(sigma, "edge: sigma"),
-        "sigmas": check_sigmas(sigmas, "edge: sigmas"),
-        "black_ridges": black_ridges,
-    }
-    accepted = family_options(family)
-    return EdgeLoss(family, channel, distance, {k: v for k, v in given.items() if k in accepted})
+    if distance not in DISTANCES:
+        raise ValueError(f"edge: distance must be one of {list(DISTANCES)}, got {distance!r}")
+    options = filter_options(family, channel, "edge", sigma=sigma, sigmas=sigmas, black_ridges=black_ridges)
+    return EdgeLoss(family, channel, distance, options)

@@ -12,7 +12,7 @@ distance:
   l1             mean |a - b| over channels of the raw tokens.
 
 imagenet_norm defaults to False because the authors' loss fed [0, 1] images to
-RETFound (the ImageNet constants were defined but never applied; PAPER.md s.3).
+RETFound (the ImageNet constants were defined but never applied; docs/paper.md §3).
 True is what RETFound saw in pretraining/fine-tuning and may be the better input.
 
 The model is built at `input_size` (pos_embed interpolated from the checkpoint's
@@ -28,9 +28,17 @@ import torch
 import torch.nn.functional as F
 
 from ablate.backbones import WeightsMissing
-from ablate.backbones.retfound import (ARCH_REQUIRED, FORMATS, MODELS, check_taps, frozen_vit, retfound_weights_path,
-                                       suggested_taps)
-from ablate.losses.base import ImageLoss, check_pair
+from ablate.backbones.retfound import (
+    ARCH_REQUIRED,
+    FORMATS,
+    MODELS,
+    check_taps,
+    frozen_vit,
+    retfound_weights_path,
+    suggested_taps,
+)
+from ablate.checks import check_pair
+from ablate.losses.base import ImageLoss
 from ablate.losses.registry import LOSSES
 
 DISTANCES = ("normalized_l2", "cosine", "l1")

@@ -7,7 +7,7 @@ published 1x1 linear heads. The term returns the batch mean.
 
 Inputs arrive in [0, 1] (the calling convention) and are mapped to [-1, 1] here,
 which is the range LPIPS was calibrated for. (The paper's code fed [0, 1] straight
-in, see PAPER.md section 3; we do not copy that apparent bug.)
+in, see docs/paper.md §3; we do not copy that apparent bug.)
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ import torch.nn.functional as F
 
 from ablate.backbones.lpips_heads import load_lpips_heads, lpips_heads_path
 from ablate.backbones.vgg import vgg16_taps, vgg16_weights_path
-from ablate.losses.base import ImageLoss, check_pair
+from ablate.checks import check_pair
+from ablate.losses.base import ImageLoss
 from ablate.losses.registry import LOSSES
 
 # lpips.ScalingLayer constants: ImageNet mean/std re-expressed for [-1, 1] inputs.

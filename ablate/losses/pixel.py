@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ablate.losses.base import ImageLoss, check_pair
+from ablate.checks import check_pair
+from ablate.losses.base import ImageLoss
 from ablate.losses.registry import LOSSES
 
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ablate.losses.base import ImageLoss, check_pair
-from ablate.losses.edge_filters import gaussian_blur
+from ablate.checks import check_images, check_pair, check_same_shape
+from ablate.edge_filters import gaussian_blur
+from ablate.losses.base import ImageLoss
 from ablate.losses.registry import LOSSES
 
 K1, K2 = 0.01, 0.03
@@ -34,15 +35,6 @@ WINDOW_RADIUS = int(WINDOW_TRUNCATE * WINDOW_SIGMA + 0.5)  # 5, as scipy sizes t
 WINDOW = 2 * WINDOW_RADIUS + 1
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 MS_SSIM_MIN_SIDE = WINDOW * 2 ** (len(MS_SSIM_WEIGHTS) - 1)
-
-
-def _check_images(x: torch.Tensor, y: torch.Tensor, name: str, min_side: int) -> None:
-    if x.shape != y.shape or x.dim() != 4:
-        raise ValueError(
-            f"{name}: expected two (B, C, H, W) tensors of one shape, got {tuple(x.shape)} and {tuple(y.shape)}"
-        )
-    if min(x.shape[-2:]) < min_side:
-        raise ValueError(f"{name}: images must be at least {min_side}x{min_side} px, got {x.shape[-2]}x{x.shape[-1]}")
 
 
 def _ssim_and_cs(x: torch.Tensor, y: torch.Tensor, data_range: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -62,13 +54,15 @@ def _ssim_and_cs(x: torch.Tensor, y: torch.Tensor, data_range: float) -> tuple[t
 
 def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """SSIM per image, (B,): mean over the cropped map of each channel, then over channels."""
-    _check_images(x, y, "ssim", WINDOW)
+    check_same_shape(x, y, "ssim")
+    check_images(x, "ssim", min_side=WINDOW, finite=False)
     return _ssim_and_cs(x, y, data_range)[0].mean(1)
 
 
 def ms_ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """MS-SSIM per image, (B,), over 5 scales; needs images of at least MS_SSIM_MIN_SIDE px a side."""
-    _check_images(x, y, "ms_ssim", MS_SSIM_MIN_SIDE)
+    check_same_shape(x, y, "ms_ssim")
+    check_images(x, "ms_ssim", min_side=MS_SSIM_MIN_SIDE, finite=False)
     factors = []
     for scale in range(len(MS_SSIM_WEIGHTS)):
         s, cs = _ssim_and_cs(x, y, data_range)

@@ -1,5 +1,5 @@
 """The paper's way of using an edge filter: its response rides along as a 4th
-image channel that the autoencoder must reconstruct (PAPER.md §3: the authors'
+image channel that the autoencoder must reconstruct (docs/paper.md §3: the authors'
 VQModel._edges() concatenates a Meijering map of the green channel).
 
 The map is computed from the *input* photograph on the fly, scaled to [0, 1]
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ablate.losses.edge_filters import normalized_edge_map
+from ablate.edge_filters import filter_options, normalized_edge_map
 
 SINGLE_CHANNELS = ("green", "luminance")
 
@@ -33,19 +33,17 @@ class EdgeChannel:
 
 def parse_edge_channel(raw: dict) -> EdgeChannel:
     """Validate `model.edge_channel: {family, channel, <filter options>}` with the
-    same checks as the `edge` loss term (one source of truth for the options)."""
-    from ablate.losses.edge import edge
-
+    same checks as the `edge` loss term (`edge_filters.filter_options`)."""
     if not isinstance(raw, dict):
         raise ValueError(f"edge_channel: expected a mapping like {{family: meijering, channel: green}}, got {raw!r}")
     raw = dict(raw)
-    channel = raw.get("channel", "green")
+    family, channel = raw.pop("family", "meijering"), raw.pop("channel", "green")
     if channel not in SINGLE_CHANNELS:
         raise ValueError(f"edge_channel.channel: must be one of {list(SINGLE_CHANNELS)} (one extra channel), got {channel!r}")
     if "distance" in raw:
         raise ValueError("edge_channel: 'distance' does not apply (the channel is reconstructed by the pixel terms)")
     try:
-        term = edge(**raw)
+        options = filter_options(family, channel, "edge_channel", **raw)
     except TypeError as e:
         raise ValueError(f"edge_channel: {e}") from None
-    return EdgeChannel(term.family, term.channel, dict(term.options))
+    return EdgeChannel(family, channel, options)

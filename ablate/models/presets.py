@@ -1,5 +1,5 @@
 """Named architectures. `paper256` is the configuration of the paper's code
-(PAPER.md §1); the tiny presets exist so tests run at 32-64 px in seconds."""
+(docs/paper.md §1); the tiny presets exist so tests run at 32-64 px in seconds."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
 """`ablate report EXP` and `ablate tensorboard EXP`, as plain typer functions for
-ablate/cli.py to register (`app.command()(report)`, `app.command()(tensorboard)`);
-`write_report` is what `ablate launch` calls when a grid ends."""
+ablate/cli.py to register (`app.command()(report)`, `app.command()(tensorboard)`)."""
 
 from __future__ import annotations
 
@@ -13,14 +12,10 @@ from pathlib import Path
 
 import typer
 
-from ablate.report.render import N_IMAGES, write_report  # noqa: F401  (re-exported for ablate launch)
+from ablate.evaluate.samples import N_IMAGES
+from ablate.runtime import fail
 
 DEFAULT_PORT = 6006
-
-
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 def report(
@@ -31,12 +26,13 @@ def report(
     """Write EXP/report/index.html (self-contained) and report.md: per-metric means and 95% CIs,
     paired Wilcoxon tests against the baseline, a ranking, the paper's two questions, an image grid."""
     from ablate.report.collect import ReportError
+    from ablate.report.publish import write_report
     from ablate.storage import StorageError
 
     try:
         path = write_report(exp, n_images=images, hparams=hparams)
     except (ReportError, StorageError) as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(f"report: {path}")
     typer.echo(f"tables: {str(path).rsplit('/', 1)[0]}/report.md")
 
@@ -69,20 +65,20 @@ def tensorboard(
 
     remote = storage.join(exp, "tensorboard") if storage.is_uri(exp) else None
     if remote:
-        from ablate.train.tensorboard import mirror_logs
+        from ablate.runtime import mirror_logs
 
         logdir = mirror_folder(remote)
         try:
             mirror_logs(remote, logdir)
         except (OSError, ValueError) as e:  # StorageError, FileNotFoundError: they name the URI
-            _fail(str(e))
+            fail(str(e))
         if not logdir.is_dir():
-            _fail(f"{remote}: no TensorBoard logs (is {exp} an experiment, and has a trial started?)")
+            fail(f"{remote}: no TensorBoard logs (is {exp} an experiment, and has a trial started?)")
         typer.echo(f"mirror of {remote}: {logdir}")
     else:
         logdir = Path(exp).expanduser().resolve() / "tensorboard"
         if not logdir.is_dir():
-            _fail(f"{logdir}: no TensorBoard logs (is {exp} an experiment folder?)")
+            fail(f"{logdir}: no TensorBoard logs (is {exp} an experiment folder?)")
     cmd = tensorboard_command(logdir, port, host)
     line = shlex.join(cmd)
     tunnel = f"ssh -N -L {port}:127.0.0.1:{port} USER@THIS_MACHINE   # then open http://localhost:{port}"

@@ -1,20 +1,17 @@
-"""The experiment report: EXP/report/index.html (one self-contained file: plots and
-images are base64 PNG data URIs, no external CSS, JS or fonts, so it opens offline)
-and EXP/report/report.md (the same tables, no pictures), plus the tidy tables as
-Parquet (see ablate.report.collect) and the statistics tables:
+"""Rendering the experiment report: EXP/report/index.html (one self-contained file: plots
+and images are base64 PNG data URIs, no external CSS, JS or fonts, so it opens offline)
+and EXP/report/report.md (the same tables, no pictures). `report/build.py` writes them
+beside the tidy tables as Parquet (see ablate.report.collect) and the statistics tables:
 
   report/summary.parquet   per (metric, combination): n, mean, sd, ci_low, ci_high, note, direction
   report/paired.parquet    per (combination, metric) against the baseline: Wilcoxon, Holm, verdict
   report/ranking.parquet   place, combination, mean_rank, n_metrics, one rank column per metric
   report/questions.parquet the paired tests behind the two answers (column `question`)
 
-The image grid shows the same few test images across configurations (each
-combination's lowest-seed finished trial): the original and its vessel map, and
-per configuration the reconstruction, its vessel map and the difference of the
-two maps (white = vessel in both, red = lost: in the original's map only, green =
-spurious: in the reconstruction's map only). Models are rebuilt from each
-trial's final checkpoint.pt on the CPU, as `ablate evaluate` does, and the
-segmenter is the one evaluation recorded.
+The image grid (computed by evaluation, `ablate.evaluate.samples`) is drawn here: the
+original and its vessel map, and per configuration the reconstruction, its vessel map
+and the difference of the two maps (white = vessel in both, red = lost: in the
+original's map only, green = spurious: in the reconstruction's map only).
 """
 
 from __future__ import annotations
@@ -24,20 +21,15 @@ import datetime as _dt
 import html
 import io
 import math
-import re
-from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ablate import storage
-from ablate.io import atomic_path
-from ablate.report.collect import Experiment, is_demo_data, load_experiment, write_tables
-from ablate.report.stats import Analysis, analyse, arrow, direction, metric_group, metric_sort_key
+from ablate.evaluate.samples import GridColumn, ImageGrid
+from ablate.report.collect import Experiment, is_demo_data
+from ablate.report.stats import Analysis, direction, metric_group, metric_sort_key
 
 REPORT_DIR = "report"
-N_IMAGES = 4
 CELL_PX = 132  # displayed side of an image-grid cell
 LOST = (230, 40, 40)
 SPURIOUS = (40, 200, 60)
@@ -75,163 +67,6 @@ def report_warnings(e: Experiment) -> list[str]:
 # ---------------------------------------------------------------- image grid
 
 
-@dataclass
-class GridColumn:
-    combination: str
-    trial: str
-    seed: int
-    recon: list[np.ndarray] = field(default_factory=list)  # uint8 (H, W, 3)
-    maps: list[np.ndarray] = field(default_factory=list)  # bool (H, W)
-    ref_maps: list[np.ndarray] | None = None  # the originals' maps at this column's size, when it differs
-
-
-@dataclass
-class ImageGrid:
-    ids: list[str]
-    originals: list[np.ndarray]
-    maps: list[np.ndarray]
-    columns: list[GridColumn]
-    segmenter: str
-    notes: list[str] = field(default_factory=list)
-
-
-def segmenter_spec(e: Experiment) -> str:
-    """The spec `load_segmenter` takes, for the segmenter evaluation used."""
-    from ablate.evaluate.segmenter import DEFAULT_WEIGHTS
-
-    note = str(e.notes.get("segmenter", ""))
-    m = re.search(r"segmenter '(.+)' as requested", note)
-    if m:
-        return m.group(1)
-    m = re.match(r"U-Net segmenter (.+)$", note)
-    if m:
-        return m.group(1).strip()
-    name = e.segmenter or ""
-    if name.startswith("ridge"):
-        return name
-    if name.startswith("unet"):
-        return str(DEFAULT_WEIGHTS)
-    return "ridge"
-
-
-def _checkpoint_dir(e: Experiment, path) -> Path | str | None:
-    if not isinstance(path, str) or not path:
-        return None
-    if storage.is_uri(path):  # an experiment on object storage: read from the bucket
-        return path if storage.is_file(storage.join(path, "checkpoint.pt")) else None
-    p = Path(path)
-    local = e.exp / "train" / p.parent.name / p.name  # the experiment folder may have moved
-    for cand in (local, p):
-        if (cand / "checkpoint.pt").is_file():
-            return cand
-    return None
-
-
-def _reconstruct(ckpt: Path | str, images: np.ndarray) -> np.ndarray:
-    """Rebuild the model from checkpoint.pt's model_spec (as evaluate's trial_chunk) and
-    reconstruct uint8 images (N, H, W, 3) on the CPU."""
-    import torch
-
-    from ablate.evaluate.run import _checkpoint_file, _tensor
-    from ablate.models.edge_channel import parse_edge_channel
-    from ablate.models.presets import build_model
-
-    state = torch.load(_checkpoint_file(str(ckpt)), map_location="cpu", weights_only=True)
-    ms = state["model_spec"]
-    edge = parse_edge_channel(ms["edge_channel"]) if ms["edge_channel"] else None
-    model = build_model(ms["preset"], ms["size"], ms["overrides"], in_channels=4 if edge else 3)
-    model.load_state_dict(state["model"])
-    model.eval()
-    x = _tensor(images)
-    with torch.no_grad():
-        recon = model(edge(x) if edge else x)[0][:, :3].clamp(0, 1)
-    return (recon.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
-
-
-def _vessel_maps(seg, images: np.ndarray, fov: np.ndarray) -> np.ndarray:
-    import torch
-
-    from ablate.evaluate.run import _tensor
-
-    return (seg.predict(_tensor(images), torch.from_numpy(fov)) >= seg.threshold).numpy()
-
-
-def pick_images(ids: list[str], k: int) -> list[int]:
-    """k indices spread evenly over the test split (its first and last image included)."""
-    if k <= 0 or not ids:
-        return []
-    if k >= len(ids):
-        return list(range(len(ids)))
-    return sorted({int(round(i)) for i in np.linspace(0, len(ids) - 1, k)})
-
-
-def build_image_grid(e: Experiment, n_images: int = N_IMAGES) -> ImageGrid | None:
-    """Original / reconstruction / vessel maps of `n_images` test images for every configuration;
-    None (with the reason in e.warnings) when the data or every checkpoint is missing."""
-    from ablate.evaluate.run import load_test_split
-    from ablate.evaluate.segmenter import load_segmenter
-
-    if n_images <= 0:
-        return None
-    if not e.data or not storage.is_dir(e.data):
-        e.warnings.append(f"image grid left out: the test data {e.data!r} recorded in grid.json is not here")
-        return None
-    spec = segmenter_spec(e)
-    try:
-        seg = load_segmenter(spec)
-    except (FileNotFoundError, ValueError) as ex:
-        e.warnings.append(f"image grid left out: segmenter {spec!r} cannot be loaded ({ex})")
-        return None
-    done = e.trials[(e.trials["status"] == "done")]
-    if done.empty:
-        e.warnings.append("image grid left out: no finished trial")
-        return None
-    size_of = lambda r: int(r.get("config.data.size") or 0)  # noqa: E731
-    base_rows = done[done["combination"] == e.baseline]
-    ref_size = size_of((base_rows if len(base_rows) else done).iloc[0].to_dict()) if len(done) else 0
-    splits: dict[int, dict] = {}
-
-    def split(size: int) -> dict:
-        if size not in splits:
-            splits[size] = load_test_split(e.data, size)
-        return splits[size]
-
-    try:
-        ref = split(ref_size)
-    except Exception as ex:  # noqa: BLE001 - the report goes on without pictures
-        e.warnings.append(f"image grid left out: cannot read the test split of {e.data} ({type(ex).__name__}: {ex})")
-        return None
-    idx = pick_images(ref["ids"], n_images)
-    ids = [ref["ids"][i] for i in idx]
-    grid = ImageGrid(ids=ids, originals=[ref["images"][i] for i in idx], columns=[], segmenter=seg.name,
-                     maps=list(_vessel_maps(seg, ref["images"][idx], ref["fov"][idx])))
-    for comb in e.combinations:
-        rows = done[done["combination"] == comb].sort_values("seed")
-        col = None
-        for r in rows.to_dict("records"):
-            ckpt = _checkpoint_dir(e, r.get("checkpoint"))
-            if ckpt is None:
-                continue
-            try:
-                data = split(size_of(r))
-                pos = [data["ids"].index(i) for i in ids]
-                imgs, fov = data["images"][pos], data["fov"][pos]
-                recon = _reconstruct(ckpt, imgs)
-                col = GridColumn(comb, r["trial"], int(r["seed"]), list(recon), list(_vessel_maps(seg, recon, fov)))
-                if size_of(r) != ref_size:
-                    grid.notes.append(f"`{comb}` runs at {size_of(r)} px; its maps are compared with the "
-                                      f"original's at that size")
-                    col.ref_maps = list(_vessel_maps(seg, imgs, fov))
-                break
-            except Exception as ex:  # noqa: BLE001
-                grid.notes.append(f"`{comb}`: trial {r['trial']} could not be reconstructed ({type(ex).__name__}: {ex})")
-        if col is None:
-            grid.notes.append(f"`{comb}`: no finished trial with a readable checkpoint; column left out")
-        else:
-            grid.columns.append(col)
-    return grid
-
-
 def diff_map(ref: np.ndarray, test: np.ndarray) -> np.ndarray:
     """RGB: white = both, red = lost (reference only), green = spurious (test only), black = neither."""
     out = np.zeros(ref.shape + (3,), np.uint8)
@@ -253,70 +88,6 @@ def png_data_uri(a: np.ndarray, min_side: int = CELL_PX) -> str:
     buf = io.BytesIO()
     im.save(buf, format="PNG", optimize=True)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-# ---------------------------------------------------------------- plots
-
-
-def _fig_uri(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def metric_plots(e: Experiment, a: Analysis) -> list[tuple[str, str]]:
-    """(group title, PNG data URI): one figure per metric group, one panel per metric:
-    mean +- 95% CI per combination, the seeds as dots, the baseline in orange."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    s = a.summary
-    out = []
-    groups: dict[str, list[str]] = {}
-    for m in sorted(s["metric"].unique(), key=metric_sort_key):
-        groups.setdefault(metric_group(m), []).append(m)
-    combos = e.combinations
-    xs = {c: i for i, c in enumerate(combos)}
-    for group, metrics in groups.items():
-        ncol = min(4, len(metrics))
-        nrow = math.ceil(len(metrics) / ncol)
-        w = max(3.2, 0.55 * len(combos) + 1.6)
-        fig, axes = plt.subplots(nrow, ncol, figsize=(w * ncol, 3.1 * nrow), squeeze=False)
-        for ax, m in zip(axes.flat, metrics):
-            g = s[s["metric"] == m].set_index("combination")
-            pts = e.trial_metrics[e.trial_metrics["metric"] == m]
-            for c in combos:
-                if c not in g.index:
-                    continue
-                r = g.loc[c]
-                colour = "tab:orange" if c == e.baseline else "tab:blue"
-                seeds = pts[pts["combination"] == c]["value"]
-                ax.scatter(np.full(len(seeds), xs[c]) + 0.12, seeds, s=9, color="0.55", zorder=2)
-                if np.isfinite(r["ci_low"]):
-                    ax.errorbar(xs[c], r["mean"], yerr=[[r["mean"] - r["ci_low"]], [r["ci_high"] - r["mean"]]],
-                                fmt="o", color=colour, capsize=4, zorder=3)
-                else:
-                    ax.plot(xs[c], r["mean"], "o", color=colour, zorder=3, markerfacecolor="white")
-            if e.baseline in g.index and np.isfinite(g.loc[e.baseline, "mean"]):
-                ax.axhline(g.loc[e.baseline, "mean"], color="tab:orange", lw=0.8, ls="--", zorder=1)
-            ax.set_xticks(range(len(combos)))
-            ax.set_xticklabels(combos, rotation=30, ha="right", fontsize=8)
-            ax.set_xlim(-0.6, len(combos) - 0.4)
-            ax.set_title(f"{m}\n({arrow(m)})", fontsize=9)
-            ax.tick_params(axis="y", labelsize=8)
-            ax.grid(axis="y", alpha=0.3)
-        for ax in list(axes.flat)[len(metrics):]:
-            ax.axis("off")
-        fig.suptitle(f"mean ± 95% CI over seeds (open marker: n=1, no CI; grey dots: seeds; "
-                     f"orange: baseline {e.baseline})", fontsize=10)
-        fig.tight_layout()
-        out.append((group, _fig_uri(fig)))
-    return out
 
 
 # ---------------------------------------------------------------- numbers as text
@@ -601,57 +372,3 @@ def render_markdown(e: Experiment, a: Analysis, warnings: list[str]) -> str:
             "## Methods\n", METHODS.replace("\n", " ") + "\n",
             "Plots and the image grid are in index.html.\n"]
     return "\n".join(out)
-
-
-# ---------------------------------------------------------------- entry point
-
-
-def _write_parquet(df: pd.DataFrame, path: Path) -> None:
-    df = df.copy()
-    for c in df.columns:
-        if df[c].dtype == object:
-            df[c] = df[c].map(lambda v: v if v is None or isinstance(v, str) else str(v))
-    df.columns = [str(c) for c in df.columns]
-    with atomic_path(path) as tmp:
-        df.to_parquet(tmp, index=False)
-
-
-def _write_readable(path: Path, text: str) -> None:
-    """Atomic, and readable by others (a browser or web server running as another user)."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.chmod(0o644)
-
-
-def write_report(exp: str | Path, n_images: int = N_IMAGES, hparams: bool = True,
-                 location: str | None = None) -> Path | str:
-    """Build EXP/report/ (index.html, report.md, tables) and, with `hparams`, the TensorBoard
-    HParams summaries; returns the path of index.html (its URI for an experiment on object
-    storage, which is staged locally by ablate.report.staged). `location`: see load_experiment."""
-    if storage.is_uri(exp):
-        from ablate.report.staged import write_report_staged
-
-        return write_report_staged(str(exp), n_images=n_images, hparams=hparams)
-    e = load_experiment(exp, location)
-    a = analyse(e)
-    out = e.exp / REPORT_DIR
-    out.mkdir(exist_ok=True)
-    if hparams:
-        from ablate.report.hparams import write_hparams
-
-        try:
-            write_hparams(e)
-        except Exception as ex:  # noqa: BLE001 - the report itself must still come out
-            e.warnings.append(f"TensorBoard HParams summary not written ({type(ex).__name__}: {ex})")
-    grid = build_image_grid(e, n_images)
-    plots = metric_plots(e, a)
-    warnings = report_warnings(e)
-    write_tables(e, out)
-    _write_parquet(a.summary, out / "summary.parquet")
-    _write_parquet(a.paired, out / "paired.parquet")
-    _write_parquet(a.ranking, out / "ranking.parquet")
-    q = [t.assign(question=name) for name, t in (("Q1", a.q1.tests), ("Q2", a.q2.tests)) if not t.empty]
-    _write_parquet(pd.concat(q, ignore_index=True) if q else pd.DataFrame({"question": []}), out / "questions.parquet")
-    _write_readable(out / "report.md", render_markdown(e, a, warnings))
-    _write_readable(out / "index.html", render_html(e, a, plots, grid, warnings))
-    return out / "index.html"

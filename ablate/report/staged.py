@@ -1,11 +1,10 @@
 """The report for an experiment on object storage (s3://…).
 
-The report is built from files (ablate.report.collect / render / hparams work on a
-folder), so its inputs are staged into a local temporary folder, the folder-based
+The report is built from files (ablate.report.build works on a folder), so its inputs are staged into a local temporary folder, the folder-based
 code runs unchanged, and its outputs are uploaded:
 
   downloaded  results.parquet (required), grid.json, eval/per_image.parquet, eval/notes.json
-  read        checkpoints for the image grid straight from the bucket (render._checkpoint_dir),
+  read        checkpoints for the image grid straight from the bucket (models.checkpoint.locate_checkpoint),
               and the test split from the dataset URI grid.json records
   uploaded    report/* and tensorboard/<trial>/hparams/ (each trial's HParams session
               replaces the one in the bucket)
@@ -39,14 +38,15 @@ def stage_inputs(uri: str, local: Path) -> list[str]:
 
 def write_report_staged(uri: str, n_images: int, hparams: bool) -> str:
     """Returns the URI of report/index.html."""
+    from ablate.report.build import build_report
     from ablate.report.hparams import SESSION_DIR
-    from ablate.report.render import REPORT_DIR, write_report
+    from ablate.report.render import REPORT_DIR
 
     uri = storage.normalize(uri)
     with tempfile.TemporaryDirectory(prefix="ablate-report-") as tmp:
         local = Path(tmp)
         stage_inputs(uri, local)
-        write_report(local, n_images=n_images, hparams=hparams, location=uri)
+        build_report(local, n_images=n_images, hparams=hparams, location=uri)
         storage.upload_dir(local / REPORT_DIR, storage.join(uri, REPORT_DIR))
         for session in sorted((local / "tensorboard").glob(f"*/{SESSION_DIR}")):
             remote = storage.join(uri, "tensorboard", session.parent.name, SESSION_DIR)

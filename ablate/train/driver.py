@@ -9,28 +9,10 @@ driver process with a sliver of CPU; the heavy work runs in the workers.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 from ablate import storage
 from ablate.config import TrialSpec
-
-
-@dataclass(frozen=True)
-class Placement:
-    workers: int
-    cpus_per_worker: float
-    gpus_per_worker: float
-    threads_per_worker: int
-    concurrent: int
-    driver_cpus: float = 0.01
-
-    def scaling_config(self):
-        """Ray Train's ScalingConfig for one trial's worker group."""
-        import ray.train
-
-        gpu = {"GPU": self.gpus_per_worker} if self.gpus_per_worker else {}
-        return ray.train.ScalingConfig(num_workers=self.workers, use_gpu=self.gpus_per_worker > 0,
-                                       resources_per_worker={"CPU": self.cpus_per_worker, **gpu})
+from ablate.runtime import Placement
 
 
 def trial_key(spec: TrialSpec) -> str:
@@ -40,14 +22,13 @@ def trial_key(spec: TrialSpec) -> str:
 def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_dir: str, placement: Placement,
               max_failures: int = 0) -> None:
     started = time.time()
-    import ray.train
     from ray import tune
-    from ray.train.torch import TorchTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
 
     from ablate.data.feed import cache_fits, share_mb
     from ablate.data.shards import read_manifest
     from ablate.data.stream import split_dataset
+    from ablate.runtime import fit_torch_run
     from ablate.train.loop import train_loop_per_worker
 
     spec = trials[config["trial"]]
@@ -65,9 +46,9 @@ def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_
               f"{share_mb(train_rows, spec.data.size, placement.workers):.0f} MiB decoded, over "
               f"data.cache_mb {spec.data.cache_mb:g}; streaming and decoding it from Ray Data every epoch", flush=True)
     driver_marks = {"datasets_ready": time.time()}
-    trainer = TorchTrainer(
+    fit_torch_run(
         train_loop_per_worker,
-        train_loop_config={
+        {
             "spec": spec,
             # A local folder or a URI: TrialWriter uploads to object storage itself.
             "tb_dir": storage.join(exp_dir, "tensorboard", trial_name),
@@ -76,16 +57,12 @@ def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_
             "driver_marks": driver_marks,
             "cache_train": cache_train,
         },
-        scaling_config=placement.scaling_config(),
-        run_config=ray.train.RunConfig(
-            # Named after the trial (itself named from the trial id), so a restored
-            # grid finds the same run folder and its checkpoints.
-            name=trial_name,
-            storage_path=storage.join(exp_dir, "train"),  # Ray Train writes s3:// (any pyarrow URI) itself
-            failure_config=ray.train.FailureConfig(max_failures=max_failures),
-            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=2),
-            callbacks=[TuneReportCallback()],
-        ),
         datasets=datasets,
+        placement=placement,
+        # Named after the trial (itself named from the trial id), so a restored
+        # grid finds the same run folder and its checkpoints.
+        name=trial_name,
+        storage_path=storage.join(exp_dir, "train"),  # Ray Train writes s3:// (any pyarrow URI) itself
+        max_failures=max_failures,
+        callbacks=(TuneReportCallback(),),
     )
-    trainer.fit()

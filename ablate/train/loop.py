@@ -8,8 +8,6 @@ Metrics are averaged over workers before reporting, since Tune sees rank 0's.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,10 +18,17 @@ from ablate.config import TrialSpec
 from ablate.data.augment import augment_batch
 from ablate.data.feed import ShardFeed
 from ablate.losses import CompositeLoss
+from ablate.models.checkpoint import CHECKPOINT_FILE, write_checkpoint
 from ablate.models.presets import build_for_spec
-from ablate.train.distributed import average_gradients, distributed, mean_over_workers, unwrap, worker_context
-
-CHECKPOINT_FILE = "checkpoint.pt"
+from ablate.runtime import (
+    average_gradients,
+    is_distributed,
+    mean_over_workers,
+    report_to_train,
+    restore_states,
+    unwrap,
+    worker_context,
+)
 
 
 def _sharding_check(seen: list[torch.Tensor]) -> dict:
@@ -32,7 +37,7 @@ def _sharding_check(seen: list[torch.Tensor]) -> dict:
     import ray
 
     mine = (torch.cat(seen).tolist() if seen else [], ray.get_runtime_context().get_node_id()[:12])
-    if distributed():
+    if is_distributed():
         gathered: list = [None] * dist.get_world_size()
         dist.all_gather_object(gathered, mine)
     else:
@@ -111,7 +116,7 @@ class WorkerRun:
         self.data_check: dict = {}
         self.writer = None
         if self.rank == 0:
-            from ablate.train.tensorboard import TrialWriter
+            from ablate.runtime import TrialWriter
 
             self.writer = TrialWriter(config["tb_dir"])
             if self.resumed_from:
@@ -125,13 +130,10 @@ class WorkerRun:
                                   rank=self.rank, max_batches=t.val_batches)
 
     def _restore(self) -> int:
-        import ray.train
-
-        ckpt = ray.train.get_checkpoint()
-        if ckpt is None:
+        restored = restore_states(self.device, CHECKPOINT_FILE)
+        if restored is None:
             return 0
-        with ckpt.as_directory() as d:
-            state = torch.load(Path(d) / CHECKPOINT_FILE, map_location=self.device, weights_only=True)
+        (state,) = restored
         unwrap(self.model).load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         if self.d_opt is not None:
@@ -252,31 +254,20 @@ class WorkerRun:
     def _stop_diverged(self, reason: str) -> None:
         """Every rank sees the same all-reduced values, so all stop together. Not an
         exception: a restart from the checkpoint would only diverge again."""
-        import ray.train
-
-        ray.train.report({**self._base_metrics(final=True), "stop_reason": reason})
+        report_to_train({**self._base_metrics(final=True), "stop_reason": reason})
 
     def report(self, checkpoint: bool, final: bool) -> None:
-        import ray.train
-
         val = mean_over_workers(validate(self.model, self.loss_fn, self.val_feed, self.step, self.to_input))
         if self.writer:
             self.writer.scalars(val, self.step)
-        metrics = {**val, **self._base_metrics(final)}
-        if not (checkpoint and self.rank == 0):
-            ray.train.report(metrics)
-            return
-        spec = self.spec
-        state = {"model": unwrap(self.model).state_dict(), "optimizer": self.opt.state_dict(), "step": self.step,
-                 # Plain values, so `ablate evaluate` rebuilds the model from the file alone.
-                 "model_spec": {"preset": spec.model.preset, "overrides": dict(spec.model.overrides),
-                                "edge_channel": spec.model.edge_channel, "size": spec.data.size}}
-        if self.d_opt is not None:
-            state["loss_state"] = self.loss_fn.trainable_state()
-            state["disc_optimizer"] = self.d_opt.state_dict()
-        with tempfile.TemporaryDirectory() as d:
-            torch.save(state, os.path.join(d, CHECKPOINT_FILE))
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+        report_to_train({**val, **self._base_metrics(final)}, save=self._save if checkpoint else None)
+
+    def _save(self, folder: Path) -> None:
+        adversarial = self.d_opt is not None
+        write_checkpoint(folder, model_state=unwrap(self.model).state_dict(), optimizer_state=self.opt.state_dict(),
+                         step=self.step, spec=self.spec,
+                         loss_state=self.loss_fn.trainable_state() if adversarial else None,
+                         disc_optimizer_state=self.d_opt.state_dict() if adversarial else None)
 
 
 def train_loop_per_worker(config: dict) -> None:

@@ -2,7 +2,7 @@
 
 The edge loss compares these responses for target and reconstruction, and the
 same maps can be appended as the 4th image channel the paper's autoencoder
-reconstructs (PAPER.md §3). Each filter reproduces scikit-image's definition
+reconstructs (docs/paper.md §3). Each filter reproduces scikit-image's definition
 (kernels, scaling, eigenvalue ordering, border mode) so a response can be
 checked against skimage and a name means what an image-processing reader
 expects. Only torch ops are used, so the filters run on the training device and
@@ -332,3 +332,23 @@ def normalized_edge_map(
     """
     e = edge_map(x, family, channel, **options).clamp_min(0)
     return e / (e.amax(dim=(-2, -1), keepdim=True) + eps)
+
+
+def filter_options(family: str, channel: str, where: str, *, sigma: float = 1.0,
+                   sigmas: Sequence[float] = (1.0, 2.0, 3.0), black_ridges: bool = True) -> dict:
+    """Validate a filter's family, channel and options; return the options that family reads.
+
+    One check for both users of the filters: the `edge` loss term and the edge channel
+    the autoencoder reconstructs. A family ignores the options it does not read, so a
+    search space can sweep `family` with one set of options. `where` prefixes errors
+    (the config key). Unknown option names raise TypeError (Python's own message)."""
+    if family not in FAMILIES:
+        raise ValueError(f"{where}: family must be one of {list(FAMILIES)}, got {family!r}")
+    if channel not in CHANNELS:
+        raise ValueError(f"{where}: channel must be one of {list(CHANNELS)}, got {channel!r}")
+    if not isinstance(black_ridges, bool):
+        raise ValueError(f"{where}: black_ridges must be true or false, got {black_ridges!r}")
+    given = {"sigma": check_sigma(sigma, f"{where}: sigma"), "sigmas": check_sigmas(sigmas, f"{where}: sigmas"),
+             "black_ridges": black_ridges}
+    accepted = family_options(family)
+    return {k: v for k, v in given.items() if k in accepted}

@@ -11,21 +11,18 @@ from typing import Optional
 
 import typer
 
+from ablate.runtime import console, fail
+
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Vessel segmenter: train the U-Net on DRIVE, or score a segmenter on a prepared split.")
 
-# Same as ablate.evaluate.segmenter.DEFAULT_WEIGHTS (tested).
+# Same as ablate.segmenter.model.DEFAULT_WEIGHTS (tested).
 _DEFAULT_OUT = Path("~/.cache/ablate/weights/vessel_unet.pth").expanduser()
 
 
 @app.callback()
 def segmenter() -> None:
     """Vessel segmenter: train the U-Net on DRIVE, or score a segmenter on a prepared split."""
-
-
-def _fail(msg: str) -> None:
-    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
-    raise typer.Exit(2)
 
 
 @app.command()
@@ -40,25 +37,26 @@ def train(
     base: int = typer.Option(16, "--base", help="U-Net channels at full resolution"),
     levels: int = typer.Option(4, "--levels", help="U-Net resolutions"),
     include_val: bool = typer.Option(False, "--include-val", help="train on the val split too (no val scores)"),
-    workers: int = typer.Option(1, "--workers", help="Ray Train workers (DDP ranks)"),
-    gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker"),
-    tb_dir: Optional[Path] = typer.Option(None, "--tb-dir", help="TensorBoard folder (default: <out dir>/tensorboard/<run>)"),
-    seed: int = typer.Option(0, "--seed"),
-    address: Optional[str] = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto'"),
+    workers: int = console.WORKERS,
+    gpus_per_worker: float = console.GPUS_PER_WORKER,
+    tb_dir: Optional[Path] = console.TB_DIR,
+    seed: int = console.SEED,
+    address: Optional[str] = console.ADDRESS,
 ) -> None:
     """Train the vessel U-Net on the manual masks of a prepared DRIVE (Ray Train); score it on the test split."""
     from ablate.config import ConfigError
     from ablate.data.shards import DatasetError
-    from ablate.evaluate.segmenter import format_metrics
-    from ablate.evaluate.segmenter_train import train_segmenter
+    from ablate.segmenter.model import format_metrics
+    from ablate.runtime import RunOptions
+    from ablate.segmenter.train import train_segmenter
 
     try:
-        r = train_segmenter(data, out, steps=steps, batch_size=batch_size, patch=patch, lr=lr, workers=workers,
-                            arch={"base": base, "levels": levels}, patches_per_image=patches_per_image,
-                            include_val=include_val, seed=seed, address=address, gpus_per_worker=gpus_per_worker,
-                            tb_dir=tb_dir)
+        run = RunOptions(steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed, address=address,
+                         gpus_per_worker=gpus_per_worker, tb_dir=tb_dir)
+        r = train_segmenter(data, out, run, patch=patch, arch={"base": base, "levels": levels},
+                            patches_per_image=patches_per_image, include_val=include_val)
     except (DatasetError, ConfigError, ValueError) as e:  # all raised before Ray starts
-        _fail(str(e))
+        fail(str(e))
     typer.echo(f"{r.out_file}: U-Net {r.arch} trained {r.steps} steps at {r.size} px in {r.train_seconds / 60:.1f} min")
     if r.metrics:
         typer.echo(format_metrics(r.metrics))
@@ -80,13 +78,13 @@ def evaluate(
     import json
 
     from ablate.data.shards import DatasetError
-    from ablate.evaluate.segmenter import evaluate_split, format_metrics, load_segmenter
+    from ablate.segmenter.model import evaluate_split, format_metrics, load_segmenter
 
     try:
         seg = load_segmenter(segmenter)
         m = evaluate_split(seg, data, split)
     except (FileNotFoundError, DatasetError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(format_metrics(m))
     stored = getattr(seg, "metrics", None)
     if stored:

@@ -45,6 +45,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ablate.checks import check_images, check_mask
+
 FILE_VERSION = 1
 DEFAULT_WEIGHTS = Path("~/.cache/ablate/weights/vessel_unet.pth").expanduser()
 TRAIN_COMMAND = "ablate segmenter train --data DIR"
@@ -69,12 +71,9 @@ class Segmenter(Protocol):
 
 
 def _check_images(images: torch.Tensor, fov: torch.Tensor | None) -> None:
-    if images.dim() != 4 or images.shape[1] < 3:
-        raise ValueError(f"expected images of shape (B, 3, H, W), got {tuple(images.shape)}")
-    if not images.is_floating_point():
-        raise ValueError(f"expected float images in [0, 1], got dtype {images.dtype}")
-    if fov is not None and tuple(fov.shape) != (images.shape[0], *images.shape[2:]):
-        raise ValueError(f"fov shape {tuple(fov.shape)} does not match images {tuple(images.shape)} (want (B, H, W))")
+    check_images(images, "vessel segmenter", min_channels=3, finite=False)
+    if fov is not None:
+        check_mask(fov, images, "vessel segmenter: fov")
 
 
 def fov_from_images(images: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,40 @@
+"""Test images through a trial's autoencoder and through the vessel segmenter: the
+two steps evaluation and the report's image grid share."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ablate.models.checkpoint import read_checkpoint, rebuild_model
+
+
+def to_tensor(images: np.ndarray):
+    """uint8 (N, H, W, 3) -> float (N, 3, H, W) in [0, 1]; a copy (object-store arrays are read-only)."""
+    import torch
+
+    return torch.tensor(images).permute(0, 3, 1, 2).float() / 255
+
+
+def reconstruct(checkpoint, x, device: str = "cpu", batch_size: int = 8):
+    """Reconstructions (N, 3, H, W) in [0, 1] of images `x` (N, 3, H, W) by the model in the
+    checkpoint folder `checkpoint` (local or URI), rebuilt from the file alone."""
+    import torch
+
+    model, edge = rebuild_model(read_checkpoint(checkpoint, device), device)
+    x = x.to(device)
+    with torch.no_grad():
+        return torch.cat([model(edge(b) if edge else b)[0][:, :3] for b in x.split(batch_size)]).clamp(0, 1)
+
+
+def to_uint8(x) -> np.ndarray:
+    """float (N, 3, H, W) in [0, 1] -> uint8 (N, H, W, 3)."""
+    return (x.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+
+
+def vessel_maps(seg, images, fov: np.ndarray) -> np.ndarray:
+    """Boolean vessel maps (N, H, W) at the segmenter's threshold; `images` is uint8
+    (N, H, W, 3) or float (N, 3, H, W)."""
+    import torch
+
+    x = to_tensor(images) if isinstance(images, np.ndarray) else images.cpu()
+    return (seg.predict(x, torch.as_tensor(fov)) >= seg.threshold).numpy()

@@ -1,0 +1,152 @@
+"""The package's shape, checked: no import circles inside ablate/, no private name
+imported across packages, and modules small enough to read (the exceptions named).
+
+Imports are read from the source (module level and inside functions alike: a late
+import that closes a circle is still a circle in the design)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1] / "ablate"
+MAX_LINES = 450
+# Pure maths, kept whole so each definition sits beside its reference notes:
+# morphology (the vessel features and map agreement measures).
+LONG_MODULES = {"ablate.evaluate.morphology"}
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
+
+
+def _package(module: str) -> str:
+    """ablate.X for ablate.X.y; ablate.X for a top-level module ablate.X."""
+    return ".".join(module.split(".")[:2])
+
+
+def imports_of(module: str) -> list[tuple[str, list[str]]]:
+    """(imported module inside ablate, names taken from it) for every import statement."""
+    path = MODULES[module]
+    is_pkg = path.name == "__init__.py"
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [(a.name, []) for a in node.names if a.name.startswith("ablate")]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: resolve against this module's package
+                base = module.split(".") if is_pkg else module.split(".")[:-1]
+                base = base[: len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if not target.startswith("ablate"):
+                continue
+            names = [a.name for a in node.names]
+            subs = [n for n in names if f"{target}.{n}" in MODULES]  # `from pkg import submodule`
+            out += [(f"{target}.{n}", []) for n in subs]
+            out.append((target, [n for n in names if n not in subs]))
+    return [(t, n) for t, n in out if t in MODULES]
+
+
+def import_graph() -> dict[str, set[str]]:
+    graph = {}
+    for m in MODULES:
+        edges = set()
+        # m's own packages ran their __init__ before m itself; they are no edge of m's
+        own = {".".join(m.split(".")[:i]) for i in range(1, len(m.split(".")) + 1)}
+        for target, names in imports_of(m):
+            # importing a.b.c runs a/__init__ and a/b/__init__ first
+            parts = target.split(".")
+            edges |= {".".join(parts[:i]) for i in range(2, len(parts) + 1)} & set(MODULES) - own
+            if target in own and target != m and names:  # `from ablate.losses import LOSSES` inside losses/
+                edges.add(target)
+        graph[m] = edges
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One cycle of the graph as a path, or None (depth-first search with colours)."""
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        stack.append(n)
+        for m in sorted(graph.get(n, ())):
+            if state.get(m) == 1:
+                return stack[stack.index(m):] + [m]
+            if m not in state and (found := visit(m)):
+                return found
+        stack.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(graph):
+        if n not in state and (found := visit(n)):
+            return found
+    return None
+
+
+def test_no_import_circle_inside_ablate():
+    cycle = find_cycle(import_graph())
+    assert cycle is None, "import circle: " + " -> ".join(cycle)
+
+
+def test_the_circle_check_finds_a_circle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def test_no_private_name_imported_across_packages():
+    bad = []
+    for m in MODULES:
+        for target, names in imports_of(m):
+            if _package(target) == _package(m):
+                continue
+            bad += [f"{m} imports {n} from {target}" for n in names if n.startswith("_") and not n.startswith("__")]
+            # a private module is private too
+            bad += [f"{m} imports module {target}" for part in target.split(".") if part.startswith("_")
+                    and not part.startswith("__")]
+    assert not bad, "\n".join(bad)
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_module_is_small(module):
+    n = len(MODULES[module].read_text().splitlines())
+    if module in LONG_MODULES:
+        return
+    assert n <= MAX_LINES, f"{MODULES[module]}: {n} lines (> {MAX_LINES}); split it or justify it in LONG_MODULES"
+
+
+def test_long_modules_are_still_long():
+    # an exception that no longer applies is removed from the list
+    for m in LONG_MODULES:
+        assert len(MODULES[m].read_text().splitlines()) > MAX_LINES, m
+
+
+def test_paper_citations_point_to_sections_that_exist():
+    """Comments cite `docs/paper.md §N`; that page is in the repository and has §N."""
+    import re
+
+    paper = ROOT.parent / "docs" / "paper.md"
+    sections = set(re.findall(r"^## §(\d+)", paper.read_text(), re.M))
+    cited = {}
+    for p in [*ROOT.rglob("*.py"), *(ROOT.parent / "search_spaces").glob("*.yaml")]:
+        text = p.read_text()
+        assert "PAPER.md" not in text, f"{p} cites PAPER.md, which is not in the repository (use docs/paper.md)"
+        for first, last in re.findall(r"docs/paper\.md §(\d+)(?:-(\d+))?", text):
+            for n in range(int(first), int(last or first) + 1):
+                cited.setdefault(str(n), p)
+    assert cited, "no citation found: the pattern is wrong"
+    missing = {n: str(p) for n, p in cited.items() if n not in sections}
+    assert not missing, f"cited sections missing from docs/paper.md: {missing}"
