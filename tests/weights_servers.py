@@ -4,7 +4,8 @@ FileServer       a plain HTTP server (download.pytorch.org's role): GET/HEAD of 
 HubServer        the two routes hf_hub_download uses on a Hugging Face endpoint
                  (huggingface_hub 2.4, file_download.py): HEAD then GET of
                  /{repo_id}/resolve/{revision}/{filename}. The HEAD answer carries what
-                 get_hf_file_metadata reads: X-Repo-Commit (40 hex), X-Linked-Etag (the
+                 get_hf_file_metadata reads: X-Repo-Commit (40 hex; here the sha1 of the
+                 file, so a changed file is a new commit), X-Linked-Etag (the
                  LFS sha256, quoted), X-Linked-Size; a gated repo answers 401 (no token)
                  or 403 (a token without access) with X-Error-Code: GatedRepo, as the Hub
                  does, which huggingface_hub maps to GatedRepoError.
@@ -21,7 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-COMMIT = "0123456789abcdef0123456789abcdef01234567"  # the stand-in repo's one commit
+COMMIT = "0123456789abcdef0123456789abcdef01234567"  # place_in_hf_cache's commit
 
 
 @dataclass
@@ -80,7 +81,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(served.body)))
         self.send_header("Content-Type", "application/octet-stream")
         if self.state.hub:
-            self.send_header("X-Repo-Commit", COMMIT)
+            # A changed file is a new commit, as on the Hub (hf_hub_download keys snapshots by commit).
+            self.send_header("X-Repo-Commit", hashlib.sha1(served.body).hexdigest())
             self.send_header("X-Linked-Etag", f'"{served.lfs_sha256}"')
             self.send_header("X-Linked-Size", str(len(served.body)))
             self.send_header("ETag", f'"{served.lfs_sha256}"')
@@ -98,7 +100,7 @@ class _Server:
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
     @property

@@ -186,7 +186,7 @@ def _as_needs(needs) -> dict[str, tuple[str, ...]]:
     return {n: () for n in needs}
 
 
-def _report(failures: dict[str, str], needs: dict[str, tuple[str, ...]]) -> str:
+def format_report(failures: dict[str, str], needs: dict[str, tuple[str, ...]]) -> str:
     lines = [f"{len(failures)} pretrained file(s) missing or refused; nothing was started. For each: what "
              "happened, and the command to fetch it or the place to put it."]
     for name, why in failures.items():
@@ -214,7 +214,7 @@ def missing_report(needs, overrides: dict | None = None) -> str:
             locate(name, overrides.get(name))
         except WeightsMissing as err:
             failures[name] = str(err)
-    return _report(failures, needs) if failures else ""
+    return format_report(failures, needs) if failures else ""
 
 
 def ensure_available(needs, overrides: dict | None = None, *, fetch: bool = True) -> dict[str, Path]:
@@ -228,5 +228,5 @@ def ensure_available(needs, overrides: dict | None = None, *, fetch: bool = True
         except WeightsMissing as err:
             failures[name] = str(err)
     if failures:
-        raise WeightsMissing(_report(failures, needs))
+        raise WeightsMissing(format_report(failures, needs))
     return found
