@@ -22,6 +22,10 @@ from ablate.segmenter.cli import app as segmenter_app  # noqa: E402
 
 app.add_typer(segmenter_app, name="segmenter", help="The vessel segmenter evaluation uses: train it on DRIVE, check it.")
 
+from ablate.backbones.weights_cli import app as weights_app  # noqa: E402
+
+app.add_typer(weights_app, name="weights", help="Pretrained networks: list (present? verified?), fetch, verify.")
+
 
 @app.command()
 def prepare(

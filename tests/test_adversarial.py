@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ablate.losses import LossSpec
-from ablate.losses import LOSSES, CompositeLoss
+from ablate.losses import LOSSES, CompositeLoss, LossSpec
 from ablate.models.discriminator import NLayerDiscriminator
 
 

@@ -6,6 +6,7 @@ stand-in written by the test in the exact on-disk format of the real one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import importlib.util
 
@@ -13,6 +14,7 @@ import pytest
 import torch
 import torchvision
 from torch import nn
+from weights_servers import place_in_hf_cache, refused_url
 
 from ablate.backbones import WeightsMissing
 from ablate.backbones.lpips_heads import HEADS_MD5, default_heads_path, load_lpips_heads
@@ -27,9 +29,15 @@ from ablate.backbones.retfound import (
     retfound_weights_path,
 )
 from ablate.backbones.vgg import SLICES, VGG16_FILE, vgg16_taps, vgg16_weights_path
-
+from ablate.backbones.weights import TABLE, WeightsHashMismatch, sha256_file
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(autouse=True)
+def own_ablate_cache(tmp_path, monkeypatch):
+    """Verification records go to $ABLATE_CACHE/weights/.verified: a temporary one, never the user's."""
+    monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "ablate_cache"))
 
 # ----------------------------------------------------------------------------- VGG16
 
@@ -61,8 +69,10 @@ def vgg_file(tmp_path_factory):
 
 @pytest.fixture
 def no_vgg_anywhere(tmp_path, monkeypatch):
-    """An empty torch hub cache and no env var: nothing to find."""
+    """An empty torch hub cache and no env var: nothing to find, and nowhere to fetch from (the URL is a
+    local port that refuses connections: tests never reach download.pytorch.org)."""
     monkeypatch.delenv("ABLATE_VGG16_WEIGHTS", raising=False)
+    monkeypatch.setenv("ABLATE_VGG16_URL", refused_url() + "/" + VGG16_FILE)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
     return tmp_path / "torch_home" / "hub" / "checkpoints" / VGG16_FILE
 
@@ -115,6 +125,12 @@ def test_vgg_env_var_and_hub_cache_are_searched(vgg_file, no_vgg_anywhere, monke
     hub = no_vgg_anywhere
     hub.parent.mkdir(parents=True)
     hub.symlink_to(path)
+    # Changed with the weights table (#15): a file in the hub cache is verified against torchvision's
+    # sha256 prefix (397923af); the random stand-in is not torchvision's file, so it is refused ...
+    with pytest.raises(WeightsHashMismatch, match="397923af"):
+        vgg16_weights_path()
+    # ... and found once the table carries the stand-in's own prefix.
+    monkeypatch.setitem(TABLE, "vgg16", dataclasses.replace(TABLE["vgg16"], sha256_prefix=sha256_file(path)[:8]))
     assert vgg16_weights_path() == hub  # $TORCH_HOME/hub/checkpoints/vgg16-397923af.pth
     assert_trunk_equals(vgg16_taps(), saved)
 
@@ -168,6 +184,7 @@ def test_lpips_heads_are_the_wheel_file():
     path = default_heads_path()
     assert path.as_posix().endswith("lpips/weights/v0.1/vgg.pth")
     assert hashlib.md5(path.read_bytes()).hexdigest() == HEADS_MD5
+    assert sha256_file(path) == TABLE["lpips_vgg_heads"].sha256
     ref = torch.load(path, map_location="cpu", weights_only=True)
     heads = load_lpips_heads()
     assert [tuple(h.shape) for h in heads] == [(1, c, 1, 1) for c in (64, 128, 256, 512, 512)]
@@ -188,9 +205,9 @@ def test_lpips_heads_bad_files_fail_naming_them(tmp_path, monkeypatch):
         load_lpips_heads(tmp_path / "wrong_shape.pth")
     with pytest.raises(WeightsMissing, match="missing"):
         load_lpips_heads(tmp_path / "missing.pth")
-    # The wheel's file is pinned by MD5: a different one is refused.
-    monkeypatch.setattr("ablate.backbones.lpips_heads.HEADS_MD5", "0" * 32)
-    with pytest.raises(WeightsMissing, match="MD5"):
+    # The wheel's file is pinned by the weights table's sha256 (was MD5 before #15): another is refused.
+    monkeypatch.setitem(TABLE, "lpips_vgg_heads", dataclasses.replace(TABLE["lpips_vgg_heads"], sha256="0" * 64))
+    with pytest.raises(WeightsHashMismatch, match="sha256"):
         load_lpips_heads()
 
 
@@ -426,17 +443,26 @@ def test_tokens_match_timm_and_taps_are_one_based():
 
 
 def test_retfound_weights_lookup_and_missing_message(tmp_path, monkeypatch):
-    monkeypatch.setenv("HOME", str(tmp_path))
+    # Changed with the weights table (#15): the default place is the Hugging Face cache, where
+    # hf_hub_download puts the file, not ~/.cache/ablate/weights; files there are verified.
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
     monkeypatch.delenv("ABLATE_RETFOUND_WEIGHTS", raising=False)
-    default = tmp_path / ".cache" / "ablate" / "weights" / "RETFound_mae_natureCFP.pth"
+    repo_dir = tmp_path / "hf" / "hub" / "models--YukunZhou--RETFound_mae_natureCFP"
     with pytest.raises(WeightsMissing) as e:
         retfound_weights_path("retfound")
     msg = str(e.value)
     assert "RETFound_mae_natureCFP.pth" in msg and "YukunZhou/RETFound_mae_natureCFP" in msg
-    assert str(default) in msg and "ABLATE_RETFOUND_WEIGHTS" in msg
+    assert str(repo_dir) in msg and "ABLATE_RETFOUND_WEIGHTS" in msg and "ablate weights fetch retfound" in msg
+    # A copy at the old default place is pointed out, not silently used.
+    old = tmp_path / "ablate_cache" / "weights" / "RETFound_mae_natureCFP.pth"
+    old.parent.mkdir(parents=True)
+    old.write_bytes(b"x")
+    with pytest.raises(WeightsMissing, match=str(old)):
+        retfound_weights_path("retfound")
 
-    default.parent.mkdir(parents=True)
-    default.write_bytes(b"x")
+    default = place_in_hf_cache(tmp_path / "hf" / "hub", "YukunZhou/RETFound_mae_natureCFP",
+                                "RETFound_mae_natureCFP.pth", b"stand-in bytes")
     assert retfound_weights_path("retfound") == default
     other = tmp_path / "elsewhere.pth"
     other.write_bytes(b"x")

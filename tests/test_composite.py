@@ -10,8 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ablate.losses import LossSpec
-from ablate.losses import LOSSES, CompositeLoss
+from ablate.losses import LOSSES, CompositeLoss, LossSpec
 from ablate.models import build_model
 
 # Options that make each term buildable offline and fast (random trunks where a

@@ -13,8 +13,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from ablate.losses import LossSpec
-from ablate.losses import CompositeLoss
+from ablate.losses import CompositeLoss, LossSpec
 from ablate.models.presets import build_model
 
 STEPS, BATCH, SIZE = 3, 4, 32

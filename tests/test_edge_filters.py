@@ -9,7 +9,6 @@ from PIL import Image
 from scipy import ndimage
 from skimage import filters, transform
 
-from ablate.losses import LOSSES
 from ablate.edge_filters import (
     CHANNELS,
     FAMILIES,
@@ -19,6 +18,7 @@ from ablate.edge_filters import (
     select_channel,
     sobel,
 )
+from ablate.losses import LOSSES
 
 STEMS = ("01_test", "21_training", "35_training")
 SIZE = (256, 248)  # DRIVE is 584 x 565; keep the aspect ratio

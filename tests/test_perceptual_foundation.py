@@ -16,17 +16,23 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from PIL import Image
+from weights_servers import refused_url
 
 from ablate.backbones import WeightsMissing
 from ablate.backbones.retfound import build_vit
 from ablate.backbones.vgg import SLICES, VGG16_FILE
-from ablate.losses import LossSpec
-from ablate.losses import LOSSES, CompositeLoss
+from ablate.losses import LOSSES, CompositeLoss, LossSpec
 
 DRIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "drive"
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(autouse=True)
+def own_ablate_cache(tmp_path, monkeypatch):
+    """Verification records go to $ABLATE_CACHE/weights/.verified: a temporary one, never the user's."""
+    monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "ablate_cache"))
 
 # ----------------------------------------------------------------------------- fixtures
 
@@ -123,10 +129,17 @@ def test_lpips_term_properties(lpips_term, drive64):
 def test_lpips_missing_weights_from_factory_and_preflight(tmp_path, monkeypatch):
     monkeypatch.delenv("ABLATE_VGG16_WEIGHTS", raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    # Since #15 building the term fetches a missing file; here the source is a local port that refuses.
+    nowhere = refused_url() + "/" + VGG16_FILE
+    monkeypatch.setenv("ABLATE_VGG16_URL", nowhere)
     entry = LOSSES.get("lpips")
     for call in (lambda: LOSSES.build("lpips"), lambda: entry.preflight(), lambda: entry.preflight(pretrained=True)):
-        with pytest.raises(WeightsMissing, match=VGG16_FILE):
+        with pytest.raises(WeightsMissing, match=VGG16_FILE) as e:
             call()
+        assert "ablate weights fetch vgg16" in str(e.value)
+    with pytest.raises(WeightsMissing, match="Fetching it failed") as e:
+        LOSSES.build("lpips")  # the factory tried the (refusing) source; preflights never fetch
+    assert nowhere in str(e.value)
     entry.preflight(pretrained=False)  # a random trunk needs no VGG file (the heads ship with lpips)
     with pytest.raises(ValueError, match="pretrained=False"):
         entry.preflight(pretrained=False, weights="x.pth")
@@ -287,8 +300,11 @@ def test_foundation_missing_weights_from_factory_and_preflight(vit_file, tmp_pat
         make(vit_file, taps=(4,), weights=missing)
     with pytest.raises(WeightsMissing, match="nope.pth"):
         entry.preflight(model="custom", arch=TINY, weights=missing, taps=(4,), input_size=32)
-    # The named RETFound model: default location under $HOME, no env var.
-    monkeypatch.setenv("HOME", str(tmp_path))
+    # The named RETFound model: not in an empty Hugging Face cache, no env var; since #15 building
+    # the term tries the Hub first, here a local port that refuses.
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", refused_url())
     monkeypatch.delenv("ABLATE_RETFOUND_WEIGHTS", raising=False)
     for call in (lambda: LOSSES.build("foundation"), lambda: entry.preflight()):
         with pytest.raises(WeightsMissing, match="RETFound_mae_natureCFP.pth") as e:

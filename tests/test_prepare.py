@@ -190,7 +190,6 @@ def test_unreadable_folder_is_named(drive_dir, tmp_path):
     import os
     import subprocess
     import sys
-
     import tempfile
 
     # pytest's tmp_path sits under a root-only folder; the unprivileged user needs a way in.

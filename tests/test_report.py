@@ -180,8 +180,8 @@ def test_failed_trials_still_give_a_report(tmp_path):
 
 
 def test_cli_print_only(tmp_path):
-    from typer.testing import CliRunner
     import typer
+    from typer.testing import CliRunner
 
     from ablate.report.cli import report, tensorboard
 

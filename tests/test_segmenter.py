@@ -15,6 +15,8 @@ import torch
 from typer.testing import CliRunner
 
 from ablate.data.preprocess import preprocess
+from ablate.segmenter.cli import _DEFAULT_OUT
+from ablate.segmenter.cli import app as seg_app
 from ablate.segmenter.model import (
     DEFAULT_WEIGHTS,
     RidgeSegmenter,
@@ -33,10 +35,8 @@ from ablate.segmenter.model import (
     standardize,
     unet_logits,
 )
-from ablate.segmenter.cli import _DEFAULT_OUT, app as seg_app
 from ablate.segmenter.patches import Jitter, PatchSampler, WholeImages, augment_image
 from ablate.segmenter.train import vessel_loss
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

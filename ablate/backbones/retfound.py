@@ -32,32 +32,25 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
 from ablate.backbones import WeightsMissing
+from ablate.backbones.weights import TABLE
+from ablate.backbones.weights_fetch import resolve
 
 log = logging.getLogger(__name__)
 
-RETFOUND_ENV = "ABLATE_RETFOUND_WEIGHTS"
-RETFOUND_DINOV2_ENV = "ABLATE_RETFOUND_DINOV2_WEIGHTS"
-WEIGHTS_DIR = Path("~/.cache/ablate/weights")
-
-# Named models: architecture, checkpoint format, and where the file comes from.
+# Named models: architecture and checkpoint format. Their files (source, hash, cache,
+# override) are the entries of the same name in weights.TABLE.
 MODELS = {
     "retfound": dict(
         arch=dict(img_size=224, patch_size=16, embed_dim=1024, depth=24, num_heads=16),
         format="retfound_mae",
-        file="RETFound_mae_natureCFP.pth",
-        env=RETFOUND_ENV,
-        origin="the RETFound authors (Hugging Face YukunZhou/RETFound_mae_natureCFP, gated: "
-        "accept the licence there, then download the file)",
     ),
     "retfound_dinov2": dict(
         # timm's vit_large_patch14_dinov2 at 224 px; init_values = its LayerScale.
         arch=dict(img_size=224, patch_size=14, embed_dim=1024, depth=24, num_heads=16, init_values=1e-5),
         format="dinov2",
-        file="RETFound_dinov2_meh.pth",
-        env=RETFOUND_DINOV2_ENV,
-        origin="the RETFound authors (Hugging Face YukunZhou/RETFound_dinov2_meh, gated, CC BY-NC 4.0)",
     ),
 }
+RETFOUND_ENV, RETFOUND_DINOV2_ENV = TABLE["retfound"].env, TABLE["retfound_dinov2"].env
 FORMATS = ("retfound_mae", "dinov2", "state_dict")
 ARCH_KEYS = {"img_size", "patch_size", "embed_dim", "depth", "num_heads", "mlp_ratio", "init_values"}
 ARCH_REQUIRED = {"img_size", "patch_size", "embed_dim", "depth", "num_heads"}
@@ -207,24 +200,13 @@ def load_vit_checkpoint(model: VisionTransformer, path: str | os.PathLike, forma
     return report
 
 
-def retfound_weights_path(model: str, weights: str | os.PathLike | None = None) -> Path:
-    """Explicit path, else the model's env var, else ~/.cache/ablate/weights/<file>."""
-    spec = MODELS[model]
-    default = (WEIGHTS_DIR / spec["file"]).expanduser()
-    if weights is not None:
-        where, path = "the `weights` option", Path(weights).expanduser()
-    elif os.environ.get(spec["env"]):
-        where, path = f"${spec['env']}", Path(os.environ[spec["env"]]).expanduser()
-    else:
-        where, path = "the default location", default
-    if path.is_file():
-        return path
-    raise WeightsMissing(
-        f"{model} weights {spec['file']} not found at {path} (taken from {where}). "
-        f"The file comes from {spec['origin']}. Put it at {default}, or point ${spec['env']} "
-        "or the loss option `weights` at it; or set pretrained: false for a random ViT "
-        "(logged with '|random' in its tag)."
-    )
+def retfound_weights_path(model: str, weights: str | os.PathLike | None = None, fetch: bool = False,
+                          needed_by: tuple[str, ...] = ()) -> Path:
+    """Explicit path, else the model's env var, else the Hugging Face cache (verified); with fetch=True
+    a missing file is downloaded from the Hub first (gated: the user's token). See weights.py."""
+    if model not in MODELS:
+        raise ValueError(f"unknown RETFound model {model!r}; valid: {sorted(MODELS)}")
+    return resolve(model, weights, fetch=fetch, needed_by=needed_by)
 
 
 # ---------------------------------------------------------------- frozen extractor

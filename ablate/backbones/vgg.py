@@ -1,15 +1,16 @@
 """Frozen torchvision VGG16 `features` trunk, tapped where LPIPS taps it.
 
-Weights come from a local file in torchvision's own format (`vgg16-397923af.pth`,
-a plain state_dict with `features.*` and `classifier.*` keys), found by:
+Weights are torchvision's own file (`vgg16-397923af.pth`, a plain state_dict with
+`features.*` and `classifier.*` keys), entry "vgg16" of the table in weights.py:
     1. the explicit `weights` path,
     2. the environment variable ABLATE_VGG16_WEIGHTS,
     3. torch's hub cache, `<torch.hub.get_dir()>/checkpoints/vgg16-397923af.pth`
-       (where torchvision itself would have put it).
+       (where torchvision itself puts it), verified against torchvision's hash prefix.
 The first one *given* is the one used: a set but wrong path is an error, never a
-reason to try the next place, so a run cannot silently use other weights than
-the ones configured. Nothing is ever downloaded. A random trunk is only built
-when asked for with pretrained=False.
+reason to try the next place. Building the trunk (vgg16_taps) fetches the file
+into the hub cache on first use, as torchvision does; looking it up
+(vgg16_weights_path) does not, unless asked. A random trunk is only built when
+asked for with pretrained=False.
 """
 
 from __future__ import annotations
@@ -23,37 +24,21 @@ import torchvision
 from torch import nn
 
 from ablate.backbones import WeightsMissing
+from ablate.backbones.weights import TABLE
+from ablate.backbones.weights_fetch import resolve
 
-VGG16_FILE = "vgg16-397923af.pth"
-VGG16_ENV = "ABLATE_VGG16_WEIGHTS"
-VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"  # named in messages only
+VGG16 = TABLE["vgg16"]
+VGG16_FILE, VGG16_ENV, VGG16_URL = VGG16.file, VGG16.env, VGG16.origin
 # LPIPS taps: relu1_2, relu2_2, relu3_3, relu4_3, relu5_3 as features[a:b] slices.
 TAP_NAMES = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 SLICES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))
 CHANNELS = (64, 128, 256, 512, 512)
 
 
-def _hub_cache_path() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
-
-
-def vgg16_weights_path(weights: str | os.PathLike | None = None) -> Path:
-    """The file to load, by the lookup order above; WeightsMissing if it is absent."""
-    if weights is not None:
-        where, path = "the `weights` option", Path(weights).expanduser()
-    elif os.environ.get(VGG16_ENV):
-        where, path = f"${VGG16_ENV}", Path(os.environ[VGG16_ENV]).expanduser()
-    else:
-        where, path = "the torch hub cache", _hub_cache_path()
-    if path.is_file():
-        return path
-    raise WeightsMissing(
-        f"VGG16 ImageNet weights {VGG16_FILE} not found at {path} (taken from {where}). "
-        f"Searched, in order: the `weights` option, ${VGG16_ENV}, {_hub_cache_path()}. "
-        f"Put torchvision's file ({VGG16_URL}) at {_hub_cache_path()}, or point ${VGG16_ENV} "
-        "or the loss option `weights` at it; or set pretrained: false to run with a random "
-        "trunk (logged as lpips[random-vgg])."
-    )
+def vgg16_weights_path(weights: str | os.PathLike | None = None, fetch: bool = False) -> Path:
+    """The file to load, by the lookup order above; with fetch=True a missing file is downloaded
+    (verified) first. WeightsMissing says where it looked and how to get the file."""
+    return resolve("vgg16", weights, fetch=fetch)
 
 
 def _features_skeleton() -> nn.Sequential:
@@ -125,5 +110,5 @@ def vgg16_taps(pretrained: bool = True, weights: str | os.PathLike | None = None
             raise ValueError("VGG16: `weights` was given but pretrained=False; pick one")
         # torchvision's own random initialisation (kaiming normal convs, zero biases).
         return VGG16Taps(torchvision.models.vgg16(weights=None).features, False, "random init")
-    path = vgg16_weights_path(weights)
+    path = vgg16_weights_path(weights, fetch=True)  # first use fetches, as torchvision does
     return VGG16Taps(load_vgg16_features(path), True, str(path))

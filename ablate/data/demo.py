@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ablate.backbones.weights import cache_root  # the one cache root ($ABLATE_CACHE); re-exported here
 from ablate.data.shards import MANIFEST, prepare
 
 N_IMAGES = 24
@@ -25,8 +26,6 @@ NOTICE = (
 )
 
 
-def cache_root() -> Path:
-    return Path(os.environ.get("ABLATE_CACHE", Path.home() / ".cache" / "ablate")).expanduser()
 
 
 def _variants(rgb: np.ndarray) -> list[np.ndarray]:

@@ -11,13 +11,14 @@ from typing import Optional
 
 import typer
 
+from ablate.backbones.weights import ablate_weights_file
 from ablate.runtime import console, fail
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Fundus foundation model: pretrain a small MAE ViT saved in RETFound's checkpoint format.")
 
 # Same as ablate.fm.pretrain.DEFAULT_OUT (tested).
-_DEFAULT_OUT = Path("~/.cache/ablate/weights/fundus_mae.pth").expanduser()
+_DEFAULT_OUT = ablate_weights_file("fundus_mae")
 
 
 @app.callback()

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ablate.backbones.retfound import suggested_taps
+from ablate.backbones.weights import ablate_weights_file
 from ablate.runtime import RunOptions, final_state, fit_standalone, run_folders
 
 # Encoder (`arch`, img_size = the training size, added at run time) and decoder.
@@ -50,7 +51,7 @@ FM_PRESETS: dict[str, dict] = {
 DEFAULT_PRESET = "fundus_mae_tiny"
 FM_RUN = RunOptions(steps=2000, batch_size=32, lr=5e-4)
 # Where the `foundation` term's `model: fundus_mae` (and the losses grid's `auto`) looks.
-DEFAULT_OUT = Path("~/.cache/ablate/weights/fundus_mae.pth").expanduser()
+DEFAULT_OUT = ablate_weights_file("fundus_mae")  # $ABLATE_CACHE/weights/fundus_mae.pth
 MAE_FILE = "mae.pth"
 TRAIN_STATE_FILE = "train_state.pt"
 

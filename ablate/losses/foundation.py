@@ -37,6 +37,7 @@ from ablate.backbones.retfound import (
     retfound_weights_path,
     suggested_taps,
 )
+from ablate.backbones.weights import TABLE, locate
 from ablate.checks import check_pair
 from ablate.losses.base import ImageLoss
 from ablate.losses.registry import LOSSES
@@ -60,23 +61,13 @@ def _token_distance(a: torch.Tensor, b: torch.Tensor, distance: str) -> torch.Te
     return d.mean(-1)
 
 
-FUNDUS_MAE_ENV = "ABLATE_FUNDUS_MAE_WEIGHTS"
-FUNDUS_MAE_DEFAULT = Path("~/.cache/ablate/weights/fundus_mae.pth")
+FUNDUS_MAE_ENV = TABLE["fundus_mae"].env
 
 
 def fundus_mae_path(weights: str | None = None) -> Path:
     """Our own fundus MAE (`ablate fm pretrain`): explicit path, else $ABLATE_FUNDUS_MAE_WEIGHTS,
-    else ~/.cache/ablate/weights/fundus_mae.pth (where `ablate fm pretrain` writes by default)."""
-    import os
-
-    raw = weights or os.environ.get(FUNDUS_MAE_ENV) or str(FUNDUS_MAE_DEFAULT)
-    p = Path(raw).expanduser()
-    if not p.is_file():
-        raise WeightsMissing(
-            f"fundus MAE checkpoint {p} not found. Train one with `ablate fm pretrain --data DIR` "
-            f"(writes {FUNDUS_MAE_DEFAULT} by default), or point ${FUNDUS_MAE_ENV} or the loss option `weights` at it."
-        )
-    return p
+    else $ABLATE_CACHE/weights/fundus_mae.pth (where `ablate fm pretrain` writes by default)."""
+    return locate("fundus_mae", weights)
 
 
 def fundus_mae_args(path: Path) -> dict:
@@ -130,7 +121,7 @@ def _resolve(model: str, arch: dict | None, format: str | None, taps, distance: 
     return arch, fmt, taps, input_size
 
 
-def _weights_file(model: str, weights: str | None, pretrained: bool) -> Path | None:
+def _weights_file(model: str, weights: str | None, pretrained: bool, fetch: bool) -> Path | None:
     if not pretrained:
         if weights is not None:
             raise ValueError("foundation: `weights` was given but pretrained=False; pick one")
@@ -142,7 +133,7 @@ def _weights_file(model: str, weights: str | None, pretrained: bool) -> Path | N
         if not p.is_file():
             raise WeightsMissing(f"foundation: custom ViT checkpoint {p} (the `weights` option) does not exist")
         return p
-    return retfound_weights_path(model, weights)
+    return retfound_weights_path(model, weights, fetch=fetch)
 
 
 class FoundationLoss(ImageLoss):
@@ -163,7 +154,7 @@ class FoundationLoss(ImageLoss):
             arch, fmt, taps, input_size = _resolve("custom", trained, format, taps, distance, input_size)
         else:
             arch, fmt, taps, input_size = _resolve(model, arch, format, taps, distance, input_size)
-            path = _weights_file(model, weights, pretrained)
+            path = _weights_file(model, weights, pretrained, fetch=True)  # first use fetches (gated: token)
         self.backbone = frozen_vit(arch, pretrained, path, fmt)
         self.taps = check_taps(taps, self.backbone.depth)
         self.distance = distance
@@ -196,12 +187,12 @@ class FoundationLoss(ImageLoss):
 
 def foundation_preflight(model="retfound", weights=None, arch=None, format=None, taps=None,
                          distance="normalized_l2", imagenet_norm=False, input_size=None, pretrained=True) -> None:
-    """Cheap: options make sense and the checkpoint file exists (it is not loaded)."""
+    """Cheap: options make sense and the checkpoint file exists (it is not loaded, nor fetched)."""
     _resolve(model, arch, format, taps, distance, input_size)
     if model == "fundus_mae":
         fundus_mae_path(weights)
     else:
-        _weights_file(model, weights, pretrained)
+        _weights_file(model, weights, pretrained, fetch=False)
 
 
 @LOSSES.register(

@@ -68,7 +68,7 @@ class LPIPSLoss(ImageLoss):
 
 
 def lpips_preflight(pretrained: bool = True, weights: str | None = None) -> None:
-    """Cheap: the files exist (nothing is loaded)."""
+    """Cheap: the files exist and are verified (nothing is loaded, nor fetched)."""
     if pretrained:
         vgg16_weights_path(weights)
     elif weights is not None:

@@ -46,7 +46,7 @@ def tensorboard_command(logdir: Path, port: int = DEFAULT_PORT, host: str = "127
 
 def mirror_folder(uri: str) -> Path:
     """Where `ablate tensorboard URI` keeps its local copy of URI/tensorboard (one folder per URI)."""
-    from ablate.data.demo import cache_root
+    from ablate.backbones.weights import cache_root
 
     return cache_root() / "tensorboard-mirror" / re.sub(r"[^A-Za-z0-9._-]+", "_", uri)
 
@@ -60,7 +60,7 @@ def tensorboard(
 ) -> None:
     """Start TensorBoard on EXP/tensorboard (training curves, images, and the HParams tab after `ablate report`).
     For an experiment on object storage, EXP/tensorboard is copied to a local mirror
-    (~/.cache/ablate/tensorboard-mirror/) and re-synced every --sync-every seconds while TensorBoard runs."""
+    ($ABLATE_CACHE/tensorboard-mirror/, default ~/.cache/ablate) and re-synced every --sync-every seconds while TensorBoard runs."""
     from ablate import storage
 
     remote = storage.join(exp, "tensorboard") if storage.is_uri(exp) else None

@@ -11,13 +11,14 @@ from typing import Optional
 
 import typer
 
+from ablate.backbones.weights import ablate_weights_file
 from ablate.runtime import console, fail
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Vessel segmenter: train the U-Net on DRIVE, or score a segmenter on a prepared split.")
 
 # Same as ablate.segmenter.model.DEFAULT_WEIGHTS (tested).
-_DEFAULT_OUT = Path("~/.cache/ablate/weights/vessel_unet.pth").expanduser()
+_DEFAULT_OUT = ablate_weights_file("vessel_unet")
 
 
 @app.callback()
@@ -46,8 +47,8 @@ def train(
     """Train the vessel U-Net on the manual masks of a prepared DRIVE (Ray Train); score it on the test split."""
     from ablate.config import ConfigError
     from ablate.data.shards import DatasetError
-    from ablate.segmenter.model import format_metrics
     from ablate.runtime import RunOptions
+    from ablate.segmenter.model import format_metrics
     from ablate.segmenter.train import train_segmenter
 
     try:

@@ -45,10 +45,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ablate.backbones.weights import ablate_weights_file
 from ablate.checks import check_images, check_mask
 
 FILE_VERSION = 1
-DEFAULT_WEIGHTS = Path("~/.cache/ablate/weights/vessel_unet.pth").expanduser()
+DEFAULT_WEIGHTS = ablate_weights_file("vessel_unet")  # $ABLATE_CACHE/weights/vessel_unet.pth
 TRAIN_COMMAND = "ablate segmenter train --data DIR"
 DEFAULT_ARCH = {"base": 16, "levels": 4, "norm": "batch"}
 STD_EPS = 1e-3  # floor of a channel's sd (a flat channel stays finite)
