@@ -10,7 +10,6 @@ it as subset_sd:kid@n.
 from __future__ import annotations
 
 
-
 def kid_with_spread(real, fake, subsets: int = 100, seed: int = 0) -> dict:
     """{"kid": mean, "kid_std": SD (ddof 0, as torchmetrics), "kid_subset_size", "kid_subsets"}."""
     from ablate.evaluate.fidelity import KID_SUBSET_SIZE, kid_subset_values
