@@ -95,6 +95,7 @@ class Grid:
     description: str
     source: str
     trials: tuple[TrialSpec, ...]
+    questions: dict | None = None  # parse_questions' output; None: not declared (the report uses defaults)
 
 
 def _flatten(prefix: str, value: Any, out: dict) -> None:
@@ -255,7 +256,7 @@ def load_grid(path: str | Path, overrides: dict | None = None) -> Grid:
         raise ConfigError(f"{path}: malformed YAML: {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    unknown = sorted(set(raw) - {"name", "description", "base", "combinations", "seeds"})
+    unknown = sorted(set(raw) - {"name", "description", "base", "combinations", "seeds", "questions"})
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key(s) {unknown}")
     combos = raw.get("combinations")
@@ -279,8 +280,17 @@ def load_grid(path: str | Path, overrides: dict | None = None) -> Grid:
         merged = deep_merge(merged, overrides or {})
         for seed in seeds:
             trials.append(trial_from_dict(cname, seed, merged, f"{path}: combinations.{cname}"))
+    questions = None
+    if "questions" in raw:  # pre-declared primary metrics of the report's two questions
+        from ablate.report.declared import check_q1_primary, parse_questions
+
+        try:
+            questions = parse_questions(raw["questions"], f"{path}: questions")
+            check_q1_primary(questions, trials, f"{path}: questions.q1.primary")
+        except ValueError as e:  # the messages name the file and key
+            raise ConfigError(str(e)) from None
     return Grid(name=str(raw.get("name", path.stem)), description=str(raw.get("description", "")),
-                source=str(path), trials=tuple(trials))
+                source=str(path), trials=tuple(trials), questions=questions)
 
 
 def find_grid(name: str) -> Path:

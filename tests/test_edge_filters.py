@@ -9,15 +9,7 @@ from PIL import Image
 from scipy import ndimage
 from skimage import filters, transform
 
-from ablate.edge_filters import (
-    CHANNELS,
-    FAMILIES,
-    edge_map,
-    gaussian_blur,
-    normalized_edge_map,
-    select_channel,
-    sobel,
-)
+from ablate.edge_filters import CHANNELS, FAMILIES, edge_map, gaussian_blur, normalized_edge_map, select_channel, sobel
 from ablate.losses import LOSSES
 
 STEMS = ("01_test", "21_training", "35_training")

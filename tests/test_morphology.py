@@ -14,14 +14,7 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from ablate.evaluate.morphology import (
-    FEATURES,
-    VesselMap,
-    agreement,
-    segment_tortuosity,
-    tortuosities,
-    vessel_features,
-)
+from ablate.evaluate.morphology import FEATURES, VesselMap, agreement, segment_tortuosity, tortuosities, vessel_features
 
 
 def draw(curve: np.ndarray, width: float, shape: tuple[int, int]) -> np.ndarray:

@@ -92,29 +92,63 @@ def test_t_interval_matches_scipy_and_n1_has_no_ci():
 def test_directions():
     assert [stats.direction(m) for m in ("psnr", "ms_ssim", "cldice", "dice")] == ["higher"] * 4
     assert [stats.direction(m) for m in ("lpips", "lpips[random-vgg]", "fid", "kid", "fd_retfound", "betti1_error",
-                                         "abs_delta_average_width", "val/loss/total")] == ["lower"] * 8
+                                         "abs_delta_average_width", "val/loss/total", "fid@20", "kid_fundus_mae@20",
+                                         "fd_retfound@5000")] == ["lower"] * 11
     assert stats.direction("val/psnr") == "higher" and stats.direction("orig.density") is None
+    assert stats.direction("subset_sd:kid@20") is None  # a spread, not a score
 
 
-def test_synthetic_better_identical_and_n1(tmp_path):
-    exp = make_exp(tmp_path / "e", {"base": {}, "better": {}, "same": {}},
-                   value=lambda c, s, i: {"psnr": 20 + np.sin(i) + (1.0 + 0.1 * i if c == "better" else 0.0)})
-    # identical per-image values for `same` and `base`
+def test_synthetic_better_and_identical(tmp_path):
+    # Changed with issue 13: comparisons use the seed as the unit (Welch on trial means), so
+    # this needs 3 seeds; the one-seed case is test_one_seed_grid_answers_not_enough_seeds.
+    exp = make_exp(tmp_path / "e", {"base": {}, "better": {}, "same": {}}, seeds=(0, 1, 2),
+                   value=lambda c, s, i: {"psnr": 20 + np.sin(i) + 0.2 * np.sin(7 * s + len(c))  # seed effect
+                                          + (1.0 + 0.1 * i if c == "better" else 0.0)})
+    # `same` gets exactly `base`'s per-image values, seed by seed
     pi = pd.read_parquet(exp / "eval" / "per_image.parquet")
-    base = pi[pi["combination"] == "base"].set_index("image_id")
+    base = pi[pi["combination"] == "base"].set_index(["seed", "image_id"])
+    same = pi["combination"] == "same"
+    keys = list(zip(pi.loc[same, "seed"], pi.loc[same, "image_id"]))
     for m in ("psnr", "ssim", "dice", "cldice", "betti0_error", "delta_average_width"):
-        pi.loc[pi["combination"] == "same", m] = base.loc[pi.loc[pi["combination"] == "same", "image_id"], m].to_numpy()
+        pi.loc[same, m] = base.loc[keys, m].to_numpy()
     pi.to_parquet(exp / "eval" / "per_image.parquet", index=False)
     e = load_experiment(exp)
     assert e.baseline == "base"
     a = stats.analyse(e)
     p = a.paired.set_index(["combination", "metric"])
-    assert p.loc[("better", "psnr"), "verdict"] == "better" and p.loc[("better", "psnr"), "p_holm"] < 0.05
-    assert p.loc["same", "verdict"].str.startswith("not enough evidence (identical").all() and (p.loc["same", "p"] == 1.0).all()
+    better = p.loc[("better", "psnr")]
+    assert better["verdict"] == "better" and better["p_holm"] < 0.05
+    # the difference in dB is the mean of 1 + 0.1 i over the 12 images, inside its interval
+    seed_effect = lambda c: np.mean([0.2 * np.sin(7 * s + len(c)) for s in (0, 1, 2)])  # noqa: E731
+    assert np.isclose(better["diff"], np.mean(1.0 + 0.1 * np.arange(12)) + seed_effect("better") - seed_effect("base"))
+    assert better["ci_low"] < better["diff"] < better["ci_high"] and better["n_seeds"] == 3
+    same = p.loc["same"].drop(index="fid@12")  # fid is one random number per trial in make_exp
+    assert (same["diff"] == 0).all() and (same["p"] == 1.0).all() and (same["verdict"] == "not significant").all()
+    assert p.loc[("same", "fid@12"), "verdict"].startswith("not voted: below sample-size floor (n = 12 images")
+    s = a.summary.set_index(["metric", "combination"])
+    assert s.loc[("psnr", "base"), "n"] == 3 and np.isfinite(s.loc[("psnr", "base"), "ci_low"])
+    assert a.ranking.iloc[0]["combination"] == "better" and a.ranking.iloc[0]["p_first"] > 0.9
+    assert a.q1.verdict == "not in this grid" and a.q2.verdict == "not in this grid"
+
+
+def test_one_seed_grid_answers_not_enough_seeds(tmp_path):
+    # huge effects on every primary metric, but one seed per arm: never yes/no
+    def value(c, s, i):
+        return {"psnr": 30.0, "ssim": 0.9, "cldice": 0.95} if c in ("retfound-fundus_mae", "edge") else {}
+
+    exp = make_exp(tmp_path / "e", {"base": {}, "lpips": LPIPS, "retfound-fundus_mae": FM, "edge": EDGE}, value=value)
+    e = load_experiment(exp)
+    a = stats.analyse(e)
+    for q in (a.q1, a.q2):
+        assert q.verdict == "not enough seeds", q.sentence
+        assert "1 vs 1 seeds" in q.sentence and "needs 3 finished seeds per arm" in q.sentence
+        assert not q.tests["votes"].any() and not q.tests["significant"].any()
+    voting = a.paired[a.paired["excluded"] == ""]  # fid@12 is below its floor whatever the seeds
+    assert len(voting) and voting["verdict"].str.startswith("not enough seeds").all()
     s = a.summary.set_index(["metric", "combination"])
     assert s.loc[("psnr", "base"), "note"] == "n=1, no CI" and math.isnan(s.loc[("psnr", "base"), "ci_low"])
-    assert a.ranking.iloc[0]["combination"] in ("better", "base", "same")
-    assert a.q1.verdict == "not in this grid" and a.q2.verdict == "not in this grid"
+    md = write_report(exp, n_images=0, hparams=False).with_name("report.md").read_text()
+    assert "FEWER THAN 3 FINISHED SEEDS" in md and "**NOT ENOUGH SEEDS**" in md
 
 
 def test_synthetic_questions_and_report(tmp_path):
@@ -130,12 +164,17 @@ def test_synthetic_questions_and_report(tmp_path):
     assert e.baseline == "first" and "first combination" in e.baseline_reason
     a = stats.analyse(e)
     assert a.q1.verdict == "yes", a.q1.sentence
-    assert "ssim" in a.q1.sentence and "not RETFound" in a.q1.sentence and "RANDOM VGG16" in a.q1.sentence
+    assert "not RETFound" in a.q1.sentence and "RANDOM VGG16" in a.q1.sentence
+    assert "ssim +0.105 [+0.105, +0.105]" in a.q1.sentence  # difference and interval in SSIM units (no seed spread)
+    assert "psnr " in a.q1.sentence and " dB [" in a.q1.sentence
     q1 = a.q1.tests.set_index("metric")
     assert q1.loc["ssim", "combination"] == "retfound-fundus_mae" and q1.loc["ssim", "reference"] == "lpips"
-    assert set(q1.index) == {"psnr", "ssim", "dice", "cldice"}  # Q1 metrics present here
+    # Changed with issue 13: every test metric is in the table, only the declared primaries vote
+    assert set(q1.index[q1["votes"]]) == {"psnr", "ssim"} and (q1.loc[["psnr", "ssim"], "role"] == "primary").all()
+    assert {"dice", "cldice", "betti0_error", "abs_delta_average_width", "fid@12"} <= set(q1.index)
+    assert (q1.loc[["dice", "cldice"], "role"] == "secondary").all()
     assert a.q2.verdict == "not enough evidence", a.q2.sentence  # edge == base up to noise
-    assert set(a.q2.tests["metric"]) == {"abs_delta_average_width", "cldice", "betti0_error", "dice"}
+    assert set(a.q2.tests.loc[a.q2.tests["votes"], "metric"]) == {"abs_delta_average_width", "cldice"}
     # CI over 3 seeds = scipy's t-interval of the three trial means
     tm = e.trial_metrics[(e.trial_metrics["metric"] == "val/psnr") & (e.trial_metrics["combination"] == "edge")]
     lo, hi = sps.t.interval(0.95, 2, loc=tm["value"].mean(), scale=sps.sem(tm["value"]))
@@ -148,15 +187,7 @@ def test_synthetic_questions_and_report(tmp_path):
     for doc in (text, md):
         assert "STAND-IN" in doc and "not RETFound" in doc and "RANDOM VGG16" in doc
         assert "YES" in doc.upper() and "image grid left out" in doc
-    assert pd.read_parquet(html_path.with_name("questions.parquet"))["question"].tolist().count("Q1") == 4
-
-
-def test_few_images_not_enough_evidence(tmp_path):
-    exp = make_exp(tmp_path / "e", {"base": {}, "edge": EDGE}, n_images=4,
-                   value=lambda c, s, i: {"cldice": 0.9 if c == "edge" else 0.5})
-    a = stats.analyse(load_experiment(exp))
-    assert a.q2.verdict == "not enough evidence" and "too few test images" in a.q2.sentence
-    assert a.q1.verdict == "not in this grid"
+    assert pd.read_parquet(html_path.with_name("questions.parquet"))["question"].tolist().count("Q1") == len(a.q1.tests)
 
 
 def test_missing_files(tmp_path):
@@ -242,21 +273,20 @@ def test_report_statistics_match_scipy(real_report):
     b = pi[pi["combination"] == "l1"].set_index("image_id").loc[a.index]
     p = paired.set_index("metric")
     assert set(paired["combination"]) == {"l2"} and set(paired["reference"]) == {"l1"}  # l1: grid's first
+    # Changed with issue 13: the seed is the unit; one seed per arm gives no test, and the
+    # per-image Wilcoxon is a descriptive column (still checked against scipy)
+    assert paired["p"].isna().all() and not paired["significant"].any()
     for m, x, y in (("psnr", a["psnr"], b["psnr"]), ("dice", a["dice"], b["dice"]),
                     ("abs_delta_average_width", a["delta_average_width"].abs(), b["delta_average_width"].abs())):
         ok = x.notna() & y.notna()
         ref = sps.wilcoxon((x - y)[ok].to_numpy())
-        assert np.isclose(p.loc[m, "p"], ref.pvalue) and np.isclose(p.loc[m, "statistic"], ref.statistic), m
+        assert np.isclose(p.loc[m, "wilcoxon_p"], ref.pvalue), m
         assert p.loc[m, "n_images"] == int(ok.sum())
-    # Holm by hand over the comparison's p-values
-    order = np.argsort(paired["p"].to_numpy())
-    m = len(order)
-    hand = np.empty(m)
-    running = 0.0
-    for k, i in enumerate(order):
-        running = max(running, min(1.0, (m - k) * paired["p"].iloc[i]))
-        hand[i] = running
-    assert np.allclose(paired["p_holm"].to_numpy(), hand)
+        assert np.isclose(p.loc[m, "diff"], summary.loc[(m, "l2"), "mean"] - summary.loc[(m, "l1"), "mean"]), m
+        if m != "psnr":  # psnr: trained on, below
+            assert p.loc[m, "verdict"].startswith("not enough seeds (1 vs 1"), m
+    trained = p.loc["psnr", "trained_on"]  # l2 trains on the MSE, a function of which PSNR is
+    assert "`l2`: l2 term" in trained and p.loc["psnr", "verdict"].startswith("not voted: trained on")
 
 
 @pytest.mark.ray
@@ -293,6 +323,7 @@ def test_hparams_visible_to_tensorboard(real_report):
     exp, html_path = real_report
     results = pd.read_parquet(exp / "results.parquet")
     summary = pd.read_parquet(html_path.with_name("summary.parquet")).set_index(["metric", "combination"])
+    n_images = pd.read_parquet(exp / "eval" / "per_image.parquet")["image_id"].nunique()
     for r in results.to_dict("records"):
         ea = EventAccumulator(str(exp / "tensorboard" / r["trial"] / "hparams"))
         ea.Reload()
@@ -305,11 +336,12 @@ def test_hparams_visible_to_tensorboard(real_report):
         assert {"model.preset", "data.size", "train.lr", "train.steps", "loss.codebook.weight"} <= set(hp)
         experiment = metadata.parse_experiment_plugin_data(content[metadata.EXPERIMENT_TAG])
         metric_tags = {m.name.tag for m in experiment.metric_infos}
-        assert {"test/psnr", "test/fid", "test/cldice", "val/psnr"} <= metric_tags
+        fid = f"test/fid@{n_images}"  # distribution metrics carry their sample size (issue 13)
+        assert {"test/psnr", fid, "test/cldice", "val/psnr"} <= metric_tags
         scalars = set(ea.Tags()["scalars"])
         own = {c for c in results.columns if c.startswith("val/") and np.isfinite(r[c])}
         assert own and own <= scalars <= metric_tags  # this trial's metrics; the summary lists every trial's
-        assert {"test/psnr", "test/fid", "test/cldice", "test/abs_delta_average_width"} <= scalars
+        assert {"test/psnr", fid, "test/cldice", "test/abs_delta_average_width"} <= scalars
         (ev,) = ea.Scalars("test/psnr")
         assert np.isclose(ev.value, summary.loc[("psnr", r["combination"]), "mean"], rtol=1e-6)
         assert ev.step == r["steps"]

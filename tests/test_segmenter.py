@@ -17,24 +17,9 @@ from typer.testing import CliRunner
 from ablate.data.preprocess import preprocess
 from ablate.segmenter.cli import _DEFAULT_OUT
 from ablate.segmenter.cli import app as seg_app
-from ablate.segmenter.model import (
-    DEFAULT_WEIGHTS,
-    RidgeSegmenter,
-    Segmenter,
-    UNet,
-    UNetSegmenter,
-    build_unet,
-    dice,
-    evaluate_arrays,
-    fov_from_images,
-    fov_stats,
-    fov_stats_numpy,
-    load_segmenter,
-    roc_auc,
-    save_segmenter,
-    standardize,
-    unet_logits,
-)
+from ablate.segmenter.model import (DEFAULT_WEIGHTS, RidgeSegmenter, Segmenter, UNet, UNetSegmenter, build_unet, dice,
+                                    evaluate_arrays, fov_from_images, fov_stats, fov_stats_numpy, load_segmenter,
+                                    roc_auc, save_segmenter, standardize, unet_logits)
 from ablate.segmenter.patches import Jitter, PatchSampler, WholeImages, augment_image
 from ablate.segmenter.train import vessel_loss
 

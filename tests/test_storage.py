@@ -134,11 +134,7 @@ def test_dataset_on_s3(s3_data):
 
 def test_experiment_folder_checks_on_s3(s3):
     from ablate.config import ConfigError, find_grid, load_grid
-    from ablate.train.experiment import (
-        GRID_RECORD,
-        check_experiment_folder,
-        grid_fingerprint,
-    )
+    from ablate.train.experiment import GRID_RECORD, check_experiment_folder, grid_fingerprint
 
     grid = load_grid(find_grid("smoke"))
     out = f"s3://{BUCKET}/checks/exp"

@@ -27,24 +27,9 @@ from urllib.error import URLError
 from urllib.parse import urlsplit
 
 from ablate.backbones import WeightsMissing
-from ablate.backbones.weights import (
-    TABLE,
-    PretrainedFile,
-    WeightsHashMismatch,
-    cached_path,
-    checked_against,
-    entry,
-    get_it,
-    given_path,
-    hash_problems,
-    hf_hub_cache,
-    locate,
-    missing_message,
-    sha256_file,
-    torch_checkpoints_dir,
-    verify_file,
-    write_record,
-)
+from ablate.backbones.weights import (TABLE, PretrainedFile, WeightsHashMismatch, cached_path, checked_against, entry,
+                                      get_it, given_path, hash_problems, hf_hub_cache, locate, missing_message,
+                                      sha256_file, torch_checkpoints_dir, verify_file, write_record)
 
 PROBE_TIMEOUT_S = 5.0
 HF_DEFAULT_ENDPOINT = "https://huggingface.co"

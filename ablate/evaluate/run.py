@@ -167,10 +167,8 @@ def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: 
 def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
     import ray
 
-    from ablate.evaluate.fidelity import (
-        frechet_distance_from_samples,
-        kernel_inception_distance,
-    )
+    from ablate.evaluate.fidelity import frechet_distance_from_samples
+    from ablate.evaluate.kid import kid_with_spread
     from ablate.runtime import write_results
 
     # A local folder or a URI: everything below is read and written through ablate.storage.
@@ -217,8 +215,9 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
                                       **{f"orig.{n}": v for n, v in feats.items()}, **metrics})
                     k += 1
             fake_inc = np.concatenate([o["inception"] for o in outs])
+            kid = kid_with_spread(real_inc, fake_inc)  # subsets of half the images: a spread at any n
             m = {"test/fid": frechet_distance_from_samples(real_inc, fake_inc),
-                 "test/kid": kernel_inception_distance(real_inc, fake_inc)}
+                 "test/kid": kid["kid"], "test/kid_std": kid["kid_std"]}
             if real_fm is not None:
                 m[f"test/fd_{nets['fm']}"] = frechet_distance_from_samples(real_fm, np.concatenate([o["fm"] for o in outs]))
             means[row.trial] = m

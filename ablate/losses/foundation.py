@@ -28,15 +28,8 @@ import torch
 import torch.nn.functional as F
 
 from ablate.backbones import WeightsMissing
-from ablate.backbones.retfound import (
-    ARCH_REQUIRED,
-    FORMATS,
-    MODELS,
-    check_taps,
-    frozen_vit,
-    retfound_weights_path,
-    suggested_taps,
-)
+from ablate.backbones.retfound import (ARCH_REQUIRED, FORMATS, MODELS, check_taps, frozen_vit, retfound_weights_path,
+                                       suggested_taps)
 from ablate.backbones.weights import TABLE, locate
 from ablate.checks import check_pair
 from ablate.losses.base import ImageLoss

@@ -10,14 +10,10 @@ import pandas as pd
 
 from ablate.evaluate.samples import N_IMAGES, build_image_grid, segmenter_used
 from ablate.io import atomic_path
+from ablate.report.caveats import statistical_warnings
 from ablate.report.collect import load_experiment, write_tables
 from ablate.report.plots import metric_plots
-from ablate.report.render import (
-    REPORT_DIR,
-    render_html,
-    render_markdown,
-    report_warnings,
-)
+from ablate.report.render import REPORT_DIR, render_html, render_markdown, report_warnings
 from ablate.report.stats import analyse
 
 
@@ -58,7 +54,7 @@ def build_report(exp: str | Path, n_images: int = N_IMAGES, hparams: bool = True
                                            segmenter_used(e.notes, e.segmenter), n_images)
     e.warnings.extend(grid_warnings)
     plots = metric_plots(e, a)
-    warnings = report_warnings(e)
+    warnings = report_warnings(e) + statistical_warnings(e, a.declared.source)
     write_tables(e, out)
     _write_parquet(a.summary, out / "summary.parquet")
     _write_parquet(a.paired, out / "paired.parquet")

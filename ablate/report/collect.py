@@ -22,7 +22,11 @@ use (trials whose status is not "done" are left out, and listed in the report's 
     source  "val"  final validation value from results.parquet (metric named val/<...>),
             "test" mean over test images of a per-image metric (from per_image.parquet;
                    abs_delta_<f> is the mean of |delta_<f>|, not |mean delta_<f>|),
-            "test-set" a whole-test-set number from results.parquet: fid, kid, fd_<model>
+            "test-set" a whole-test-set number from results.parquet: fid, kid, fd_<model>, kid_<model>,
+                   named with the number of test images n it was computed on: fid@20, kid@20,
+                   fd_retfound@20 (ablate.report.metric_names: their value depends on n); a
+                   KID's spread over subsets, where evaluation recorded one (test/kid_std),
+                   is the metric subset_sd:kid@20 (no better direction)
 
 ``image_metrics`` - long, one row per (trial, test image, per-image metric):
     trial, combination (str), seed (int), image_id (str), metric (str), value (float; NaN where
@@ -48,13 +52,14 @@ import numpy as np
 import pandas as pd
 
 from ablate.io import atomic_path
+from ablate.report.metric_names import labelled
 
 RESULTS = "results.parquet"
 GRID = "grid.json"
 PER_IMAGE = Path("eval") / "per_image.parquet"
 NOTES = Path("eval") / "notes.json"
 
-TRIAL_LEVEL_TEST = ("fid", "kid")  # plus fd_<model>: one number per trial, no per-image values
+TRIAL_LEVEL_TEST = ("fid", "kid")  # plus fd_<model>, kid_<model>: one number per trial, no per-image values
 ID_COLUMNS = ("trial", "combination", "seed", "image_id", "segmenter")
 
 
@@ -226,16 +231,31 @@ def tidy_per_image(per_image: pd.DataFrame) -> pd.DataFrame:
     return long.reset_index(drop=True)
 
 
+def test_set_name(column: str, n: int | None) -> str | None:
+    """The trial_metrics name of a results column test/<name> holding a whole-test-set number
+    (None for any other column): fid -> fid@n, kid_std -> subset_sd:kid@n; without a known n
+    the plain name, which the report then keeps out of verdicts (ablate.report.metric_names)."""
+    name = column[len("test/"):]
+    spread = name.endswith("_std") and (name == "kid_std" or name.startswith("kid_"))
+    stem = name[:-len("_std")] if spread else name
+    if not (stem in TRIAL_LEVEL_TEST or stem.startswith(("fd_", "kid_"))):
+        return None
+    label = labelled(stem, n) if n else stem
+    return f"subset_sd:{label}" if spread else label
+
+
 def tidy_trial_metrics(trials: pd.DataFrame, image_metrics: pd.DataFrame | None) -> pd.DataFrame:
     rows = []
+    n_images = ({} if image_metrics is None or image_metrics.empty
+                else image_metrics.groupby("trial")["image_id"].nunique().to_dict())
     for r in trials[trials["status"] == "done"].to_dict("records"):
         for k, v in r.items():
             if isinstance(k, str) and k.startswith("val/") and np.isfinite(_num(v)):
                 rows.append({"trial": r["trial"], "combination": r["combination"], "seed": int(r["seed"]),
                              "metric": k, "value": _num(v), "source": "val"})
             elif isinstance(k, str) and k.startswith("test/"):
-                name = k[len("test/"):]
-                if (name in TRIAL_LEVEL_TEST or name.startswith("fd_")) and np.isfinite(_num(v)):
+                name = test_set_name(k, n_images.get(r["trial"]))
+                if name is not None and np.isfinite(_num(v)):
                     rows.append({"trial": r["trial"], "combination": r["combination"], "seed": int(r["seed"]),
                                  "metric": name, "value": _num(v), "source": "test-set"})
     out = pd.DataFrame(rows, columns=["trial", "combination", "seed", "metric", "value", "source"])

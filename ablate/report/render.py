@@ -4,9 +4,10 @@ and EXP/report/report.md (the same tables, no pictures). `report/build.py` write
 beside the tidy tables as Parquet (see ablate.report.collect) and the statistics tables:
 
   report/summary.parquet   per (metric, combination): n, mean, sd, ci_low, ci_high, note, direction
-  report/paired.parquet    per (combination, metric) against the baseline: Wilcoxon, Holm, verdict
-  report/ranking.parquet   place, combination, mean_rank, n_metrics, one rank column per metric
-  report/questions.parquet the paired tests behind the two answers (column `question`)
+  report/paired.parquet    per (combination, metric) against the baseline: difference, Welch t interval,
+                           p, Holm p (within the comparison), trained-on mark, descriptive Wilcoxon
+  report/ranking.parquet   place, combination, mean_rank, place_low/high, p_first, one rank column per metric
+  report/questions.parquet every test behind the two answers (columns `question`, `role`, `votes`)
 
 The image grid (computed by evaluation, `ablate.evaluate.samples`) is drawn here: the
 original and its vessel map, and per configuration the reconstruction, its vessel map
@@ -27,7 +28,7 @@ import pandas as pd
 
 from ablate.evaluate.samples import GridColumn, ImageGrid
 from ablate.report.collect import Experiment, is_demo_data
-from ablate.report.stats import Analysis, direction, metric_group, metric_sort_key
+from ablate.report.stats import Analysis, direction, metric_sort_key
 
 REPORT_DIR = "report"
 CELL_PX = 132  # displayed side of an image-grid cell
@@ -145,10 +146,12 @@ def trials_table(e: Experiment) -> pd.DataFrame:
     return t
 
 
-PAIRED_COLS = {"combination": "combination", "metric": "metric", "direction": "better", "n_images": "n images",
-               "mean": "mean", "reference_mean": "reference mean", "median_diff": "median diff",
-               "better_images": "images better", "worse_images": "images worse", "statistic": "W", "p": "p",
-               "p_holm": "p (Holm)", "verdict": "verdict"}
+PAIRED_COLS = {"combination": "combination", "metric": "metric", "direction": "better", "role": "role",
+               "n_seeds": "seeds", "n_seeds_reference": "reference seeds", "mean": "mean",
+               "reference_mean": "reference mean", "diff": "difference", "ci_low": "95% CI low",
+               "ci_high": "95% CI high", "p": "p (Welch)", "p_holm": "p (Holm)", "verdict": "verdict",
+               "trained_on": "trained on", "images_better": "images better (descr.)",
+               "images_worse": "images worse (descr.)", "wilcoxon_p": "Wilcoxon p (descr., images)"}
 
 
 def paired_table(df: pd.DataFrame, reference: bool = False) -> pd.DataFrame:
@@ -160,20 +163,18 @@ def paired_table(df: pd.DataFrame, reference: bool = False) -> pd.DataFrame:
     return df[[c for c in cols if c in df.columns]].rename(columns=cols)
 
 
+RANKING_INFO = ("place", "combination", "mean_rank", "place_low", "place_high", "p_first", "n_seeds", "n_metrics", "note")
+
+
 def ranking_table(a: Analysis) -> pd.DataFrame:
-    """Place, combination, mean rank over all ranked metrics, and the mean rank within each metric group."""
+    """Place, combination, mean rank over the ranked metrics, the 95% range of its place and P(first)."""
     r = a.ranking
     if r.empty:
         return r
-    metrics = [c for c in r.columns if c not in ("place", "combination", "mean_rank", "n_metrics")]
-    out = r[["place", "combination", "mean_rank", "n_metrics"]].rename(
-        columns={"mean_rank": "mean rank (all)", "n_metrics": "metrics ranked"})
-    groups: dict[str, list[str]] = {}
-    for m in metrics:
-        groups.setdefault(metric_group(m), []).append(m)
-    for g, ms in groups.items():
-        out[f"{g} ({len(ms)})"] = r[ms].mean(axis=1)
-    return out
+    out = r[list(RANKING_INFO)].rename(columns={"mean_rank": "mean rank", "n_metrics": "metrics ranked",
+                                                "n_seeds": "seeds", "p_first": "P(first)"})
+    out.insert(3, "place 95% range", [f"{lo:g}-{hi:g}" for lo, hi in zip(r["place_low"], r["place_high"])])
+    return out.drop(columns=["place_low", "place_high"])
 
 
 def ranks_by_metric(e: Experiment, a: Analysis) -> pd.DataFrame:
@@ -181,8 +182,8 @@ def ranks_by_metric(e: Experiment, a: Analysis) -> pd.DataFrame:
     r = a.ranking
     if r.empty:
         return r
-    metrics = [c for c in r.columns if c not in ("place", "combination", "mean_rank", "n_metrics")]
-    t = r.set_index("combination")[metrics].T.reindex(columns=e.combinations)
+    metrics = [c for c in r.columns if c not in RANKING_INFO]
+    t = r.set_index("combination")[metrics].T.reindex(columns=[c for c in e.combinations if c in set(r["combination"])])
     t.insert(0, "better", [direction(m) for m in metrics])
     return t.rename_axis("metric").reset_index()
 
@@ -202,6 +203,7 @@ th{background:#f0f0f0} td.l,th.l{text-align:left}
 .warn li{margin:3px 0}
 .answer{border-left:5px solid #888;padding:6px 12px;margin:10px 0;background:#f8f8f8}
 .answer.yes{border-color:#2a9d2a} .answer.no{border-color:#d33} .answer.mixed{border-color:#e0a000}
+tr.notvoted td{color:#777}
 .verdict{font-weight:bold;text-transform:uppercase}
 .meta td{text-align:left;border:none;padding:1px 8px 1px 0}
 table.imgrid td,table.imgrid th{padding:2px;text-align:center} table.imgrid img{image-rendering:pixelated;display:block}
@@ -280,23 +282,45 @@ def _image_table(g: ImageGrid, columns: list[GridColumn], originals: list[str], 
             f'<tr>{"".join(sub)}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
 
 
-METHODS = """Per combination, each metric is summarised over seeds: a trial's value is its mean over test
-images (fid / kid / fd_* are whole-test-set numbers, val/* the final validation values); mean and 95%
-t-interval over seeds (n=1: no CI). Paired tests use the test images as units: per image, each
-combination's value is averaged over its seeds, and the per-image differences against the reference
-are tested with the two-sided Wilcoxon signed-rank test (scipy defaults), Holm-corrected across the
-metrics of one comparison (against the baseline: every per-image metric; for a question: only that
-question's metrics, so a question's p-values are smaller than the same metric's in the baseline table); "better"/"worse" needs Holm p < 0.05, in the metric's better direction
-(sign of the median difference). abs_delta_<feature> = |feature of the reconstruction's vessel map -
-feature of the original's map| (the target is the original). The ranking is the mean rank over every
-metric with a direction. Questions: "yes" = significantly better on at least one of the question's
-metrics and worse on none; "no" = worse on at least one and better on none; "mixed" = both;
-"not enough evidence" = nothing significant."""
+METHODS = """The unit of inference is the trained model (one seed of one combination), not the test image.
+A trial's value of a metric is its mean over the test images (fid@n / kid@n / fd_*@n: one whole-test-set
+number on n images; val/*: final validation values); per combination: mean and 95% t interval over seeds.
+Two combinations are compared by the difference of their means of trial values, in the metric's own units,
+with Welch's t test and 95% t interval (Welch-Satterthwaite df). Why: every trial sees the same test images,
+so in the crossed design (arm fixed; trial and image random) the image effects cancel and the mixed-model
+test of the arm reduces to this t test on trial means, which is exact under normality even at 3 seeds,
+where a bootstrap over 3 seeds gives intervals far too narrow. The interval is about training runs on this
+test set. The per-image Wilcoxon test on seed-averaged values and the counts of better / worse images are
+descriptive columns only. Each question has one or two primary metrics declared in the search space (or
+the defaults, said so above); only they vote, the others are secondary. Holm's correction runs over every
+voting test of a question (all pairs x primary metrics). A metric that either arm of a comparison trained
+on (LPIPS for an LPIPS arm, FD in the same foundation model for a foundation arm, PSNR for an L2 arm,
+SSIM for an SSIM arm, edge-filter distances for an edge arm) is marked "trained on" and neither votes nor
+ranks. FID/FD below n = 2,000 images and KID below n = 1,000 neither vote nor rank. Per pair: "yes" =
+significantly better (Holm p < 0.05) on at least one primary metric and worse on none; "no" = worse on at
+least one and better on none; "mixed" = better on one and worse on another; "not enough seeds" = fewer
+than 3 finished seeds in an arm; else "not enough evidence". The headline applies the same rule to all the
+question's tests: MIXED only when something is significantly better and something significantly worse.
+Simulated identical arms get a wrong verdict in at most 5 % of experiments (benchmarks/verdict_calibration.py).
+The ranking uses the declared ranking metrics only (each number once; none a ranked combination trained on):
+mean rank over them, with P(first) and the 95% range of each place from 4,000 draws of every combination's
+means from their multivariate t sampling distribution over seeds. abs_delta_<feature> = |feature of the
+reconstruction's vessel map - feature of the original's map| (the target is the original)."""
+
+
+def ranking_note(a: Analysis) -> str:
+    used = [c for c in a.ranking.columns if c not in RANKING_INFO] if not a.ranking.empty else []
+    note = f"Ranked on: {', '.join(used) or 'nothing'} (declared: {', '.join(a.declared.ranking)})."
+    if a.ranking_left_out:
+        note += f" Left out: {'; '.join(a.ranking_left_out)}."
+    return note + " P(first) and the place range come from the seeds' sampling distribution (see Methods)."
 
 
 def _sig_class(r: dict) -> str:
     v = str(r.get("verdict", ""))
-    return v if v in ("better", "worse") else ""
+    if v in ("better", "worse"):
+        return v
+    return "notvoted" if v.startswith(("not voted", "secondary")) else ""
 
 
 def render_html(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, warnings: list[str]) -> str:
@@ -318,6 +342,8 @@ def render_html(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, warni
         parts.append('<div class="warn" id="warnings"><b>Read before the numbers:</b><ul>' +
                      "".join(f"<li>{_esc(w)}</li>" for w in warnings) + "</ul></div>")
     parts.append('<h2 id="answers">The paper\'s two questions</h2>')
+    parts.append(f"<p>Primary metrics: Q1 {_esc(', '.join(a.declared.q1))}; Q2 {_esc(', '.join(a.declared.q2))} "
+                 f"({_esc(a.declared.source)}). Rows in grey do not vote.</p>")
     for q in (a.q1, a.q2):
         cls = q.verdict if q.verdict in ("yes", "no", "mixed") else ""
         parts.append(f'<div class="answer {cls}"><span class="verdict">{_esc(q.verdict)}</span> — {_esc(q.sentence)}</div>')
@@ -331,15 +357,15 @@ def render_html(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, warni
                  + html_table(summary_wide(e, a), left=("metric", "better") + tuple(e.combinations)))
     parts.append('<h2 id="plots">Plots</h2>' + "".join(
         f'<h3>{_esc(g)}</h3><img class="plot" alt="{_esc(g)}" src="{uri}">' for g, uri in plots))
-    parts.append(f'<h2 id="paired">Paired tests against the baseline `{_esc(e.baseline)}` (test images)</h2>')
+    parts.append(f'<h2 id="paired">Every metric against the baseline `{_esc(e.baseline)}` (seeds as units; '
+                 'descriptive, Holm within each comparison)</h2>')
     if a.paired.empty:
         parts.append(f"<p>{_esc(e.eval_missing or 'No other evaluated combination to compare.')}</p>")
     else:
         parts.append(html_table(paired_table(a.paired), left=("combination", "metric", "better", "verdict"),
                                 row_class=_sig_class))
-    parts.append('<h2 id="ranking">Ranking (mean rank over metrics, 1 = best)</h2>'
-                 + "<p>Every ranked metric weighs the same in the overall mean rank; the group columns show "
-                 "where a combination gains or loses.</p>"
+    parts.append('<h2 id="ranking">Ranking (mean rank over the declared ranking metrics, 1 = best)</h2>'
+                 + f"<p>{_esc(ranking_note(a))}</p>"
                  + html_table(ranking_table(a), left=("combination",))
                  + "<details><summary>rank per metric</summary>"
                  + html_table(ranks_by_metric(e, a), left=("metric", "better")) + "</details>")
@@ -359,15 +385,18 @@ def render_markdown(e: Experiment, a: Analysis, warnings: list[str]) -> str:
     if warnings:
         out += ["## Read before the numbers\n"] + [f"- {w}" for w in warnings] + [""]
     out.append("## The paper's two questions\n")
+    out.append(f"Primary metrics: Q1 {', '.join(a.declared.q1)}; Q2 {', '.join(a.declared.q2)} ({a.declared.source}).\n")
     for q in (a.q1, a.q2):
         out.append(f"**{q.verdict.upper()}** — {q.sentence}\n")
         if not q.tests.empty:
             out.append(md_table(paired_table(q.tests, reference=True)))
     out += ["## Trials\n", md_table(trials_table(e)),
             "## Metrics: mean [95% CI] over seeds\n", md_table(summary_wide(e, a)),
-            f"## Paired tests against the baseline `{e.baseline}` (test images)\n",
+            f"## Every metric against the baseline `{e.baseline}` (seeds as units; descriptive, Holm within each "
+            "comparison)\n",
             md_table(paired_table(a.paired)) if not a.paired.empty else f"{e.eval_missing or 'Nothing to compare.'}\n",
-            "## Ranking (mean rank over metrics, 1 = best)\n", md_table(ranking_table(a)),
+            "## Ranking (mean rank over the declared ranking metrics, 1 = best)\n", ranking_note(a) + "\n",
+            md_table(ranking_table(a)),
             "Rank per metric:\n", md_table(ranks_by_metric(e, a)),
             "## Methods\n", METHODS.replace("\n", " ") + "\n",
             "Plots and the image grid are in index.html.\n"]

@@ -289,12 +289,7 @@ def train_segmenter(
     model.load_state_dict(state["model"])
     last = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
 
-    from ablate.segmenter.model import (
-        UNetSegmenter,
-        evaluate_split,
-        load_segmenter,
-        save_segmenter,
-    )
+    from ablate.segmenter.model import UNetSegmenter, evaluate_split, load_segmenter, save_segmenter
 
     metrics: dict = {}
     if eval_split:

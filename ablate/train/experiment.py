@@ -15,7 +15,14 @@ GRID_RECORD = "grid.json"  # the resolved trials of the experiment in this folde
 
 
 def grid_fingerprint(grid: Grid, data: str | None = None) -> dict:
+    """What makes two launches the same experiment (compared on --resume)."""
     return {"name": grid.name, "data": data, "trials": {trial_key(s): s.flat() for s in grid.trials}}
+
+
+def grid_record(grid: Grid, data: str | None = None) -> dict:
+    """grid.json: the fingerprint, plus the questions' pre-declared primary metrics for the
+    report (not compared on --resume: they change no trial)."""
+    return {**grid_fingerprint(grid, data), "questions": grid.questions}
 
 
 def check_experiment_folder(out: Path | str, grid: Grid, resume: bool, data: str | None = None) -> None:
@@ -33,7 +40,7 @@ def check_experiment_folder(out: Path | str, grid: Grid, resume: bool, data: str
     except json.JSONDecodeError as e:
         raise ConfigError(f"{record}: unreadable ({e})") from None
     mine = json.loads(json.dumps(grid_fingerprint(grid, data), default=str))  # same JSON types as the record
-    if previous != mine:
+    if {k: previous.get(k) for k in mine} != mine:
         added = sorted(set(mine["trials"]) - set(previous.get("trials", {})))
         removed = sorted(set(previous.get("trials", {})) - set(mine["trials"]))
         changed = sorted(k for k in set(mine["trials"]) & set(previous.get("trials", {}))

@@ -16,19 +16,9 @@ from pathlib import Path
 
 from ablate import storage
 from ablate.config import ConfigError, Grid
-from ablate.runtime import (
-    node_cpus,
-    plan_placement,
-    ray_session,
-    sigterm_as_interrupt,
-    total_cpus,
-)
+from ablate.runtime import node_cpus, plan_placement, ray_session, sigterm_as_interrupt, total_cpus
 from ablate.train.driver import run_trial, trial_key
-from ablate.train.experiment import (
-    GRID_RECORD,
-    check_experiment_folder,
-    grid_fingerprint,
-)
+from ablate.train.experiment import GRID_RECORD, check_experiment_folder, grid_record
 from ablate.train.grid import check_data, preflight_losses, resolve_grid, trial_table
 
 
@@ -137,7 +127,7 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
             tuner = tune.Tuner.restore(str(out), trainable, resume_unfinished=True, resume_errored=True)
         else:
             storage.write_text(storage.join(out, GRID_RECORD),
-                               json.dumps(grid_fingerprint(grid, data_dir), indent=1, default=str) + "\n")
+                               json.dumps(grid_record(grid, data_dir), indent=1, default=str) + "\n")
             tuner = tune.Tuner(
                 trainable,
                 param_space={"trial": tune.grid_search(list(trials))},

@@ -20,15 +20,8 @@ from ablate.data.feed import ShardFeed
 from ablate.losses import CompositeLoss
 from ablate.models.checkpoint import CHECKPOINT_FILE, write_checkpoint
 from ablate.models.presets import build_for_spec
-from ablate.runtime import (
-    average_gradients,
-    is_distributed,
-    mean_over_workers,
-    report_to_train,
-    restore_states,
-    unwrap,
-    worker_context,
-)
+from ablate.runtime import (average_gradients, is_distributed, mean_over_workers, report_to_train, restore_states,
+                            unwrap, worker_context)
 
 
 def _sharding_check(seen: list[torch.Tensor]) -> dict:

@@ -1,0 +1,75 @@
+"""Pre-declared primary metrics: the `questions:` key of a search space.
+
+    questions:
+      q1: {primary: [psnr, ssim]}                       # 1 or 2 metrics that vote on Q1
+      q2: {primary: [cldice, abs_delta_average_width]}  # 1 or 2 metrics that vote on Q2
+      ranking: [psnr, ssim, cldice, abs_delta_average_width]   # optional
+
+Declared before the run, so the verdict cannot be steered by picking, afterwards, the
+metrics that happened to come out significant. Parsed here (not in ablate.config, which
+calls it and turns the ValueError into its ConfigError) so the rules sit with the report
+that applies them. Kept light: no pandas.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULT_QUESTIONS = {"q1": {"primary": ["psnr", "ssim"]}, "q2": {"primary": ["cldice", "abs_delta_average_width"]}}
+
+
+def parse_questions(raw: Any, where: str) -> dict:
+    """`questions: {q1: {primary: [m, ...]}, q2: {primary: [...]}, ranking: [m, ...]}` -> the same
+    with every key filled: each question has one or two primary metrics (the ones that vote;
+    the report shows the rest as secondary); `ranking` defaults to q1's and q2's primaries.
+    A question left out gets the report's default (DEFAULT_QUESTIONS)."""
+    from ablate.report.metric_names import canonical, known_metric, metric_vocabulary
+
+    if not isinstance(raw, dict):
+        raise ValueError(f"{where}: expected a mapping with q1, q2 and optionally ranking, got {raw!r}")
+    unknown = sorted(set(raw) - {"q1", "q2", "ranking"})
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; valid: ['q1', 'q2', 'ranking']")
+
+    def metrics(value: Any, key: str, most: int | None) -> list[str]:
+        if not isinstance(value, list) or not value or not all(isinstance(m, str) for m in value):
+            raise ValueError(f"{where}.{key}: expected a non-empty list of metric names, got {value!r}")
+        if most is not None and len(value) > most:
+            raise ValueError(f"{where}.{key}: at most {most} primary metrics (each one more is a test the "
+                              f"question's error rate pays for), got {value}")
+        bad = [m for m in value if not known_metric(m)]
+        if bad:
+            raise ValueError(f"{where}.{key}: unknown metric(s) {bad}; valid: {metric_vocabulary()}")
+        once = [canonical(m) for m in value]
+        if len(set(once)) != len(once):
+            raise ValueError(f"{where}.{key}: {value} names one number twice (betti0_error = abs_delta_components, "
+                              "betti1_error = abs_delta_holes)")
+        return list(value)
+
+    out = {}
+    for q in ("q1", "q2"):
+        body = raw.get(q, DEFAULT_QUESTIONS[q])
+        if not isinstance(body, dict) or set(body) != {"primary"}:
+            raise ValueError(f"{where}.{q}: expected {{primary: [metric, ...]}}, got {body!r}")
+        out[q] = {"primary": metrics(body["primary"], f"{q}.primary", 2)}
+    default_ranking = list(dict.fromkeys(out["q1"]["primary"] + out["q2"]["primary"]))
+    out["ranking"] = metrics(raw["ranking"], "ranking", None) if "ranking" in raw else default_ranking
+    return out
+
+
+def check_q1_primary(questions: dict, trials: list, where: str) -> None:
+    """Q1's primary metrics must be ones neither of its arms (a `foundation` or an `lpips`
+    combination) trained on: the LPIPS arm is not judged by LPIPS, the foundation arm not by
+    the Frechet distance in its own model."""
+    from ablate.report.trained_on import terms_of_spec, trained_on
+
+    for spec in trials:
+        terms = terms_of_spec(spec)
+        if ("foundation" in terms) == ("lpips" in terms):
+            continue  # not a Q1 arm (neither term, or both)
+        for m in questions["q1"]["primary"]:
+            why = trained_on(m, terms)
+            if why:
+                raise ValueError(f"{where}: {m} is a training objective of combination {spec.combination!r} "
+                                  f"({why}); Q1's primary metrics must be ones neither arm trained on")
+

@@ -1,0 +1,152 @@
+"""The paper's two questions, answered with pre-declared primary metrics.
+
+Q1 compares each combination with a `foundation` term (and no `lpips` term) with the
+`lpips` combination of the same edge setting; Q2 each combination with an edge channel or
+`edge` loss (and neither feature term) with the baseline. Each question's one or two
+primary metrics are declared in the search space (`questions:` in the YAML, see
+ablate.config.parse_questions) and vote; every other test metric is shown as secondary.
+Holm runs over all the question's voting tests (all pairs x primary metrics), and the
+verdict rules are ablate.report.verdicts'.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from ablate.report.collect import Experiment, edge_setting, stand_in_notes, uses
+from ablate.report.compare import as_table, compare_pair
+from ablate.report.declared import DEFAULT_QUESTIONS
+from ablate.report.inference import MIN_SEEDS
+from ablate.report.metric_names import unit
+from ablate.report.verdicts import ALPHA, headline, judge, pair_verdict
+
+
+@dataclass
+class Declared:
+    q1: list[str]
+    q2: list[str]
+    ranking: list[str]
+    source: str  # where they were declared, in words
+
+
+def declared_questions(e: Experiment) -> Declared:
+    """The experiment's primary metrics: as `ablate launch` recorded them in grid.json, else
+    the defaults (DEFAULT_QUESTIONS), and `source` says which."""
+    from ablate.report.declared import parse_questions
+
+    raw, source = e.grid.get("questions"), "declared in the search space, as recorded in grid.json"
+    if raw is None:
+        raw, source = DEFAULT_QUESTIONS, ("defaults: the search space declared no `questions:`, or its grid.json "
+                                          "predates them")
+    try:
+        q = parse_questions(raw, f"{e.location}/grid.json")
+    except ValueError as ex:
+        e.warnings.append(f"{ex}; the default primary metrics are used instead")
+        q, source = parse_questions(DEFAULT_QUESTIONS, "defaults"), "defaults: grid.json's `questions` is invalid"
+    return Declared(q["q1"]["primary"], q["q2"]["primary"], q["ranking"], source)
+
+
+@dataclass
+class Answer:
+    question: str
+    verdict: str  # yes | no | mixed | not enough evidence | not enough seeds | not in this grid | evaluation missing
+    sentence: str
+    tests: pd.DataFrame = field(default_factory=pd.DataFrame)  # every test behind it, primary and secondary
+    pairs: list[tuple[str, str, str]] = field(default_factory=list)  # (candidate, reference, pair verdict)
+
+
+def _num(x: float, signed: bool = False) -> str:
+    if x != x:  # NaN
+        return "nan"
+    s = f"{x:+.3g}" if signed else f"{x:.3g}"
+    return s if abs(x) >= 1e-3 or x == 0 else (f"{x:+.2e}" if signed else f"{x:.2e}")
+
+
+def effect_text(r: dict) -> str:
+    """`psnr +0.41 dB [-1.2, +2.0] (Holm p = 0.61)`: the difference candidate - reference."""
+    u = unit(r["metric"])
+    if r["diff"] != r["diff"]:
+        return f"{r['metric']}: no value"
+    ci = (f" [{_num(r['ci_low'], True)}, {_num(r['ci_high'], True)}]" if r["ci_low"] == r["ci_low"]
+          else " (no interval: one seed)")
+    p = f"Holm p = {_num(r['p_holm'])}" if r.get("votes") else f"p = {_num(r['p'])}, not voted"
+    return f"{r['metric']} {_num(r['diff'], True)}{u}{ci} ({p}; {r['mean']:.4g} vs {r['reference_mean']:.4g})"
+
+
+def pair_sentence(a: str, b: str, verdict: str, judged: list[dict], rows: dict) -> str:
+    primary = [r for r in judged if r["role"] == "primary"]
+    seeds = f"{min((r['n_seeds'] for r in primary), default=0)} vs {min((r['n_seeds_reference'] for r in primary), default=0)} seeds"
+    body = "; ".join(effect_text(r) for r in primary if not r["excluded"]) or "no primary metric could vote"
+    left_out = [f"{r['metric']} ({r['excluded']})" for r in primary if r["excluded"]]
+    trained = sorted({r["metric"] for r in judged if r["trained_on"]})
+    text = f"`{a}` vs `{b}` ({seeds}): {verdict} - {body}"
+    if verdict == "not enough seeds":
+        text += f" [needs {MIN_SEEDS} finished seeds per arm]"
+    if left_out:
+        text += f"; primary but not voted: {', '.join(left_out)}"
+    if trained:
+        text += f"; trained on by an arm, not voted: {', '.join(trained)}"
+    caveat = "; ".join(stand_in_notes(rows[a]) + stand_in_notes(rows[b]))
+    return text + (f" [stand-in: {caveat}]" if caveat else "")
+
+
+def answer(title: str, lead: str, pairs: list[tuple[str, str]], primary: list[str], e: Experiment,
+           source: str) -> Answer:
+    """Judge every pair's tests as one Holm family and phrase the verdicts."""
+    rows = {r["combination"]: r for r in e.trials.drop_duplicates("combination").to_dict("records")}
+    per_pair = [compare_pair(e, a, b, primary) for a, b in pairs]
+    flat = judge([r for recs in per_pair for r in recs])
+    judged, k = [], 0
+    for recs in per_pair:
+        judged.append(flat[k:k + len(recs)])
+        k += len(recs)
+    verdicts = [(a, b, pair_verdict(j)) for (a, b), j in zip(pairs, judged)]
+    word = headline([v for *_, v in verdicts])
+    m = sum(r["votes"] for r in flat)
+    body = " | ".join(pair_sentence(a, b, v, j, rows) for (a, b, v), j in zip(verdicts, judged))
+    sentence = (f"{lead}: {word.upper()}. Primary metrics {', '.join(primary)} ({source}); Holm over the "
+                f"{m} voting test(s) of this question, alpha {ALPHA}; difference = first - second with its "
+                f"95% t interval over seeds. {body}.")
+    return Answer(title, word, sentence, as_table(flat), verdicts)
+
+
+def answer_q1(e: Experiment, declared: Declared) -> Answer:
+    q = "Q1: does the foundation-model feature loss beat the LPIPS perceptual loss?"
+    if not e.evaluated:
+        return Answer(q, "evaluation missing", f"{q} Cannot say: {e.eval_missing}")
+    rows = {r["combination"]: r for r in e.trials.drop_duplicates("combination").to_dict("records")}
+    fm = [c for c in e.combinations if uses(rows[c], "foundation") and not uses(rows[c], "lpips")]
+    lp = [c for c in e.combinations if uses(rows[c], "lpips") and not uses(rows[c], "foundation")]
+    pairs = []
+    for f in fm:
+        match = [c for c in lp if edge_setting(rows[c]) == edge_setting(rows[f])]
+        if match:
+            pairs.append((f, match[0]))
+    if not pairs:
+        have = f"foundation: {fm or 'none'}, lpips: {lp or 'none'}"
+        return Answer(q, "not in this grid", f"{q} Not in this grid: it needs a combination with a `foundation` term "
+                      f"and one with an `lpips` term and the same edge setting ({have}).")
+    return answer(q, "Q1 (foundation-model term vs LPIPS term)", pairs, declared.q1, e, declared.source)
+
+
+def answer_q2(e: Experiment, declared: Declared) -> Answer:
+    q = "Q2: does the edge term sharpen vessels against the baseline?"
+    if not e.evaluated:
+        return Answer(q, "evaluation missing", f"{q} Cannot say: {e.eval_missing}")
+    rows = {r["combination"]: r for r in e.trials.drop_duplicates("combination").to_dict("records")}
+
+    def has_edge(c):
+        return edge_setting(rows[c]) is not None or uses(rows[c], "edge")
+
+    def plain(c):
+        return not uses(rows[c], "lpips") and not uses(rows[c], "foundation")
+
+    if has_edge(e.baseline):
+        return Answer(q, "not in this grid", f"{q} Not in this grid: the baseline `{e.baseline}` itself has an edge term.")
+    edge = [c for c in e.combinations if c != e.baseline and has_edge(c) and plain(c)]
+    if not edge:
+        return Answer(q, "not in this grid", f"{q} Not in this grid: no combination adds an edge channel or `edge` "
+                      f"loss to the baseline `{e.baseline}` without a feature term.")
+    return answer(q, "Q2 (edge term vs baseline)", [(c, e.baseline) for c in edge], declared.q2, e, declared.source)
