@@ -100,6 +100,25 @@ def test_adaptive_weight_is_taming_gradient_ratio():
     assert not logs["adaptive/l2"].requires_grad
 
 
+def test_adaptive_term_in_validation_counts_at_its_plain_weight():
+    """Validation runs without gradients and passes no decoder layer: an active adaptive term
+    (the PatchGAN's, once past its start step) must count at its plain weight, not fail the trial
+    (it did: the first validation after the adversarial start stopped every trial)."""
+    torch.manual_seed(0)
+    model = build_model("tiny", 32)
+    x = torch.rand(2, 3, 32, 32)
+    loss = _composite(l1={"weight": 1.0}, l2={"weight": 0.5, "adaptive": True})
+    with torch.no_grad():
+        x_hat, aux = model(x)
+        total, logs = loss(x, x_hat, aux, step=10, last_layer=None)
+    l1, l2 = (x - x_hat).abs().mean(), (x - x_hat).pow(2).mean()
+    assert logs["adaptive/l2"].item() == 1.0
+    assert total.item() == pytest.approx((l1 + 0.5 * l2).item(), rel=1e-5)
+    with pytest.raises(ValueError, match="no decoder last layer"):  # in training it is still required
+        x_hat, aux = model(x)
+        loss(x, x_hat, aux, step=10, last_layer=None)
+
+
 def test_adaptive_needs_a_reference_term():
     x, x_hat = _images()
     loss = _composite(l2={"weight": 1.0, "adaptive": True})

@@ -91,13 +91,14 @@ class CompositeLoss(nn.Module):
 
     @staticmethod
     def _adaptive(rec: torch.Tensor | None, term: torch.Tensor, last_layer: torch.Tensor | None, name: str) -> torch.Tensor:
-        if last_layer is None:
-            raise ValueError(f"loss {name!r} is adaptive but no decoder last layer was given")
         if rec is None:
             raise ValueError(f"loss {name!r} is adaptive but there is no non-adaptive image term to balance it against")
         if not torch.is_grad_enabled() or not term.requires_grad:
-            # Evaluation: no graph to differentiate; report the term at its plain weight.
+            # Validation and evaluation: no graph to differentiate (and no decoder layer is
+            # passed); the term is reported at its plain weight.
             return term.new_ones(())
+        if last_layer is None:
+            raise ValueError(f"loss {name!r} is adaptive but no decoder last layer was given")
         g_rec = torch.autograd.grad(rec, last_layer, retain_graph=True)[0]
         g_term = torch.autograd.grad(term, last_layer, retain_graph=True, allow_unused=True)[0]
         if g_term is None:
