@@ -75,6 +75,10 @@ def launch(
     evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="evaluate finished trials on the test split"),
     segmenter: Optional[str] = typer.Option(None, "--segmenter", help="vessel segmenter for evaluation: a U-Net file or 'ridge'"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the trial table and exit"),
+    only: Optional[str] = typer.Option(None, "--only", help="run only these combinations, e.g. base,edge; "
+                                       "a later launch of others into the same --out adds them"),
+    fm_steps: int = typer.Option(2000, "--fm-steps", help="steps of the fundus MAE stage (foundation: auto "
+                                 "with neither RETFound nor a fundus MAE present)"),
 ) -> None:
     """Run a loss-combination grid: Ray Tune trials, each a Ray Train run."""
     from ablate.backbones import WeightsMissing
@@ -89,7 +93,8 @@ def launch(
                          gpus_per_worker=gpus_per_worker,
                          concurrent=concurrent, address=address, steps=steps, epochs=epochs, size=size,
                          max_failures=max_failures, trial_retries=trial_retries, resume=resume, evaluate=evaluate,
-                         segmenter=segmenter, dry_run=dry_run)
+                         segmenter=segmenter, dry_run=dry_run, fm_steps=fm_steps,
+                         only=tuple(c.strip() for c in only.split(",") if c.strip()) if only else ())
     try:
         run_launch(opts)
     except (ConfigError, DatasetError, WeightsMissing, StorageError) as e:

@@ -4,13 +4,37 @@ The one place that runs the stages in order, so no stage reaches up into a later
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
+from ablate import storage
 from ablate.runtime import ray_session
 from ablate.train.launch import LaunchOptions, prepare_grid, train_grid
+from ablate.train.pretrained import FoundationStage
 
 __all__ = ["LaunchOptions", "launch"]
+
+
+def pretrain_foundation(stage: FoundationStage, opts: LaunchOptions, out) -> Path:
+    """The first stage when `foundation: auto` found neither RETFound nor a fundus MAE: our MAE
+    on the grid's own train split (Ray Train; TensorBoard under the experiment), kept in the
+    weights cache keyed by the dataset, so the next grid on the same data reuses it."""
+    from ablate.data.shards import read_manifest
+    from ablate.fm.pretrain import FM_RUN, pretrain
+    from ablate.runtime import RunOptions
+
+    n_train = read_manifest(stage.data)["counts"]["train"]
+    # The MAE's default batch, but never more than the split holds (a worker needs one full batch).
+    batch = max(opts.workers, min(FM_RUN.batch_size, n_train) // opts.workers * opts.workers)
+    print(f"stage 1 of 2: pretraining our fundus MAE ({opts.fm_steps} steps, batch {batch}) on {stage.data}'s "
+          f"train split for {', '.join(stage.combinations)} -> {stage.out_file}", flush=True)
+    run = RunOptions(steps=opts.fm_steps, batch_size=batch, lr=FM_RUN.lr, workers=opts.workers,
+                     address=opts.address, gpus_per_worker=opts.gpus_per_worker,
+                     tb_dir=None if storage.is_uri(out) else Path(out) / "tensorboard" / f"stage-{stage.out_file.stem}")
+    result = pretrain(stage.data, stage.out_file, run)
+    print(f"stage 1 of 2 done: {result.out_file} (last fm/loss {result.loss:.4f}); stage 2 of 2: the grid", flush=True)
+    return result.out_file
 
 
 def launch(opts: LaunchOptions) -> Path | str | None:
@@ -19,7 +43,10 @@ def launch(opts: LaunchOptions) -> Path | str | None:
     prepared = prepare_grid(opts)  # every check that needs no Ray, before it starts
     if prepared is None:
         return None
-    with ray_session(opts.address):  # one Ray for training and evaluation
+    with ray_session(opts.address):  # one Ray for the foundation stage, training and evaluation
+        if prepared.stage is not None:
+            path = pretrain_foundation(prepared.stage, opts, prepared.out)
+            prepared = dataclasses.replace(prepared, files={**prepared.files, "fundus_mae": path})
         run = train_grid(prepared, opts)
         table, out = run.table, run.out
         done = (table["status"] == "done").any()

@@ -21,6 +21,10 @@ class Entry:
     # Optional cheap check run before any training starts (same options as the
     # factory); raises with a message naming the missing file or bad option.
     preflight: Callable[..., None] | None = None
+    # Optional: the pretrained files (names in ablate.backbones.weights.TABLE) the entry needs
+    # with these options, as {name: path given by an option, or None}; the launcher fetches
+    # and checks them for a whole grid before anything starts.
+    needs: Callable[..., dict] | None = None
 
     def options(self) -> dict[str, Any]:
         """Option name -> default (inspect.Parameter.empty when required)."""
@@ -37,11 +41,12 @@ class Registry:
         self.kind = kind
         self._entries: dict[str, Entry] = {}
 
-    def register(self, name: str, description: str, preflight: Callable[..., None] | None = None) -> Callable:
+    def register(self, name: str, description: str, preflight: Callable[..., None] | None = None,
+                 needs: Callable[..., dict] | None = None) -> Callable:
         def deco(factory: Callable) -> Callable:
             if name in self._entries:
                 raise ValueError(f"{self.kind} {name!r} registered twice")
-            self._entries[name] = Entry(name, factory, description, preflight)
+            self._entries[name] = Entry(name, factory, description, preflight, needs)
             return factory
 
         return deco

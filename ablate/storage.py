@@ -258,3 +258,15 @@ def download_dir(location: str | os.PathLike, local: str | os.PathLike) -> list[
     for rel in sorted(files):
         download(join(location, rel), Path(local, rel))
     return sorted(files)
+
+
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """One file from and to a local path or a URI, streamed (pretrained files are gigabytes)."""
+    import pyarrow.fs as pafs
+
+    sfs, spath = resolve(src)
+    dfs, dpath = resolve(dst)
+    if not is_uri(dst):
+        Path(dpath).parent.mkdir(parents=True, exist_ok=True)
+    with _errors(f"{src} -> {dst}"):
+        pafs.copy_files(spath, dpath, source_filesystem=sfs, destination_filesystem=dfs)

@@ -3,12 +3,21 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 DRIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "drive"
+
+# Every file ablate caches (demo data, weights it makes, verification records) goes to a
+# folder of this test session, never the user's ~/.cache/ablate. Set before any test module
+# imports ablate: the default weight paths are read from it at import.
+os.environ["ABLATE_CACHE"] = tempfile.mkdtemp(prefix="ablate-test-cache-")
+atexit.register(shutil.rmtree, os.environ["ABLATE_CACHE"], True)
 
 
 @pytest.fixture(scope="module")

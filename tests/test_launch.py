@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from ablate.config import ConfigError, find_grid, load_grid
 from ablate.data.shards import DatasetError
 from ablate.runtime import plan_placement
-from ablate.train.grid import check_data, resolve_auto_foundation, trial_table
+from ablate.train.grid import check_data, trial_table
 
 
 def test_default_placement_leaves_a_cpu_for_ray_data():
@@ -25,19 +26,76 @@ def test_placement_that_would_hang_is_refused():
         plan_placement(1, workers=1, cpus_per_worker=None, gpus_per_worker=0, concurrent=None)
 
 
-def test_auto_foundation_picks_retfound_only_when_its_file_exists(tmp_path, monkeypatch):
+def test_auto_foundation_retfound_else_a_fundus_mae_else_a_pretraining_stage(tmp_path, monkeypatch, drive32):
+    from ablate.backbones import WeightsMissing
+    from ablate.train.pretrained import choose_auto_foundation, fundus_mae_for
+
+    monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("ABLATE_FUNDUS_MAE_WEIGHTS", raising=False)
     grid = load_grid(find_grid("losses"))
-    monkeypatch.setenv("ABLATE_RETFOUND_WEIGHTS", str(tmp_path / "absent.pth"))
-    resolved = resolve_auto_foundation(grid)
-    names = {t.combination for t in resolved.trials}
-    assert {"retfound-fundus_mae", "edge_retfound-fundus_mae", "base", "lpips"} <= names
-    models = {ls.options["model"] for t in resolved.trials for ls in t.losses if ls.name == "foundation"}
-    assert models == {"fundus_mae"}
+    # RETFound named by its variable: used as given, the choice in the combination's name
     (tmp_path / "RETFound_mae_natureCFP.pth").write_bytes(b"stand-in")
     monkeypatch.setenv("ABLATE_RETFOUND_WEIGHTS", str(tmp_path / "RETFound_mae_natureCFP.pth"))
-    resolved = resolve_auto_foundation(grid)
-    assert "retfound-retfound" in {t.combination for t in resolved.trials}
-    assert "rgb+meijering" in trial_table(resolved)
+    c = choose_auto_foundation(grid, str(drive32), fetch=False)
+    assert "retfound-retfound" in {t.combination for t in c.grid.trials} and c.stage is None
+    assert "rgb+meijering" in trial_table(c.grid)
+    # ... named but absent: an error, not a quiet switch to another model
+    monkeypatch.setenv("ABLATE_RETFOUND_WEIGHTS", str(tmp_path / "absent.pth"))
+    with pytest.raises(WeightsMissing, match="absent.pth"):
+        choose_auto_foundation(grid, str(drive32), fetch=False)
+    # no RETFound and no fundus MAE: a stage pretrains one on this dataset, kept under its manifest's hash
+    monkeypatch.delenv("ABLATE_RETFOUND_WEIGHTS")
+    c = choose_auto_foundation(grid, str(drive32), fetch=False)
+    names = {t.combination for t in c.grid.trials}
+    assert {"retfound-fundus_mae", "edge_retfound-fundus_mae", "base", "lpips"} <= names
+    keyed = fundus_mae_for(str(drive32))
+    assert c.stage is not None and c.stage.out_file == keyed and keyed.parent == tmp_path / "cache" / "weights"
+    assert set(c.stage.combinations) == {"retfound", "edge_retfound"}
+    opts = [ls.options for t in c.grid.trials for ls in t.losses if ls.name == "foundation"]
+    assert all(o["model"] == "fundus_mae" and o["weights"] == str(keyed) for o in opts)
+    assert "RETFound not used" in c.note
+    # pretrained earlier on the same data: reused, no stage
+    keyed.parent.mkdir(parents=True)
+    keyed.write_bytes(b"stand-in")
+    assert choose_auto_foundation(grid, str(drive32), fetch=False).stage is None
+    # the user's own fundus MAE wins over the keyed one
+    (tmp_path / "cache" / "weights" / "fundus_mae.pth").write_bytes(b"stand-in")
+    c = choose_auto_foundation(grid, str(drive32), fetch=False)
+    assert c.stage is None and all("weights" not in ls.options for t in c.grid.trials for ls in t.losses
+                                   if ls.name == "foundation")
+
+
+def test_only_selects_combinations_and_names_unknown_ones():
+    from ablate.train.grid import resolve_grid
+
+    full, some = resolve_grid("losses", only=("base", "edge"))
+    assert len(full.trials) == 18 and {t.combination for t in some.trials} == {"base", "edge"}
+    assert len(some.trials) == 6
+    with pytest.raises(ConfigError, match=r"no combination \['edgy'\].*base, lpips, retfound"):
+        resolve_grid("losses", only=("base", "edgy"))
+
+
+def test_only_launches_add_to_one_experiment(tmp_path):
+    """A later launch of other combinations into the same --out is accepted and merges; the
+    same trials again need --resume."""
+    import json
+
+    from ablate.runtime import merge_results
+    from ablate.train.experiment import GRID_RECORD, check_experiment_folder, grid_record
+
+    full = load_grid(find_grid("smoke"))
+    keys = sorted(f"{t.combination}-s{t.seed}" for t in full.trials)
+    first, second = keys[:1], keys[1:]
+    (tmp_path / GRID_RECORD).write_text(json.dumps(grid_record(full, "D", first), default=str))
+    check_experiment_folder(tmp_path, full, resume=False, data="D", launching=second)  # others: fine
+    with pytest.raises(ConfigError, match=f"already holds trials {first}"):
+        check_experiment_folder(tmp_path, full, resume=False, data="D", launching=first)
+    check_experiment_folder(tmp_path, full, resume=True, data="D", launching=first)
+    old = pd.DataFrame({"combination": ["a", "b"], "seed": [0, 0], "status": ["done", "error"]})
+    new = pd.DataFrame({"combination": ["b", "c"], "seed": [0, 0], "status": ["done", "done"]})
+    merged = merge_results(old, new)
+    assert list(zip(merged["combination"], merged["status"])) == [("a", "done"), ("b", "done"), ("c", "done")]
 
 
 def test_data_checks_name_the_folder(tmp_path, drive32):
@@ -72,7 +130,7 @@ def test_out_holding_a_different_grid_is_refused(tmp_path):
     check_experiment_folder(out, _smoke(), resume=True)  # same grid, same data: resumable
     with pytest.raises(ConfigError, match="data None -> /elsewhere"):
         check_experiment_folder(out, _smoke(), resume=True, data="/elsewhere")
-    with pytest.raises(ConfigError, match="already holds this grid; add --resume"):
+    with pytest.raises(ConfigError, match=r"already holds trials \[.l1-s0., .l2-s0.\] of this grid; add --resume"):
         check_experiment_folder(out, _smoke(), resume=False)
     other = load_grid(find_grid("smoke"), {"train": {"steps": 7}})
     with pytest.raises(ConfigError, match=r"holds a different grid \('smoke'\).*changed \['l1-s0', 'l2-s0'\]"):

@@ -146,7 +146,7 @@ def test_experiment_folder_checks_on_s3(s3):
         check_experiment_folder(out, grid, resume=False)
     storage.write_text(f"{out}/{GRID_RECORD}", json.dumps(grid_fingerprint(grid), default=str))
     check_experiment_folder(out, grid, resume=True)
-    with pytest.raises(ConfigError, match="already holds this grid; add --resume"):
+    with pytest.raises(ConfigError, match=r"already holds trials \[.*\] of this grid; add --resume"):
         check_experiment_folder(out, grid, resume=False)
 
 
@@ -317,7 +317,7 @@ def test_grid_on_s3_end_to_end(s3, s3_data, tmp_path):
 
     # Same rules as a local folder: no silent restart over a finished grid...
     r = _ablate(s3, *args, "--no-evaluate")
-    assert r.returncode == 2 and f"--out {out} already holds this grid; add --resume" in r.stderr
+    assert r.returncode == 2 and f"--out {out} already holds trials" in r.stderr and "add --resume" in r.stderr
     # ...and a resume keeps the finished trial as it is.
     checkpoints = [k for k in _keys("runs/e2e/train/") if k.endswith("checkpoint.pt")]
     r = _ablate(s3, *args, "--no-evaluate", "--resume")

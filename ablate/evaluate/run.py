@@ -107,7 +107,15 @@ def _fm_extractor(model: str):
     return foundation_features(LOSSES.build("foundation", model=model))
 
 
-def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: dict) -> dict:
+def _bring_weights(shipped: dict) -> None:
+    """A task on another node than the launcher: the pretrained files come from the experiment."""
+    if shipped:
+        from ablate.backbones.weights_ship import receive
+
+        receive(shipped)
+
+
+def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: dict, shipped: dict) -> dict:
     """Vessel maps of the originals (the reference), their morphology, and their features."""
     import torch
 
@@ -116,6 +124,7 @@ def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: d
     from ablate.segmenter.model import load_segmenter
 
     torch.set_num_threads(1)
+    _bring_weights(shipped)
     x = to_tensor(images)
     seg = load_segmenter(segmenter)
     maps = vessel_maps(seg, x, fov)
@@ -127,7 +136,7 @@ def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: d
 
 
 def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: np.ndarray, segmenter: str,
-                nets: dict, batch_size: int, use_gpu: bool = False) -> dict:
+                nets: dict, batch_size: int, use_gpu: bool = False, shipped: dict | None = None) -> dict:
     """Reconstruct one chunk with one trial's model; every per-image metric and the features."""
     import torch
 
@@ -140,6 +149,7 @@ def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: 
     if use_gpu and not torch.cuda.is_available():
         raise RuntimeError("evaluation asked for a GPU (--gpus-per-task) but this Ray task sees none")
     device = "cuda" if use_gpu else "cpu"  # as asked: never a silent switch either way
+    _bring_weights(shipped or {})
     x = to_tensor(images).to(device)
     recon = reconstruct(checkpoint, x, device, batch_size)
     lpips = None
@@ -185,6 +195,9 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
     done = results[(results["status"] == "done") & results["checkpoint"].notna()]
     if done.empty:
         raise ValueError(f"{results_path}: no finished trial with a checkpoint to evaluate")
+    from ablate.backbones.weights_ship import read_manifest as shipped_files
+
+    shipped = shipped_files(exp)  # {} unless the launch ran on several nodes
     seg_spec, seg_note = choose_segmenter(opts.segmenter)
     nets, notes = available_feature_nets()
     print(seg_note)
@@ -198,12 +211,12 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
         task = ray.remote(num_cpus=1, num_gpus=opts.gpus_per_task)
         imgs = [ray.put(test["images"][c]) for c in chunks]
         fovs = [ray.put(test["fov"][c]) for c in chunks]
-        refs = ray.get([task(reference_chunk).remote(i, f, seg_spec, nets) for i, f in zip(imgs, fovs)])
+        refs = ray.get([task(reference_chunk).remote(i, f, seg_spec, nets, shipped) for i, f in zip(imgs, fovs)])
         ref_maps = [ray.put(r["maps"]) for r in refs]
         real_inc = np.concatenate([r["inception"] for r in refs])
         real_fm = np.concatenate([r["fm"] for r in refs]) if "fm" in nets else None
         futures = {row.trial: [task(trial_chunk).remote(row.checkpoint, i, f, m, seg_spec, nets, opts.batch_size,
-                                                          opts.gpus_per_task > 0)
+                                                          opts.gpus_per_task > 0, shipped)
                                for i, f, m in zip(imgs, fovs, ref_maps)] for row in group.itertuples()}
         for row in group.itertuples():
             outs = ray.get(futures[row.trial])

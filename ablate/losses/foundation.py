@@ -188,11 +188,20 @@ def foundation_preflight(model="retfound", weights=None, arch=None, format=None,
         _weights_file(model, weights, pretrained, fetch=False)
 
 
+def foundation_needs(model="retfound", weights=None, pretrained=True, **_options) -> dict:
+    """The table's file this term loads (none for a random ViT or a custom checkpoint path, which
+    preflight checks; `auto` is decided by the launcher before this is asked)."""
+    if not pretrained or model == "custom":
+        return {}
+    return {model: weights}
+
+
 @LOSSES.register(
     "foundation",
     "RETFound ViT token distance after blocks 4/9/16/24 (the paper's deep-feature term); "
     "model: retfound | retfound_dinov2 | fundus_mae (ours, `ablate fm pretrain`) | custom; pretrained: false = random ViT",
     preflight=foundation_preflight,
+    needs=foundation_needs,
 )
 def foundation(
     model: str = "retfound",

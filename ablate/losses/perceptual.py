@@ -76,10 +76,16 @@ def lpips_preflight(pretrained: bool = True, weights: str | None = None) -> None
     lpips_heads_path()
 
 
+def lpips_needs(pretrained: bool = True, weights: str | None = None) -> dict:
+    """The table's files this term loads: the VGG16 trunk (unless random) and the LPIPS heads."""
+    return {"vgg16": weights, "lpips_vgg_heads": None} if pretrained else {"lpips_vgg_heads": None}
+
+
 @LOSSES.register(
     "lpips",
     "LPIPS v0.1 with VGG16 (relu1_2..relu5_3, published linear heads); pretrained: false = random trunk",
     preflight=lpips_preflight,
+    needs=lpips_needs,
 )
 def lpips(pretrained: bool = True, weights: str | None = None) -> LPIPSLoss:
     return LPIPSLoss(pretrained=pretrained, weights=weights)

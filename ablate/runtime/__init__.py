@@ -26,7 +26,7 @@ _HOMES = {
     "TrialWriter": "tensorboard", "mirror_logs": "tensorboard",
     "lr_factor": "schedule",
     "StepLoop": "steps", "resume": "steps",
-    "collect_results": "results", "write_results": "results", "print_summary": "results",
+    "collect_results": "results", "merge_results": "results", "read_results": "results", "write_results": "results", "print_summary": "results",
     "fail": "console",
 }
 

@@ -51,6 +51,23 @@ def _status(error, metrics: dict) -> str:
     return "done" if metrics.get("final") else "incomplete"
 
 
+def merge_results(previous: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
+    """One row per (combination, seed): the new rows, plus earlier rows of trials this run did
+    not touch (a `--only` run adds its combinations to an experiment; a resumed Tune run
+    reports only the trials of its own launch)."""
+    if previous is None or previous.empty:
+        return new
+    mine = set(zip(new["combination"], new["seed"]))
+    kept = previous[[(c, s) not in mine for c, s in zip(previous["combination"], previous["seed"])]]
+    out = pd.concat([kept, new], ignore_index=True) if len(kept) else new
+    return out.sort_values(["combination", "seed"]).reset_index(drop=True)
+
+
+def read_results(out: Path | str) -> pd.DataFrame | None:
+    path = storage.join(out, "results.parquet")
+    return storage.read_parquet(path) if storage.is_file(path) else None
+
+
 def write_results(df: pd.DataFrame, out: Path | str) -> None:
     """`out` is the experiment folder or its URI."""
     storage.write_parquet(df, storage.join(out, "results.parquet"))

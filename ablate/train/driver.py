@@ -20,7 +20,7 @@ def trial_key(spec: TrialSpec) -> str:
 
 
 def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_dir: str, placement: Placement,
-              max_failures: int = 0) -> None:
+              max_failures: int = 0, weights_manifest: dict | None = None) -> None:
     started = time.time()
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -56,6 +56,7 @@ def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_
             "trial_started_at": started,
             "driver_marks": driver_marks,
             "cache_train": cache_train,
+            "weights_manifest": weights_manifest or {},  # pretrained files shipped to other nodes
         },
         datasets=datasets,
         placement=placement,

@@ -19,14 +19,35 @@ def grid_fingerprint(grid: Grid, data: str | None = None) -> dict:
     return {"name": grid.name, "data": data, "trials": {trial_key(s): s.flat() for s in grid.trials}}
 
 
-def grid_record(grid: Grid, data: str | None = None) -> dict:
-    """grid.json: the fingerprint, plus the questions' pre-declared primary metrics for the
-    report (not compared on --resume: they change no trial)."""
-    return {**grid_fingerprint(grid, data), "questions": grid.questions}
+def grid_record(grid: Grid, data: str | None = None, launched: list[str] | None = None) -> dict:
+    """grid.json: the fingerprint of the whole search space, the trials launched into this
+    folder so far (`--only` runs add theirs), and the questions' pre-declared primary metrics
+    for the report. Only the fingerprint is compared on a later launch."""
+    return {**grid_fingerprint(grid, data), "launched": sorted(launched or []), "questions": grid.questions}
 
 
-def check_experiment_folder(out: Path | str, grid: Grid, resume: bool, data: str | None = None) -> None:
-    """Refuse to mix grids in one folder, to start over a finished run, or to resume nothing.
+def read_record(out: Path | str) -> dict | None:
+    record = storage.join(out, GRID_RECORD)
+    if not storage.is_file(record):
+        return None
+    try:
+        return json.loads(storage.read_text(record))
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{record}: unreadable ({e})") from None
+
+
+def launched_before(previous: dict | None) -> list[str]:
+    """Trials a folder's earlier launches ran (a record from before `--only` ran them all)."""
+    if previous is None:
+        return []
+    return list(previous.get("launched", previous.get("trials", {})))
+
+
+def check_experiment_folder(out: Path | str, grid: Grid, resume: bool, data: str | None = None,
+                            launching: list[str] | None = None) -> None:
+    """Refuse to mix grids in one folder, to start over trials already launched there, or to
+    resume nothing. `grid` is the whole search space; `launching` the trials of this launch
+    (default: all). Launching other trials of the same grid into the folder adds them (`--only`).
     `out` is a local folder or a URI (s3://bucket/prefix)."""
     record = storage.join(out, GRID_RECORD)
     if not storage.is_file(record):
@@ -35,10 +56,7 @@ def check_experiment_folder(out: Path | str, grid: Grid, resume: bool, data: str
         if storage.has_entries(out):
             raise ConfigError(f"--out {out} is not empty and holds no ablate experiment; choose another folder")
         return
-    try:
-        previous = json.loads(storage.read_text(record))
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{record}: unreadable ({e})") from None
+    previous = read_record(out)
     mine = json.loads(json.dumps(grid_fingerprint(grid, data), default=str))  # same JSON types as the record
     if {k: previous.get(k) for k in mine} != mine:
         added = sorted(set(mine["trials"]) - set(previous.get("trials", {})))
@@ -50,5 +68,7 @@ def check_experiment_folder(out: Path | str, grid: Grid, resume: bool, data: str
             f"--out {out} holds a different grid ({previous.get('name')!r}): trials added {added}, removed {removed}, "
             f"changed {changed}{data_note}. Use another --out, or the same grid, data and options to resume."
         )
-    if not resume:
-        raise ConfigError(f"--out {out} already holds this grid; add --resume to continue it (finished trials are kept)")
+    again = sorted(set(launching if launching is not None else mine["trials"]) & set(launched_before(previous)))
+    if again and not resume:
+        raise ConfigError(f"--out {out} already holds trials {again} of this grid; add --resume to continue it "
+                          "(finished trials are kept), or launch other combinations with --only")

@@ -1,18 +1,21 @@
 """The grid before it runs: a search space resolved into trials (with the launch's
-overrides and the `auto` foundation model decided), checked against the dataset and
-the loss terms' preflight hooks, and shown as a table."""
+overrides and `--only`), checked against the dataset and the loss terms' preflight
+hooks, and shown as a table. Pretrained files: `train/pretrained.py`."""
 
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
-from ablate.config import Grid, find_grid, load_grid
+from ablate.config import ConfigError, Grid, find_grid, load_grid
 from ablate.data.shards import DatasetError, read_manifest, shard_paths
 from ablate.train.driver import trial_key
 
 
-def resolve_grid(grid: str, steps: int | None = None, epochs: int | None = None, size: int | None = None) -> Grid:
-    """The search space `grid` (a name or a path) with the launch's overrides, `auto` resolved."""
+def resolve_grid(grid: str, steps: int | None = None, epochs: int | None = None, size: int | None = None,
+                 only: tuple[str, ...] = ()) -> tuple[Grid, Grid]:
+    """(the whole search space, the trials to run now): `grid` is a name or a path, with the
+    launch's overrides; `only` keeps those combinations (names as in the search space)."""
     overrides: dict = {}
     if steps is not None:
         overrides.setdefault("train", {})["steps"] = steps
@@ -20,31 +23,15 @@ def resolve_grid(grid: str, steps: int | None = None, epochs: int | None = None,
         overrides.setdefault("train", {})["epochs"] = epochs
     if size is not None:
         overrides.setdefault("data", {})["size"] = size
-    return resolve_auto_foundation(load_grid(find_grid(grid), overrides))
-
-
-def resolve_auto_foundation(grid: Grid) -> Grid:
-    """`foundation: {model: auto}` -> RETFound where its weights file is present, else our
-    fundus MAE. Decided once, before any trial, and appended to the combination name
-    (`retfound-fundus_mae`), so results and logs say which model stood in."""
-    from ablate.backbones import WeightsMissing
-    from ablate.backbones.retfound import retfound_weights_path
-
-    trials = []
-    for spec in grid.trials:
-        losses, suffix = [], ""
-        for ls in spec.losses:
-            if ls.name == "foundation" and ls.options.get("model") == "auto":
-                try:
-                    retfound_weights_path("retfound", ls.options.get("weights"))
-                    chosen = "retfound"
-                except WeightsMissing:
-                    chosen = "fundus_mae"
-                suffix = f"-{chosen}"
-                ls = dataclasses.replace(ls, options={**ls.options, "model": chosen})
-            losses.append(ls)
-        trials.append(dataclasses.replace(spec, losses=tuple(losses), combination=spec.combination + suffix))
-    return dataclasses.replace(grid, trials=tuple(trials))
+    full = load_grid(find_grid(grid), overrides)
+    if not only:
+        return full, full
+    names = list(dict.fromkeys(s.combination for s in full.trials))
+    unknown = [c for c in only if c not in names]
+    if unknown:
+        raise ConfigError(f"--only {','.join(only)}: no combination {unknown} in grid {full.name!r}; "
+                          f"its combinations: {', '.join(names)}")
+    return full, dataclasses.replace(full, trials=tuple(s for s in full.trials if s.combination in only))
 
 
 def check_data(data_dir: str, grid: Grid) -> dict:
@@ -62,13 +49,16 @@ def check_data(data_dir: str, grid: Grid) -> dict:
     return manifest
 
 
-def preflight_losses(grid: Grid) -> None:
-    """Fail before Ray starts if a term's weights are missing or its options are wrong."""
+def preflight_losses(grid: Grid, made_by_stage: Path | None = None) -> None:
+    """Fail before Ray starts if a term's weights are missing or its options are wrong. A term
+    whose file the foundation stage will make (`made_by_stage`) is checked when it is made."""
     from ablate.losses import LOSSES
 
     seen = set()
     for spec in grid.trials:
         for ls in spec.losses:
+            if made_by_stage is not None and ls.options.get("weights") == str(made_by_stage):
+                continue
             key = (ls.name, repr(sorted(ls.options.items())))
             if key in seen:
                 continue

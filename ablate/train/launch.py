@@ -15,11 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ablate import storage
+from ablate.backbones import WeightsMissing
+from ablate.backbones.weights_ship import ship
 from ablate.config import ConfigError, Grid
 from ablate.runtime import node_cpus, plan_placement, ray_session, sigterm_as_interrupt, total_cpus
 from ablate.train.driver import run_trial, trial_key
-from ablate.train.experiment import GRID_RECORD, check_experiment_folder, grid_record
+from ablate.train.experiment import GRID_RECORD, check_experiment_folder, grid_record, launched_before, read_record
 from ablate.train.grid import check_data, preflight_losses, resolve_grid, trial_table
+from ablate.train.pretrained import FoundationStage, choose_auto_foundation, settle_weights
 
 
 @dataclass(frozen=True)
@@ -42,16 +45,21 @@ class LaunchOptions:
     evaluate: bool = True  # evaluate finished trials on the test split after training (ablate.pipeline)
     segmenter: str | None = None  # for evaluation; None = our U-Net where present, else the ridge fallback
     dry_run: bool = False
+    only: tuple[str, ...] = ()  # run these combinations of the grid (names as in the search space)
+    fm_steps: int = 2000  # steps of the fundus MAE stage, when `foundation: auto` finds no foundation model
 
 
 @dataclass(frozen=True)
 class PreparedGrid:
     """A grid that passed every check that needs no Ray: ready to train."""
-    grid: Grid
+    grid: Grid  # the trials of this launch, `auto` decided
+    full: Grid  # the whole search space as written (the experiment's fingerprint)
     out: Path | str
     tune_parent: str
     tune_name: str
     data: str
+    stage: FoundationStage | None = None  # pretrain our fundus MAE first
+    files: dict = dataclasses.field(default_factory=dict)  # pretrained files, verified here: {name: path}
 
 
 @dataclass(frozen=True)
@@ -83,26 +91,41 @@ def dataset_location(data: str | None) -> str:
 
 
 def prepare_grid(opts: LaunchOptions) -> PreparedGrid | None:
-    """Resolve the grid and check it, the data, the loss terms' files and the experiment
-    folder before Ray starts; prints the trial table. None for a dry run."""
-    grid = resolve_grid(opts.grid, steps=opts.steps, epochs=opts.epochs, size=opts.size)
-    out, tune_parent, tune_name = experiment_location(opts.out, grid.name)
+    """Resolve the grid and check it, the data, every pretrained file (fetched where missing)
+    and the experiment folder before Ray starts; prints the trial table. None for a dry run,
+    which fetches nothing and lists what a launch would still need."""
+    full, grid = resolve_grid(opts.grid, steps=opts.steps, epochs=opts.epochs, size=opts.size, only=opts.only)
+    out, tune_parent, tune_name = experiment_location(opts.out, full.name)
     data_dir = dataset_location(opts.data)
     check_data(data_dir, grid)
-    print(f"grid {grid.name!r} from {grid.source}: {len(grid.trials)} trials -> {out}")
+    fetch = not opts.dry_run
+    choice = choose_auto_foundation(grid, data_dir, fetch=fetch)
+    grid = choice.grid
+    only = f" (--only {','.join(opts.only)} of {len(full.trials)})" if opts.only else ""
+    print(f"grid {grid.name!r} from {grid.source}: {len(grid.trials)} trials{only} -> {out}")
     print(trial_table(grid))
-    preflight_losses(grid)  # after the table, so a dry run still shows the grid
+    if choice.note:
+        print(choice.note)
+    files, missing = settle_weights(grid, choice, fetch=fetch)  # a launch raises here, listing every missing file
+    stage_file = choice.stage.out_file if choice.stage else None
+    try:
+        preflight_losses(grid, made_by_stage=stage_file)  # after the table, so a dry run still shows the grid
+    except WeightsMissing:
+        if not (opts.dry_run and missing):  # a dry run has just listed the missing files
+            raise
     if opts.dry_run:
+        if missing:
+            print(f"dry run: a launch would fetch these first, or stop here:\n{missing}")
         return None
-    check_experiment_folder(out, grid, opts.resume, data_dir)
-    return PreparedGrid(grid, out, tune_parent, tune_name, data_dir)
+    check_experiment_folder(out, full, opts.resume, data_dir, launching=[trial_key(s) for s in grid.trials])
+    return PreparedGrid(grid, full, out, tune_parent, tune_name, data_dir, choice.stage, files)
 
 
 def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
     """Train every trial with Ray Tune (joining `opts.address`, or a Ray started here)."""
     from ray import tune
 
-    from ablate.runtime import collect_results, print_summary, write_results
+    from ablate.runtime import collect_results, merge_results, print_summary, read_results, write_results
 
     grid, out, data_dir = prepared.grid, prepared.out, prepared.data
     with ray_session(opts.address):
@@ -116,9 +139,11 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
               f"{f' + {placement.gpus_per_worker:g} GPU' if placement.gpus_per_worker else ''} per trial, "
               f"{placement.concurrent} trial(s) at a time, {placement.threads_per_worker} torch thread(s) per worker")
         trials = {trial_key(s): s for s in grid.trials}
+        # Several nodes: the files verified here go to the others through the experiment, once.
+        shipped = ship(prepared.files, out) if len(node_cpus()) > 1 else {}
         trainable = tune.with_resources(
             tune.with_parameters(run_trial, trials=trials, data_dir=data_dir, exp_dir=str(out), placement=placement,
-                                 max_failures=opts.max_failures),
+                                 max_failures=opts.max_failures, weights_manifest=shipped),
             {"cpu": placement.driver_cpus},
         )
         if opts.resume:
@@ -126,8 +151,9 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
             # from their last checkpoint (each Train run is named after its trial).
             tuner = tune.Tuner.restore(str(out), trainable, resume_unfinished=True, resume_errored=True)
         else:
+            launched = sorted(set(launched_before(read_record(out))) | set(trials))
             storage.write_text(storage.join(out, GRID_RECORD),
-                               json.dumps(grid_record(grid, data_dir), indent=1, default=str) + "\n")
+                               json.dumps(grid_record(prepared.full, data_dir, launched), indent=1, default=str) + "\n")
             tuner = tune.Tuner(
                 trainable,
                 param_space={"trial": tune.grid_search(list(trials))},
@@ -152,6 +178,7 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
         # Ray reports these as paths on the bucket, without the scheme; store URIs.
         for col in ("checkpoint", "trial_dir"):
             table[col] = table[col].map(lambda p: storage.as_uri(out, p))
+    table = merge_results(read_results(out), table)  # trials of earlier `--only` launches stay
     write_results(table, out)
     print_summary(table, wall)
     return GridRun(out=out, data=data_dir, table=table, wall_s=wall)

@@ -91,6 +91,10 @@ class WorkerRun:
         self.to_input = edge_channel or (lambda x: x)  # RGB, or RGB + the edge map as channel 4
         self.model = ray.train.torch.prepare_model(model)
         self.device = ray.train.torch.get_device()
+        if config.get("weights_manifest"):  # another node fetched the pretrained files: bring them here
+            from ablate.backbones.weights_ship import receive
+
+            receive(config["weights_manifest"])
         self.loss_fn = CompositeLoss.from_specs(self.spec.losses).to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=t.lr, betas=t.betas)
         self.marks["model_ready"] = time.time()
