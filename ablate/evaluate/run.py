@@ -4,7 +4,8 @@ Ray tasks do the work, so it spreads over a cluster like training:
 - once per chunk of test images: the vessel map of each original (the reference),
   and the originals' Inception / foundation-model features;
 - per trial and chunk: reconstruct from the trial's final checkpoint, fidelity
-  (PSNR, SSIM, MS-SSIM, LPIPS where its weights are present), the vessel map of the
+  (PSNR, SSIM, MS-SSIM inside the FOV, the whole-image values as `<name>_whole`;
+  LPIPS where its weights are present), the vessel map of the
   reconstruction, its morphology and its agreement with the original's map, and
   the reconstructions' features.
 The driver turns features into FID / KID (and the Fréchet distance in the domain
@@ -132,7 +133,7 @@ def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: 
     import torch
 
     from ablate.backbones.inception import FIDInception
-    from ablate.evaluate.fidelity import pair_metrics
+    from ablate.evaluate.fov_fidelity import pair_metrics_fov
     from ablate.evaluate.morphology import agreement, vessel_features
     from ablate.segmenter.model import load_segmenter
 
@@ -147,7 +148,7 @@ def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: 
         from ablate.losses import LOSSES
 
         lpips = LOSSES.build("lpips").to(device)
-    metrics = {k: v.cpu().numpy() for k, v in pair_metrics(x, recon, lpips).items()}
+    metrics = {k: v.cpu().numpy() for k, v in pair_metrics_fov(x, recon, torch.from_numpy(fov), lpips).items()}
     maps = vessel_maps(load_segmenter(segmenter), recon, fov)
     rows = []
     for i in range(len(images)):

@@ -90,7 +90,7 @@ def summarize(trial_metrics: pd.DataFrame, combinations: list[str]) -> pd.DataFr
 
 
 GROUPS = (
-    ("fidelity", lambda m: m in ("psnr", "ssim", "ms_ssim") or m.startswith("lpips")),
+    ("fidelity", lambda m: m.removesuffix("_whole") in ("psnr", "ssim", "ms_ssim") or m.startswith("lpips")),
     ("distribution", lambda m: is_distribution(m) or m.startswith("subset_sd:")),
     ("vessel agreement", lambda m: m in ("dice", "cldice", "betti0_error", "betti1_error")),
     ("vessel morphology |delta|", lambda m: m.startswith("abs_delta_")),
