@@ -5,7 +5,8 @@ Ray tasks do the work, so it spreads over a cluster like training:
   and the originals' Inception / foundation-model features;
 - per trial and chunk: reconstruct from the trial's final checkpoint, fidelity
   (PSNR, SSIM, MS-SSIM inside the FOV, the whole-image values as `<name>_whole`;
-  LPIPS where its weights are present), the vessel map of the
+  LPIPS where its weights are present), vessel sharpness and contrast on the green
+  channel at the original's vessel borders (evaluate/sharpness.py), the vessel map of the
   reconstruction, its morphology and its agreement with the original's map, and
   the reconstructions' features.
 The driver turns features into FID / KID (and the Fréchet distance in the domain
@@ -25,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ablate import storage
-from ablate.evaluate.reconstruct import reconstruct, to_tensor, vessel_maps
+from ablate.evaluate.reconstruct import reconstruct, reference_levels, to_tensor, vessel_maps
 
 CHUNK = 8  # test images per Ray task
 
@@ -119,8 +120,9 @@ def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: d
     torch.set_num_threads(1)
     x = to_tensor(images)
     seg = load_segmenter(segmenter)
-    maps = vessel_maps(seg, x, fov)
-    out = {"maps": maps, "features": [vessel_features(m, v) for m, v in zip(maps, fov)],
+    levels = reference_levels(seg, x, fov)  # the reconstructions are cut at these levels too
+    maps = vessel_maps(seg, x, fov, levels)
+    out = {"maps": maps, "levels": levels, "features": [vessel_features(m, v) for m, v in zip(maps, fov)],
            "segmenter": seg.name, "inception": FIDInception()(x).numpy()}
     if "fm" in nets:
         out["fm"] = _fm_extractor(nets["fm"])(x).numpy()
@@ -128,13 +130,14 @@ def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: d
 
 
 def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: np.ndarray, segmenter: str,
-                nets: dict, batch_size: int, use_gpu: bool = False) -> dict:
+                nets: dict, batch_size: int, use_gpu: bool = False, ref_levels=None) -> dict:
     """Reconstruct one chunk with one trial's model; every per-image metric and the features."""
     import torch
 
     from ablate.backbones.inception import FIDInception
     from ablate.evaluate.fov_fidelity import pair_metrics_fov
     from ablate.evaluate.morphology import agreement, vessel_features
+    from ablate.evaluate.sharpness import sharpness
     from ablate.segmenter.model import load_segmenter
 
     torch.set_num_threads(1)
@@ -149,10 +152,12 @@ def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: 
 
         lpips = LOSSES.build("lpips").to(device)
     metrics = {k: v.cpu().numpy() for k, v in pair_metrics_fov(x, recon, torch.from_numpy(fov), lpips).items()}
-    maps = vessel_maps(load_segmenter(segmenter), recon, fov)
+    maps = vessel_maps(load_segmenter(segmenter), recon, fov, ref_levels)
     rows = []
+    green, green_hat = x[:, 1].cpu().double().numpy(), recon[:, 1].cpu().double().numpy()
     for i in range(len(images)):
         row = {k: float(v[i]) for k, v in metrics.items()}
+        row.update(sharpness(green[i], green_hat[i], ref_maps[i], fov[i]))
         row.update({f"recon.{k}": v for k, v in vessel_features(maps[i], fov[i]).items()})
         row.update(agreement(ref_maps[i], maps[i], fov[i]))
         rows.append(row)
@@ -204,8 +209,8 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
         real_inc = np.concatenate([r["inception"] for r in refs])
         real_fm = np.concatenate([r["fm"] for r in refs]) if "fm" in nets else None
         futures = {row.trial: [task(trial_chunk).remote(row.checkpoint, i, f, m, seg_spec, nets, opts.batch_size,
-                                                          opts.gpus_per_task > 0)
-                               for i, f, m in zip(imgs, fovs, ref_maps)] for row in group.itertuples()}
+                                                          opts.gpus_per_task > 0, r["levels"])
+                               for i, f, m, r in zip(imgs, fovs, ref_maps, refs)] for row in group.itertuples()}
         for row in group.itertuples():
             outs = ray.get(futures[row.trial])
             k = 0

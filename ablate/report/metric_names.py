@@ -18,7 +18,7 @@ import re
 # psnr / ssim / ms_ssim are computed inside the FOV (ablate.evaluate.fov_fidelity); the
 # whole-image values, black surround included, are the secondary `<name>_whole`.
 PER_IMAGE = ("psnr", "ssim", "ms_ssim", "psnr_whole", "ssim_whole", "ms_ssim_whole", "lpips", "lpips[random-vgg]",
-             "dice", "cldice", "betti0_error", "betti1_error")
+             "dice", "cldice", "betti0_error", "betti1_error", "vessel_sharpness", "vessel_contrast")
 SET_LEVEL = ("fid", "kid")  # plus fd_<model> and kid_<model>
 
 # Two names for one number: agreement() writes betti0_error = |components(R) - components(T)|,
@@ -97,7 +97,10 @@ def fd_bias_text(n: int) -> str:
             "variance; BENCHMARKS.md), so at this n FID/FD differences are mostly sample-size bias and noise")
 
 
-HIGHER = ("psnr", "ssim", "ms_ssim", "psnr_whole", "ssim_whole", "ms_ssim_whole", "dice", "cldice")
+# vessel_sharpness / vessel_contrast: reconstruction / original; a reconstruction blurs, so
+# higher (towards 1) is better; above 1 is steeper than the original (ablate.evaluate.sharpness).
+HIGHER = ("psnr", "ssim", "ms_ssim", "psnr_whole", "ssim_whole", "ms_ssim_whole", "dice", "cldice",
+          "vessel_sharpness", "vessel_contrast")
 LOWER_EXACT = ("fid", "kid", "betti0_error", "betti1_error")
 LOWER_PREFIX = ("lpips", "fd_", "kid_", "abs_delta_")
 
