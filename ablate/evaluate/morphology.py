@@ -138,6 +138,9 @@ cldice          centre-line Dice (Shit et al., CVPR 2021):
                 above; 1 when both skeletons are empty, 0 when only one is.
 betti0_error    |components(R) - components(T)|
 betti1_error    |holes(R) - holes(T)|
+betti0_patch64_error, betti1_patch64_error
+                the same counted per 64 px tile and summed (ablate.evaluate.topology):
+                a break and a merge elsewhere no longer cancel.
 delta_<f>       f(T) - f(R) for every feature f above (NaN if either is).
 """
 
@@ -153,6 +156,7 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import depth_first_order
 from skimage.morphology import skeletonize
 
+from ablate.evaluate.topology import patch_betti_errors
 from ablate.evaluate.width import vessel_width
 
 __all__ = [
@@ -640,6 +644,7 @@ def agreement(reference, test, fov=None) -> dict[str, float]:
         "cldice": cl,
         "betti0_error": float(abs(r.components - t.components)),
         "betti1_error": float(abs(r.holes - t.holes)),
+        **patch_betti_errors(r.mask, t.mask),
     }
     fr, ft = r.features(), t.features()
     out.update({f"delta_{k}": ft[k] - fr[k] for k in FEATURES})

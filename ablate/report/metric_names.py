@@ -18,7 +18,8 @@ import re
 # psnr / ssim / ms_ssim are computed inside the FOV (ablate.evaluate.fov_fidelity); the
 # whole-image values, black surround included, are the secondary `<name>_whole`.
 PER_IMAGE = ("psnr", "ssim", "ms_ssim", "psnr_whole", "ssim_whole", "ms_ssim_whole", "lpips", "lpips[random-vgg]",
-             "dice", "cldice", "betti0_error", "betti1_error", "vessel_sharpness", "vessel_contrast")
+             "dice", "cldice", "betti0_error", "betti1_error", "betti0_patch64_error", "betti1_patch64_error",
+             "vessel_sharpness", "vessel_contrast")
 SET_LEVEL = ("fid", "kid")  # plus fd_<model> and kid_<model>
 
 # Two names for one number: agreement() writes betti0_error = |components(R) - components(T)|,
@@ -101,7 +102,7 @@ def fd_bias_text(n: int) -> str:
 # higher (towards 1) is better; above 1 is steeper than the original (ablate.evaluate.sharpness).
 HIGHER = ("psnr", "ssim", "ms_ssim", "psnr_whole", "ssim_whole", "ms_ssim_whole", "dice", "cldice",
           "vessel_sharpness", "vessel_contrast")
-LOWER_EXACT = ("fid", "kid", "betti0_error", "betti1_error")
+LOWER_EXACT = ("fid", "kid", "betti0_error", "betti1_error", "betti0_patch64_error", "betti1_patch64_error")
 LOWER_PREFIX = ("lpips", "fd_", "kid_", "abs_delta_")
 
 

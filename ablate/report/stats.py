@@ -92,7 +92,8 @@ def summarize(trial_metrics: pd.DataFrame, combinations: list[str]) -> pd.DataFr
 GROUPS = (
     ("fidelity", lambda m: m.removesuffix("_whole") in ("psnr", "ssim", "ms_ssim") or m.startswith("lpips")),
     ("distribution", lambda m: is_distribution(m) or m.startswith("subset_sd:")),
-    ("vessel agreement", lambda m: m in ("dice", "cldice", "betti0_error", "betti1_error")),
+    ("vessel agreement", lambda m: m in ("dice", "cldice", "betti0_error", "betti1_error", "betti0_patch64_error",
+                                         "betti1_patch64_error")),
     ("vessel sharpness", lambda m: m in ("vessel_sharpness", "vessel_contrast")),
     ("vessel morphology |delta|", lambda m: m.startswith("abs_delta_")),
     ("validation", lambda m: m.startswith("val/")),
