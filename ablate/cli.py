@@ -103,6 +103,8 @@ def evaluate(
     segmenter: Optional[str] = typer.Option(None, "--segmenter", help="a U-Net file or 'ridge' (default: our U-Net if present)"),
     address: Optional[str] = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto'"),
     gpus_per_task: float = typer.Option(0.0, "--gpus-per-task"),
+    morphology: str = typer.Option("ablate", "--morphology",
+                                   help="vessel-feature definitions: 'ablate' (ours) or 'automorph' (AutoMorph's)"),
 ) -> None:
     """Evaluate every finished trial on the test split (fidelity + vessel morphology)."""
     from ablate import storage
@@ -112,7 +114,7 @@ def evaluate(
     try:
         with ray_session(address):
             df = evaluate_experiment(EvalOptions(exp=exp, data=data, segmenter=segmenter,
-                                                 gpus_per_task=gpus_per_task))
+                                                 gpus_per_task=gpus_per_task, morphology=morphology))
     except (FileNotFoundError, ValueError, storage.StorageError) as e:
         fail(str(e))
     print_summary(df)

@@ -382,3 +382,13 @@ def test_demo_data_and_stand_ins_are_flagged(tmp_path, monkeypatch):
     (exp / "grid.json").write_text(json.dumps(g))
     w = " ".join(report_warnings(load_experiment(exp)))
     assert "DEMO DATA" in w and "RANDOM VGG16" in w and "ridge-filter fallback" in w and "LPIPS not computed" in w
+
+
+def test_report_says_which_morphology_definitions_it_used(tmp_path):
+    exp = make_exp(tmp_path / "e", {"base": {}, "l2": {}})
+    md = write_report(exp, n_images=0, hparams=False).with_name("report.md").read_text()
+    assert "morphology definitions: ablate (not recorded" in md
+    notes = json.loads((exp / "eval" / "notes.json").read_text())
+    (exp / "eval" / "notes.json").write_text(json.dumps({**notes, "morphology": "automorph"}))
+    md = write_report(exp, n_images=0, hparams=False).with_name("report.md").read_text()
+    assert "morphology definitions: automorph (AutoMorph's M3 definitions" in md

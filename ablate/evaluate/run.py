@@ -38,6 +38,7 @@ class EvalOptions:
     segmenter: str | None = None  # a U-Net file, or "ridge"; default: the trained U-Net if present
     batch_size: int = 8
     gpus_per_task: float = 0.0
+    morphology: str = "ablate"  # vessel-feature definitions: "ablate" or "automorph" (evaluate/automorph.py)
 
 
 # ---------------------------------------------------------------- choices, said out loud
@@ -109,14 +110,15 @@ def _fm_extractor(model: str):
     return foundation_features(LOSSES.build("foundation", model=model))
 
 
-def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: dict) -> dict:
+def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: dict, morphology: str = "ablate") -> dict:
     """Vessel maps of the originals (the reference), their morphology, and their features."""
     import torch
 
     from ablate.backbones.inception import FIDInception
-    from ablate.evaluate.morphology import vessel_features
+    from ablate.evaluate.automorph import features_for
     from ablate.segmenter.model import load_segmenter
 
+    vessel_features = features_for(morphology)[0]
     torch.set_num_threads(1)
     x = to_tensor(images)
     seg = load_segmenter(segmenter)
@@ -130,16 +132,17 @@ def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: d
 
 
 def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: np.ndarray, segmenter: str,
-                nets: dict, batch_size: int, use_gpu: bool = False, ref_levels=None) -> dict:
+                nets: dict, batch_size: int, use_gpu: bool = False, ref_levels=None, morphology: str = "ablate") -> dict:
     """Reconstruct one chunk with one trial's model; every per-image metric and the features."""
     import torch
 
     from ablate.backbones.inception import FIDInception
     from ablate.evaluate.fov_fidelity import pair_metrics_fov
-    from ablate.evaluate.morphology import agreement, vessel_features
+    from ablate.evaluate.automorph import features_for
     from ablate.evaluate.sharpness import sharpness
     from ablate.segmenter.model import load_segmenter
 
+    vessel_features, agreement = features_for(morphology)
     torch.set_num_threads(1)
     if use_gpu and not torch.cuda.is_available():
         raise RuntimeError("evaluation asked for a GPU (--gpus-per-task) but this Ray task sees none")
@@ -191,6 +194,9 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
     done = results[(results["status"] == "done") & results["checkpoint"].notna()]
     if done.empty:
         raise ValueError(f"{results_path}: no finished trial with a checkpoint to evaluate")
+    from ablate.evaluate.automorph import features_for
+
+    features_for(opts.morphology)  # an unknown definition set fails here, before any task
     seg_spec, seg_note = choose_segmenter(opts.segmenter)
     nets, notes = available_feature_nets()
     print(seg_note)
@@ -204,12 +210,12 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
         task = ray.remote(num_cpus=1, num_gpus=opts.gpus_per_task)
         imgs = [ray.put(test["images"][c]) for c in chunks]
         fovs = [ray.put(test["fov"][c]) for c in chunks]
-        refs = ray.get([task(reference_chunk).remote(i, f, seg_spec, nets) for i, f in zip(imgs, fovs)])
+        refs = ray.get([task(reference_chunk).remote(i, f, seg_spec, nets, opts.morphology) for i, f in zip(imgs, fovs)])
         ref_maps = [ray.put(r["maps"]) for r in refs]
         real_inc = np.concatenate([r["inception"] for r in refs])
         real_fm = np.concatenate([r["fm"] for r in refs]) if "fm" in nets else None
         futures = {row.trial: [task(trial_chunk).remote(row.checkpoint, i, f, m, seg_spec, nets, opts.batch_size,
-                                                          opts.gpus_per_task > 0, r["levels"])
+                                                          opts.gpus_per_task > 0, r["levels"], opts.morphology)
                                for i, f, m, r in zip(imgs, fovs, ref_maps, refs)] for row in group.itertuples()}
         for row in group.itertuples():
             outs = ray.get(futures[row.trial])
@@ -232,7 +238,7 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
     trial_means = table.groupby("trial")[metric_cols].mean()
     storage.write_parquet(table, storage.join(exp, "eval", "per_image.parquet"))
     storage.write_text(storage.join(exp, "eval", "notes.json"), json.dumps(
-        {"segmenter": seg_note, "skipped": notes, "feature_nets": nets, "test_images": int(table["image_id"].nunique())},
+        {"segmenter": seg_note, "morphology": opts.morphology, "skipped": notes, "feature_nets": nets, "test_images": int(table["image_id"].nunique())},
         indent=1) + "\n")
     merged = results.drop(columns=[c for c in results.columns if c.startswith("test/") or c == "segmenter"])
     extra = pd.DataFrame({t: {**{f"test/{c}": trial_means.loc[t, c] for c in metric_cols}, **means[t]}

@@ -39,6 +39,17 @@ SPURIOUS = (40, 200, 60)
 # ---------------------------------------------------------------- warnings a reader must see
 
 
+def morphology_set(e) -> str:
+    """Which vessel-feature definitions the evaluation used (eval/notes.json)."""
+    if not e.evaluated:
+        return "— (not evaluated)"
+    d = e.notes.get("morphology")
+    if d is None:
+        return "ablate (not recorded: evaluated before the choice existed)"
+    return {"ablate": "ablate (ablate.evaluate.morphology)",
+            "automorph": "automorph (AutoMorph's M3 definitions, ablate.evaluate.automorph)"}.get(d, str(d))
+
+
 def report_warnings(e: Experiment) -> list[str]:
     out = []
     if is_demo_data(e.data):
@@ -331,6 +342,7 @@ def render_html(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, warni
             ("combinations", ", ".join(e.combinations)), ("seeds", ", ".join(map(str, e.seeds))),
             ("baseline", f"{e.baseline} ({e.baseline_reason})"),
             ("segmenter", e.segmenter or "— (not evaluated)"),
+            ("morphology definitions", morphology_set(e)),
             ("test images", str(e.image_metrics["image_id"].nunique()) if e.evaluated else "—"),
             ("written", _dt.datetime.now().isoformat(timespec="seconds"))]
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ablate report: {_esc(grid_name)}</title>"
@@ -381,7 +393,8 @@ def render_markdown(e: Experiment, a: Analysis, warnings: list[str]) -> str:
     out = [f"# Loss ablation report: {grid_name}\n",
            f"- experiment: `{e.location}`", f"- data: `{e.data}`" + (" (DEMO)" if is_demo_data(e.data) else ""),
            f"- trials: {len(e.trials)}; combinations: {', '.join(e.combinations)}; seeds: {', '.join(map(str, e.seeds))}",
-           f"- baseline: `{e.baseline}` ({e.baseline_reason})", f"- segmenter: {e.segmenter or '— (not evaluated)'}", ""]
+           f"- baseline: `{e.baseline}` ({e.baseline_reason})", f"- segmenter: {e.segmenter or '— (not evaluated)'}",
+           f"- morphology definitions: {morphology_set(e)}", ""]
     if warnings:
         out += ["## Read before the numbers\n"] + [f"- {w}" for w in warnings] + [""]
     out.append("## The paper's two questions\n")
