@@ -90,14 +90,15 @@ def load_test_split(data_dir: str, size: int) -> dict:
     from ablate.data.preprocess import decode_png
     from ablate.data.shards import shard_paths
 
-    rows = [r for p in shard_paths(data_dir, "test") for r in pq.read_table(p, columns=["id", "image", "fov"]).to_pylist()]
+    rows = [r for p in shard_paths(data_dir, "test")
+            for r in pq.read_table(p, columns=["id", "source", "image", "fov"]).to_pylist()]
 
     def fit(a: np.ndarray, resample) -> np.ndarray:
         return a if a.shape[0] == size else np.asarray(Image.fromarray(a).resize((size, size), resample))
 
     images = np.stack([fit(decode_png(r["image"]), Image.Resampling.LANCZOS) for r in rows])
     fovs = np.stack([fit(decode_png(r["fov"]), Image.Resampling.NEAREST) > 127 for r in rows])
-    return {"ids": [r["id"] for r in rows], "images": images, "fov": fovs}
+    return {"ids": [r["id"] for r in rows], "sources": [r["source"] for r in rows], "images": images, "fov": fovs}
 
 
 # ---------------------------------------------------------------- Ray tasks
@@ -199,6 +200,12 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
     features_for(opts.morphology)  # an unknown definition set fails here, before any task
     seg_spec, seg_note = choose_segmenter(opts.segmenter)
     nets, notes = available_feature_nets()
+    from ablate.segmenter.leakage import check_not_trained_on, unchecked_reason
+    from ablate.segmenter.model import load_segmenter
+
+    judge = load_segmenter(seg_spec)
+    if unchecked_reason(judge):
+        notes.append(unchecked_reason(judge))
     print(seg_note)
     for n in notes:
         print(n)
@@ -206,6 +213,7 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
     per_image, means = [], {}
     for size, group in done.groupby("config.data.size"):
         test = load_test_split(data_dir, int(size))
+        check_not_trained_on(judge, test["ids"], test["sources"], f"{data_dir} (test split)")
         chunks = [slice(k, k + CHUNK) for k in range(0, len(test["ids"]), CHUNK)]
         task = ray.remote(num_cpus=1, num_gpus=opts.gpus_per_task)
         imgs = [ray.put(test["images"][c]) for c in chunks]

@@ -230,14 +230,19 @@ class UNetSegmenter:
 
 
 def save_segmenter(path: str | os.PathLike, model: nn.Module, arch: dict, *, size: int, trained_on: str,
-                   metrics: dict | None = None, training: dict | None = None) -> Path:
-    """Write a U-Net file atomically: {"model", "arch", "size", "trained_on", "metrics", "training", "version"}."""
+                   metrics: dict | None = None, training: dict | None = None,
+                   trained_ids: dict[str, str] | None = None) -> Path:
+    """Write a U-Net file atomically: {"model", "arch", "size", "trained_on", "trained_ids", "metrics",
+    "training", "version"}; trained_ids = {content id: source} of every training image (the
+    leakage guard, ablate.segmenter.leakage)."""
     from ablate.io import atomic_path
 
     path = Path(path)
     state = {k: v.detach().cpu() for k, v in (model.module if hasattr(model, "module") else model).state_dict().items()}
     payload = {"version": FILE_VERSION, "model": state, "arch": dict(arch), "size": int(size),
                "trained_on": str(trained_on), "metrics": dict(metrics or {}), "training": dict(training or {})}
+    if trained_ids is not None:
+        payload["trained_ids"] = {str(k): str(v) for k, v in trained_ids.items()}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
@@ -343,6 +348,10 @@ def evaluate_split(seg: Segmenter, data_dir: str | os.PathLike, split: str = "te
     """The segmenter's metrics on a prepared split (inside the FOV), with its name and the runtime."""
     import time
 
+    from ablate.segmenter.leakage import check_not_trained_on, split_ids
+
+    ids = split_ids(data_dir, [split])
+    check_not_trained_on(seg, list(ids), list(ids.values()), f"{data_dir} ({split} split)")
     images, fov, vessel, _ = load_split(data_dir, split)
     t0 = time.perf_counter()
     prob = predict_arrays(seg, images, fov)
