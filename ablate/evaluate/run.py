@@ -39,6 +39,7 @@ class EvalOptions:
     batch_size: int = 8
     gpus_per_task: float = 0.0
     morphology: str = "ablate"  # vessel-feature definitions: "ablate" or "automorph" (evaluate/automorph.py)
+    split: str = "test"  # "test", or "all" (every split; only for another dataset than the grid's)
 
 
 # ---------------------------------------------------------------- choices, said out loud
@@ -83,14 +84,14 @@ def available_feature_nets() -> tuple[dict, list[str]]:
 # ---------------------------------------------------------------- data
 
 
-def load_test_split(data_dir: str, size: int) -> dict:
+def load_test_split(data_dir: str, size: int, splits: tuple[str, ...] = ("test",)) -> dict:
     import pyarrow.parquet as pq
     from PIL import Image
 
     from ablate.data.preprocess import decode_png
     from ablate.data.shards import shard_paths
 
-    rows = [r for p in shard_paths(data_dir, "test")
+    rows = [r for split in splits for p in shard_paths(data_dir, split)
             for r in pq.read_table(p, columns=["id", "source", "image", "fov"]).to_pylist()]
 
     def fit(a: np.ndarray, resample) -> np.ndarray:
@@ -174,6 +175,32 @@ def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: 
 # ---------------------------------------------------------------- driver
 
 
+def other_dataset(recorded: str | None, data_dir: str, split: str) -> tuple[str | None, tuple[str, ...]]:
+    """(folder name under eval/datasets/ when `data_dir` is not the grid's own dataset, else None;
+    the splits to score). `--split all` only for another dataset: on the grid's own it would score
+    the images the autoencoders trained on."""
+    from ablate.data.shards import read_manifest
+
+    if split not in ("test", "all"):
+        raise ValueError(f"--split must be 'test' or 'all', got {split!r}")
+
+    def same(a: str, b: str) -> bool:
+        if storage.is_uri(a) or storage.is_uri(b):
+            return storage.normalize(a) == storage.normalize(b)
+        return Path(a).resolve() == Path(b).resolve()
+
+    own = recorded is None or same(str(recorded), str(data_dir))
+    if own and split == "all":
+        raise ValueError(f"{data_dir} is the grid's own dataset: --split all would score the images the "
+                         "autoencoders trained on; use it with --data OTHER_PREPARED_DIR")
+    counts = read_manifest(data_dir).get("counts", {})
+    splits = ("test",) if split == "test" else tuple(s for s in ("train", "val", "test") if counts.get(s, 0))
+    if not own:
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(data_dir).rstrip("/").split("/")[-1])
+        return (name or "other") + ("" if split == "test" else "-all"), splits
+    return None, splits
+
+
 def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
     import ray
 
@@ -192,6 +219,7 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
     data_dir = opts.data or record.get("data")
     if not data_dir:
         raise ValueError(f"{exp}: the dataset is not recorded; pass --data")
+    cross, splits = other_dataset(record.get("data"), data_dir, opts.split)
     done = results[(results["status"] == "done") & results["checkpoint"].notna()]
     if done.empty:
         raise ValueError(f"{results_path}: no finished trial with a checkpoint to evaluate")
@@ -212,7 +240,7 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
 
     per_image, means = [], {}
     for size, group in done.groupby("config.data.size"):
-        test = load_test_split(data_dir, int(size))
+        test = load_test_split(data_dir, int(size), splits)
         check_not_trained_on(judge, test["ids"], test["sources"], f"{data_dir} (test split)")
         chunks = [slice(k, k + CHUNK) for k in range(0, len(test["ids"]), CHUNK)]
         task = ray.remote(num_cpus=1, num_gpus=opts.gpus_per_task)
@@ -244,6 +272,16 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
     table = pd.DataFrame(per_image)
     metric_cols = [c for c in table.columns if c not in ("trial", "combination", "seed", "image_id", "segmenter")]
     trial_means = table.groupby("trial")[metric_cols].mean()
+    if cross:  # its own folder; the experiment's own evaluation and results stay as they are
+        where = storage.join(exp, "eval", "datasets", cross)
+        sets = pd.DataFrame(means).T
+        storage.write_parquet(table, storage.join(where, "per_image.parquet"))
+        storage.write_parquet(sets.rename_axis("trial").reset_index(), storage.join(where, "set_metrics.parquet"))
+        storage.write_text(storage.join(where, "notes.json"), json.dumps(
+            {"data": str(data_dir), "splits": list(splits), "segmenter": seg_note, "morphology": opts.morphology,
+             "skipped": notes, "feature_nets": nets, "images": int(table["image_id"].nunique())}, indent=1) + "\n")
+        print(f"evaluated on {data_dir} ({'+'.join(splits)}): {where}")
+        return trial_means.join(sets)
     storage.write_parquet(table, storage.join(exp, "eval", "per_image.parquet"))
     storage.write_text(storage.join(exp, "eval", "notes.json"), json.dumps(
         {"segmenter": seg_note, "morphology": opts.morphology, "skipped": notes, "feature_nets": nets, "test_images": int(table["image_id"].nunique())},

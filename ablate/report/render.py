@@ -28,6 +28,7 @@ import pandas as pd
 
 from ablate.evaluate.samples import GridColumn, ImageGrid
 from ablate.report.collect import Experiment, is_demo_data
+from ablate.report.other_data import describe, load_other_datasets
 from ablate.report.stats import Analysis, direction, metric_sort_key
 
 REPORT_DIR = "report"
@@ -384,6 +385,9 @@ def render_html(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, warni
     parts.append('<h2 id="images">Image grid</h2>')
     parts.append(_image_grid_html(grid) if grid is not None and grid.columns else
                  "<p><i>No image grid (see the warnings above).</i></p>")
+    for o in load_other_datasets(e.exp, e.combinations):
+        parts.append(f'<h2 id="data-{_esc(o.name)}">Other dataset: {_esc(o.name)}</h2><p>{_esc(describe(o))}</p>'
+                     + html_table(o.table, left=("combination",)))
     parts.append(f'<h2 id="methods">Methods</h2><p>{_esc(METHODS)}</p></body></html>')
     return "\n".join(parts)
 
@@ -410,7 +414,9 @@ def render_markdown(e: Experiment, a: Analysis, warnings: list[str]) -> str:
             md_table(paired_table(a.paired)) if not a.paired.empty else f"{e.eval_missing or 'Nothing to compare.'}\n",
             "## Ranking (mean rank over the declared ranking metrics, 1 = best)\n", ranking_note(a) + "\n",
             md_table(ranking_table(a)),
-            "Rank per metric:\n", md_table(ranks_by_metric(e, a)),
-            "## Methods\n", METHODS.replace("\n", " ") + "\n",
+            "Rank per metric:\n", md_table(ranks_by_metric(e, a))]
+    for o in load_other_datasets(e.exp, e.combinations):
+        out += [f"## Other dataset: {o.name}\n", describe(o) + "\n", md_table(o.table)]
+    out += ["## Methods\n", METHODS.replace("\n", " ") + "\n",
             "Plots and the image grid are in index.html.\n"]
     return "\n".join(out)
