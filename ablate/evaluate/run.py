@@ -139,8 +139,8 @@ def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: 
     import torch
 
     from ablate.backbones.inception import FIDInception
-    from ablate.evaluate.fov_fidelity import pair_metrics_fov
     from ablate.evaluate.automorph import features_for
+    from ablate.evaluate.fov_fidelity import pair_metrics_fov
     from ablate.evaluate.sharpness import sharpness
     from ablate.segmenter.model import load_segmenter
 
