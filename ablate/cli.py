@@ -108,8 +108,14 @@ def evaluate(
     segmenter: Optional[str] = typer.Option(None, "--segmenter", help="a U-Net file or 'ridge' (default: our U-Net if present)"),
     address: Optional[str] = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto'"),
     gpus_per_task: float = typer.Option(0.0, "--gpus-per-task"),
+    morphology: str = typer.Option("ablate", "--morphology",
+                                   help="vessel-feature definitions: 'ablate' (ours) or 'automorph' (AutoMorph's)"),
+    split: str = typer.Option("test", "--split", help="'test', or 'all' (every split of another --data)"),
 ) -> None:
-    """Evaluate every finished trial on the test split (fidelity + vessel morphology)."""
+    """Evaluate every finished trial on the test split (fidelity + vessel morphology).
+
+    With --data naming another prepared dataset than the grid's, the results go to
+    EXP/eval/datasets/<its folder name>/ and the experiment's own evaluation is left as it is."""
     from ablate import storage
     from ablate.evaluate.run import EvalOptions, evaluate_experiment
     from ablate.runtime import print_summary, ray_session
@@ -117,11 +123,15 @@ def evaluate(
     try:
         with ray_session(address):
             df = evaluate_experiment(EvalOptions(exp=exp, data=data, segmenter=segmenter,
-                                                 gpus_per_task=gpus_per_task))
+                                                 gpus_per_task=gpus_per_task, morphology=morphology,
+                                                 split=split))
     except (FileNotFoundError, ValueError, storage.StorageError) as e:
         fail(str(e))
-    print_summary(df)
-    typer.echo(f"per-image metrics: {storage.join(exp, 'eval', 'per_image.parquet')}")
+    if "trial" in df.columns:  # the grid's own dataset: results.parquet was updated
+        print_summary(df)
+        typer.echo(f"per-image metrics: {storage.join(exp, 'eval', 'per_image.parquet')}")
+    else:
+        typer.echo(df.to_string())
 
 
 @app.command()

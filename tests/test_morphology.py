@@ -236,7 +236,7 @@ def test_empty_map():
     assert set(f) == set(FEATURES)
     for k in ("density", "skeleton_length", "branch_points", "end_points", "components", "holes", "segments"):
         assert f[k] == 0
-    for k in ("fractal_dimension", "average_width", "average_width_area", "distance_tortuosity",
+    for k in ("fractal_dimension", "average_width", "vessel_width", "average_width_area", "distance_tortuosity",
               "squared_curvature_tortuosity", "tortuosity_density"):
         assert math.isnan(f[k])
     a = agreement(e, e)

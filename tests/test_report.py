@@ -26,7 +26,7 @@ SEG = "ridge:meijering+otsu"
 
 
 def make_exp(root: Path, combos: dict[str, dict], seeds=(0,), n_images=12, value=None, evaluated=True,
-             name="synthetic") -> Path:
+             name="synthetic", segmenter=SEG) -> Path:
     """An experiment folder with results.parquet, grid.json and (optionally) eval/per_image.parquet.
     combos: {combination: extra config.* columns}; value(comb, seed, image_index) -> {metric: v}."""
     rng = np.random.default_rng(0)
@@ -47,9 +47,10 @@ def make_exp(root: Path, combos: dict[str, dict], seeds=(0,), n_images=12, value
             for i in range(n_images):
                 v = {"psnr": 20 + np.sin(i) + 0.01 * rng.normal(), "ssim": 0.5 + 0.01 * np.cos(i),
                      "dice": 0.7 + 0.01 * np.sin(3 * i), "cldice": 0.6 + 0.01 * np.cos(2 * i),
-                     "betti0_error": float(i % 3), "delta_average_width": 0.1 * np.sin(5 * i)}
+                     "betti0_error": float(i % 3), "delta_average_width": 0.1 * np.sin(5 * i),
+                     "vessel_sharpness": 0.8 + 0.01 * np.sin(2 * i)}
                 v.update(value(c, s, i))
-                rows.append({"trial": trial, "combination": c, "seed": s, "image_id": f"img{i:02d}", "segmenter": SEG,
+                rows.append({"trial": trial, "combination": c, "seed": s, "image_id": f"img{i:02d}", "segmenter": segmenter,
                              "orig.average_width": 2.0, "recon.average_width": 2.0 + v["delta_average_width"], **v})
             per_image += rows
             row.update({f"test/{k}": float(np.mean([r[k] for r in rows])) for k in rows[0] if k in
@@ -151,6 +152,19 @@ def test_one_seed_grid_answers_not_enough_seeds(tmp_path):
     assert "FEWER THAN 3 FINISHED SEEDS" in md and "**NOT ENOUGH SEEDS**" in md
 
 
+def test_q2_with_the_ridge_fallback_says_segmenter_not_trained_and_shows_the_numbers(tmp_path):
+    edge_sharper = lambda c, s, i: {"vessel_sharpness": 0.9 + 0.01 * np.sin(2 * i) + 0.01 * s} if c == "edge" else {}  # noqa: E731
+    for seg, expect in ((SEG, "segmenter not trained"), ("unet:vessel_unet", "yes")):
+        exp = make_exp(tmp_path / seg.replace(":", "_"), {"base": {}, "edge": EDGE}, seeds=(0, 1, 2),
+                       value=edge_sharper, segmenter=seg)
+        a = stats.analyse(load_experiment(exp))
+        assert a.q2.verdict == expect, a.q2.sentence
+        voted = a.q2.tests.loc[a.q2.tests["votes"]].set_index("metric")
+        assert voted.loc["vessel_sharpness", "diff"] > 0.05  # the numbers are there either way
+        assert ("vessel_sharpness +0.1" in a.q2.sentence)
+        assert ("SEGMENTER NOT TRAINED" in a.q2.sentence and "ridge:meijering+otsu" in a.q2.sentence) == (seg == SEG)
+
+
 def test_synthetic_questions_and_report(tmp_path):
     def value(c, s, i):
         out = {}
@@ -158,8 +172,9 @@ def test_synthetic_questions_and_report(tmp_path):
             out["ssim"] = 0.6 + 0.01 * np.cos(i) + 0.001 * i  # clearly above lpips' 0.5
         return out
 
+    # Changed with issue 14: Q2 is judged only on a trained U-Net's vessel maps
     exp = make_exp(tmp_path / "e", {"first": {}, "lpips": LPIPS, "retfound-fundus_mae": FM, "edge": EDGE},
-                   seeds=(0, 1, 2), value=value)
+                   seeds=(0, 1, 2), value=value, segmenter="unet:vessel_unet")
     e = load_experiment(exp)
     assert e.baseline == "first" and "first combination" in e.baseline_reason
     a = stats.analyse(e)
@@ -174,7 +189,8 @@ def test_synthetic_questions_and_report(tmp_path):
     assert {"dice", "cldice", "betti0_error", "abs_delta_average_width", "fid@12"} <= set(q1.index)
     assert (q1.loc[["dice", "cldice"], "role"] == "secondary").all()
     assert a.q2.verdict == "not enough evidence", a.q2.sentence  # edge == base up to noise
-    assert set(a.q2.tests.loc[a.q2.tests["votes"], "metric"]) == {"abs_delta_average_width", "cldice"}
+    # Changed with issue 14: Q2's default primaries are vessel sharpness and clDice
+    assert set(a.q2.tests.loc[a.q2.tests["votes"], "metric"]) == {"vessel_sharpness", "cldice"}
     # CI over 3 seeds = scipy's t-interval of the three trial means
     tm = e.trial_metrics[(e.trial_metrics["metric"] == "val/psnr") & (e.trial_metrics["combination"] == "edge")]
     lo, hi = sps.t.interval(0.95, 2, loc=tm["value"].mean(), scale=sps.sem(tm["value"]))
@@ -366,3 +382,28 @@ def test_demo_data_and_stand_ins_are_flagged(tmp_path, monkeypatch):
     (exp / "grid.json").write_text(json.dumps(g))
     w = " ".join(report_warnings(load_experiment(exp)))
     assert "DEMO DATA" in w and "RANDOM VGG16" in w and "ridge-filter fallback" in w and "LPIPS not computed" in w
+
+
+def test_report_says_which_morphology_definitions_it_used(tmp_path):
+    exp = make_exp(tmp_path / "e", {"base": {}, "l2": {}})
+    md = write_report(exp, n_images=0, hparams=False).with_name("report.md").read_text()
+    assert "morphology definitions: ablate (not recorded" in md
+    notes = json.loads((exp / "eval" / "notes.json").read_text())
+    (exp / "eval" / "notes.json").write_text(json.dumps({**notes, "morphology": "automorph"}))
+    md = write_report(exp, n_images=0, hparams=False).with_name("report.md").read_text()
+    assert "morphology definitions: automorph (AutoMorph's M3 definitions" in md
+
+
+def test_other_dataset_evaluations_are_their_own_section(tmp_path):
+    exp = make_exp(tmp_path / "e", {"base": {}, "l2": {}}, seeds=(0, 1))
+    own = pd.read_parquet(exp / "eval" / "per_image.parquet")
+    other = exp / "eval" / "datasets" / "camera2"
+    other.mkdir(parents=True)
+    pi = own.copy()
+    pi["psnr"] = 11.0  # a different camera: very different numbers
+    pi.to_parquet(other / "per_image.parquet", index=False)
+    (other / "notes.json").write_text(json.dumps({"data": "/data/camera2", "splits": ["test"], "images": 12}))
+    md = write_report(exp, n_images=0, hparams=False).with_name("report.md").read_text()
+    main, section = md.split("## Other dataset: camera2")
+    assert "12 images of /data/camera2 (test split(s))" in section and "| 11 " in section
+    assert "| 11 " not in main  # the grid's own tables keep the grid's own numbers

@@ -31,10 +31,28 @@ def to_uint8(x) -> np.ndarray:
     return (x.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
 
 
-def vessel_maps(seg, images, fov: np.ndarray) -> np.ndarray:
-    """Boolean vessel maps (N, H, W) at the segmenter's threshold; `images` is uint8
-    (N, H, W, 3) or float (N, 3, H, W)."""
+def reference_levels(seg, images, fov: np.ndarray):
+    """The per-image thresholds the segmenter sets on the ORIGINALS (the ridge fallback's Otsu
+    levels), to cut their reconstructions at the same level; None for one fixed threshold (U-Net)."""
     import torch
 
     x = to_tensor(images) if isinstance(images, np.ndarray) else images.cpu()
-    return (seg.predict(x, torch.as_tensor(fov)) >= seg.threshold).numpy()
+    return seg.levels(x, torch.as_tensor(fov))
+
+
+def vessel_maps(seg, images, fov: np.ndarray, levels=None) -> np.ndarray:
+    """Boolean vessel maps (N, H, W); `images` is uint8 (N, H, W, 3) or float (N, 3, H, W).
+
+    Thresholded at the segmenter's threshold, or at `levels` (from ``reference_levels`` of the
+    originals) so an original and its reconstruction are cut at the same level. Nothing in the
+    band of ``rim_px`` pixels inside the FOV edge counts as vessel, for any segmenter: the rim
+    is a dark edge a ridge filter (and a U-Net on a new camera) can take for a vessel ring.
+    """
+    import torch
+
+    from ablate.segmenter.ridge import inside_rim
+
+    x = to_tensor(images) if isinstance(images, np.ndarray) else images.cpu()
+    f = torch.as_tensor(np.asarray(fov, bool))
+    prob = seg.predict(x, f) if levels is None else seg.predict(x, f, levels=levels)
+    return (prob >= seg.threshold).numpy() & inside_rim(fov)

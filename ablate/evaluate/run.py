@@ -4,7 +4,9 @@ Ray tasks do the work, so it spreads over a cluster like training:
 - once per chunk of test images: the vessel map of each original (the reference),
   and the originals' Inception / foundation-model features;
 - per trial and chunk: reconstruct from the trial's final checkpoint, fidelity
-  (PSNR, SSIM, MS-SSIM, LPIPS where its weights are present), the vessel map of the
+  (PSNR, SSIM, MS-SSIM inside the FOV, the whole-image values as `<name>_whole`;
+  LPIPS where its weights are present), vessel sharpness and contrast on the green
+  channel at the original's vessel borders (evaluate/sharpness.py), the vessel map of the
   reconstruction, its morphology and its agreement with the original's map, and
   the reconstructions' features.
 The driver turns features into FID / KID (and the Fréchet distance in the domain
@@ -24,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from ablate import storage
-from ablate.evaluate.reconstruct import reconstruct, to_tensor, vessel_maps
+from ablate.evaluate.reconstruct import reconstruct, reference_levels, to_tensor, vessel_maps
 
 CHUNK = 8  # test images per Ray task
 
@@ -36,6 +38,8 @@ class EvalOptions:
     segmenter: str | None = None  # a U-Net file, or "ridge"; default: the trained U-Net if present
     batch_size: int = 8
     gpus_per_task: float = 0.0
+    morphology: str = "ablate"  # vessel-feature definitions: "ablate" or "automorph" (evaluate/automorph.py)
+    split: str = "test"  # "test", or "all" (every split; only for another dataset than the grid's)
 
 
 # ---------------------------------------------------------------- choices, said out loud
@@ -80,21 +84,22 @@ def available_feature_nets() -> tuple[dict, list[str]]:
 # ---------------------------------------------------------------- data
 
 
-def load_test_split(data_dir: str, size: int) -> dict:
+def load_test_split(data_dir: str, size: int, splits: tuple[str, ...] = ("test",)) -> dict:
     import pyarrow.parquet as pq
     from PIL import Image
 
     from ablate.data.preprocess import decode_png
     from ablate.data.shards import shard_paths
 
-    rows = [r for p in shard_paths(data_dir, "test") for r in pq.read_table(p, columns=["id", "image", "fov"]).to_pylist()]
+    rows = [r for split in splits for p in shard_paths(data_dir, split)
+            for r in pq.read_table(p, columns=["id", "source", "image", "fov"]).to_pylist()]
 
     def fit(a: np.ndarray, resample) -> np.ndarray:
         return a if a.shape[0] == size else np.asarray(Image.fromarray(a).resize((size, size), resample))
 
     images = np.stack([fit(decode_png(r["image"]), Image.Resampling.LANCZOS) for r in rows])
     fovs = np.stack([fit(decode_png(r["fov"]), Image.Resampling.NEAREST) > 127 for r in rows])
-    return {"ids": [r["id"] for r in rows], "images": images, "fov": fovs}
+    return {"ids": [r["id"] for r in rows], "sources": [r["source"] for r in rows], "images": images, "fov": fovs}
 
 
 # ---------------------------------------------------------------- Ray tasks
@@ -115,20 +120,23 @@ def _bring_weights(shipped: dict) -> None:
         receive(shipped)
 
 
-def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: dict, shipped: dict) -> dict:
+def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: dict, morphology: str = "ablate",
+                    shipped: dict | None = None) -> dict:
     """Vessel maps of the originals (the reference), their morphology, and their features."""
     import torch
 
     from ablate.backbones.inception import FIDInception
-    from ablate.evaluate.morphology import vessel_features
+    from ablate.evaluate.automorph import features_for
     from ablate.segmenter.model import load_segmenter
 
+    vessel_features = features_for(morphology)[0]
     torch.set_num_threads(1)
-    _bring_weights(shipped)
+    _bring_weights(shipped or {})
     x = to_tensor(images)
     seg = load_segmenter(segmenter)
-    maps = vessel_maps(seg, x, fov)
-    out = {"maps": maps, "features": [vessel_features(m, v) for m, v in zip(maps, fov)],
+    levels = reference_levels(seg, x, fov)  # the reconstructions are cut at these levels too
+    maps = vessel_maps(seg, x, fov, levels)
+    out = {"maps": maps, "levels": levels, "features": [vessel_features(m, v) for m, v in zip(maps, fov)],
            "segmenter": seg.name, "inception": FIDInception()(x).numpy()}
     if "fm" in nets:
         out["fm"] = _fm_extractor(nets["fm"])(x).numpy()
@@ -136,15 +144,18 @@ def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: d
 
 
 def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: np.ndarray, segmenter: str,
-                nets: dict, batch_size: int, use_gpu: bool = False, shipped: dict | None = None) -> dict:
+                nets: dict, batch_size: int, use_gpu: bool = False, ref_levels=None, morphology: str = "ablate",
+                shipped: dict | None = None) -> dict:
     """Reconstruct one chunk with one trial's model; every per-image metric and the features."""
     import torch
 
     from ablate.backbones.inception import FIDInception
-    from ablate.evaluate.fidelity import pair_metrics
-    from ablate.evaluate.morphology import agreement, vessel_features
+    from ablate.evaluate.automorph import features_for
+    from ablate.evaluate.fov_fidelity import pair_metrics_fov
+    from ablate.evaluate.sharpness import sharpness
     from ablate.segmenter.model import load_segmenter
 
+    vessel_features, agreement = features_for(morphology)
     torch.set_num_threads(1)
     if use_gpu and not torch.cuda.is_available():
         raise RuntimeError("evaluation asked for a GPU (--gpus-per-task) but this Ray task sees none")
@@ -157,11 +168,13 @@ def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: 
         from ablate.losses import LOSSES
 
         lpips = LOSSES.build("lpips").to(device)
-    metrics = {k: v.cpu().numpy() for k, v in pair_metrics(x, recon, lpips).items()}
-    maps = vessel_maps(load_segmenter(segmenter), recon, fov)
+    metrics = {k: v.cpu().numpy() for k, v in pair_metrics_fov(x, recon, torch.from_numpy(fov), lpips).items()}
+    maps = vessel_maps(load_segmenter(segmenter), recon, fov, ref_levels)
     rows = []
+    green, green_hat = x[:, 1].cpu().double().numpy(), recon[:, 1].cpu().double().numpy()
     for i in range(len(images)):
         row = {k: float(v[i]) for k, v in metrics.items()}
+        row.update(sharpness(green[i], green_hat[i], ref_maps[i], fov[i]))
         row.update({f"recon.{k}": v for k, v in vessel_features(maps[i], fov[i]).items()})
         row.update(agreement(ref_maps[i], maps[i], fov[i]))
         rows.append(row)
@@ -172,6 +185,32 @@ def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: 
 
 
 # ---------------------------------------------------------------- driver
+
+
+def other_dataset(recorded: str | None, data_dir: str, split: str) -> tuple[str | None, tuple[str, ...]]:
+    """(folder name under eval/datasets/ when `data_dir` is not the grid's own dataset, else None;
+    the splits to score). `--split all` only for another dataset: on the grid's own it would score
+    the images the autoencoders trained on."""
+    from ablate.data.shards import read_manifest
+
+    if split not in ("test", "all"):
+        raise ValueError(f"--split must be 'test' or 'all', got {split!r}")
+
+    def same(a: str, b: str) -> bool:
+        if storage.is_uri(a) or storage.is_uri(b):
+            return storage.normalize(a) == storage.normalize(b)
+        return Path(a).resolve() == Path(b).resolve()
+
+    own = recorded is None or same(str(recorded), str(data_dir))
+    if own and split == "all":
+        raise ValueError(f"{data_dir} is the grid's own dataset: --split all would score the images the "
+                         "autoencoders trained on; use it with --data OTHER_PREPARED_DIR")
+    counts = read_manifest(data_dir).get("counts", {})
+    splits = ("test",) if split == "test" else tuple(s for s in ("train", "val", "test") if counts.get(s, 0))
+    if not own:
+        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(data_dir).rstrip("/").split("/")[-1])
+        return (name or "other") + ("" if split == "test" else "-all"), splits
+    return None, splits
 
 
 def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
@@ -192,32 +231,44 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
     data_dir = opts.data or record.get("data")
     if not data_dir:
         raise ValueError(f"{exp}: the dataset is not recorded; pass --data")
+    cross, splits = other_dataset(record.get("data"), data_dir, opts.split)
     done = results[(results["status"] == "done") & results["checkpoint"].notna()]
     if done.empty:
         raise ValueError(f"{results_path}: no finished trial with a checkpoint to evaluate")
     from ablate.backbones.weights_ship import read_manifest as shipped_files
+    from ablate.evaluate.automorph import features_for
 
     shipped = shipped_files(exp)  # {} unless the launch ran on several nodes
+    features_for(opts.morphology)  # an unknown definition set fails here, before any task
     seg_spec, seg_note = choose_segmenter(opts.segmenter)
     nets, notes = available_feature_nets()
+    from ablate.segmenter.leakage import check_not_trained_on, unchecked_reason
+    from ablate.segmenter.model import load_segmenter
+
+    judge = load_segmenter(seg_spec)
+    if unchecked_reason(judge):
+        notes.append(unchecked_reason(judge))
     print(seg_note)
     for n in notes:
         print(n)
 
     per_image, means = [], {}
     for size, group in done.groupby("config.data.size"):
-        test = load_test_split(data_dir, int(size))
+        test = load_test_split(data_dir, int(size), splits)
+        check_not_trained_on(judge, test["ids"], test["sources"], f"{data_dir} (test split)")
         chunks = [slice(k, k + CHUNK) for k in range(0, len(test["ids"]), CHUNK)]
         task = ray.remote(num_cpus=1, num_gpus=opts.gpus_per_task)
         imgs = [ray.put(test["images"][c]) for c in chunks]
         fovs = [ray.put(test["fov"][c]) for c in chunks]
-        refs = ray.get([task(reference_chunk).remote(i, f, seg_spec, nets, shipped) for i, f in zip(imgs, fovs)])
+        refs = ray.get([task(reference_chunk).remote(i, f, seg_spec, nets, opts.morphology, shipped)
+                        for i, f in zip(imgs, fovs)])
         ref_maps = [ray.put(r["maps"]) for r in refs]
         real_inc = np.concatenate([r["inception"] for r in refs])
         real_fm = np.concatenate([r["fm"] for r in refs]) if "fm" in nets else None
         futures = {row.trial: [task(trial_chunk).remote(row.checkpoint, i, f, m, seg_spec, nets, opts.batch_size,
-                                                          opts.gpus_per_task > 0, shipped)
-                               for i, f, m in zip(imgs, fovs, ref_maps)] for row in group.itertuples()}
+                                                          opts.gpus_per_task > 0, r["levels"], opts.morphology,
+                                                          shipped)
+                               for i, f, m, r in zip(imgs, fovs, ref_maps, refs)] for row in group.itertuples()}
         for row in group.itertuples():
             outs = ray.get(futures[row.trial])
             k = 0
@@ -237,9 +288,19 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
     table = pd.DataFrame(per_image)
     metric_cols = [c for c in table.columns if c not in ("trial", "combination", "seed", "image_id", "segmenter")]
     trial_means = table.groupby("trial")[metric_cols].mean()
+    if cross:  # its own folder; the experiment's own evaluation and results stay as they are
+        where = storage.join(exp, "eval", "datasets", cross)
+        sets = pd.DataFrame(means).T
+        storage.write_parquet(table, storage.join(where, "per_image.parquet"))
+        storage.write_parquet(sets.rename_axis("trial").reset_index(), storage.join(where, "set_metrics.parquet"))
+        storage.write_text(storage.join(where, "notes.json"), json.dumps(
+            {"data": str(data_dir), "splits": list(splits), "segmenter": seg_note, "morphology": opts.morphology,
+             "skipped": notes, "feature_nets": nets, "images": int(table["image_id"].nunique())}, indent=1) + "\n")
+        print(f"evaluated on {data_dir} ({'+'.join(splits)}): {where}")
+        return trial_means.join(sets)
     storage.write_parquet(table, storage.join(exp, "eval", "per_image.parquet"))
     storage.write_text(storage.join(exp, "eval", "notes.json"), json.dumps(
-        {"segmenter": seg_note, "skipped": notes, "feature_nets": nets, "test_images": int(table["image_id"].nunique())},
+        {"segmenter": seg_note, "morphology": opts.morphology, "skipped": notes, "feature_nets": nets, "test_images": int(table["image_id"].nunique())},
         indent=1) + "\n")
     merged = results.drop(columns=[c for c in results.columns if c.startswith("test/") or c == "segmenter"])
     extra = pd.DataFrame({t: {**{f"test/{c}": trial_means.loc[t, c] for c in metric_cols}, **means[t]}

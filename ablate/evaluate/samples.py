@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ablate import storage
-from ablate.evaluate.reconstruct import reconstruct, to_tensor, to_uint8, vessel_maps
+from ablate.evaluate.reconstruct import reconstruct, reference_levels, to_tensor, to_uint8, vessel_maps
 from ablate.models.checkpoint import locate_checkpoint
 
 N_IMAGES = 4
@@ -114,8 +114,9 @@ def build_image_grid(exp: Path, data: str | None, trials: pd.DataFrame, combinat
         return None, [f"image grid left out: cannot read the test split of {data} ({type(ex).__name__}: {ex})"]
     idx = pick_images(ref["ids"], n_images)
     ids = [ref["ids"][i] for i in idx]
+    ref_levels = reference_levels(seg, ref["images"][idx], ref["fov"][idx])
     grid = ImageGrid(ids=ids, originals=[ref["images"][i] for i in idx], columns=[], segmenter=seg.name,
-                     maps=list(vessel_maps(seg, ref["images"][idx], ref["fov"][idx])))
+                     maps=list(vessel_maps(seg, ref["images"][idx], ref["fov"][idx], ref_levels)))
     for comb in combinations:
         rows = done[done["combination"] == comb].sort_values("seed")
         col = None
@@ -128,11 +129,13 @@ def build_image_grid(exp: Path, data: str | None, trials: pd.DataFrame, combinat
                 pos = [data_at["ids"].index(i) for i in ids]
                 imgs, fov = data_at["images"][pos], data_at["fov"][pos]
                 recon = to_uint8(reconstruct(ckpt, to_tensor(imgs)))
-                col = GridColumn(comb, r["trial"], int(r["seed"]), list(recon), list(vessel_maps(seg, recon, fov)))
+                levels = ref_levels if size_of(r) == ref_size else reference_levels(seg, imgs, fov)
+                col = GridColumn(comb, r["trial"], int(r["seed"]), list(recon),
+                                 list(vessel_maps(seg, recon, fov, levels)))
                 if size_of(r) != ref_size:
                     grid.notes.append(f"`{comb}` runs at {size_of(r)} px; its maps are compared with the "
                                       f"original's at that size")
-                    col.ref_maps = list(vessel_maps(seg, imgs, fov))
+                    col.ref_maps = list(vessel_maps(seg, imgs, fov, levels))
                 break
             except Exception as ex:  # noqa: BLE001 - one unreadable trial must not cost the whole grid; said
                 grid.notes.append(f"`{comb}`: trial {r['trial']} could not be reconstructed ({type(ex).__name__}: {ex})")

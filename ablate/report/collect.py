@@ -32,7 +32,8 @@ use (trials whose status is not "done" are left out, and listed in the report's 
     trial, combination (str), seed (int), image_id (str), metric (str), value (float; NaN where
     the metric is undefined, e.g. a width on an empty vessel map)
 
-Per-image metrics (ids as in the tables): psnr, ssim, [ms_ssim], [lpips | lpips[random-vgg]],
+Per-image metrics (ids as in the tables): psnr, ssim, [ms_ssim] (inside the FOV), psnr_whole,
+ssim_whole, [ms_ssim_whole] (the whole square), [lpips | lpips[random-vgg]],
 dice, cldice, betti0_error, betti1_error, and abs_delta_<f> = |f(reconstruction's vessel map)
 - f(original's map)| for every vessel feature f of ablate.evaluate.morphology (density,
 fractal_dimension, average_width, average_width_area, distance_tortuosity,

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 import re
 
-PER_IMAGE = ("psnr", "ssim", "ms_ssim", "lpips", "lpips[random-vgg]", "dice", "cldice", "betti0_error",
-             "betti1_error")
+# psnr / ssim / ms_ssim are computed inside the FOV (ablate.evaluate.fov_fidelity); the
+# whole-image values, black surround included, are the secondary `<name>_whole`.
+PER_IMAGE = ("psnr", "ssim", "ms_ssim", "psnr_whole", "ssim_whole", "ms_ssim_whole", "lpips", "lpips[random-vgg]",
+             "dice", "cldice", "betti0_error", "betti1_error", "betti0_patch64_error", "betti1_patch64_error",
+             "vessel_sharpness", "vessel_contrast")
 SET_LEVEL = ("fid", "kid")  # plus fd_<model> and kid_<model>
 
 # Two names for one number: agreement() writes betti0_error = |components(R) - components(T)|,
@@ -95,8 +98,11 @@ def fd_bias_text(n: int) -> str:
             "variance; BENCHMARKS.md), so at this n FID/FD differences are mostly sample-size bias and noise")
 
 
-HIGHER = ("psnr", "ssim", "ms_ssim", "dice", "cldice")
-LOWER_EXACT = ("fid", "kid", "betti0_error", "betti1_error")
+# vessel_sharpness / vessel_contrast: reconstruction / original; a reconstruction blurs, so
+# higher (towards 1) is better; above 1 is steeper than the original (ablate.evaluate.sharpness).
+HIGHER = ("psnr", "ssim", "ms_ssim", "psnr_whole", "ssim_whole", "ms_ssim_whole", "dice", "cldice",
+          "vessel_sharpness", "vessel_contrast")
+LOWER_EXACT = ("fid", "kid", "betti0_error", "betti1_error", "betti0_patch64_error", "betti1_patch64_error")
 LOWER_PREFIX = ("lpips", "fd_", "kid_", "abs_delta_")
 
 
@@ -116,7 +122,7 @@ def direction(metric: str) -> str | None:
 
 def unit(metric: str) -> str:
     """The unit a difference is written in ("" for unitless scores)."""
-    return " dB" if base_name(metric) in ("psnr", "val/psnr") else ""
+    return " dB" if base_name(metric) in ("psnr", "psnr_whole", "val/psnr") else ""
 
 
 def canonical(metric: str) -> str:

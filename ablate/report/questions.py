@@ -52,6 +52,7 @@ def declared_questions(e: Experiment) -> Declared:
 class Answer:
     question: str
     verdict: str  # yes | no | mixed | not enough evidence | not enough seeds | not in this grid | evaluation missing
+    #               | segmenter not trained (Q2 only: vessel maps from the ridge fallback)
     sentence: str
     tests: pd.DataFrame = field(default_factory=pd.DataFrame)  # every test behind it, primary and secondary
     pairs: list[tuple[str, str, str]] = field(default_factory=list)  # (candidate, reference, pair verdict)
@@ -149,4 +150,29 @@ def answer_q2(e: Experiment, declared: Declared) -> Answer:
     if not edge:
         return Answer(q, "not in this grid", f"{q} Not in this grid: no combination adds an edge channel or `edge` "
                       f"loss to the baseline `{e.baseline}` without a feature term.")
-    return answer(q, "Q2 (edge term vs baseline)", [(c, e.baseline) for c in edge], declared.q2, e, declared.source)
+    a = answer(q, "Q2 (edge term vs baseline)", [(c, e.baseline) for c in edge], declared.q2, e, declared.source)
+    why = untrained_segmenter(e)
+    if why and a.verdict == "not enough seeds":
+        a.sentence += f" Even with the seeds: {why}."
+    elif why:
+        # The numbers stay (the tests table and the sentence); the verdict does not stand.
+        a.sentence = (f"{q} SEGMENTER NOT TRAINED: {why}. Without a verdict, the comparison it would "
+                      f"have made: {a.sentence}")
+        a.verdict = "segmenter not trained"
+    return a
+
+
+def untrained_segmenter(e: Experiment) -> str | None:
+    """Why the experiment's vessel maps cannot judge Q2, or None when a trained U-Net drew them.
+
+    The ridge fallback (Meijering / Frangi on the green channel + Otsu) is the very filter the
+    edge arm learns to reproduce, and it re-equalises (CLAHE) and re-thresholds each image, so
+    a reconstruction with half the vessel contrast still matches its original's map."""
+    name = e.segmenter or ""
+    if name.startswith("unet:"):
+        return None
+    if not name:
+        return "the evaluation does not say which segmenter drew the vessel maps"
+    return (f"vessel maps drawn by {name}, the classical fallback: it is the ridge filter an edge arm "
+            f"learns and it re-normalises every image's contrast, so it cannot judge an edge term; "
+            f"train the U-Net (`ablate segmenter train`) and run `ablate evaluate` again")

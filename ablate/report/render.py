@@ -28,6 +28,7 @@ import pandas as pd
 
 from ablate.evaluate.samples import GridColumn, ImageGrid
 from ablate.report.collect import Experiment, is_demo_data
+from ablate.report.other_data import describe, load_other_datasets
 from ablate.report.stats import Analysis, direction, metric_sort_key
 
 REPORT_DIR = "report"
@@ -37,6 +38,17 @@ SPURIOUS = (40, 200, 60)
 
 
 # ---------------------------------------------------------------- warnings a reader must see
+
+
+def morphology_set(e) -> str:
+    """Which vessel-feature definitions the evaluation used (eval/notes.json)."""
+    if not e.evaluated:
+        return "— (not evaluated)"
+    d = e.notes.get("morphology")
+    if d is None:
+        return "ablate (not recorded: evaluated before the choice existed)"
+    return {"ablate": "ablate (ablate.evaluate.morphology)",
+            "automorph": "automorph (AutoMorph's M3 definitions, ablate.evaluate.automorph)"}.get(d, str(d))
 
 
 def report_warnings(e: Experiment) -> list[str]:
@@ -331,6 +343,7 @@ def render_html(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, warni
             ("combinations", ", ".join(e.combinations)), ("seeds", ", ".join(map(str, e.seeds))),
             ("baseline", f"{e.baseline} ({e.baseline_reason})"),
             ("segmenter", e.segmenter or "— (not evaluated)"),
+            ("morphology definitions", morphology_set(e)),
             ("test images", str(e.image_metrics["image_id"].nunique()) if e.evaluated else "—"),
             ("written", _dt.datetime.now().isoformat(timespec="seconds"))]
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ablate report: {_esc(grid_name)}</title>"
@@ -372,6 +385,9 @@ def render_html(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, warni
     parts.append('<h2 id="images">Image grid</h2>')
     parts.append(_image_grid_html(grid) if grid is not None and grid.columns else
                  "<p><i>No image grid (see the warnings above).</i></p>")
+    for o in load_other_datasets(e.exp, e.combinations):
+        parts.append(f'<h2 id="data-{_esc(o.name)}">Other dataset: {_esc(o.name)}</h2><p>{_esc(describe(o))}</p>'
+                     + html_table(o.table, left=("combination",)))
     parts.append(f'<h2 id="methods">Methods</h2><p>{_esc(METHODS)}</p></body></html>')
     return "\n".join(parts)
 
@@ -381,7 +397,8 @@ def render_markdown(e: Experiment, a: Analysis, warnings: list[str]) -> str:
     out = [f"# Loss ablation report: {grid_name}\n",
            f"- experiment: `{e.location}`", f"- data: `{e.data}`" + (" (DEMO)" if is_demo_data(e.data) else ""),
            f"- trials: {len(e.trials)}; combinations: {', '.join(e.combinations)}; seeds: {', '.join(map(str, e.seeds))}",
-           f"- baseline: `{e.baseline}` ({e.baseline_reason})", f"- segmenter: {e.segmenter or '— (not evaluated)'}", ""]
+           f"- baseline: `{e.baseline}` ({e.baseline_reason})", f"- segmenter: {e.segmenter or '— (not evaluated)'}",
+           f"- morphology definitions: {morphology_set(e)}", ""]
     if warnings:
         out += ["## Read before the numbers\n"] + [f"- {w}" for w in warnings] + [""]
     out.append("## The paper's two questions\n")
@@ -397,7 +414,9 @@ def render_markdown(e: Experiment, a: Analysis, warnings: list[str]) -> str:
             md_table(paired_table(a.paired)) if not a.paired.empty else f"{e.eval_missing or 'Nothing to compare.'}\n",
             "## Ranking (mean rank over the declared ranking metrics, 1 = best)\n", ranking_note(a) + "\n",
             md_table(ranking_table(a)),
-            "Rank per metric:\n", md_table(ranks_by_metric(e, a)),
-            "## Methods\n", METHODS.replace("\n", " ") + "\n",
+            "Rank per metric:\n", md_table(ranks_by_metric(e, a))]
+    for o in load_other_datasets(e.exp, e.combinations):
+        out += [f"## Other dataset: {o.name}\n", describe(o) + "\n", md_table(o.table)]
+    out += ["## Methods\n", METHODS.replace("\n", " ") + "\n",
             "Plots and the image grid are in index.html.\n"]
     return "\n".join(out)

@@ -19,7 +19,7 @@ METHODS, a short form of this):
   combination is better / worse, are descriptive columns only.
 * Questions (ablate.report.questions / verdicts): one or two primary metrics per question,
   declared in the search space (`questions:`) or the defaults (Q1: psnr, ssim; Q2:
-  cldice, abs_delta_average_width); the other metrics are secondary: shown, not voted.
+  vessel_sharpness, cldice); the other metrics are secondary: shown, not voted.
   Holm across every voting test of a question (all pairs x primary metrics). Fewer than 3
   seeds per arm: "not enough seeds". A metric an arm trained on (LPIPS for an LPIPS arm,
   FD in the same foundation model for a foundation arm, PSNR for an L2 arm, ...) is
@@ -90,14 +90,16 @@ def summarize(trial_metrics: pd.DataFrame, combinations: list[str]) -> pd.DataFr
 
 
 GROUPS = (
-    ("fidelity", lambda m: m in ("psnr", "ssim", "ms_ssim") or m.startswith("lpips")),
+    ("fidelity", lambda m: m.removesuffix("_whole") in ("psnr", "ssim", "ms_ssim") or m.startswith("lpips")),
     ("distribution", lambda m: is_distribution(m) or m.startswith("subset_sd:")),
-    ("vessel agreement", lambda m: m in ("dice", "cldice", "betti0_error", "betti1_error")),
+    ("vessel agreement", lambda m: m in ("dice", "cldice", "betti0_error", "betti1_error", "betti0_patch64_error",
+                                         "betti1_patch64_error")),
+    ("vessel sharpness", lambda m: m in ("vessel_sharpness", "vessel_contrast")),
     ("vessel morphology |delta|", lambda m: m.startswith("abs_delta_")),
     ("validation", lambda m: m.startswith("val/")),
 )
-_FIRST = ["psnr", "ssim", "ms_ssim", "fid", "kid", "dice", "cldice", "betti0_error", "betti1_error",
-          "abs_delta_average_width", "abs_delta_density"]
+_FIRST = ["psnr", "ssim", "ms_ssim", "fid", "kid", "vessel_sharpness", "vessel_contrast", "dice", "cldice",
+          "betti0_error", "betti1_error", "abs_delta_vessel_width", "abs_delta_average_width", "abs_delta_density"]
 
 
 def metric_group(metric: str) -> str:

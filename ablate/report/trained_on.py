@@ -52,12 +52,12 @@ def trained_on(metric: str, terms: dict[str, dict]) -> str | None:
 
     lpips*          <- the lpips term (any trunk: a random-VGG LPIPS arm still trains the
                        metric's architecture and layers, so it is not an independent judge)
-    psnr            <- the l2 term (PSNR = -10 log10 MSE, a monotone function of it)
-    ssim, ms_ssim   <- the ssim / ms_ssim term
+    psnr(_whole)    <- the l2 term (PSNR = -10 log10 MSE, a monotone function of it)
+    (ms_)ssim(_whole) <- the ssim / ms_ssim term
     fd_<m>, kid_<m> <- the foundation term with model <m> (or `auto`, not yet resolved)
     edge*           <- an edge loss term or an edge channel (edge-filter distances)
     """
-    b = base_name(metric)
+    b = base_name(metric).removesuffix("_whole")  # psnr_whole: the same objective over the whole image
     if b.startswith("lpips") and "lpips" in terms:
         return "lpips term"
     if b == "psnr" and "l2" in terms:

@@ -16,10 +16,11 @@ and `threshold` is 0.5. A model remembers the image size it was trained at
 (`size`); `predict` resamples other sizes to it and the probabilities back, so
 vessel widths are what the network learnt.
 
-Classical fallback (`RidgeSegmenter`, name "ridge:meijering+otsu" or
+Classical fallback (`RidgeSegmenter` in ablate.segmenter.ridge, name "ridge:meijering+otsu" or
 "ridge:frangi+otsu"), computed with scikit-image on the CPU (numpy), image by
-image: green channel -> CLAHE (`equalize_adapthist`, clip 0.01) -> surround
-filled with the FOV mean (no rim edge) -> ridge filter for dark ridges (sigmas
+image: green channel -> surround (and the FOV's outer 4 px at 512) filled with the
+nearest fundus value (no rim edge; before issue 14, with the FOV mean, which drew a
+vessel ring along the rim) -> CLAHE (`equalize_adapthist`, clip 0.01) -> ridge filter for dark ridges (sigmas
 1, 2, 3 px at 512 px, scaled with the image side; Frangi's response square-rooted,
 same ranking, as Otsu on its heavy tail keeps only the widest vessels) -> Otsu threshold `t` of the
 response over the FOV eroded by 6 px (at 512; the rim's response stays out of
@@ -46,16 +47,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ablate.backbones.weights import ablate_weights_file
-from ablate.checks import check_images, check_mask
+from ablate.segmenter.inputs import check_segmenter_inputs as _check_images
+from ablate.segmenter.inputs import fov_from_images
+
+__all__ = ["DEFAULT_WEIGHTS", "RidgeSegmenter", "Segmenter", "UNet", "UNetSegmenter", "build_unet", "dice",
+           "evaluate_arrays", "evaluate_split", "fov_from_images", "fov_stats", "fov_stats_numpy", "format_metrics",
+           "load_segmenter", "load_split", "predict_arrays", "roc_auc", "save_segmenter", "standardize", "unet_logits"]
+from ablate.segmenter.ridge import RidgeSegmenter
 
 FILE_VERSION = 1
 DEFAULT_WEIGHTS = ablate_weights_file("vessel_unet")  # $ABLATE_CACHE/weights/vessel_unet.pth
 TRAIN_COMMAND = "ablate segmenter train --data DIR"
 DEFAULT_ARCH = {"base": 16, "levels": 4, "norm": "batch"}
 STD_EPS = 1e-3  # floor of a channel's sd (a flat channel stays finite)
-RIDGE_FAMILIES = ("meijering", "frangi")
-RIDGE_SIGMAS_512 = (1.0, 2.0, 3.0)
-RIDGE_ERODE_512 = 6
 
 
 @runtime_checkable
@@ -69,20 +73,6 @@ class Segmenter(Protocol):
 
 
 # ----------------------------------------------------------------------------- inputs
-
-
-def _check_images(images: torch.Tensor, fov: torch.Tensor | None) -> None:
-    check_images(images, "vessel segmenter", min_channels=3, finite=False)
-    if fov is not None:
-        check_mask(fov, images, "vessel segmenter: fov")
-
-
-def fov_from_images(images: torch.Tensor) -> torch.Tensor:
-    """A FOV where none is given: red channel above max(8/255, 0.15 x its 99th percentile)
-    per image (the rule `ablate prepare` uses, without its component clean-up)."""
-    red = images[:, 0].float()
-    q = torch.quantile(red.flatten(1), 0.99, dim=1).view(-1, 1, 1)
-    return red > torch.clamp(0.15 * q, min=8 / 255)
 
 
 def fov_stats(images: torch.Tensor, fov: torch.Tensor) -> torch.Tensor:
@@ -207,8 +197,15 @@ class UNetSegmenter:
     def metrics(self) -> dict:
         return dict(self.meta.get("metrics") or {})
 
+    def levels(self, images: torch.Tensor, fov: torch.Tensor | None = None) -> None:
+        """None: one fixed threshold for every image (the ridge fallback has one per image)."""
+        return None
+
     @torch.no_grad()
-    def predict(self, images: torch.Tensor, fov: torch.Tensor | None = None, batch_size: int = 8) -> torch.Tensor:
+    def predict(self, images: torch.Tensor, fov: torch.Tensor | None = None, levels: None = None,
+                batch_size: int = 8) -> torch.Tensor:
+        if levels is not None:
+            raise ValueError("the U-Net has one threshold for every image; it takes no per-image levels")
         _check_images(images, fov)
         fov = fov_from_images(images) if fov is None else fov.bool()
         self.model.to(images.device).eval()
@@ -229,78 +226,23 @@ class UNetSegmenter:
         return torch.cat(out)
 
 
-# ----------------------------------------------------------------------------- classical fallback
-
-
-class RidgeSegmenter:
-    """Ridge filter + Otsu threshold (scikit-image, numpy, CPU); see the module docstring."""
-
-    threshold = 0.5
-
-    def __init__(self, family: str = "meijering", sigmas_512: tuple[float, ...] = RIDGE_SIGMAS_512,
-                 clahe: bool = True, erode_512: int = RIDGE_ERODE_512):
-        if family not in RIDGE_FAMILIES:
-            raise ValueError(f"ridge family must be one of {list(RIDGE_FAMILIES)}, got {family!r}")
-        self.family, self.sigmas_512, self.clahe, self.erode_512 = family, tuple(sigmas_512), clahe, erode_512
-        self.name = f"ridge:{family}+otsu"
-
-    def response(self, green: np.ndarray, fov: np.ndarray) -> np.ndarray:
-        """Ridge response of one (H, W) green channel in [0, 1] (dark ridges), 0 outside the FOV."""
-        from skimage import filters
-        from skimage.exposure import equalize_adapthist
-
-        scale = max(green.shape) / 512
-        g = green.astype(np.float64)
-        if self.clahe:
-            g = equalize_adapthist(np.clip(g, 0, 1), clip_limit=0.01)
-        g = np.where(fov, g, g[fov].mean() if fov.any() else 0.0)  # no rim edge
-        sigmas = [max(0.5, s * scale) for s in self.sigmas_512]
-        if self.family == "meijering":
-            r = filters.meijering(g, sigmas=sigmas, black_ridges=True)
-        else:
-            # Frangi's vesselness is heavy-tailed: Otsu on it keeps only the widest vessels;
-            # its square root (same ranking) gives Otsu a usable histogram.
-            r = np.sqrt(np.clip(filters.frangi(g, sigmas=sigmas, black_ridges=True), 0, None))
-        return np.where(fov, r, 0.0)
-
-    def predict_one(self, green: np.ndarray, fov: np.ndarray) -> np.ndarray:
-        from scipy import ndimage
-        from skimage.filters import threshold_otsu
-
-        if not fov.any():
-            return np.zeros(green.shape, np.float32)
-        r = self.response(green, fov)
-        iters = max(1, round(self.erode_512 * max(green.shape) / 512))
-        inner = ndimage.binary_erosion(fov, iterations=iters)
-        ref = r[inner] if inner.sum() >= 16 else r[fov]
-        if ref.max() <= ref.min():  # flat response: no ridge anywhere
-            return np.zeros(green.shape, np.float32)
-        t = float(threshold_otsu(ref))
-        top = max(float(r[fov].max()), t + 1e-12)
-        prob = np.where(r <= t, 0.5 * r / max(t, 1e-12), 0.5 + 0.5 * (r - t) / (top - t))
-        return (np.clip(prob, 0, 1) * fov).astype(np.float32)
-
-    def predict(self, images: torch.Tensor, fov: torch.Tensor | None = None) -> torch.Tensor:
-        _check_images(images, fov)
-        fov = fov_from_images(images) if fov is None else fov.bool()
-        g = images[:, 1].detach().float().cpu().numpy()
-        f = fov.cpu().numpy()
-        out = np.stack([self.predict_one(g[i], f[i]) for i in range(g.shape[0])])
-        return torch.from_numpy(out).to(images.device)
-
-
 # ----------------------------------------------------------------------------- files
 
 
 def save_segmenter(path: str | os.PathLike, model: nn.Module, arch: dict, *, size: int, trained_on: str,
-                   metrics: dict | None = None, training: dict | None = None) -> Path:
-    """Write a U-Net file atomically: {"model", "arch", "size", "trained_on", "metrics", "training", "version"}."""
+                   metrics: dict | None = None, training: dict | None = None,
+                   trained_ids: dict[str, str] | None = None) -> Path:
+    """Write a U-Net file atomically: {"model", "arch", "size", "trained_on", "trained_ids", "metrics",
+    "training", "version"}; trained_ids = {content id: source} of every training image (the
+    leakage guard, ablate.segmenter.leakage)."""
     from ablate.io import atomic_path
 
     path = Path(path)
     state = {k: v.detach().cpu() for k, v in (model.module if hasattr(model, "module") else model).state_dict().items()}
     payload = {"version": FILE_VERSION, "model": state, "arch": dict(arch), "size": int(size),
                "trained_on": str(trained_on), "metrics": dict(metrics or {}), "training": dict(training or {})}
+    if trained_ids is not None:
+        payload["trained_ids"] = {str(k): str(v) for k, v in trained_ids.items()}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
     return path
@@ -406,6 +348,10 @@ def evaluate_split(seg: Segmenter, data_dir: str | os.PathLike, split: str = "te
     """The segmenter's metrics on a prepared split (inside the FOV), with its name and the runtime."""
     import time
 
+    from ablate.segmenter.leakage import check_not_trained_on, split_ids
+
+    ids = split_ids(data_dir, [split])
+    check_not_trained_on(seg, list(ids), list(ids.values()), f"{data_dir} ({split} split)")
     images, fov, vessel, _ = load_split(data_dir, split)
     t0 = time.perf_counter()
     prob = predict_arrays(seg, images, fov)

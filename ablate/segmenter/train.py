@@ -300,7 +300,10 @@ def train_segmenter(
                 "train_seconds": round(train_seconds, 1), "run": str(folders.run_dir),
                 "last": {k: round(v, 6) for k, v in last.items() if k.startswith(("seg/", "val/"))}}
     trained_on = f"{manifest.get('source', data_dir)}: {'+'.join(train_splits)} split(s), {n_train} images at {size} px"
-    save_segmenter(out_file, model, arch, size=size, trained_on=trained_on, metrics=metrics, training=training)
+    from ablate.segmenter.leakage import split_ids
+
+    save_segmenter(out_file, model, arch, size=size, trained_on=trained_on, metrics=metrics, training=training,
+                   trained_ids=split_ids(data_dir, train_splits))
     load_segmenter(out_file)  # the file loads the way every user loads it
     return SegmenterTrainResult(out_file=out_file, tb_dir=folders.tb_dir, run_dir=folders.run_dir, arch=arch,
                                 steps=run.steps,

@@ -1,0 +1,61 @@
+"""Evaluations of the grid's trained trials on other prepared datasets, one report section each.
+
+`ablate evaluate EXP --data OTHER` writes EXP/eval/datasets/<name>/ (per_image.parquet,
+set_metrics.parquet, notes.json) and leaves the experiment's own evaluation alone; the report
+shows each such folder in its own section, never mixed into the grid's own tables or verdicts:
+per combination, the mean over its seeds of each trial's mean over the images (and the number
+of seeds), for the metrics in SHOWN that the folder has.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+SHOWN = ("psnr", "ssim", "ms_ssim", "vessel_sharpness", "vessel_contrast", "cldice", "dice", "betti0_patch64_error",
+         "delta_vessel_width", "test/fid", "test/kid")
+
+
+@dataclass
+class OtherData:
+    name: str
+    notes: dict
+    table: pd.DataFrame  # combination, seeds, one column per metric (|delta| for delta_ columns)
+
+
+def load_other_datasets(exp: Path, combinations: list[str]) -> list[OtherData]:
+    out = []
+    for folder in sorted((Path(exp) / "eval" / "datasets").glob("*/")):
+        per_image = folder / "per_image.parquet"
+        if not per_image.is_file():
+            continue
+        pi = pd.read_parquet(per_image)
+        notes = json.loads((folder / "notes.json").read_text()) if (folder / "notes.json").is_file() else {}
+        cols = [c for c in SHOWN if c in pi.columns]
+        for c in cols:
+            if c.startswith("delta_"):
+                pi[c] = pi[c].abs()
+        trial = pi.groupby(["combination", "trial"])[cols].mean()
+        sets = folder / "set_metrics.parquet"
+        if sets.is_file():
+            s = pd.read_parquet(sets).set_index("trial")
+            extra = [c for c in SHOWN if c in s.columns]
+            trial = trial.join(s[extra], on="trial")
+        by = trial.groupby(level="combination")
+        table = by.mean().round(4)
+        table.insert(0, "seeds", by.size())
+        table = table.rename(columns={c: "abs_" + c for c in table.columns if c.startswith("delta_")})
+        order = [c for c in combinations if c in table.index] + [c for c in table.index if c not in combinations]
+        out.append(OtherData(folder.name, notes, table.loc[order].reset_index()))
+    return out
+
+
+def describe(o: OtherData) -> str:
+    n = o.notes.get("images", "?")
+    splits = "+".join(o.notes.get("splits", [])) or "?"
+    return (f"{n} images of {o.notes.get('data', o.name)} ({splits} split(s)), scored with the grid's trained trials; "
+            f"{o.notes.get('segmenter', 'segmenter not recorded')}. Mean over each combination's seeds of the "
+            "per-trial means; not part of the verdicts above.")
