@@ -18,6 +18,7 @@ _HOMES = {
     "sigterm_as_interrupt": "cluster",
     "DATA_CPU_RESERVE": "placement", "Placement": "placement", "plan_placement": "placement",
     "ray_data_can_starve": "placement",
+    "PRECISIONS": "precision", "Precision": "precision", "PrecisionError": "precision", "resolve_precision": "precision",
     "RunFolders": "fit", "RunOptions": "fit", "config_digest": "fit", "run_folders": "fit", "fit_torch_run": "fit",
     "fit_standalone": "fit", "final_state": "fit",
     "average_gradients": "distributed", "is_distributed": "distributed", "mean_over_workers": "distributed",

@@ -39,6 +39,7 @@ class LaunchOptions:
     steps: int | None = None
     epochs: int | None = None
     size: int | None = None
+    precision: str | None = None  # override train.precision of every trial (auto | bf16 | fp16 | fp32)
     max_failures: int = 2  # worker-group restarts per trial, from its last checkpoint
     trial_retries: int = 1  # whole-trial retries by Tune (after the worker restarts are spent)
     resume: bool = False
@@ -94,7 +95,8 @@ def prepare_grid(opts: LaunchOptions) -> PreparedGrid | None:
     """Resolve the grid and check it, the data, every pretrained file (fetched where missing)
     and the experiment folder before Ray starts; prints the trial table. None for a dry run,
     which fetches nothing and lists what a launch would still need."""
-    full, grid = resolve_grid(opts.grid, steps=opts.steps, epochs=opts.epochs, size=opts.size, only=opts.only)
+    full, grid = resolve_grid(opts.grid, steps=opts.steps, epochs=opts.epochs, size=opts.size, only=opts.only,
+                              precision=opts.precision)
     out, tune_parent, tune_name = experiment_location(opts.out, full.name)
     data_dir = dataset_location(opts.data)
     check_data(data_dir, grid)
