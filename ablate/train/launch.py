@@ -18,7 +18,7 @@ from ablate import storage
 from ablate.backbones import WeightsMissing
 from ablate.backbones.weights_ship import ship
 from ablate.config import ConfigError, Grid
-from ablate.runtime import node_cpus, plan_placement, ray_session, sigterm_as_interrupt, total_cpus
+from ablate.runtime import node_cpus, node_gpus, plan_placement, ray_session, sigterm_as_interrupt, total_cpus
 from ablate.train.driver import run_trial, trial_key
 from ablate.train.experiment import GRID_RECORD, check_experiment_folder, grid_record, launched_before, read_record
 from ablate.train.grid import check_data, preflight_losses, resolve_grid, trial_table
@@ -91,6 +91,16 @@ def dataset_location(data: str | None) -> str:
     return storage.normalize(data) if storage.is_uri(data) else str(Path(data).resolve())
 
 
+def local_placement(opts: LaunchOptions):
+    """The placement on this machine alone (the Ray `train_grid` would start), planned
+    before Ray starts: a grid its CPUs or GPUs cannot hold is refused here, naming the shortfall."""
+    from ablate.runtime import local_resources
+
+    cpus, gpus = local_resources()
+    return plan_placement(cpus, opts.workers, opts.cpus_per_worker, opts.gpus_per_worker, opts.concurrent,
+                          node_cpus=[cpus], node_gpus=[gpus])
+
+
 def prepare_grid(opts: LaunchOptions) -> PreparedGrid | None:
     """Resolve the grid and check it, the data, every pretrained file (fetched where missing)
     and the experiment folder before Ray starts; prints the trial table. None for a dry run,
@@ -119,6 +129,8 @@ def prepare_grid(opts: LaunchOptions) -> PreparedGrid | None:
         if missing:
             print(f"dry run: a launch would fetch these first, or stop here:\n{missing}")
         return None
+    if opts.address is None:  # Ray will start here: refuse a placement it cannot hold before it starts
+        local_placement(opts)
     check_experiment_folder(out, full, opts.resume, data_dir, launching=[trial_key(s) for s in grid.trials])
     return PreparedGrid(grid, full, out, tune_parent, tune_name, data_dir, choice.stage, files)
 
@@ -132,14 +144,15 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
     grid, out, data_dir = prepared.grid, prepared.out, prepared.data
     with ray_session(opts.address):
         placement = plan_placement(total_cpus(), opts.workers, opts.cpus_per_worker, opts.gpus_per_worker,
-                                   opts.concurrent, node_cpus=node_cpus())
+                                   opts.concurrent, node_cpus=node_cpus(), node_gpus=node_gpus())
         if opts.threads_per_worker is not None:
             if opts.threads_per_worker < 1:
                 raise ConfigError(f"--threads-per-worker must be >= 1, got {opts.threads_per_worker}")
             placement = dataclasses.replace(placement, threads_per_worker=opts.threads_per_worker)
         print(f"placement: {placement.workers} worker(s) x {placement.cpus_per_worker:g} CPU"
               f"{f' + {placement.gpus_per_worker:g} GPU' if placement.gpus_per_worker else ''} per trial, "
-              f"{placement.concurrent} trial(s) at a time, {placement.threads_per_worker} torch thread(s) per worker")
+              f"{placement.concurrent} trial(s) at a time, {placement.threads_per_worker} torch thread(s) per worker, "
+              f"{placement.data_cpus:g} CPU(s) kept for Ray Data")
         trials = {trial_key(s): s for s in grid.trials}
         # Several nodes: the files verified here go to the others through the experiment, once.
         shipped = ship(prepared.files, out) if len(node_cpus()) > 1 else {}
