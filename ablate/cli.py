@@ -71,6 +71,8 @@ def launch(
     size: Optional[int] = typer.Option(None, "--size", help="override data.size (px) of every trial"),
     precision: Optional[str] = typer.Option(None, "--precision", help="override train.precision of every trial: "
                                             "auto (bf16 on CUDA, fp32 on the CPU), bf16, fp16 (CUDA) or fp32"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="override train.compile "
+                                           "(torch.compile the autoencoder; off by default)"),
     max_failures: int = typer.Option(2, "--max-failures", help="worker-group restarts per trial, from its last checkpoint"),
     trial_retries: int = typer.Option(1, "--trial-retries", help="whole-trial retries by Tune once worker restarts are spent"),
     resume: bool = typer.Option(False, "--resume", help="continue the grid in --out: finished trials kept, the rest resumed"),
@@ -94,7 +96,7 @@ def launch(
                          workers=workers, cpus_per_worker=cpus_per_worker, threads_per_worker=threads_per_worker,
                          gpus_per_worker=gpus_per_worker,
                          concurrent=concurrent, address=address, steps=steps, epochs=epochs, size=size,
-                         precision=precision,
+                         precision=precision, compile=compile,
                          max_failures=max_failures, trial_retries=trial_retries, resume=resume, evaluate=evaluate,
                          segmenter=segmenter, dry_run=dry_run, fm_steps=fm_steps,
                          only=tuple(c.strip() for c in only.split(",") if c.strip()) if only else ())

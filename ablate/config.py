@@ -72,6 +72,10 @@ class TrainSpec:
     # Autocast of the training step and validation (ablate/runtime/precision.py says what
     # stays fp32 and why): auto = bf16 on CUDA, fp32 on the CPU; fp16 (CUDA only) uses a GradScaler.
     precision: str = "auto"
+    # torch.compile the autoencoder (in place: checkpoints keep eager key names). Compiling
+    # happens in the first step (and the first validation), so time/first_step_s and
+    # time/startup/compiled_s include it; compare with an eager run's first step.
+    compile: bool = False
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ class LaunchOptions:
     epochs: int | None = None
     size: int | None = None
     precision: str | None = None  # override train.precision of every trial (auto | bf16 | fp16 | fp32)
+    compile: bool | None = None  # override train.compile of every trial
     max_failures: int = 2  # worker-group restarts per trial, from its last checkpoint
     trial_retries: int = 1  # whole-trial retries by Tune (after the worker restarts are spent)
     resume: bool = False
@@ -106,7 +107,7 @@ def prepare_grid(opts: LaunchOptions) -> PreparedGrid | None:
     and the experiment folder before Ray starts; prints the trial table. None for a dry run,
     which fetches nothing and lists what a launch would still need."""
     full, grid = resolve_grid(opts.grid, steps=opts.steps, epochs=opts.epochs, size=opts.size, only=opts.only,
-                              precision=opts.precision)
+                              precision=opts.precision, compile=opts.compile)
     out, tune_parent, tune_name = experiment_location(opts.out, full.name)
     data_dir = dataset_location(opts.data)
     check_data(data_dir, grid)

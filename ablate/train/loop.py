@@ -93,6 +93,8 @@ class WorkerRun:
         model, edge_channel = build_for_spec(self.spec)
         self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
         model = model.to(memory_format=self.memory_format)
+        if t.compile:
+            model.compile()  # lazily: the first step compiles (marks "compiled" below)
         self.to_input = edge_channel or (lambda x: x)  # RGB, or RGB + the edge map as channel 4
         self.model = ray.train.torch.prepare_model(model)
         self.device = ray.train.torch.get_device()
@@ -228,7 +230,10 @@ class WorkerRun:
         # is what Ray, data and reporting cost.
         self.in_steps_s += time.perf_counter() - tic
         if self.first_step_at is None:
+            self.first_step_s = time.perf_counter() - tic  # with train.compile: compiling included
             self.first_step_at = self.marks["first_step"] = time.time()
+            if self.spec.train.compile:
+                self.marks["compiled"] = self.first_step_at
         return x_hat, aux, logs
 
     # -- reporting --
@@ -243,6 +248,7 @@ class WorkerRun:
              "data/val_passes_streamed": self.val_feed.passes_streamed}
         if self.first_step_at is not None:
             m["time/startup_s"] = self.first_step_at - self.config["trial_started_at"]
+            m["time/first_step_s"] = self.first_step_s
             # Where start-up goes: each phase as seconds after the trial driver began.
             marks = {**self.config.get("driver_marks", {}), **self.marks}
             for phase, at in marks.items():
