@@ -79,6 +79,8 @@ def launch(
     evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="evaluate finished trials on the test split"),
     segmenter: Optional[str] = typer.Option(None, "--segmenter", help="vessel segmenter for evaluation: a U-Net file or 'ridge'"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the trial table and exit"),
+    estimate: bool = typer.Option(False, "--estimate", help="time a few steps of each distinct configuration "
+                                  "here and print the grid's expected wall time, then exit (no training)"),
     only: Optional[str] = typer.Option(None, "--only", help="run only these combinations, e.g. base,edge; "
                                        "a later launch of others into the same --out adds them"),
     fm_steps: int = typer.Option(2000, "--fm-steps", help="steps of the fundus MAE stage (foundation: auto "
@@ -98,7 +100,7 @@ def launch(
                          concurrent=concurrent, address=address, steps=steps, epochs=epochs, size=size,
                          precision=precision, compile=compile,
                          max_failures=max_failures, trial_retries=trial_retries, resume=resume, evaluate=evaluate,
-                         segmenter=segmenter, dry_run=dry_run, fm_steps=fm_steps,
+                         segmenter=segmenter, dry_run=dry_run, estimate=estimate, fm_steps=fm_steps,
                          only=tuple(c.strip() for c in only.split(",") if c.strip()) if only else ())
     try:
         run_launch(opts)

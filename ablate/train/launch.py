@@ -47,6 +47,7 @@ class LaunchOptions:
     evaluate: bool = True  # evaluate finished trials on the test split after training (ablate.pipeline)
     segmenter: str | None = None  # for evaluation; None = our U-Net where present, else the ridge fallback
     dry_run: bool = False
+    estimate: bool = False  # probe each distinct configuration and print the grid's expected wall time; no training
     only: tuple[str, ...] = ()  # run these combinations of the grid (names as in the search space)
     fm_steps: int = 2000  # steps of the fundus MAE stage, when `foundation: auto` finds no foundation model
 
@@ -102,6 +103,25 @@ def local_placement(opts: LaunchOptions):
                           node_cpus=[cpus], node_gpus=[gpus])
 
 
+def print_estimate(grid: Grid, opts: LaunchOptions) -> dict:
+    """The grid's expected wall time on this machine, from a probe of each distinct configuration
+    (`train/estimate.py`), with the placement a launch here would use."""
+    from ablate.train.estimate import estimate, format_estimate
+
+    if opts.address is not None:
+        raise ConfigError("--estimate probes this machine; run it on a node like the cluster's, without --address")
+    placement = local_placement(opts)
+    # Packed GPU trials: assume no gain from packing (each step as many times slower as
+    # trials share a GPU); benchmarks/gpu.py measures the real gain.
+    per_gpu = min(placement.concurrent, int(1 / opts.gpus_per_worker)) if 0 < opts.gpus_per_worker < 1 else 1
+    print(f"estimate: probing {len(grid.trials)} trials' distinct configurations on this machine "
+          f"({placement.concurrent} at a time, {placement.threads_per_worker} thread(s) per worker)")
+    result = estimate(grid, placement.concurrent, workers=opts.workers, slowdown=float(per_gpu),
+                      threads=placement.threads_per_worker, device="cuda" if opts.gpus_per_worker else "cpu")
+    print(format_estimate(result, placement.concurrent, float(per_gpu)))
+    return result
+
+
 def prepare_grid(opts: LaunchOptions) -> PreparedGrid | None:
     """Resolve the grid and check it, the data, every pretrained file (fetched where missing)
     and the experiment folder before Ray starts; prints the trial table. None for a dry run,
@@ -111,7 +131,7 @@ def prepare_grid(opts: LaunchOptions) -> PreparedGrid | None:
     out, tune_parent, tune_name = experiment_location(opts.out, full.name)
     data_dir = dataset_location(opts.data)
     check_data(data_dir, grid)
-    fetch = not opts.dry_run
+    fetch = not (opts.dry_run or opts.estimate)
     choice = choose_auto_foundation(grid, data_dir, fetch=fetch)
     grid = choice.grid
     only = f" (--only {','.join(opts.only)} of {len(full.trials)})" if opts.only else ""
@@ -124,8 +144,11 @@ def prepare_grid(opts: LaunchOptions) -> PreparedGrid | None:
     try:
         preflight_losses(grid, made_by_stage=stage_file)  # after the table, so a dry run still shows the grid
     except WeightsMissing:
-        if not (opts.dry_run and missing):  # a dry run has just listed the missing files
+        if not ((opts.dry_run or opts.estimate) and missing):  # a dry run has just listed the missing files
             raise
+    if opts.estimate:
+        print_estimate(grid, opts)
+        return None
     if opts.dry_run:
         if missing:
             print(f"dry run: a launch would fetch these first, or stop here:\n{missing}")
