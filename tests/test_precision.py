@@ -52,7 +52,7 @@ def test_autocast_really_ran_in_bf16():
     seen = []
     model.encoder.conv_in.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     with resolve_precision("bf16", "cpu").autocast():
-        x_hat, aux = model(torch.rand(2, 3, 32, 32))
+        _, aux = model(torch.rand(2, 3, 32, 32))
     assert seen == [torch.bfloat16]
     assert aux["codebook"].dtype == torch.float32  # the quantiser stays fp32
 
@@ -70,7 +70,7 @@ def test_every_term_is_a_finite_fp32_scalar_under_autocast(name):
     with resolve_precision("bf16", "cpu").autocast():
         x_hat, aux = model(x)
         total, logs = loss_fn(x, x_hat, aux, 0, model.last_layer)
-        d_loss, d_logs = loss_fn.discriminator_loss(x, x_hat, 0)
+        d_loss, _ = loss_fn.discriminator_loss(x, x_hat, 0)
     for key, v in {**logs, "total": total, **({"disc": d_loss} if d_loss is not None else {})}.items():
         assert v.dim() == 0 and v.dtype == torch.float32 and torch.isfinite(v), (key, v)
     total.backward()

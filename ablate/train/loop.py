@@ -22,8 +22,15 @@ from ablate.data.feed import ShardFeed
 from ablate.losses import CompositeLoss
 from ablate.models.checkpoint import CHECKPOINT_FILE, write_checkpoint
 from ablate.models.presets import build_for_spec
-from ablate.runtime import (is_distributed, mean_over_workers, report_to_train, resolve_precision, restore_states,
-                            unwrap, worker_context)
+from ablate.runtime import (
+    is_distributed,
+    mean_over_workers,
+    report_to_train,
+    resolve_precision,
+    restore_states,
+    unwrap,
+    worker_context,
+)
 from ablate.train.step import train_step
 
 
