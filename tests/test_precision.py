@@ -102,3 +102,23 @@ def test_launch_precision_overrides_every_trial():
     assert {s.train.precision for s in full.trials} == {"bf16"}
     with pytest.raises(ConfigError, match="train.precision"):
         resolve_grid("losses", precision="half")
+
+
+def test_validation_runs_under_the_trials_autocast():
+    """The loop's `validate` with the bf16 autocast: fp32 scalars, and PSNR within 0.5 dB of fp32's."""
+    from ablate.train.loop import validate
+
+    class Feed:
+        def epoch(self, _):
+            g = torch.Generator().manual_seed(2)
+            for _ in range(2):
+                yield torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=g), None
+
+    torch.manual_seed(0)
+    model = build_model("tiny", 32)
+    loss_fn = CompositeLoss.from_specs([LossSpec(name="l1"), LossSpec(name="codebook")])
+    bf16 = validate(model, loss_fn, Feed(), 0, lambda x: x, resolve_precision("bf16", "cpu").autocast)
+    fp32 = validate(model, loss_fn, Feed(), 0, lambda x: x)
+    assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in bf16.values())
+    assert set(bf16) == set(fp32)
+    assert abs(float(bf16["val/psnr"]) - float(fp32["val/psnr"])) < 0.5
