@@ -100,7 +100,7 @@ def test_simulated_one_gpu_node_holds_four_quarter_gpu_trials(tmp_path):
 
     tmp = os.path.join("/tmp", f"ablate-gpu-sim-{os.getpid()}")
     out = subprocess.run([sys.executable, "-c", SIMULATED, tmp], capture_output=True, text=True, timeout=300, check=False,
-                         env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+                         env={k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"})
     assert out.returncode == 0, out.stderr[-3000:]
     last = out.stdout.strip().splitlines()[-1]
     assert last.startswith("OK 4 ") and last.endswith("[0.25, 0.25, 0.25, 0.25] 0"), last
