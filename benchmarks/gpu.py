@@ -284,7 +284,12 @@ def project_losses_grid(packing: list[dict] | None) -> list[dict]:
     full, _ = resolve_grid("losses", precision="bf16")
     gpus = torch.cuda.device_count()
     result = estimate(full, concurrent=gpus, device="cuda", steps=5)
-    rows = [{"setting": f"1 trial per GPU, {gpus} GPU(s)", "wall_h": result["wall_s"] / 3600,
+    from ablate.train.estimate import packing_for
+
+    peak = max(p.peak_bytes for _, p, _, _ in result["configs"])
+    fits = packing_for(torch.cuda.get_device_properties(0).total_memory, peak)
+    rows = [{"setting": f"1 trial per GPU, {gpus} GPU(s); largest trial peak {peak / 2**30:.1f} GiB "
+                        f"(memory allows --gpus-per-worker {fits:g})", "wall_h": result["wall_s"] / 3600,
              "step_s": {",".join(n): p.step_s for n, p, _, _ in result["configs"]}}]
     if packing:
         best = best_packing(packing)

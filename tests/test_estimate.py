@@ -45,3 +45,14 @@ def test_estimate_probes_the_tiny_grid_on_the_cpu(tiny_grid, capsys):
         assert per == pytest.approx(6 * probe.step_s + 15.0)
     assert result["wall_s"] == pytest.approx(sum(per for *_, per in result["configs"]))  # one at a time
     assert "projected grid wall time" in out
+
+
+def test_packing_from_gpu_memory_and_a_measured_peak():
+    from ablate.train.estimate import packing_for
+
+    gib = 2**30
+    assert packing_for(141 * gib, 12 * gib) == 0.125  # 9 would fit in 85 %: at most 8
+    assert packing_for(80 * gib, 20 * gib) == pytest.approx(1 / 3, abs=1e-4)
+    assert packing_for(24 * gib, 30 * gib) == 1.0  # does not fit twice: one per GPU
+    with pytest.raises(ValueError):
+        packing_for(24 * gib, 0)

@@ -74,6 +74,17 @@ class Probe:
     precision: str  # as resolved on the probe's device
     device: str
     first_step_s: float  # the first step (compile included when train.compile)
+    peak_bytes: int | None = None  # CUDA: the most memory the trial's step held (None on the CPU)
+
+
+def packing_for(gpu_bytes: int, peak_bytes: int, headroom: float = 0.85, most: int = 8) -> float:
+    """--gpus-per-worker that packs as many trials of `peak_bytes` on a GPU of `gpu_bytes`
+    as fit within `headroom` of its memory (at most `most`): 1, 1/2, 1/3, ... Whether packing
+    also gains throughput is benchmarks/gpu.py's question; this is only what fits."""
+    if peak_bytes <= 0 or gpu_bytes <= 0:
+        raise ValueError(f"need positive sizes, got gpu {gpu_bytes} and peak {peak_bytes}")
+    k = max(1, min(most, int(gpu_bytes * headroom // peak_bytes)))
+    return round(1 / k, 4)
 
 
 def measure_step(spec: TrialSpec, workers: int = 1, steps: int = 5, warmup: int = 2, device: str | None = None,
@@ -119,11 +130,14 @@ def measure_step(spec: TrialSpec, workers: int = 1, steps: int = 5, warmup: int 
             torch.cuda.synchronize()
         return time.perf_counter() - tic
 
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
     first = one(0)
     for s in range(1, warmup):
         one(s)
     times = [one(warmup + s) for s in range(steps)]
-    return Probe(statistics.median(times), precision.name, dev.type, first)
+    peak = int(torch.cuda.max_memory_reserved(dev)) if dev.type == "cuda" else None
+    return Probe(statistics.median(times), precision.name, dev.type, first, peak)
 
 
 def trial_seconds(spec: TrialSpec, step_s: float, slowdown: float = 1.0, startup_s: float = STARTUP_S) -> float:
@@ -160,6 +174,13 @@ def format_estimate(result: dict, concurrent: int, slowdown: float) -> str:
     for names, probe, n, per in result["configs"]:
         lines.append(f"{','.join(names)[:34]:<34} {probe.device:<6} {probe.precision:<5} {probe.step_s:>8.3f} "
                      f"{n:>6} {per / 3600:>8.2f}")
+    peaks = [p.peak_bytes for _, p, _, _ in result["configs"] if p.peak_bytes]
+    if peaks:
+        import torch
+
+        total = torch.cuda.get_device_properties(0).total_memory
+        lines.append(f"largest per-trial peak {max(peaks) / 2**30:.1f} GiB of {total / 2**30:.0f} GiB: "
+                     f"--gpus-per-worker {packing_for(total, max(peaks)):g} packs what fits")
     lines.append(f"projected grid wall time: {result['wall_s'] / 3600:.2f} h with {concurrent} trial(s) at a time"
                  f"{f' (steps {slowdown:g}x slower when sharing the device)' if slowdown != 1 else ''}; "
                  f"{STARTUP_S:g} s start-up per trial; validation and checkpoints not included")
