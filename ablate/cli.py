@@ -69,12 +69,18 @@ def launch(
     steps: Optional[int] = typer.Option(None, "--steps", help="override train.steps of every trial"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="train whole epochs instead of steps"),
     size: Optional[int] = typer.Option(None, "--size", help="override data.size (px) of every trial"),
+    precision: Optional[str] = typer.Option(None, "--precision", help="override train.precision of every trial: "
+                                            "auto (bf16 on CUDA, fp32 on the CPU), bf16, fp16 (CUDA) or fp32"),
+    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="override train.compile "
+                                           "(torch.compile the autoencoder; off by default)"),
     max_failures: int = typer.Option(2, "--max-failures", help="worker-group restarts per trial, from its last checkpoint"),
     trial_retries: int = typer.Option(1, "--trial-retries", help="whole-trial retries by Tune once worker restarts are spent"),
     resume: bool = typer.Option(False, "--resume", help="continue the grid in --out: finished trials kept, the rest resumed"),
     evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="evaluate finished trials on the test split"),
     segmenter: Optional[str] = typer.Option(None, "--segmenter", help="vessel segmenter for evaluation: a U-Net file or 'ridge'"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the trial table and exit"),
+    estimate: bool = typer.Option(False, "--estimate", help="time a few steps of each distinct configuration "
+                                  "here and print the grid's expected wall time, then exit (no training)"),
     only: Optional[str] = typer.Option(None, "--only", help="run only these combinations, e.g. base,edge; "
                                        "a later launch of others into the same --out adds them"),
     fm_steps: int = typer.Option(2000, "--fm-steps", help="steps of the fundus MAE stage (foundation: auto "
@@ -92,8 +98,9 @@ def launch(
                          workers=workers, cpus_per_worker=cpus_per_worker, threads_per_worker=threads_per_worker,
                          gpus_per_worker=gpus_per_worker,
                          concurrent=concurrent, address=address, steps=steps, epochs=epochs, size=size,
+                         precision=precision, compile=compile,
                          max_failures=max_failures, trial_retries=trial_retries, resume=resume, evaluate=evaluate,
-                         segmenter=segmenter, dry_run=dry_run, fm_steps=fm_steps,
+                         segmenter=segmenter, dry_run=dry_run, estimate=estimate, fm_steps=fm_steps,
                          only=tuple(c.strip() for c in only.split(",") if c.strip()) if only else ())
     try:
         run_launch(opts)

@@ -21,6 +21,9 @@ import yaml
 from ablate.losses.spec import COMMON_OPTIONS, LossSpec, split_options
 
 
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # train.precision
+
+
 class ConfigError(ValueError):
     """A search space or override is invalid; the message names file and key."""
 
@@ -66,6 +69,13 @@ class TrainSpec:
     # Model and batches in channels_last memory format: 1.2x faster convolutions for
     # paper256 on this CPU (BENCHMARKS.md), and the layout tensor cores want on GPU.
     channels_last: bool = True
+    # Autocast of the training step and validation (ablate/runtime/precision.py says what
+    # stays fp32 and why): auto = bf16 on CUDA, fp32 on the CPU; fp16 (CUDA only) uses a GradScaler.
+    precision: str = "auto"
+    # torch.compile the autoencoder (in place: checkpoints keep eager key names). Compiling
+    # happens in the first step (and the first validation), so time/first_step_s and
+    # time/startup/compiled_s include it; compare with an eager run's first step.
+    compile: bool = False
 
 
 @dataclass(frozen=True)
@@ -236,6 +246,8 @@ def trial_from_dict(combination: str, seed: int, cfg: dict, where: str) -> Trial
             raise ConfigError(f"{where}.train.{k}: must be > 0, got {getattr(t, k)}")
     if t.epochs is not None and t.epochs <= 0:
         raise ConfigError(f"{where}.train.epochs: must be > 0, got {t.epochs}")
+    if t.precision not in PRECISIONS:
+        raise ConfigError(f"{where}.train.precision: must be one of {', '.join(PRECISIONS)}, got {t.precision!r}")
     if t.lr <= 0:
         raise ConfigError(f"{where}.train.lr: must be > 0, got {t.lr}")
     if spec.data.size < 16 or spec.data.size % 8:

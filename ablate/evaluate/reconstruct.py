@@ -15,15 +15,20 @@ def to_tensor(images: np.ndarray):
     return torch.tensor(images).permute(0, 3, 1, 2).float() / 255
 
 
-def reconstruct(checkpoint, x, device: str = "cpu", batch_size: int = 8):
-    """Reconstructions (N, 3, H, W) in [0, 1] of images `x` (N, 3, H, W) by the model in the
-    checkpoint folder `checkpoint` (local or URI), rebuilt from the file alone."""
+def reconstruct(checkpoint, x, device: str = "cpu", batch_size: int = 8, precision: str = "auto"):
+    """Reconstructions (N, 3, H, W) in [0, 1], fp32, of images `x` (N, 3, H, W) by the model in the
+    checkpoint folder `checkpoint` (local or URI), rebuilt from the file alone. `precision`: the
+    training rule (runtime/precision.py): auto = bf16 autocast on CUDA, fp32 on the CPU."""
     import torch
 
+    from ablate.runtime import resolve_precision
+
     model, edge = rebuild_model(read_checkpoint(checkpoint, device), device)
+    autocast = resolve_precision(precision, torch.device(device).type).autocast
     x = x.to(device)
-    with torch.no_grad():
-        return torch.cat([model(edge(b) if edge else b)[0][:, :3] for b in x.split(batch_size)]).clamp(0, 1)
+    with torch.no_grad(), autocast():
+        out = [model(edge(b) if edge else b)[0][:, :3].float() for b in x.split(batch_size)]
+    return torch.cat(out).clamp(0, 1)
 
 
 def to_uint8(x) -> np.ndarray:

@@ -178,9 +178,11 @@ def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: 
         row.update({f"recon.{k}": v for k, v in vessel_features(maps[i], fov[i]).items()})
         row.update(agreement(ref_maps[i], maps[i], fov[i]))
         rows.append(row)
-    out = {"rows": rows, "inception": FIDInception()(recon.cpu()).numpy()}
+    # The feature networks run where the reconstruction is (the GPU with --gpus-per-task), in
+    # fp32: FID / KID / FD come from feature covariances, which bf16 features would shift.
+    out = {"rows": rows, "inception": FIDInception().to(device)(recon).cpu().numpy()}
     if "fm" in nets:
-        out["fm"] = _fm_extractor(nets["fm"])(recon.cpu()).numpy()
+        out["fm"] = _fm_extractor(nets["fm"]).to(device)(recon).cpu().numpy()
     return out
 
 

@@ -25,6 +25,7 @@ from ablate.models.discriminator import NLayerDiscriminator
 
 class AdversarialLoss(ImageLoss):
     rgb_only = True
+    autocast_ok = True  # the PatchGAN runs under autocast; its logits are reduced in fp32
 
     def __init__(self, layers: int = 3, filters: int = 64, loss: str = "hinge", disc_lr: float | None = None):
         super().__init__()
@@ -41,7 +42,7 @@ class AdversarialLoss(ImageLoss):
         for p in self.discriminator.parameters():
             p.requires_grad_(False)
         try:
-            logits = self.discriminator(x_hat * 2 - 1)
+            logits = self.discriminator(x_hat * 2 - 1).float()
         finally:
             for p in self.discriminator.parameters():
                 p.requires_grad_(True)
@@ -51,8 +52,8 @@ class AdversarialLoss(ImageLoss):
 
     def discriminator_loss(self, x: torch.Tensor, x_hat: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         check_pair(x, x_hat, "adversarial (discriminator)", channels=3)
-        real = self.discriminator(x.detach() * 2 - 1)
-        fake = self.discriminator(x_hat.detach() * 2 - 1)
+        real = self.discriminator(x.detach() * 2 - 1).float()
+        fake = self.discriminator(x_hat.detach() * 2 - 1).float()
         if self.kind == "hinge":
             loss = 0.5 * (F.relu(1 - real).mean() + F.relu(1 + fake).mean())
         else:

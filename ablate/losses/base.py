@@ -24,6 +24,10 @@ class ImageLoss(nn.Module):
     # adversarial) set this to 3 and receive only the RGB channels when an edge map
     # rides along as a 4th channel. Pixel terms see every channel.
     rgb_only: bool = False
+    # True for terms built on a feature network (LPIPS's VGG, the foundation ViT, the
+    # PatchGAN): they run under the training autocast and reduce their distances in fp32.
+    # The rest (pixel, SSIM, edge filters: cheap) run with autocast off, in fp32.
+    autocast_ok: bool = False
 
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -40,6 +40,10 @@ class CompositeLoss(nn.Module):
         self.terms = terms
         # Register modules so .to(device) and state_dict reach them.
         self.modules_ = nn.ModuleDict({t.name: t.module for t in terms})
+        # fp16 training sets this to its GradScaler's `scale`: the adaptive weight's gradients
+        # are then taken of the scaled losses (fp16 backward underflows otherwise); the ratio
+        # of their norms does not depend on the common scale.
+        self.grad_scale = None
 
     @classmethod
     def from_specs(cls, specs: tuple[LossSpec, ...] | list[LossSpec]) -> "CompositeLoss":
@@ -62,11 +66,15 @@ class CompositeLoss(nn.Module):
             if isinstance(t.module, AuxLoss):
                 if t.module.reads_aux not in aux:
                     raise ValueError(f"loss {t.name!r} reads {t.module.reads_aux!r}, which the model did not return")
-                values[t.name] = t.module(aux[t.module.reads_aux])
-            elif getattr(t.module, "rgb_only", False):
-                values[t.name] = t.module(x[:, :3], x_hat[:, :3])
+                v = t.module(aux[t.module.reads_aux])
             else:
-                values[t.name] = t.module(x, x_hat)
+                a, b = (x[:, :3], x_hat[:, :3]) if getattr(t.module, "rgb_only", False) else (x, x_hat)
+                if getattr(t.module, "autocast_ok", False):
+                    v = t.module(a, b)
+                else:  # pixel, SSIM, edge filters: fp32 whatever the autocast (runtime/precision.py)
+                    with torch.autocast(x.device.type, enabled=False):
+                        v = t.module(a.float(), b.float())
+            values[t.name] = v.float()  # every term sums and logs as an fp32 scalar
 
         active = {t.name: step >= t.start_step for t in self.terms}
         rec = [t.weight * values[t.name] for t in self.terms
@@ -82,7 +90,7 @@ class CompositeLoss(nn.Module):
                 continue
             factor = t.weight
             if t.adaptive:
-                lam = self._adaptive(sum(rec) if rec else None, v, last_layer, t.name)
+                lam = self._adaptive(sum(rec) if rec else None, v, last_layer, t.name, self.grad_scale)
                 logs[f"adaptive/{getattr(t.module, 'tag', t.name)}"] = lam
                 factor = factor * lam
             total = total + factor * v
@@ -90,7 +98,8 @@ class CompositeLoss(nn.Module):
         return total, logs
 
     @staticmethod
-    def _adaptive(rec: torch.Tensor | None, term: torch.Tensor, last_layer: torch.Tensor | None, name: str) -> torch.Tensor:
+    def _adaptive(rec: torch.Tensor | None, term: torch.Tensor, last_layer: torch.Tensor | None, name: str,
+                  grad_scale=None) -> torch.Tensor:
         if rec is None:
             raise ValueError(f"loss {name!r} is adaptive but there is no non-adaptive image term to balance it against")
         if not torch.is_grad_enabled() or not term.requires_grad:
@@ -99,11 +108,21 @@ class CompositeLoss(nn.Module):
             return term.new_ones(())
         if last_layer is None:
             raise ValueError(f"loss {name!r} is adaptive but no decoder last layer was given")
+        if grad_scale is not None:
+            rec, term = grad_scale(rec), grad_scale(term)
         g_rec = torch.autograd.grad(rec, last_layer, retain_graph=True)[0]
         g_term = torch.autograd.grad(term, last_layer, retain_graph=True, allow_unused=True)[0]
         if g_term is None:
             raise ValueError(f"loss {name!r} does not depend on the decoder's last layer; it cannot be adaptive")
-        lam = g_rec.norm() / (g_term.norm() + 1e-4)
+        # Norms in fp32 (a bf16 sum of squares over the layer's weights loses the ratio's
+        # digits); the gradients at the fp32 decoder weight are fp32 already.
+        with torch.autocast(last_layer.device.type, enabled=False):
+            g_rec, g_term = g_rec.float(), g_term.float()
+            if grad_scale is not None:  # fp16: an overflowed scaled gradient makes no ratio; the
+                # GradScaler skips this step anyway, and the term counts at weight 0 in it
+                ok = torch.isfinite(g_rec).all() & torch.isfinite(g_term).all()
+                g_rec, g_term = torch.where(ok, g_rec, 0.0), torch.where(ok, g_term, 1.0)
+            lam = g_rec.norm() / (g_term.norm() + 1e-4)
         return lam.clamp(0.0, ADAPTIVE_MAX).detach()
 
     # -- terms that train a network of their own (the PatchGAN discriminator) --

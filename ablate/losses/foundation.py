@@ -131,6 +131,7 @@ def _weights_file(model: str, weights: str | None, pretrained: bool, fetch: bool
 
 class FoundationLoss(ImageLoss):
     rgb_only = True
+    autocast_ok = True  # the ViT runs under autocast; the token distances are reduced in fp32
 
     def __init__(self, model="retfound", weights=None, arch=None, format=None, taps=None,
                  distance="normalized_l2", imagenet_norm=False, input_size=None, pretrained=True):
@@ -171,8 +172,9 @@ class FoundationLoss(ImageLoss):
         check_pair(x, x_hat, "foundation", channels=3)
         with torch.no_grad():
             ft = self.backbone.tokens(self._prep(x[:, :3]), self.taps)
-        fr = self.backbone.tokens(self._prep(x_hat[:, :3]), self.taps)
-        return sum(_token_distance(r, t, self.distance) for r, t in zip(fr, ft))
+        fr = self.backbone.tokens(self._prep(x_hat[:, :3]), self.taps)  # the ViT under the ambient autocast
+        with torch.autocast(x.device.type, enabled=False):  # token distances reduced in fp32
+            return sum(_token_distance(r.float(), t.float(), self.distance) for r, t in zip(fr, ft))
 
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         return self.per_image(x, x_hat).mean()

@@ -34,6 +34,7 @@ def _unit(f: torch.Tensor) -> torch.Tensor:
 
 class LPIPSLoss(ImageLoss):
     rgb_only = True
+    autocast_ok = True
 
     def __init__(self, pretrained: bool = True, weights: str | None = None):
         super().__init__()
@@ -56,11 +57,12 @@ class LPIPSLoss(ImageLoss):
         Kept public so evaluation can report the same LPIPS the loss optimises.
         """
         check_pair(x, y, "lpips", channels=3)
-        fx, fy = self._taps(x[:, :3]), self._taps(y[:, :3])
-        total = x.new_zeros(x.shape[0])
-        for i, (a, b) in enumerate(zip(fx, fy)):
-            d = (_unit(a) - _unit(b)) ** 2
-            total = total + F.conv2d(d, getattr(self, f"head{i}")).mean(dim=(1, 2, 3))
+        fx, fy = self._taps(x[:, :3]), self._taps(y[:, :3])  # the VGG runs under the ambient autocast
+        with torch.autocast(x.device.type, enabled=False):  # unit-normalising and the means in fp32
+            total = x.new_zeros(x.shape[0], dtype=torch.float32)
+            for i, (a, b) in enumerate(zip(fx, fy)):
+                d = (_unit(a.float()) - _unit(b.float())) ** 2
+                total = total + F.conv2d(d, getattr(self, f"head{i}").float()).mean(dim=(1, 2, 3))
         return total
 
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:

@@ -30,15 +30,20 @@ class VectorQuantizer(nn.Module):
         b, d, h, w = z.shape
         if d != self.embed_dim:
             raise ValueError(f"latent has {d} channels, codebook dimension is {self.embed_dim}")
-        flat = z.permute(0, 2, 3, 1).reshape(-1, d)
-        e = self.embedding.weight
-        dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ e.t() + e.pow(2).sum(1)[None]
-        idx = dist.argmin(1)
-        zq = self.embedding(idx).view(b, h, w, d).permute(0, 3, 1, 2)
-        commit = F.mse_loss(z, zq.detach())
-        codebook = F.mse_loss(zq, z.detach())
-        loss = commit + self.beta * codebook if self.legacy else self.beta * commit + codebook
-        zq = z + (zq - z).detach()  # straight-through: decoder gradient flows to the encoder
+        # fp32 whatever the autocast (train.precision): ||z||^2 - 2 z.e + ||e||^2 cancels
+        # catastrophically in bf16's 8-bit mantissa and argmin would pick other codes; the
+        # commitment losses and the straight-through sum z + (zq - z) stay fp32 for the same reason.
+        with torch.autocast(z.device.type, enabled=False):
+            z = z.float()
+            flat = z.permute(0, 2, 3, 1).reshape(-1, d)
+            e = self.embedding.weight.float()
+            dist = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ e.t() + e.pow(2).sum(1)[None]
+            idx = dist.argmin(1)
+            zq = self.embedding(idx).float().view(b, h, w, d).permute(0, 3, 1, 2)
+            commit = F.mse_loss(z, zq.detach())
+            codebook = F.mse_loss(zq, z.detach())
+            loss = commit + self.beta * codebook if self.legacy else self.beta * commit + codebook
+            zq = z + (zq - z).detach()  # straight-through: decoder gradient flows to the encoder
         counts = torch.bincount(idx, minlength=self.n_embed).float()
         probs = counts / counts.sum()
         perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())

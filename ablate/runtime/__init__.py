@@ -14,10 +14,12 @@ import importlib
 
 # name -> submodule holding it
 _HOMES = {
-    "start_ray": "cluster", "ray_session": "cluster", "node_cpus": "cluster", "total_cpus": "cluster",
+    "start_ray": "cluster", "ray_session": "cluster", "node_cpus": "cluster", "node_gpus": "cluster", "local_resources": "cluster", "total_cpus": "cluster",
     "sigterm_as_interrupt": "cluster",
     "DATA_CPU_RESERVE": "placement", "Placement": "placement", "plan_placement": "placement",
-    "ray_data_can_starve": "placement",
+    "ray_data_can_starve": "placement", "check_gpus": "placement", "data_cpus": "placement",
+    "gpu_worker_slots": "placement",
+    "PRECISIONS": "precision", "Precision": "precision", "PrecisionError": "precision", "resolve_precision": "precision",
     "RunFolders": "fit", "RunOptions": "fit", "config_digest": "fit", "run_folders": "fit", "fit_torch_run": "fit",
     "fit_standalone": "fit", "final_state": "fit",
     "average_gradients": "distributed", "is_distributed": "distributed", "mean_over_workers": "distributed",

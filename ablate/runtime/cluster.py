@@ -46,6 +46,21 @@ def node_cpus() -> list[float]:
     return [n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["Alive"]]
 
 
+def local_resources() -> tuple[float, float]:
+    """(CPUs, GPUs) a Ray started here would have (`start_ray` gives it every CPU; Ray
+    counts the CUDA devices visible), known before Ray starts."""
+    import torch
+
+    return float(os.cpu_count() or 1), float(torch.cuda.device_count())
+
+
+def node_gpus() -> list[float]:
+    """GPUs of each live node (as Ray counts them: a node started with `num_gpus` declares them)."""
+    import ray
+
+    return [n["Resources"].get("GPU", 0.0) for n in ray.nodes() if n["Alive"]]
+
+
 def total_cpus() -> float:
     import ray
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ablate.runtime.cluster import node_cpus, ray_session, total_cpus
+from ablate.runtime.cluster import node_cpus, node_gpus, ray_session, total_cpus
 from ablate.runtime.placement import Placement, plan_placement
 
 
@@ -166,7 +166,7 @@ def fit_standalone(loop: Callable[[dict], None], loop_config: dict, datasets: Ca
     """
     with ray_session(run.address):
         placement = plan_placement(total_cpus(), run.workers, run.cpus_per_worker, run.gpus_per_worker, concurrent=1,
-                                   node_cpus=node_cpus())
+                                   node_cpus=node_cpus(), node_gpus=node_gpus())
         result = fit_torch_run(loop, {**loop_config, **run.loop_config(), "threads": placement.threads_per_worker,
                                       "tb_dir": str(folders.tb_dir)},
                                datasets=datasets(), placement=placement, name=folders.name,

@@ -5,6 +5,13 @@ Resource rule (measured on a 2-core machine): Ray Data's read/decode tasks each
 need one whole CPU, so the CPUs held by all concurrent trials' drivers and
 workers must leave at least one CPU free, or the stream never starts and the
 run hangs without an error. `plan_placement` enforces it.
+
+GPUs are counted per node exactly as CPUs are: a worker's share of a GPU
+(`--gpus-per-worker 0.25` packs four workers on one device) must fit on one node, and
+a grid the nodes' GPUs cannot hold is refused before any trial starts, naming the
+shortfall. Trials on GPUs eat decoded images far faster than CPU trials, so the CPUs
+kept for Ray Data grow with the trials fed: DATA_CPUS_PER_GPU_TRIAL each, at least the
+one whole CPU (a chosen figure, not yet measured on a GPU machine).
 """
 
 from __future__ import annotations
@@ -15,6 +22,52 @@ from dataclasses import dataclass
 from ablate.config import ConfigError
 
 DATA_CPU_RESERVE = 1.0
+DATA_CPUS_PER_GPU_TRIAL = 0.5
+_UNIT = 10_000  # Ray's resource granularity; integers avoid 4 * 0.25 != 1.0 style trouble
+
+
+def data_cpus(concurrent: int, gpus_per_worker: float) -> float:
+    """CPUs kept free for Ray Data's decoding when `concurrent` trials run."""
+    if gpus_per_worker > 0:
+        return max(DATA_CPU_RESERVE, DATA_CPUS_PER_GPU_TRIAL * concurrent)
+    return DATA_CPU_RESERVE
+
+
+def _kept(concurrent: int, gpus_per_worker: float) -> str:
+    n = data_cpus(concurrent, gpus_per_worker)
+    return "one CPU stays free for Ray Data" if n == DATA_CPU_RESERVE else f"{n:g} stay free for Ray Data's decoding"
+
+
+def gpu_worker_slots(node_gpus: list[float], gpus_per_worker: float) -> int:
+    """How many workers of `gpus_per_worker` GPUs the nodes hold (each worker on one node)."""
+    g = round(gpus_per_worker * _UNIT)
+    return sum(round(n * _UNIT) // g for n in node_gpus)
+
+
+def check_gpus(node_gpus: list[float], workers: int, gpus_per_worker: float, concurrent: int | None) -> int:
+    """Trials that fit on the nodes' GPUs (ConfigError naming the shortfall when not one,
+    or not `concurrent`, fits)."""
+    if gpus_per_worker < 0:
+        raise ConfigError(f"--gpus-per-worker must be >= 0, got {gpus_per_worker:g}")
+    if gpus_per_worker > 1 and gpus_per_worker != int(gpus_per_worker):
+        raise ConfigError(f"--gpus-per-worker {gpus_per_worker:g}: above 1, Ray gives whole GPUs only")
+    listed = ", ".join(f"{n:g}" for n in node_gpus) or "none"
+    if sum(node_gpus) == 0:
+        raise ConfigError(f"--gpus-per-worker {gpus_per_worker:g}, but no Ray node has a GPU (GPUs per node: {listed})")
+    if gpus_per_worker > max(node_gpus):
+        raise ConfigError(f"--gpus-per-worker {gpus_per_worker:g}: no node has that many GPUs (GPUs per node: {listed})")
+    slots = gpu_worker_slots(node_gpus, gpus_per_worker)
+    fits = slots // workers
+    want = max(1, concurrent or 1)
+    if fits < want:
+        need = want * workers
+        raise ConfigError(
+            f"{want} concurrent trial(s) x {workers} worker(s) x {gpus_per_worker:g} GPU need {need} worker slots "
+            f"({need * gpus_per_worker:g} GPUs), but the nodes (GPUs per node: {listed}) hold {slots}: "
+            f"short by {need - slots} slot(s) ({(need - slots) * gpus_per_worker:g} GPUs). "
+            f"Lower --concurrent, --workers or --gpus-per-worker."
+        )
+    return fits
 
 
 @dataclass(frozen=True)
@@ -25,6 +78,7 @@ class Placement:
     threads_per_worker: int
     concurrent: int
     driver_cpus: float = 0.01
+    data_cpus: float = DATA_CPU_RESERVE  # CPUs left free for Ray Data's decoding
 
     def scaling_config(self):
         """Ray Train's ScalingConfig for one trial's worker group."""
@@ -69,18 +123,30 @@ def ray_data_can_starve(node_cpus: list[float], workers: int, cpus_per_worker: f
 
 def plan_placement(total_cpus: float, workers: int, cpus_per_worker: float | None, gpus_per_worker: float,
                    concurrent: int | None, driver_cpus: float = 0.01,
-                   node_cpus: list[float] | None = None) -> Placement:
+                   node_cpus: list[float] | None = None, node_gpus: list[float] | None = None) -> Placement:
     """`node_cpus`: the CPUs of each node when Ray spans several; a worker must then fit
     on one node, and the free CPU Ray Data needs must stay whole on some node, not be
-    the sum of slivers left on many (worst case, `ray_data_can_starve`)."""
+    the sum of slivers left on many (worst case, `ray_data_can_starve`).
+    `node_gpus`: the GPUs of each node (Ray's view; a node may declare `num_gpus`);
+    with `gpus_per_worker` > 0 the trials must fit on them too (`check_gpus`). None
+    skips the GPU check (a caller that has not asked Ray)."""
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     multi = node_cpus is not None and len(node_cpus) > 1
-    budget = total_cpus - DATA_CPU_RESERVE
-    if budget <= driver_cpus:
+    if total_cpus - DATA_CPU_RESERVE <= driver_cpus:
         raise ConfigError(f"Ray has {total_cpus:g} CPUs; at least 2 are needed (one stays free for Ray Data)")
+    gpu_fits = None
+    if gpus_per_worker and node_gpus is not None:
+        gpu_fits = check_gpus(node_gpus, workers, gpus_per_worker, concurrent)
+    # The trials the CPUs are shared among when sizing workers: as asked, else as many as
+    # the GPUs hold (packing), while each worker still gets its 0.05 CPU.
+    target = concurrent or gpu_fits or 1
+    while concurrent is None and target > 1 and \
+            (total_cpus - data_cpus(target, gpus_per_worker)) / target < workers * 0.05 + driver_cpus:
+        target -= 1
+    budget = total_cpus - data_cpus(target, gpus_per_worker)
     if cpus_per_worker is None:
-        per_trial = budget / (concurrent or 1)
+        per_trial = budget / target
         cpus_per_worker = math.floor((per_trial - driver_cpus) / workers * 20) / 20  # 0.05 steps
         cpus_per_worker = min(cpus_per_worker, 8.0)
         if multi:  # one worker on one node, beside a driver
@@ -91,13 +157,18 @@ def plan_placement(total_cpus: float, workers: int, cpus_per_worker: float | Non
         raise ConfigError(f"--cpus-per-worker {cpus_per_worker:g}: no node has that many CPUs "
                           f"(nodes: {', '.join(f'{n:g}' for n in node_cpus)})")
     per_trial = workers * cpus_per_worker + driver_cpus
-    fits = int(budget // per_trial)
+    fits = int((total_cpus - DATA_CPU_RESERVE) // per_trial)
+    while fits > 0 and fits * per_trial > total_cpus - data_cpus(fits, gpus_per_worker):
+        fits -= 1  # GPU trials: more CPUs kept for decoding as more trials are fed
+    if gpu_fits is not None:
+        fits = min(fits, gpu_fits)
     if multi:
         while fits > 0 and ray_data_can_starve(node_cpus, fits * workers, cpus_per_worker, fits, driver_cpus):
             fits -= 1
     if concurrent is None:
         concurrent = max(1, fits)
     if concurrent > fits:
+        budget = total_cpus - data_cpus(concurrent, gpus_per_worker)
         if multi and concurrent * per_trial <= budget:
             raise ConfigError(
                 f"{concurrent} concurrent trials x {workers} workers x {cpus_per_worker:g} CPUs could fill every node "
@@ -107,6 +178,8 @@ def plan_placement(total_cpus: float, workers: int, cpus_per_worker: float | Non
         raise ConfigError(
             f"{concurrent} concurrent trials x ({workers} workers x {cpus_per_worker:g} CPUs + {driver_cpus} driver) "
             f"= {concurrent * per_trial:g} CPUs, but only {budget:g} of {total_cpus:g} may be held "
-            f"(one CPU stays free for Ray Data, or the stream stalls). Lower --concurrent or --cpus-per-worker."
+            f"({_kept(concurrent, gpus_per_worker)}, or the stream stalls). "
+            f"Lower --concurrent or --cpus-per-worker."
         )
-    return Placement(workers, cpus_per_worker, gpus_per_worker, max(1, int(round(cpus_per_worker))), concurrent, driver_cpus)
+    return Placement(workers, cpus_per_worker, gpus_per_worker, max(1, int(round(cpus_per_worker))), concurrent, driver_cpus,
+                     data_cpus(concurrent, gpus_per_worker))

@@ -13,7 +13,8 @@ from ablate.train.driver import trial_key
 
 
 def resolve_grid(grid: str, steps: int | None = None, epochs: int | None = None, size: int | None = None,
-                 only: tuple[str, ...] = ()) -> tuple[Grid, Grid]:
+                 only: tuple[str, ...] = (), precision: str | None = None,
+                 compile: bool | None = None) -> tuple[Grid, Grid]:
     """(the whole search space, the trials to run now): `grid` is a name or a path, with the
     launch's overrides; `only` keeps those combinations (names as in the search space)."""
     overrides: dict = {}
@@ -23,6 +24,10 @@ def resolve_grid(grid: str, steps: int | None = None, epochs: int | None = None,
         overrides.setdefault("train", {})["epochs"] = epochs
     if size is not None:
         overrides.setdefault("data", {})["size"] = size
+    if precision is not None:
+        overrides.setdefault("train", {})["precision"] = precision
+    if compile is not None:
+        overrides.setdefault("train", {})["compile"] = compile
     full = load_grid(find_grid(grid), overrides)
     if not only:
         return full, full

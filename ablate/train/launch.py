@@ -18,7 +18,7 @@ from ablate import storage
 from ablate.backbones import WeightsMissing
 from ablate.backbones.weights_ship import ship
 from ablate.config import ConfigError, Grid
-from ablate.runtime import node_cpus, plan_placement, ray_session, sigterm_as_interrupt, total_cpus
+from ablate.runtime import node_cpus, node_gpus, plan_placement, ray_session, sigterm_as_interrupt, total_cpus
 from ablate.train.driver import run_trial, trial_key
 from ablate.train.experiment import GRID_RECORD, check_experiment_folder, grid_record, launched_before, read_record
 from ablate.train.grid import check_data, preflight_losses, resolve_grid, trial_table
@@ -39,12 +39,15 @@ class LaunchOptions:
     steps: int | None = None
     epochs: int | None = None
     size: int | None = None
+    precision: str | None = None  # override train.precision of every trial (auto | bf16 | fp16 | fp32)
+    compile: bool | None = None  # override train.compile of every trial
     max_failures: int = 2  # worker-group restarts per trial, from its last checkpoint
     trial_retries: int = 1  # whole-trial retries by Tune (after the worker restarts are spent)
     resume: bool = False
     evaluate: bool = True  # evaluate finished trials on the test split after training (ablate.pipeline)
     segmenter: str | None = None  # for evaluation; None = our U-Net where present, else the ridge fallback
     dry_run: bool = False
+    estimate: bool = False  # probe each distinct configuration and print the grid's expected wall time; no training
     only: tuple[str, ...] = ()  # run these combinations of the grid (names as in the search space)
     fm_steps: int = 2000  # steps of the fundus MAE stage, when `foundation: auto` finds no foundation model
 
@@ -90,15 +93,45 @@ def dataset_location(data: str | None) -> str:
     return storage.normalize(data) if storage.is_uri(data) else str(Path(data).resolve())
 
 
+def local_placement(opts: LaunchOptions):
+    """The placement on this machine alone (the Ray `train_grid` would start), planned
+    before Ray starts: a grid its CPUs or GPUs cannot hold is refused here, naming the shortfall."""
+    from ablate.runtime import local_resources
+
+    cpus, gpus = local_resources()
+    return plan_placement(cpus, opts.workers, opts.cpus_per_worker, opts.gpus_per_worker, opts.concurrent,
+                          node_cpus=[cpus], node_gpus=[gpus])
+
+
+def print_estimate(grid: Grid, opts: LaunchOptions) -> dict:
+    """The grid's expected wall time on this machine, from a probe of each distinct configuration
+    (`train/estimate.py`), with the placement a launch here would use."""
+    from ablate.train.estimate import estimate, format_estimate
+
+    if opts.address is not None:
+        raise ConfigError("--estimate probes this machine; run it on a node like the cluster's, without --address")
+    placement = local_placement(opts)
+    # Packed GPU trials: assume no gain from packing (each step as many times slower as
+    # trials share a GPU); benchmarks/gpu.py measures the real gain.
+    per_gpu = min(placement.concurrent, int(1 / opts.gpus_per_worker)) if 0 < opts.gpus_per_worker < 1 else 1
+    print(f"estimate: probing {len(grid.trials)} trials' distinct configurations on this machine "
+          f"({placement.concurrent} at a time, {placement.threads_per_worker} thread(s) per worker)")
+    result = estimate(grid, placement.concurrent, workers=opts.workers, slowdown=float(per_gpu),
+                      threads=placement.threads_per_worker, device="cuda" if opts.gpus_per_worker else "cpu")
+    print(format_estimate(result, placement.concurrent, float(per_gpu)))
+    return result
+
+
 def prepare_grid(opts: LaunchOptions) -> PreparedGrid | None:
     """Resolve the grid and check it, the data, every pretrained file (fetched where missing)
     and the experiment folder before Ray starts; prints the trial table. None for a dry run,
     which fetches nothing and lists what a launch would still need."""
-    full, grid = resolve_grid(opts.grid, steps=opts.steps, epochs=opts.epochs, size=opts.size, only=opts.only)
+    full, grid = resolve_grid(opts.grid, steps=opts.steps, epochs=opts.epochs, size=opts.size, only=opts.only,
+                              precision=opts.precision, compile=opts.compile)
     out, tune_parent, tune_name = experiment_location(opts.out, full.name)
     data_dir = dataset_location(opts.data)
     check_data(data_dir, grid)
-    fetch = not opts.dry_run
+    fetch = not (opts.dry_run or opts.estimate)
     choice = choose_auto_foundation(grid, data_dir, fetch=fetch)
     grid = choice.grid
     only = f" (--only {','.join(opts.only)} of {len(full.trials)})" if opts.only else ""
@@ -111,12 +144,17 @@ def prepare_grid(opts: LaunchOptions) -> PreparedGrid | None:
     try:
         preflight_losses(grid, made_by_stage=stage_file)  # after the table, so a dry run still shows the grid
     except WeightsMissing:
-        if not (opts.dry_run and missing):  # a dry run has just listed the missing files
+        if not ((opts.dry_run or opts.estimate) and missing):  # a dry run has just listed the missing files
             raise
+    if opts.estimate:
+        print_estimate(grid, opts)
+        return None
     if opts.dry_run:
         if missing:
             print(f"dry run: a launch would fetch these first, or stop here:\n{missing}")
         return None
+    if opts.address is None:  # Ray will start here: refuse a placement it cannot hold before it starts
+        local_placement(opts)
     check_experiment_folder(out, full, opts.resume, data_dir, launching=[trial_key(s) for s in grid.trials])
     return PreparedGrid(grid, full, out, tune_parent, tune_name, data_dir, choice.stage, files)
 
@@ -130,14 +168,15 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
     grid, out, data_dir = prepared.grid, prepared.out, prepared.data
     with ray_session(opts.address):
         placement = plan_placement(total_cpus(), opts.workers, opts.cpus_per_worker, opts.gpus_per_worker,
-                                   opts.concurrent, node_cpus=node_cpus())
+                                   opts.concurrent, node_cpus=node_cpus(), node_gpus=node_gpus())
         if opts.threads_per_worker is not None:
             if opts.threads_per_worker < 1:
                 raise ConfigError(f"--threads-per-worker must be >= 1, got {opts.threads_per_worker}")
             placement = dataclasses.replace(placement, threads_per_worker=opts.threads_per_worker)
         print(f"placement: {placement.workers} worker(s) x {placement.cpus_per_worker:g} CPU"
               f"{f' + {placement.gpus_per_worker:g} GPU' if placement.gpus_per_worker else ''} per trial, "
-              f"{placement.concurrent} trial(s) at a time, {placement.threads_per_worker} torch thread(s) per worker")
+              f"{placement.concurrent} trial(s) at a time, {placement.threads_per_worker} torch thread(s) per worker, "
+              f"{placement.data_cpus:g} CPU(s) kept for Ray Data")
         trials = {trial_key(s): s for s in grid.trials}
         # Several nodes: the files verified here go to the others through the experiment, once.
         shipped = ship(prepared.files, out) if len(node_cpus()) > 1 else {}

@@ -7,7 +7,9 @@ Metrics are averaged over workers before reporting, since Tune sees rank 0's.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -20,8 +22,16 @@ from ablate.data.feed import ShardFeed
 from ablate.losses import CompositeLoss
 from ablate.models.checkpoint import CHECKPOINT_FILE, write_checkpoint
 from ablate.models.presets import build_for_spec
-from ablate.runtime import (average_gradients, is_distributed, mean_over_workers, report_to_train, restore_states,
-                            unwrap, worker_context)
+from ablate.runtime import (
+    is_distributed,
+    mean_over_workers,
+    report_to_train,
+    resolve_precision,
+    restore_states,
+    unwrap,
+    worker_context,
+)
+from ablate.train.step import train_step
 
 
 def _sharding_check(seen: list[torch.Tensor]) -> dict:
@@ -47,16 +57,18 @@ def _psnr(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate(model, loss_fn, feed: ShardFeed, step, to_input) -> dict[str, torch.Tensor]:
+def validate(model, loss_fn, feed: ShardFeed, step, to_input, autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
+    """`autocast`: a factory of the context the forward passes run in (the trial's precision)."""
     model.eval()
     loss_fn.eval()  # discriminator BatchNorm must not learn validation statistics
     sums: dict[str, torch.Tensor] = {}
     n = 0
     for images, _ in feed.epoch(0):
         x = to_input(images.float() / 255)
-        x_hat, aux = model(x)
-        _, logs = loss_fn(x, x_hat, aux, step, None)
-        logs["psnr"] = _psnr(x, x_hat)
+        with autocast():
+            x_hat, aux = model(x)
+            _, logs = loss_fn(x, x_hat, aux, step, None)
+        logs["psnr"] = _psnr(x, x_hat.float())
         for k, v in logs.items():
             sums[k] = sums.get(k, 0) + v
         n += 1
@@ -88,6 +100,8 @@ class WorkerRun:
         model, edge_channel = build_for_spec(self.spec)
         self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
         model = model.to(memory_format=self.memory_format)
+        if t.compile:
+            model.compile()  # lazily: the first step compiles (marks "compiled" below)
         self.to_input = edge_channel or (lambda x: x)  # RGB, or RGB + the edge map as channel 4
         self.model = ray.train.torch.prepare_model(model)
         self.device = ray.train.torch.get_device()
@@ -96,6 +110,12 @@ class WorkerRun:
 
             receive(config["weights_manifest"])
         self.loss_fn = CompositeLoss.from_specs(self.spec.losses).to(self.device)
+        self.precision = resolve_precision(t.precision, self.device.type)
+        if self.precision.note and self.rank == 0:
+            print(f"[{self.spec.combination}] {self.precision.note}", file=sys.stderr)
+        self.scaler = self.precision.grad_scaler()  # fp16 only
+        if self.scaler is not None:
+            self.loss_fn.grad_scale = self.scaler.scale
         self.opt = torch.optim.Adam(self.model.parameters(), lr=t.lr, betas=t.betas)
         self.marks["model_ready"] = time.time()
         # Discriminators (adversarial terms) step with their own optimizer; same betas.
@@ -209,26 +229,18 @@ class WorkerRun:
 
     def _train_step(self, x: torch.Tensor, last_layer: torch.Tensor):
         tic = time.perf_counter()
-        x_hat, aux = self.model(x)
-        loss, logs = self.loss_fn(x, x_hat, aux, self.step, last_layer)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        if self.d_opt is not None:
-            d_loss, d_logs = self.loss_fn.discriminator_loss(x, x_hat, self.step)
-            if d_loss is not None:
-                self.d_opt.zero_grad(set_to_none=True)
-                d_loss.backward()
-                average_gradients(self.d_opt)
-                self.d_opt.step()
-                logs.update(d_logs)
+        x_hat, aux, logs = train_step(self.model, self.loss_fn, self.opt, self.d_opt, self.precision, self.scaler, x,
+                                      self.step, last_layer)
         self.step += 1
         # Host time in training steps (on a GPU, queued kernels are waited for at the
         # next log's sync, so it lands in that step): the trial's wall time minus this
         # is what Ray, data and reporting cost.
         self.in_steps_s += time.perf_counter() - tic
         if self.first_step_at is None:
+            self.first_step_s = time.perf_counter() - tic  # with train.compile: compiling included
             self.first_step_at = self.marks["first_step"] = time.time()
+            if self.spec.train.compile:
+                self.marks["compiled"] = self.first_step_at
         return x_hat, aux, logs
 
     # -- reporting --
@@ -237,11 +249,13 @@ class WorkerRun:
         m = {**self.data_check, "step": self.step, "epoch": self.epoch, "final": final, "stop_reason": "",
              "world_size": self.world, "resumed_from_step": self.resumed_from,
              "train/torch_threads": torch.get_num_threads(), "time/in_steps_s": self.in_steps_s,
+             "train/precision_used": self.precision.name,
              # Times this worker iterated Ray Data; 1 each when the decoded images were kept.
              "data/train_passes_streamed": self.train_feed.passes_streamed,
              "data/val_passes_streamed": self.val_feed.passes_streamed}
         if self.first_step_at is not None:
             m["time/startup_s"] = self.first_step_at - self.config["trial_started_at"]
+            m["time/first_step_s"] = self.first_step_s
             # Where start-up goes: each phase as seconds after the trial driver began.
             marks = {**self.config.get("driver_marks", {}), **self.marks}
             for phase, at in marks.items():
@@ -254,7 +268,8 @@ class WorkerRun:
         report_to_train({**self._base_metrics(final=True), "stop_reason": reason})
 
     def report(self, checkpoint: bool, final: bool) -> None:
-        val = mean_over_workers(validate(self.model, self.loss_fn, self.val_feed, self.step, self.to_input))
+        val = mean_over_workers(validate(self.model, self.loss_fn, self.val_feed, self.step, self.to_input,
+                                               self.precision.autocast))
         if self.writer:
             self.writer.scalars(val, self.step)
         report_to_train({**val, **self._base_metrics(final)}, save=self._save if checkpoint else None)
