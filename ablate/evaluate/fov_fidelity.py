@@ -33,24 +33,11 @@ import torch
 import torch.nn.functional as F
 
 from ablate.checks import check_mask
-from ablate.edge_filters import gaussian_blur
 from ablate.evaluate.fidelity import pair_metrics
-from ablate.losses.structural import (K1, K2, MS_SSIM_MIN_SIDE, MS_SSIM_WEIGHTS, WINDOW_RADIUS, WINDOW_SIGMA,
-                                      WINDOW_TRUNCATE)
+from ablate.losses.structural import MS_SSIM_MIN_SIDE, MS_SSIM_WEIGHTS, WINDOW_RADIUS, ssim_maps
 
 WHOLE_SUFFIX = "_whole"
 MASKED = ("psnr", "ssim", "ms_ssim")
-
-
-def ssim_maps(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
-    """The SSIM map and the contrast-structure map, (B, C, H, W) each, uncropped."""
-    c = x.shape[1]
-    moments = gaussian_blur(torch.cat([x, y, x * x, y * y, x * y], 1), WINDOW_SIGMA, WINDOW_TRUNCATE)
-    ux, uy, uxx, uyy, uxy = moments.split(c, 1)
-    vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
-    c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
-    cs = (2 * vxy + c2) / (vx + vy + c2)
-    return (2 * ux * uy + c1) / (ux * ux + uy * uy + c1) * cs, cs
 
 
 def window_interior(fov: torch.Tensor) -> torch.Tensor:

@@ -37,8 +37,9 @@ MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 MS_SSIM_MIN_SIDE = WINDOW * 2 ** (len(MS_SSIM_WEIGHTS) - 1)
 
 
-def _ssim_and_cs(x: torch.Tensor, y: torch.Tensor, data_range: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean SSIM and mean contrast-structure term per image and channel, (B, C) each."""
+def ssim_maps(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """The SSIM map and the contrast-structure map, (B, C, H, W) each, uncropped (the
+    FOV-restricted metrics in ablate.evaluate average them over their own pixels)."""
     c = x.shape[1]
     # One blur call for all five local moments.
     moments = gaussian_blur(torch.cat([x, y, x * x, y * y, x * y], 1), WINDOW_SIGMA, WINDOW_TRUNCATE)
@@ -46,7 +47,12 @@ def _ssim_and_cs(x: torch.Tensor, y: torch.Tensor, data_range: float) -> tuple[t
     vx, vy, vxy = uxx - ux * ux, uyy - uy * uy, uxy - ux * uy
     c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
     cs = (2 * vxy + c2) / (vx + vy + c2)
-    ssim_map = (2 * ux * uy + c1) / (ux * ux + uy * uy + c1) * cs
+    return (2 * ux * uy + c1) / (ux * ux + uy * uy + c1) * cs, cs
+
+
+def _ssim_and_cs(x: torch.Tensor, y: torch.Tensor, data_range: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean SSIM and mean contrast-structure term per image and channel, (B, C) each."""
+    ssim_map, cs = ssim_maps(x, y, data_range)
     r = WINDOW_RADIUS
     crop = (..., slice(r, -r), slice(r, -r))
     return ssim_map[crop].mean(dim=(-2, -1)), cs[crop].mean(dim=(-2, -1))
