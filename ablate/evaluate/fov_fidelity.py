@@ -29,6 +29,7 @@ raises ValueError rather than returning a mean of nothing.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -99,7 +100,8 @@ def pair_metrics_fov(x: torch.Tensor, x_hat: torch.Tensor, fov, lpips=None) -> d
     x (B, 3, H, W) in [0, 1]; x_hat clamped to [0, 1]; fov (B, H, W) bool (tensor or array).
     """
     whole = pair_metrics(x, x_hat, lpips)  # validates x and x_hat
-    fov = torch.as_tensor(fov).to(x.device)
+    # a copy of an array (object-store arrays are read-only); a tensor is used as it is
+    fov = (fov if isinstance(fov, torch.Tensor) else torch.tensor(np.array(fov, dtype=bool))).to(x.device)
     check_mask(fov, x, "pair_metrics_fov: fov")
     out = {(f"{k}{WHOLE_SUFFIX}" if k in MASKED else k): v for k, v in whole.items()}
     with torch.no_grad():

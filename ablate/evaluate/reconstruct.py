@@ -42,7 +42,7 @@ def reference_levels(seg, images, fov: np.ndarray):
     import torch
 
     x = to_tensor(images) if isinstance(images, np.ndarray) else images.cpu()
-    return seg.levels(x, torch.as_tensor(fov))
+    return seg.levels(x, torch.tensor(np.array(fov, dtype=bool)))  # a copy: object-store arrays are read-only
 
 
 def vessel_maps(seg, images, fov: np.ndarray, levels=None) -> np.ndarray:
@@ -58,6 +58,6 @@ def vessel_maps(seg, images, fov: np.ndarray, levels=None) -> np.ndarray:
     from ablate.segmenter.ridge import inside_rim
 
     x = to_tensor(images) if isinstance(images, np.ndarray) else images.cpu()
-    f = torch.as_tensor(np.asarray(fov, bool))
+    f = torch.tensor(np.array(fov, dtype=bool))  # a copy: object-store arrays are read-only
     prob = seg.predict(x, f) if levels is None else seg.predict(x, f, levels=levels)
     return (prob >= seg.threshold).numpy() & inside_rim(fov)
