@@ -168,7 +168,7 @@ def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: 
         from ablate.losses import LOSSES
 
         lpips = LOSSES.build("lpips").to(device)
-    metrics = {k: v.cpu().numpy() for k, v in pair_metrics_fov(x, recon, torch.from_numpy(fov), lpips).items()}
+    metrics = {k: v.cpu().numpy() for k, v in pair_metrics_fov(x, recon, fov, lpips).items()}
     maps = vessel_maps(load_segmenter(segmenter), recon, fov, ref_levels)
     rows = []
     green, green_hat = x[:, 1].cpu().double().numpy(), recon[:, 1].cpu().double().numpy()
