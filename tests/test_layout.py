@@ -150,3 +150,14 @@ def test_paper_citations_point_to_sections_that_exist():
     assert cited, "no citation found: the pattern is wrong"
     missing = {n: str(p) for n, p in cited.items() if n not in sections}
     assert not missing, f"cited sections missing from docs/paper.md: {missing}"
+
+
+def test_the_command_line_loads_without_torch_or_ray():
+    """`ablate --help` (and every command's parsing) stays fast: the heavy packages load
+    inside the commands that need them, and the packages' public faces load lazily."""
+    import subprocess
+    import sys
+
+    code = "import sys; from ablate.cli import app; print(sorted(m for m in ('torch', 'ray') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
