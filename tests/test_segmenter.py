@@ -20,7 +20,8 @@ from ablate.segmenter.cli import app as seg_app
 from ablate.segmenter.model import (DEFAULT_WEIGHTS, RidgeSegmenter, Segmenter, UNet, UNetSegmenter, build_unet, dice,
                                     evaluate_arrays, fov_from_images, fov_stats, fov_stats_numpy, load_segmenter,
                                     roc_auc, save_segmenter, standardize, unet_logits)
-from ablate.segmenter.patches import Jitter, PatchSampler, WholeImages, augment_image
+from ablate.segmenter.camera import CameraJitter
+from ablate.segmenter.patches import PatchSampler, WholeImages, augment_image
 from ablate.segmenter.train import vessel_loss
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -121,6 +122,11 @@ def test_save_load_round_trip_and_predict(tmp_path):
     assert isinstance(seg, UNetSegmenter) and isinstance(seg, Segmenter)
     assert seg.name == "unet:my_unet" and seg.threshold == 0.5 and seg.size == 32
     assert seg.metrics == {"dice": 0.5, "auc": 0.9} and seg.meta["trained_on"] == "synthetic"
+    # The threshold chosen at training travels in the file, with its rule.
+    path2 = save_segmenter(tmp_path / "t.pth", m, {"base": 4, "levels": 3}, size=32, trained_on="synthetic",
+                           threshold=0.37, threshold_rule="max pooled Dice on the val split")
+    seg2 = load_segmenter(path2)
+    assert seg2.threshold == 0.37 and seg2.meta["threshold_rule"].startswith("max pooled Dice")
     for k, v in m.state_dict().items():
         assert torch.equal(seg.model.state_dict()[k], v), k
     assert not seg.model.training
@@ -234,7 +240,7 @@ def test_patch_sampler_and_augmentation():
     found = any((whole[:, r:r + 32, c:c + 32] == v).all() for v in variants for r in range(33) for c in range(33))
     assert found
     rng = np.random.default_rng(0)
-    a_img, a_fov, a_ves = augment_image(u8, fov, vessel, rng, Jitter())
+    a_img, a_fov, a_ves = augment_image(u8, fov, vessel, rng, CameraJitter())
     assert a_img.shape == u8.shape and a_img.dtype == np.uint8 and not (a_ves & ~a_fov).any()
     assert (a_img[~a_fov] == 0).all() and not np.array_equal(a_img, u8)
     w = WholeImages()(batch)

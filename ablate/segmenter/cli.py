@@ -75,7 +75,8 @@ def evaluate(
     split: str = typer.Option("test", "--split", help="train, val or test"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the figures to this file"),
 ) -> None:
-    """Dice (at the segmenter's threshold) and ROC AUC inside the FOV on a prepared split."""
+    """Dice (at the segmenter's threshold) and ROC AUC inside the FOV on a prepared split's images
+    that have a manual vessel mask; the ones without are named and skipped."""
     import json
 
     from ablate.data.shards import DatasetError
@@ -87,6 +88,9 @@ def evaluate(
     except (FileNotFoundError, DatasetError, ValueError) as e:
         fail(str(e))
     typer.echo(format_metrics(m))
+    if m["skipped"]:
+        typer.echo(f"skipped {len(m['skipped'])} image(s) of the {split} split without a vessel mask: "
+                   + ", ".join(m["skipped"][:20]) + (" ..." if len(m["skipped"]) > 20 else ""))
     stored = getattr(seg, "metrics", None)
     if stored:
         typer.echo(f"(stored in the file at training: Dice {stored.get('dice', float('nan')):.4f}, "

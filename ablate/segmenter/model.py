@@ -38,6 +38,7 @@ sensitivity, specificity, accuracy; plus the mean of per-image Dice.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -52,7 +53,7 @@ from ablate.segmenter.inputs import fov_from_images
 
 __all__ = ["DEFAULT_WEIGHTS", "RidgeSegmenter", "Segmenter", "UNet", "UNetSegmenter", "build_unet", "dice",
            "evaluate_arrays", "evaluate_split", "fov_from_images", "fov_stats", "fov_stats_numpy", "format_metrics",
-           "load_segmenter", "load_split", "predict_arrays", "roc_auc", "save_segmenter", "standardize", "unet_logits"]
+           "LabelledSplit", "load_labelled", "load_segmenter", "load_split", "predict_arrays", "roc_auc", "save_segmenter", "standardize", "unet_logits"]
 from ablate.segmenter.ridge import RidgeSegmenter
 
 FILE_VERSION = 1
@@ -185,13 +186,14 @@ def unet_logits(model: nn.Module, images: torch.Tensor, fov: torch.Tensor, stats
 class UNetSegmenter:
     """A trained U-Net behind the `Segmenter` interface (see the module docstring)."""
 
-    threshold = 0.5
-
-    def __init__(self, model: UNet, name: str, size: int | None = None, meta: dict | None = None):
+    def __init__(self, model: UNet, name: str, size: int | None = None, meta: dict | None = None,
+                 threshold: float | None = None):
         self.model = model.eval()
         self.name = name
         self.size = size
         self.meta = meta or {}
+        # Chosen on the val split at training (`threshold.py`); files from before that carry none: 0.5.
+        self.threshold = float(threshold if threshold is not None else self.meta.get("threshold", 0.5))
 
     @property
     def metrics(self) -> dict:
@@ -231,16 +233,19 @@ class UNetSegmenter:
 
 def save_segmenter(path: str | os.PathLike, model: nn.Module, arch: dict, *, size: int, trained_on: str,
                    metrics: dict | None = None, training: dict | None = None,
-                   trained_ids: dict[str, str] | None = None) -> Path:
+                   trained_ids: dict[str, str] | None = None, threshold: float = 0.5,
+                   threshold_rule: str = "0.5 (fixed)") -> Path:
     """Write a U-Net file atomically: {"model", "arch", "size", "trained_on", "trained_ids", "metrics",
-    "training", "version"}; trained_ids = {content id: source} of every training image (the
-    leakage guard, ablate.segmenter.leakage)."""
+    "training", "threshold", "threshold_rule", "version"}; trained_ids = {content id: source} of
+    every training image (the leakage guard, ablate.segmenter.leakage); threshold: the probability
+    above which a pixel is vessel, and how it was chosen."""
     from ablate.io import atomic_path
 
     path = Path(path)
     state = {k: v.detach().cpu() for k, v in (model.module if hasattr(model, "module") else model).state_dict().items()}
     payload = {"version": FILE_VERSION, "model": state, "arch": dict(arch), "size": int(size),
-               "trained_on": str(trained_on), "metrics": dict(metrics or {}), "training": dict(training or {})}
+               "trained_on": str(trained_on), "metrics": dict(metrics or {}), "training": dict(training or {}),
+               "threshold": float(threshold), "threshold_rule": str(threshold_rule)}
     if trained_ids is not None:
         payload["trained_ids"] = {str(k): str(v) for k, v in trained_ids.items()}
     with atomic_path(path) as tmp:
@@ -315,8 +320,42 @@ def evaluate_arrays(prob: np.ndarray, vessel: np.ndarray, fov: np.ndarray, thres
     }
 
 
+@dataclass(frozen=True)
+class LabelledSplit:
+    """The images of a prepared split that have a manual vessel mask, and the ones skipped."""
+    images: np.ndarray  # uint8 (N, S, S, 3)
+    fov: np.ndarray  # bool (N, S, S)
+    vessel: np.ndarray  # bool (N, S, S)
+    sources: list[str]
+    ids: list[str]
+    skipped: list[str]  # sources of the split's images without a vessel mask
+
+
+def load_labelled(data_dir: str | os.PathLike, split: str = "test") -> LabelledSplit:
+    """The split's images with vessel masks; those without are named in `skipped`. None
+    with a mask is an error (nothing to score)."""
+    import pyarrow.parquet as pq
+
+    from ablate.data.preprocess import decode_png
+    from ablate.data.shards import DatasetError, shard_paths
+
+    rows = []
+    for p in shard_paths(data_dir, split):
+        rows += pq.read_table(p, columns=["id", "source", "image", "fov", "vessel"]).to_pylist()
+    skipped = [r["source"] for r in rows if r["vessel"] is None]
+    rows = [r for r in rows if r["vessel"] is not None]
+    if not rows:
+        raise DatasetError(f"{data_dir}: none of the {len(skipped)} image(s) of the {split} split has a vessel mask; "
+                           "segmenters are judged on data with manual masks (DRIVE-like)")
+    return LabelledSplit(images=np.stack([decode_png(r["image"]) for r in rows]),
+                         fov=np.stack([decode_png(r["fov"]) > 127 for r in rows]),
+                         vessel=np.stack([decode_png(r["vessel"]) > 127 for r in rows]),
+                         sources=[r["source"] for r in rows], ids=[r["id"] for r in rows], skipped=skipped)
+
+
 def load_split(data_dir: str | os.PathLike, split: str = "test") -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
-    """(images uint8 (N, S, S, 3), fov bool, vessel bool, sources) of a prepared split with vessel masks."""
+    """(images uint8 (N, S, S, 3), fov bool, vessel bool, sources) of a prepared split whose every
+    image has a vessel mask (training and threshold choice need them all)."""
     import pyarrow.parquet as pq
 
     from ablate.data.preprocess import decode_png
@@ -345,23 +384,25 @@ def predict_arrays(seg: Segmenter, images: np.ndarray, fov: np.ndarray, batch_si
 
 
 def evaluate_split(seg: Segmenter, data_dir: str | os.PathLike, split: str = "test") -> dict:
-    """The segmenter's metrics on a prepared split (inside the FOV), with its name and the runtime."""
+    """The segmenter's metrics on a prepared split's images that have a vessel mask (inside the
+    FOV), with its name, threshold and the runtime; `skipped` names the images without a mask."""
     import time
 
-    from ablate.segmenter.leakage import check_not_trained_on, split_ids
+    from ablate.segmenter.leakage import check_not_trained_on
 
-    ids = split_ids(data_dir, [split])
-    check_not_trained_on(seg, list(ids), list(ids.values()), f"{data_dir} ({split} split)")
-    images, fov, vessel, _ = load_split(data_dir, split)
+    lab = load_labelled(data_dir, split)
+    check_not_trained_on(seg, lab.ids, lab.sources, f"{data_dir} ({split} split)")
     t0 = time.perf_counter()
-    prob = predict_arrays(seg, images, fov)
+    prob = predict_arrays(seg, lab.images, lab.fov)
     seconds = time.perf_counter() - t0
-    m = evaluate_arrays(prob, vessel, fov, seg.threshold)
+    m = evaluate_arrays(prob, lab.vessel, lab.fov, seg.threshold)
     return {"segmenter": seg.name, "split": split, "data": str(Path(data_dir).resolve()),
-            "image_size": int(images.shape[1]), **m, "predict_seconds": round(seconds, 2)}
+            "image_size": int(lab.images.shape[1]), "threshold": float(seg.threshold), **m,
+            "skipped": list(lab.skipped), "predict_seconds": round(seconds, 2)}
 
 
 def format_metrics(m: dict) -> str:
     return (f"{m['segmenter']}: Dice {m['dice']:.4f} (mean per image {m['dice_mean_per_image']:.4f}), "
             f"ROC AUC {m['auc']:.4f}, sensitivity {m['sensitivity']:.4f}, specificity {m['specificity']:.4f}, "
-            f"accuracy {m['accuracy']:.4f} on {m['n_images']} {m.get('split', '')} images inside the FOV".replace("  ", " "))
+            f"accuracy {m['accuracy']:.4f} on {m['n_images']} {m.get('split', '')} images inside the FOV"
+            + (f" (threshold {m['threshold']:.2f})" if "threshold" in m else "")).replace("  ", " ")

@@ -1,53 +1,49 @@
 """The segmenter's training data, made by Ray Data as it streams: each row's image,
-FOV and vessel mask decoded and augmented as a whole (rotation, brightness, contrast,
-channel gain, gamma, all inside the FOV), its FOV statistics taken (the U-Net's input
+FOV and vessel mask decoded and augmented as a whole (rotation and zoom with the masks;
+one random camera inside the FOV: brightness, contrast, white balance, gamma, hue,
+blur, resolution loss, noise; see camera.py), its FOV statistics taken (the U-Net's input
 standardisation), then square patches cropped around FOV pixels, each flipped and
 turned by a random multiple of 90 degrees. Validation reads whole images."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
+from ablate.segmenter.camera import CameraJitter
 from ablate.segmenter.model import fov_stats_numpy
 
 COLUMNS = ["image", "fov", "vessel"]
 
 
-@dataclass(frozen=True)
-class Jitter:
-    rotate_deg: float = 15.0
-    brightness: float = 0.15
-    contrast: float = 0.15
-    channel_gain: float = 0.05
-    gamma: float = 1.25  # gamma drawn log-uniformly from [1/gamma, gamma]
-
-
-def _rotate(arr: np.ndarray, angle: float, mask: bool) -> np.ndarray:
+def _affine(arr: np.ndarray, angle: float, zoom: float, mask: bool) -> np.ndarray:
+    """Rotate by `angle` degrees and scale by `zoom` about the centre (bilinear, black fill);
+    masks are resampled as 0/255 and cut again at half."""
     from PIL import Image
 
-    im = Image.fromarray(np.ascontiguousarray(arr)).rotate(angle, Image.Resampling.BILINEAR, fillcolor=0)
-    out = np.asarray(im)
+    h, w = arr.shape[:2]
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    t = math.radians(angle)
+    # PIL maps each output pixel to an input position: the inverse of rotate-then-zoom.
+    a, b = math.cos(t) / zoom, math.sin(t) / zoom
+    d, e = -math.sin(t) / zoom, math.cos(t) / zoom
+    coeffs = (a, b, cx - a * cx - b * cy, d, e, cy - d * cx - e * cy)
+    src = Image.fromarray(np.ascontiguousarray(arr.astype(np.uint8) * 255 if mask else arr))
+    out = np.asarray(src.transform((w, h), Image.Transform.AFFINE, coeffs, Image.Resampling.BILINEAR, fillcolor=0))
     return out >= 128 if mask else out
 
 
 def augment_image(img: np.ndarray, fov: np.ndarray, vessel: np.ndarray, rng: np.random.Generator,
-                  j: Jitter) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Whole-image augmentation of (S, S, 3) uint8, (S, S) bool FOV and vessel mask."""
-    if j.rotate_deg > 0:
-        angle = float(rng.uniform(-j.rotate_deg, j.rotate_deg))
-        img = _rotate(img, angle, False)
-        fov = _rotate(fov.astype(np.uint8) * 255, angle, True)
-        vessel = _rotate(vessel.astype(np.uint8) * 255, angle, True) & fov
-    x = img.astype(np.float32) / 255
-    if fov.any():
-        x = x * rng.uniform(1 - j.brightness, 1 + j.brightness)
-        m = x[fov].mean()
-        x = (x - m) * rng.uniform(1 - j.contrast, 1 + j.contrast) + m
-        x = x * rng.uniform(1 - j.channel_gain, 1 + j.channel_gain, size=3).astype(np.float32)
-        x = np.clip(x, 0, 1) ** float(np.exp(rng.uniform(-math.log(j.gamma), math.log(j.gamma))))
+                  j: CameraJitter) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Whole-image augmentation of (S, S, 3) uint8, (S, S) bool FOV and vessel mask: one
+    random camera (`camera.CameraJitter`), geometry applied to image and masks alike."""
+    angle, zoom = j.geometry(rng)
+    if angle or zoom != 1:
+        img = _affine(img, angle, zoom, False)
+        fov = _affine(fov, angle, zoom, True)
+        vessel = _affine(vessel, angle, zoom, True) & fov
+    x = j.photometric(img.astype(np.float32) / 255, fov, rng)
     img = (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8) * fov[..., None]
     return img, fov, vessel
 
@@ -89,7 +85,7 @@ class PatchSampler:
     {image (N,3,P,P) uint8, fov, vessel (N,P,P) uint8 0/255, stats (N,6) float32: the whole
     augmented image's FOV statistics}, `patches_per_image` per row."""
 
-    def __init__(self, patch: int, patches_per_image: int, jitter: Jitter | None = Jitter()):
+    def __init__(self, patch: int, patches_per_image: int, jitter: CameraJitter | None = CameraJitter()):
         self.patch, self.n, self.jitter = patch, patches_per_image, jitter
 
     def __call__(self, batch: dict) -> dict:

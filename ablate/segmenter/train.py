@@ -2,10 +2,10 @@
 
 Data. The train split of a prepared dataset (`ablate prepare`, DRIVE at 512 px for
 the real model) streamed by Ray Data: each row's image, FOV and vessel mask are
-decoded, augmented as a whole (rotation by up to +-`rotate_deg` degrees, bilinear,
-masks re-thresholded at 0.5; brightness x U(0.85, 1.15), contrast about the FOV
-mean x U(0.85, 1.15), per-channel gain x U(0.95, 1.05), gamma in [1/1.25, 1.25],
-all inside the FOV), the image's FOV statistics taken (the U-Net's input
+decoded, augmented as a whole as if another camera had taken it (`camera.CameraJitter`:
+rotation and zoom with the masks, re-thresholded at 0.5; brightness, contrast, white
+balance, gamma, hue, and for some draws blur, resolution loss; noise; all inside the
+FOV), the image's FOV statistics taken (the U-Net's input
 standardisation, see model.py), then `patches_per_image` square patches of
 `patch` px are cropped around centres drawn uniformly from the FOV, each flipped
 and turned by a random multiple of 90 degrees. Patches of all rows mix in a local
@@ -27,8 +27,9 @@ Train checkpoint with `segmenter_state.pt` (model, optimizer, schedule, step).
 The Train run is named `<out stem>-<hash of the configuration>`, so the same
 command resumes an interrupted run and any other configuration starts afresh.
 
-The end (driver). The final checkpoint's model is scored on the test split, whole
-images inside the FOV (Dice at 0.5 and ROC AUC, `segmenter.evaluate_split`), and
+The end (driver). The final checkpoint's threshold is set on the val split
+(`threshold.py`: max pooled Dice; 0.5 without a val split); the model is scored on the
+test split at it, whole images inside the FOV (Dice and ROC AUC, `evaluate_split`), and
 written atomically to `out_file` with those metrics, the architecture, the
 training size and settings; then loaded back once as a check.
 """
@@ -42,7 +43,8 @@ from pathlib import Path
 
 from ablate.runtime import RunOptions, final_state, fit_standalone, run_folders
 from ablate.segmenter.model import DEFAULT_ARCH, DEFAULT_WEIGHTS
-from ablate.segmenter.patches import COLUMNS, Jitter, PatchSampler, WholeImages
+from ablate.segmenter.camera import CameraJitter
+from ablate.segmenter.patches import COLUMNS, PatchSampler, WholeImages
 
 STATE_FILE = "segmenter_state.pt"
 SEGMENTER_RUN = RunOptions(steps=1500, batch_size=8, lr=2e-3)
@@ -213,7 +215,7 @@ def train_segmenter(
     patch: int = 128,
     arch: dict | None = None,
     patches_per_image: int = 32,
-    jitter: Jitter = Jitter(),
+    jitter: CameraJitter = CameraJitter(),
     include_val: bool = False,
     val_every: int = 250,
     eval_split: str | None = "test",
@@ -227,7 +229,7 @@ def train_segmenter(
         patch: side of the training crops, px.
         arch: U-Net overrides of DEFAULT_ARCH.
         patches_per_image: crops per augmented image per pass.
-        jitter: the photometric and rotation augmentation.
+        jitter: the camera augmentation (geometry, photometry, blur, resolution; camera.py).
         include_val: train on the val split too (then nothing is validated).
         val_every: steps between whole-image validations.
         eval_split: the split scored into the file at the end (None: none).
@@ -291,9 +293,19 @@ def train_segmenter(
 
     from ablate.segmenter.model import UNetSegmenter, evaluate_split, load_segmenter, save_segmenter
 
+    threshold, rule = 0.5, "0.5 (no val split to set it on)"
+    if validate:
+        from ablate.segmenter.model import load_split, predict_arrays
+        from ablate.segmenter.threshold import best_threshold
+
+        images, fov, vessel, _ = load_split(data_dir, "val")
+        prob = predict_arrays(UNetSegmenter(model, "val", size=size), images, fov)
+        threshold, val_dice = best_threshold(prob, vessel, fov)
+        rule = f"max pooled Dice on the val split ({len(images)} images): {val_dice:.4f}"
     metrics: dict = {}
     if eval_split:
-        metrics = evaluate_split(UNetSegmenter(model, f"unet:{out_file.stem}", size=size), data_dir, eval_split)
+        metrics = evaluate_split(UNetSegmenter(model, f"unet:{out_file.stem}", size=size, threshold=threshold),
+                                 data_dir, eval_split)
     training = {**run.hashed(), "patch": patch, "patches_per_image": patches_per_image,
                 "jitter": dict(jitter.__dict__), "workers": run.workers, "train_images": n_train, "splits": train_splits,
                 "loss": "BCE + soft Dice inside the FOV", "optimizer": "Adam, warm-up + cosine to 0",
@@ -303,7 +315,7 @@ def train_segmenter(
     from ablate.segmenter.leakage import split_ids
 
     save_segmenter(out_file, model, arch, size=size, trained_on=trained_on, metrics=metrics, training=training,
-                   trained_ids=split_ids(data_dir, train_splits))
+                   trained_ids=split_ids(data_dir, train_splits), threshold=threshold, threshold_rule=rule)
     load_segmenter(out_file)  # the file loads the way every user loads it
     return SegmenterTrainResult(out_file=out_file, tb_dir=folders.tb_dir, run_dir=folders.run_dir, arch=arch,
                                 steps=run.steps,
