@@ -104,6 +104,39 @@ def test_f3_interrupted_swap_is_recovered_by_next_prepare(drive_dir, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "src"]
 
 
+KILLED_PREPARE = """
+import os, signal, sys
+from ablate.data import swap
+from ablate.data.shards import prepare
+real, n = swap.write_file, []
+def write_then_die(path, data):
+    n.append(path)
+    if len(n) > 2:  # killed (no cleanup runs) with two files of the new dataset written
+        os.kill(os.getpid(), signal.SIGKILL)
+    real(path, data)
+swap.write_file = write_then_die
+prepare(sys.argv[1], sys.argv[2], size=48, rows_per_shard=1)
+"""
+
+
+def test_f3_killed_prepare_keeps_previous_dataset(drive_dir, tmp_path):
+    src = _plain(drive_dir, tmp_path / "src", STEMS)
+    out = tmp_path / "data"
+    prepare(src, out, size=32, rows_per_shard=1)
+    before = _snapshot(out)
+    p = subprocess.Popen([sys.executable, "-c", KILLED_PREPARE, str(src), str(out)], stderr=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == -9, err
+    assert _snapshot(out) == before and read_manifest(out)["image_size"] == 32
+    assert shard_paths(out, "test")  # readable and verified
+    partial = tmp_path / f"data.new-{p.pid}"
+    assert len(list(partial.iterdir())) == 2  # what the killed run left
+    r = prepare(src, out, size=32, rows_per_shard=1)
+    assert not r.changed and r.notes == [f"removed {partial}, left by an interrupted prepare (process {p.pid})"]
+    assert sorted(q.name for q in tmp_path.iterdir()) == ["data", "src"]
+
+
 def test_f3_replace_without_atomic_exchange_leaves_no_leftovers(drive_dir, tmp_path, monkeypatch):
     src = _plain(drive_dir, tmp_path / "src", STEMS[:2])
     out = tmp_path / "data"
@@ -139,9 +172,12 @@ def _png_claiming(width: int, height: int) -> bytes:
 def test_f4_decompression_bomb_is_rejected_and_good_images_prepared(drive_dir, tmp_path):
     src = _plain(drive_dir, tmp_path / "src")
     (src / "bomb.png").write_bytes(_png_claiming(40000, 40000))
+    (src / "70mp.png").write_bytes(_png_claiming(10000, 7000))  # over the default cap, under Pillow's
     r = prepare(src, tmp_path / "out", size=32)
     assert sum(r.counts.values()) == 3
-    assert "too many pixels" in _rejects(tmp_path / "out")["bomb.png"]
+    rejects = _rejects(tmp_path / "out")
+    assert rejects["bomb.png"].startswith("too many pixels, not decoded (decompression bomb guard: ")
+    assert rejects["70mp.png"].startswith("too many pixels (10000x7000 = 70.0 MP; the cap is 60 MP")
 
 
 def test_f4_image_over_cap_is_rejected_from_its_header(drive_dir, tmp_path, monkeypatch):
@@ -335,3 +371,12 @@ def test_f13_unreadable_entries_are_listed_and_never_opened(drive_dir, tmp_path,
     monkeypatch.undo()
     assert _rejects(tmp_path / "out") == dict(r.rejects)
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["rejected"] == 5
+
+
+def test_f6_split_csv_that_is_not_a_file_is_refused(drive_dir, tmp_path):
+    """A dangling split.csv link must not pass as "no split file" (a seeded split instead)."""
+    src = tmp_path / "src"
+    _plain(drive_dir, src / "images", STEMS[:1])
+    (src / "split.csv").symlink_to(tmp_path / "elsewhere.csv")
+    with pytest.raises(DatasetError, match=r"split.csv: not a readable regular file"):
+        prepare(src, tmp_path / "out", size=32)

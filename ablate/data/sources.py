@@ -17,6 +17,7 @@ instead of skipping them unseen. A split.csv is read strictly (see _read_split_c
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,7 +124,9 @@ def _scan_one(root: Path, split_from_dir: str | None) -> list[SourceItem]:
     vessels = {p.stem: p for p in _files(vdir)} if vdir else {}
     fovs = {p.stem: p for p in _files(fdir)} if fdir else {}
     images = _files(img_dir)
-    has_csv = (root / "split.csv").is_file()
+    has_csv = os.path.lexists(root / "split.csv")
+    if has_csv and not (root / "split.csv").is_file():  # a FIFO, folder or broken link must not pass as "no split"
+        raise ValueError(f"{root / 'split.csv'}: not a readable regular file")
     splits = _read_split_csv(root / "split.csv", {p.stem for p in images}) if has_csv else {}
     items = []
     for img in images:
