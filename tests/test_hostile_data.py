@@ -308,6 +308,15 @@ def test_f6_cli_reports_unlisted_images_and_refuses_bad_choice(drive_dir, tmp_pa
     assert res.exit_code == 2 and "--split-missing 'nope'" in res.output
 
 
+def test_f6_split_csv_that_is_not_a_file_is_refused(drive_dir, tmp_path):
+    """A dangling split.csv link must not pass as "no split file" (a seeded split instead)."""
+    src = tmp_path / "src"
+    _plain(drive_dir, src / "images", STEMS[:1])
+    (src / "split.csv").symlink_to(tmp_path / "elsewhere.csv")
+    with pytest.raises(DatasetError, match=r"split.csv: not a readable regular file"):
+        prepare(src, tmp_path / "out", size=32)
+
+
 # ---- f12: the user's umask -----------------------------------------------------------------
 
 @pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
@@ -372,11 +381,3 @@ def test_f13_unreadable_entries_are_listed_and_never_opened(drive_dir, tmp_path,
     assert _rejects(tmp_path / "out") == dict(r.rejects)
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["rejected"] == 5
 
-
-def test_f6_split_csv_that_is_not_a_file_is_refused(drive_dir, tmp_path):
-    """A dangling split.csv link must not pass as "no split file" (a seeded split instead)."""
-    src = tmp_path / "src"
-    _plain(drive_dir, src / "images", STEMS[:1])
-    (src / "split.csv").symlink_to(tmp_path / "elsewhere.csv")
-    with pytest.raises(DatasetError, match=r"split.csv: not a readable regular file"):
-        prepare(src, tmp_path / "out", size=32)

@@ -224,7 +224,11 @@ def _write(out: Path, manifest: str, shards: list[tuple[str, bytes]], rejects: s
         raise DatasetError(f"--out {out}: exists and is not a folder")
     shown, out = out, out.resolve()  # a symlinked --out: the folder it names is replaced, the link kept
     out.parent.mkdir(parents=True, exist_ok=True)
-    notes = swap.recover(out)
+    try:
+        notes = swap.recover(out)
+    except OSError as e:
+        raise DatasetError(f"cannot clean up after an interrupted prepare ({e.filename}: {e.strerror or e}); "
+                           f"fix or remove it by hand, then re-run") from None
     mpath = out / MANIFEST
     unchanged = mpath.is_file() and mpath.read_text() == manifest and all(
         (out / s["file"]).is_file() and sha256_file(out / s["file"]) == s["sha256"] for s in json.loads(manifest)["shards"]
