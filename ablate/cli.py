@@ -33,8 +33,17 @@ def prepare(
     out: str = typer.Option(..., "--out", help="folder for the Parquet shards and manifest.json (local)"),
     size: int = typer.Option(256, "--size", help="side of the square output images, px"),
     seed: int = typer.Option(0, "--seed", help="seed of the train/val/test split where the dataset has none"),
+    max_pixels: int = typer.Option(60_000_000, "--max-pixels", help="reject images whose header claims more "
+                                   "pixels, without decoding them (default 60 MP, above every fundus camera; "
+                                   "files over 8 bytes a pixel of it are rejected unread)"),
+    split_missing: str = typer.Option("skip", "--split-missing", help="images a present split.csv does not list: "
+                                      "'skip' (default: listed in rejects.csv, the split stays exactly as written) "
+                                      "or 'train'; recorded in manifest.json"),
 ) -> None:
-    """Preprocess a folder of fundus photographs into Parquet shards."""
+    """Preprocess a folder of fundus photographs into Parquet shards.
+
+    A changed dataset replaces --out whole once it is complete: a failure leaves the
+    previous one as it was."""
     from ablate import storage
     from ablate.data.shards import DatasetError
     from ablate.data.shards import prepare as run_prepare
@@ -44,9 +53,11 @@ def prepare(
               "(e.g. `aws s3 sync DIR s3://bucket/prefix`) and pass its URI to `ablate launch --data`")
     out = Path(out)
     try:
-        r = run_prepare(src, out, size=size, seed=seed)
+        r = run_prepare(src, out, size=size, seed=seed, max_pixels=max_pixels, split_missing=split_missing)
     except (DatasetError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError) as e:
         fail(str(e))
+    for note in r.notes:
+        typer.echo(note)
     state = "written" if r.changed else "unchanged (identical input)"
     typer.echo(f"{r.out}: {sum(r.counts.values())} images {r.counts}, {state}")
     if r.rejects:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
+import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -12,17 +12,37 @@ from typing import Iterator
 
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; on success rename it over `path`."""
+    """Yield a temporary path beside `path`; on success rename it over `path`.
+
+    The file gets the permissions a plain `open(path, "w")` would (0666 less the
+    umask): tempfile.mkstemp makes 0600 files, and the rename kept that, so a shared
+    group or a container user could not read what we wrote."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    tmp = _create_beside(path)
     try:
         yield Path(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _create_beside(path: Path) -> str:
+    """Create an empty, new, uniquely named file beside `path`, mode 0666 & ~umask.
+
+    os.open with mode 0o666 lets the kernel apply the umask (and any default ACL),
+    exactly as open() does; reading the umask ourselves (os.umask twice) would briefly
+    set it to 0 for every other thread of the process."""
+    for _ in range(100):
+        tmp = os.path.join(path.parent, f".{path.name}.{secrets.token_hex(6)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return tmp
+    raise FileExistsError(f"{path.parent}: could not create a temporary file for {path.name} (100 names taken)")
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> None:

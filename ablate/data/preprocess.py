@@ -11,14 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from scipy import ndimage
 
+from ablate.data.guard import DEFAULT_MAX_PIXELS, RejectedImage, TooManyPixels, byte_cap, open_header, read_once
+
 MIN_SIDE = 64  # smaller photographs carry no usable vessel detail
-
-
-class RejectedImage(ValueError):
-    """This file cannot be used; the message says why (it goes to rejects.csv)."""
+__all__ = ["RejectedImage", "Prepared", "read_rgb", "read_mask", "preprocess", "png_bytes", "decode_png"]
 
 
 @dataclass(frozen=True)
@@ -30,15 +29,15 @@ class Prepared:
     fov_source: str  # "mask" or "threshold"
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    data = path.read_bytes()
+def read_rgb(source: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """`source`: a file, or its bytes already read (prepare reads each file once, to
+    hash it, and decodes from those bytes). Checked from the header before decoding."""
+    data = source if isinstance(source, bytes) else read_once(Path(source), byte_cap(max_pixels))
     if not data:
         raise RejectedImage("empty file (0 bytes)")
+    im = open_header(data, max_pixels)
     try:
-        im = Image.open(io.BytesIO(data))
         im.load()
-    except UnidentifiedImageError:
-        raise RejectedImage("not a readable image") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise RejectedImage(f"corrupt or truncated image ({e})") from None
     mode = im.mode
@@ -57,15 +56,22 @@ def read_rgb(path: Path) -> np.ndarray:
 
 
 def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """A mask must have the image's size, which is checked from its header: the image
+    passed the pixel cap, so the mask is never decoded beyond it either."""
+    n = shape[0] * shape[1]
     try:
-        im = Image.open(path)
+        im = open_header(read_once(path, byte_cap(n)), n)
+    except TooManyPixels:
+        raise RejectedImage(f"mask {path.name} has more pixels than the image ({shape[1]}x{shape[0]})") from None
+    except RejectedImage as e:
+        raise RejectedImage(f"mask {path.name} unreadable ({e})") from None
+    if im.size != (shape[1], shape[0]):
+        raise RejectedImage(f"mask {path.name} is {im.size[0]}x{im.size[1]}, image is {shape[1]}x{shape[0]}")
+    try:
         im.load()
     except (OSError, SyntaxError, ValueError) as e:
         raise RejectedImage(f"mask {path.name} unreadable ({e})") from None
-    arr = np.asarray(im.convert("L"))
-    if arr.shape != shape:
-        raise RejectedImage(f"mask {path.name} is {arr.shape[1]}x{arr.shape[0]}, image is {shape[1]}x{shape[0]}")
-    return arr > 127
+    return np.asarray(im.convert("L")) > 127
 
 
 def threshold_fov(rgb: np.ndarray) -> np.ndarray:
@@ -100,8 +106,10 @@ def _resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(im) >= 128
 
 
-def preprocess(image: Path, size: int, fov: Path | None = None, vessel: Path | None = None) -> Prepared:
-    rgb = read_rgb(image)
+def preprocess(image: Path | bytes, size: int, fov: Path | None = None, vessel: Path | None = None,
+               max_pixels: int = DEFAULT_MAX_PIXELS) -> Prepared:
+    """`image`: a file or its bytes; `max_pixels`: refuse larger images from their header."""
+    rgb = read_rgb(image, max_pixels)
     shape = rgb.shape[:2]
     if fov is not None:
         fov_mask, fov_source = read_mask(fov, shape), "mask"

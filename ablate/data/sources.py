@@ -8,11 +8,16 @@ Supported:
 - a plain folder of images (no masks; FOV found by thresholding);
 - in general, any folder whose images sit in images/ (or at the top) with masks
   in sibling folders, matched by file stem.
+
+Every entry with an image suffix is listed, whatever it is (a FIFO, a dangling
+link, a folder named x.png): prepare rejects the unusable ones with a reason
+instead of skipping them unseen. A split.csv is read strictly (see _read_split_csv).
 """
 
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +35,7 @@ class SourceItem:
     vessel: Path | None
     fov: Path | None
     split: str | None  # the dataset's own split, mapped to train/val/test; None when absent
+    unlisted: bool = False  # a split.csv is present and does not name this image
 
     @property
     def name(self) -> str:
@@ -44,7 +50,9 @@ def _listdir(folder: Path) -> list[Path]:
 
 
 def _files(folder: Path) -> list[Path]:
-    return [p for p in _listdir(folder) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    # No is_file() filter: it hides FIFOs, loops and dangling links without a word.
+    # Whether an entry is readable is decided (from stat, before any open) when it is read.
+    return [p for p in _listdir(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
 
 
 def _match(stem: str, candidates: dict[str, Path]) -> Path | None:
@@ -63,17 +71,49 @@ def _match(stem: str, candidates: dict[str, Path]) -> Path | None:
     return None
 
 
-def _read_split_csv(path: Path) -> dict[str, str]:
-    out = {}
+def _stem_of(name: str) -> str:
+    """'21_training.tif' -> '21_training': a common way to write the stem column."""
+    suffix = Path(name).suffix
+    return name[: -len(suffix)] if suffix.lower() in IMAGE_SUFFIXES else name
+
+
+def _listing(names: list[str], limit: int = 10) -> str:
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _read_split_csv(path: Path, stems: set[str]) -> dict[str, str]:
+    """stem -> train/val/test. Strict, because a mistake here decides which images are
+    test images: duplicates, unknown split names and stems matching none of `stems`
+    (the images found) are refused, naming the lines."""
+    out: dict[str, str] = {}
+    line_of: dict[str, int] = {}
+    duplicates, unknown = [], []
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or not {"stem", "split"} <= set(reader.fieldnames):
             raise ValueError(f"{path}: expected columns 'stem,split', got {reader.fieldnames}")
         for row in reader:
-            split = SPLIT_NAMES.get(row["split"].strip().lower())
+            line = reader.line_num
+            written = (row["stem"] or "").strip()
+            stem = _stem_of(written)
+            if not stem:
+                raise ValueError(f"{path} line {line}: empty stem")
+            split = SPLIT_NAMES.get((row["split"] or "").strip().lower())
             if split is None:
-                raise ValueError(f"{path}: unknown split {row['split']!r} for stem {row['stem']!r}")
-            out[row["stem"].strip()] = split
+                raise ValueError(f"{path} line {line}: unknown split {row['split']!r} for stem {written!r} "
+                                 f"(expected one of {', '.join(sorted(SPLIT_NAMES))})")
+            if stem in line_of:
+                duplicates.append(f"{stem!r} (lines {line_of[stem]} and {line})")
+                continue
+            line_of[stem], out[stem] = line, split
+            if stem not in stems:
+                unknown.append(f"{written!r} (line {line})")
+    if duplicates:
+        raise ValueError(f"{path}: stem listed more than once: {_listing(duplicates)}; keep one row per image")
+    if unknown:
+        raise ValueError(f"{path}: {len(unknown)} stem(s) match no image in {path.parent}: {_listing(unknown)}")
+    if not out:
+        raise ValueError(f"{path}: no rows; list every image as 'stem,split' or remove the file")
     return out
 
 
@@ -83,15 +123,20 @@ def _scan_one(root: Path, split_from_dir: str | None) -> list[SourceItem]:
     fdir = next((root / d for d in FOV_DIRS if (root / d).is_dir()), None)
     vessels = {p.stem: p for p in _files(vdir)} if vdir else {}
     fovs = {p.stem: p for p in _files(fdir)} if fdir else {}
-    splits = _read_split_csv(root / "split.csv") if (root / "split.csv").is_file() else {}
+    images = _files(img_dir)
+    has_csv = os.path.lexists(root / "split.csv")
+    if has_csv and not (root / "split.csv").is_file():  # a FIFO, folder or broken link must not pass as "no split"
+        raise ValueError(f"{root / 'split.csv'}: not a readable regular file")
+    splits = _read_split_csv(root / "split.csv", {p.stem for p in images}) if has_csv else {}
     items = []
-    for img in _files(img_dir):
+    for img in images:
         items.append(
             SourceItem(
                 image=img,
                 vessel=_match(img.stem, vessels),
                 fov=_match(img.stem, fovs),
                 split=split_from_dir or splits.get(img.stem),
+                unlisted=has_csv and not split_from_dir and img.stem not in splits,
             )
         )
     return items
