@@ -81,8 +81,8 @@ def problem(value, schema, path: str = "") -> str | None:
         return f"{where} is {_json_type(value)}, expected {_describe(schema)}"
     if isinstance(schema, Check):
         found = problem(value, schema.base, path)
-        if found:
-            return found
+        if found:  # of another type altogether: say what was wanted in full
+            return f"{where} is {_json_type(value)}, expected {schema.what}" if isinstance(schema.base, type) else found
         return None if schema.ok(value) else f"{where} is {value!r}, expected {schema.what}"
     if isinstance(schema, Obj):
         if not isinstance(value, dict):
