@@ -172,6 +172,9 @@ def prepare_grid(opts: LaunchOptions) -> PreparedGrid | None:
     out, tune_parent, tune_name = experiment_location(opts.out, full.name)
     data_dir = dataset_location(opts.data)
     check_data(data_dir, grid, evaluate=opts.evaluate)
+    # Ray will start here: refuse a placement it cannot hold before it starts (a dry run too),
+    # and before any pretrained file is fetched.
+    placement = local_placement(opts) if opts.address is None else None
     fetch = not (opts.dry_run or opts.estimate)
     choice = choose_auto_foundation(grid, data_dir, fetch=fetch)
     grid = choice.grid
@@ -190,11 +193,9 @@ def prepare_grid(opts: LaunchOptions) -> PreparedGrid | None:
     if opts.estimate:
         print_estimate(grid, opts)
         return None
-    if opts.address is None:  # Ray will start here: refuse a placement it cannot hold before it starts
-        print(placement_line(local_placement(opts), opts))
-    else:  # the cluster's nodes are known once Ray has joined it; the restarts are known now
-        print(f"placement: decided on the cluster at {opts.address}; {failure_policy(opts)}")
-    if opts.dry_run:
+    if opts.dry_run:  # a launch prints the placement Ray gives it (train_grid)
+        print(placement_line(placement, opts) if placement is not None else
+              f"placement: decided on the cluster at {opts.address} once joined; {failure_policy(opts)}")
         if missing:
             print(f"dry run: a launch would fetch these first, or stop here:\n{missing}")
         return None
