@@ -56,7 +56,8 @@ BAD_VALUES = [
     ({"max_failures": -2}, "--max-failures must be >= 0, or -1 for unlimited restarts, got -2"),
     ({"steps": 0}, "--steps must be >= 1, got 0"),
     ({"epochs": 0}, "--epochs must be >= 1, got 0"),
-    ({"size": -32}, "--size must be >= 1, got -32"),
+    ({"size": -32}, "--size must be a multiple of 8 and >= 16, got -32"),
+    ({"size": 20}, "--size must be a multiple of 8 and >= 16, got 20"),
     ({"fm_steps": 0}, "--fm-steps must be >= 1, got 0"),
 ]
 

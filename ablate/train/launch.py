@@ -60,11 +60,13 @@ class LaunchOptions:
         and a 0-CPU worker would lift the concurrency cap; neither is what anyone means."""
         at_least = [("--workers", self.workers, 1), ("--concurrent", self.concurrent, 1),
                     ("--threads-per-worker", self.threads_per_worker, 1), ("--steps", self.steps, 1),
-                    ("--epochs", self.epochs, 1), ("--size", self.size, 1), ("--trial-retries", self.trial_retries, 0),
+                    ("--epochs", self.epochs, 1), ("--trial-retries", self.trial_retries, 0),
                     ("--fm-steps", self.fm_steps, 1)]
         for option, value, low in at_least:
             if value is not None and value < low:
                 raise ConfigError(f"{option} must be >= {low}, got {value}")
+        if self.size is not None and (self.size < 16 or self.size % 8):  # the models' rule (config.py)
+            raise ConfigError(f"--size must be a multiple of 8 and >= 16, got {self.size}")
         if self.max_failures < -1:
             raise ConfigError(f"--max-failures must be >= 0, or -1 for unlimited restarts, got {self.max_failures}")
         # Ray shares CPUs in 1/10000ths; below 0.01 a worker is as good as CPU-less.
