@@ -105,6 +105,9 @@ def launch(
     from ablate.pipeline import launch as run_launch
     from ablate.storage import StorageError
 
+    names = tuple(c.strip() for c in only.split(",") if c.strip()) if only is not None else ()
+    if only is not None and not names:  # `--only ""` would otherwise quietly launch every combination
+        fail(f"--only {only!r}: no combination named; give e.g. --only base,edge")
     opts = LaunchOptions(grid=grid, data=data, out=out,
                          workers=workers, cpus_per_worker=cpus_per_worker, threads_per_worker=threads_per_worker,
                          gpus_per_worker=gpus_per_worker,
@@ -112,7 +115,7 @@ def launch(
                          precision=precision, compile=compile,
                          max_failures=max_failures, trial_retries=trial_retries, resume=resume, evaluate=evaluate,
                          segmenter=segmenter, dry_run=dry_run, estimate=estimate, fm_steps=fm_steps,
-                         only=tuple(c.strip() for c in only.split(",") if c.strip()) if only else ())
+                         only=names)
     try:
         run_launch(opts)
     except (ConfigError, DatasetError, WeightsMissing, StorageError) as e:

@@ -266,10 +266,22 @@ def read_manifest(data_dir: str | Path) -> dict:
         raise DatasetError(f"{data_dir}: not a prepared dataset (no {MANIFEST}); {how}")
     try:
         manifest = json.loads(storage.read_text(mpath))
-    except json.JSONDecodeError as e:
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DatasetError(f"{mpath}: corrupt manifest ({e})") from None
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise DatasetError(f"{mpath}: format_version {manifest.get('format_version')} != {FORMAT_VERSION}; re-run prepare")
+    from ablate.schemas import MANIFEST as SHAPE
+    from ablate.schemas import problem
+
+    if isinstance(manifest, dict) and "format_version" in manifest and manifest["format_version"] != FORMAT_VERSION:
+        raise DatasetError(f"{mpath}: format_version {manifest['format_version']!r} != {FORMAT_VERSION}; re-run prepare")
+    wrong = problem(manifest, SHAPE)
+    if wrong:
+        raise DatasetError(f"{mpath}: {wrong}; not a manifest `ablate prepare` wrote (re-run prepare)")
+    # The counts say which splits hold images, the shards where they are: they must agree.
+    for split in set(manifest["counts"]) | {s["split"] for s in manifest["shards"]}:
+        rows = sum(s["rows"] for s in manifest["shards"] if s["split"] == split)
+        if manifest["counts"].get(split, 0) != rows:
+            raise DatasetError(f"{mpath}: counts.{split} is {manifest['counts'].get(split, 0)} but its shards "
+                               f"hold {rows} rows; not a manifest `ablate prepare` wrote (re-run prepare)")
     return manifest
 
 
@@ -290,5 +302,5 @@ def shard_paths(data_dir: str | Path, split: str, verify: bool = True) -> list[s
             raise DatasetError(f"{p}: checksum differs from {MANIFEST} (truncated or altered); re-run prepare")
         paths.append(str(p))
     if not paths:
-        raise DatasetError(f"{data_dir}: split {split!r} is empty (counts: {manifest['counts']})")
+        raise DatasetError(f"{data_dir}: split {split!r} is empty or not in {MANIFEST} (counts: {manifest['counts']})")
     return paths

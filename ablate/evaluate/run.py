@@ -234,6 +234,10 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
     if not data_dir:
         raise ValueError(f"{exp}: the dataset is not recorded; pass --data")
     cross, splits = other_dataset(record.get("data"), data_dir, opts.split)
+    if cross is None:  # the grid's own dataset: refused when re-prepared since the launch (names both hashes)
+        from ablate.data.identity import check_same_dataset
+
+        check_same_dataset(record, data_dir, exp, "ablate evaluate")
     done = results[(results["status"] == "done") & results["checkpoint"].notna()]
     if done.empty:
         raise ValueError(f"{results_path}: no finished trial with a checkpoint to evaluate")

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,12 +55,18 @@ import pandas as pd
 
 from ablate.io import atomic_path
 from ablate.report.metric_names import labelled
+from ablate.schemas import GRID_RECORD as GRID_SHAPE
+from ablate.schemas import NOTES as NOTES_SHAPE
+from ablate.schemas import problem
 
 RESULTS = "results.parquet"
 GRID = "grid.json"
 PER_IMAGE = Path("eval") / "per_image.parquet"
 NOTES = Path("eval") / "notes.json"
 
+# What a report without eval/notes.json cannot say (its warning names it).
+NOTES_LOST = ("which segmenter, morphology definitions and feature networks evaluation used, and what it skipped, "
+              "are not shown; `ablate evaluate` rewrites the file")
 TRIAL_LEVEL_TEST = ("fid", "kid")  # plus fd_<model>, kid_<model>: one number per trial, no per-image values
 ID_COLUMNS = ("trial", "combination", "seed", "image_id", "segmenter")
 
@@ -104,6 +111,25 @@ def _read_parquet(path: Path, what: str, shown: str | None = None) -> pd.DataFra
         raise ReportError(f"{shown or path}: unreadable {what} ({type(e).__name__}: {e})") from None
 
 
+def read_optional_json(path: Path, shape, shown: str, without: str) -> tuple[dict, str | None]:
+    """(the file's object, None), or ({}, a warning) for a file the report can do without (grid.json,
+    eval/notes.json) that is unreadable or not of `shape` (ablate.schemas): the report goes on
+    without it rather than stopping on a file that only adds context, and says so in the report
+    and on the console, naming the file, the key and what is missing from the report (`without`)."""
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        why = f"unreadable ({e})"
+    else:
+        wrong = problem(value, shape)
+        if wrong is None:
+            return value, None
+        why = wrong
+    warning = f"{shown}: {why}; left out, so {without}"
+    print(f"warning: {warning}", file=sys.stderr)
+    return {}, warning
+
+
 def load_experiment(exp: str | Path, location: str | None = None) -> Experiment:
     """`location`: the experiment's URI when `exp` is a local copy staged from object
     storage (ablate.report.staged); messages then name the files where they really are."""
@@ -126,10 +152,9 @@ def load_experiment(exp: str | Path, location: str | None = None) -> Experiment:
     warnings: list[str] = []
     grid = {}
     if (exp / GRID).is_file():
-        try:
-            grid = json.loads((exp / GRID).read_text())
-        except json.JSONDecodeError as e:
-            warnings.append(f"{shown(exp / GRID)}: unreadable ({e}); combination order taken from results.parquet")
+        grid, bad = read_optional_json(exp / GRID, GRID_SHAPE, shown(exp / GRID),
+                                       "the combination order is taken from results.parquet and the dataset is unknown")
+        warnings.extend([bad] if bad else [])
     else:
         warnings.append(f"{shown(exp / GRID)}: not found; combination order taken from results.parquet")
 
@@ -144,10 +169,8 @@ def load_experiment(exp: str | Path, location: str | None = None) -> Experiment:
 
     notes = {}
     if (exp / NOTES).is_file():
-        try:
-            notes = json.loads((exp / NOTES).read_text())
-        except json.JSONDecodeError as e:
-            warnings.append(f"{shown(exp / NOTES)}: unreadable ({e})")
+        notes, bad = read_optional_json(exp / NOTES, NOTES_SHAPE, shown(exp / NOTES), NOTES_LOST)
+        warnings.extend([bad] if bad else [])
 
     per_image_path = exp / PER_IMAGE
     image_metrics, eval_missing, segmenter = None, None, None

@@ -9,11 +9,13 @@ of seeds), for the metrics in SHOWN that the folder has.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+
+from ablate.report.collect import NOTES_LOST, read_optional_json
+from ablate.schemas import NOTES
 
 SHOWN = ("psnr", "ssim", "ms_ssim", "vessel_sharpness", "vessel_contrast", "cldice", "dice", "betti0_patch64_error",
          "delta_vessel_width", "test/fid", "test/kid")
@@ -24,6 +26,7 @@ class OtherData:
     name: str
     notes: dict
     table: pd.DataFrame  # combination, seeds, one column per metric (|delta| for delta_ columns)
+    warning: str | None = None  # its notes.json, left out: unreadable or of the wrong shape
 
 
 def load_other_datasets(exp: Path, combinations: list[str]) -> list[OtherData]:
@@ -33,7 +36,9 @@ def load_other_datasets(exp: Path, combinations: list[str]) -> list[OtherData]:
         if not per_image.is_file():
             continue
         pi = pd.read_parquet(per_image)
-        notes = json.loads((folder / "notes.json").read_text()) if (folder / "notes.json").is_file() else {}
+        notes, warning = {}, None
+        if (folder / "notes.json").is_file():
+            notes, warning = read_optional_json(folder / "notes.json", NOTES, str(folder / "notes.json"), NOTES_LOST)
         cols = [c for c in SHOWN if c in pi.columns]
         for c in cols:
             if c.startswith("delta_"):
@@ -49,7 +54,7 @@ def load_other_datasets(exp: Path, combinations: list[str]) -> list[OtherData]:
         table.insert(0, "seeds", by.size())
         table = table.rename(columns={c: "abs_" + c for c in table.columns if c.startswith("delta_")})
         order = [c for c in combinations if c in table.index] + [c for c in table.index if c not in combinations]
-        out.append(OtherData(folder.name, notes, table.loc[order].reset_index()))
+        out.append(OtherData(folder.name, notes, table.loc[order].reset_index(), warning))
     return out
 
 
@@ -58,4 +63,4 @@ def describe(o: OtherData) -> str:
     splits = "+".join(o.notes.get("splits", [])) or "?"
     return (f"{n} images of {o.notes.get('data', o.name)} ({splits} split(s)), scored with the grid's trained trials; "
             f"{o.notes.get('segmenter', 'segmenter not recorded')}. Mean over each combination's seeds of the "
-            "per-trial means; not part of the verdicts above.")
+            "per-trial means; not part of the verdicts above." + (f" WARNING: {o.warning}." if o.warning else ""))

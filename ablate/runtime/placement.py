@@ -132,6 +132,12 @@ def plan_placement(total_cpus: float, workers: int, cpus_per_worker: float | Non
     skips the GPU check (a caller that has not asked Ray)."""
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
+    # Every caller (launch, fm pretrain, segmenter train) gets these refusals: Tune reads a
+    # concurrency of 0 as unlimited, and a 0-CPU worker makes every count of trials "fit".
+    if concurrent is not None and concurrent < 1:
+        raise ConfigError(f"--concurrent must be >= 1, got {concurrent}")
+    if cpus_per_worker is not None and not (math.isfinite(cpus_per_worker) and cpus_per_worker >= 0.01):
+        raise ConfigError(f"--cpus-per-worker must be > 0 (at least 0.01), got {cpus_per_worker:g}")
     multi = node_cpus is not None and len(node_cpus) > 1
     if total_cpus - DATA_CPU_RESERVE <= driver_cpus:
         raise ConfigError(f"Ray has {total_cpus:g} CPUs; at least 2 are needed (one stays free for Ray Data)")

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from ablate import storage
 from ablate.config import ConfigError, Grid
+from ablate.data.identity import RECORD_KEY, check_same_dataset
+from ablate.schemas import GRID_RECORD as GRID_SHAPE
+from ablate.schemas import problem
 from ablate.train.driver import trial_key
 
 GRID_RECORD = "grid.json"  # the resolved trials of the experiment in this folder
@@ -19,11 +22,14 @@ def grid_fingerprint(grid: Grid, data: str | None = None) -> dict:
     return {"name": grid.name, "data": data, "trials": {trial_key(s): s.flat() for s in grid.trials}}
 
 
-def grid_record(grid: Grid, data: str | None = None, launched: list[str] | None = None) -> dict:
+def grid_record(grid: Grid, data: str | None = None, launched: list[str] | None = None,
+                data_hash: str | None = None) -> dict:
     """grid.json: the fingerprint of the whole search space, the trials launched into this
-    folder so far (`--only` runs add theirs), and the questions' pre-declared primary metrics
-    for the report. Only the fingerprint is compared on a later launch."""
-    return {**grid_fingerprint(grid, data), "launched": sorted(launched or []), "questions": grid.questions}
+    folder so far (`--only` runs add theirs), the questions' pre-declared primary metrics
+    for the report, and the dataset's identity (`data_hash`, its manifest's sha256). The
+    fingerprint and the dataset's identity are compared on a later launch."""
+    return {**grid_fingerprint(grid, data), "launched": sorted(launched or []), "questions": grid.questions,
+            RECORD_KEY: data_hash}
 
 
 def read_record(out: Path | str) -> dict | None:
@@ -31,9 +37,25 @@ def read_record(out: Path | str) -> dict | None:
     if not storage.is_file(record):
         return None
     try:
-        return json.loads(storage.read_text(record))
-    except json.JSONDecodeError as e:
+        previous = json.loads(storage.read_text(record))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{record}: unreadable ({e})") from None
+    wrong = problem(previous, GRID_SHAPE)
+    if wrong:
+        raise ConfigError(f"{record}: {wrong}; not a grid record `ablate launch` wrote")
+    return previous
+
+
+def record_dataset(out: Path | str, data_hash: str) -> bool:
+    """Add the dataset's identity to a grid.json written before ablate kept it (on --resume,
+    once the launch has accepted the data): later resumes and evaluations then compare it.
+    True when the record was rewritten."""
+    previous = read_record(out)
+    if previous is None or previous.get(RECORD_KEY) is not None:
+        return False
+    storage.write_text(storage.join(out, GRID_RECORD),
+                       json.dumps({**previous, RECORD_KEY: data_hash}, indent=1, default=str) + "\n")
+    return True
 
 
 def launched_before(previous: dict | None) -> list[str]:
@@ -44,10 +66,12 @@ def launched_before(previous: dict | None) -> list[str]:
 
 
 def check_experiment_folder(out: Path | str, grid: Grid, resume: bool, data: str | None = None,
-                            launching: list[str] | None = None) -> None:
+                            launching: list[str] | None = None, data_hash: str | None = None) -> None:
     """Refuse to mix grids in one folder, to start over trials already launched there, or to
     resume nothing. `grid` is the whole search space; `launching` the trials of this launch
     (default: all). Launching other trials of the same grid into the folder adds them (`--only`).
+    `data_hash` (the dataset's manifest sha256, ablate.data.identity): given, a folder launched
+    on another manifest under the same path is refused too, naming both hashes.
     `out` is a local folder or a URI (s3://bucket/prefix)."""
     record = storage.join(out, GRID_RECORD)
     if not storage.is_file(record):
@@ -72,3 +96,5 @@ def check_experiment_folder(out: Path | str, grid: Grid, resume: bool, data: str
     if again and not resume:
         raise ConfigError(f"--out {out} already holds trials {again} of this grid; add --resume to continue it "
                           "(finished trials are kept), or launch other combinations with --only")
+    if data_hash is not None:
+        check_same_dataset(previous, data, out, "--resume" if resume else "launch --only", now=data_hash)

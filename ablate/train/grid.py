@@ -39,11 +39,14 @@ def resolve_grid(grid: str, steps: int | None = None, epochs: int | None = None,
     return full, dataclasses.replace(full, trials=tuple(s for s in full.trials if s.combination in only))
 
 
-def check_data(data_dir: str, grid: Grid) -> dict:
-    manifest = read_manifest(data_dir)
-    for split in ("train", "val"):
+def check_data(data_dir: str, grid: Grid, evaluate: bool = True) -> dict:
+    """Every split the run reads is present, whole and big enough: train and val for training,
+    test too when evaluation follows (it reads test only after training, hours later)."""
+    manifest = read_manifest(data_dir)  # its shape checked there (DatasetError naming the key)
+    for split in ("train", "val") + (("test",) if evaluate else ()):
         if manifest["counts"].get(split, 0) == 0:
-            raise DatasetError(f"{data_dir}: the {split} split is empty (counts {manifest['counts']})")
+            why = " (evaluation reads it; --no-evaluate skips it)" if split == "test" else ""
+            raise DatasetError(f"{data_dir}: the {split} split is empty{why} (counts {manifest['counts']})")
         shard_paths(data_dir, split, verify=True)  # checksums once here; trials then skip it
     for spec in grid.trials:
         if spec.data.size > manifest["image_size"]:

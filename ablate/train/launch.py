@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sys
 import time
 from dataclasses import dataclass
@@ -18,9 +19,11 @@ from ablate import storage
 from ablate.backbones import WeightsMissing
 from ablate.backbones.weights_ship import ship
 from ablate.config import ConfigError, Grid
+from ablate.data.identity import manifest_sha256
 from ablate.runtime import node_cpus, node_gpus, plan_placement, ray_session, sigterm_as_interrupt, total_cpus
 from ablate.train.driver import run_trial, trial_key
-from ablate.train.experiment import GRID_RECORD, check_experiment_folder, grid_record, launched_before, read_record
+from ablate.train.experiment import (GRID_RECORD, check_experiment_folder, grid_record, launched_before, read_record,
+                                    record_dataset)
 from ablate.train.grid import check_data, preflight_losses, resolve_grid, trial_table
 from ablate.train.pretrained import FoundationStage, choose_auto_foundation, settle_weights
 
@@ -51,6 +54,41 @@ class LaunchOptions:
     only: tuple[str, ...] = ()  # run these combinations of the grid (names as in the search space)
     fm_steps: int = 2000  # steps of the fundus MAE stage, when `foundation: auto` finds no foundation model
 
+    def validate(self) -> None:
+        """Every number the command line takes, checked before anything else (and before Ray):
+        one ConfigError naming the option and the value. Tune reads --concurrent 0 as unlimited,
+        and a 0-CPU worker would lift the concurrency cap; neither is what anyone means."""
+        at_least = [("--workers", self.workers, 1), ("--concurrent", self.concurrent, 1),
+                    ("--threads-per-worker", self.threads_per_worker, 1), ("--steps", self.steps, 1),
+                    ("--epochs", self.epochs, 1), ("--trial-retries", self.trial_retries, 0),
+                    ("--fm-steps", self.fm_steps, 1)]
+        for option, value, low in at_least:
+            if value is not None and value < low:
+                raise ConfigError(f"{option} must be >= {low}, got {value}")
+        if self.size is not None and (self.size < 16 or self.size % 8):  # the models' rule (config.py)
+            raise ConfigError(f"--size must be a multiple of 8 and >= 16, got {self.size}")
+        if self.max_failures < -1:
+            raise ConfigError(f"--max-failures must be >= 0, or -1 for unlimited restarts, got {self.max_failures}")
+        # Ray shares CPUs in 1/10000ths; below 0.01 a worker is as good as CPU-less.
+        if self.cpus_per_worker is not None and not (math.isfinite(self.cpus_per_worker) and self.cpus_per_worker >= 0.01):
+            raise ConfigError(f"--cpus-per-worker must be > 0 (at least 0.01), got {self.cpus_per_worker:g}")
+        if not (math.isfinite(self.gpus_per_worker) and self.gpus_per_worker >= 0):
+            raise ConfigError(f"--gpus-per-worker must be >= 0, got {self.gpus_per_worker:g}")
+
+
+def failure_policy(opts: LaunchOptions) -> str:
+    """The restarts a launch allows, for the placement line (-1 said as unlimited, never shown raw)."""
+    restarts = "unlimited" if opts.max_failures == -1 else str(opts.max_failures)
+    return (f"{restarts} worker-group restart(s) per trial (--max-failures {opts.max_failures}), then "
+            f"{opts.trial_retries} whole-trial retr{'y' if opts.trial_retries == 1 else 'ies'}")
+
+
+def placement_line(placement, opts: LaunchOptions) -> str:
+    return (f"placement: {placement.workers} worker(s) x {placement.cpus_per_worker:g} CPU"
+            f"{f' + {placement.gpus_per_worker:g} GPU' if placement.gpus_per_worker else ''} per trial, "
+            f"{placement.concurrent} trial(s) at a time, {placement.threads_per_worker} torch thread(s) per worker, "
+            f"{placement.data_cpus:g} CPU(s) kept for Ray Data; {failure_policy(opts)}")
+
 
 @dataclass(frozen=True)
 class PreparedGrid:
@@ -63,6 +101,7 @@ class PreparedGrid:
     data: str
     stage: FoundationStage | None = None  # pretrain our fundus MAE first
     files: dict = dataclasses.field(default_factory=dict)  # pretrained files, verified here: {name: path}
+    data_hash: str | None = None  # the dataset's identity (sha256 of its manifest.json), kept in grid.json
 
 
 @dataclass(frozen=True)
@@ -99,8 +138,11 @@ def local_placement(opts: LaunchOptions):
     from ablate.runtime import local_resources
 
     cpus, gpus = local_resources()
-    return plan_placement(cpus, opts.workers, opts.cpus_per_worker, opts.gpus_per_worker, opts.concurrent,
-                          node_cpus=[cpus], node_gpus=[gpus])
+    placement = plan_placement(cpus, opts.workers, opts.cpus_per_worker, opts.gpus_per_worker, opts.concurrent,
+                               node_cpus=[cpus], node_gpus=[gpus])
+    if opts.threads_per_worker is not None:
+        placement = dataclasses.replace(placement, threads_per_worker=opts.threads_per_worker)
+    return placement
 
 
 def print_estimate(grid: Grid, opts: LaunchOptions) -> dict:
@@ -126,11 +168,15 @@ def prepare_grid(opts: LaunchOptions) -> PreparedGrid | None:
     """Resolve the grid and check it, the data, every pretrained file (fetched where missing)
     and the experiment folder before Ray starts; prints the trial table. None for a dry run,
     which fetches nothing and lists what a launch would still need."""
+    opts.validate()  # the command line's numbers first: nothing below runs on a bad one
     full, grid = resolve_grid(opts.grid, steps=opts.steps, epochs=opts.epochs, size=opts.size, only=opts.only,
                               precision=opts.precision, compile=opts.compile)
     out, tune_parent, tune_name = experiment_location(opts.out, full.name)
     data_dir = dataset_location(opts.data)
-    check_data(data_dir, grid)
+    check_data(data_dir, grid, evaluate=opts.evaluate)
+    # Ray will start here: refuse a placement it cannot hold before it starts (a dry run too),
+    # and before any pretrained file is fetched.
+    placement = local_placement(opts) if opts.address is None else None
     fetch = not (opts.dry_run or opts.estimate)
     choice = choose_auto_foundation(grid, data_dir, fetch=fetch)
     grid = choice.grid
@@ -149,14 +195,16 @@ def prepare_grid(opts: LaunchOptions) -> PreparedGrid | None:
     if opts.estimate:
         print_estimate(grid, opts)
         return None
-    if opts.dry_run:
+    if opts.dry_run:  # a launch prints the placement Ray gives it (train_grid)
+        print(placement_line(placement, opts) if placement is not None else
+              f"placement: decided on the cluster at {opts.address} once joined; {failure_policy(opts)}")
         if missing:
             print(f"dry run: a launch would fetch these first, or stop here:\n{missing}")
         return None
-    if opts.address is None:  # Ray will start here: refuse a placement it cannot hold before it starts
-        local_placement(opts)
-    check_experiment_folder(out, full, opts.resume, data_dir, launching=[trial_key(s) for s in grid.trials])
-    return PreparedGrid(grid, full, out, tune_parent, tune_name, data_dir, choice.stage, files)
+    data_hash = manifest_sha256(data_dir)
+    check_experiment_folder(out, full, opts.resume, data_dir, launching=[trial_key(s) for s in grid.trials],
+                            data_hash=data_hash)
+    return PreparedGrid(grid, full, out, tune_parent, tune_name, data_dir, choice.stage, files, data_hash)
 
 
 def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
@@ -169,14 +217,9 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
     with ray_session(opts.address):
         placement = plan_placement(total_cpus(), opts.workers, opts.cpus_per_worker, opts.gpus_per_worker,
                                    opts.concurrent, node_cpus=node_cpus(), node_gpus=node_gpus())
-        if opts.threads_per_worker is not None:
-            if opts.threads_per_worker < 1:
-                raise ConfigError(f"--threads-per-worker must be >= 1, got {opts.threads_per_worker}")
+        if opts.threads_per_worker is not None:  # checked >= 1 in LaunchOptions.validate
             placement = dataclasses.replace(placement, threads_per_worker=opts.threads_per_worker)
-        print(f"placement: {placement.workers} worker(s) x {placement.cpus_per_worker:g} CPU"
-              f"{f' + {placement.gpus_per_worker:g} GPU' if placement.gpus_per_worker else ''} per trial, "
-              f"{placement.concurrent} trial(s) at a time, {placement.threads_per_worker} torch thread(s) per worker, "
-              f"{placement.data_cpus:g} CPU(s) kept for Ray Data")
+        print(placement_line(placement, opts))
         trials = {trial_key(s): s for s in grid.trials}
         # Several nodes: the files verified here go to the others through the experiment, once.
         shipped = ship(prepared.files, out) if len(node_cpus()) > 1 else {}
@@ -186,13 +229,15 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
             {"cpu": placement.driver_cpus},
         )
         if opts.resume:
+            if prepared.data_hash:
+                record_dataset(out, prepared.data_hash)  # a record from before the hash was kept gains it
             # Finished trials are kept as they are; unfinished and errored ones continue
             # from their last checkpoint (each Train run is named after its trial).
             tuner = tune.Tuner.restore(str(out), trainable, resume_unfinished=True, resume_errored=True)
         else:
             launched = sorted(set(launched_before(read_record(out))) | set(trials))
-            storage.write_text(storage.join(out, GRID_RECORD),
-                               json.dumps(grid_record(prepared.full, data_dir, launched), indent=1, default=str) + "\n")
+            record = grid_record(prepared.full, data_dir, launched, data_hash=prepared.data_hash)
+            storage.write_text(storage.join(out, GRID_RECORD), json.dumps(record, indent=1, default=str) + "\n")
             tuner = tune.Tuner(
                 trainable,
                 param_space={"trial": tune.grid_search(list(trials))},
