@@ -220,6 +220,32 @@ def test_f5_damaged_bytes_of_the_same_size_fail_the_hash(tmp_path):
         verify_checkpoint(ck)
 
 
+def test_f5_resume_from_a_truncated_latest_checkpoint_uses_the_previous_one(tmp_path, monkeypatch, capsys):
+    """The Train worker's restore (a worker-group restart or --resume): the latest checkpoint
+    is verified first; a truncated one is named and the run's previous one loaded."""
+    import torch
+
+    import ablate.train.loop as loop
+    from ablate.models.checkpoint import write_checkpoint
+    from ablate.models.presets import build_model
+
+    model = build_model("tiny", 32, {})
+    opt = torch.optim.Adam(model.parameters())
+    folders = []
+    for k, step in enumerate((4, 8)):
+        folder = tmp_path / "train" / "l1-s0-a" / f"checkpoint_2026-01-01_00-00-0{k}.000000"
+        folder.mkdir(parents=True)
+        write_checkpoint(folder, model_state=model.state_dict(), optimizer_state=opt.state_dict(), step=step, spec=SPEC)
+        folders.append(folder)
+    bad = _truncate(folders[1])
+    monkeypatch.setattr(loop, "restored_location", lambda: str(folders[1]))
+    worker = SimpleNamespace(device=torch.device("cpu"), rank=0, model=model, opt=opt, d_opt=None,
+                             spec=SimpleNamespace(combination="l1", seed=0))
+    assert loop.WorkerRun._restore(worker) == 4  # the previous checkpoint's step, not a crash, not step 0
+    err = capsys.readouterr().err
+    assert f"corrupt checkpoint {bad}" in err and f"using its earlier checkpoint {folders[0]}" in err
+
+
 # ---------------------------------------------------------------- finding 14: one judge
 
 
