@@ -139,10 +139,11 @@ def evaluate(
     EXP/eval/datasets/<its folder name>/ and the experiment's own evaluation is left as it is."""
     from ablate import storage
     from ablate.evaluate.run import EvalOptions, evaluate_experiment
-    from ablate.runtime import print_summary, ray_session
+    from ablate.runtime import command_line, experiment_lock, print_summary, ray_session
 
     try:
-        with ray_session(address):
+        # A writer (results.parquet, eval/): one at a time per experiment, checked before Ray starts.
+        with experiment_lock(exp, command_line()), ray_session(address):
             df = evaluate_experiment(EvalOptions(exp=exp, data=data, segmenter=segmenter,
                                                  gpus_per_task=gpus_per_task, morphology=morphology,
                                                  split=split))

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ablate import storage
-from ablate.runtime import ray_session
+from ablate.runtime import command_line, experiment_lock, ray_session
 from ablate.train.launch import LaunchOptions, prepare_grid, train_grid
 from ablate.train.pretrained import FoundationStage
 
@@ -43,6 +43,12 @@ def launch(opts: LaunchOptions) -> Path | str | None:
     prepared = prepare_grid(opts)  # every check that needs no Ray, before it starts
     if prepared is None:
         return None
+    # One writer per experiment: a second launch (or evaluate / report) on this --out is refused.
+    with experiment_lock(prepared.out, command_line(), create=True):
+        return _launch_locked(prepared, opts)
+
+
+def _launch_locked(prepared, opts: LaunchOptions) -> Path | str:
     with ray_session(opts.address):  # one Ray for the foundation stage, training and evaluation
         if prepared.stage is not None:
             path = pretrain_foundation(prepared.stage, opts, prepared.out)

@@ -248,6 +248,17 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
     features_for(opts.morphology)  # an unknown definition set fails here, before any task
     seg_spec, seg_note = choose_segmenter(opts.segmenter)
     nets, notes = available_feature_nets()
+    # Checkpoints verified (an earlier one where the latest is corrupt) and one judge per experiment.
+    from ablate.evaluate.plan import plan_evaluation, recorded_judge, segmenter_identity
+
+    judge_id = segmenter_identity(seg_spec)
+    notes_path = storage.join(exp, "eval", *(("datasets", cross) if cross else ()), "notes.json")
+    plan = plan_evaluation(exp, results, judge_id, recorded_judge(notes_path))
+    notes.extend(plan.notes)
+    if plan.trials.empty:
+        raise ValueError(f"{results_path}: no finished trial has a checkpoint that verifies: " + "; ".join(plan.notes))
+    done = plan.trials
+    checkpoints = {"segmenter_id": judge_id, "checkpoint_fallbacks": plan.fallbacks, "not_evaluated": plan.skipped}
     from ablate.segmenter.leakage import check_not_trained_on, unchecked_reason
     from ablate.segmenter.model import load_segmenter
 
@@ -301,12 +312,14 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
         storage.write_parquet(sets.rename_axis("trial").reset_index(), storage.join(where, "set_metrics.parquet"))
         storage.write_text(storage.join(where, "notes.json"), json.dumps(
             {"data": str(data_dir), "splits": list(splits), "segmenter": seg_note, "morphology": opts.morphology,
-             "skipped": notes, "feature_nets": nets, "images": int(table["image_id"].nunique())}, indent=1) + "\n")
+             "skipped": notes, "feature_nets": nets, "images": int(table["image_id"].nunique()), **checkpoints},
+            indent=1) + "\n")
         print(f"evaluated on {data_dir} ({'+'.join(splits)}): {where}")
         return trial_means.join(sets)
     storage.write_parquet(table, storage.join(exp, "eval", "per_image.parquet"))
     storage.write_text(storage.join(exp, "eval", "notes.json"), json.dumps(
-        {"segmenter": seg_note, "morphology": opts.morphology, "skipped": notes, "feature_nets": nets, "test_images": int(table["image_id"].nunique())},
+        {"segmenter": seg_note, "morphology": opts.morphology, "skipped": notes, "feature_nets": nets,
+         "test_images": int(table["image_id"].nunique()), **checkpoints},
         indent=1) + "\n")
     merged = results.drop(columns=[c for c in results.columns if c.startswith("test/") or c == "segmenter"])
     extra = pd.DataFrame({t: {**{f"test/{c}": trial_means.loc[t, c] for c in metric_cols}, **means[t]}

@@ -8,6 +8,10 @@ A checkpoint is a folder (Ray Train's) holding `checkpoint.pt`, a torch file wit
     model_spec      plain values enough to rebuild the model from the file alone:
                     {preset, overrides, edge_channel, size}
     loss_state, disc_optimizer   only with an adversarial term (the discriminator)
+and, written after it, `checkpoint.json`: {file, size, sha256} of checkpoint.pt, so a
+reader can tell a truncated or damaged file from a good one before loading it (issue 20,
+finding 5). A checkpoint from before the record existed is "unverified": checked by
+loading it.
 """
 
 from __future__ import annotations
@@ -18,6 +22,11 @@ from pathlib import Path
 from ablate import storage
 
 CHECKPOINT_FILE = "checkpoint.pt"
+RECORD_FILE = "checkpoint.json"
+
+
+class CheckpointCorrupt(ValueError):
+    """A checkpoint file fails its record (size, sha256) or cannot be loaded; the message names it."""
 
 
 def model_spec(spec) -> dict:
@@ -35,7 +44,79 @@ def write_checkpoint(folder: Path, *, model_state: dict, optimizer_state: dict, 
     if loss_state is not None:
         state["loss_state"] = loss_state
         state["disc_optimizer"] = disc_optimizer_state
-    torch.save(state, Path(folder) / CHECKPOINT_FILE)
+    path = Path(folder) / CHECKPOINT_FILE
+    torch.save(state, path)
+    write_record(folder)
+
+
+def write_record(folder: Path) -> dict:
+    """checkpoint.json for the checkpoint.pt in `folder` (a local folder), written after it."""
+    import json
+
+    from ablate.io import sha256_file
+
+    path = Path(folder) / CHECKPOINT_FILE
+    rec = {"file": CHECKPOINT_FILE, "size": path.stat().st_size, "sha256": sha256_file(path)}
+    (Path(folder) / RECORD_FILE).write_text(json.dumps(rec) + "\n")
+    return rec
+
+
+def verify_checkpoint(folder: Path | str) -> str:
+    """"verified" (checkpoint.pt matches its record) or "unverified" (no record: a checkpoint
+    from before records; it loaded). Raises CheckpointCorrupt naming the file otherwise."""
+    import json
+
+    path = storage.join(folder, CHECKPOINT_FILE)
+    record = storage.join(folder, RECORD_FILE)
+    if not storage.is_file(path):
+        raise CheckpointCorrupt(f"{path}: missing")
+    if not storage.is_file(record):
+        try:
+            read_checkpoint(folder)
+        except Exception as e:  # noqa: BLE001  any failure to load is what this check is for; named below
+            raise CheckpointCorrupt(f"{path}: cannot be loaded ({type(e).__name__}: {str(e)[:200]})") from None
+        return "unverified"
+    try:
+        rec = json.loads(storage.read_text(record))
+        size, digest = int(rec["size"]), str(rec["sha256"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointCorrupt(f"{record}: unreadable record ({type(e).__name__}: {e})") from None
+    actual = storage.list_files(folder).get(CHECKPOINT_FILE)
+    if actual != size:
+        raise CheckpointCorrupt(f"{path}: {actual} bytes, its record says {size} (truncated or damaged)")
+    if storage.sha256(path) != digest:
+        raise CheckpointCorrupt(f"{path}: sha256 differs from its record (damaged)")
+    return "verified"
+
+
+def earlier_checkpoints(folder: Path | str) -> list[str]:
+    """The other checkpoint_* folders of the same Ray Train run that hold a checkpoint.pt,
+    newest first, older than `folder` (Ray Train keeps several: CheckpointConfig)."""
+    parent, name = (storage.split(str(folder)) if storage.is_uri(folder)
+                    else (str(Path(folder).parent), Path(folder).name))
+    found = {rel.split("/")[0] for rel in storage.list_files(parent) if rel.count("/") == 1
+             and rel.endswith("/" + CHECKPOINT_FILE) and rel.startswith("checkpoint_")}
+    return [storage.join(parent, n) for n in sorted(found, reverse=True) if n < name]
+
+
+def usable_checkpoint(folder: Path | str, trial: str) -> tuple[str | None, list[str]]:
+    """(the newest checkpoint of `trial` from `folder` back that verifies, or None; notes to say).
+    A corrupt checkpoint is named with its trial; an earlier one used in its place is said."""
+    notes = []
+    for cand in [str(folder), *earlier_checkpoints(folder)]:
+        try:
+            state = verify_checkpoint(cand)
+        except CheckpointCorrupt as e:
+            notes.append(f"{trial}: corrupt checkpoint {e}")
+            continue
+        if cand != str(folder):
+            notes.append(f"{trial}: using its earlier checkpoint {cand} instead")
+        if state == "unverified":
+            notes.append(f"{trial}: checkpoint {cand} has no {RECORD_FILE} (written before records): unverified, "
+                         "it loads")
+        return cand, notes
+    notes.append(f"{trial}: no valid checkpoint left; not evaluated")
+    return None, notes
 
 
 def has_checkpoint(folder: Path | str) -> bool:

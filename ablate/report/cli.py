@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -27,10 +28,12 @@ def report(
     paired Wilcoxon tests against the baseline, a ranking, the paper's two questions, an image grid."""
     from ablate.report.collect import ReportError
     from ablate.report.publish import write_report
+    from ablate.runtime import command_line, experiment_lock
     from ablate.storage import StorageError
 
     try:
-        path = write_report(exp, n_images=images, hparams=hparams)
+        with experiment_lock(exp, command_line()):  # writes report/ and the HParams summaries
+            path = write_report(exp, n_images=images, hparams=hparams)
     except (ReportError, StorageError) as e:
         fail(str(e))
     typer.echo(f"report: {path}")
@@ -95,27 +98,53 @@ def tensorboard(
                     f"port can read the logs", fg=typer.colors.YELLOW, err=True)
     typer.echo(f"{line}\nopen http://{'localhost' if host in ('127.0.0.1', '::1') else host}:{port} "
                f"(remote machine: {tunnel}); Ctrl-C stops it")
-    if not remote:
+
+    def resync() -> None:
         try:
-            rc = subprocess.call(cmd)
-        except KeyboardInterrupt:
-            rc = 0
-        raise typer.Exit(rc)
+            mirror_logs(remote, logdir)
+        except (OSError, ValueError) as e:  # a network blip must not stop TensorBoard; said, not hidden
+            typer.secho(f"warning: re-sync of {remote} failed ({e}); retrying in {sync_every:g} s",
+                        fg=typer.colors.YELLOW, err=True)
+
+    raise typer.Exit(run_child(cmd, resync if remote else None, sync_every))
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+
+
+class _Stopped(Exception):
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def run_child(cmd: list[str], tick=None, every: float = 30.0, grace_s: float = 10.0) -> int:
+    """Run `cmd` (TensorBoard) until it exits, calling `tick` every `every` seconds; on
+    SIGTERM, SIGHUP or SIGINT stop it (terminate, then kill after `grace_s`) and return
+    (0 for Ctrl-C, 128 + the signal otherwise). Without this a `kill` of `ablate tensorboard`
+    left TensorBoard running and listening (issue 20, finding 8)."""
+    def stop(signum, _frame):
+        raise _Stopped(signum)
+
     proc = subprocess.Popen(cmd)
+    previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
     try:
         while True:
             try:
-                rc = proc.wait(timeout=sync_every)
-                break
+                return proc.wait(timeout=every if tick else None)
             except subprocess.TimeoutExpired:
-                pass
+                tick()
+    except _Stopped as e:
+        return 0 if e.signum == signal.SIGINT else 128 + e.signum
+    except KeyboardInterrupt:  # a SIGINT that arrived before our handler
+        return 0
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        if proc.poll() is None:  # stopped by a signal or any error: never leave it behind
+            proc.terminate()
             try:
-                mirror_logs(remote, logdir)
-            except (OSError, ValueError) as e:  # a network blip must not stop TensorBoard; said, not hidden
-                typer.secho(f"warning: re-sync of {remote} failed ({e}); retrying in {sync_every:g} s",
-                            fg=typer.colors.YELLOW, err=True)
-    except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait()
-        rc = 0
-    raise typer.Exit(rc)
+                proc.wait(timeout=grace_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()

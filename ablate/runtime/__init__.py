@@ -23,13 +23,14 @@ _HOMES = {
     "RunFolders": "fit", "RunOptions": "fit", "config_digest": "fit", "run_folders": "fit", "fit_torch_run": "fit",
     "fit_standalone": "fit", "final_state": "fit",
     "average_gradients": "distributed", "is_distributed": "distributed", "mean_over_workers": "distributed",
-    "report_to_train": "distributed", "restore_states": "distributed", "unwrap": "distributed",
+    "report_to_train": "distributed", "restore_states": "distributed", "restored_location": "distributed", "unwrap": "distributed",
     "worker_context": "distributed",
     "TrialWriter": "tensorboard", "mirror_logs": "tensorboard",
     "lr_factor": "schedule",
     "StepLoop": "steps", "resume": "steps",
     "collect_results": "results", "merge_results": "results", "read_results": "results", "write_results": "results", "print_summary": "results",
     "fail": "console",
+    "ExperimentLocked": "lock", "experiment_lock": "lock", "command_line": "lock",
 }
 
 __all__ = sorted(_HOMES)

@@ -19,11 +19,52 @@ def start_ray(address: str | None) -> bool:
         ray.init(address=address, log_to_driver=True)
         return False
     tmp = os.environ.get("ABLATE_RAY_TMP") or os.path.join(tempfile.gettempdir(), "ablate-ray")
+    loopback_only()
     # The dashboard also serves the State API that Ray Train polls to clean up
     # placement groups; bound to loopback so nothing is exposed on the network.
     ray.init(num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1", _temp_dir=tmp,
-             runtime_env={"env_vars": {"RAY_TRAIN_V2_ENABLED": "1"}})
+             _node_ip_address="127.0.0.1", runtime_env={"env_vars": {"RAY_TRAIN_V2_ENABLED": "1"}})
     return True
+
+
+_SINGLE_NODE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+_before: dict[str, str | None] = {}  # the user's own value, put back when our Ray stops
+
+
+def loopback_only() -> None:
+    """Make the Ray about to start here a single-machine one that listens on 127.0.0.1 only
+    (issue 20, finding 9: GCS, raylet, workers and the dashboard agent listened on every
+    interface). Ray 2.60 turns `_node_ip_address="127.0.0.1"` into the machine's routable
+    address unless its single-machine mode is on; that mode is the switch Ray itself reads
+    on macOS / Windows (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`): set in the environment for
+    Ray's own processes, and on Ray's constant where `ray` is already imported (it is read
+    at import). Measured: every listening socket of the Ray processes on 127.0.0.1
+    (tests/test_writer.py). A cluster run (--address) never comes here."""
+    import sys
+
+    _before.setdefault(_SINGLE_NODE, os.environ.get(_SINGLE_NODE))
+    os.environ[_SINGLE_NODE] = "0"
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+
+
+def cluster_mode_back() -> None:
+    """Undo `loopback_only` after our local Ray stopped, so a later join in this process
+    (tests, a notebook) resolves its node address as Ray normally does."""
+    import sys
+
+    if _SINGLE_NODE not in _before:
+        return
+    before = _before.pop(_SINGLE_NODE)
+    if before is None:
+        os.environ.pop(_SINGLE_NODE, None)
+    else:
+        os.environ[_SINGLE_NODE] = before
+    constants = sys.modules.get("ray._private.ray_constants")
+    if constants is not None:  # what Ray computes at import from the same variable
+        constants.ENABLE_RAY_CLUSTER = (before.lower() in ("1", "true") if before is not None
+                                        else sys.platform not in ("darwin", "win32"))
 
 
 @contextlib.contextmanager
@@ -37,6 +78,7 @@ def ray_session(address: str | None):
     finally:
         if started:
             ray.shutdown()
+            cluster_mode_back()
 
 
 def node_cpus() -> list[float]:

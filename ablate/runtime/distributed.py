@@ -11,7 +11,7 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-__all__ = ["average_gradients", "is_distributed", "mean_over_workers", "report_to_train", "restore_states", "unwrap",
+__all__ = ["average_gradients", "is_distributed", "mean_over_workers", "report_to_train", "restore_states", "restored_location", "unwrap",
            "worker_context"]
 
 
@@ -67,6 +67,19 @@ def restore_states(device, *files: str) -> tuple[dict, ...] | None:
         return None
     with ckpt.as_directory() as d:
         return tuple(torch.load(Path(d) / f, map_location=device, weights_only=True) for f in files)
+
+
+def restored_location() -> str | None:
+    """Where the checkpoint this worker group was started from lives (a local folder, or a
+    URI on object storage), so a loop can verify it and fall back to an earlier one of the
+    same run; None on a fresh start."""
+    import ray.train
+
+    ckpt = ray.train.get_checkpoint()
+    if ckpt is None:
+        return None
+    kind = ckpt.filesystem.type_name
+    return ckpt.path if kind == "local" else f"{'gs' if kind == 'gcs' else kind}://{ckpt.path.lstrip('/')}"
 
 
 def report_to_train(metrics: dict, save: Callable[[Path], None] | None = None) -> None:

@@ -57,10 +57,34 @@ def merge_results(previous: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFr
     reports only the trials of its own launch)."""
     if previous is None or previous.empty:
         return new
+    new = keep_finished(previous, new)
     mine = set(zip(new["combination"], new["seed"]))
     kept = previous[[(c, s) not in mine for c, s in zip(previous["combination"], previous["seed"])]]
     out = pd.concat([kept, new], ignore_index=True) if len(kept) else new
     return out.sort_values(["combination", "seed"]).reset_index(drop=True)
+
+
+def _complete(row) -> bool:
+    ckpt = row.get("checkpoint")
+    return row.get("status") == "done" and isinstance(ckpt, str) and bool(ckpt)
+
+
+def keep_finished(previous: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """`new` with every trial that `previous` holds finished with a checkpoint kept as it was
+    wherever `new` has it unfinished or without a checkpoint (issue 20: a resumed run that
+    re-reported a finished trial wrote `checkpoint=None` over it, and `evaluate` then found
+    nothing to evaluate). Said on the console, trial by trial."""
+    done = {(r["combination"], r["seed"]): r for r in previous.to_dict("records") if _complete(r)}
+    rows = []
+    for r in new.to_dict("records"):
+        old = done.get((r["combination"], r["seed"]))
+        if old is not None and not _complete(r):
+            lacks = "" if isinstance(r.get("checkpoint"), str) and r["checkpoint"] else ", without a checkpoint"
+            print(f"{old['trial']}: kept as finished with checkpoint {old['checkpoint']} (this run reported it as "
+                  f"{r.get('status')}{lacks})", flush=True)
+            r = old
+        rows.append(r)
+    return pd.DataFrame(rows, columns=list(dict.fromkeys([*new.columns, *previous.columns])))
 
 
 def read_results(out: Path | str) -> pd.DataFrame | None:

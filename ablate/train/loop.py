@@ -20,14 +20,14 @@ from ablate.config import TrialSpec
 from ablate.data.augment import augment_batch
 from ablate.data.feed import ShardFeed
 from ablate.losses import CompositeLoss
-from ablate.models.checkpoint import CHECKPOINT_FILE, write_checkpoint
+from ablate.models.checkpoint import read_checkpoint, usable_checkpoint, write_checkpoint
 from ablate.models.presets import build_for_spec
 from ablate.runtime import (
     is_distributed,
     mean_over_workers,
     report_to_train,
     resolve_precision,
-    restore_states,
+    restored_location,
     unwrap,
     worker_context,
 )
@@ -147,10 +147,20 @@ class WorkerRun:
                                   rank=self.rank, max_batches=t.val_batches)
 
     def _restore(self) -> int:
-        restored = restore_states(self.device, CHECKPOINT_FILE)
-        if restored is None:
+        where = restored_location()
+        if where is None:
             return 0
-        (state,) = restored
+        # Verified before loading: a truncated latest checkpoint (a kill during its upload,
+        # a full disk) falls back to the run's previous one, said in the trial's log.
+        folder, notes = usable_checkpoint(where, self.spec.combination + f"-s{self.spec.seed}")
+        if self.rank == 0:
+            for n in notes:
+                print(f"[{self.spec.combination}] {n}", file=sys.stderr, flush=True)
+        if folder is None:
+            print(f"[{self.spec.combination}] starting over from step 0: no checkpoint of this run verifies",
+                  file=sys.stderr, flush=True)
+            return 0
+        state = read_checkpoint(folder, str(self.device))
         unwrap(self.model).load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         if self.d_opt is not None:

@@ -1,0 +1,283 @@
+"""One writer per experiment: `launch`, `evaluate` and `report` hold an exclusive lock on
+the experiment while they write it (finding 1 of issue 20: two launches on one --out
+left two Tune states, and a later --resume rewrote finished trials).
+
+- A local folder: `fcntl.flock` on EXP/.ablate.lock, which the kernel releases when the
+  holder dies (even by SIGKILL); the file also holds a JSON record of the holder (user,
+  host, PID, command, start time) so a refusal can name it. The file is removed on
+  release, so a finished command leaves nothing behind; a file left by a killed holder
+  is taken over with a message.
+- Object storage (`s3://`, …): a lease object EXP/.ablate.lock.json with the same record
+  and a heartbeat, refreshed by a background thread; a lease whose heartbeat is older
+  than STALE_AFTER heartbeats is taken over with a message. S3 has no lock; on `s3://`
+  the lease is created with a conditional write (`If-None-Match: *`) and refreshed or
+  taken over with `If-Match: <etag>`, so of two writers the second's write fails and it is
+  refused. Where the store does not offer conditional writes (other schemes, an S3 clone
+  without them) the lease is read-then-written: two writers starting within one round
+  trip of each other can both believe they hold it. That is said in a warning.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import socket
+import sys
+import threading
+import time
+from pathlib import Path
+
+from ablate import storage
+from ablate.storage import StorageError
+
+LOCK_FILE = ".ablate.lock"
+LEASE_FILE = ".ablate.lock.json"
+HEARTBEAT_S = 30.0
+STALE_AFTER = 4  # heartbeats missed before a lease counts as abandoned
+
+__all__ = ["ExperimentLocked", "LOCK_FILE", "LEASE_FILE", "command_line", "experiment_lock", "holder_record", "describe_holder"]
+
+
+class ExperimentLocked(StorageError):
+    """Another writer holds the experiment; the message names it."""
+
+
+def command_line() -> str:
+    """This process's command as typed (`ablate launch --grid smoke`), for the lock's record."""
+    import shlex
+
+    return shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv and sys.argv[0] else "python"
+
+
+def holder_record(command: str) -> dict:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # a container user without a passwd entry: said as its uid
+        user = f"uid {os.getuid()}"
+    now = time.time()
+    return {"user": user, "host": socket.gethostname(), "pid": os.getpid(), "command": command,
+            "since": now, "heartbeat": now}
+
+
+def describe_holder(rec: dict) -> str:
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(rec.get("since", 0))))
+    return (f"{rec.get('command', '?')!r} by {rec.get('user', '?')} on host {rec.get('host', '?')}, "
+            f"PID {rec.get('pid', '?')}, since {since}")
+
+
+def _pid_alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _parse(text: str, where: str) -> dict:
+    """The holder's record; {} for an empty or garbled one (a holder killed mid-write), which
+    the caller then describes as unknown rather than failing on it."""
+    try:
+        rec = json.loads(text) if text.strip() else {}
+    except json.JSONDecodeError:
+        rec = {}
+    return rec if isinstance(rec, dict) else {}
+
+
+# ---------------------------------------------------------------- a local folder
+
+
+class _FileLock:
+    def __init__(self, folder: Path, command: str):
+        self.path = Path(folder) / LOCK_FILE
+        self.command = command
+        self.fd: int | None = None
+
+    def acquire(self) -> None:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                rec = _parse(os.pread(fd, 65536, 0).decode("utf-8", "replace"), str(self.path))
+                os.close(fd)
+                who = describe_holder(rec) if rec else "a process that has not written its record yet"
+                raise ExperimentLocked(f"{self.path.parent}: another ablate command is writing this experiment "
+                                       f"({who}); wait for it to finish, or stop it (lock: {self.path})") from None
+            # A releaser unlinks the file after we opened it: our lock is on a dead inode; retry.
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        old = _parse(os.pread(fd, 65536, 0).decode("utf-8", "replace"), str(self.path))
+        if old:
+            here = old.get("host") == socket.gethostname()
+            why = ("its process is gone" if here and not _pid_alive(old.get("pid"))
+                   else "its lock was no longer held")
+            print(f"{self.path.parent}: taking over a stale lock from {describe_holder(old)}: {why}",
+                  file=sys.stderr, flush=True)
+        data = json.dumps(holder_record(self.command)).encode()
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, data, 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        # Unlink while still holding it, so nobody takes a lock on a file about to vanish
+        # (acquire() checks the inode it locked is still the file's).
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        os.close(self.fd)  # closing releases the flock
+        self.fd = None
+
+
+# ---------------------------------------------------------------- object storage
+
+
+class _Lease:
+    def __init__(self, uri: str, command: str, heartbeat_s: float = HEARTBEAT_S, stale_after: int = STALE_AFTER):
+        self.uri = storage.join(uri, LEASE_FILE)
+        self.exp = uri
+        self.command = command
+        self.heartbeat_s = heartbeat_s
+        self.stale_after = stale_after
+        self.rec = holder_record(command)
+        self.etag: str | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lost: str | None = None
+        self._s3 = self._s3_client() if self.uri.startswith("s3://") else None
+        if self._s3 is None:
+            print(f"warning: {self.uri}: this store offers no conditional writes here; the lease is read then "
+                  "written, so two writers starting within a second of each other can both take it",
+                  file=sys.stderr, flush=True)
+
+    @staticmethod
+    def _s3_client():
+        import boto3  # the conditional writes need boto3; pyarrow's S3 file system does not expose them
+
+        return boto3.client("s3")
+
+    def _bucket_key(self) -> tuple[str, str]:
+        bucket, _, key = self.uri[len("s3://"):].partition("/")
+        return bucket, key
+
+    def _read(self) -> tuple[dict, str | None] | None:
+        """(record, etag) of the lease now in the store, or None when there is none."""
+        if self._s3 is None:
+            return (_parse(storage.read_text(self.uri), self.uri), None) if storage.is_file(self.uri) else None
+        from botocore.exceptions import ClientError
+
+        bucket, key = self._bucket_key()
+        try:
+            got = self._s3.get_object(Bucket=bucket, Key=key)
+        except ClientError as e:
+            if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None
+            raise StorageError(f"{self.uri}: cannot read the lease ({e})") from None
+        return _parse(got["Body"].read().decode("utf-8", "replace"), self.uri), got["ETag"]
+
+    def _write(self, *, if_match: str | None = None, create: bool = False) -> bool:
+        """Write our record; False when the condition failed (someone else wrote first)."""
+        self.rec["heartbeat"] = time.time()
+        body = json.dumps(self.rec).encode()
+        if self._s3 is None:
+            storage.write_bytes(self.uri, body)
+            return True
+        from botocore.exceptions import ClientError
+
+        bucket, key = self._bucket_key()
+        cond = {"IfNoneMatch": "*"} if create else ({"IfMatch": if_match} if if_match else {})
+        try:
+            put = self._s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType="application/json", **cond)
+        except ClientError as e:
+            code = e.response.get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409"):
+                return False
+            raise StorageError(f"{self.uri}: cannot write the lease ({e})") from None
+        self.etag = put["ETag"]
+        return True
+
+    def acquire(self) -> None:
+        for _ in range(3):  # a lost race re-reads the lease once or twice
+            now = self._read()
+            if now is None:
+                if self._write(create=True):
+                    break
+                continue
+            rec, etag = now
+            age = time.time() - float(rec.get("heartbeat", 0) or 0)
+            if age <= self.stale_after * self.heartbeat_s:
+                raise ExperimentLocked(f"{self.exp}: another ablate command is writing this experiment "
+                                       f"({describe_holder(rec)}; last heartbeat {age:.0f} s ago); wait for it to "
+                                       f"finish, or stop it (lease: {self.uri})")
+            print(f"{self.exp}: taking over a stale lease from {describe_holder(rec)}: no heartbeat for "
+                  f"{age:.0f} s (over {self.stale_after} x {self.heartbeat_s:g} s)", file=sys.stderr, flush=True)
+            if self._write(if_match=etag):
+                break
+        else:
+            raise ExperimentLocked(f"{self.exp}: another writer took the lease {self.uri} while this one tried to")
+        self._thread = threading.Thread(target=self._beat, name="ablate-lease-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            try:
+                ok = self._write(if_match=self.etag)
+            except StorageError as e:  # a network blip: said, retried at the next beat
+                print(f"warning: {e}; retrying in {self.heartbeat_s:g} s", file=sys.stderr, flush=True)
+                continue
+            if not ok:
+                self.lost = f"{self.uri}: the lease was taken by another writer"
+                print(f"warning: {self.lost}; this command no longer holds the experiment", file=sys.stderr,
+                      flush=True)
+                return
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self.lost:
+            return  # another writer's lease now: not ours to delete
+        mine = self._read()
+        if mine is not None and mine[0].get("pid") == self.rec["pid"] and mine[0].get("host") == self.rec["host"]:
+            self._delete()
+
+    def _delete(self) -> None:
+        if self._s3 is not None:
+            bucket, key = self._bucket_key()
+            self._s3.delete_object(Bucket=bucket, Key=key)
+        else:
+            fs, path = storage.resolve(self.uri)
+            fs.delete_file(path)
+
+
+@contextlib.contextmanager
+def experiment_lock(exp: Path | str, command: str, *, heartbeat_s: float = HEARTBEAT_S, create: bool = False):
+    """`with experiment_lock(out, "launch --grid smoke"):` holds the experiment for this
+    command; raises ExperimentLocked naming the holder when another writer has it.
+    `create`: make a missing local folder (a launch's new experiment)."""
+    if not storage.is_uri(exp) and not Path(exp).expanduser().is_dir() and not create:
+        # `evaluate` / `report` on a folder that is not there: nothing to guard, and the
+        # command's own check names the missing folder (a lock would create it empty).
+        yield None
+        return
+    lock = _Lease(storage.normalize(exp), command, heartbeat_s) if storage.is_uri(exp) \
+        else _FileLock(Path(exp).expanduser().resolve(), command)
+    lock.acquire()
+    try:
+        yield lock
+    finally:
+        lock.release()
