@@ -10,6 +10,8 @@ from pathlib import Path
 
 from ablate import storage
 from ablate.runtime import command_line, experiment_lock, ray_session
+from ablate.train.driver import trial_key
+from ablate.train.experiment import check_experiment_folder
 from ablate.train.launch import LaunchOptions, prepare_grid, train_grid
 from ablate.train.pretrained import FoundationStage
 
@@ -45,6 +47,10 @@ def launch(opts: LaunchOptions) -> Path | str | None:
         return None
     # One writer per experiment: a second launch (or evaluate / report) on this --out is refused.
     with experiment_lock(prepared.out, command_line(), create=True):
+        # Again under the lock: another launch may have written the folder between the
+        # check in prepare_grid and the lock (it held the lock then, and has let go).
+        check_experiment_folder(prepared.out, prepared.full, opts.resume, prepared.data,
+                                launching=[trial_key(s) for s in prepared.grid.trials])
         return _launch_locked(prepared, opts)
 
 

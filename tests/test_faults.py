@@ -63,16 +63,30 @@ def _wait(pred, timeout: float, what: str, proc: subprocess.Popen | None = None)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def _pids_titled(title: str) -> list[int]:
-    """Ray names its worker processes `ray::<Actor>` (setproctitle), visible in /proc."""
+def _parent(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])  # the field after the state, past a name with spaces
+
+
+def _pids_titled(title: str, ancestor: int) -> list[int]:
+    """Processes Ray named `ray::<Actor>` (setproctitle, visible in /proc) that descend from
+    `ancestor` (the launch under test): never another Ray's workers on the same machine."""
     pids = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                if (d / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace").startswith(title):
-                    pids.append(int(d.name))
+                if not (d / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace").startswith(title):
+                    continue
             except OSError:
                 continue
+            pid = int(d.name)
+            while pid > 1 and pid != ancestor:
+                pid = _parent(pid)
+            if pid == ancestor:
+                pids.append(int(d.name))
     return pids
 
 
@@ -104,7 +118,7 @@ def test_killed_train_worker_recovers_from_its_checkpoint(drive32, tmp_path):
     proc = _launch(_grid(tmp_path, steps=24, two=False), drive32, out, "--max-failures", "2")
     try:
         _wait(lambda: _registered_checkpoints(out), 240, "a first committed checkpoint", proc)
-        (victim,) = _wait(lambda: _pids_titled("ray::RayTrainWorker"), 30, "the Train worker process", proc)
+        (victim,) = _wait(lambda: _pids_titled("ray::RayTrainWorker", proc.pid), 30, "the Train worker process", proc)
         killed_at = time.time()
         os.kill(victim, signal.SIGKILL)
         assert proc.wait(timeout=300) == 0, (out.parent / "exp.log").read_text()[-3000:]

@@ -49,7 +49,7 @@ def test_soak_worker_then_driver_killed_then_resumed_loses_nothing(drive32, tmp_
     try:
         _wait(lambda: _registered_checkpoints(out), 240, "a first committed checkpoint", proc)
         time.sleep(rng.uniform(0.0, 3.0))
-        victims = _wait(lambda: _pids_titled("ray::RayTrainWorker"), 60, "a Train worker", proc)
+        victims = _wait(lambda: _pids_titled("ray::RayTrainWorker", proc.pid), 60, "a Train worker", proc)
         os.kill(rng.choice(sorted(victims)), signal.SIGKILL)
         _wait(lambda: _finished_trial_dirs(out), 240, "a first finished trial", proc)
         time.sleep(rng.uniform(0.0, 4.0))

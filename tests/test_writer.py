@@ -338,3 +338,31 @@ def test_f9_local_ray_listens_on_loopback_only(tmp_path):
     assert any("gcs_server" in n for n in names) and any("raylet" in n for n in names), sockets
     exposed = [s for s in sockets if s[1] not in ("127.0.0.1", "::1", "::ffff:127.0.0.1")]
     assert not exposed, f"listening beyond loopback: {exposed}"
+
+
+def test_f1_folder_holding_only_a_killed_launchs_lock_is_launchable_and_rechecked_under_the_lock(tmp_path):
+    """A launch killed before it wrote grid.json leaves only its lock file: a fresh launch into
+    the folder is not refused as 'not empty'; anything else in it still is."""
+    from ablate.config import ConfigError, find_grid, load_grid
+    from ablate.train.experiment import check_experiment_folder
+
+    grid = load_grid(find_grid("smoke"))
+    out = tmp_path / "exp"
+    out.mkdir()
+    (out / LOCK_FILE).write_text(json.dumps({"pid": 999999, "host": "gone"}))
+    check_experiment_folder(out, grid, resume=False)  # accepted
+    (out / "stray.txt").write_text("x")
+    with pytest.raises(ConfigError, match="not empty"):
+        check_experiment_folder(out, grid, resume=False)
+
+
+def test_f7_evaluate_names_a_wrong_shaped_grid_json(tmp_path):
+    from ablate.config import ConfigError
+    from ablate.evaluate.run import EvalOptions, evaluate_experiment
+
+    exp = tmp_path / "exp"
+    exp.mkdir()
+    pd.DataFrame({"trial": ["a"], "status": ["done"], "checkpoint": [None]}).to_parquet(exp / "results.parquet")
+    (exp / "grid.json").write_text(json.dumps({"name": 3, "trials": []}))
+    with pytest.raises(ConfigError, match="grid.json"):
+        evaluate_experiment(EvalOptions(exp=str(exp)))

@@ -228,8 +228,9 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
     if not storage.is_file(results_path):
         raise FileNotFoundError(f"{exp}: no results.parquet; is it an experiment folder from `ablate launch`?")
     results = storage.read_parquet(results_path)
-    record_path = storage.join(exp, "grid.json")
-    record = json.loads(storage.read_text(record_path)) if storage.is_file(record_path) else {}
+    from ablate.train.experiment import read_record
+
+    record = read_record(exp) or {}  # a wrong-shaped grid.json is one line naming it
     data_dir = opts.data or record.get("data")
     if not data_dir:
         raise ValueError(f"{exp}: the dataset is not recorded; pass --data")

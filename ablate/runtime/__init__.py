@@ -30,7 +30,8 @@ _HOMES = {
     "StepLoop": "steps", "resume": "steps",
     "collect_results": "results", "merge_results": "results", "read_results": "results", "write_results": "results", "print_summary": "results",
     "fail": "console",
-    "ExperimentLocked": "lock", "experiment_lock": "lock", "command_line": "lock",
+    "ExperimentLocked": "lock", "experiment_lock": "lock", "command_line": "lock", "LOCK_FILE": "lock",
+    "LEASE_FILE": "lock",
 }
 
 __all__ = sorted(_HOMES)

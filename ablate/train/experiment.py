@@ -65,6 +65,17 @@ def launched_before(previous: dict | None) -> list[str]:
     return list(previous.get("launched", previous.get("trials", {})))
 
 
+def _entries_besides_lock(out: Path | str) -> bool:
+    """The folder holds something other than a writer's lock (ours, held now, or one a killed
+    launch left before it wrote grid.json: `experiment_lock` takes that over)."""
+    from ablate.runtime import LEASE_FILE, LOCK_FILE
+
+    if not storage.is_uri(out):
+        p = Path(out)
+        return p.exists() and any(e.name not in (LOCK_FILE, LEASE_FILE) for e in p.iterdir())
+    return any(name not in (LOCK_FILE, LEASE_FILE) for name in storage.list_files(out))
+
+
 def check_experiment_folder(out: Path | str, grid: Grid, resume: bool, data: str | None = None,
                             launching: list[str] | None = None, data_hash: str | None = None) -> None:
     """Refuse to mix grids in one folder, to start over trials already launched there, or to
@@ -77,7 +88,7 @@ def check_experiment_folder(out: Path | str, grid: Grid, resume: bool, data: str
     if not storage.is_file(record):
         if resume:
             raise ConfigError(f"--resume: {out} holds no experiment to resume (no {GRID_RECORD}); drop --resume to start it")
-        if storage.has_entries(out):
+        if _entries_besides_lock(out):
             raise ConfigError(f"--out {out} is not empty and holds no ablate experiment; choose another folder")
         return
     previous = read_record(out)
