@@ -143,7 +143,14 @@ def prepare(
         raise
     rels = [_rel(it.image, base) for it in items]
     t0 = time.perf_counter()
-    rejected = sum(1 for r in results if r is not None and r["reject"] is not None)
+    # Rejects so far, for the progress display: unusable files and repeated content ids
+    # (which of two duplicates is kept is decided later, in input order; the count is the same).
+    ids: set[str] = set()
+    rejected = 0
+    for r in results:
+        if r is not None:
+            rejected += r["reject"] is not None or r["id"] in ids
+            ids.add(r["id"])
     if progress is not None:
         progress.start(len(jobs) + resumed, resumed, rejected)
 
@@ -152,7 +159,8 @@ def prepare(
         key = jobs_key[i]
         cache.store(key, rec)
         results[i] = {"id": rec["id"], "reject": rec["reject"], "key": key}
-        rejected += rec["reject"] is not None
+        rejected += rec["reject"] is not None or rec["id"] in ids
+        ids.add(rec["id"])
         if progress is not None:
             progress.advance(1, rejected)
 

@@ -79,9 +79,13 @@ def _batches(jobs: list[Job], size: int) -> Iterator[list[Job]]:
 
 
 def use_ray(n_jobs: int, cpus: int | None, address: str | None, in_process_below: int) -> bool:
-    if address:
-        return n_jobs > 0
-    return n_jobs >= max(in_process_below, 1) and (cpus is None or cpus > 1)
+    """Ray for a cluster, or when asked for always (in_process_below=0); else for jobs
+    large enough to pay for its start-up, unless one CPU gains nothing from it."""
+    if n_jobs == 0:
+        return False
+    if address or in_process_below <= 0:
+        return True
+    return n_jobs >= in_process_below and cpus != 1
 
 
 def run(jobs: list[Job], settings: Settings, on_result: Callable[[int, dict], None], *,
@@ -92,7 +96,7 @@ def run(jobs: list[Job], settings: Settings, on_result: Callable[[int, dict], No
         cpus: CPUs to use (None: every core here, or the whole cluster with `address`).
         address: a Ray cluster to join ('auto'); the source files must be readable at
             the same paths on its nodes.
-        in_process_below: fewer jobs than this run in this process, without Ray.
+        in_process_below: fewer jobs than this run in this process, without Ray (0: always Ray).
     """
     if not use_ray(len(jobs), cpus, address, in_process_below):
         for job in jobs:
