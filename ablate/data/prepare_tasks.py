@@ -115,7 +115,7 @@ def _run_ray(jobs, settings, on_result, cpus, address) -> None:
         else:
             # No dashboard: prepare needs none, and it adds seconds of start-up.
             tmp = os.environ.get("ABLATE_RAY_TMP") or os.path.join(tempfile.gettempdir(), "ablate-ray")
-            ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, _temp_dir=tmp, log_to_driver=True)
+            ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
             started = True
     try:
         total = int(ray.cluster_resources().get("CPU", 1)) or 1
