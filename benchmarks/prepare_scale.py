@@ -105,17 +105,22 @@ def _children() -> dict[int, list[int]]:
     return kids
 
 
-def tree_pss(pid: int) -> int:
-    """Bytes: summed PSS of `pid` and its descendants (RSS where smaps_rollup is missing)."""
+def tree_sample(pid: int, cpu: dict[int, float]) -> int:
+    """Bytes: summed PSS of `pid` and its descendants (RSS where smaps_rollup is missing).
+    Records each one's CPU seconds so far (user + system) in `cpu`."""
     kids, total, stack = _children(), 0, [pid]
+    tick = os.sysconf("SC_CLK_TCK")
     while stack:
         p = stack.pop()
         stack += kids.get(p, [])
         try:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            cpu[p] = max(cpu.get(p, 0.0), (int(fields[11]) + int(fields[12])) / tick)
             with open(f"/proc/{p}/smaps_rollup") as f:
                 total += next(int(line.split()[1]) for line in f if line.startswith("Pss:")) * 1024
-        except (OSError, StopIteration):
-            continue
+        except (OSError, StopIteration, IndexError, ValueError):
+            continue  # the process ended while we looked
     return total
 
 
@@ -123,7 +128,9 @@ RUN = """
 import json, sys, time
 from ablate.data.shards import prepare
 t = time.perf_counter()
-r = prepare(None, sys.argv[2], size=int(sys.argv[3]), index=sys.argv[1], cpus=int(sys.argv[4]))
+cpus = int(sys.argv[4])
+# More than one core: always through Ray, so every size measures the same path.
+r = prepare(None, sys.argv[2], size=int(sys.argv[3]), index=sys.argv[1], cpus=cpus, in_process_below=1 if cpus == 1 else 0)
 print("RESULT " + json.dumps({"wall": time.perf_counter() - t, "stage": r.seconds, "processed": r.processed,
                               "images": sum(r.counts.values()), "rejected": len(r.rejects)}))
 """
@@ -133,11 +140,11 @@ def measure(index: Path, out: Path, size: int, cpus: int) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), *sys.path])}
     p = subprocess.Popen([sys.executable, "-c", RUN, str(index), str(out), str(size), str(cpus)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    peak, stop = [0], threading.Event()
+    peak, stop, cpu = [0], threading.Event(), {}
 
     def sample():
         while not stop.is_set():
-            peak[0] = max(peak[0], tree_pss(p.pid))
+            peak[0] = max(peak[0], tree_sample(p.pid, cpu))
             stop.wait(0.5)
 
     th = threading.Thread(target=sample, daemon=True)
@@ -149,7 +156,7 @@ def measure(index: Path, out: Path, size: int, cpus: int) -> dict:
         raise SystemExit(f"prepare failed ({p.returncode}):\n{stderr[-3000:]}")
     res = json.loads(next(line for line in stdout.splitlines() if line.startswith("RESULT "))[7:])
     res.update(peak_mb=peak[0] / 2**20, cpus=cpus, files=sum(1 for _ in open(index)) - 1,
-               images_per_s=res["processed"] / res["wall"])
+               images_per_s=res["processed"] / res["wall"], cpu_s=sum(cpu.values()))
     return res
 
 
@@ -170,12 +177,13 @@ def main() -> None:
         r = measure(index_of(root, n, work), work / f"out-{n}-{args.cpus}", args.size, args.cpus)
         rows.append(r)
         print(f"{n:>6} files, {args.cpus} cores: {r['images_per_s']:6.1f} images/s ({r['wall']:.0f} s), "
-              f"peak memory {r['peak_mb']:7.0f} MB (driver + Ray processes, PSS)", flush=True)
+              f"peak memory {r['peak_mb']:7.0f} MB (driver + Ray processes, PSS), "
+              f"{r['cpu_s'] / r['processed']:.2f} CPU s/image", flush=True)
     mid = sizes[1]
     one = measure(index_of(root, mid, work), work / f"out-{mid}-1", args.size, 1)
     many = rows[1]
     print(f"{mid:>6} files, 1 core : {one['images_per_s']:6.1f} images/s ({one['wall']:.0f} s), "
-          f"peak memory {one['peak_mb']:7.0f} MB", flush=True)
+          f"peak memory {one['peak_mb']:7.0f} MB, {one['cpu_s'] / one['processed']:.2f} CPU s/image", flush=True)
     mem_ratio = rows[2]["peak_mb"] / rows[0]["peak_mb"]
     speedup = many["images_per_s"] / one["images_per_s"]
     per_core = one["images_per_s"] * speedup / args.cpus  # images/s per core at the measured efficiency

@@ -119,9 +119,10 @@ def _run_ray(jobs, settings, on_result, cpus, address) -> None:
             started = True
     try:
         total = int(ray.cluster_resources().get("CPU", 1)) or 1
-        # With --cpus on a larger Ray, never more than that many tasks at once; otherwise
-        # twice the CPUs, so a finished task's successor is already queued.
-        window = cpus if cpus else 2 * total
+        # Twice the CPUs in flight, so a finished task's successor is already queued (a Ray
+        # we started has exactly `cpus` and runs no more at once); on a Ray we joined,
+        # --cpus caps the tasks in flight themselves.
+        window = 2 * total if started or not cpus else cpus
         # Batches of a few files: per-task overhead (ms) stays small next to the work,
         # and results still arrive steadily for the progress bar.
         batch = max(1, min(8, len(jobs) // (4 * window)))
