@@ -192,6 +192,10 @@ def main() -> None:
     print(f"projected for 90,000 photographs of this size: {90000 / many['images_per_s'] / 3600:.1f} h on "
           f"{args.cpus} cores; {90000 / (per_core * 64) / 60:.0f} min on a 64-core node at the same per-core "
           "rate (an upper bound on speed: disk and Ray scheduling are not measured at 64)")
+    cpu_per_image = many["cpu_s"] / many["processed"]  # robust to other load on the machine
+    print(f"from CPU time ({cpu_per_image:.2f} CPU s/image, Ray's own processes included): "
+          f"{90000 * cpu_per_image / args.cpus / 3600:.1f} h on {args.cpus} fully used cores, "
+          f"{90000 * cpu_per_image / 64 / 60:.0f} min on 64")
     (work / "prepare_scale.json").write_text(json.dumps({"sizes": sizes, "runs": rows, "one_core": one,
                                                          "memory_ratio": mem_ratio, "speedup": speedup}, indent=2))
 
