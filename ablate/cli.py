@@ -29,8 +29,9 @@ app.add_typer(weights_app, name="weights", help="Pretrained networks: list (pres
 
 @app.command()
 def prepare(
-    src: Path = typer.Argument(..., help="folder of fundus photographs (DRIVE layout, plain folder, or images/ + mask folders)"),
-    out: str = typer.Option(..., "--out", help="folder for the Parquet shards and manifest.json (local)"),
+    src: Optional[Path] = typer.Argument(None, help="folder of fundus photographs (DRIVE layout, plain or nested "
+                                         "folder, or images/ + mask folders); or give --index"),
+    out: str = typer.Option(..., "--out", help="folder, or URI (s3://bucket/prefix), for the Parquet shards and manifest.json"),
     size: int = typer.Option(256, "--size", help="side of the square output images, px"),
     seed: int = typer.Option(0, "--seed", help="seed of the train/val/test split where the dataset has none"),
     max_pixels: int = typer.Option(60_000_000, "--max-pixels", help="reject images whose header claims more "
@@ -39,29 +40,38 @@ def prepare(
     split_missing: str = typer.Option("skip", "--split-missing", help="images a present split.csv does not list: "
                                       "'skip' (default: listed in rejects.csv, the split stays exactly as written) "
                                       "or 'train'; recorded in manifest.json"),
+    index: Optional[Path] = typer.Option(None, "--index", help="CSV or Parquet file listing the images instead of "
+                                         "SRC: column path (relative to the file's folder), optional split, fov, vessel"),
+    cpus: Optional[int] = typer.Option(None, "--cpus", help="CPUs to use (default: every core here, or the cluster's)"),
+    address: Optional[str] = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto' "
+                                          "(its nodes must read the source files at the same paths)"),
+    work: Optional[Path] = typer.Option(None, "--work", help="folder for the per-file results that let an interrupted "
+                                        "prepare resume (default: OUT.work beside a local OUT)"),
 ) -> None:
-    """Preprocess a folder of fundus photographs into Parquet shards.
+    """Preprocess fundus photographs into Parquet shards, on every core (or a Ray cluster).
 
     A changed dataset replaces --out whole once it is complete: a failure leaves the
-    previous one as it was."""
-    from ablate import storage
+    previous one as it was. An interrupted run resumes where it stopped when re-run."""
+    from ablate.data.progress import Progress
     from ablate.data.shards import DatasetError
     from ablate.data.shards import prepare as run_prepare
+    from ablate.storage import StorageError
 
-    if storage.is_uri(out):
-        fail(f"--out {out}: prepare writes a local folder; upload that folder to object storage afterwards "
-              "(e.g. `aws s3 sync DIR s3://bucket/prefix`) and pass its URI to `ablate launch --data`")
-    out = Path(out)
     try:
-        r = run_prepare(src, out, size=size, seed=seed, max_pixels=max_pixels, split_missing=split_missing)
-    except (DatasetError, FileNotFoundError, NotADirectoryError, PermissionError, ValueError) as e:
+        r = run_prepare(src, out, size=size, seed=seed, max_pixels=max_pixels, split_missing=split_missing,
+                        index=index, cpus=cpus, address=address, work=work, progress=Progress())
+    except (DatasetError, FileNotFoundError, NotADirectoryError, PermissionError, StorageError, ValueError) as e:
         fail(str(e))
+    if r.resumed:
+        typer.echo(f"resumed: {r.resumed} file(s) already prepared by an interrupted run were skipped "
+                   f"(their saved results checked against their checksums); {r.processed} prepared now")
     for note in r.notes:
         typer.echo(note)
     state = "written" if r.changed else "unchanged (identical input)"
     typer.echo(f"{r.out}: {sum(r.counts.values())} images {r.counts}, {state}")
     if r.rejects:
-        typer.echo(f"{len(r.rejects)} file(s) rejected, listed in {r.out / 'rejects.csv'}:")
+        where = f"{r.out}/rejects.csv" if isinstance(r.out, str) else r.out / "rejects.csv"
+        typer.echo(f"{len(r.rejects)} file(s) rejected, listed in {where}:")
         for f, why in r.rejects[:10]:
             typer.echo(f"  {f}: {why}")
 

@@ -83,9 +83,22 @@ def threshold_fov(rgb: np.ndarray) -> np.ndarray:
     labels, n = ndimage.label(mask)
     if n == 0:
         return mask
-    sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
+    sizes = np.bincount(labels.ravel(), minlength=n + 1)[1:]
     mask = labels == (1 + int(np.argmax(sizes)))
-    return ndimage.binary_fill_holes(mask)
+    return fill_holes(mask)
+
+
+def fill_holes(mask: np.ndarray) -> np.ndarray:
+    """ndimage.binary_fill_holes's result (background not 4-connected to the image's
+    edge becomes foreground), found by one labelling instead of dilating from the edge
+    until nothing changes: several times faster on a 2-4 k px photograph."""
+    bg, n = ndimage.label(~mask)  # the default structure is binary_fill_holes's cross
+    if n == 0:
+        return mask.copy()
+    outside = np.zeros(n + 1, dtype=bool)
+    outside[np.concatenate([bg[0], bg[-1], bg[:, 0], bg[:, -1]])] = True
+    outside[0] = False  # label 0 is the foreground itself
+    return ~outside[bg]
 
 
 def _square_crop(arr: np.ndarray, bbox: tuple[int, int, int, int]) -> np.ndarray:
@@ -118,8 +131,8 @@ def preprocess(image: Path | bytes, size: int, fov: Path | None = None, vessel: 
     if fov_mask.mean() < 0.05:
         raise RejectedImage(f"no field of view found ({fov_source}: {fov_mask.mean():.1%} of pixels)")
     vessel_mask = read_mask(vessel, shape) if vessel is not None else None
-    rows, cols = np.nonzero(fov_mask)
-    bbox = (rows.min(), rows.max() + 1, cols.min(), cols.max() + 1)
+    rows, cols = np.flatnonzero(fov_mask.any(axis=1)), np.flatnonzero(fov_mask.any(axis=0))
+    bbox = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
     rgb = np.where(fov_mask[..., None], rgb, 0).astype(np.uint8)
     sq = _square_crop(rgb, bbox)
     img = np.asarray(Image.fromarray(sq).resize((size, size), Image.Resampling.LANCZOS))

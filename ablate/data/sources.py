@@ -5,7 +5,8 @@ Supported:
   with an optional split.csv (stem,split);
 - DRIVE as distributed originally: training/ and test/ each holding images/,
   1st_manual/, mask/ (the split comes from the folder name);
-- a plain folder of images (no masks; FOV found by thresholding);
+- a plain folder of images (no masks; FOV found by thresholding), its subfolders
+  included (nested archives: names in the dataset are relative paths);
 - in general, any folder whose images sit in images/ (or at the top) with masks
   in sibling folders, matched by file stem.
 
@@ -16,7 +17,9 @@ instead of skipping them unseen. A split.csv is read strictly (see _read_split_c
 
 from __future__ import annotations
 
+import bisect
 import csv
+import itertools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,20 +58,48 @@ def _files(folder: Path) -> list[Path]:
     return [p for p in _listdir(folder) if p.suffix.lower() in IMAGE_SUFFIXES]
 
 
-def _match(stem: str, candidates: dict[str, Path]) -> Path | None:
-    """Exact stem; else a unique mask stem of the form '<stem>_...'; else a unique
-    mask sharing the leading id token (DRIVE's '21_training' ~ '21_manual1')."""
-    if stem in candidates:
-        return candidates[stem]
-    pref = [p for s, p in candidates.items() if s.startswith(stem + "_")]
-    if len(pref) == 1:
-        return pref[0]
-    token = stem.split("_")[0]
-    if token and token != stem:
-        same = [p for s, p in candidates.items() if s.split("_")[0] == token]
-        if len(same) == 1:
-            return same[0]
-    return None
+class _Masks:
+    """Mask files by stem, looked up as `match` describes in O(log n): an archive's
+    folder may hold tens of thousands of masks, and a scan of all of them per image
+    would be quadratic."""
+
+    def __init__(self, files: list[Path]):
+        self.by_stem = {p.stem: p for p in files}
+        self.sorted = sorted(self.by_stem)
+        self.by_token: dict[str, list[Path]] = {}
+        for s, p in self.by_stem.items():
+            self.by_token.setdefault(s.split("_")[0], []).append(p)
+
+    def match(self, stem: str) -> Path | None:
+        """Exact stem; else a unique mask stem of the form '<stem>_...'; else a unique
+        mask sharing the leading id token (DRIVE's '21_training' ~ '21_manual1')."""
+        if stem in self.by_stem:
+            return self.by_stem[stem]
+        prefix = stem + "_"
+        k = bisect.bisect_left(self.sorted, prefix)
+        pref = list(itertools.islice(itertools.takewhile(lambda s: s.startswith(prefix), self.sorted[k:k + 2]), 2))
+        if len(pref) == 1:
+            return self.by_stem[pref[0]]
+        token = stem.split("_")[0]
+        if token and token != stem:
+            same = self.by_token.get(token, [])
+            if len(same) == 1:
+                return same[0]
+        return None
+
+
+def _walk(root: Path) -> list[Path]:
+    """Image-suffixed entries of `root` and, for a plain folder, of every folder below it
+    (an archive's year/month/ layout); links to folders are not followed (no loops)."""
+    found, stack = [], [root]
+    while stack:
+        folder = stack.pop()
+        for p in _listdir(folder):
+            if p.suffix.lower() in IMAGE_SUFFIXES:
+                found.append(p)
+            elif not p.name.startswith(".") and p.is_dir() and not p.is_symlink():
+                stack.append(p)
+    return sorted(found)
 
 
 def _stem_of(name: str) -> str:
@@ -121,9 +152,10 @@ def _scan_one(root: Path, split_from_dir: str | None) -> list[SourceItem]:
     img_dir = root / "images" if (root / "images").is_dir() else root
     vdir = next((root / d for d in VESSEL_DIRS if (root / d).is_dir()), None)
     fdir = next((root / d for d in FOV_DIRS if (root / d).is_dir()), None)
-    vessels = {p.stem: p for p in _files(vdir)} if vdir else {}
-    fovs = {p.stem: p for p in _files(fdir)} if fdir else {}
-    images = _files(img_dir)
+    vessels = _Masks(_files(vdir) if vdir else [])
+    fovs = _Masks(_files(fdir) if fdir else [])
+    plain = img_dir == root and vdir is None and fdir is None
+    images = _walk(root) if plain else _files(img_dir)
     has_csv = os.path.lexists(root / "split.csv")
     if has_csv and not (root / "split.csv").is_file():  # a FIFO, folder or broken link must not pass as "no split"
         raise ValueError(f"{root / 'split.csv'}: not a readable regular file")
@@ -133,8 +165,8 @@ def _scan_one(root: Path, split_from_dir: str | None) -> list[SourceItem]:
         items.append(
             SourceItem(
                 image=img,
-                vessel=_match(img.stem, vessels),
-                fov=_match(img.stem, fovs),
+                vessel=vessels.match(img.stem),
+                fov=fovs.match(img.stem),
                 split=split_from_dir or splits.get(img.stem),
                 unlisted=has_csv and not split_from_dir and img.stem not in splits,
             )

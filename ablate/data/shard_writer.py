@@ -1,0 +1,219 @@
+"""From per-file results to the dataset on disk: splits, duplicates, shard boundaries,
+manifest, and the write itself (a local folder swapped in whole, or a URI prefix).
+
+Which shard a row lands in depends only on the input and the seed, never on the
+order results arrived in: rows are sorted by content id within their split and cut
+every `rows_per_shard` rows. The rows themselves stay in the work folder; only their
+(id, work key) pairs are held here, and one shard's rows at a time are read back.
+The shards are built twice: once to hash them for the manifest (so an unchanged
+dataset is recognised before anything is written), once to write them, each build
+checked against the first.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import hashlib
+import io
+import itertools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ablate import storage
+from ablate.data import swap
+from ablate.data.dataset import MANIFEST, OWNED, REJECTS, SCHEMA, SPLITS, DatasetError
+from ablate.io import sha256_file, write_text_atomic
+
+
+@dataclass(frozen=True)
+class RowRef:
+    id: str
+    source: str
+    key: str  # the work-folder entry holding the row's images
+
+
+@dataclass(frozen=True)
+class Plan:
+    rows: dict[str, list[RowRef]]  # per split, sorted by id
+    rejects: list[tuple[str, str]]  # (file, reason), in input order
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return {s: len(r) for s, r in self.rows.items()}
+
+
+def seeded_split(image_id: str, seed: int, fractions: tuple[float, float]) -> str:
+    """train/val/test from a hash of (seed, id): stable under adding or removing files."""
+    u = int(hashlib.sha256(f"{seed}:{image_id}".encode()).hexdigest()[:8], 16) / 2**32
+    if u < fractions[0]:
+        return "train"
+    return "val" if u < fractions[0] + fractions[1] else "test"
+
+
+def plan(entries: list[tuple[str, str | None, bool, dict | None]], *, has_own_split: bool, seed: int,
+         fractions: tuple[float, float], val_from_train: float) -> Plan:
+    """`entries`, in input order: (source name, the dataset's own split, unlisted?, result)
+    where result is {"id", "reject", "key"} or None for a file skipped unread (unlisted,
+    --split-missing skip). The first file of a content id is kept, later ones are duplicates."""
+    rows: dict[str, list[RowRef]] = {s: [] for s in SPLITS}
+    rejects: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
+    for rel, own, unlisted, res in entries:
+        if res is None:
+            rejects.append((rel, "not listed in split.csv (--split-missing skip)"))
+            continue
+        image_id = res["id"]
+        if image_id is not None and image_id in seen:
+            rejects.append((rel, f"duplicate of {seen[image_id]} (same content)"))
+            continue
+        if res["reject"] is not None:
+            rejects.append((rel, res["reject"]))
+            continue
+        seen[image_id] = rel
+        if unlisted:
+            split = "train"
+        elif has_own_split:
+            if own is None:
+                rejects.append((rel, "dataset has its own split but this image is in none of it"))
+                continue
+            split = own
+        else:
+            split = seeded_split(image_id, seed, fractions)
+        if has_own_split and split == "train" and seeded_split(image_id, seed, (1 - val_from_train, val_from_train)) == "val":
+            split = "val"
+        rows[split].append(RowRef(image_id, rel, res["key"]))
+    for split in SPLITS:
+        rows[split].sort(key=lambda r: r.id)
+    return Plan(rows, rejects)
+
+
+def shard_list(p: Plan, rows_per_shard: int) -> list[tuple[str, str, list[RowRef]]]:
+    out = []
+    for split in SPLITS:
+        refs = p.rows[split]
+        for k in range(0, len(refs), rows_per_shard):
+            out.append((f"{split}-{k // rows_per_shard:05d}.parquet", split, refs[k : k + rows_per_shard]))
+    return out
+
+
+def shard_bytes(split: str, refs: list[RowRef], load: Callable[[str], dict | None]) -> bytes:
+    rows = []
+    for r in refs:
+        rec = load(r.key)
+        if rec is None:
+            raise DatasetError(f"the work folder's result for {r.source} disappeared or was damaged while the "
+                               "dataset was being written; re-run prepare")
+        rows.append({"id": r.id, "source": r.source, "split": split, "image": rec["image"], "fov": rec["fov"],
+                     "vessel": rec["vessel"], "orig_height": rec["orig_height"], "orig_width": rec["orig_width"],
+                     "fov_source": rec["fov_source"]})
+    buf = io.BytesIO()
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), buf, compression="zstd")
+    return buf.getvalue()
+
+
+def hashed_shards(shards, load) -> list[dict]:
+    """The manifest's shard entries: one shard's rows in memory at a time."""
+    return [{"file": name, "split": split, "rows": len(refs), "sha256": hashlib.sha256(shard_bytes(split, refs, load)).hexdigest()}
+            for name, split, refs in shards]
+
+
+def rebuilt(shards, load, entries: list[dict]) -> Iterator[tuple[str, bytes]]:
+    for (name, split, refs), entry in zip(shards, entries):
+        data = shard_bytes(split, refs, load)
+        if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+            raise DatasetError(f"{name} came out different when built a second time from the same rows; "
+                               "nothing was replaced (please report this)")
+        yield name, data
+
+
+def rejects_text(rejects: list[tuple[str, str]]) -> str:
+    buf = io.StringIO(newline="")
+    w = csv.writer(buf)
+    w.writerow(["file", "reason"])
+    w.writerows(rejects)
+    return buf.getvalue()
+
+
+def write_local(out: Path, manifest: str, shards: Iterator[tuple[str, bytes]], rejects: str) -> tuple[bool, list[str]]:
+    """Write the dataset into `out` unless an identical one is there. Returns (written?,
+    lines for the user about leftovers recovered or removed)."""
+    if out.exists() and not out.is_dir():
+        raise DatasetError(f"--out {out}: exists and is not a folder")
+    shown, out = out, out.resolve()  # a symlinked --out: the folder it names is replaced, the link kept
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        notes = swap.recover(out)
+    except OSError as e:
+        raise DatasetError(f"cannot clean up after an interrupted prepare ({e.filename}: {e.strerror or e}); "
+                           f"fix or remove it by hand, then re-run") from None
+    mpath = out / MANIFEST
+    unchanged = mpath.is_file() and mpath.read_text() == manifest and all(
+        (out / s["file"]).is_file() and sha256_file(out / s["file"]) == s["sha256"] for s in json.loads(manifest)["shards"]
+    )
+    if unchanged:
+        if not (out / REJECTS).is_file() or (out / REJECTS).read_text() != rejects:
+            write_text_atomic(out / REJECTS, rejects)
+        return False, notes
+    foreign = swap.foreign_entries(out, lambda name: OWNED.fullmatch(name) is not None)
+    if foreign:
+        raise DatasetError(foreign_message(shown, foreign))
+    had = mpath.is_file()
+    # Manifest last: a folder holding a manifest holds every shard it names.
+    files = itertools.chain(shards, [(REJECTS, rejects.encode()), (MANIFEST, manifest.encode())])
+    try:
+        return True, notes + swap.replace_folder(out, files)
+    except OSError as e:
+        kept = f"the previous dataset in {shown} is unchanged" if had else f"nothing was written to {shown}"
+        if e.errno == errno.ENOSPC:
+            raise DatasetError(f"disk full while writing {e.filename or 'the new dataset'}; {kept}") from None
+        raise DatasetError(f"cannot write {e.filename or 'the new dataset'} ({e.strerror or e}); {kept}") from None
+
+
+def foreign_message(shown, foreign: list[str]) -> str:
+    return (f"--out {shown}: holds {len(foreign)} "
+            f"{'entry that is' if len(foreign) == 1 else 'entries that are'} not part of a prepared dataset "
+            f"({', '.join(foreign[:5])}); prepare replaces the whole folder, so give it a folder of its own")
+
+
+def write_uri(out: str, manifest: str, shards: Iterator[tuple[str, bytes]], rejects: str) -> bool:
+    """The same on object storage, where no folder can be swapped: the old manifest is
+    deleted first (a reader then finds no dataset rather than a mix), shards are written,
+    then rejects.csv and the manifest last; shards the new manifest does not name go after.
+    Returns False when an identical dataset was already there (nothing written)."""
+    existing = storage.list_files(out)
+    mpath = storage.join(out, MANIFEST)
+    if MANIFEST in existing and storage.read_text(mpath) == manifest and all(
+        s["file"] in existing and storage.sha256(storage.join(out, s["file"])) == s["sha256"]
+        for s in json.loads(manifest)["shards"]
+    ):
+        if REJECTS not in existing or storage.read_text(storage.join(out, REJECTS)) != rejects:
+            storage.write_text(storage.join(out, REJECTS), rejects)
+        return False
+    foreign = sorted(n for n in existing if OWNED.fullmatch(n) is None)
+    if foreign:
+        raise DatasetError(foreign_message(out, foreign))
+    if MANIFEST in existing:
+        _delete(mpath)
+    written = set()
+    for name, data in shards:
+        storage.write_bytes(storage.join(out, name), data)
+        written.add(name)
+    storage.write_text(storage.join(out, REJECTS), rejects)
+    storage.write_text(mpath, manifest)
+    for stale in sorted(set(existing) - written - {MANIFEST, REJECTS}):
+        _delete(storage.join(out, stale))
+    return True
+
+
+def _delete(uri: str) -> None:
+    fs, path = storage.resolve(uri)
+    try:
+        fs.delete_file(path)
+    except OSError as e:
+        raise storage.StorageError(f"{uri}: cannot delete ({e})") from None
