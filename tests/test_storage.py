@@ -120,7 +120,7 @@ def test_dataset_on_s3(s3_data):
     assert read_manifest(s3_data)["image_size"] == 32
     paths = shard_paths(s3_data, "train")
     assert paths and all(p.startswith(f"{s3_data}/train-") for p in paths)
-    with pytest.raises(DatasetError, match=f"s3://{BUCKET}/nothing: not a prepared dataset .*upload DIR to"):
+    with pytest.raises(DatasetError, match=f"s3://{BUCKET}/nothing: not a prepared dataset .*prepare it there"):
         read_manifest(f"s3://{BUCKET}/nothing")
     # An altered shard is caught by its checksum, named by URI.
     bad = f"s3://{BUCKET}/data/bad"

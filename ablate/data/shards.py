@@ -38,7 +38,7 @@ def read_manifest(data_dir: str | Path) -> dict:
     data_dir = storage.normalize(data_dir) if remote else Path(data_dir)
     mpath = storage.join(data_dir, MANIFEST) if remote else data_dir / MANIFEST
     if not storage.is_file(mpath):
-        how = (f"prepare it locally (`ablate prepare SRC --out DIR`) and upload DIR to {data_dir}" if remote
+        how = (f"prepare it there (`ablate prepare SRC --out {data_dir}`)" if remote
                else f"run `ablate prepare SRC --out {data_dir}` first")
         raise DatasetError(f"{data_dir}: not a prepared dataset (no {MANIFEST}); {how}")
     try:
