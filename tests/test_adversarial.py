@@ -73,6 +73,7 @@ def test_discriminator_is_off_before_start_step():
     assert total_before.item() == pytest.approx((x - x_hat).abs().mean().item(), rel=1e-6)
 
 
+@pytest.mark.bad_input
 def test_bad_options_and_shapes():
     with pytest.raises(ValueError, match="'hinge' or 'vanilla'"):
         LOSSES.build("adversarial", loss="wgan")

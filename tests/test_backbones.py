@@ -127,6 +127,7 @@ def test_vgg_env_var_and_hub_cache_are_searched(vgg_file, no_vgg_anywhere, monke
     assert_trunk_equals(vgg16_taps(), saved)
 
 
+@pytest.mark.bad_input
 def test_vgg_a_given_but_wrong_path_does_not_fall_through(vgg_file, no_vgg_anywhere, monkeypatch, tmp_path):
     path, _ = vgg_file
     hub = no_vgg_anywhere
@@ -139,6 +140,7 @@ def test_vgg_a_given_but_wrong_path_does_not_fall_through(vgg_file, no_vgg_anywh
         vgg16_weights_path(tmp_path / "also_nope.pth")
 
 
+@pytest.mark.bad_input
 def test_vgg_missing_file_names_it_and_where_to_put_it(no_vgg_anywhere):
     with pytest.raises(WeightsMissing) as e:
         vgg16_taps()
@@ -146,6 +148,7 @@ def test_vgg_missing_file_names_it_and_where_to_put_it(no_vgg_anywhere):
     assert VGG16_FILE in msg and str(no_vgg_anywhere) in msg and "ABLATE_VGG16_WEIGHTS" in msg
 
 
+@pytest.mark.bad_input
 def test_vgg_file_with_missing_or_foreign_keys_fails_loudly(vgg_file, tmp_path):
     _, saved = vgg_file
     broken = {k: v for k, v in saved.items() if k != "features.28.bias"}
@@ -185,6 +188,7 @@ def test_lpips_heads_are_the_wheel_file():
     assert all((h >= 0).all() for h in heads)  # LPIPS heads are clamped non-negative when trained
 
 
+@pytest.mark.bad_input
 def test_lpips_heads_bad_files_fail_naming_them(tmp_path, monkeypatch):
     bad = tmp_path / "garbage.pth"
     bad.write_bytes(b"\x00not a pickle")
@@ -375,6 +379,7 @@ def test_plain_state_dict_fallback_is_reported(tmp_path):
         (lambda sd: sd.update({"fc_norm_typo.weight": torch.zeros(32)}), "fc_norm_typo.weight"),
     ],
 )
+@pytest.mark.bad_input
 def test_real_mismatches_fail_loudly_naming_the_key(tmp_path, edit, named):
     path = tmp_path / "ckpt.pth"
     save_mae_checkpoint(path)
@@ -385,6 +390,7 @@ def test_real_mismatches_fail_loudly_naming_the_key(tmp_path, edit, named):
         load_vit_checkpoint(build_vit(TINY), path, "retfound_mae")
 
 
+@pytest.mark.bad_input
 def test_wrong_container_or_format_name_fails(tmp_path):
     torch.save({"teacher": {"x": torch.zeros(1)}, "iteration": 3}, tmp_path / "dino.pth")
     with pytest.raises(CheckpointMismatch, match="not a retfound_mae checkpoint"):
@@ -434,6 +440,7 @@ def test_tokens_match_timm_and_taps_are_one_based():
             check_taps(bad, 4)
 
 
+@pytest.mark.bad_input
 def test_retfound_weights_lookup_and_missing_message(tmp_path, monkeypatch):
     # Changed with the weights table (#15): the default place is the Hugging Face cache, where
     # hf_hub_download puts the file, not ~/.cache/ablate/weights; files there are verified.

@@ -124,6 +124,7 @@ def test_best_threshold_matches_brute_force_and_prefers_half_on_ties():
         best_threshold(prob, np.zeros_like(vessel), fov)
 
 
+@pytest.mark.bad_input
 def test_segmenter_evaluate_scores_masked_images_and_names_the_skipped(drive_dir, tmp_path):
     """Three DRIVE test photographs, one without its manual mask: two are scored, one named."""
     from ablate.data.shards import prepare

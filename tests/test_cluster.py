@@ -143,6 +143,7 @@ def test_kuberay_manifest_is_consistent(kuberay):
     assert p.cpus_per_worker + p.driver_cpus <= float(gpu["cpu"]) and p.concurrent == gpu_group["maxReplicas"]
 
 
+@pytest.mark.bad_input
 def test_kuberay_checks_would_catch_a_broken_manifest(kuberay):
     bad = copy.deepcopy(kuberay)
     bad["RayCluster"]["spec"]["rayVersion"] = "2.9.0"

@@ -151,11 +151,13 @@ def test_pixel_term_properties(name):
         term(x * 255, x_hat)
 
 
+@pytest.mark.bad_input
 def test_codebook_term_rejects_non_scalars():
     with pytest.raises(ValueError, match="expected a scalar"):
         LOSSES.build("codebook")(torch.ones(3))
 
 
+@pytest.mark.bad_input
 def test_unknown_option_names_the_key():
     with pytest.raises(ValueError, match=r"losses\.l1: unknown option\(s\) \['foo'\]"):
         CompositeLoss.from_specs([LossSpec(name="l1", options={"foo": 1})])

@@ -64,6 +64,7 @@ def test_errors_name_the_key(tmp_path, patch, message):
         _grid(tmp_path, BASE.replace(*patch))
 
 
+@pytest.mark.bad_input
 def test_malformed_yaml_names_the_file(tmp_path):
     with pytest.raises(ConfigError, match=r"g\.yaml: malformed YAML"):
         _grid(tmp_path, "base: {data: [1, 2}\n")
@@ -86,6 +87,7 @@ def test_shipped_search_spaces_load():
         assert g.trials, name
 
 
+@pytest.mark.bad_input
 def test_unknown_preset_grid_suggests():
     with pytest.raises(ConfigError, match="unknown grid 'smok'. Did you mean 'smoke'"):
         find_grid("smok")

@@ -88,6 +88,7 @@ def test_select_channel():
         select_channel(x[:, :1])
 
 
+@pytest.mark.bad_input
 def test_unknown_family_is_rejected():
     with pytest.raises(ValueError, match="edge family must be one of"):
         edge_map(torch.rand(1, 3, 8, 8), "roberts")
@@ -201,6 +202,7 @@ def test_edge_term_passes_the_options_each_family_reads():
         ({"black_ridges": "yes"}, "black_ridges must be true or false"),
     ],
 )
+@pytest.mark.bad_input
 def test_edge_term_rejects_bad_options_at_construction(options, message):
     with pytest.raises(ValueError, match=message):
         LOSSES.build("edge", **options)

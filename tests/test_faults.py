@@ -113,6 +113,7 @@ def _finished_trial_dirs(out: Path) -> list[Path]:
     return [out / t["relative_logdir"] for t in trials if t.get("status") == "TERMINATED"]
 
 
+@pytest.mark.fault
 def test_killed_train_worker_recovers_from_its_checkpoint(drive32, tmp_path):
     out = tmp_path / "exp"
     proc = _launch(_grid(tmp_path, steps=24, two=False), drive32, out, "--max-failures", "2")
@@ -139,6 +140,7 @@ def test_killed_train_worker_recovers_from_its_checkpoint(drive32, tmp_path):
           f"{time.time() - killed_at:.1f} s from kill to the end of the grid")
 
 
+@pytest.mark.fault
 def test_killed_driver_resumes_only_unfinished_trials(drive32, tmp_path):
     grid = _grid(tmp_path, steps=8, two=True)
     out = tmp_path / "exp2"
@@ -160,6 +162,7 @@ def test_killed_driver_resumes_only_unfinished_trials(drive32, tmp_path):
     assert sorted(p.name for p in out.glob(f"train/{first.name}/checkpoint_*")) == first_ckpts
 
 
+@pytest.mark.fault
 def test_diverging_trial_stops_with_its_reason(drive32, tmp_path):
     out = tmp_path / "exp3"
     proc = _launch(_grid(tmp_path, steps=40, two=False, lr="1.0e+8"), drive32, out)

@@ -58,6 +58,7 @@ def test_uncached_feed_streams_every_epoch():
     assert shard.passes == 2 and feed.passes_streamed == 2
 
 
+@pytest.mark.fault
 def test_partial_pass_is_not_kept():
     shard = FakeShard(10)
     feed = ShardFeed(shard, 4, "cpu", cache=True, shuffle_seed=0)
@@ -140,6 +141,7 @@ def test_rotation_turns_content_and_keeps_a_centred_disc():
     assert np.abs(measured - sign * drawn).max() < 1.0, (measured, drawn)
 
 
+@pytest.mark.bad_input
 def test_augmentation_rejects_other_shapes():
     with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
         augment_batch(torch.rand(3, 8, 8), AugmentSpec(), seed=0, rank=0, step=0)

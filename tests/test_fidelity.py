@@ -138,6 +138,7 @@ def vgg_file(tmp_path_factory):
     return path
 
 
+@pytest.mark.bad_input
 def test_lpips_is_named_by_its_weights_and_never_implicit(drive128, vgg_file):
     x = drive128[:2, :, :64, :64].contiguous()
     x_hat = _blur(x, 1.0)
@@ -290,6 +291,7 @@ def test_default_1_is_pytorch_fids_fid_inception_architecture(inception):
     assert ((out[False] - ref).norm() / ref.norm()).item() > 0.05
 
 
+@pytest.mark.bad_input
 @pytest.mark.filterwarnings("ignore:.*torch.jit.*deprecated:FutureWarning")
 def test_fid_inception_missing_or_wrong_file(tmp_path, monkeypatch):
     missing = tmp_path / "nowhere" / "default_1.pt"

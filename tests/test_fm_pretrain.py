@@ -228,6 +228,7 @@ def test_fundus_mae_model_reads_arch_size_and_taps_from_the_file(trained, monkey
 # ----------------------------------------------------------------------------- options / CLI
 
 
+@pytest.mark.bad_input
 def test_not_a_prepared_dataset_fails_before_ray(tmp_path):
     with pytest.raises(DatasetError, match="manifest.json"):
         pretrain(tmp_path, tmp_path / "m.pth", RunOptions(steps=1, batch_size=4, lr=1e-3))
@@ -236,6 +237,7 @@ def test_not_a_prepared_dataset_fails_before_ray(tmp_path):
     assert not (tmp_path / "m.pth").exists()
 
 
+@pytest.mark.bad_input
 def test_bad_options_fail_before_ray(drive32, tmp_path):
     with pytest.raises(ValueError, match="multiple of the patch size 16"):
         pretrain(drive32, tmp_path / "m.pth", size=24)

@@ -63,6 +63,7 @@ def test_fov_ms_ssim_is_one_for_identity_and_falls_with_blur(drive_dir):
     assert vals[0] > vals[1] > vals[2]
 
 
+@pytest.mark.bad_input
 def test_fov_metrics_refuse_an_empty_fov(drive_dir):
     rgb, _ = _prepared(drive_dir, "01_test", 64)
     with pytest.raises(ValueError, match="field of view"):

@@ -22,6 +22,7 @@ def _load():
     return mod
 
 
+@pytest.mark.bad_input
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU refusal")
 def test_without_cuda_it_fails_fast_saying_so():
     out = subprocess.run([sys.executable, str(SCRIPT)], capture_output=True, text=True, timeout=120, check=False,

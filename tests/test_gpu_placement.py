@@ -22,6 +22,7 @@ def test_four_quarter_gpu_trials_pack_on_one_gpu():
     assert asked.concurrent == 4
 
 
+@pytest.mark.bad_input
 def test_gpu_grid_that_does_not_fit_is_refused_naming_the_shortfall():
     with pytest.raises(ConfigError, match=r"5 concurrent trial\(s\) x 1 worker\(s\) x 0.25 GPU need 5 worker slots "
                                           r"\(1.25 GPUs\).*GPUs per node: 1\) hold 4: short by 1 slot\(s\) \(0.25 GPUs\)"):
@@ -55,6 +56,7 @@ def test_gpu_trials_are_limited_by_the_cpus_kept_for_decoding():
     assert data_cpus(1, 0.0) == data_cpus(8, 0.0) == 1.0  # CPU trials: the one CPU, as before
 
 
+@pytest.mark.bad_input
 def test_local_launch_refuses_before_ray_starts(monkeypatch):
     from ablate.runtime import cluster
     from ablate.train.launch import LaunchOptions, local_placement

@@ -61,6 +61,7 @@ def _dead_pid() -> int:
 
 # ---- f3: datasets replaced atomically ---------------------------------------------------
 
+@pytest.mark.fault
 def test_f3_disk_full_keeps_previous_dataset(drive_dir, tmp_path, monkeypatch):
     src = _plain(drive_dir, tmp_path / "src", STEMS + ("04_test",))
     out = tmp_path / "data"
@@ -84,6 +85,7 @@ def test_f3_disk_full_keeps_previous_dataset(drive_dir, tmp_path, monkeypatch):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "src"]  # the partial folder is gone
 
 
+@pytest.mark.fault
 def test_f3_interrupted_swap_is_recovered_by_next_prepare(drive_dir, tmp_path):
     """A kill between the two renames (where no atomic exchange exists) leaves the previous
     dataset in <out>.old-PID and a partial <out>.new-PID: the next prepare puts the
@@ -119,6 +121,7 @@ prepare(sys.argv[1], sys.argv[2], size=48, rows_per_shard=1)
 """
 
 
+@pytest.mark.fault
 def test_f3_killed_prepare_keeps_previous_dataset(drive_dir, tmp_path):
     src = _plain(drive_dir, tmp_path / "src", STEMS)
     out = tmp_path / "data"
@@ -137,6 +140,7 @@ def test_f3_killed_prepare_keeps_previous_dataset(drive_dir, tmp_path):
     assert sorted(q.name for q in tmp_path.iterdir()) == ["data", "src"]
 
 
+@pytest.mark.fault
 def test_f3_replace_without_atomic_exchange_leaves_no_leftovers(drive_dir, tmp_path, monkeypatch):
     src = _plain(drive_dir, tmp_path / "src", STEMS[:2])
     out = tmp_path / "data"
@@ -147,6 +151,7 @@ def test_f3_replace_without_atomic_exchange_leaves_no_leftovers(drive_dir, tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "src"]
 
 
+@pytest.mark.bad_input
 def test_f3_out_with_foreign_files_is_refused(drive_dir, tmp_path):
     """Replacing the folder whole would delete a user's files kept in --out."""
     src = _plain(drive_dir, tmp_path / "src", STEMS[:1])
@@ -169,6 +174,7 @@ def _png_claiming(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
+@pytest.mark.bad_input
 def test_f4_decompression_bomb_is_rejected_and_good_images_prepared(drive_dir, tmp_path):
     src = _plain(drive_dir, tmp_path / "src")
     (src / "bomb.png").write_bytes(_png_claiming(40000, 40000))
@@ -180,6 +186,7 @@ def test_f4_decompression_bomb_is_rejected_and_good_images_prepared(drive_dir, t
     assert rejects["70mp.png"].startswith("too many pixels (10000x7000 = 70.0 MP; the cap is 60 MP")
 
 
+@pytest.mark.bad_input
 def test_f4_image_over_cap_is_rejected_from_its_header(drive_dir, tmp_path, monkeypatch):
     """DRIVE's 565x584 (330 kpx) passes a 350 kpx cap; a 600x600 image is refused undecoded."""
     src = _plain(drive_dir, tmp_path / "src", STEMS[:2])
@@ -197,6 +204,7 @@ def test_f4_image_over_cap_is_rejected_from_its_header(drive_dir, tmp_path, monk
     assert (600, 600) not in decoded and (565, 584) in decoded
 
 
+@pytest.mark.bad_input
 def test_f4_huge_file_rejected_unread_and_each_file_read_once(drive_dir, tmp_path, monkeypatch):
     src = _plain(drive_dir, tmp_path / "src", STEMS[:2])
     huge = src / "huge.png"
@@ -226,6 +234,7 @@ def test_f4_huge_file_rejected_unread_and_each_file_read_once(drive_dir, tmp_pat
         assert opened.count(str(src / f"{stem}.tif")) == 1, opened
 
 
+@pytest.mark.bad_input
 def test_f4_truncated_jpeg_and_png_are_rejected(drive_dir, tmp_path):
     """Kept behaviour: cut-off files are rejects, not crashes."""
     src = _plain(drive_dir, tmp_path / "src", STEMS[:1])
@@ -240,6 +249,7 @@ def test_f4_truncated_jpeg_and_png_are_rejected(drive_dir, tmp_path):
     assert all("truncated" in why for why in reasons.values()), reasons
 
 
+@pytest.mark.bad_input
 def test_f4_max_pixels_above_pillow_limit_is_refused(drive_dir, tmp_path):
     src = _plain(drive_dir, tmp_path / "src", STEMS[:1])
     with pytest.raises(DatasetError, match=r"--max-pixels 1000000000: above Pillow's decompression-bomb limit"):
@@ -255,6 +265,7 @@ def _with_split(drive_dir: Path, tmp_path: Path, rows: str, stems=("01_test", "0
     return src
 
 
+@pytest.mark.bad_input
 def test_f6_stems_written_with_extension_match(drive_dir, tmp_path):
     src = _with_split(drive_dir, tmp_path, "01_test.tif,test\n02_test.TIF,test\n21_training.tif,training\n")
     r = prepare(src, tmp_path / "out", size=32, val_from_train=0.0)
@@ -262,24 +273,28 @@ def test_f6_stems_written_with_extension_match(drive_dir, tmp_path):
     assert read_manifest(tmp_path / "out")["preprocessing"]["split"] == "dataset's own"
 
 
+@pytest.mark.bad_input
 def test_f6_duplicate_stems_are_refused_naming_lines(drive_dir, tmp_path):
     src = _with_split(drive_dir, tmp_path, "01_test,test\n02_test,test\n21_training,train\n01_test.tif,train\n")
     with pytest.raises(DatasetError, match=r"split.csv: stem listed more than once: '01_test' \(lines 2 and 5\)"):
         prepare(src, tmp_path / "out", size=32)
 
 
+@pytest.mark.bad_input
 def test_f6_stems_matching_no_image_are_refused(drive_dir, tmp_path):
     src = _with_split(drive_dir, tmp_path, "01_test,test\n02_test,test\n21_training,train\n99_tset,test\n")
     with pytest.raises(DatasetError, match=r"split.csv: 1 stem\(s\) match no image in .*: '99_tset' \(line 5\)"):
         prepare(src, tmp_path / "out", size=32)
 
 
+@pytest.mark.bad_input
 def test_f6_unknown_split_name_is_refused_naming_the_row(drive_dir, tmp_path):
     src = _with_split(drive_dir, tmp_path, "01_test,test\n02_test,tset\n21_training,train\n")
     with pytest.raises(DatasetError, match=r"split.csv line 3: unknown split 'tset' for stem '02_test'"):
         prepare(src, tmp_path / "out", size=32)
 
 
+@pytest.mark.bad_input
 def test_f6_unlisted_images_are_counted_and_skipped_or_trained_on_request(drive_dir, tmp_path):
     src = _with_split(drive_dir, tmp_path, "01_test,test\n02_test,test\n")
     r = prepare(src, tmp_path / "skip", size=32, val_from_train=0.0)
@@ -296,6 +311,7 @@ def test_f6_unlisted_images_are_counted_and_skipped_or_trained_on_request(drive_
         prepare(src, tmp_path / "bad", size=32, split_missing="test")
 
 
+@pytest.mark.bad_input
 def test_f6_cli_reports_unlisted_images_and_refuses_bad_choice(drive_dir, tmp_path):
     from ablate.cli import app
 
@@ -308,6 +324,7 @@ def test_f6_cli_reports_unlisted_images_and_refuses_bad_choice(drive_dir, tmp_pa
     assert res.exit_code == 2 and "--split-missing 'nope'" in res.output
 
 
+@pytest.mark.bad_input
 def test_f6_split_csv_that_is_not_a_file_is_refused(drive_dir, tmp_path):
     """A dangling split.csv link must not pass as "no split file" (a seeded split instead)."""
     src = tmp_path / "src"
@@ -319,6 +336,7 @@ def test_f6_split_csv_that_is_not_a_file_is_refused(drive_dir, tmp_path):
 
 # ---- f12: the user's umask -----------------------------------------------------------------
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
 def test_f12_atomic_files_follow_umask(tmp_path, umask, mode):
     old = os.umask(umask)
@@ -329,6 +347,7 @@ def test_f12_atomic_files_follow_umask(tmp_path, umask, mode):
     assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == mode
 
 
+@pytest.mark.bad_input
 def test_f12_prepared_dataset_follows_umask(drive_dir, tmp_path):
     src = _plain(drive_dir, tmp_path / "src", STEMS[:1])
     old = os.umask(0o027)
@@ -343,6 +362,7 @@ def test_f12_prepared_dataset_follows_umask(drive_dir, tmp_path):
 
 # ---- f13: unreadable entries ---------------------------------------------------------------
 
+@pytest.mark.bad_input
 def test_f13_unreadable_entries_are_listed_and_never_opened(drive_dir, tmp_path, monkeypatch):
     src = _plain(drive_dir, tmp_path / "src", STEMS[:2])
     (src / "dangling.png").symlink_to(src / "gone.png")

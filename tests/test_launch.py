@@ -19,6 +19,7 @@ def test_default_placement_leaves_a_cpu_for_ray_data():
     assert p.threads_per_worker == round(p.cpus_per_worker)
 
 
+@pytest.mark.bad_input
 def test_placement_that_would_hang_is_refused():
     with pytest.raises(ConfigError, match="one CPU stays free for Ray Data"):
         plan_placement(2, workers=1, cpus_per_worker=0.5, gpus_per_worker=0, concurrent=2)
@@ -66,6 +67,7 @@ def test_auto_foundation_retfound_else_a_fundus_mae_else_a_pretraining_stage(tmp
                                    if ls.name == "foundation")
 
 
+@pytest.mark.bad_input
 def test_only_selects_combinations_and_names_unknown_ones():
     from ablate.train.grid import resolve_grid
 
@@ -112,6 +114,7 @@ def _smoke():
     return load_grid(find_grid("smoke"))
 
 
+@pytest.mark.bad_input
 def test_resume_with_nothing_to_resume(tmp_path):
     from ablate.train.experiment import check_experiment_folder
 
@@ -119,6 +122,7 @@ def test_resume_with_nothing_to_resume(tmp_path):
         check_experiment_folder(tmp_path / "exp", _smoke(), resume=True)
 
 
+@pytest.mark.bad_input
 def test_out_holding_a_different_grid_is_refused(tmp_path):
     import json
 
@@ -137,6 +141,7 @@ def test_out_holding_a_different_grid_is_refused(tmp_path):
         check_experiment_folder(out, other, resume=True)
 
 
+@pytest.mark.bad_input
 def test_out_that_is_some_other_folder_is_refused(tmp_path):
     from ablate.train.experiment import check_experiment_folder
 

@@ -11,6 +11,7 @@ from ablate.segmenter.model import build_unet, evaluate_split, load_segmenter, s
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
+@pytest.mark.bad_input
 def test_a_trained_on_image_is_refused_by_name(drive32, tmp_path):
     train = split_ids(drive32, ["train"])
     assert len(train) >= 10 and all(len(i) == 16 for i in train)
@@ -33,6 +34,7 @@ def test_a_trained_on_image_is_refused_by_name(drive32, tmp_path):
         check_not_trained_on(seg, ids)
 
 
+@pytest.mark.bad_input
 def test_a_file_without_ids_says_it_cannot_be_checked(tmp_path):
     arch = {"base": 4, "levels": 2}
     seg = load_segmenter(save_segmenter(tmp_path / "old.pth", build_unet(arch), arch, size=32, trained_on="?"))

@@ -61,6 +61,7 @@ def test_edge_channel_spec_builds_a_four_channel_model(tmp_path):
     assert spec.flat()["model.edge_channel.family"] == "meijering"
 
 
+@pytest.mark.bad_input
 def test_edge_channel_rejects_bad_options(tmp_path):
     from ablate.config import ConfigError, load_grid
 
@@ -112,6 +113,7 @@ def test_quantiser_loss_formula(legacy):
     assert ratio == pytest.approx(0.4 if legacy else 1 / 0.4, rel=1e-4)
 
 
+@pytest.mark.bad_input
 def test_bad_resolution_is_rejected():
     with pytest.raises(ValueError, match="not divisible"):
         build_model("paper256", 100)

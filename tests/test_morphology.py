@@ -230,6 +230,7 @@ def test_fov_restricts_agreement():
 
 
 # -- degenerate and real maps --------------------------------------------------
+@pytest.mark.bad_input
 def test_empty_map():
     e = np.zeros((64, 64), bool)
     f = vessel_features(e)

@@ -126,6 +126,7 @@ def test_lpips_term_properties(lpips_term, drive64):
     assert not any(m.training for m in lpips_term.vgg.modules())
 
 
+@pytest.mark.bad_input
 def test_lpips_missing_weights_from_factory_and_preflight(tmp_path, monkeypatch):
     monkeypatch.delenv("ABLATE_VGG16_WEIGHTS", raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
@@ -293,6 +294,7 @@ def test_foundation_frozen_and_eval_locked(vit_file):
     assert not any(m.training for m in term.backbone.modules())
 
 
+@pytest.mark.bad_input
 def test_foundation_missing_weights_from_factory_and_preflight(vit_file, tmp_path, monkeypatch):
     entry = LOSSES.get("foundation")
     missing = str(tmp_path / "nope.pth")

@@ -79,6 +79,7 @@ def test_every_term_is_a_finite_fp32_scalar_under_autocast(name):
         assert d_loss is not None and torch.isfinite(logs["adaptive/adversarial"])
 
 
+@pytest.mark.bad_input
 def test_auto_is_fp32_on_the_cpu_and_fp16_is_refused_there():
     assert resolve_precision("auto", "cpu").name == "fp32"
     assert resolve_precision("auto", "cpu").grad_scaler() is None

@@ -109,6 +109,7 @@ def _write(path: Path, data: bytes) -> Path:
     return path
 
 
+@pytest.mark.bad_input
 def test_broken_files_are_listed_and_good_ones_kept(drive_dir, tmp_path):
     src = tmp_path / "messy"
     src.mkdir()
@@ -139,6 +140,7 @@ def test_broken_files_are_listed_and_good_ones_kept(drive_dir, tmp_path):
     assert "duplicate of 01_test.tif" in rejects["copy_of_01.tif"]
 
 
+@pytest.mark.bad_input
 def test_nothing_valid_fails_with_reason(tmp_path):
     src = tmp_path / "bad"
     src.mkdir()
@@ -148,6 +150,7 @@ def test_nothing_valid_fails_with_reason(tmp_path):
     assert not (tmp_path / "out" / "manifest.json").exists()
 
 
+@pytest.mark.bad_input
 def test_empty_folder_fails(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(DatasetError, match="no images found"):
@@ -163,6 +166,7 @@ def test_altered_shard_is_named(drive32, tmp_path):
         shard_paths(out, "train")
 
 
+@pytest.mark.bad_input
 def test_colour_variants_are_converted_and_odd_inputs_rejected(drive_dir, tmp_path):
     """RGBA and palette photographs are kept (converted to RGB); 16-bit single-channel
     images and masks of the wrong size are rejected with the reason."""
@@ -184,6 +188,7 @@ def test_colour_variants_are_converted_and_odd_inputs_rejected(drive_dir, tmp_pa
     assert "mask badmask.png is 100x100, image is 565x584" in reasons["images/badmask.tif"]
 
 
+@pytest.mark.bad_input
 def test_unreadable_folder_is_named(drive_dir, tmp_path):
     """A folder the user cannot read: the error names it (run as an unprivileged user,
     since root reads everything)."""

@@ -80,6 +80,7 @@ prepare(sys.argv[1], sys.argv[2], size=32, rows_per_shard=2)
 """
 
 
+@pytest.mark.fault
 def test_killed_prepare_resumes_to_the_same_dataset_and_says_what_it_skipped(drive_dir, tmp_path):
     from ablate.cli import app
 
@@ -216,6 +217,7 @@ def test_index_with_split_column_csv_and_parquet(drive_dir, tmp_path):
         {k: v for k, v in m.items() if k != "source"}
 
 
+@pytest.mark.bad_input
 def test_index_mistakes_are_refused_naming_the_line(drive_dir, tmp_path):
     root = _nested(drive_dir, tmp_path / "archive")
     bad = {"index1.csv": ("path,split\n2019/01/01_test.tif,test\n2019/01/01_test.tif,train\n",

@@ -206,6 +206,7 @@ def test_synthetic_questions_and_report(tmp_path):
     assert pd.read_parquet(html_path.with_name("questions.parquet"))["question"].tolist().count("Q1") == len(a.q1.tests)
 
 
+@pytest.mark.bad_input
 def test_missing_files(tmp_path):
     with pytest.raises(ReportError, match=r"results\.parquet.*ablate launch"):
         load_experiment(tmp_path)
@@ -217,6 +218,7 @@ def test_missing_files(tmp_path):
     assert "EVALUATION MISSING" in md and "val/psnr" in md and "Cannot say" in md
 
 
+@pytest.mark.fault
 def test_failed_trials_still_give_a_report(tmp_path):
     exp = make_exp(tmp_path / "e", {"base": {}, "b": {}}, evaluated=False)
     r = pd.read_parquet(exp / "results.parquet")

@@ -142,6 +142,7 @@ def test_save_load_round_trip_and_predict(tmp_path):
     assert seg.predict(img).shape == (3, 32, 32)  # FOV found by threshold
 
 
+@pytest.mark.bad_input
 def test_missing_file_names_it_and_the_command(tmp_path):
     with pytest.raises(FileNotFoundError) as e:
         load_segmenter(tmp_path / "nope.pth")
@@ -259,6 +260,7 @@ def drive64(tmp_path_factory, drive_dir):
     return out
 
 
+@pytest.mark.bad_input
 def test_train_validates_before_ray(drive64, tmp_path):
     from ablate.runtime import RunOptions
     from ablate.segmenter.train import train_segmenter

@@ -36,6 +36,7 @@ seeds: [0, 1]
 """
 
 
+@pytest.mark.fault
 def test_soak_worker_then_driver_killed_then_resumed_loses_nothing(drive32, tmp_path):
     from ablate.models.checkpoint import read_checkpoint, verify_checkpoint
 

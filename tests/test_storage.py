@@ -100,6 +100,7 @@ def test_read_write_list_on_s3(s3, tmp_path):
     assert storage.as_uri(base, None) is None and storage.as_uri("/tmp/e", "/tmp/e/x") == "/tmp/e/x"
 
 
+@pytest.mark.bad_input
 def test_missing_bucket_is_named(s3):
     with pytest.raises(storage.StorageError, match="s3://no-such-bucket/x/y.txt: .*(NO_SUCH_BUCKET|not found)"):
         storage.write_text("s3://no-such-bucket/x/y.txt", "x")
@@ -218,6 +219,7 @@ def test_trial_writer_rotates_big_event_files(s3, tmp_path, monkeypatch):
     assert sorted(got) == [(1, 1.0), (2, 2.0), (3, 3.0)]
 
 
+@pytest.mark.fault
 def test_trial_writer_upload_failures_are_said(s3, monkeypatch, capsys):
     from ablate.runtime import tensorboard as tb
 

@@ -69,6 +69,7 @@ def test_ms_ssim_is_one_for_identical_and_falls_with_blur(drive_rgb):
     assert scores[-1] < 0.95
 
 
+@pytest.mark.bad_input
 def test_ms_ssim_rejects_images_too_small_for_five_scales():
     x = torch.rand(1, 3, MS_SSIM_MIN_SIDE - 1, MS_SSIM_MIN_SIDE)
     with pytest.raises(ValueError, match=f"at least {MS_SSIM_MIN_SIDE}x{MS_SSIM_MIN_SIDE}"):

@@ -64,6 +64,7 @@ BAD_VALUES = [
 
 @pytest.mark.parametrize("bad,message", BAD_VALUES, ids=[next(iter(b)) + "=" + str(next(iter(b.values())))
                                                          for b, _ in BAD_VALUES])
+@pytest.mark.bad_input
 def test_f2_bad_launch_value_refused_in_dry_run_before_ray(bad, message, drive32, capsys):
     with pytest.raises(ConfigError) as e:
         prepare_grid(LaunchOptions(grid="smoke", data=str(drive32), dry_run=True, **bad))
@@ -72,6 +73,7 @@ def test_f2_bad_launch_value_refused_in_dry_run_before_ray(bad, message, drive32
     assert _no_ray()
 
 
+@pytest.mark.bad_input
 def test_f2_zero_cpu_workers_and_zero_concurrency_refused_by_placement():
     """fm pretrain and segmenter train plan with plan_placement too: 0 CPUs per worker lifted
     the concurrency cap to 99, and a concurrency of 0 reads as unlimited to Tune."""
@@ -86,6 +88,7 @@ def test_f2_zero_cpu_workers_and_zero_concurrency_refused_by_placement():
 @pytest.mark.parametrize("opts", [{"workers": 100}, {"workers": 2, "cpus_per_worker": 1.0},
                                   {"concurrent": 3, "cpus_per_worker": 0.5}],
                          ids=["workers100", "2x1cpu", "3concurrent"])
+@pytest.mark.bad_input
 def test_f2_placement_that_does_not_fit_refused_in_dry_run(opts, monkeypatch, drive32):
     import ablate.runtime
 
@@ -129,6 +132,7 @@ BAD_MANIFESTS = [
 ]
 
 
+@pytest.mark.bad_input
 @pytest.mark.parametrize("name,damage,message", BAD_MANIFESTS, ids=[b[0] for b in BAD_MANIFESTS])
 def test_f7_wrong_shaped_manifest_named_in_one_line(name, damage, message, data):
     _write_manifest(data, damage(_manifest(data)))
@@ -138,6 +142,7 @@ def test_f7_wrong_shaped_manifest_named_in_one_line(name, damage, message, data)
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.bad_input
 def test_f7_launch_check_covers_the_test_split_when_evaluating(data):
     from ablate.config import find_grid, load_grid
     from ablate.train.grid import check_data
@@ -154,6 +159,7 @@ def test_f7_launch_check_covers_the_test_split_when_evaluating(data):
         check_data(str(data), grid)
 
 
+@pytest.mark.bad_input
 def test_f7_cli_dry_run_with_a_bad_manifest_is_one_line_no_traceback(data):
     from typer.testing import CliRunner
 
@@ -168,6 +174,7 @@ def test_f7_cli_dry_run_with_a_bad_manifest_is_one_line_no_traceback(data):
     assert _no_ray()
 
 
+@pytest.mark.bad_input
 def test_f2_cli_dry_run_with_concurrent_zero_is_refused(drive32):
     from typer.testing import CliRunner
 
@@ -194,6 +201,7 @@ def _exp(tmp_path) -> Path:
     ({"skipped": 5}, "skipped is an integer, expected a list"),
     ({"segmenter": {"name": "ridge"}}, "segmenter is an object, expected a string"),
 ], ids=["list", "skipped_string", "skipped_number", "segmenter_object"])
+@pytest.mark.bad_input
 def test_f11_wrong_shaped_notes_json_report_goes_on_and_says_so(notes, message, tmp_path):
     from typer.testing import CliRunner
 
@@ -209,6 +217,7 @@ def test_f11_wrong_shaped_notes_json_report_goes_on_and_says_so(notes, message, 
     assert said in md and "Skipped in evaluation: L\n" not in md  # in the report; no per-letter warnings
 
 
+@pytest.mark.bad_input
 def test_f11_other_dataset_notes_of_the_wrong_shape_said_in_its_section(tmp_path):
     from ablate.report.publish import write_report
 
@@ -222,6 +231,7 @@ def test_f11_other_dataset_notes_of_the_wrong_shape_said_in_its_section(tmp_path
     assert f"WARNING: {other / 'notes.json'}: images is a string, expected an integer >= 0; left out" in section
 
 
+@pytest.mark.bad_input
 def test_f11_grid_json_of_the_wrong_shape(tmp_path):
     """The report goes on (order from results.parquet, said); a launch into the folder refuses it."""
     from ablate.config import find_grid, load_grid
@@ -239,6 +249,7 @@ def test_f11_grid_json_of_the_wrong_shape(tmp_path):
 # ---------------------------------------------------------------- finding 10: the dataset's identity
 
 
+@pytest.mark.fault
 def test_f10_dataset_reprepared_in_place_is_refused_naming_both_hashes(tmp_path, drive_dir, monkeypatch):
     from ablate.data.identity import RECORD_KEY, manifest_sha256
     from ablate.data.shards import prepare
@@ -274,6 +285,7 @@ def test_f10_dataset_reprepared_in_place_is_refused_naming_both_hashes(tmp_path,
     assert _no_ray()
 
 
+@pytest.mark.fault
 def test_f10_record_without_a_hash_is_resumed_with_a_warning_and_gains_it(tmp_path, data, capsys):
     from ablate.data.identity import RECORD_KEY, manifest_sha256
     from ablate.train.experiment import GRID_RECORD, check_experiment_folder, grid_fingerprint, record_dataset

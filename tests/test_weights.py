@@ -158,6 +158,7 @@ def test_vgg16_first_use_downloads_and_verifies_second_use_makes_no_request(file
     assert len(file_server.requests) == 1
 
 
+@pytest.mark.bad_input
 def test_vgg16_wrong_hash_is_refused_naming_the_file_and_nothing_is_kept(file_server, caches, monkeypatch):
     monkeypatch.setitem(TABLE, "vgg16", VGG)  # the real prefix 397923af: the stand-in cannot match it
     with pytest.raises(WeightsHashMismatch, match=f"{VGG.file}.*397923af"):
@@ -166,6 +167,7 @@ def test_vgg16_wrong_hash_is_refused_naming_the_file_and_nothing_is_kept(file_se
     assert weights.read_record("vgg16") is None
 
 
+@pytest.mark.bad_input
 def test_vgg16_in_cache_with_another_hash_is_refused_at_use(file_server, caches, monkeypatch):
     fetch_file("vgg16")
     dest = weights.torch_checkpoints_dir() / VGG.file
@@ -216,6 +218,7 @@ def test_retfound_401_says_what_to_do_and_which_combinations_need_it(hub, retfou
     assert hf_weight_files(caches) == [] and weights.read_record("retfound") is None
 
 
+@pytest.mark.bad_input
 def test_retfound_wrong_hash_is_refused_naming_the_file_and_nothing_is_kept(hub, retfound_standin, caches):
     hub.serve(RET.origin, RET.file, retfound_standin, claimed_sha256="ab" * 32)  # the Hub states another hash
     with pytest.raises(WeightsHashMismatch, match=f"{RET.file}.*LFS sha256.*{'ab' * 32}"):
@@ -223,6 +226,7 @@ def test_retfound_wrong_hash_is_refused_naming_the_file_and_nothing_is_kept(hub,
     assert hf_weight_files(caches) == [] and weights.read_record("retfound") is None
 
 
+@pytest.mark.bad_input
 def test_retfound_pinned_at_first_use_refuses_a_different_later_file(hub, retfound_standin, caches):
     hub.serve(RET.origin, RET.file, retfound_standin)
     first = fetch_file("retfound")
@@ -238,6 +242,7 @@ def test_retfound_pinned_at_first_use_refuses_a_different_later_file(hub, retfou
 # ----------------------------------------------------------------------------- no network: one message
 
 
+@pytest.mark.fault
 def test_no_network_gives_one_message_listing_every_missing_file(caches, monkeypatch):
     monkeypatch.setenv(VGG.url_env, refused_url() + f"/models/{VGG.file}")
     monkeypatch.setenv("HF_ENDPOINT", refused_url())

@@ -24,6 +24,7 @@ from test_storage import BUCKET, s3  # noqa: F401  (the moto S3 server fixture)
 # ---------------------------------------------------------------- finding 1: one writer
 
 
+@pytest.mark.fault
 def test_f1_second_writer_refused_naming_holder(tmp_path):
     with experiment_lock(tmp_path, "ablate launch --grid smoke"):
         with pytest.raises(ExperimentLocked) as e:
@@ -34,6 +35,7 @@ def test_f1_second_writer_refused_naming_holder(tmp_path):
     assert "host " + os.uname().nodename in msg and "since 20" in msg
 
 
+@pytest.mark.fault
 def test_f1_report_command_refused_while_a_launch_writes(tmp_path):
     from typer.testing import CliRunner
 
@@ -45,6 +47,7 @@ def test_f1_report_command_refused_while_a_launch_writes(tmp_path):
     assert "another ablate command is writing this experiment" in r.output and "launch --grid smoke" in r.output
 
 
+@pytest.mark.fault
 def test_f1_stale_lock_of_a_dead_pid_taken_over_with_message(tmp_path, capsys):
     (tmp_path / LOCK_FILE).write_text(json.dumps({"user": "x", "host": os.uname().nodename, "pid": 2 ** 22 + 12345,
                                                   "command": "ablate launch --grid old", "since": 1.0e9}))
@@ -55,6 +58,7 @@ def test_f1_stale_lock_of_a_dead_pid_taken_over_with_message(tmp_path, capsys):
     assert rec["pid"] == os.getpid() and rec["command"] == "ablate launch --grid new"
 
 
+@pytest.mark.fault
 def test_f1_lock_released_after_the_command_and_on_exception(tmp_path):
     with experiment_lock(tmp_path, "a"):
         assert (tmp_path / LOCK_FILE).is_file()
@@ -67,6 +71,7 @@ def test_f1_lock_released_after_the_command_and_on_exception(tmp_path):
     assert not (tmp_path / LOCK_FILE).exists()
 
 
+@pytest.mark.fault
 def test_f1_lock_held_by_another_process_is_refused(tmp_path):
     """flock between processes (the case of two `ablate launch`), and freed when the holder dies."""
     code = (f"import time\nfrom ablate.runtime.lock import experiment_lock\n"
@@ -85,6 +90,7 @@ def test_f1_lock_held_by_another_process_is_refused(tmp_path):
         pass
 
 
+@pytest.mark.fault
 def test_f1_s3_lease_refuses_a_second_writer_takes_over_a_stale_one_and_is_released(s3, capsys):  # noqa: F811
     import boto3
 
@@ -112,6 +118,7 @@ def test_f1_s3_lease_refuses_a_second_writer_takes_over_a_stale_one_and_is_relea
     assert "taking over a stale lease" in capsys.readouterr().err
 
 
+@pytest.mark.fault
 def test_f1_merge_never_replaces_a_finished_checkpoint_with_none(capsys):
     from ablate.runtime import merge_results
 
@@ -173,6 +180,7 @@ def test_f5_checkpoint_records_size_and_sha256(tmp_path):
     assert verify_checkpoint(ck) == "verified"
 
 
+@pytest.mark.fault
 def test_f5_truncated_checkpoint_named_and_the_earlier_one_used(tmp_path):
     from ablate.evaluate.plan import plan_evaluation
 
@@ -195,6 +203,7 @@ def test_f5_truncated_checkpoint_named_and_the_earlier_one_used(tmp_path):
     assert f"l2-s0-b: corrupt checkpoint {bad_b}" in said and "l2-s0-b: no valid checkpoint left" in said
 
 
+@pytest.mark.fault
 def test_f5_checkpoint_without_record_is_loadable_and_said_unverified(tmp_path):
     from ablate.models.checkpoint import CheckpointCorrupt, usable_checkpoint, verify_checkpoint
 
@@ -208,6 +217,7 @@ def test_f5_checkpoint_without_record_is_loadable_and_said_unverified(tmp_path):
     assert usable_checkpoint(new, "l1-s0-a")[0] == str(old)
 
 
+@pytest.mark.fault
 def test_f5_damaged_bytes_of_the_same_size_fail_the_hash(tmp_path):
     from ablate.models.checkpoint import CheckpointCorrupt, verify_checkpoint
 
@@ -220,6 +230,7 @@ def test_f5_damaged_bytes_of_the_same_size_fail_the_hash(tmp_path):
         verify_checkpoint(ck)
 
 
+@pytest.mark.fault
 def test_f5_resume_from_a_truncated_latest_checkpoint_uses_the_previous_one(tmp_path, monkeypatch, capsys):
     """The Train worker's restore (a worker-group restart or --resume): the latest checkpoint
     is verified first; a truncated one is named and the run's previous one loaded."""
@@ -249,6 +260,7 @@ def test_f5_resume_from_a_truncated_latest_checkpoint_uses_the_previous_one(tmp_
 # ---------------------------------------------------------------- finding 14: one judge
 
 
+@pytest.mark.fault
 def test_f14_changed_segmenter_reevaluates_every_trial_and_is_recorded(tmp_path):
     from ablate.evaluate.plan import plan_evaluation, recorded_judge, segmenter_identity
 
@@ -273,6 +285,7 @@ def test_f14_changed_segmenter_reevaluates_every_trial_and_is_recorded(tmp_path)
 # ---------------------------------------------------------------- finding 8: TensorBoard stopped with us
 
 
+@pytest.mark.fault
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_f8_tensorboard_child_stopped_when_ablate_is_killed(tmp_path, sig):
     (tmp_path / "exp" / "tensorboard" / "t").mkdir(parents=True)
@@ -340,6 +353,7 @@ def test_f9_local_ray_listens_on_loopback_only(tmp_path):
     assert not exposed, f"listening beyond loopback: {exposed}"
 
 
+@pytest.mark.fault
 def test_f1_folder_holding_only_a_killed_launchs_lock_is_launchable_and_rechecked_under_the_lock(tmp_path):
     """A launch killed before it wrote grid.json leaves only its lock file: a fresh launch into
     the folder is not refused as 'not empty'; anything else in it still is."""
@@ -356,6 +370,7 @@ def test_f1_folder_holding_only_a_killed_launchs_lock_is_launchable_and_rechecke
         check_experiment_folder(out, grid, resume=False)
 
 
+@pytest.mark.bad_input
 def test_f7_evaluate_names_a_wrong_shaped_grid_json(tmp_path):
     from ablate.config import ConfigError
     from ablate.evaluate.run import EvalOptions, evaluate_experiment
