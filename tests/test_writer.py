@@ -250,7 +250,7 @@ def test_f5_resume_from_a_truncated_latest_checkpoint_uses_the_previous_one(tmp_
         folders.append(folder)
     bad = _truncate(folders[1])
     monkeypatch.setattr(loop, "restored_location", lambda: str(folders[1]))
-    worker = SimpleNamespace(device=torch.device("cpu"), rank=0, model=model, opt=opt, d_opt=None,
+    worker = SimpleNamespace(device=torch.device("cpu"), rank=0, model=model, opt=opt, d_opt=None, scaler=None,
                              spec=SimpleNamespace(combination="l1", seed=0))
     assert loop.WorkerRun._restore(worker) == 4  # the previous checkpoint's step, not a crash, not step 0
     err = capsys.readouterr().err
@@ -381,3 +381,35 @@ def test_f7_evaluate_names_a_wrong_shaped_grid_json(tmp_path):
     (exp / "grid.json").write_text(json.dumps({"name": 3, "trials": []}))
     with pytest.raises(ConfigError, match="grid.json"):
         evaluate_experiment(EvalOptions(exp=str(exp)))
+
+
+def test_fp16_grad_scaler_state_is_checkpointed_and_restored(tmp_path, monkeypatch):
+    """An fp16 run restarted from its checkpoint goes on at the loss scale its GradScaler had
+    found (not 65536 again, which would skip steps while it climbs down)."""
+    import torch
+
+    import ablate.train.loop as loop
+    from ablate.models.checkpoint import read_checkpoint, write_checkpoint
+    from ablate.models.presets import build_model
+
+    model = build_model("tiny", 32, {})
+    opt = torch.optim.Adam(model.parameters())
+    scaler = torch.amp.GradScaler("cpu", init_scale=65536.0)
+    scaler.scale(torch.ones(()))  # the scale exists from the first scaled loss on
+    scaler.update(new_scale=512.0)  # as after a few overflowing steps
+    folder = tmp_path / "train" / "l1-s0-a" / "checkpoint_2026-01-01_00-00-00.000000"
+    folder.mkdir(parents=True)
+    write_checkpoint(folder, model_state=model.state_dict(), optimizer_state=opt.state_dict(), step=6, spec=SPEC,
+                     grad_scaler_state=scaler.state_dict())
+    assert read_checkpoint(folder)["grad_scaler"]["scale"] == 512.0
+    monkeypatch.setattr(loop, "restored_location", lambda: str(folder))
+    fresh = torch.amp.GradScaler("cpu", init_scale=65536.0)
+    worker = SimpleNamespace(device=torch.device("cpu"), rank=0, model=model, opt=opt, d_opt=None, scaler=fresh,
+                             spec=SimpleNamespace(combination="l1", seed=0))
+    assert loop.WorkerRun._restore(worker) == 6
+    assert fresh.get_scale() == 512.0
+    # bf16 / fp32 runs have no scaler and their checkpoints carry none.
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    write_checkpoint(plain, model_state=model.state_dict(), optimizer_state=opt.state_dict(), step=6, spec=SPEC)
+    assert "grad_scaler" not in read_checkpoint(plain)

@@ -8,6 +8,9 @@ A checkpoint is a folder (Ray Train's) holding `checkpoint.pt`, a torch file wit
     model_spec      plain values enough to rebuild the model from the file alone:
                     {preset, overrides, edge_channel, size}
     loss_state, disc_optimizer   only with an adversarial term (the discriminator)
+    grad_scaler     only in fp16: the GradScaler's state (its current loss scale and growth
+                    count), so a restart goes on at the scale it had found instead of
+                    skipping steps while it climbs down again from 65536
 and, written after it, `checkpoint.json`: {file, size, sha256} of checkpoint.pt, so a
 reader can tell a truncated or damaged file from a good one before loading it (issue 20,
 finding 5). A checkpoint from before the record existed is "unverified": checked by
@@ -36,7 +39,8 @@ def model_spec(spec) -> dict:
 
 
 def write_checkpoint(folder: Path, *, model_state: dict, optimizer_state: dict, step: int, spec,
-                     loss_state: dict | None = None, disc_optimizer_state: dict | None = None) -> None:
+                     loss_state: dict | None = None, disc_optimizer_state: dict | None = None,
+                     grad_scaler_state: dict | None = None) -> None:
     """Write `checkpoint.pt` into `folder` (a temporary folder Ray Train then persists)."""
     import torch
 
@@ -44,6 +48,8 @@ def write_checkpoint(folder: Path, *, model_state: dict, optimizer_state: dict, 
     if loss_state is not None:
         state["loss_state"] = loss_state
         state["disc_optimizer"] = disc_optimizer_state
+    if grad_scaler_state:
+        state["grad_scaler"] = grad_scaler_state
     path = Path(folder) / CHECKPOINT_FILE
     torch.save(state, path)
     write_record(folder)

@@ -166,6 +166,8 @@ class WorkerRun:
         if self.d_opt is not None:
             self.loss_fn.load_trainable_state(state["loss_state"])
             self.d_opt.load_state_dict(state["disc_optimizer"])
+        if self.scaler is not None and state.get("grad_scaler"):
+            self.scaler.load_state_dict(state["grad_scaler"])  # fp16: the loss scale it had found
         return int(state["step"])
 
     # -- the loop --
@@ -289,7 +291,8 @@ class WorkerRun:
         write_checkpoint(folder, model_state=unwrap(self.model).state_dict(), optimizer_state=self.opt.state_dict(),
                          step=self.step, spec=self.spec,
                          loss_state=self.loss_fn.trainable_state() if adversarial else None,
-                         disc_optimizer_state=self.d_opt.state_dict() if adversarial else None)
+                         disc_optimizer_state=self.d_opt.state_dict() if adversarial else None,
+                         grad_scaler_state=self.scaler.state_dict() if self.scaler is not None else None)
 
 
 def train_loop_per_worker(config: dict) -> None:
