@@ -10,8 +10,10 @@ import io
 import logging
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -147,8 +149,10 @@ def test_verbose_switch_restores_rays_output():
         ray_output.set_verbose(True)
 
 
-def test_quiet_driver_sends_ray_loggers_to_a_file_and_collects_them(tmp_path):
+def test_quiet_driver_sends_ray_loggers_to_a_file_and_collects_them(tmp_path, capsys):
     pytest.importorskip("ray")
+    import ray._private.worker as ray_worker
+
     from ablate.runtime import ray_output
 
     session = tmp_path / "session"
@@ -158,13 +162,21 @@ def test_quiet_driver_sends_ray_loggers_to_a_file_and_collects_them(tmp_path):
         ray_output.set_verbose(False)
         log = ray_output.quiet_driver()
         logging.getLogger("ray.tune").warning("a Tune warning for the file")
+        assert os.environ["RAY_AIR_NEW_OUTPUT"] == "0"  # Tune's experiment box off
+        # The raylet's warnings, which Ray prints whatever log_to_driver says, go to the file;
+        # its errors still reach the terminal.
+        ray_worker.print_to_stdstream({"pid": "raylet", "is_err": False, "lines": [
+            "WARNING: 8 PYTHON worker processes have been started", "A worker died unexpectedly"]}, False)
         ray_output.note_session(str(session))
         dest = Path(ray_output.collect_logs(tmp_path / "exp"))
     finally:
         ray_output.restore_driver()
         ray_output.set_verbose(True)
         ray_output.note_session(None)
-    assert "a Tune warning for the file" in (dest / "driver.log").read_text()
+    printed = capsys.readouterr()
+    assert "worker processes" not in printed.out + printed.err and "A worker died unexpectedly" in printed.out
+    driver_log = (dest / "driver.log").read_text()
+    assert "a Tune warning for the file" in driver_log and "(raylet) WARNING: 8 PYTHON worker" in driver_log
     assert (dest / "ray" / "raylet.out").read_text() == "raylet says hello\n"
     assert log is not None and any(not isinstance(h, logging.FileHandler) for h in logging.getLogger("ray").handlers)
 
@@ -175,9 +187,14 @@ def test_two_trial_grid_off_a_terminal_is_plain_short_and_ray_goes_to_exp_logs(d
     5 kB; Ray's output (raylet, workers, the driver's `ray` loggers) in EXP/logs/."""
     out = tmp_path / "exp"
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-           "ABLATE_RAY_TMP": str(tmp_path / "ray")}
-    run = subprocess.run([sys.executable, "-m", "ablate.cli", "launch", "--grid", str(tiny_grid), "--data", str(drive32),
-                          "--out", str(out), "--no-evaluate"], capture_output=True, text=True, env=env, timeout=600)
+           # Short: Ray's socket paths under it must stay within 107 bytes.
+           "ABLATE_RAY_TMP": tempfile.mkdtemp(prefix="ar-", dir="/tmp")}
+    try:
+        run = subprocess.run([sys.executable, "-m", "ablate.cli", "launch", "--grid", str(tiny_grid), "--data",
+                              str(drive32), "--out", str(out), "--no-evaluate"],
+                             capture_output=True, text=True, env=env, timeout=600)
+    finally:
+        shutil.rmtree(env["ABLATE_RAY_TMP"], ignore_errors=True)
     printed = run.stdout + run.stderr
     assert run.returncode == 0, printed[-3000:]
     assert not ESCAPE.search(printed), printed

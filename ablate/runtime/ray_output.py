@@ -23,7 +23,7 @@ from pathlib import Path
 from ablate import storage
 
 # Settled once per process by the command line (`ablate launch --verbose`).
-_state: dict = {"verbose": True, "driver_log": None, "session_dir": None, "saved": {}}
+_state: dict = {"verbose": True, "driver_log": None, "session_dir": None, "saved": {}, "saved_funcs": {}}
 
 RAY_DATA_QUIET = {"RAY_DATA_DISABLE_PROGRESS_BARS": "1"}
 
@@ -65,6 +65,11 @@ def quiet_driver() -> Path | None:
     import ray  # noqa: F401  (sets up the `ray` logger and its console handler on import)
 
     os.environ.update(RAY_DATA_QUIET)  # read by ray.data.context on its import
+    # Tune's new console output prints its experiment box whatever `verbose` says; the
+    # older reporter prints nothing at verbose=0 (read when `fit` starts).
+    _state["saved_funcs"].setdefault("air_env", os.environ.get("RAY_AIR_NEW_OUTPUT"))
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+    _route_raylet_warnings()
     if "ray.data" in sys.modules:
         from ray.data import DataContext
 
@@ -89,8 +94,44 @@ def _swap_handlers(handler: logging.Handler) -> None:
             lg.addHandler(handler)
 
 
+def _route_raylet_warnings() -> None:
+    """The raylet's warnings (e.g. "N worker processes have been started ... startup
+    concurrency") to the driver's log file; its errors (a worker killed, out of memory)
+    still reach the terminal. Ray prints both from a thread of the driver whatever
+    `log_to_driver` says, through this one function of its worker module."""
+    import ray._private.worker as ray_worker
+
+    if "print_to_stdstream" in _state["saved_funcs"]:
+        return
+    original = ray_worker.print_to_stdstream
+
+    def route(data, ignore_prefix):
+        if data.get("pid") == "raylet":
+            lines = list(data.get("lines", []))
+            warnings = [ln for ln in lines if ln.lstrip().startswith("WARNING")]
+            for ln in warnings:
+                logging.getLogger("ray").warning("(raylet) %s", ln)
+            if len(warnings) == len(lines):
+                return
+            data = {**data, "lines": [ln for ln in lines if ln not in warnings]}
+        original(data, ignore_prefix)
+
+    _state["saved_funcs"]["print_to_stdstream"] = original
+    ray_worker.print_to_stdstream = route
+
+
 def restore_driver() -> None:
     """The `ray` loggers back on the terminal (after the run, or for a test)."""
+    if "print_to_stdstream" in _state["saved_funcs"]:
+        import ray._private.worker as ray_worker
+
+        ray_worker.print_to_stdstream = _state["saved_funcs"].pop("print_to_stdstream")
+    if "air_env" in _state["saved_funcs"]:
+        before = _state["saved_funcs"].pop("air_env")
+        if before is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = before
     for name, handlers in _state["saved"].items():
         lg = logging.getLogger(name)
         for h in [h for h in lg.handlers if isinstance(h, logging.FileHandler)
