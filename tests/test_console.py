@@ -103,16 +103,22 @@ def test_tune_callback_feeds_the_view_and_names_a_failed_trials_log(tmp_path):
 
     class FakeTrial:  # what the callback reads of a Tune Trial
         config = {"trial": "l1-s0"}
-        local_path = path = str(folder)
+        local_path = path = str(folder)  # the trial's working folder in Ray's session
         error_file = str(folder / "error.txt")
         last_result = {"step": 100, "final": True}
 
-    cb, t = LiveViewCallback(view), FakeTrial()
+        def __str__(self):
+            return "l1-s0-abc"
+
+    logs = tmp_path / "exp" / "logs"
+    cb, t = LiveViewCallback(view, logs), FakeTrial()
     cb.on_trial_start(iteration=1, trials=[t], trial=t)
     cb.on_trial_result(iteration=2, trials=[t], trial=t, result={"step": 50, "val/psnr": 21.0})
     cb.on_trial_error(iteration=3, trials=[t], trial=t)
     line = [ln for ln in out.getvalue().splitlines() if "FAILED" in ln][0]
-    assert f"ValueError: bad batch; log: {folder / 'stderr'} and {folder / 'error.txt'}" in line
+    saved = logs / "trials"
+    assert f"ValueError: bad batch; log: {saved / 'l1-s0-abc.stderr'} and {saved / 'l1-s0-abc.error.txt'}" in line
+    assert (saved / "l1-s0-abc.stderr").read_text() == "worker output\n"  # the copy in the experiment
     assert view.rows["l1-s0"].step == 50
 
 
@@ -208,5 +214,5 @@ def test_two_trial_grid_off_a_terminal_is_plain_short_and_ray_goes_to_exp_logs(d
     assert "Started a local Ray instance" in (logs / "driver.log").read_text()
     ray_files = {p.name for p in (logs / "ray").iterdir()}
     assert "raylet.out" in ray_files and any(n.startswith("worker-") for n in ray_files), sorted(ray_files)
-    # The trials' own output is in their folders (RunConfig(log_to_file=True)).
-    assert len(list(out.glob("*/stderr"))) == 2
+    # Each trial's own output (RunConfig(log_to_file=True)), copied out of Ray's session.
+    assert sorted(p.name.split("-")[0] for p in (logs / "trials").glob("*.stderr")) == ["l1", "l2"]

@@ -153,26 +153,34 @@ def logs_location(exp) -> str:
     return storage.join(exp, "logs")
 
 
+def local_logs(exp) -> Path:
+    """Where the logs are gathered on this machine: EXP/logs itself, or for an experiment
+    on object storage a local folder named after it (uploaded to EXP/logs at the end)."""
+    if not storage.is_uri(exp):
+        return Path(exp, "logs")
+    name = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(exp))
+    return Path(tempfile.gettempdir(), "ablate-logs", name)
+
+
 def collect_logs(exp) -> str | None:
     """Copy the Ray session's log files and the driver's log to EXP/logs/ (uploaded for a
-    URI). None when Ray's output went to the terminal (verbose) or no session is known
-    (joined a cluster: its logs stay on each node, under its Ray session folder)."""
+    URI). None when Ray's output went to the terminal (verbose). Joined to a cluster
+    (no session started here), only the driver's log: the nodes keep theirs, each under
+    its Ray session folder."""
     if _state["verbose"]:
         return None
-    dest = logs_location(exp)
-    with tempfile.TemporaryDirectory(prefix="ablate-logs-") as staging:
-        local = Path(dest) if not storage.is_uri(dest) else Path(staging)
-        local.mkdir(parents=True, exist_ok=True)
-        session = _state["session_dir"]
-        if session and Path(session, "logs").is_dir():
-            # Files only: sockets and pipes of a live session cannot be copied.
-            shutil.copytree(Path(session, "logs"), local / "ray", dirs_exist_ok=True,
-                            ignore=lambda d, names: [n for n in names
-                                                     if not (Path(d, n).is_file() or Path(d, n).is_dir())])
-        if _state["driver_log"] is not None and _state["driver_log"].is_file():
-            for h in logging.getLogger("ray").handlers:
-                h.flush()
-            shutil.copyfile(_state["driver_log"], local / "driver.log")
-        if storage.is_uri(dest):
-            storage.upload_dir(local, dest)
+    dest, local = logs_location(exp), local_logs(exp)
+    local.mkdir(parents=True, exist_ok=True)
+    session = _state["session_dir"]
+    if session and Path(session, "logs").is_dir():
+        # Files and folders only: sockets and pipes of a live session cannot be copied.
+        shutil.copytree(Path(session, "logs"), local / "ray", dirs_exist_ok=True,
+                        ignore=lambda d, names: [n for n in names
+                                                 if not (Path(d, n).is_file() or Path(d, n).is_dir())])
+    if _state["driver_log"] is not None and _state["driver_log"].is_file():
+        for h in logging.getLogger("ray").handlers:
+            h.flush()
+        shutil.copyfile(_state["driver_log"], local / "driver.log")
+    if storage.is_uri(dest):
+        storage.upload_dir(local, dest)
     return dest

@@ -6,6 +6,7 @@ grid key it carries in its config (`trial`), which is the view's row.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from ray.tune import Callback
@@ -13,14 +14,23 @@ from ray.tune import Callback
 from ablate.runtime.live_view import GridView
 
 
-def trial_logs(trial) -> str | None:
-    """Where a trial's output went: its stderr file (`RunConfig(log_to_file=True)`) and the
-    traceback Tune wrote, as one string for the user to open."""
-    folder = trial.local_path or trial.path
-    files = [str(Path(folder, "stderr"))] if folder and Path(folder, "stderr").is_file() else []
-    if trial.error_file:
-        files.append(trial.error_file)
-    return " and ".join(files) or None
+def save_trial_output(trial, logs_dir: Path | None) -> str | None:
+    """Copy the trial's output (stdout and stderr: `RunConfig(log_to_file=True)` writes them in
+    the trial's working folder in Ray's session, which is not the experiment) and the
+    traceback Tune wrote to `logs_dir/trials/`; returns the paths for the user to open."""
+    if logs_dir is None or not trial.local_path:
+        return trial.error_file
+    folder = Path(logs_dir, "trials")
+    saved = []
+    for name in ("stderr", "stdout", "error.txt"):
+        src = Path(trial.local_path, name)
+        if src.is_file() and src.stat().st_size:
+            folder.mkdir(parents=True, exist_ok=True)
+            dest = folder / f"{trial}.{name}"  # the trial's name, as in the experiment
+            shutil.copyfile(src, dest)
+            saved.append(str(dest))
+    picked = [p for p in saved if not p.endswith(".stdout")]  # stdout is saved, stderr and the traceback named
+    return " and ".join(picked) or None
 
 
 def error_line(trial) -> str | None:
@@ -33,8 +43,13 @@ def error_line(trial) -> str | None:
 
 
 class LiveViewCallback(Callback):
-    def __init__(self, view: GridView):
-        self.view = view
+    """Args:
+        view: the grid's live view.
+        logs_dir: local folder for the trials' output (EXP/logs, or its local stage for a URI).
+    """
+
+    def __init__(self, view: GridView, logs_dir: Path | None = None):
+        self.view, self.logs_dir = view, logs_dir
 
     @staticmethod
     def _key(trial) -> str:
@@ -47,10 +62,11 @@ class LiveViewCallback(Callback):
         self.view.trial_result(self._key(trial), result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
+        save_trial_output(trial, self.logs_dir)
         self.view.trial_finished(self._key(trial), trial.last_result)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self.view.trial_retrying(self._key(trial), error_line(trial), trial_logs(trial))
+        self.view.trial_retrying(self._key(trial), error_line(trial), save_trial_output(trial, self.logs_dir))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.view.trial_failed(self._key(trial), error_line(trial), trial_logs(trial))
+        self.view.trial_failed(self._key(trial), error_line(trial), save_trial_output(trial, self.logs_dir))

@@ -227,7 +227,7 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
         for key, spec in trials.items():
             view.add(key, spec.combination, spec.seed, spec.train.steps if spec.train.epochs is None else None,
                      spec.train.batch_size)
-        feed = LiveViewCallback(view)
+        feed = LiveViewCallback(view, ray_output.local_logs(out))
         # Several nodes: the files verified here go to the others through the experiment, once.
         shipped = ship(prepared.files, out) if len(node_cpus()) > 1 else {}
         trainable = tune.with_resources(
@@ -276,7 +276,8 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
             logs = ray_output.collect_logs(out)
         wall = time.time() - t0
         if logs:
-            print(f"Ray's output (Tune, Ray Data, raylet, workers): {logs}/ (ablate launch --verbose shows it here)")
+            print(f"Ray's output (Tune, Ray Data, raylet, workers): {logs}/ (ablate launch --verbose shows it here)"
+                  + (f"; uploaded from {ray_output.local_logs(out)}" if storage.is_uri(out) else ""))
         table = collect_results(result_grid, trials)
     if storage.is_uri(out):
         # Ray reports these as paths on the bucket, without the scheme; store URIs.
