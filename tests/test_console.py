@@ -96,14 +96,16 @@ def test_tune_callback_feeds_the_view_and_names_a_failed_trials_log(tmp_path):
     from ablate.runtime.tune_feed import LiveViewCallback
 
     view, out, _ = _view()
-    folder = tmp_path / "l1-s0-abc"
-    folder.mkdir()
-    (folder / "stderr").write_text("worker output\n")
+    folder, working = tmp_path / "driver_artifacts" / "l1-s0-abc", tmp_path / "working_dirs" / "l1-s0-abc"
+    folder.mkdir(parents=True)
+    working.mkdir(parents=True)
+    (working / "stderr").write_text("worker output\n")
     (folder / "error.txt").write_text("Traceback (most recent call last):\n  File x\nValueError: bad batch\n")
 
     class FakeTrial:  # what the callback reads of a Tune Trial
         config = {"trial": "l1-s0"}
-        local_path = path = str(folder)  # the trial's working folder in Ray's session
+        local_path = path = str(folder)  # Tune's folder of the trial in Ray's session
+        storage = type("Storage", (), {"trial_working_directory": str(working)})  # the trainable's folder
         error_file = str(folder / "error.txt")
         last_result = {"step": 100, "final": True}
 
@@ -214,5 +216,40 @@ def test_two_trial_grid_off_a_terminal_is_plain_short_and_ray_goes_to_exp_logs(d
     assert "Started a local Ray instance" in (logs / "driver.log").read_text()
     ray_files = {p.name for p in (logs / "ray").iterdir()}
     assert "raylet.out" in ray_files and any(n.startswith("worker-") for n in ray_files), sorted(ray_files)
-    # Each trial's own output (RunConfig(log_to_file=True)), copied out of Ray's session.
-    assert sorted(p.name.split("-")[0] for p in (logs / "trials").glob("*.stderr")) == ["l1", "l2"]
+    # What used to reach the terminal: the Train workers' checkpoint lines, in the workers' logs.
+    assert "Checkpoint successfully created" not in printed
+    assert any("Checkpoint successfully created" in p.read_text(errors="replace") for p in (logs / "ray").glob("worker-*"))
+
+
+def test_progress_of_a_long_step_prints_plain_lines_at_each_tenth():
+    from ablate.runtime.progress import Progress, tracked
+
+    out, clock = io.StringIO(), Clock()
+    with Progress("evaluate", 40, "trial images", stream=out, clock=clock) as p:
+        for _ in range(5):  # chunks of 8 images, 2 s each
+            clock.t += 2
+            p.advance(8)
+    lines = out.getvalue().splitlines()
+    assert lines == ["evaluate: 8/40 trial images (20%), elapsed 2s, ETA 8s",
+                     "evaluate: 16/40 trial images (40%), elapsed 4s, ETA 6s",
+                     "evaluate: 24/40 trial images (60%), elapsed 6s, ETA 4s",
+                     "evaluate: 32/40 trial images (80%), elapsed 8s, ETA 2s",
+                     "evaluate: 40/40 trial images in 10s"]
+    out = io.StringIO()
+    assert list(tracked("abc", "report", "figures", stream=out)) == ["a", "b", "c"]
+    assert out.getvalue().splitlines()[-1].startswith("report: 3/3 figures in ")
+    assert not ESCAPE.search(out.getvalue())
+
+
+def test_train_steps_reach_the_driver_from_the_train_controller():
+    pytest.importorskip("ray")
+    from ablate.runtime.train_progress import StepsToDriver
+
+    class FakeQueue(list):
+        put = list.append
+
+    q = FakeQueue()
+    cb = StepsToDriver(q)
+    cb.after_report(None, [{"step": 500, "fm/loss": 0.1}, {"step": 500}], None)
+    cb.after_report(None, [{"fm/loss": 0.1}], None)  # a report without a step moves nothing
+    assert q == [500]

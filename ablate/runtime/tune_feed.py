@@ -20,10 +20,12 @@ def save_trial_output(trial, logs_dir: Path | None) -> str | None:
     traceback Tune wrote to `logs_dir/trials/`; returns the paths for the user to open."""
     if logs_dir is None or not trial.local_path:
         return trial.error_file
+    # The trainable writes in its working folder; Tune's driver writes the traceback in its own.
+    working = trial.storage.trial_working_directory
     folder = Path(logs_dir, "trials")
     saved = []
-    for name in ("stderr", "stdout", "error.txt"):
-        src = Path(trial.local_path, name)
+    for name, where in (("stderr", working), ("stdout", working), ("error.txt", trial.local_path)):
+        src = Path(where, name)
         if src.is_file() and src.stat().st_size:
             folder.mkdir(parents=True, exist_ok=True)
             dest = folder / f"{trial}.{name}"  # the trial's name, as in the experiment
