@@ -70,7 +70,7 @@ class Progress:
     def __exit__(self, *exc) -> None:
         if self._bar is not None:
             self._bar.__exit__(*exc)
-        if self.total and exc[0] is None:
+        if self.plain and self.total and exc[0] is None:  # on a terminal the finished bar stays
             self._print(f"{self.label}: {self.done}/{self.total} {self.unit} in {duration(self.clock() - self.started)}")
 
     def _print(self, text: str) -> None:

@@ -7,7 +7,7 @@ from ablate import storage
 
 # What an experiment folder holds after `ablate launch`, in the order a user looks for it.
 EXPERIMENT_FILES = (
-    ("results.parquet", "one row per trial (also results.csv)"),
+    ("results.parquet", "one row per trial; also results.csv"),
     ("eval/per_image.parquet", "test metrics per image"),
     ("report/index.html", "the report"),
     ("tensorboard", "training curves"),
