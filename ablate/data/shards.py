@@ -32,6 +32,7 @@ from ablate.data.guard import DEFAULT_MAX_PIXELS, byte_cap, check_max_pixels, re
 from ablate.data.preprocess import RejectedImage, png_bytes, preprocess
 from ablate.data.sources import SourceItem, scan
 from ablate.io import sha256_file, write_text_atomic
+from ablate.runtime.progress import tracked
 
 MANIFEST = "manifest.json"
 REJECTS = "rejects.csv"
@@ -127,7 +128,7 @@ def prepare(
     rejects: list[tuple[str, str]] = []
     seen: dict[str, str] = {}
     max_bytes = byte_cap(max_pixels)
-    for it in items:
+    for it in tracked(items, "prepare", "files"):
         rel = str(it.image.relative_to(src))
         if it.unlisted and split_missing == "skip":
             rejects.append((rel, "not listed in split.csv (--split-missing skip)"))

@@ -211,7 +211,7 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
     """Train every trial with Ray Tune (joining `opts.address`, or a Ray started here)."""
     from ray import tune
 
-    from ablate.runtime import collect_results, merge_results, print_summary, read_results, ray_output, write_results
+    from ablate.runtime import collect_results, merge_results, print_summary, ray_output, read_results, write_results
     from ablate.runtime.live_view import GridView
     from ablate.runtime.tune_feed import LiveViewCallback
 
@@ -264,7 +264,7 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
                 run_config=tune.RunConfig(name=prepared.tune_name, storage_path=prepared.tune_parent,
                                           failure_config=tune.FailureConfig(max_failures=opts.trial_retries),
                                           # Our live view instead of Tune's tables; each trial's
-                                          # output also in its folder (stdout, stderr).
+                                          # stdout/stderr in files (copied to EXP/logs/trials).
                                           verbose=ray_output.tune_verbosity(), log_to_file=True,
                                           callbacks=[feed]),
             )
