@@ -24,12 +24,15 @@ class Progress:
         unit: what a unit is ("trial images", "figures").
         stream: where to print (stdout).
         plain: plain lines; None decides from `stream.isatty()`.
-        every_pct: a plain line at every this many percent.
+        every_pct: a plain line at every this many percent...
+        min_interval_s: ...but not sooner than this after the last one (a step of a few
+            seconds gets its end line only).
     """
 
     def __init__(self, label: str, total: int, unit: str, stream: TextIO | None = None, plain: bool | None = None,
-                 every_pct: int = 10, clock=time.time):
+                 every_pct: int = 10, min_interval_s: float = 5.0, clock=time.time):
         self.label, self.total, self.unit, self.every_pct, self.clock = label, total, unit, every_pct, clock
+        self.min_interval_s, self.printed_at = min_interval_s, None
         self.stream = stream or sys.stdout
         self.plain = plain if plain is not None else not (hasattr(self.stream, "isatty") and self.stream.isatty())
         self.done, self.shown, self.started, self._bar = 0, 0, None, None
@@ -55,9 +58,10 @@ class Progress:
         if not self.plain or not self.total:
             return
         mark = min(100, 100 * self.done // self.total) // self.every_pct * self.every_pct
-        if mark > self.shown and self.done < self.total:
-            self.shown = mark
-            elapsed = self.clock() - self.started
+        now = self.clock()
+        if mark > self.shown and self.done < self.total and now - (self.printed_at or self.started) >= self.min_interval_s:
+            self.shown, self.printed_at = mark, now
+            elapsed = now - self.started
             eta = elapsed * (self.total - self.done) / self.done
             self._print(f"{self.label}: {self.done}/{self.total} {self.unit} ({mark}%), "
                         f"elapsed {duration(elapsed)}, ETA {duration(eta)}")
