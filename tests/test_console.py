@@ -84,7 +84,8 @@ def test_failed_trial_line_names_its_log_file():
     view.trial_started("l2-s0")
     view.trial_failed("l2-s0", "RuntimeError: boom", "/exp/l2-s0-1/stderr and /exp/l2-s0-1/error.txt")
     text = out.getvalue()
-    assert "l2-s0 restarted" in text and "failed and will be retried: RuntimeError: boom; log: /exp/l2-s0-1/stderr" in text
+    assert "l2-s0 restarted" in text
+    assert "failed and will be retried: RuntimeError: boom; log: /exp/l2-s0-1/stderr" in text
     failed = [ln for ln in text.splitlines() if "FAILED" in ln]
     assert len(failed) == 1
     assert "l2-s0 FAILED after 0s: RuntimeError: boom; log: /exp/l2-s0-1/stderr and /exp/l2-s0-1/error.txt" in failed[0]
@@ -122,6 +123,13 @@ def test_tune_callback_feeds_the_view_and_names_a_failed_trials_log(tmp_path):
     assert f"ValueError: bad batch; log: {saved / 'l1-s0-abc.stderr'} and {saved / 'l1-s0-abc.error.txt'}" in line
     assert (saved / "l1-s0-abc.stderr").read_text() == "worker output\n"  # the copy in the experiment
     assert view.rows["l1-s0"].step == 50
+    # Tune pickles its callbacks into tuner.pkl (under pytest stdout is not picklable): the
+    # view stays behind, and an unpickled copy (a resumed grid's old callback) shows nothing.
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(cb))
+    assert copy.view is None and copy.logs_dir == logs
+    copy.on_trial_start(iteration=4, trials=[t], trial=t)
 
 
 def test_terminal_view_draws_the_table_with_footer():
@@ -218,7 +226,8 @@ def test_two_trial_grid_off_a_terminal_is_plain_short_and_ray_goes_to_exp_logs(d
     assert "raylet.out" in ray_files and any(n.startswith("worker-") for n in ray_files), sorted(ray_files)
     # What used to reach the terminal: the Train workers' checkpoint lines, in the workers' logs.
     assert "Checkpoint successfully created" not in printed
-    assert any("Checkpoint successfully created" in p.read_text(errors="replace") for p in (logs / "ray").glob("worker-*"))
+    workers = (logs / "ray").glob("worker-*")
+    assert any("Checkpoint successfully created" in p.read_text(errors="replace") for p in workers)
 
 
 def test_progress_of_a_long_step_prints_plain_lines_at_each_tenth():

@@ -59,7 +59,8 @@ class Progress:
             return
         mark = min(100, 100 * self.done // self.total) // self.every_pct * self.every_pct
         now = self.clock()
-        if mark > self.shown and self.done < self.total and now - (self.printed_at or self.started) >= self.min_interval_s:
+        quiet_since = now - (self.printed_at or self.started)
+        if mark > self.shown and self.done < self.total and quiet_since >= self.min_interval_s:
             self.shown, self.printed_at = mark, now
             elapsed = now - self.started
             eta = elapsed * (self.total - self.done) / self.done
@@ -75,7 +76,8 @@ class Progress:
         if self._bar is not None:
             self._bar.__exit__(*exc)
         if self.plain and self.total and exc[0] is None:  # on a terminal the finished bar stays
-            self._print(f"{self.label}: {self.done}/{self.total} {self.unit} in {duration(self.clock() - self.started)}")
+            took = duration(self.clock() - self.started)
+            self._print(f"{self.label}: {self.done}/{self.total} {self.unit} in {took}")
 
     def _print(self, text: str) -> None:
         print(text, file=self.stream, flush=True)

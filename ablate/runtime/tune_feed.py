@@ -53,22 +53,33 @@ class LiveViewCallback(Callback):
     def __init__(self, view: GridView, logs_dir: Path | None = None):
         self.view, self.logs_dir = view, logs_dir
 
+    def __getstate__(self) -> dict:
+        # Tune pickles the RunConfig's callbacks into tuner.pkl: the view (an open stream,
+        # a live display) stays with this process; a restored copy shows nothing, and a
+        # resumed launch brings its own view (`train_grid`).
+        return {"view": None, "logs_dir": self.logs_dir}
+
     @staticmethod
     def _key(trial) -> str:
         return trial.config["trial"]
 
     def on_trial_start(self, iteration, trials, trial, **info):
-        self.view.trial_started(self._key(trial))
+        if self.view:
+            self.view.trial_started(self._key(trial))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        self.view.trial_result(self._key(trial), result)
+        if self.view:
+            self.view.trial_result(self._key(trial), result)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        save_trial_output(trial, self.logs_dir)
-        self.view.trial_finished(self._key(trial), trial.last_result)
+        if self.view:
+            save_trial_output(trial, self.logs_dir)
+            self.view.trial_finished(self._key(trial), trial.last_result)
 
     def on_trial_recover(self, iteration, trials, trial, **info):
-        self.view.trial_retrying(self._key(trial), error_line(trial), save_trial_output(trial, self.logs_dir))
+        if self.view:
+            self.view.trial_retrying(self._key(trial), error_line(trial), save_trial_output(trial, self.logs_dir))
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self.view.trial_failed(self._key(trial), error_line(trial), save_trial_output(trial, self.logs_dir))
+        if self.view:
+            self.view.trial_failed(self._key(trial), error_line(trial), save_trial_output(trial, self.logs_dir))

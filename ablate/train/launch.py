@@ -243,7 +243,7 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
             tuner = tune.Tuner.restore(str(out), trainable, resume_unfinished=True, resume_errored=True)
             # Restore takes no RunConfig: the restored one gets this launch's console settings.
             restored = tuner._local_tuner.get_run_config()
-            restored.callbacks = [*(restored.callbacks or []), feed]
+            restored.callbacks = [*(c for c in restored.callbacks or [] if not isinstance(c, LiveViewCallback)), feed]
             restored.verbose, restored.log_to_file = ray_output.tune_verbosity(), True
         else:
             launched = sorted(set(launched_before(read_record(out))) | set(trials))
