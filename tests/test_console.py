@@ -105,6 +105,7 @@ def test_tune_callback_feeds_the_view_and_names_a_failed_trials_log(tmp_path):
 
     class FakeTrial:  # what the callback reads of a Tune Trial
         config = {"trial": "l1-s0"}
+        status = "RUNNING"
         local_path = path = str(folder)  # Tune's folder of the trial in Ray's session
         storage = type("Storage", (), {"trial_working_directory": str(working)})  # the trainable's folder
         error_file = str(folder / "error.txt")
@@ -114,8 +115,15 @@ def test_tune_callback_feeds_the_view_and_names_a_failed_trials_log(tmp_path):
             return "l1-s0-abc"
 
     logs = tmp_path / "exp" / "logs"
+    class KeptTrial:  # finished in an earlier launch of a resumed grid
+        config = {"trial": "l2-s0"}
+        status = "TERMINATED"
+        last_result = {"step": 100, "final": True, "val/psnr": 22.5}
+
     cb, t = LiveViewCallback(view, logs), FakeTrial()
-    cb.on_trial_start(iteration=1, trials=[t], trial=t)
+    cb.on_trial_start(iteration=1, trials=[t, KeptTrial()], trial=t)
+    assert view.rows["l2-s0"].status == "done" and view.rows["l2-s0"].psnr == 22.5
+    assert "1/2 done, 1 running, 0 pending" in out.getvalue()
     cb.on_trial_result(iteration=2, trials=[t], trial=t, result={"step": 50, "val/psnr": 21.0})
     cb.on_trial_error(iteration=3, trials=[t], trial=t)
     line = [ln for ln in out.getvalue().splitlines() if "FAILED" in ln][0]

@@ -98,6 +98,14 @@ class GridView:
     def add(self, key: str, combination: str, seed: int, total: int | None, batch_size: int) -> None:
         self.rows[key] = Row(key, combination, seed, total, batch_size)
 
+    def finished_before(self, key: str, metrics: dict | None) -> None:
+        """A trial a resumed grid keeps as it was (finished in an earlier launch): shown done, no line."""
+        r, metrics = self.rows[key], metrics or {}
+        if r.status == PENDING:
+            r.status = DIVERGED if metrics.get("stop_reason") else DONE
+            r.step = int(metrics.get("step") or 0)
+            r.loss, r.psnr = metrics.get("val/loss/total"), metrics.get("val/psnr")
+
     def trial_started(self, key: str) -> None:
         now = self._now()
         r = self.rows[key]

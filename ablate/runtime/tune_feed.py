@@ -65,6 +65,9 @@ class LiveViewCallback(Callback):
 
     def on_trial_start(self, iteration, trials, trial, **info):
         if self.view:
+            for t in trials:  # a resumed grid: trials finished by an earlier launch are done, not pending
+                if t.status == "TERMINATED" and self._key(t) in self.view.rows:
+                    self.view.finished_before(self._key(t), t.last_result)
             self.view.trial_started(self._key(trial))
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
