@@ -74,6 +74,7 @@ def prepare(
         typer.echo(f"{len(r.rejects)} file(s) rejected, listed in {where}:")
         for f, why in r.rejects[:10]:
             typer.echo(f"  {f}: {why}")
+    typer.echo(f"next: ablate launch --grid smoke --data {r.out}")
 
 
 @app.command()
@@ -106,8 +107,13 @@ def launch(
                                        "a later launch of others into the same --out adds them"),
     fm_steps: int = typer.Option(2000, "--fm-steps", help="steps of the fundus MAE stage (foundation: auto "
                                  "with neither RETFound nor a fundus MAE present)"),
+    verbose: bool = typer.Option(False, "--verbose", help="show Ray's own output here (Tune's tables, Ray Data "
+                                 "bars, worker logs) instead of only in EXP/logs/"),
 ) -> None:
     """Run a loss-combination grid: Ray Tune trials, each a Ray Train run."""
+    from ablate.runtime import ray_output
+
+    ray_output.set_verbose(verbose)
     from ablate.backbones import WeightsMissing
     from ablate.config import ConfigError
     from ablate.data.shards import DatasetError
@@ -127,9 +133,13 @@ def launch(
                          segmenter=segmenter, dry_run=dry_run, estimate=estimate, fm_steps=fm_steps,
                          only=names)
     try:
-        run_launch(opts)
+        out = run_launch(opts)
     except (ConfigError, DatasetError, WeightsMissing, StorageError) as e:
         fail(str(e))
+    if out is not None:  # not a dry run or an estimate
+        from ablate.runtime.summary import experiment_summary, print_lines
+
+        print_lines(experiment_summary(out, {"evaluation": "--no-evaluate"} if not evaluate else None))
 
 
 @app.command()
@@ -164,6 +174,7 @@ def evaluate(
         typer.echo(f"per-image metrics: {storage.join(exp, 'eval', 'per_image.parquet')}")
     else:
         typer.echo(df.to_string())
+    typer.echo(f"next: ablate report {exp}   |   ablate tensorboard {exp}")
 
 
 @app.command()

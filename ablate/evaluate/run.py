@@ -27,6 +27,7 @@ import pandas as pd
 
 from ablate import storage
 from ablate.evaluate.reconstruct import reconstruct, reference_levels, to_tensor, vessel_maps
+from ablate.runtime.progress import Progress
 
 CHUNK = 8  # test images per Ray task
 
@@ -287,22 +288,25 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
                                                           opts.gpus_per_task > 0, r["levels"], opts.morphology,
                                                           shipped)
                                for i, f, m, r in zip(imgs, fovs, ref_maps, refs)] for row in group.itertuples()}
-        for row in group.itertuples():
-            outs = ray.get(futures[row.trial])
-            k = 0
-            for ref, out in zip(refs, outs):
-                for feats, metrics in zip(ref["features"], out["rows"]):
-                    per_image.append({"trial": row.trial, "combination": row.combination, "seed": row.seed,
-                                      "image_id": test["ids"][k], "segmenter": ref["segmenter"],
-                                      **{f"orig.{n}": v for n, v in feats.items()}, **metrics})
-                    k += 1
-            fake_inc = np.concatenate([o["inception"] for o in outs])
-            kid = kid_with_spread(real_inc, fake_inc)  # subsets of half the images: a spread at any n
-            m = {"test/fid": frechet_distance_from_samples(real_inc, fake_inc),
-                 "test/kid": kid["kid"], "test/kid_std": kid["kid_std"]}
-            if real_fm is not None:
-                m[f"test/fd_{nets['fm']}"] = frechet_distance_from_samples(real_fm, np.concatenate([o["fm"] for o in outs]))
-            means[row.trial] = m
+        with Progress("evaluate", len(group) * len(test["ids"]), "trial images") as bar:
+            for row in group.itertuples():
+                # Chunk by chunk, so the bar moves while a trial is scored.
+                outs = [bar.passing(ray.get(f), len(test["ids"][c])) for f, c in zip(futures[row.trial], chunks)]
+                k = 0
+                for ref, out in zip(refs, outs):
+                    for feats, metrics in zip(ref["features"], out["rows"]):
+                        per_image.append({"trial": row.trial, "combination": row.combination, "seed": row.seed,
+                                          "image_id": test["ids"][k], "segmenter": ref["segmenter"],
+                                          **{f"orig.{n}": v for n, v in feats.items()}, **metrics})
+                        k += 1
+                fake_inc = np.concatenate([o["inception"] for o in outs])
+                kid = kid_with_spread(real_inc, fake_inc)  # subsets of half the images: a spread at any n
+                m = {"test/fid": frechet_distance_from_samples(real_inc, fake_inc),
+                     "test/kid": kid["kid"], "test/kid_std": kid["kid_std"]}
+                if real_fm is not None:
+                    m[f"test/fd_{nets['fm']}"] = frechet_distance_from_samples(
+                        real_fm, np.concatenate([o["fm"] for o in outs]))
+                means[row.trial] = m
     table = pd.DataFrame(per_image)
     metric_cols = [c for c in table.columns if c not in ("trial", "combination", "seed", "image_id", "segmenter")]
     trial_means = table.groupby("trial")[metric_cols].mean()

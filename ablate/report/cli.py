@@ -38,6 +38,7 @@ def report(
         fail(str(e))
     typer.echo(f"report: {path}")
     typer.echo(f"tables: {str(path).rsplit('/', 1)[0]}/report.md")
+    typer.echo(f"next: ablate tensorboard {exp}   (training curves; the HParams tab from this report)")
 
 
 def tensorboard_command(logdir: Path, port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> list[str]:

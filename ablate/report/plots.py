@@ -11,6 +11,7 @@ import numpy as np
 
 from ablate.report.collect import Experiment
 from ablate.report.stats import Analysis, arrow, metric_group, metric_sort_key
+from ablate.runtime.progress import tracked
 
 
 def _fig_uri(fig) -> str:
@@ -37,7 +38,7 @@ def metric_plots(e: Experiment, a: Analysis) -> list[tuple[str, str]]:
         groups.setdefault(metric_group(m), []).append(m)
     combos = e.combinations
     xs = {c: i for i, c in enumerate(combos)}
-    for group, metrics in groups.items():
+    for group, metrics in tracked(groups.items(), "report", "figures"):
         ncol = min(4, len(metrics))
         nrow = math.ceil(len(metrics) / ncol)
         w = max(3.2, 0.55 * len(combos) + 1.6)

@@ -13,17 +13,24 @@ def start_ray(address: str | None) -> bool:
     """Connect to Ray, or start a local one; True when we started it (and so must stop it)."""
     import ray
 
+    from ablate.runtime import ray_output
+
     if ray.is_initialized():
         return False
+    ray_output.quiet_driver()  # quiet mode: the driver's `ray` loggers to a file, before ray.init logs
+    out = ray_output.init_kwargs()
     if address:
-        ray.init(address=address, log_to_driver=True)
+        env = {"runtime_env": {"env_vars": out["env_vars"]}} if out["env_vars"] else {}
+        ray.init(address=address, log_to_driver=out["log_to_driver"], **env)
         return False
     tmp = os.environ.get("ABLATE_RAY_TMP") or os.path.join(tempfile.gettempdir(), "ablate-ray")
     loopback_only()
     # The dashboard also serves the State API that Ray Train polls to clean up
     # placement groups; bound to loopback so nothing is exposed on the network.
-    ray.init(num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1", _temp_dir=tmp,
-             _node_ip_address="127.0.0.1", runtime_env={"env_vars": {"RAY_TRAIN_V2_ENABLED": "1"}})
+    ctx = ray.init(num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1", _temp_dir=tmp,
+                   _node_ip_address="127.0.0.1", log_to_driver=out["log_to_driver"],
+                   runtime_env={"env_vars": {"RAY_TRAIN_V2_ENABLED": "1", **out["env_vars"]}})
+    ray_output.note_session(ctx.address_info.get("session_dir"))
     return True
 
 

@@ -211,7 +211,9 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
     """Train every trial with Ray Tune (joining `opts.address`, or a Ray started here)."""
     from ray import tune
 
-    from ablate.runtime import collect_results, merge_results, print_summary, read_results, write_results
+    from ablate.runtime import collect_results, merge_results, print_summary, ray_output, read_results, write_results
+    from ablate.runtime.live_view import GridView
+    from ablate.runtime.tune_feed import LiveViewCallback
 
     grid, out, data_dir = prepared.grid, prepared.out, prepared.data
     with ray_session(opts.address):
@@ -221,6 +223,11 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
             placement = dataclasses.replace(placement, threads_per_worker=opts.threads_per_worker)
         print(placement_line(placement, opts))
         trials = {trial_key(s): s for s in grid.trials}
+        view = GridView(concurrent=placement.concurrent)
+        for key, spec in trials.items():
+            view.add(key, spec.combination, spec.seed, spec.train.steps if spec.train.epochs is None else None,
+                     spec.train.batch_size)
+        feed = LiveViewCallback(view, ray_output.local_logs(out))
         # Several nodes: the files verified here go to the others through the experiment, once.
         shipped = ship(prepared.files, out) if len(node_cpus()) > 1 else {}
         trainable = tune.with_resources(
@@ -234,6 +241,10 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
             # Finished trials are kept as they are; unfinished and errored ones continue
             # from their last checkpoint (each Train run is named after its trial).
             tuner = tune.Tuner.restore(str(out), trainable, resume_unfinished=True, resume_errored=True)
+            # Restore takes no RunConfig: the restored one gets this launch's console settings.
+            restored = tuner._local_tuner.get_run_config()
+            restored.callbacks = [*(c for c in restored.callbacks or [] if not isinstance(c, LiveViewCallback)), feed]
+            restored.verbose, restored.log_to_file = ray_output.tune_verbosity(), True
         else:
             launched = sorted(set(launched_before(read_record(out))) | set(trials))
             record = grid_record(prepared.full, data_dir, launched, data_hash=prepared.data_hash)
@@ -251,12 +262,22 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
                     trial_dirname_creator=lambda t: f"{t.config['trial']}-{t.trial_id}",
                 ),
                 run_config=tune.RunConfig(name=prepared.tune_name, storage_path=prepared.tune_parent,
-                                          failure_config=tune.FailureConfig(max_failures=opts.trial_retries)),
+                                          failure_config=tune.FailureConfig(max_failures=opts.trial_retries),
+                                          # Our live view instead of Tune's tables; each trial's
+                                          # stdout/stderr in files (copied to EXP/logs/trials).
+                                          verbose=ray_output.tune_verbosity(), log_to_file=True,
+                                          callbacks=[feed]),
             )
         t0 = time.time()
-        with sigterm_as_interrupt():
-            result_grid = tuner.fit()
+        try:
+            with sigterm_as_interrupt(), view:
+                result_grid = tuner.fit()
+        finally:
+            logs = ray_output.collect_logs(out)
         wall = time.time() - t0
+        if logs:
+            print(f"Ray's output (Tune, Ray Data, raylet, workers): {logs}/ (ablate launch --verbose shows it here)"
+                  + (f"; uploaded from {ray_output.local_logs(out)}" if storage.is_uri(out) else ""))
         table = collect_results(result_grid, trials)
     if storage.is_uri(out):
         # Ray reports these as paths on the bucket, without the scheme; store URIs.

@@ -1,0 +1,271 @@
+"""The grid's live view: one row per trial (combination, seed, status, step / total,
+latest val loss and PSNR, images/s, elapsed, ETA) and a footer for the grid.
+
+On a terminal it is a rich table redrawn in place; anywhere else (a pipe, `nohup`, a
+cluster job log) it prints one plain line per trial event - started, every `every_pct`
+percent of its steps, finished, failed - and never an escape code, so the log stays
+readable at any length. Fed with plain events (`tune_feed.py` turns Ray Tune's callbacks
+into them), so it imports neither Ray nor torch and is tested with fake events.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import TextIO
+
+PENDING, RUNNING, RETRYING, DONE, DIVERGED, FAILED = "pending", "running", "retrying", "done", "diverged", "failed"
+ENDED = (DONE, DIVERGED, FAILED)
+
+
+@dataclass
+class Row:
+    key: str  # the trial's name in the grid, e.g. "l1-s0"
+    combination: str
+    seed: int
+    total: int | None  # steps the trial will train; None when it trains whole epochs
+    batch_size: int
+    status: str = PENDING
+    step: int = 0
+    loss: float | None = None  # latest val/loss/total
+    psnr: float | None = None  # latest val/psnr
+    images_per_s: float | None = None
+    started: float | None = None
+    ended: float | None = None
+    first: tuple[float, int] | None = None  # (time, step) of the first report: rates exclude start-up
+    last: tuple[float, int] | None = None  # (time, step) of the latest report
+    shown_pct: int = 0  # the last progress mark printed as a plain line
+    log: str | None = None  # where a failed trial's output is
+    error: str | None = None
+
+    def elapsed(self, now: float) -> float:
+        if self.started is None:
+            return 0.0
+        return (self.ended or now) - self.started
+
+    def steps_per_s(self) -> float | None:
+        """From the trial's reports after its first one, so start-up (Ray, data, the first
+        batch) does not slow the estimate; before that, from its start."""
+        if self.last is None:
+            return None
+        t0, s0 = self.first if self.first and self.last[1] > self.first[1] else (self.started, 0)
+        dt = self.last[0] - t0 if t0 is not None else 0.0
+        return (self.last[1] - s0) / dt if dt > 0 and self.last[1] > s0 else None
+
+    def eta(self, now: float) -> float | None:
+        """Seconds left, from now (the time since the latest report counts as done work)."""
+        rate = self.steps_per_s()
+        if self.status != RUNNING or self.total is None or rate is None or self.last is None:
+            return None
+        return max(0.0, (self.total - self.step) / rate - (now - self.last[0]))
+
+
+def duration(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = round(s)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _num(v: float | None, fmt: str) -> str:
+    return "-" if v is None else format(v, fmt)
+
+
+@dataclass
+class GridView:
+    """The state of the grid and both ways of showing it. `plain` chooses the plain
+    lines; None decides from `stream.isatty()`."""
+    stream: TextIO = field(default_factory=lambda: sys.stdout)
+    plain: bool | None = None
+    every_pct: int = 10
+    concurrent: int = 1  # trials at a time, for the projected end
+    rows: dict[str, Row] = field(default_factory=dict)
+    clock: object = time.time
+    started: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.plain is None:
+            self.plain = not (hasattr(self.stream, "isatty") and self.stream.isatty())
+        self._live = None
+
+    # -- the grid's trials and their events --
+
+    def add(self, key: str, combination: str, seed: int, total: int | None, batch_size: int) -> None:
+        self.rows[key] = Row(key, combination, seed, total, batch_size)
+
+    def finished_before(self, key: str, metrics: dict | None) -> None:
+        """A trial a resumed grid keeps as it was (finished in an earlier launch): shown done, no line."""
+        r, metrics = self.rows[key], metrics or {}
+        if r.status == PENDING:
+            r.status = DIVERGED if metrics.get("stop_reason") else DONE
+            r.step = int(metrics.get("step") or 0)
+            r.loss, r.psnr = metrics.get("val/loss/total"), metrics.get("val/psnr")
+
+    def trial_started(self, key: str) -> None:
+        now = self._now()
+        r = self.rows[key]
+        retry = r.status == RETRYING
+        r.status, r.ended, r.error = RUNNING, None, None
+        if r.started is None:
+            r.started = now
+        self._line(f"{key} {'restarted' if retry else 'started'} ({self._counts()})", always=False)
+
+    def trial_result(self, key: str, metrics: dict) -> None:
+        now = self._now()
+        r = self.rows[key]
+        step = metrics.get("step")
+        if step is None:
+            return  # not one of the trial's training reports
+        step = int(step)
+        if r.last is not None and step > r.last[1] and now > r.last[0]:
+            r.images_per_s = (step - r.last[1]) * r.batch_size / (now - r.last[0])
+        if r.first is None:
+            r.first = (now, step)
+        r.last, r.step = (now, step), step
+        r.loss = metrics.get("val/loss/total", r.loss)
+        r.psnr = metrics.get("val/psnr", r.psnr)
+        if r.status == PENDING:
+            r.status, r.started = RUNNING, r.started or now
+        self._progress_line(r, now)
+        self._refresh()
+
+    def trial_finished(self, key: str, metrics: dict | None = None) -> None:
+        metrics = metrics or {}
+        r = self.rows[key]
+        if metrics.get("step") is not None and int(metrics["step"]) != r.step:
+            self.trial_result(key, metrics)
+        r.ended = self._now()
+        reason = metrics.get("stop_reason")
+        r.status = DIVERGED if reason else DONE
+        what = f"stopped: {reason}" if reason else "done"
+        self._line(f"{key} {what}: {r.step} steps in {duration(r.elapsed(r.ended))}, "
+                   f"val loss {_num(r.loss, '.4g')}, PSNR {_num(r.psnr, '.2f')} dB ({self._counts()})")
+
+    def trial_retrying(self, key: str, error: str | None, log: str | None = None) -> None:
+        r = self.rows[key]
+        r.status, r.error, r.log = RETRYING, error, log
+        self._line(f"{key} failed and will be retried: {error or 'no error text'}"
+                   f"{f'; log: {log}' if log else ''}")
+
+    def trial_failed(self, key: str, error: str | None, log: str | None) -> None:
+        r = self.rows[key]
+        r.status, r.error, r.log, r.ended = FAILED, error, log, self._now()
+        self._line(f"{key} FAILED after {duration(r.elapsed(r.ended))}: {error or 'no error text'}; "
+                   f"log: {log or 'none written'} ({self._counts()})")
+
+    # -- the footer --
+
+    def counts(self) -> dict[str, int]:
+        c = {s: 0 for s in (DONE, RUNNING, PENDING, FAILED)}
+        for r in self.rows.values():
+            c[{DIVERGED: DONE, RETRYING: RUNNING}.get(r.status, r.status)] += 1
+        return c
+
+    def _counts(self) -> str:
+        c = self.counts()
+        return f"{c[DONE]}/{len(self.rows)} done, {c[RUNNING]} running, {c[PENDING]} pending, {c[FAILED]} failed"
+
+    def projected_end(self, now: float) -> float | None:
+        """When the grid should end: the running trials' ETAs, then the pending ones at
+        `concurrent` at a time, each as long as the trials seen so far took (or will take)."""
+        running = [r for r in self.rows.values() if r.status in (RUNNING, RETRYING)]
+        pending = sum(r.status == PENDING for r in self.rows.values())
+        if not running and not pending:
+            return None
+        etas = [r.eta(now) for r in running]
+        if any(e is None for e in etas):
+            return None
+        lengths = [r.elapsed(now) for r in self.rows.values() if r.status in (DONE, DIVERGED)]
+        lengths += [r.elapsed(now) + e for r, e in zip(running, etas)]
+        per_trial = sum(lengths) / len(lengths) if lengths else None
+        if pending and per_trial is None:
+            return None
+        slots = max(1, self.concurrent)
+        # Pending trials start as running ones end: spread over the slots, in waves.
+        free_at = sorted(etas) + [0.0] * max(0, slots - len(etas))
+        for _ in range(pending):
+            free_at.sort()
+            free_at[0] += per_trial
+        return now + max(free_at)
+
+    def footer(self, now: float | None = None) -> str:
+        now = self._now() if now is None else now
+        end = self.projected_end(now)
+        elapsed = f", elapsed {duration(now - self.started)}" if self.started else ""
+        at = (f", projected end {time.strftime('%H:%M:%S', time.localtime(end))} (in {duration(end - now)})"
+              if end is not None else "")
+        return f"{self._counts()}{elapsed}{at}"
+
+    # -- output --
+
+    def __enter__(self) -> GridView:
+        self.started = self._now()
+        if not self.plain:
+            from rich.console import Console
+            from rich.live import Live
+
+            self._live = Live(get_renderable=self.table, console=Console(file=self.stream),
+                              refresh_per_second=1, transient=False, redirect_stdout=True, redirect_stderr=True)
+            self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self._live.__exit__(*exc)
+            self._live = None
+        else:
+            self._line(f"grid: {self.footer()}")
+
+    def table(self):
+        """The rich table of every trial, with the footer as its caption."""
+        from rich.table import Table
+
+        now = self._now()
+        t = Table(caption=self.footer(now), caption_justify="left", expand=False)
+        for name in ("trial", "combination", "seed", "status", "step", "val loss", "val PSNR", "img/s",
+                     "elapsed", "ETA"):
+            t.add_column(name, justify="right" if name not in ("trial", "combination", "status") else "left")
+        style = {DONE: "green", FAILED: "red", DIVERGED: "yellow", RETRYING: "yellow", RUNNING: "cyan"}
+        for r in self.rows.values():
+            t.add_row(r.key, r.combination, str(r.seed), f"[{style.get(r.status, 'dim')}]{r.status}",
+                      f"{r.step}/{r.total if r.total is not None else '?'}", _num(r.loss, ".4g"),
+                      _num(r.psnr, ".2f"), _num(r.images_per_s, ".1f"),
+                      duration(r.elapsed(now)) if r.started else "-", duration(r.eta(now)))
+        return t
+
+    def _progress_line(self, r: Row, now: float) -> None:
+        if r.total:
+            pct = min(100, 100 * r.step // r.total)
+            mark = pct // self.every_pct * self.every_pct
+            if mark <= r.shown_pct or mark == 0 or r.step >= r.total:
+                return  # the finish has its own line
+            r.shown_pct = mark
+            where = f"step {r.step}/{r.total} ({pct}%)"
+        else:
+            where = f"step {r.step}"
+        self._line(f"{r.key} {where}, val loss {_num(r.loss, '.4g')}, PSNR {_num(r.psnr, '.2f')} dB, "
+                   f"{_num(r.images_per_s, '.1f')} img/s, elapsed {duration(r.elapsed(now))}, "
+                   f"ETA {duration(r.eta(now))}", always=False)
+
+    def _line(self, text: str, always: bool = True) -> None:
+        """A plain line; on a terminal only the lines that need the user (`always`) are
+        printed above the table, the rest is in the table itself."""
+        stamp = time.strftime("%H:%M:%S", time.localtime(self._now()))
+        if self._live is not None:
+            if always:
+                self._live.console.print(f"{stamp} {text}", markup=False, highlight=False)
+            self._refresh()
+        elif self.plain:
+            print(f"{stamp} {text}", file=self.stream, flush=True)
+
+    def _refresh(self) -> None:
+        if self._live is not None:
+            self._live.refresh()
+
+    def _now(self) -> float:
+        return self.clock()

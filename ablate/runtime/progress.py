@@ -1,0 +1,93 @@
+"""Progress of one long step (images evaluated, figures rendered, files prepared), in the
+live view's style: a bar on a terminal, and elsewhere one plain line at every
+`every_pct` percent, with no escape codes.
+
+    with Progress("evaluate", total=40, unit="trial images") as p:
+        for chunk in chunks:
+            ...
+            p.advance(len(chunk))
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from ablate.runtime.live_view import duration
+
+
+class Progress:
+    """Args:
+        label: what runs, first on each line ("evaluate").
+        total: units of work in all; 0 prints nothing.
+        unit: what a unit is ("trial images", "figures").
+        stream: where to print (stdout).
+        plain: plain lines; None decides from `stream.isatty()`.
+        every_pct: a plain line at every this many percent...
+        min_interval_s: ...but not sooner than this after the last one (a step of a few
+            seconds gets its end line only).
+    """
+
+    def __init__(self, label: str, total: int, unit: str, stream: TextIO | None = None, plain: bool | None = None,
+                 every_pct: int = 10, min_interval_s: float = 5.0, clock=time.time):
+        self.label, self.total, self.unit, self.every_pct, self.clock = label, total, unit, every_pct, clock
+        self.min_interval_s, self.printed_at = min_interval_s, None
+        self.stream = stream or sys.stdout
+        self.plain = plain if plain is not None else not (hasattr(self.stream, "isatty") and self.stream.isatty())
+        self.done, self.shown, self.started, self._bar = 0, 0, None, None
+
+    def __enter__(self) -> Progress:
+        self.started = self.clock()
+        if not self.plain and self.total:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import Progress as Bar
+
+            self._bar = Bar(TextColumn(f"{self.label}"), BarColumn(), MofNCompleteColumn(), TextColumn(self.unit),
+                            TimeElapsedColumn(), TimeRemainingColumn(), console=Console(file=self.stream))
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.label, total=self.total)
+        return self
+
+    def advance(self, n: int = 1) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self.done)
+            return
+        if not self.plain or not self.total:
+            return
+        mark = min(100, 100 * self.done // self.total) // self.every_pct * self.every_pct
+        now = self.clock()
+        quiet_since = now - (self.printed_at or self.started)
+        if mark > self.shown and self.done < self.total and quiet_since >= self.min_interval_s:
+            self.shown, self.printed_at = mark, now
+            elapsed = now - self.started
+            eta = elapsed * (self.total - self.done) / self.done
+            self._print(f"{self.label}: {self.done}/{self.total} {self.unit} ({mark}%), "
+                        f"elapsed {duration(elapsed)}, ETA {duration(eta)}")
+
+    def passing(self, value, n: int = 1):
+        """`value`, with `n` units counted done (for use inside a comprehension)."""
+        self.advance(n)
+        return value
+
+    def __exit__(self, *exc) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(*exc)
+        if self.plain and self.total and exc[0] is None:  # on a terminal the finished bar stays
+            took = duration(self.clock() - self.started)
+            self._print(f"{self.label}: {self.done}/{self.total} {self.unit} in {took}")
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+
+def tracked(items, label: str, unit: str, **kwargs):
+    """`items` one by one, counted done as the loop asks for the next (a one-line change
+    to a `for` loop): `for fig in tracked(figs, "report", "figures"):`."""
+    items = list(items)
+    with Progress(label, len(items), unit, **kwargs) as p:
+        for item in items:
+            yield item
+            p.advance()
