@@ -3,7 +3,9 @@
 Ray tasks do the work, so it spreads over a cluster like training:
 - once per chunk of test images: the vessel map of each original (the reference),
   and the originals' Inception / foundation-model features;
-- per trial and chunk: reconstruct from the trial's final checkpoint, fidelity
+- per trial and chunk, in two tasks (evaluate/trial_stages.py: a device stage, on the GPU
+  with --gpus-per-task, feeding a CPU-only morphology stage that overlaps the next chunk's
+  device work): reconstruct from the trial's final checkpoint, fidelity
   (PSNR, SSIM, MS-SSIM inside the FOV, the whole-image values as `<name>_whole`;
   LPIPS where its weights are present), vessel sharpness and contrast on the green
   channel at the original's vessel borders (evaluate/sharpness.py), the vessel map of the
@@ -26,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 from ablate import storage
-from ablate.evaluate.reconstruct import reconstruct, reference_levels, to_tensor, vessel_maps
+from ablate.evaluate.reconstruct import reference_levels, to_tensor, vessel_maps
+from ablate.evaluate.trial_stages import bring_weights, device_stage, fm_extractor, morphology_stage
 from ablate.runtime.progress import Progress
 
 CHUNK = 8  # test images per Ray task
@@ -106,21 +109,6 @@ def load_test_split(data_dir: str, size: int, splits: tuple[str, ...] = ("test",
 # ---------------------------------------------------------------- Ray tasks
 
 
-def _fm_extractor(model: str):
-    from ablate.evaluate.fidelity import foundation_features
-    from ablate.losses import LOSSES
-
-    return foundation_features(LOSSES.build("foundation", model=model))
-
-
-def _bring_weights(shipped: dict) -> None:
-    """A task on another node than the launcher: the pretrained files come from the experiment."""
-    if shipped:
-        from ablate.backbones.weights_ship import receive
-
-        receive(shipped)
-
-
 def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: dict, morphology: str = "ablate",
                     shipped: dict | None = None) -> dict:
     """Vessel maps of the originals (the reference), their morphology, and their features."""
@@ -132,7 +120,7 @@ def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: d
 
     vessel_features = features_for(morphology)[0]
     torch.set_num_threads(1)
-    _bring_weights(shipped or {})
+    bring_weights(shipped or {})
     x = to_tensor(images)
     seg = load_segmenter(segmenter)
     levels = reference_levels(seg, x, fov)  # the reconstructions are cut at these levels too
@@ -140,50 +128,7 @@ def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: d
     out = {"maps": maps, "levels": levels, "features": [vessel_features(m, v) for m, v in zip(maps, fov)],
            "segmenter": seg.name, "inception": FIDInception()(x).numpy()}
     if "fm" in nets:
-        out["fm"] = _fm_extractor(nets["fm"])(x).numpy()
-    return out
-
-
-def trial_chunk(checkpoint: str, images: np.ndarray, fov: np.ndarray, ref_maps: np.ndarray, segmenter: str,
-                nets: dict, batch_size: int, use_gpu: bool = False, ref_levels=None, morphology: str = "ablate",
-                shipped: dict | None = None) -> dict:
-    """Reconstruct one chunk with one trial's model; every per-image metric and the features."""
-    import torch
-
-    from ablate.backbones.inception import FIDInception
-    from ablate.evaluate.automorph import features_for
-    from ablate.evaluate.fov_fidelity import pair_metrics_fov
-    from ablate.evaluate.sharpness import sharpness
-    from ablate.segmenter.model import load_segmenter
-
-    vessel_features, agreement = features_for(morphology)
-    torch.set_num_threads(1)
-    if use_gpu and not torch.cuda.is_available():
-        raise RuntimeError("evaluation asked for a GPU (--gpus-per-task) but this Ray task sees none")
-    device = "cuda" if use_gpu else "cpu"  # as asked: never a silent switch either way
-    _bring_weights(shipped or {})
-    x = to_tensor(images).to(device)
-    recon = reconstruct(checkpoint, x, device, batch_size)
-    lpips = None
-    if nets.get("lpips"):
-        from ablate.losses import LOSSES
-
-        lpips = LOSSES.build("lpips").to(device)
-    metrics = {k: v.cpu().numpy() for k, v in pair_metrics_fov(x, recon, fov, lpips).items()}
-    maps = vessel_maps(load_segmenter(segmenter), recon, fov, ref_levels)
-    rows = []
-    green, green_hat = x[:, 1].cpu().double().numpy(), recon[:, 1].cpu().double().numpy()
-    for i in range(len(images)):
-        row = {k: float(v[i]) for k, v in metrics.items()}
-        row.update(sharpness(green[i], green_hat[i], ref_maps[i], fov[i]))
-        row.update({f"recon.{k}": v for k, v in vessel_features(maps[i], fov[i]).items()})
-        row.update(agreement(ref_maps[i], maps[i], fov[i]))
-        rows.append(row)
-    # The feature networks run where the reconstruction is (the GPU with --gpus-per-task), in
-    # fp32: FID / KID / FD come from feature covariances, which bf16 features would shift.
-    out = {"rows": rows, "inception": FIDInception().to(device)(recon).cpu().numpy()}
-    if "fm" in nets:
-        out["fm"] = _fm_extractor(nets["fm"]).to(device)(recon).cpu().numpy()
+        out["fm"] = fm_extractor(nets["fm"])(x).numpy()
     return out
 
 
@@ -284,9 +229,14 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
         ref_maps = [ray.put(r["maps"]) for r in refs]
         real_inc = np.concatenate([r["inception"] for r in refs])
         real_fm = np.concatenate([r["fm"] for r in refs]) if "fm" in nets else None
-        futures = {row.trial: [task(trial_chunk).remote(row.checkpoint, i, f, m, seg_spec, nets, opts.batch_size,
-                                                          opts.gpus_per_task > 0, r["levels"], opts.morphology,
-                                                          shipped)
+        # Two tasks per (trial, chunk): the device stage (GPU with --gpus-per-task) hands its
+        # maps to a CPU-only morphology stage, which Ray starts as soon as they exist, so the
+        # GPU goes on to the next chunk while the CPUs skeletonise (evaluate/trial_stages.py).
+        on_cpu = ray.remote(num_cpus=1, num_gpus=0)(morphology_stage)
+        futures = {row.trial: [on_cpu.remote(task(device_stage).remote(row.checkpoint, i, f, seg_spec, nets,
+                                                                          opts.batch_size, opts.gpus_per_task > 0,
+                                                                          r["levels"], shipped),
+                                             f, m, opts.morphology)
                                for i, f, m, r in zip(imgs, fovs, ref_maps, refs)] for row in group.itertuples()}
         with Progress("evaluate", len(group) * len(test["ids"]), "trial images") as bar:
             for row in group.itertuples():
