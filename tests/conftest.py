@@ -10,6 +10,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from s3_server import s3  # noqa: F401  (the loopback S3 server fixture, for every module)
 
 DRIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "drive"
 

@@ -9,7 +9,6 @@ import csv
 import io
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ from ablate.data import prepare_tasks
 from ablate.data.progress import Progress
 from ablate.data.shards import DatasetError, prepare, read_manifest, shard_paths
 from ablate.data.sources import scan
+from s3_server import BUCKET
 
 STEMS = ("01_test", "02_test", "03_test", "04_test", "05_test", "21_training")
 
@@ -126,32 +126,6 @@ def test_resume_ignores_results_of_other_settings(drive_dir, tmp_path):
 
 # ---- s3:// output ----------------------------------------------------------------------------
 
-BUCKET = "ablate-prepare-test"
-
-
-@pytest.fixture(scope="module")
-def s3():
-    """moto's S3 server on loopback (as tests/test_storage.py), one empty bucket."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
-    with pytest.MonkeyPatch.context() as mp:
-        for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
-            mp.delenv(k, raising=False)
-        for k, v in env.items():
-            mp.setenv(k, v)
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        try:
-            yield env
-        finally:
-            server.stop()
 
 
 def test_prepare_to_s3_writes_the_same_dataset_manifest_last(s3, drive_dir, tmp_path):

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,36 +18,9 @@ import pytest
 from ablate import storage
 from ablate.data.shards import DatasetError, read_manifest, shard_paths
 
-BUCKET = "ablate-test"
+from s3_server import BUCKET
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def s3():
-    """The S3 endpoint (its env set for this process and its children) with one empty bucket."""
-    import boto3
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
-           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
-    with pytest.MonkeyPatch.context() as mp:
-        for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_REGION"):
-            mp.delenv(k, raising=False)
-        for k, v in env.items():
-            mp.setenv(k, v)
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        try:
-            yield env
-        finally:
-            server.stop()
 
 
 def _keys(prefix: str) -> list[str]:

@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from ablate.runtime.lock import LOCK_FILE, ExperimentLocked, experiment_lock
-from test_storage import BUCKET, s3  # noqa: F401  (the moto S3 server fixture)
+from s3_server import BUCKET
 
 # ---------------------------------------------------------------- finding 1: one writer
 

@@ -103,7 +103,13 @@ def _route_raylet_warnings() -> None:
 
     if "print_to_stdstream" in _state["saved_funcs"]:
         return
-    original = ray_worker.print_to_stdstream
+    # A private Ray function (2.60): another Ray may lack it; then raylet warnings stay on
+    # the terminal, which costs noise, not correctness.
+    original = getattr(ray_worker, "print_to_stdstream", None)
+    if original is None:
+        logging.getLogger("ray").warning("this Ray has no ray._private.worker.print_to_stdstream: "
+                                         "raylet warnings stay on the terminal")
+        return
 
     def route(data, ignore_prefix):
         if data.get("pid") == "raylet":

@@ -242,9 +242,16 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
             # from their last checkpoint (each Train run is named after its trial).
             tuner = tune.Tuner.restore(str(out), trainable, resume_unfinished=True, resume_errored=True)
             # Restore takes no RunConfig: the restored one gets this launch's console settings.
-            restored = tuner._local_tuner.get_run_config()
-            restored.callbacks = [*(c for c in restored.callbacks or [] if not isinstance(c, LiveViewCallback)), feed]
-            restored.verbose, restored.log_to_file = ray_output.tune_verbosity(), True
+            # A private attribute of Tune 2.60's Tuner (no public setter after restore).
+            local = getattr(tuner, "_local_tuner", None)
+            if local is None:
+                print("this Ray's Tuner has no _local_tuner: the resumed grid shows Tune's own output, "
+                      "not the live view", file=sys.stderr)
+            else:
+                restored = local.get_run_config()
+                restored.callbacks = [*(c for c in restored.callbacks or []
+                                        if not isinstance(c, LiveViewCallback)), feed]
+                restored.verbose, restored.log_to_file = ray_output.tune_verbosity(), True
         else:
             launched = sorted(set(launched_before(read_record(out))) | set(trials))
             record = grid_record(prepared.full, data_dir, launched, data_hash=prepared.data_hash)
