@@ -1,7 +1,9 @@
 """The soak test of issue 20: a 4-trial grid where a Train worker and then the driver are
 killed at random (seeded) moments, resumed with --resume until it is done. Nothing may be
 lost or doubled: every trial finished once in results.parquet, every checkpoint Ray Train
-committed verifies against its record and loads."""
+committed verifies against its record and loads, and the trials that had finished when the
+driver died are not trained again (no new reports or checkpoints; this replaces the older
+killed-driver test of test_faults.py, whose assertions it carries)."""
 
 from __future__ import annotations
 
@@ -59,6 +61,10 @@ def test_soak_worker_then_driver_killed_then_resumed_loses_nothing(drive32, tmp_
             os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray it started
         proc.wait()
     first_done = proc.returncode == 0  # the grid may have finished before the driver kill
+    # What Tune had saved as finished when the driver died must not be trained again.
+    finished = {d: ((d / "result.json").read_text(), sorted(p.name for p in out.glob(f"train/{d.name}/checkpoint_*")))
+                for d in _finished_trial_dirs(out)}
+    assert finished, "the driver was killed after a trial had finished"
     runs = 1
     while not first_done or runs == 1:
         resumed = _launch(grid, drive32, out, "--resume", "--max-failures", "3")
@@ -79,5 +85,8 @@ def test_soak_worker_then_driver_killed_then_resumed_loses_nothing(drive32, tmp_
     for folder in {*committed, *(Path(c) for c in df["checkpoint"])}:
         assert verify_checkpoint(folder) == "verified", folder
         assert read_checkpoint(folder)["step"] > 0
+    for d, (result, ckpts) in finished.items():  # no new reports, no new checkpoints
+        assert (d / "result.json").read_text() == result, d
+        assert sorted(p.name for p in out.glob(f"train/{d.name}/checkpoint_*")) == ckpts, d
     # The driver's kill left its lock file behind; the resume took it over, saying so.
     assert "taking over a stale lock" in log.read_text() and not (out / ".ablate.lock").exists()

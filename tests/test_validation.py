@@ -18,10 +18,27 @@ from ablate.data.shards import DatasetError, read_manifest
 from ablate.train.launch import LaunchOptions, prepare_grid
 
 
-def _no_ray() -> bool:
+_RAY_STARTS: list = []  # ray.init calls during the current test (see `count_ray_starts`)
+
+
+@pytest.fixture(autouse=True)
+def count_ray_starts(monkeypatch):
+    """Every ray.init of the test is recorded and refused: a refusal "before Ray starts" must
+    not reach it. (ray.is_initialized() cannot tell: the session's shared Ray may be up.)"""
     import ray
 
-    return not ray.is_initialized()
+    _RAY_STARTS.clear()
+
+    def refuse(*args, **kwargs):
+        _RAY_STARTS.append((args, kwargs))
+        raise AssertionError("ray.init called: the check should have refused before Ray starts")
+
+    monkeypatch.setattr(ray, "init", refuse)
+    yield
+
+
+def _no_ray() -> bool:
+    return not _RAY_STARTS
 
 
 @pytest.fixture
