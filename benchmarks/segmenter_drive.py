@@ -31,7 +31,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=None, help="folder for the prepared data and outputs (default: temp)")
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--weights", type=Path, default=None, help="U-Net file to write (default: <work>/vessel_unet.pth)")
-    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--patch", type=int, default=128)
     ap.add_argument("--patches-per-image", type=int, default=32)
