@@ -150,6 +150,7 @@ GRID_RECORD = Obj(
 # eval/notes.json, of the grid's own dataset and of each other dataset (eval/datasets/<name>/).
 NOTES = Obj(
     {},
-    {"segmenter": str, "morphology": str, "skipped": ListOf(str), "feature_nets": dict, "test_images": COUNT,
+    {"segmenter": str, "morphology": str, "skipped": ListOf(str), "cautions": ListOf(str), "feature_nets": dict,
+     "test_images": COUNT,
      "images": COUNT, "data": str, "splits": ListOf(str)},
 )

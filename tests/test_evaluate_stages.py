@@ -61,3 +61,26 @@ def test_morphology_stage_is_declared_cpu_only_beside_the_device_stage():
     src = inspect.getsource(evaluate_run.evaluate_experiment)
     assert "ray.remote(num_cpus=1, num_gpus=0)(morphology_stage)" in src
     assert "task(device_stage)" in src and "task = ray.remote(num_cpus=1, num_gpus=opts.gpus_per_task)" in src
+
+
+def test_a_unet_judging_images_far_from_its_training_size_is_a_caution_in_the_report(tmp_path):
+    """Seen on a real 64 px run: a 512 px U-Net marks blurred, vessel-free reconstructions as
+    broad vessel blobs. Beyond 2x resampling the evaluation says so, and the report shows it."""
+    import json
+
+    from ablate.evaluate.plan import judge_scale_caution
+    from ablate.report.collect import load_experiment
+    from ablate.report.render import report_warnings
+    from test_report import make_exp
+
+    unet = SimpleNamespace(name="unet:camera", size=512)
+    assert judge_scale_caution(unet, 256) is None and judge_scale_caution(unet, 1024) is None  # within 2x
+    caution = judge_scale_caution(unet, 64)
+    assert "64 px" in caution and "trained at 512 px (8x resampled)" in caution and "--data" in caution
+    assert judge_scale_caution(SimpleNamespace(name="ridge:meijering+otsu"), 64) is None  # no training size
+
+    exp = make_exp(tmp_path / "exp", {"base": {}, "edge": {}}, seeds=(0, 1))
+    notes = json.loads((exp / "eval" / "notes.json").read_text())
+    (exp / "eval" / "notes.json").write_text(json.dumps({**notes, "cautions": [caution]}))
+    warnings = report_warnings(load_experiment(exp))
+    assert f"VESSEL JUDGE OUT OF RANGE: {caution}" in warnings

@@ -86,3 +86,24 @@ def plan_evaluation(exp, results: pd.DataFrame, judge: dict, previous_judge: dic
 
 def _judge(j: dict) -> str:
     return j.get("name", "?") + (f" sha256 {j['sha256'][:12]}" if j.get("sha256") else "")
+
+
+MAX_JUDGE_RESAMPLING = 2.0  # beyond this the U-Net's maps are outside what its Dice was measured on
+
+
+def judge_scale_caution(judge, size: int) -> str | None:
+    """A caution when the U-Net judges images far from the size it was trained at: it resamples
+    them to its own size, so a 64 px reconstruction reaches a 512 px network 8x enlarged,
+    blurrier than any shift it was measured under (BENCHMARKS.md). Seen on a real 64 px run:
+    vessel-free, blurred reconstructions came out as broad 'vessel' blobs. None within 2x,
+    or for a segmenter without a training size (the ridge fallback)."""
+    trained = getattr(judge, "size", None)
+    if not trained or not size:
+        return None
+    ratio = max(trained / size, size / trained)
+    if ratio <= MAX_JUDGE_RESAMPLING:
+        return None
+    return (f"vessel maps of {size} px images by {judge.name}, trained at {trained} px ({ratio:g}x resampled): "
+            f"outside the range its Dice was measured in, so vessel metrics of blurred reconstructions may "
+            f"count broad dark regions as vessel; for these sizes train one at {size} px "
+            f"(`ablate segmenter train --data <DRIVE prepared at {size} px>`)")

@@ -196,7 +196,7 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
     seg_spec, seg_note = choose_segmenter(opts.segmenter)
     nets, notes = available_feature_nets()
     # Checkpoints verified (an earlier one where the latest is corrupt) and one judge per experiment.
-    from ablate.evaluate.plan import plan_evaluation, recorded_judge, segmenter_identity
+    from ablate.evaluate.plan import judge_scale_caution, plan_evaluation, recorded_judge, segmenter_identity
 
     judge_id = segmenter_identity(seg_spec)
     notes_path = storage.join(exp, "eval", *(("datasets", cross) if cross else ()), "notes.json")
@@ -216,8 +216,12 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
     for n in notes:
         print(n)
 
-    per_image, means = [], {}
+    per_image, means, cautions = [], {}, []
     for size, group in done.groupby("config.data.size"):
+        caution = judge_scale_caution(judge, int(size))
+        if caution:
+            print(f"caution: {caution}")
+            cautions.append(caution)
         test = load_test_split(data_dir, int(size), splits)
         check_not_trained_on(judge, test["ids"], test["sources"], f"{data_dir} (test split)")
         chunks = [slice(k, k + CHUNK) for k in range(0, len(test["ids"]), CHUNK)]
@@ -267,13 +271,14 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
         storage.write_parquet(sets.rename_axis("trial").reset_index(), storage.join(where, "set_metrics.parquet"))
         storage.write_text(storage.join(where, "notes.json"), json.dumps(
             {"data": str(data_dir), "splits": list(splits), "segmenter": seg_note, "morphology": opts.morphology,
-             "skipped": notes, "feature_nets": nets, "images": int(table["image_id"].nunique()), **checkpoints},
+             "skipped": notes, "cautions": cautions, "feature_nets": nets, "images": int(table["image_id"].nunique()),
+             **checkpoints},
             indent=1) + "\n")
         print(f"evaluated on {data_dir} ({'+'.join(splits)}): {where}")
         return trial_means.join(sets)
     storage.write_parquet(table, storage.join(exp, "eval", "per_image.parquet"))
     storage.write_text(storage.join(exp, "eval", "notes.json"), json.dumps(
-        {"segmenter": seg_note, "morphology": opts.morphology, "skipped": notes, "feature_nets": nets,
+        {"segmenter": seg_note, "morphology": opts.morphology, "skipped": notes, "cautions": cautions, "feature_nets": nets,
          "test_images": int(table["image_id"].nunique()), **checkpoints},
         indent=1) + "\n")
     merged = results.drop(columns=[c for c in results.columns if c.startswith("test/") or c == "segmenter"])

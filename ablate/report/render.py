@@ -65,6 +65,8 @@ def report_warnings(e: Experiment) -> list[str]:
                    "vessel metrics are only as good as that segmenter.")
     for s in e.notes.get("skipped", []) or []:
         out.append(f"Skipped in evaluation: {s}")
+    for s in e.notes.get("cautions", []) or []:
+        out.append(f"VESSEL JUDGE OUT OF RANGE: {s}")
     fd = [m for m in e.trial_metrics["metric"].unique() if m.startswith("fd_")]
     for m in fd:
         if m != "fd_retfound":
