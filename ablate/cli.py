@@ -52,14 +52,18 @@ def prepare(
 
     A changed dataset replaces --out whole once it is complete: a failure leaves the
     previous one as it was. An interrupted run resumes where it stopped when re-run."""
-    from ablate.data.progress import Progress
+    import functools
+
     from ablate.data.shards import DatasetError
     from ablate.data.shards import prepare as run_prepare
+    from ablate.runtime.progress import Progress
     from ablate.storage import StorageError
 
     try:
         r = run_prepare(src, out, size=size, seed=seed, max_pixels=max_pixels, split_missing=split_missing,
-                        index=index, cpus=cpus, address=address, work=work, progress=Progress())
+                        index=index, cpus=cpus, address=address, work=work,
+                        progress=functools.partial(Progress, "prepare", unit="files", stream=sys.stderr, every_pct=None,
+                                                   rate_unit="images/s"))
     except (DatasetError, FileNotFoundError, NotADirectoryError, PermissionError, StorageError, ValueError) as e:
         fail(str(e))
     if r.resumed:

@@ -6,8 +6,10 @@ at 32 px (~0.1 s each)."""
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,9 +22,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ablate.data import prepare_tasks
-from ablate.data.progress import Progress
 from ablate.data.shards import DatasetError, prepare, read_manifest, shard_paths
 from ablate.data.sources import scan
+from ablate.runtime.progress import Progress
 from s3_server import BUCKET
 
 STEMS = ("01_test", "02_test", "03_test", "04_test", "05_test", "21_training")
@@ -237,15 +239,21 @@ def test_folder_of_ten_thousand_images_and_masks_scans_in_seconds(tmp_path):
 def test_progress_bar_on_a_terminal_and_one_line_otherwise(drive_dir, tmp_path):
     src = _src(drive_dir, tmp_path / "src", STEMS[:2])
     log = io.StringIO()
-    prepare(src, tmp_path / "a", size=32, progress=Progress(log, tty=False))
-    (line,) = log.getvalue().splitlines()
-    assert line.startswith("prepared 4/4 files (100%), ") and " images/s, elapsed " in line and line.endswith(", 2 rejected")
+    shown = functools.partial(Progress, "prepare", unit="files", stream=log, plain=True, every_pct=None,
+                              rate_unit="images/s")
+    prepare(src, tmp_path / "a", size=32, progress=shown)
+    (line,) = log.getvalue().splitlines()  # off a terminal: the end line only
+    assert re.fullmatch(r"prepare: 4/4 files in \d+s, [\d.]+ images/s, 2 rejected", line), line
+    # A resumed run: earlier files count done, not in the rate; the counts follow each line.
+    now = [0.0]
     term = io.StringIO()
-    p = Progress(term, tty=True, every=0.0)
-    p.start(10, skipped=4, rejects=1)
-    p.advance(1, 2)
-    assert term.getvalue().count("\r[") == 2 and "5/10 files (50%, 4 resumed)" in term.getvalue()
-    assert "ETA " in term.getvalue() and "2 rejected" in term.getvalue()
+    with Progress("prepare", 10, "files", stream=term, plain=True, every_pct=50, min_interval_s=0, clock=lambda: now[0],
+                  resumed=4, counts={"rejected": 1}, rate_unit="images/s") as p:
+        now[0] = 2.0
+        p.advance(1, rejected=2)
+    first, last = term.getvalue().splitlines()
+    assert first == "prepare: 5/10 files (50%), 4 resumed, 0.5 images/s, 2 rejected, elapsed 2s, ETA 10s", first
+    assert last == "prepare: 5/10 files in 2s, 4 resumed, 0.5 images/s, 2 rejected"
 
 
 # ---- speed of the per-image work ------------------------------------------------------------

@@ -15,6 +15,8 @@ An interrupted prepare keeps its work folder; re-run, it uses the saved results
 
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import json
 import time
@@ -119,8 +121,9 @@ def prepare(
         address: a Ray cluster to join ('auto').
         in_process_below: fewer files to process than this run without Ray.
         work: the work folder (default: <out>.work beside a local out).
-        progress: an object with start(total, skipped), advance(n, rejects), finish()
-            (ablate/data/progress.py), or None.
+        progress: makes the progress display: called as progress(total=, resumed=, counts=)
+            it returns an ablate.runtime.progress.Progress (e.g. that class with its label,
+            unit and stream bound by functools.partial); None shows nothing.
     """
     if split_missing not in SPLIT_MISSING:
         raise DatasetError(f"--split-missing {split_missing!r}: expected one of {', '.join(SPLIT_MISSING)}")
@@ -151,8 +154,8 @@ def prepare(
         if r is not None:
             rejected += r["reject"] is not None or r["id"] in ids
             ids.add(r["id"])
-    if progress is not None:
-        progress.start(len(jobs) + resumed, resumed, rejected)
+    bar = progress(total=len(jobs) + resumed, resumed=resumed, counts={"rejected": rejected}) \
+        if progress is not None else None
 
     def on_result(i: int, rec: dict) -> None:
         nonlocal rejected
@@ -161,19 +164,17 @@ def prepare(
         results[i] = {"id": rec["id"], "reject": rec["reject"], "key": key}
         rejected += rec["reject"] is not None or rec["id"] in ids
         ids.add(rec["id"])
-        if progress is not None:
-            progress.advance(1, rejected)
+        if bar is not None:
+            bar.advance(1, rejected=rejected)
 
     jobs_key = {j.index: k for j, k in jobs}
     try:
-        run([j for j, _ in jobs], Settings(size, max_pixels), on_result, cpus=cpus, address=address,
-            in_process_below=in_process_below)
+        with bar if bar is not None else contextlib.nullcontext():
+            run([j for j, _ in jobs], Settings(size, max_pixels), on_result, cpus=cpus, address=address,
+                in_process_below=in_process_below)
     except BaseException:
         cache.close()
         raise
-    finally:
-        if progress is not None:
-            progress.finish()
     seconds = time.perf_counter() - t0
     try:
         return _finish(items, rels, results, cache, out, remote, source, has_own_split,

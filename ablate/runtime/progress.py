@@ -1,11 +1,15 @@
 """Progress of one long step (images evaluated, figures rendered, files prepared), in the
 live view's style: a bar on a terminal, and elsewhere one plain line at every
-`every_pct` percent, with no escape codes.
+`every_pct` percent (or only the end line), with no escape codes.
 
     with Progress("evaluate", total=40, unit="trial images") as p:
         for chunk in chunks:
             ...
             p.advance(len(chunk))
+
+A resumed step counts its earlier work as done but not in the rate (`resumed`), and
+named counts ride along on every line (`counts={"rejected": 0}`, updated by
+`advance(1, rejected=3)`).
 """
 
 from __future__ import annotations
@@ -24,18 +28,32 @@ class Progress:
         unit: what a unit is ("trial images", "figures").
         stream: where to print (stdout).
         plain: plain lines; None decides from `stream.isatty()`.
-        every_pct: a plain line at every this many percent...
+        every_pct: a plain line at every this many percent (None: the end line only)...
         min_interval_s: ...but not sooner than this after the last one (a step of a few
             seconds gets its end line only).
+        resumed: units an earlier, interrupted run already did: counted done, not in the rate.
+        counts: named counts shown on every line ({"rejected": 0}); `advance` updates them.
+        rate_unit: shows the rate of new units on each line, e.g. "images/s"; None: no rate.
     """
 
     def __init__(self, label: str, total: int, unit: str, stream: TextIO | None = None, plain: bool | None = None,
-                 every_pct: int = 10, min_interval_s: float = 5.0, clock=time.time):
+                 every_pct: int | None = 10, min_interval_s: float = 5.0, clock=time.time, resumed: int = 0,
+                 counts: dict[str, int] | None = None, rate_unit: str | None = None):
         self.label, self.total, self.unit, self.every_pct, self.clock = label, total, unit, every_pct, clock
         self.min_interval_s, self.printed_at = min_interval_s, None
         self.stream = stream or sys.stdout
         self.plain = plain if plain is not None else not (hasattr(self.stream, "isatty") and self.stream.isatty())
-        self.done, self.shown, self.started, self._bar = 0, 0, None, None
+        self.resumed, self.counts, self.rate_unit = resumed, dict(counts or {}), rate_unit
+        self.done, self.shown, self.started, self._bar = resumed, 0, None, None
+
+    def details(self) -> str:
+        """", 4 resumed, 3.1 images/s, 2 rejected": what follows the count on each line."""
+        parts = [f"{self.resumed} resumed"] if self.resumed else []
+        if self.rate_unit:
+            elapsed = self.clock() - self.started if self.started is not None else 0.0
+            parts.append(f"{(self.done - self.resumed) / elapsed if elapsed > 0 else 0.0:.1f} {self.rate_unit}")
+        parts += [f"{v} {k}" for k, v in self.counts.items()]
+        return "".join(f", {p}" for p in parts)
 
     def __enter__(self) -> Progress:
         self.started = self.clock()
@@ -45,17 +63,20 @@ class Progress:
             from rich.progress import Progress as Bar
 
             self._bar = Bar(TextColumn(f"{self.label}"), BarColumn(), MofNCompleteColumn(), TextColumn(self.unit),
-                            TimeElapsedColumn(), TimeRemainingColumn(), console=Console(file=self.stream))
+                            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[details]}"),
+                            console=Console(file=self.stream))
             self._bar.__enter__()
-            self._task = self._bar.add_task(self.label, total=self.total)
+            self._task = self._bar.add_task(self.label, total=self.total, completed=self.done,
+                                            details=self.details().removeprefix(", "))
         return self
 
-    def advance(self, n: int = 1) -> None:
+    def advance(self, n: int = 1, **counts: int) -> None:
         self.done += n
+        self.counts.update(counts)
         if self._bar is not None:
-            self._bar.update(self._task, completed=self.done)
+            self._bar.update(self._task, completed=self.done, details=self.details().removeprefix(", "))
             return
-        if not self.plain or not self.total:
+        if not self.plain or not self.total or self.every_pct is None:
             return
         mark = min(100, 100 * self.done // self.total) // self.every_pct * self.every_pct
         now = self.clock()
@@ -63,9 +84,10 @@ class Progress:
         if mark > self.shown and self.done < self.total and quiet_since >= self.min_interval_s:
             self.shown, self.printed_at = mark, now
             elapsed = now - self.started
-            eta = elapsed * (self.total - self.done) / self.done
-            self._print(f"{self.label}: {self.done}/{self.total} {self.unit} ({mark}%), "
-                        f"elapsed {duration(elapsed)}, ETA {duration(eta)}")
+            new = self.done - self.resumed
+            eta = elapsed * (self.total - self.done) / new if new > 0 else None
+            self._print(f"{self.label}: {self.done}/{self.total} {self.unit} ({mark}%){self.details()}, "
+                        f"elapsed {duration(elapsed)}" + (f", ETA {duration(eta)}" if eta is not None else ""))
 
     def passing(self, value, n: int = 1):
         """`value`, with `n` units counted done (for use inside a comprehension)."""
@@ -77,7 +99,7 @@ class Progress:
             self._bar.__exit__(*exc)
         if self.plain and self.total and exc[0] is None:  # on a terminal the finished bar stays
             took = duration(self.clock() - self.started)
-            self._print(f"{self.label}: {self.done}/{self.total} {self.unit} in {took}")
+            self._print(f"{self.label}: {self.done}/{self.total} {self.unit} in {took}{self.details()}")
 
     def _print(self, text: str) -> None:
         print(text, file=self.stream, flush=True)
