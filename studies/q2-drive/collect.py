@@ -1,0 +1,212 @@
+"""Collect a finished q2-drive experiment into the study folder (run.sh's last step).
+
+    python studies/q2-drive/collect.py EXP STUDY_DIR [--segmenter-scores JSON] [--unet FILE] [--data DIR]
+
+Writes, into STUDY_DIR:
+  report.md            the experiment's report (ablate report), its paths made relative
+  results.csv          one row per trial: status, steps, wall time, every test metric
+  plateau.csv          per trial: is val/loss/l1 flat over the last 20 % of steps (ablate.report.convergence)
+  study.json           the numbers the README quotes: wall times, the judge's Dice, plateau counts, verdicts
+  figures/curves.png   the validation curves, one panel per arm, the plateau window shaded
+  figures/intervals.png  each arm minus the baseline, mean and 95 % t interval over seeds
+  figures/image_grid.png  three test images: original, reconstructions, lost (red) / spurious (green) vessels
+Every figure is drawn from the experiment's own files and evaluation functions; the images are
+DRIVE's at 128 px (small downscaled crops, as DRIVE's terms allow in a publication figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from ablate.report.convergence import DEFAULT_TAG, TAIL, TOLERANCE, plateau_table, read_curves
+
+# What the interval figure shows: the declared primaries first, then the secondaries a reader of
+# the paper asks about (vessel density and width changes, Dice, whole-image fidelity).
+SHOWN = ["vessel_sharpness", "cldice", "dice", "abs_delta_density", "abs_delta_vessel_width", "psnr", "ssim"]
+N_GRID_IMAGES = 3
+
+
+def per_trial(trials: pd.DataFrame) -> pd.DataFrame:
+    keep = ["trial", "combination", "seed", "status", "steps", "wall_time_s", "segmenter", "val/loss/l1", "val/psnr"]
+    tests = sorted(c for c in trials.columns if c.startswith("test/") and not c.startswith(("test/orig.", "test/recon.")))
+    cols = [c for c in keep if c in trials.columns] + tests
+    return trials[cols].sort_values(["combination", "seed"], key=lambda s: s if s.name == "seed" else s.astype(str))
+
+
+def curves_figure(curves: dict[str, pd.DataFrame], trials: pd.DataFrame, plateau: pd.DataFrame,
+                  combinations: list[str], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    comb_of = dict(zip(trials["trial"], trials["combination"]))
+    flat_of = dict(zip(plateau["run"], plateau["flat"]))
+    fig, axes = plt.subplots(1, len(combinations), figsize=(4.2 * len(combinations), 3.2), sharey=True, squeeze=False)
+    for ax, comb in zip(axes[0], combinations):
+        for run, df in curves.items():
+            if comb_of.get(run) != comb:
+                continue
+            seed = re.search(r"-s(\d+)-", run)
+            style = "-" if flat_of.get(run) else ":"
+            ax.plot(df["step"], df["value"], style, lw=1.2, label=f"seed {seed.group(1) if seed else '?'}"
+                    + ("" if flat_of.get(run) else " (not flat)"))
+            last = df["step"].max()
+            ax.axvspan(last * (1 - TAIL), last, color="0.92", zorder=0)
+        ax.set_title(comb, fontsize=10)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel(f"{DEFAULT_TAG} (2 val images)")
+    fig.suptitle(f"validation L1; shaded: the last {TAIL:.0%} of steps, flat if the fitted change there is within "
+                 f"±{TOLERANCE:.0%} of its mean", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def intervals_figure(q: pd.DataFrame, out: Path) -> list[str]:
+    """Forest plot of (arm - baseline) per metric with its 95 % t interval over seeds; returns the metrics drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    q = q[q["question"] == "Q2"]
+    metrics = [m for m in SHOWN if m in set(q["metric"])]
+    arms = list(dict.fromkeys(q["combination"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(2.5 * len(metrics), 0.55 * len(arms) + 1.6), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        rows = q[q["metric"] == m].set_index("combination")
+        for i, arm in enumerate(arms):
+            if arm not in rows.index:
+                continue
+            r = rows.loc[arm]
+            colour = "tab:green" if r["effect"] == "better" and r["significant"] else \
+                "tab:red" if r["effect"] == "worse" and r["significant"] else "0.3"
+            ax.errorbar(r["diff"], i, xerr=[[r["diff"] - r["ci_low"]], [r["ci_high"] - r["diff"]]], fmt="o",
+                        color=colour, capsize=3)
+        ax.axvline(0, color="tab:orange", lw=1)
+        primary = (q[q["metric"] == m]["role"] == "primary").any()
+        better = q[q["metric"] == m]["direction"].iloc[0]
+        ax.set_title(f"{m}{' (primary)' if primary else ''}\n{better} is better", fontsize=8,
+                     fontweight="bold" if primary else "normal")
+        ax.set_yticks(range(len(arms)), arms if ax is axes[0][0] else [""] * len(arms), fontsize=8)
+        ax.set_ylim(-0.6, len(arms) - 0.4)
+        ax.tick_params(axis="x", labelsize=7)
+    fig.suptitle("each arm minus the baseline: mean over seeds and 95 % Welch t interval (in the metric's units); "
+                 "green / red: significant after Holm (primaries only)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return metrics
+
+
+def image_grid_figure(e, out: Path) -> list[str]:
+    """Originals, each arm's reconstruction (its lowest finished seed) and the vessel difference map."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ablate.evaluate.samples import build_image_grid, segmenter_used
+    from ablate.report.render import diff_map
+
+    grid, warnings = build_image_grid(e.exp, e.data, e.trials, e.combinations, e.baseline,
+                                      segmenter_used(e.notes, e.segmenter), N_GRID_IMAGES)
+    if grid is None:
+        raise SystemExit("image grid not drawn: " + "; ".join(warnings))
+    cols = 2 + 2 * len(grid.columns)
+    fig, axes = plt.subplots(len(grid.ids), cols, figsize=(1.6 * cols, 1.7 * len(grid.ids)), squeeze=False)
+    for r, _ in enumerate(grid.ids):
+        cells = [(grid.originals[r], "original"), (grid.maps[r], f"vessels ({grid.segmenter})")]
+        for c in grid.columns:
+            ref = c.ref_maps[r] if c.ref_maps is not None else grid.maps[r]
+            cells += [(c.recon[r], f"{c.combination} s{c.seed}"), (diff_map(ref, c.maps[r]), "lost / spurious")]
+        for ax, (img, title) in zip(axes[r], cells):
+            ax.imshow(img, cmap="gray" if img.ndim == 2 else None, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(title, fontsize=7)
+        axes[r][0].set_ylabel(grid.ids[r], fontsize=7)
+    fig.suptitle("DRIVE test images at 128 px; difference maps: white both, red lost (original only), "
+                 "green spurious (reconstruction only)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return grid.ids
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("exp", type=Path)
+    ap.add_argument("study", type=Path)
+    ap.add_argument("--segmenter-scores", type=Path, default=None, help="`ablate segmenter evaluate --json` output")
+    ap.add_argument("--unet", type=Path, default=None, help="the U-Net file (its training record is quoted)")
+    ap.add_argument("--data", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    from ablate.report.collect import load_experiment
+
+    exp = args.exp.resolve()
+    if not (exp / "report" / "report.md").is_file():
+        sys.exit(f"{exp}/report/report.md not found: the grid has not been evaluated and reported "
+                 f"(ablate evaluate {exp} && ablate report {exp})")
+    e = load_experiment(exp)
+    study = args.study
+    (study / "figures").mkdir(parents=True, exist_ok=True)
+
+    text = (exp / "report" / "report.md").read_text()
+    text = text.replace(str(exp), "runs/q2-drive/exp")
+    if args.data is not None:
+        text = text.replace(str(args.data.resolve()), "runs/q2-drive/drive128")
+    text = re.sub(r"/[^ `'\"]*/\.cache/ablate/", "$ABLATE_CACHE/", text)
+    (study / "report.md").write_text(text)
+
+    table = per_trial(e.trials)
+    table.to_csv(study / "results.csv", index=False, float_format="%.6g")
+
+    curves = read_curves(exp / "tensorboard", DEFAULT_TAG)
+    plateau = plateau_table(curves)
+    comb_of = dict(zip(e.trials["trial"], e.trials["combination"]))
+    plateau.insert(1, "combination", plateau["run"].map(comb_of))
+    plateau.to_csv(study / "plateau.csv", index=False, float_format="%.6g")
+    curves_figure(curves, e.trials, plateau, e.combinations, study / "figures" / "curves.png")
+
+    q = pd.read_parquet(exp / "report" / "questions.parquet")
+    shown = intervals_figure(q, study / "figures" / "intervals.png")
+    ids = image_grid_figure(e, study / "figures" / "image_grid.png")
+
+    verdict = re.search(r"^\*\*[^\n]*\*\* — Q2[^\n]*$", text, re.M)
+    done = e.trials[e.trials["status"] == "done"]
+    summary = {
+        "trials": int(len(e.trials)), "done": int(len(done)),
+        "train_wall_s_per_trial": {c: float(g["wall_time_s"].mean()) for c, g in done.groupby("combination")},
+        "plateau": {"flat": int((plateau["flat"] == True).sum()), "not_flat": int((plateau["flat"] == False).sum()),  # noqa: E712
+                    "undecided": int(plateau["flat"].isna().sum()), "tag": DEFAULT_TAG, "tail": TAIL,
+                    "tolerance": TOLERANCE},
+        "segmenter": e.segmenter,
+        "q2_verdict": verdict.group(0) if verdict else None,
+        "interval_metrics": shown, "grid_images": ids,
+    }
+    if args.segmenter_scores and args.segmenter_scores.is_file():
+        summary["segmenter_test"] = json.loads(args.segmenter_scores.read_text())
+    if args.unet and args.unet.is_file():
+        from ablate.segmenter.model import load_segmenter
+
+        meta = load_segmenter(args.unet).meta
+        summary["segmenter_record"] = {k: meta.get(k) for k in ("size", "trained_on", "metrics", "training",
+                                                                "threshold", "threshold_rule")}
+    (study / "study.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    print(f"{study}: report.md, results.csv ({len(table)} trials), plateau.csv "
+          f"({summary['plateau']['flat']} flat, {summary['plateau']['not_flat']} not), study.json, figures/")
+
+
+if __name__ == "__main__":
+    main()
