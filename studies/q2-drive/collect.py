@@ -78,10 +78,15 @@ def intervals_figure(q: pd.DataFrame, out: Path) -> list[str]:
     import matplotlib.pyplot as plt
 
     q = q[q["question"] == "Q2"]
-    metrics = [m for m in SHOWN if m in set(q["metric"])]
+    primary = list(dict.fromkeys(q[q["role"] == "primary"]["metric"]))
+    metrics = primary + [m for m in SHOWN if m in set(q["metric"]) and m not in primary]
     arms = list(dict.fromkeys(q["combination"]))
-    fig, axes = plt.subplots(1, len(metrics), figsize=(2.5 * len(metrics), 0.55 * len(arms) + 1.6), squeeze=False)
-    for ax, m in zip(axes[0], metrics):
+    ncol = min(4, len(metrics))
+    nrow = -(-len(metrics) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(3.0 * ncol, (0.45 * len(arms) + 1.3) * nrow), squeeze=False)
+    for ax in axes.flat[len(metrics):]:
+        ax.set_visible(False)
+    for k, (ax, m) in enumerate(zip(axes.flat, metrics)):
         rows = q[q["metric"] == m].set_index("combination")
         for i, arm in enumerate(arms):
             if arm not in rows.index:
@@ -96,7 +101,7 @@ def intervals_figure(q: pd.DataFrame, out: Path) -> list[str]:
         better = q[q["metric"] == m]["direction"].iloc[0]
         ax.set_title(f"{m}{' (primary)' if primary else ''}\n{better} is better", fontsize=8,
                      fontweight="bold" if primary else "normal")
-        ax.set_yticks(range(len(arms)), arms if ax is axes[0][0] else [""] * len(arms), fontsize=8)
+        ax.set_yticks(range(len(arms)), arms if k % ncol == 0 else [""] * len(arms), fontsize=8)
         ax.set_ylim(-0.6, len(arms) - 0.4)
         ax.tick_params(axis="x", labelsize=7)
     fig.suptitle("each arm minus the baseline: mean over seeds and 95 % Welch t interval (in the metric's units); "

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The q2-drive study, from the raw DRIVE folder to this folder's tables and figures:
 #
-#   studies/q2-drive/run.sh                    # ~80 min on 2 cores (README.md here has the measured time)
+#   studies/q2-drive/run.sh                    # ~90 min on 2 cores (README.md here has the measured time)
 #
 # 1. prepare DRIVE at 128 px                       -> $WORK/drive128
 # 2. train the vessel U-Net at 128 px, unless present -> $ABLATE_CACHE/weights/vessel_unet-drive128.pth
