@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ablate import storage
 from ablate.data import shard_writer as sw
-from ablate.data import swap
+from ablate.data import swap, unchanged
 from ablate.data.dataset import FORMAT_VERSION, OWNED, SPLIT_MISSING, SPLITS, DatasetError, PrepareResult
 from ablate.data.guard import DEFAULT_MAX_PIXELS, check_max_pixels
 from ablate.data.index import read_index
@@ -139,6 +139,25 @@ def prepare(
     _check_out(out, remote)
     has_own_split = any(it.split for it in items)
     cache = WorkCache(Path(work) if work else work_folder(str(out), remote), {"size": size, "max_pixels": max_pixels})
+    options = dict(size=size, seed=seed, fractions=fractions, val_from_train=val_from_train,
+                   rows_per_shard=rows_per_shard, split_missing=split_missing)
+    try:
+        fp = unchanged.fingerprint(cache.settings, [cache.key(str(it.image), it.fov and str(it.fov),
+                                                              it.vessel and str(it.vessel)) or f"unkeyed:{it.image}"
+                                                    for it in items],
+                                   items, {**options, "source": source})
+        # A crash mid-swap may have left the previous dataset aside: put it back before asking.
+        recovered = [] if remote or not out.is_dir() and not out.parent.is_dir() else sw.recover_local(out)
+        same = unchanged.unchanged(str(out), fp)
+    except BaseException:
+        cache.close()
+        raise
+    if same is not None:
+        manifest, rejects = same
+        notes = [*recovered, f"input unchanged since this dataset was written ({len(items)} files: same paths, "
+                              "sizes and modification times, same options); its shards verified, no file read"]
+        _drop(cache, notes)
+        return PrepareResult(out=out, counts=dict(manifest["counts"]), rejects=rejects, changed=False, notes=notes)
     try:
         results, resumed, jobs = _collect(items, cache, split_missing, Settings(size, max_pixels), index is not None)
     except BaseException:
@@ -177,12 +196,13 @@ def prepare(
         raise
     seconds = time.perf_counter() - t0
     try:
-        return _finish(items, rels, results, cache, out, remote, source, has_own_split,
-                       dict(size=size, seed=seed, fractions=fractions, val_from_train=val_from_train,
-                            rows_per_shard=rows_per_shard, split_missing=split_missing),
+        done = _finish(items, rels, results, cache, out, remote, source, has_own_split, options,
                        PrepareResult(out=out, counts={}, rejects=[], changed=False, resumed=resumed,
                                      processed=len(jobs), seconds=seconds),
                        "the index's split column" if index is not None else "split.csv")
+        unchanged.record(str(out), fp)
+        done.notes[:0] = recovered
+        return done
     except BaseException:
         cache.close()
         raise

@@ -140,6 +140,15 @@ def rejects_text(rejects: list[tuple[str, str]]) -> str:
     return buf.getvalue()
 
 
+def recover_local(out: Path) -> list[str]:
+    """swap.recover for a local --out (resolved), its failure as a DatasetError."""
+    try:
+        return swap.recover(out.resolve())
+    except OSError as e:
+        raise DatasetError(f"cannot clean up after an interrupted prepare ({e.filename}: {e.strerror or e}); "
+                           f"fix or remove it by hand, then re-run") from None
+
+
 def write_local(out: Path, manifest: str, shards: Iterator[tuple[str, bytes]], rejects: str) -> tuple[bool, list[str]]:
     """Write the dataset into `out` unless an identical one is there. Returns (written?,
     lines for the user about leftovers recovered or removed)."""
@@ -147,11 +156,7 @@ def write_local(out: Path, manifest: str, shards: Iterator[tuple[str, bytes]], r
         raise DatasetError(f"--out {out}: exists and is not a folder")
     shown, out = out, out.resolve()  # a symlinked --out: the folder it names is replaced, the link kept
     out.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        notes = swap.recover(out)
-    except OSError as e:
-        raise DatasetError(f"cannot clean up after an interrupted prepare ({e.filename}: {e.strerror or e}); "
-                           f"fix or remove it by hand, then re-run") from None
+    notes = recover_local(out)
     mpath = out / MANIFEST
     unchanged = mpath.is_file() and mpath.read_text() == manifest and all(
         (out / s["file"]).is_file() and sha256_file(out / s["file"]) == s["sha256"] for s in json.loads(manifest)["shards"]
