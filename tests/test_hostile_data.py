@@ -30,7 +30,7 @@ import pytest
 from PIL import Image, ImageFile
 from typer.testing import CliRunner
 
-from ablate.data import swap
+from ablate.data import prepare_tasks, swap
 from ablate.data.shards import DatasetError, prepare, read_manifest, shard_paths
 from ablate.io import write_text_atomic
 
@@ -78,11 +78,22 @@ def test_f3_disk_full_keeps_previous_dataset(drive_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(swap, "write_file", full_disk)
     with pytest.raises(DatasetError) as e:
         prepare(src, out, size=48, rows_per_shard=1)
-    assert str(e.value) == f"disk full while writing {calls[-1]}; the previous dataset in {out} is unchanged"
+    work = tmp_path / "data.work"
+    assert str(e.value).startswith(f"disk full while writing {calls[-1]}; the previous dataset in {out} is unchanged. "
+                                   f"The 4 preprocessed results are kept in {work} (")
+    assert "re-run the same command to write the dataset without reading the photographs again" in str(e.value)
     assert _snapshot(out) == before
     assert read_manifest(out)["image_size"] == 32
     assert sum(len(shard_paths(out, s)) for s in ("train", "val", "test") if read_manifest(out)["counts"][s]) == 4
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "src"]  # the partial folder is gone
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "data.work", "src"]  # the partial folder is gone
+    # Space freed: the re-run reads no photograph, and writes the new dataset.
+    monkeypatch.setattr(swap, "write_file", real)
+    decoded = []
+    real_process = prepare_tasks.process
+    monkeypatch.setattr(prepare_tasks, "process", lambda job, s: decoded.append(job) or real_process(job, s))
+    r = prepare(src, out, size=48, rows_per_shard=1)
+    assert decoded == [] and r.resumed == 4 and r.changed and read_manifest(out)["image_size"] == 48
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "src"]
 
 
 @pytest.mark.fault
@@ -108,7 +119,7 @@ def test_f3_interrupted_swap_is_recovered_by_next_prepare(drive_dir, tmp_path):
 
 KILLED_PREPARE = """
 import os, signal, sys
-from ablate.data import swap
+from ablate.data import prepare_tasks, swap
 from ablate.data.shards import prepare
 real, n = swap.write_file, []
 def write_then_die(path, data):

@@ -268,10 +268,18 @@ def _finish(items, rels, results, cache, out, remote, source, has_own_split, o, 
             changed, more = sw.write_uri(out, text, sw.rebuilt(shards, cache.load, entries_m), rejects), []
         else:
             changed, more = sw.write_local(out, text, sw.rebuilt(shards, cache.load, entries_m), rejects)
-    finally:
-        # The final write was reached: the saved results are spent (and after a full
-        # disk, the space they take is what the user needs back).
-        _drop(cache, notes)
+    except DatasetError as e:
+        # A full disk or a refused upload at the very end: the preprocessed results are kept, so
+        # the re-run after freeing space (or fixing access) writes without decoding anything again.
+        cache.close()
+        size = sum(f.stat().st_size for f in cache.folder.rglob("*.result"))
+        raise DatasetError(f"{e}. The {sum(r is not None for r in results)} preprocessed results are kept in "
+                           f"{cache.folder} ({size / 2**20:.1f} MiB): re-run the same command to write the dataset "
+                           "without reading the photographs again, or delete that folder to reclaim its space") from None
+    except BaseException:
+        cache.close()
+        raise
+    _drop(cache, notes)  # written: the saved results are spent
     return PrepareResult(out=out, counts=counts, rejects=p.rejects, changed=changed, notes=notes + more,
                          resumed=res.resumed, processed=res.processed, seconds=res.seconds)
 

@@ -8,8 +8,8 @@ and modification times (ns), the output size, the pixel cap and the code that
 preprocesses; it holds the content id found when the file was read. Each entry
 carries the sha256 of its payload, checked when it is used: an entry cut short by a
 crash of the machine is recomputed, never trusted. The folder is removed once the
-dataset is written (and after a failed final write, whose usual cause, a full disk,
-it would otherwise keep full).
+dataset is written; after a failed final write (a full disk, a refused upload) it is
+kept and its size said, so the re-run after the fix decodes nothing again.
 """
 
 from __future__ import annotations
