@@ -1,6 +1,6 @@
 """Collect a finished q2-drive experiment into the study folder (run.sh's last step).
 
-    python studies/q2-drive/collect.py EXP STUDY_DIR [--segmenter-scores JSON] [--unet FILE] [--data DIR]
+    python studies/q2-drive/collect.py EXP STUDY_DIR [--unet FILE] [--data DIR]
 
 Writes, into STUDY_DIR:
   report.md            the experiment's report (ablate report), its paths made relative
@@ -152,7 +152,6 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("exp", type=Path)
     ap.add_argument("study", type=Path)
-    ap.add_argument("--segmenter-scores", type=Path, default=None, help="`ablate segmenter evaluate --json` output")
     ap.add_argument("--unet", type=Path, default=None, help="the U-Net file (its training record is quoted)")
     ap.add_argument("--data", type=Path, default=None)
     args = ap.parse_args(argv)
@@ -200,8 +199,6 @@ def main(argv=None) -> None:
         "q2_verdict": verdict.group(0) if verdict else None,
         "interval_metrics": shown, "grid_images": ids,
     }
-    if args.segmenter_scores and args.segmenter_scores.is_file():
-        summary["segmenter_test"] = json.loads(args.segmenter_scores.read_text())
     if args.unet and args.unet.is_file():
         from ablate.segmenter.model import load_segmenter
 
