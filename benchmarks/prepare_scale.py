@@ -22,6 +22,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -137,6 +138,10 @@ print("RESULT " + json.dumps({"wall": time.perf_counter() - t, "stage": r.second
 
 
 def measure(index: Path, out: Path, size: int, cpus: int) -> dict:
+    # A fresh output each time: an earlier run's dataset would make this one an unchanged
+    # re-run (nothing read), and its leftover work folder a resumed one.
+    for old in (out, out.with_name(out.name + ".work")):
+        shutil.rmtree(old, ignore_errors=True)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), *sys.path])}
     p = subprocess.Popen([sys.executable, "-c", RUN, str(index), str(out), str(size), str(cpus)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
