@@ -96,3 +96,17 @@ def test_curves_read_back_from_tensorboard_keep_the_last_value_of_a_repeated_ste
 def test_a_missing_tensorboard_folder_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="no TensorBoard folder"):
         read_curves(tmp_path / "nope")
+
+
+def test_the_interval_of_the_tail_change_separates_noise_from_a_trend():
+    steps = np.arange(0, 2001, 50)
+    rng = np.random.default_rng(1)
+    noisy_flat = 0.03 + 0.01 * rng.standard_normal(steps.size)  # +-30 % noise, no trend
+    c = plateau_check(steps, noisy_flat)
+    assert c.change_ci_low < 0 < c.change_ci_high  # no trend detectable at this noise
+    assert c.change_ci_low < c.tail_change < c.change_ci_high
+    falling = 0.4 - 0.0001 * steps + 0.0005 * rng.standard_normal(steps.size)
+    f = plateau_check(steps, falling)
+    assert f.change_ci_high < 0 and f.flat is False  # a real trend: the interval excludes 0
+    exact = plateau_check(steps, 0.05 + 0 * steps)
+    assert abs(exact.change_ci_low) < 1e-12 and abs(exact.change_ci_high) < 1e-12 and exact.flat is True

@@ -10,6 +10,7 @@ The numbers behind the answer are kept, so a reader can judge the threshold.
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -32,6 +33,11 @@ class PlateauCheck:
     first_value: float
     flat: bool | None  # None: too few points to tell
     reason: str
+    # Descriptive, beside the rule: the 95% t interval of the fitted change over the tail.
+    # Validation on a few images is noisy; an interval that spans 0 says no trend is
+    # detectable at that noise, which the rule alone (a point estimate) does not.
+    change_ci_low: float = float("nan")
+    change_ci_high: float = float("nan")
 
 
 def plateau_check(steps, values, tail: float = TAIL, tolerance: float = TOLERANCE,
@@ -67,14 +73,24 @@ def plateau_check(steps, values, tail: float = TAIL, tolerance: float = TOLERANC
     if n < min_points:
         return PlateauCheck(**base, tail_change=float("nan"), relative_change=float("nan"), flat=None,
                             reason=f"{n} validation point(s) in the last {tail:.0%} of steps; {min_points} needed")
-    slope = float(np.polyfit(s[t], v[t], 1)[0])
-    change = float(slope * (s[t][-1] - s[t][0]))
+    x, y = s[t], v[t]
+    slope, intercept = (float(c) for c in np.polyfit(x, y, 1))
+    span = float(x[-1] - x[0])
+    change = slope * span
     rel = change / abs(mean) if mean != 0 else float("inf")
     flat = bool(abs(rel) <= tolerance)
     word = "flat" if flat else ("still falling" if rel < 0 else "rising")
+    lo = hi = float("nan")
+    if n > 2:
+        from scipy import stats
+
+        resid = y - (slope * x + intercept)
+        se = math.sqrt(float(resid @ resid) / (n - 2) / float(((x - x.mean()) ** 2).sum()))
+        half = float(stats.t.ppf(0.975, n - 2)) * se * span
+        lo, hi = change - half, change + half
     return PlateauCheck(**base, tail_change=change, relative_change=rel, flat=flat,
-                        reason=f"{word}: {rel:+.1%} over steps {int(s[t][0])}-{int(s[t][-1])} "
-                               f"(tolerance ±{tolerance:.0%})")
+                        reason=f"{word}: {rel:+.1%} over steps {int(x[0])}-{int(x[-1])} "
+                               f"(tolerance ±{tolerance:.0%})", change_ci_low=lo, change_ci_high=hi)
 
 
 def read_curves(tb_root: str | Path, tag: str = DEFAULT_TAG) -> dict[str, pd.DataFrame]:

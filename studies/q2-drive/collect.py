@@ -194,7 +194,11 @@ def main(argv=None) -> None:
         "train_wall_s_per_trial": {c: float(g["wall_time_s"].mean()) for c, g in done.groupby("combination")},
         "plateau": {"flat": int((plateau["flat"] == True).sum()), "not_flat": int((plateau["flat"] == False).sum()),  # noqa: E712
                     "undecided": int(plateau["flat"].isna().sum()), "tag": DEFAULT_TAG, "tail": TAIL,
-                    "tolerance": TOLERANCE},
+                    "tolerance": TOLERANCE,
+                    # descriptive: the 95 % interval of the fitted tail change spans 0 (no trend detectable)
+                    "no_trend_detectable": int(((plateau["change_ci_low"] <= 0) & (plateau["change_ci_high"] >= 0)).sum()),
+                    "falling_detectably": int((plateau["change_ci_high"] < 0).sum()),
+                    "rising_detectably": int((plateau["change_ci_low"] > 0).sum())},
         "segmenter": e.segmenter,
         "q2_verdict": verdict.group(0) if verdict else None,
         "interval_metrics": shown, "grid_images": ids,
