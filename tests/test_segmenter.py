@@ -278,9 +278,19 @@ def test_train_end_to_end_with_ray(ray_local, drive64, tmp_path):
     from ablate.runtime import RunOptions
     from ablate.segmenter.train import train_segmenter
 
+    from ablate.runtime import ray_output
+
     out = tmp_path / "weights" / "drive_unet.pth"
-    r = train_segmenter(drive64, out, RunOptions(steps=3, batch_size=4, lr=2e-3, log_every=1), patch=32,
-                        patches_per_image=4, val_every=3, arch={"base": 4, "levels": 3})
+    ray_output.set_verbose(False)  # the command's default: Ray's output to files beside the run
+    try:
+        r = train_segmenter(drive64, out, RunOptions(steps=3, batch_size=4, lr=2e-3, log_every=1), patch=32,
+                            patches_per_image=4, val_every=3, arch={"base": 4, "levels": 3})
+    finally:
+        ray_output.set_verbose(True)
+        ray_output.restore_driver()
+    # Gathered beside the run (this test's Ray was started by the fixture, so there is no
+    # session or driver log of ours to copy: the folder is what the shared driver made).
+    assert (r.run_dir / "logs").is_dir()
     assert r.out_file == out and out.is_file()
     seg = load_segmenter(out)
     assert seg.name == "unet:drive_unet" and seg.size == 64

@@ -49,8 +49,12 @@ def pretrain(
     tb_dir: Optional[Path] = console.TB_DIR,
     seed: int = console.SEED,
     address: Optional[str] = console.ADDRESS,
+    verbose: bool = console.VERBOSE,
 ) -> None:
     """Pretrain a masked autoencoder on fundus photographs (Ray Train) for the `foundation` term."""
+    from ablate.runtime import ray_output
+
+    ray_output.set_verbose(verbose)
     from ablate.backbones.retfound import CheckpointMismatch
     from ablate.config import ConfigError
     from ablate.data.shards import DatasetError
@@ -66,6 +70,8 @@ def pretrain(
     typer.echo(f"{r.out_file}: MAE {r.arch} after {r.steps} steps, last fm/loss {r.loss:.4f}")
     typer.echo(f"tensorboard --logdir {r.tb_dir}")
     typer.echo(f"Train run and checkpoints: {r.run_dir}")
+    if not verbose:
+        typer.echo(f"Ray's output (Ray Data, raylet, workers): {r.run_dir}/logs/ (--verbose shows it here)")
     typer.echo("Trained on ImageNet-normalised inputs, so imagenet_norm must be true. Loss options "
                "(add weight / adaptive / start_step as for any term):")
     typer.echo("  " + foundation_line(r.foundation))

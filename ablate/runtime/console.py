@@ -20,3 +20,5 @@ GPUS_PER_WORKER = typer.Option(0.0, "--gpus-per-worker")
 TB_DIR = typer.Option(None, "--tb-dir", help="TensorBoard folder (default: <out dir>/tensorboard/<run>)")
 SEED = typer.Option(0, "--seed")
 ADDRESS = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto'")
+VERBOSE = typer.Option(False, "--verbose", help="show Ray's own output here (Ray Data bars, worker logs) instead of "
+                       "only in <train run>/logs/")

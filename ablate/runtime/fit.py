@@ -164,16 +164,20 @@ def fit_standalone(loop: Callable[[dict], None], loop_config: dict, datasets: Ca
     the placement) and `tb_dir`. `datasets` is called once Ray is up. Raises RuntimeError
     naming the run when it ended without a checkpoint.
     """
+    from ablate.runtime import ray_output
     from ablate.runtime.train_progress import step_progress
 
     with ray_session(run.address):
         placement = plan_placement(total_cpus(), run.workers, run.cpus_per_worker, run.gpus_per_worker, concurrent=1,
                                    node_cpus=node_cpus(), node_gpus=node_gpus())
-        with step_progress(folders.name, run.steps) as progress:
-            result = fit_torch_run(loop, {**loop_config, **run.loop_config(), "threads": placement.threads_per_worker,
-                                          "tb_dir": str(folders.tb_dir)},
-                                   datasets=datasets(), placement=placement, name=folders.name,
-                                   storage_path=str(folders.storage), callbacks=(progress,))
+        try:
+            with step_progress(folders.name, run.steps) as progress:
+                result = fit_torch_run(loop, {**loop_config, **run.loop_config(),
+                                              "threads": placement.threads_per_worker, "tb_dir": str(folders.tb_dir)},
+                                       datasets=datasets(), placement=placement, name=folders.name,
+                                       storage_path=str(folders.storage), callbacks=(progress,))
+        finally:  # quiet mode (the commands' default): Ray's logs beside the run's checkpoints
+            ray_output.collect_logs(folders.run_dir)
     if result.checkpoint is None:
         raise RuntimeError(f"the Train run {folders.run_dir} ended without a checkpoint")
     return result

@@ -44,8 +44,12 @@ def train(
     tb_dir: Optional[Path] = console.TB_DIR,
     seed: int = console.SEED,
     address: Optional[str] = console.ADDRESS,
+    verbose: bool = console.VERBOSE,
 ) -> None:
     """Train the vessel U-Net on the manual masks of a prepared DRIVE (Ray Train); score it on the test split."""
+    from ablate.runtime import ray_output
+
+    ray_output.set_verbose(verbose)
     from ablate.config import ConfigError
     from ablate.data.shards import DatasetError
     from ablate.runtime import RunOptions
@@ -66,6 +70,8 @@ def train(
         typer.echo("no test split with vessel masks in the dataset: the file carries no metrics")
     typer.echo(f"tensorboard --logdir {r.tb_dir}")
     typer.echo(f"Train run and checkpoints: {r.run_dir}")
+    if not verbose:
+        typer.echo(f"Ray's output (Ray Data, raylet, workers): {r.run_dir}/logs/ (--verbose shows it here)")
 
 
 @app.command()
