@@ -150,6 +150,17 @@ def test_unchanged_rerun_reads_no_file_and_rewrites_nothing(drive_dir, tmp_path,
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]  # no work folder left
 
 
+def test_a_fingerprint_that_cannot_be_recorded_is_said(drive_dir, tmp_path, monkeypatch):
+    from ablate.data import unchanged
+
+    src = _src(drive_dir, tmp_path / "src", STEMS[:1])
+    (tmp_path / "file").write_text("")
+    monkeypatch.setattr(unchanged, "record_path", lambda out: tmp_path / "file" / "record.json")  # not a folder
+    r = prepare(src, tmp_path / "out", size=32, cpus=1)
+    assert r.changed and r.notes[-1].startswith(f"could not record the input's fingerprint in {tmp_path}/file/record.json")
+    assert r.notes[-1].endswith("a re-run on this unchanged input will read every file again")
+
+
 @pytest.mark.parametrize("change", ["touch", "option", "shard"])
 def test_a_changed_input_option_or_damaged_output_is_prepared_again(drive_dir, tmp_path, monkeypatch, change):
     src = _src(drive_dir, tmp_path / "src", STEMS[:3])

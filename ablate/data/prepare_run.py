@@ -200,8 +200,8 @@ def prepare(
                        PrepareResult(out=out, counts={}, rejects=[], changed=False, resumed=resumed,
                                      processed=len(jobs), seconds=seconds),
                        "the index's split column" if index is not None else "split.csv")
-        unchanged.record(str(out), fp)
         done.notes[:0] = recovered
+        done.notes.extend(unchanged.record(str(out), fp))
         return done
     except BaseException:
         cache.close()

@@ -47,26 +47,24 @@ def fingerprint(settings: str, keys: list[str], items, options: dict) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def record(out: str, fp: str | None) -> None:
-    """Note that `out` now holds the dataset of input `fp` (best effort: a failed write only
-    means the next unchanged run reads its files again)."""
-    if fp is None:
-        return
+def record(out: str, fp: str) -> list[str]:
+    """Note that `out` now holds the dataset of input `fp`. A failed write costs only speed
+    (the next unchanged run reads its files again), so it is a line for the user, not an error."""
     try:
         manifest = storage.read_bytes(storage.join(out, "manifest.json"))
         body = {"out": out, "fingerprint": fp, "manifest_sha256": hashlib.sha256(manifest).hexdigest()}
         write_bytes_atomic(record_path(out), (json.dumps(body, indent=2) + "\n").encode())
-    except OSError:
-        pass
+    except OSError as e:
+        return [f"could not record the input's fingerprint in {record_path(out)} ({e.strerror or e}): "
+                "a re-run on this unchanged input will read every file again"]
+    return []
 
 
-def unchanged(out: str, fp: str | None) -> tuple[dict, list[tuple[str, str]]] | None:
+def unchanged(out: str, fp: str) -> tuple[dict, list[tuple[str, str]]] | None:
     """(manifest, rejects) when `out` holds the verified dataset of input `fp`; else None.
 
     A missing or altered manifest, or any shard whose sha256 differs from the manifest's,
     means the output is not what was recorded: the caller prepares as usual."""
-    if fp is None:
-        return None
     try:
         rec = json.loads(record_path(out).read_text())
         if rec.get("fingerprint") != fp or rec.get("out") != out:
