@@ -312,6 +312,12 @@ def test_progress_bar_on_a_terminal_and_one_line_otherwise(drive_dir, tmp_path):
     first, last = term.getvalue().splitlines()
     assert first == "prepare: 5/10 files (50%), 4 resumed, 0.5 images/s, 2 rejected, elapsed 2s, ETA 10s", first
     assert last == "prepare: 5/10 files in 2s, 4 resumed, 0.5 images/s, 2 rejected"
+    # On a terminal: the bar, with the same details beside it.
+    bar = io.StringIO()
+    with Progress("prepare", 10, "files", stream=bar, plain=False, resumed=4, counts={"rejected": 1},
+                  rate_unit="images/s") as p:
+        p.advance(1, rejected=2)
+    assert "5/10 files" in bar.getvalue() and "4 resumed" in bar.getvalue() and "2 rejected" in bar.getvalue()
 
 
 # ---- speed of the per-image work ------------------------------------------------------------
