@@ -305,19 +305,33 @@ def load_grid(path: str | Path, overrides: dict | None = None) -> Grid:
                 source=str(path), trials=tuple(trials), questions=questions)
 
 
+def shipped_grids() -> dict[str, Path]:
+    """The search spaces installed with the package (`ablate/search_spaces/*.yaml`), by name.
+
+    Read through importlib.resources, not the source tree, so `pip install ablate` (a
+    wheel, no checkout) runs `--grid smoke` as a checkout does."""
+    from importlib import resources
+
+    folder = resources.files("ablate.search_spaces")
+    return {Path(f.name).stem: Path(str(f)) for f in folder.iterdir() if f.name.endswith(".yaml")}
+
+
 def find_grid(name: str) -> Path:
-    """A path to a YAML file, or a preset name under search_spaces/ (cwd first, then the repo)."""
+    """A path to a YAML file, or a preset name: `./search_spaces/NAME.yaml` first (your own
+    presets in the folder you launch from), then the ones installed with ablate."""
     p = Path(name)
     if p.suffix in (".yaml", ".yml"):
         if not p.exists():
             raise ConfigError(f"{p}: search space file not found")
         return p
-    roots = [Path.cwd() / "search_spaces", Path(__file__).resolve().parent.parent / "search_spaces"]
-    for root in roots:
-        cand = root / f"{name}.yaml"
-        if cand.exists():
-            return cand
-    known = sorted({f.stem for r in roots if r.is_dir() for f in r.glob("*.yaml")})
+    local = Path.cwd() / "search_spaces"
+    cand = local / f"{name}.yaml"
+    if cand.exists():
+        return cand
+    shipped = shipped_grids()
+    if name in shipped:
+        return shipped[name]
+    known = sorted(set(shipped) | ({f.stem for f in local.glob("*.yaml")} if local.is_dir() else set()))
     import difflib
 
     close = difflib.get_close_matches(name, known, n=1)

@@ -172,7 +172,7 @@ def test_kuberay_image_installs_the_project_on_the_same_ray(kuberay):
     assert base.startswith(f"rayproject/ray:{ray.__version__}-py311")  # the README's Python 3.11
     readme = (ROOT / "README.md").read_text()
     pins = re.search(r"pip install (torch==\S+ torchvision==\S+)", readme).group(1)
-    assert re.search(rf"pip install .*{re.escape(pins)} -e \.", docker)
+    assert re.search(rf"pip install .*{re.escape(pins)} -e \"?\.(\[s3\])?\"?", docker)
     images = {c["image"] for c in _containers(kuberay["RayCluster"]).values()}
     assert len(images) == 1  # head and workers run the same build
     ignore = (ROOT / "cluster" / "Dockerfile.dockerignore").read_text().split()

@@ -141,7 +141,7 @@ def test_paper_citations_point_to_sections_that_exist():
     paper = ROOT.parent / "docs" / "paper.md"
     sections = set(re.findall(r"^## §(\d+)", paper.read_text(), re.M))
     cited = {}
-    for p in [*ROOT.rglob("*.py"), *(ROOT.parent / "search_spaces").glob("*.yaml")]:
+    for p in [*ROOT.rglob("*.py"), *(ROOT / "search_spaces").glob("*.yaml")]:
         text = p.read_text()
         assert "PAPER.md" not in text, f"{p} cites PAPER.md, which is not in the repository (use docs/paper.md)"
         for first, last in re.findall(r"docs/paper\.md §(\d+)(?:-(\d+))?", text):

@@ -166,8 +166,14 @@ class _Lease:
 
     @staticmethod
     def _s3_client():
-        import boto3  # the conditional writes need boto3; pyarrow's S3 file system does not expose them
-
+        # The conditional writes need boto3 (pyarrow's S3 file system does not expose them);
+        # it is the `s3` extra, so a plain install says how to get it. botocore, imported
+        # below, comes with boto3.
+        try:
+            import boto3
+        except ImportError:
+            raise StorageError("an s3:// experiment needs boto3 for its one-writer lease: "
+                               "pip install 'ablate[s3]'") from None
         return boto3.client("s3")
 
     def _bucket_key(self) -> tuple[str, str]:
