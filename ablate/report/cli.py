@@ -3,6 +3,7 @@ ablate/cli.py to register (`app.command()(report)`, `app.command()(tensorboard)`
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -111,6 +112,26 @@ def tensorboard(
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT)
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _stop_with_parent(parent: int):
+    """For the child, before it execs: on Linux the kernel sends it SIGTERM when `ablate
+    tensorboard` dies, `kill -9` included, which no signal handler of ours can see. If the
+    parent died before this ran, the child stops at once. Elsewhere nothing (the handlers
+    below still cover SIGTERM, SIGHUP and Ctrl-C)."""
+    if not sys.platform.startswith("linux"):
+        return None
+
+    def arm() -> None:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return arm
+
 
 
 class _Stopped(Exception):
@@ -127,7 +148,7 @@ def run_child(cmd: list[str], tick=None, every: float = 30.0, grace_s: float = 1
     def stop(signum, _frame):
         raise _Stopped(signum)
 
-    proc = subprocess.Popen(cmd)
+    proc = subprocess.Popen(cmd, preexec_fn=_stop_with_parent(os.getpid()))
     previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
     try:
         while True:
