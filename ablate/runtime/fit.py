@@ -140,9 +140,12 @@ def fit_torch_run(loop: Callable[[dict], None], loop_config: dict, *, datasets: 
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    from ablate.runtime.process_group import ProcessGroupConfig
+
     trainer = TorchTrainer(
         loop,
         train_loop_config=loop_config,
+        torch_config=ProcessGroupConfig(),  # a local run's process group listens on 127.0.0.1 only
         scaling_config=placement.scaling_config(),
         run_config=ray.train.RunConfig(
             name=name,
