@@ -1,0 +1,72 @@
+"""Everything a local command starts listens on loopback only (issue 25): every listening
+socket of the process tree of `ablate launch` (mid-trial, two DDP workers), `ablate
+evaluate` and `ablate prepare` (with Ray), sampled until the command ends."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.ray
+LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+
+
+def _listening(proc) -> tuple[list[tuple[str, str, int]], bool]:
+    """(every listening socket of `proc` and its descendants as (command, ip, port), whether a
+    Ray Train worker was among them), sampled every 0.3 s until `proc` exits."""
+    import psutil
+
+    seen: set[tuple[str, str, int]] = set()
+    train_worker = False
+    root = psutil.Process(proc.pid)
+    while proc.poll() is None:
+        try:
+            tree = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            break
+        for p in tree:
+            try:
+                cmd = " ".join(p.cmdline())[:120]
+                conns = [c for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+            except psutil.Error:
+                continue
+            train_worker |= "RayTrainWorker" in cmd and bool(conns)
+            seen |= {(cmd, c.laddr.ip, c.laddr.port) for c in conns}
+        time.sleep(0.3)
+    return sorted(seen), train_worker
+
+
+def _run(args: list[str], tmp: Path) -> tuple[list, bool, str]:
+    env = {**os.environ, "ABLATE_RAY_TMP": f"/tmp/ablate-ls-{os.getpid()}"}  # short: Ray's socket paths
+    proc = subprocess.Popen([sys.executable, "-m", "ablate.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp)
+    try:
+        seen, train_worker = _listening(proc)
+        out = proc.communicate(timeout=600)[0]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, out[-3000:]
+    return seen, train_worker, out
+
+
+def _exposed(seen):
+    return [s for s in seen if s[1] not in LOOPBACK]
+
+
+def test_launch_and_evaluate_listen_on_loopback_only(drive32, tiny_grid, tmp_path):
+    exp = tmp_path / "exp"
+    seen, train_worker, _ = _run(["launch", "--grid", str(tiny_grid), "--data", str(drive32), "--out", str(exp),
+                                  "--only", "l1", "--workers", "2", "--steps", "12", "--no-evaluate"], tmp_path)
+    assert train_worker, f"no Train worker seen listening mid-trial: the sampling missed the trial ({seen})"
+    assert any("gcs_server" in s[0] for s in seen), seen
+    assert not _exposed(seen), f"`ablate launch` listens beyond loopback: {_exposed(seen)}"
+
+    seen, _, out = _run(["evaluate", str(exp), "--segmenter", "ridge"], tmp_path)
+    assert "per-image metrics" in out and any("raylet" in s[0] for s in seen), seen
+    assert not _exposed(seen), f"`ablate evaluate` listens beyond loopback: {_exposed(seen)}"
