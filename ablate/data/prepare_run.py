@@ -24,7 +24,7 @@ from pathlib import Path
 
 from ablate import storage
 from ablate.data import shard_writer as sw
-from ablate.data import swap, unchanged
+from ablate.data import safety, swap, unchanged
 from ablate.data.dataset import FORMAT_VERSION, OWNED, SPLIT_MISSING, SPLITS, DatasetError, PrepareResult
 from ablate.data.guard import DEFAULT_MAX_PIXELS, check_max_pixels
 from ablate.data.index import read_index
@@ -137,10 +137,22 @@ def prepare(
     remote = storage.is_uri(out)
     out = storage.normalize(out) if remote else Path(out)
     _check_out(out, remote)
-    has_own_split = any(it.split for it in items)
-    cache = WorkCache(Path(work) if work else work_folder(str(out), remote), {"size": size, "max_pixels": max_pixels})
+    work = Path(work) if work else None
+    safety.check_work(work or work_folder(str(out), remote), out, remote, None if src is None else Path(src))
     options = dict(size=size, seed=seed, fractions=fractions, val_from_train=val_from_train,
                    rows_per_shard=rows_per_shard, split_missing=split_missing)
+    with safety.output_lock(out, remote):
+        return _locked(items, base, source, out, remote, work, options, max_pixels, index is not None,
+                       cpus, address, in_process_below, progress)
+
+
+def _locked(items, base, source, out, remote, work, options, max_pixels, from_index, cpus, address,
+            in_process_below, progress) -> PrepareResult:
+    """The prepare itself, holding the output's lock."""
+    size, split_missing = options["size"], options["split_missing"]
+    has_own_split = any(it.split for it in items)
+    cache = WorkCache(work or work_folder(str(out), remote), {"size": size, "max_pixels": max_pixels},
+                      default=work is None)
     try:
         fp = unchanged.fingerprint(cache.settings, [cache.key(str(it.image), it.fov and str(it.fov),
                                                               it.vessel and str(it.vessel)) or f"unkeyed:{it.image}"
@@ -159,7 +171,7 @@ def prepare(
         _drop(cache, notes)
         return PrepareResult(out=out, counts=dict(manifest["counts"]), rejects=rejects, changed=False, notes=notes)
     try:
-        results, resumed, jobs = _collect(items, cache, split_missing, Settings(size, max_pixels), index is not None)
+        results, resumed, jobs = _collect(items, cache, split_missing, Settings(size, max_pixels), from_index)
     except BaseException:
         cache.close()  # interrupted: the saved results stay for the next run
         raise
@@ -199,7 +211,7 @@ def prepare(
         done = _finish(items, rels, results, cache, out, remote, source, has_own_split, options,
                        PrepareResult(out=out, counts={}, rejects=[], changed=False, resumed=resumed,
                                      processed=len(jobs), seconds=seconds),
-                       "the index's split column" if index is not None else "split.csv")
+                       "the index's split column" if from_index else "split.csv")
         done.notes[:0] = recovered
         done.notes.extend(unchanged.record(str(out), fp))
         return done
@@ -286,6 +298,6 @@ def _finish(items, rels, results, cache, out, remote, source, has_own_split, o, 
 
 def _drop(cache: WorkCache, notes: list[str]) -> None:
     try:
-        cache.remove()
+        notes.extend(cache.remove())
     except OSError as e:
         notes.append(f"could not remove the work folder {cache.folder} ({e.strerror or e}); delete it by hand")
