@@ -126,3 +126,48 @@ def test_two_prepares_to_one_out_with_different_work_folders_do_not_both_succeed
     assert first.changed
     assert second[0] is not None and second[0].startswith(f"--out {out}: another prepare is writing to it"), second
     assert not (tmp_path / "w2").exists()
+
+
+# ---- finding 2: an index that lists mostly missing files; a much smaller replacement -----------
+
+def _index(path, names):
+    path.write_text("path\n" + "".join(f"{n}\n" for n in names))
+    return path
+
+
+@pytest.mark.bad_input
+def test_index_listing_mostly_missing_files_is_refused_before_any_work(tmp_path, monkeypatch):
+    from ablate.cli import app
+
+    src = make_src(tmp_path / "src", n=3)
+    idx = _index(tmp_path / "src" / "files.csv", [f"img{k:03d}.png" for k in range(3)]
+                 + [f"gone{k}.png" for k in range(7)])
+    called = []
+    monkeypatch.setattr(prepare_run, "run", lambda *a, **k: called.append(1))
+    res = CliRunner().invoke(app, ["prepare", "--index", str(idx), "--out", str(tmp_path / "out"), "--size", "32"])
+    assert res.exit_code == 2, res.output
+    assert f"--index {idx}: 7 of the 10 files it lists do not exist" in res.output
+    assert "--allow-missing" in res.output and "Traceback" not in res.output
+    assert called == [] and not (tmp_path / "out").exists() and not (tmp_path / "out.work").exists()
+    monkeypatch.undo()
+    r = prepare(None, tmp_path / "out", size=32, index=idx, allow_missing=True)  # asked for: the rest prepared
+    assert sum(r.counts.values()) == 3 and len(r.rejects) == 7
+
+
+@pytest.mark.bad_input
+def test_replacing_a_dataset_by_one_under_half_its_size_needs_replace(tmp_path):
+    from ablate.cli import app
+
+    src = make_src(tmp_path / "src", n=10)
+    out = tmp_path / "out"
+    prepare(src, out, size=32)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    idx = _index(tmp_path / "src" / "few.csv", ["img000.png", "img001.png", "img002.png", "img003.png"])
+    res = CliRunner().invoke(app, ["prepare", "--index", str(idx), "--out", str(out), "--size", "32"])
+    assert res.exit_code == 2, res.output
+    assert f"--out {out}: holds a dataset of 10 images; this prepare would replace it with 4" in res.output
+    assert "--replace" in res.output
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    res = CliRunner().invoke(app, ["prepare", "--index", str(idx), "--out", str(out), "--size", "32", "--replace"])
+    assert res.exit_code == 0, res.output
+    assert "4 images" in res.output and not (tmp_path / "out.work").exists()

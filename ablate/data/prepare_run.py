@@ -25,7 +25,7 @@ from pathlib import Path
 from ablate import storage
 from ablate.data import shard_writer as sw
 from ablate.data import safety, swap, unchanged
-from ablate.data.dataset import FORMAT_VERSION, OWNED, SPLIT_MISSING, SPLITS, DatasetError, PrepareResult
+from ablate.data.dataset import FORMAT_VERSION, MANIFEST, OWNED, SPLIT_MISSING, SPLITS, DatasetError, PrepareResult
 from ablate.data.guard import DEFAULT_MAX_PIXELS, check_max_pixels
 from ablate.data.index import read_index
 from ablate.data.prepare_tasks import IN_PROCESS_BELOW, Job, Settings, run
@@ -102,6 +102,8 @@ def prepare(
     in_process_below: int = IN_PROCESS_BELOW,
     work: str | Path | None = None,
     progress=None,
+    allow_missing: bool = False,
+    replace: bool = False,
 ) -> PrepareResult:
     """Preprocess every image under `src` (or listed in `index`) into shards under `out`.
 
@@ -121,6 +123,8 @@ def prepare(
         address: a Ray cluster to join ('auto').
         in_process_below: fewer files to process than this run without Ray.
         work: the work folder (default: <out>.work beside a local out).
+        allow_missing: go on with an index most of whose files do not exist (refused otherwise).
+        replace: replace a dataset in `out` even by one of under half its images (refused otherwise).
         progress: makes the progress display: called as progress(total=, resumed=, counts=)
             it returns an ablate.runtime.progress.Progress (e.g. that class with its label,
             unit and stream bound by functools.partial); None shows nothing.
@@ -134,13 +138,15 @@ def prepare(
     except ValueError as e:
         raise DatasetError(str(e)) from None
     items, base, source = _inputs(src, index)
+    if index is not None:
+        safety.check_missing(items, index, allow_missing)
     remote = storage.is_uri(out)
     out = storage.normalize(out) if remote else Path(out)
     _check_out(out, remote)
     work = Path(work) if work else None
     safety.check_work(work or work_folder(str(out), remote), out, remote, None if src is None else Path(src))
     options = dict(size=size, seed=seed, fractions=fractions, val_from_train=val_from_train,
-                   rows_per_shard=rows_per_shard, split_missing=split_missing)
+                   rows_per_shard=rows_per_shard, split_missing=split_missing, replace=replace)
     with safety.output_lock(out, remote):
         return _locked(items, base, source, out, remote, work, options, max_pixels, index is not None,
                        cpus, address, in_process_below, progress)
@@ -157,7 +163,7 @@ def _locked(items, base, source, out, remote, work, options, max_pixels, from_in
         fp = unchanged.fingerprint(cache.settings, [cache.key(str(it.image), it.fov and str(it.fov),
                                                               it.vessel and str(it.vessel)) or f"unkeyed:{it.image}"
                                                     for it in items],
-                                   items, {**options, "source": source})
+                                   items, {**options, "replace": None, "source": source})
         # A crash mid-swap may have left the previous dataset aside: put it back before asking.
         recovered = [] if remote or not out.parent.is_dir() else sw.recover_local(out)
         same = unchanged.unchanged(str(out), fp)
@@ -253,6 +259,11 @@ def _finish(items, rels, results, cache, out, remote, source, has_own_split, o, 
         _drop(cache, notes)
         reasons = "; ".join(f"{f}: {r}" for f, r in p.rejects[:5])
         raise DatasetError(f"{source}: no valid fundus photograph among {len(items)} file(s) ({reasons})")
+    try:
+        safety.check_shrink(_old_manifest(out, remote), counts, out, o["replace"])
+    except DatasetError as e:
+        cache.close()  # the preprocessed results stay: the re-run with --replace decodes nothing again
+        raise DatasetError(f"{e} (the preprocessed results are kept in {cache.folder})") from None
     shards = sw.shard_list(p, o["rows_per_shard"])
     entries_m = sw.hashed_shards(shards, cache.load)
     manifest = {
@@ -294,6 +305,16 @@ def _finish(items, rels, results, cache, out, remote, source, has_own_split, o, 
     _drop(cache, notes)  # written: the saved results are spent
     return PrepareResult(out=out, counts=counts, rejects=p.rejects, changed=changed, notes=notes + more,
                          resumed=res.resumed, processed=res.processed, seconds=res.seconds)
+
+
+def _old_manifest(out, remote: bool) -> dict | None:
+    """The manifest of the dataset `out` holds now, or None (none, or unreadable: then the
+    write itself decides, as before)."""
+    try:
+        path = storage.join(out, MANIFEST) if remote else Path(out) / MANIFEST
+        return json.loads(storage.read_text(path) if remote else path.read_text())
+    except (OSError, ValueError, storage.StorageError):
+        return None
 
 
 def _drop(cache: WorkCache, notes: list[str]) -> None:
