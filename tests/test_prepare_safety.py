@@ -171,3 +171,34 @@ def test_replacing_a_dataset_by_one_under_half_its_size_needs_replace(tmp_path):
     res = CliRunner().invoke(app, ["prepare", "--index", str(idx), "--out", str(out), "--size", "32", "--replace"])
     assert res.exit_code == 0, res.output
     assert "4 images" in res.output and not (tmp_path / "out.work").exists()
+
+
+# ---- finding 3: the default seeded split has exact counts, and stays put as files are added ---
+
+def test_default_split_of_45_images_is_35_5_5(tmp_path):
+    src = make_src(tmp_path / "src", n=45)
+    r = prepare(src, tmp_path / "out", size=32)
+    assert r.counts == {"train": 35, "val": 5, "test": 5}
+
+
+def test_exact_split_counts_and_stability_under_added_images():
+    from ablate.data.shard_writer import exact_split, split_counts
+
+    ids = [f"{k:016x}" for k in range(300)]
+    for n in (1, 4, 5, 9, 10, 15, 45, 99, 300):
+        got = exact_split(ids[:n], 0, (0.8, 0.1))
+        counts = tuple(sum(s == name for s in got.values()) for name in ("train", "val", "test"))
+        assert counts == split_counts(n, (0.8, 0.1))
+        want = max(int(n * 0.1 + 0.5), 1 if n >= 3 else 0)  # at least one val and test image from 3 on
+        assert counts[2] == want and counts[1] == want, (n, counts)
+    # adding k images moves an existing image only across a boundary the new images or the
+    # new counts shift: at most k per boundary, plus how far the boundary itself moved
+    for n, k in ((45, 1), (45, 5), (100, 3), (100, 50)):
+        before, after = exact_split(ids[:n], 0, (0.8, 0.1)), exact_split(ids[: n + k], 0, (0.8, 0.1))
+        moved = [i for i in before if before[i] != after[i]]
+        (_, v0, t0), (_, v1, t1) = split_counts(n, (0.8, 0.1)), split_counts(n + k, (0.8, 0.1))
+        assert len(moved) <= 2 * k + abs(t1 - t0) + abs((t1 + v1) - (t0 + v0)), (n, k, moved)
+        # and never from train straight to test while test grows by no more than val shrinks
+        assert not any(before[i] == "train" and after[i] == "test" for i in moved if k < n // 10)
+    # the seed decides, not the order files were found in
+    assert exact_split(ids[:45], 3, (0.8, 0.1)) == exact_split(ids[:45][::-1], 3, (0.8, 0.1))

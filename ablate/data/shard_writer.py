@@ -48,12 +48,44 @@ class Plan:
         return {s: len(r) for s, r in self.rows.items()}
 
 
+def _rank(image_id: str, seed: int) -> float:
+    return int(hashlib.sha256(f"{seed}:{image_id}".encode()).hexdigest()[:8], 16) / 2**32
+
+
 def seeded_split(image_id: str, seed: int, fractions: tuple[float, float]) -> str:
-    """train/val/test from a hash of (seed, id): stable under adding or removing files."""
-    u = int(hashlib.sha256(f"{seed}:{image_id}".encode()).hexdigest()[:8], 16) / 2**32
+    """train/val/test from a hash of (seed, id) alone: stable under adding or removing files,
+    its counts only near the fractions (used for val_from_train within a dataset's own train)."""
+    u = _rank(image_id, seed)
     if u < fractions[0]:
         return "train"
     return "val" if u < fractions[0] + fractions[1] else "test"
+
+
+def split_counts(n: int, fractions: tuple[float, float]) -> tuple[int, int, int]:
+    """(train, val, test) for `n` images: val and test each the nearest whole number to
+    their fraction (halves up: 45 images at 80/10/10 give 35/5/5), but at least one each
+    from 3 images on (a dataset with no test image cannot be evaluated), train the rest."""
+
+    def share(f: float) -> int:
+        # 1e-9: 1 - 0.8 - 0.1 is 0.0999..., and 5 images must still give half an image, rounded up
+        k = int(n * f + 0.5 + 1e-9)
+        return max(k, 1) if f > 1e-9 and n >= 3 else k
+
+    n_val = min(share(fractions[1]), n)
+    n_test = min(share(1 - fractions[0] - fractions[1]), n - n_val)
+    return n - n_val - n_test, n_val, n_test
+
+
+def exact_split(ids: list[str], seed: int, fractions: tuple[float, float]) -> dict[str, str]:
+    """id -> split with exactly split_counts' numbers (issue 25: 45 images got 38/4/3 from
+    a per-image hash). The rule: images ordered by the hash of (seed, id); the highest
+    n_test are test, the next n_val val, the rest train. An image's place in that order
+    never depends on the other images, so adding images moves an existing one only across
+    a boundary the new images or the new counts shift: test -> val -> train as images rank
+    above it, train -> val -> test as the counts grow; never more than that."""
+    order = sorted(ids, key=lambda i: (-_rank(i, seed), i))
+    _, n_val, n_test = split_counts(len(order), fractions)
+    return {i: ("test" if k < n_test else "val" if k < n_test + n_val else "train") for k, i in enumerate(order)}
 
 
 def plan(entries: list[tuple[str, str | None, bool, dict | None]], *, has_own_split: bool, seed: int,
@@ -64,6 +96,7 @@ def plan(entries: list[tuple[str, str | None, bool, dict | None]], *, has_own_sp
     rows: dict[str, list[RowRef]] = {s: [] for s in SPLITS}
     rejects: list[tuple[str, str]] = []
     seen: dict[str, str] = {}
+    seeded: list[RowRef] = []  # no split of the dataset's own: split once all are known
     for rel, own, unlisted, res in entries:
         if res is None:
             rejects.append((rel, "not listed in split.csv (--split-missing skip)"))
@@ -84,10 +117,14 @@ def plan(entries: list[tuple[str, str | None, bool, dict | None]], *, has_own_sp
                 continue
             split = own
         else:
-            split = seeded_split(image_id, seed, fractions)
+            seeded.append(RowRef(image_id, rel, res["key"]))
+            continue
         if has_own_split and split == "train" and seeded_split(image_id, seed, (1 - val_from_train, val_from_train)) == "val":
             split = "val"
         rows[split].append(RowRef(image_id, rel, res["key"]))
+    chosen = exact_split([r.id for r in seeded], seed, fractions)
+    for r in seeded:
+        rows[chosen[r.id]].append(r)
     for split in SPLITS:
         rows[split].sort(key=lambda r: r.id)
     return Plan(rows, rejects)
