@@ -202,3 +202,32 @@ def test_exact_split_counts_and_stability_under_added_images():
         assert not any(before[i] == "train" and after[i] == "test" for i in moved if k < n // 10)
     # the seed decides, not the order files were found in
     assert exact_split(ids[:45], 3, (0.8, 0.1)) == exact_split(ids[:45][::-1], 3, (0.8, 0.1))
+
+
+# ---- finding 4: the same photograph in two formats is one image, in one split -----------------
+
+def _rows(out):
+    import pyarrow.parquet as pq
+
+    return [r for p in sorted(out.glob("*.parquet")) for r in pq.read_table(p, columns=["id", "source", "split"]).to_pylist()]
+
+
+@pytest.mark.bad_input
+def test_same_photograph_as_tiff_and_png_is_kept_once_and_never_in_two_splits(tmp_path):
+    src = tmp_path / "src"
+    for split, stems in (("training", range(0, 6)), ("test", range(6, 9))):
+        make_src(src / split / "images", n=0)
+        for k in stems:
+            fundus(k).save(src / split / "images" / f"img{k:03d}.png")
+    for k in (0, 1, 2):  # train photographs also in test, as TIFF (other bytes, same pixels)
+        fundus(k).save(src / "test" / "images" / f"copy{k:03d}.tif", compression="tiff_lzw")
+    fundus(3).save(src / "training" / "images" / "img003.tif")  # and one twice in train
+    r = prepare(src, tmp_path / "out", size=32)
+    rejects = dict(r.rejects)
+    # split folders are read in name order (test, training): the test copies are kept first
+    for k in (0, 1, 2):
+        assert rejects[f"training/images/img{k:03d}.png"] == f"duplicate of test/images/copy{k:03d}.tif (same content)"
+    assert rejects["training/images/img003.tif"] == "duplicate of training/images/img003.png (same content)"
+    assert len(rejects) == 4 and sum(r.counts.values()) == 9
+    rows = _rows(tmp_path / "out")
+    assert len({row["source"] for row in rows}) == len(rows) == 9

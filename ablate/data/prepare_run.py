@@ -183,14 +183,14 @@ def _locked(items, base, source, out, remote, work, options, max_pixels, from_in
         raise
     rels = [_rel(it.image, base) for it in items]
     t0 = time.perf_counter()
-    # Rejects so far, for the progress display: unusable files and repeated content ids
+    # Rejects so far, for the progress display: unusable files and repeated contents
     # (which of two duplicates is kept is decided later, in input order; the count is the same).
     ids: set[str] = set()
     rejected = 0
     for r in results:
         if r is not None:
-            rejected += r["reject"] is not None or r["id"] in ids
-            ids.add(r["id"])
+            rejected += r["reject"] is not None or sw.same_key(r) in ids
+            ids.add(sw.same_key(r))
     bar = progress(total=len(jobs) + resumed, resumed=resumed, counts={"rejected": rejected}) \
         if progress is not None else None
 
@@ -198,9 +198,9 @@ def _locked(items, base, source, out, remote, work, options, max_pixels, from_in
         nonlocal rejected
         key = jobs_key[i]
         cache.store(key, rec)
-        results[i] = {"id": rec["id"], "reject": rec["reject"], "key": key}
-        rejected += rec["reject"] is not None or rec["id"] in ids
-        ids.add(rec["id"])
+        results[i] = {"id": rec["id"], "reject": rec["reject"], "key": key, "pixels": rec["pixels"]}
+        rejected += rec["reject"] is not None or sw.same_key(rec) in ids
+        ids.add(sw.same_key(rec))
         if bar is not None:
             bar.advance(1, rejected=rejected)
 
@@ -238,7 +238,7 @@ def _collect(items, cache, split_missing, settings, from_index):
         key = cache.key(img, fov, ves)
         rec = cache.load(key) if key is not None else None
         if rec is not None:
-            results[i] = {"id": rec["id"], "reject": rec["reject"], "key": key}
+            results[i] = {"id": rec["id"], "reject": rec["reject"], "key": key, "pixels": rec.get("pixels")}
             resumed += 1
             continue
         # Files stat() cannot describe get a key of their own for this run only.

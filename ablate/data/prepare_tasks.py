@@ -50,7 +50,7 @@ def process(job: Job, settings: Settings) -> dict:
     from pathlib import Path
 
     rec: dict = {"id": None, "reject": None, "image": None, "fov": None, "vessel": None,
-                 "orig_height": None, "orig_width": None, "fov_source": None}
+                 "orig_height": None, "orig_width": None, "fov_source": None, "pixels": None}
     raw = None
     try:
         # Read once: the same bytes give the content id and the decoded image.
@@ -65,8 +65,18 @@ def process(job: Job, settings: Settings) -> dict:
         raw = None  # at most one file's bytes held at a time
     rec.update(image=png_bytes(p.image), fov=png_bytes(p.fov),
                vessel=None if p.vessel is None else png_bytes(p.vessel),
-               orig_height=p.original_size[0], orig_width=p.original_size[1], fov_source=p.fov_source)
+               orig_height=p.original_size[0], orig_width=p.original_size[1], fov_source=p.fov_source,
+               pixels=pixels_id(p.image))
     return rec
+
+
+def pixels_id(image) -> str:
+    """The duplicate key: what the dataset would hold, not the file's bytes, so the same
+    photograph as TIFF and as PNG (or with other metadata) is one image (issue 25). The row's
+    `id` stays the file's sha256: U-Net files record those ids (the leakage guard)."""
+    h = hashlib.sha256(f"{image.shape}:{image.dtype}:".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()[:16]
 
 
 def process_batch(jobs: list[Job], settings: Settings) -> list[tuple[int, dict]]:

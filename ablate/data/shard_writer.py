@@ -91,8 +91,10 @@ def exact_split(ids: list[str], seed: int, fractions: tuple[float, float]) -> di
 def plan(entries: list[tuple[str, str | None, bool, dict | None]], *, has_own_split: bool, seed: int,
          fractions: tuple[float, float], val_from_train: float) -> Plan:
     """`entries`, in input order: (source name, the dataset's own split, unlisted?, result)
-    where result is {"id", "reject", "key"} or None for a file skipped unread (unlisted,
-    --split-missing skip). The first file of a content id is kept, later ones are duplicates."""
+    where result is {"id", "reject", "key", "pixels"} or None for a file skipped unread (unlisted,
+    --split-missing skip). The first file of a content (its preprocessed pixels; unreadable
+    files: their bytes) is kept, later ones are duplicates, rejected naming the kept file: one
+    photograph is never in two splits."""
     rows: dict[str, list[RowRef]] = {s: [] for s in SPLITS}
     rejects: list[tuple[str, str]] = []
     seen: dict[str, str] = {}
@@ -101,14 +103,14 @@ def plan(entries: list[tuple[str, str | None, bool, dict | None]], *, has_own_sp
         if res is None:
             rejects.append((rel, "not listed in split.csv (--split-missing skip)"))
             continue
-        image_id = res["id"]
-        if image_id is not None and image_id in seen:
-            rejects.append((rel, f"duplicate of {seen[image_id]} (same content)"))
+        image_id, same = res["id"], same_key(res)
+        if same is not None and same in seen:
+            rejects.append((rel, f"duplicate of {seen[same]} (same content)"))
             continue
         if res["reject"] is not None:
             rejects.append((rel, res["reject"]))
             continue
-        seen[image_id] = rel
+        seen[same] = rel
         if unlisted:
             split = "train"
         elif has_own_split:
@@ -128,6 +130,11 @@ def plan(entries: list[tuple[str, str | None, bool, dict | None]], *, has_own_sp
     for split in SPLITS:
         rows[split].sort(key=lambda r: r.id)
     return Plan(rows, rejects)
+
+
+def same_key(res: dict) -> str | None:
+    """What makes two files one image: the preprocessed pixels where decoded, else the bytes."""
+    return res.get("pixels") or res["id"]
 
 
 def shard_list(p: Plan, rows_per_shard: int) -> list[tuple[str, str, list[RowRef]]]:

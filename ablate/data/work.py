@@ -38,6 +38,7 @@ from ablate.io import write_bytes_atomic
 RESULT_SCHEMA = pa.schema([
     ("id", pa.string()), ("reject", pa.string()), ("image", pa.binary()), ("fov", pa.binary()),
     ("vessel", pa.binary()), ("orig_height", pa.int32()), ("orig_width", pa.int32()), ("fov_source", pa.string()),
+    ("pixels", pa.string()),  # sha256 of the preprocessed image's pixels: duplicates are found by it
 ])
 # The code whose output an entry is: a changed preprocessing never reuses old entries.
 _CODE = ("preprocess.py", "guard.py", "prepare_tasks.py")
