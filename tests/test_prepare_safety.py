@@ -231,3 +231,52 @@ def test_same_photograph_as_tiff_and_png_is_kept_once_and_never_in_two_splits(tm
     assert len(rejects) == 4 and sum(r.counts.values()) == 9
     rows = _rows(tmp_path / "out")
     assert len({row["source"] for row in rows}) == len(rows) == 9
+
+
+# ---- finding 5: memory bounded before decoding; a MemoryError is one file's reject -------------
+
+@pytest.mark.bad_input
+def test_extreme_aspect_ratio_is_rejected_from_its_header_not_padded(tmp_path, monkeypatch):
+    from ablate.data import preprocess as pp
+
+    src = make_src(tmp_path / "src", n=3)
+    Image.new("RGB", (200_000, 64), (200, 90, 40)).save(src / "strip.png")  # 12.8 MP, under the cap
+    assert (src / "strip.png").stat().st_size < 100_000
+    loads = []
+    real_load = Image.Image.load
+    monkeypatch.setattr(Image.Image, "load", lambda im: loads.append(im.size) or real_load(im))
+    r = prepare(src, tmp_path / "out", size=32)
+    reason = dict(r.rejects)["strip.png"]
+    assert reason.startswith("aspect ratio 3125.0:1 (200000x64): a fundus photograph is near-square, at most 2:1")
+    assert "200000x200000 = 40000 MP" in reason and "not decoded" in reason
+    assert (200_000, 64) not in loads  # never decoded
+    assert sum(r.counts.values()) == 3
+    # within 2:1, a field of view whose square is over the cap is refused before it is allocated
+    with pytest.raises(pp.RejectedImage, match=r"padded to a square would be 200x200 = 0.0 MP, over the cap"):
+        pp.preprocess(np_png(200, 100), 32, max_pixels=200 * 100)
+
+
+def np_png(w: int, h: int) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    Image.new("RGB", (w, h), (200, 90, 40)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.fault
+def test_memory_error_on_one_file_is_its_reject_not_a_crash(tmp_path, monkeypatch):
+    from ablate.data import prepare_tasks
+
+    src = make_src(tmp_path / "src", n=3)
+    real = prepare_tasks.preprocess
+
+    def oom_on_second(raw, size, **k):
+        if raw == (src / "img001.png").read_bytes():
+            raise MemoryError
+        return real(raw, size, **k)
+
+    monkeypatch.setattr(prepare_tasks, "preprocess", oom_on_second)
+    r = prepare(src, tmp_path / "out", size=32)
+    assert dict(r.rejects)["img001.png"].startswith("out of memory while preprocessing this file")
+    assert sum(r.counts.values()) == 2

@@ -61,6 +61,12 @@ def process(job: Job, settings: Settings) -> dict:
     except RejectedImage as e:
         rec["reject"] = str(e)
         return rec
+    except MemoryError:
+        # One file's memory, not the prepare's: the other files go on (a worker's MemoryError
+        # is raised here too, inside its task).
+        rec["reject"] = ("out of memory while preprocessing this file; free memory, use fewer --cpus, "
+                         "or lower --max-pixels to reject such files unread")
+        return rec
     finally:
         raw = None  # at most one file's bytes held at a time
     rec.update(image=png_bytes(p.image), fov=png_bytes(p.fov),

@@ -14,7 +14,16 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from ablate.data.guard import DEFAULT_MAX_PIXELS, RejectedImage, TooManyPixels, byte_cap, open_header, read_once
+from ablate.data.guard import (
+    DEFAULT_MAX_PIXELS,
+    RejectedImage,
+    TooManyPixels,
+    byte_cap,
+    check_aspect,
+    check_padded,
+    open_header,
+    read_once,
+)
 
 MIN_SIDE = 64  # smaller photographs carry no usable vessel detail
 __all__ = ["RejectedImage", "Prepared", "read_rgb", "read_mask", "preprocess", "png_bytes", "decode_png"]
@@ -36,6 +45,7 @@ def read_rgb(source: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
     if not data:
         raise RejectedImage("empty file (0 bytes)")
     im = open_header(data, max_pixels)
+    check_aspect(*im.size)
     try:
         im.load()
     except (OSError, SyntaxError, ValueError) as e:
@@ -133,6 +143,7 @@ def preprocess(image: Path | bytes, size: int, fov: Path | None = None, vessel: 
     vessel_mask = read_mask(vessel, shape) if vessel is not None else None
     rows, cols = np.flatnonzero(fov_mask.any(axis=1)), np.flatnonzero(fov_mask.any(axis=0))
     bbox = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+    check_padded(max(bbox[1] - bbox[0], bbox[3] - bbox[2]), max_pixels)
     rgb = np.where(fov_mask[..., None], rgb, 0).astype(np.uint8)
     sq = _square_crop(rgb, bbox)
     img = np.asarray(Image.fromarray(sq).resize((size, size), Image.Resampling.LANCZOS))
