@@ -280,3 +280,24 @@ def test_memory_error_on_one_file_is_its_reject_not_a_crash(tmp_path, monkeypatc
     r = prepare(src, tmp_path / "out", size=32)
     assert dict(r.rejects)["img001.png"].startswith("out of memory while preprocessing this file")
     assert sum(r.counts.values()) == 2
+
+
+# ---- finding 6: a file name that is not UTF-8 ----------------------------------------------------
+
+@pytest.mark.bad_input
+def test_latin1_file_names_are_prepared_or_rejected_under_an_escaped_name(tmp_path):
+    import os
+
+    from ablate.cli import app
+
+    src = make_src(tmp_path / "src", n=3)
+    fundus(7).save(os.fsdecode(bytes(src) + b"/caf\xe9.png"))  # a latin-1 name: not UTF-8
+    with open(os.fsencode(src) + b"/=cass\xe9.png", "wb") as f:  # and a broken one
+        f.write(b"not an image")
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["prepare", str(src), "--out", str(out), "--size", "32"])
+    assert res.exit_code == 0, res.output
+    assert "5 images" not in res.output and "4 images" in res.output
+    assert "caf\\xe9.png" in {row["source"] for row in _rows(out)}
+    text = (out / "rejects.csv").read_bytes().decode("utf-8")  # a UTF-8 file, the name escaped
+    assert "cass\\xe9.png" in text and "not a readable image" in text

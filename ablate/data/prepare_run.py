@@ -29,14 +29,14 @@ from ablate.data.dataset import FORMAT_VERSION, MANIFEST, OWNED, SPLIT_MISSING, 
 from ablate.data.guard import DEFAULT_MAX_PIXELS, check_max_pixels
 from ablate.data.index import read_index
 from ablate.data.prepare_tasks import IN_PROCESS_BELOW, Job, Settings, run
-from ablate.data.sources import IMAGE_SUFFIXES, SourceItem, scan
+from ablate.data.sources import IMAGE_SUFFIXES, SourceItem, safe_name, scan
 from ablate.data.work import WorkCache, work_folder
 
 
 def _unlisted_note(items: list[SourceItem], split_missing: str, listing: str) -> list[str]:
     """Images a present split.csv (or an index's split column) does not name: counted
     per split, never silent."""
-    unlisted = [it.image.name for it in items if it.unlisted]
+    unlisted = [safe_name(it.image.name) for it in items if it.unlisted]
     if not unlisted:
         return []
     listed = {s: sum(it.split == s for it in items) for s in SPLITS}
@@ -66,10 +66,11 @@ def _inputs(src, index) -> tuple[list[SourceItem], Path, str]:
 
 
 def _rel(image: Path, base: Path) -> str:
+    """The name the dataset and rejects.csv give a file (non-UTF-8 bytes escaped: safe_name)."""
     try:
-        return str(image.relative_to(base))
+        return safe_name(str(image.relative_to(base)))
     except ValueError:  # an index may name files anywhere
-        return str(image)
+        return safe_name(str(image))
 
 
 def _check_out(out, remote: bool) -> None:

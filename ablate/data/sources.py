@@ -45,6 +45,13 @@ class SourceItem:
         return self.image.name
 
 
+def safe_name(name: str) -> str:
+    """`name` as text any file or terminal can hold: a file name's bytes that are not UTF-8
+    (a latin-1 'caf\xe9.png' from an old archive; Python holds them as lone surrogates,
+    which no UTF-8 writer accepts) written as backslash escapes. UTF-8 names are unchanged."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
 def _listdir(folder: Path) -> list[Path]:
     try:
         return sorted(folder.iterdir())
