@@ -301,3 +301,31 @@ def test_latin1_file_names_are_prepared_or_rejected_under_an_escaped_name(tmp_pa
     assert "caf\\xe9.png" in {row["source"] for row in _rows(out)}
     text = (out / "rejects.csv").read_bytes().decode("utf-8")  # a UTF-8 file, the name escaped
     assert "cass\\xe9.png" in text and "not a readable image" in text
+
+
+# ---- finding 7: an index written by Excel (BOM) or in latin-1 ----------------------------------
+
+@pytest.mark.bad_input
+def test_index_with_a_byte_order_mark_is_read(tmp_path):
+    src = make_src(tmp_path / "src", n=3)
+    idx = tmp_path / "src" / "files.csv"
+    idx.write_bytes(b"\xef\xbb\xbfpath,split\nimg000.png,train\nimg001.png,train\nimg002.png,test\n")
+    r = prepare(None, tmp_path / "out", size=32, index=idx, val_from_train=0.0)
+    assert r.counts == {"train": 2, "val": 0, "test": 1} and r.rejects == []
+
+
+@pytest.mark.bad_input
+def test_index_and_split_csv_in_latin1_are_refused_naming_file_and_line(tmp_path):
+    from ablate.cli import app
+
+    src = make_src(tmp_path / "src", n=3)
+    idx = tmp_path / "src" / "files.csv"
+    idx.write_bytes(b"path\nimg000.png\nimg001.png\ncaf\xe9.png\n")
+    res = CliRunner().invoke(app, ["prepare", "--index", str(idx), "--out", str(tmp_path / "out"), "--size", "32"])
+    assert res.exit_code == 2, res.output
+    assert f"--index {idx} line 4: not UTF-8 text (byte 0xe9); save the file as UTF-8" in res.output
+    assert "Traceback" not in res.output
+    idx.unlink()
+    (src / "split.csv").write_bytes(b"stem,split\nimg000,train\nimg001,train\nimg002,t\xe9st\n")
+    with pytest.raises(DatasetError, match=rf"{src}/split.csv line 4: not UTF-8 text"):
+        prepare(src, tmp_path / "out", size=32)
