@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from scipy import ndimage
 
 from ablate.data.guard import (
@@ -50,6 +50,7 @@ def read_rgb(source: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
         im.load()
     except (OSError, SyntaxError, ValueError) as e:
         raise RejectedImage(f"corrupt or truncated image ({e})") from None
+    im = _upright(im)
     mode = im.mode
     if mode in ("L", "LA", "1"):
         raise RejectedImage(f"grayscale image (mode {mode}); a colour fundus photograph is needed")
@@ -75,13 +76,39 @@ def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
         raise RejectedImage(f"mask {path.name} has more pixels than the image ({shape[1]}x{shape[0]})") from None
     except RejectedImage as e:
         raise RejectedImage(f"mask {path.name} unreadable ({e})") from None
-    if im.size != (shape[1], shape[0]):
-        raise RejectedImage(f"mask {path.name} is {im.size[0]}x{im.size[1]}, image is {shape[1]}x{shape[0]}")
+    w, h = im.size
+    if _orientation(im) in _SWAPS_SIDES:  # compared as it will be used: upright, as the image
+        w, h = h, w
+    if (w, h) != (shape[1], shape[0]):
+        raise RejectedImage(f"mask {path.name} is {w}x{h}, image is {shape[1]}x{shape[0]}")
     try:
         im.load()
+        im = _upright(im)
     except (OSError, SyntaxError, ValueError) as e:
         raise RejectedImage(f"mask {path.name} unreadable ({e})") from None
     return np.asarray(im.convert("L")) > 127
+
+
+# EXIF orientations 5-8 turn the picture by 90 degrees: width and height swap.
+_SWAPS_SIDES = {5, 6, 7, 8}
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(0x0112, 1))
+    except (OSError, SyntaxError, ValueError, TypeError):  # damaged EXIF: the pixels as stored
+        return 1
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """The picture as a viewer shows it: a camera's EXIF orientation tag applied (a phone or
+    DSLR held sideways stores the pixels turned), the same for an image and its masks."""
+    if _orientation(im) == 1:
+        return im
+    try:
+        return ImageOps.exif_transpose(im)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise RejectedImage(f"EXIF orientation cannot be applied ({e})") from None
 
 
 def threshold_fov(rgb: np.ndarray) -> np.ndarray:
