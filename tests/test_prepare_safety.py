@@ -329,3 +329,50 @@ def test_index_and_split_csv_in_latin1_are_refused_naming_file_and_line(tmp_path
     (src / "split.csv").write_bytes(b"stem,split\nimg000,train\nimg001,train\nimg002,t\xe9st\n")
     with pytest.raises(DatasetError, match=rf"{src}/split.csv line 4: not UTF-8 text"):
         prepare(src, tmp_path / "out", size=32)
+
+
+# ---- finding 8: EXIF orientation -----------------------------------------------------------------
+
+def _upright_fundus():
+    """A 96x128 (w x h) photograph with a green block in its upper half: turned, it differs."""
+    arr = np.asarray(fundus(5, size=(128, 96))).copy()
+    arr[30:50, 35:60] = (40, 220, 40)
+    return Image.fromarray(arr)
+
+
+@pytest.mark.bad_input
+def test_exif_orientation_is_applied_to_image_and_masks(tmp_path):
+    import io
+
+    from ablate.data.preprocess import preprocess
+
+    upright = _upright_fundus()
+    png = io.BytesIO()
+    upright.save(png, format="PNG")
+    # as a camera held sideways stores it: pixels turned, EXIF orientation 6 ("rotate 90 CW to view")
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    jpg = io.BytesIO()
+    upright.transpose(Image.Transpose.ROTATE_90).save(jpg, format="JPEG", quality=95, exif=exif)
+    fov = tmp_path / "fov.png"  # the field of view, drawn on the upright picture
+    Image.fromarray((np.asarray(upright).max(axis=2) > 0).astype(np.uint8) * 255).save(fov)
+    want = preprocess(png.getvalue(), 32, fov=fov).image.astype(int)
+    got = preprocess(jpg.getvalue(), 32, fov=fov).image.astype(int)  # before: "mask fov.png is 96x128, image is 128x96"
+    assert np.abs(got - want).mean() < 4
+    turned = preprocess(jpg.getvalue(), 32).image.astype(int)  # FOV by threshold: upright as well
+    assert np.abs(turned - want).mean() < 4
+    assert np.abs(np.rot90(want, 1) - want).mean() > 10  # the comparison can tell a turned picture
+
+
+# ---- finding 9: multi-page files -------------------------------------------------------------------
+
+@pytest.mark.bad_input
+def test_multi_page_tiff_is_rejected_with_a_reason(tmp_path):
+    src = make_src(tmp_path / "src", n=3)
+    fundus(11).save(src / "stack.tif", save_all=True, append_images=[fundus(12), fundus(13)])
+    fundus(14).save(src / "anim.gif", save_all=True, append_images=[fundus(15)])
+    r = prepare(src, tmp_path / "out", size=32)
+    rejects = dict(r.rejects)
+    assert rejects["stack.tif"].startswith("3 pages/frames in one file (a multi-page TIFF or an animation)")
+    assert rejects["anim.gif"].startswith("2 pages/frames in one file")
+    assert sum(r.counts.values()) == 3

@@ -151,4 +151,13 @@ def open_header(data: bytes, max_pixels: int) -> Image.Image:
     if w * h > max_pixels:
         raise TooManyPixels(f"too many pixels ({w}x{h} = {w * h / 1e6:.1f} MP; the cap is "
                             f"{max_pixels / 1e6:g} MP, see --max-pixels); not decoded")
+    try:
+        frames = getattr(im, "n_frames", 1)
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise RejectedImage(f"corrupt or truncated image ({e})") from None
+    if frames > 1:
+        # Which page is the photograph (a stack of exposures, a thumbnail, a second eye)
+        # is not ours to guess: judging page 0 alone went unseen (issue 25).
+        raise RejectedImage(f"{frames} pages/frames in one file (a multi-page TIFF or an animation); one "
+                            "photograph per file is needed: split it (e.g. tiffsplit) and prepare the pages")
     return im
