@@ -376,3 +376,23 @@ def test_multi_page_tiff_is_rejected_with_a_reason(tmp_path):
     assert rejects["stack.tif"].startswith("3 pages/frames in one file (a multi-page TIFF or an animation)")
     assert rejects["anim.gif"].startswith("2 pages/frames in one file")
     assert sum(r.counts.values()) == 3
+
+
+# ---- finding 10: formula injection in rejects.csv -----------------------------------------------
+
+@pytest.mark.bad_input
+def test_file_names_that_start_a_formula_are_neutralised_in_rejects_csv(tmp_path):
+    import csv
+
+    src = make_src(tmp_path / "src", n=3)
+    names = ["=HYPERLINK(1).png", "+cmd.png", "-2+3.png", "@SUM(1).png", "\tx.png"]
+    for n in names:
+        (src / n).write_bytes(b"not an image")
+    r = prepare(src, tmp_path / "out", size=32)
+    with (tmp_path / "out" / "rejects.csv").open(newline="") as f:
+        cells = [row["file"] for row in csv.DictReader(f)]
+    assert sorted(cells) == sorted("'" + n for n in names)
+    assert not any(c.startswith(("=", "+", "-", "@", "\t", "\r")) for c in cells)
+    assert sorted(f for f, _ in r.rejects) == sorted(names)  # the names themselves, as returned
+    again = prepare(src, tmp_path / "out", size=32)  # unchanged: read back from rejects.csv
+    assert not again.changed and again.rejects == r.rejects
