@@ -396,3 +396,39 @@ def test_file_names_that_start_a_formula_are_neutralised_in_rejects_csv(tmp_path
     assert sorted(f for f, _ in r.rejects) == sorted(names)  # the names themselves, as returned
     again = prepare(src, tmp_path / "out", size=32)  # unchanged: read back from rejects.csv
     assert not again.changed and again.rejects == r.rejects
+
+
+# ---- finding 11: prepare's Ray is started through the one shared, loopback-only start ------------
+
+def test_prepare_starts_ray_only_through_the_shared_loopback_start(tmp_path, monkeypatch):
+    import os
+
+    import ray
+
+    from ablate.data import prepare_tasks
+    from ablate.runtime import cluster, ray_output
+
+    assert not ray.is_initialized()
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_init(**kw):  # record how Ray would be started, and start nothing
+        seen.append((kw, os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER")))
+        raise Stop
+
+    monkeypatch.setattr(ray, "init", fake_init)
+    monkeypatch.setattr(ray_output, "quiet_driver", lambda: None)
+    src = make_src(tmp_path / "src", n=1)
+    job = prepare_tasks.Job(0, str(src / "img000.png"), None, None)
+    try:
+        with pytest.raises(Stop):
+            prepare_tasks.run([job], prepare_tasks.Settings(32, 60_000_000), lambda i, r: None, cpus=1,
+                              in_process_below=0)
+    finally:
+        cluster.cluster_mode_back()
+    assert len(seen) == 1
+    kw, single_machine = seen[0]
+    assert kw["_node_ip_address"] == "127.0.0.1" and single_machine == "0"  # cluster.loopback_only() ran first
+    assert kw["num_cpus"] == 1 and kw["include_dashboard"] is False and "dashboard_host" not in kw

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from ablate.data.guard import byte_cap, read_once
 from ablate.data.preprocess import RejectedImage, png_bytes, preprocess
+from ablate.runtime.cluster import ray_session
 
 IN_PROCESS_BELOW = 50  # files; below this Ray's start-up outweighs the parallelism
 
@@ -124,42 +124,37 @@ def run(jobs: list[Job], settings: Settings, on_result: Callable[[int, dict], No
 def _run_ray(jobs, settings, on_result, cpus, address) -> None:
     import ray
 
-    started = False
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=True)
-        else:
-            # No dashboard: prepare needs none, and it adds seconds of start-up.
-            tmp = os.environ.get("ABLATE_RAY_TMP") or os.path.join(tempfile.gettempdir(), "ablate-ray")
-            ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
-            started = True
-    try:
-        total = int(ray.cluster_resources().get("CPU", 1)) or 1
-        # Twice the CPUs in flight, so a finished task's successor is already queued (a Ray
-        # we started has exactly `cpus` and runs no more at once); on a Ray we joined,
-        # --cpus caps the tasks in flight themselves.
-        window = 2 * total if started or not cpus else cpus
-        # Batches of a few files: per-task overhead (ms) stays small next to the work,
-        # and results still arrive steadily for the progress bar.
-        batch = max(1, min(8, len(jobs) // (4 * window)))
-        task = ray.remote(num_cpus=1, max_retries=2)(process_batch)
-        settings_ref = ray.put(settings)
-        pending: list = []
-        source = _batches(jobs, batch)
-        exhausted = False
-        while pending or not exhausted:
-            while not exhausted and len(pending) < window:
-                nxt = next(source, None)
-                if nxt is None:
-                    exhausted = True
-                    break
-                pending.append(task.remote(nxt, settings_ref))
-            if not pending:
+    # The one shared start (loopback-only listening sockets for a local Ray, issue 25); no
+    # dashboard: prepare needs none, and it adds seconds of start-up.
+    with ray_session(address, cpus=cpus, dashboard=False) as started:
+        _stream(jobs, settings, on_result, cpus, started, ray)
+
+
+def _stream(jobs, settings, on_result, cpus, started, ray) -> None:
+    """Feed the jobs to Ray tasks, at most a window of batches in flight."""
+    total = int(ray.cluster_resources().get("CPU", 1)) or 1
+    # Twice the CPUs in flight, so a finished task's successor is already queued (a Ray
+    # we started has exactly `cpus` and runs no more at once); on a Ray we joined,
+    # --cpus caps the tasks in flight themselves.
+    window = 2 * total if started or not cpus else cpus
+    # Batches of a few files: per-task overhead (ms) stays small next to the work,
+    # and results still arrive steadily for the progress bar.
+    batch = max(1, min(8, len(jobs) // (4 * window)))
+    task = ray.remote(num_cpus=1, max_retries=2)(process_batch)
+    settings_ref = ray.put(settings)
+    pending: list = []
+    source = _batches(jobs, batch)
+    exhausted = False
+    while pending or not exhausted:
+        while not exhausted and len(pending) < window:
+            nxt = next(source, None)
+            if nxt is None:
+                exhausted = True
                 break
-            done, pending = ray.wait(pending, num_returns=1)
-            for index, rec in ray.get(done[0]):
-                on_result(index, rec)
-            del done
-    finally:
-        if started:
-            ray.shutdown()
+            pending.append(task.remote(nxt, settings_ref))
+        if not pending:
+            break
+        done, pending = ray.wait(pending, num_returns=1)
+        for index, rec in ray.get(done[0]):
+            on_result(index, rec)
+        del done
