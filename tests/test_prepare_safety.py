@@ -432,3 +432,21 @@ def test_prepare_starts_ray_only_through_the_shared_loopback_start(tmp_path, mon
     kw, single_machine = seen[0]
     assert kw["_node_ip_address"] == "127.0.0.1" and single_machine == "0"  # cluster.loopback_only() ran first
     assert kw["num_cpus"] == 1 and kw["include_dashboard"] is False and "dashboard_host" not in kw
+
+
+# ---- finding 12: the README says what happens to a file that fails its hash --------------------
+
+@pytest.mark.bad_input
+def test_a_file_failing_its_hash_is_refused_and_kept_as_the_readme_says(tmp_path):
+    from pathlib import Path
+
+    from ablate.backbones.weights import WeightsHashMismatch, entry, verify_file
+
+    bad = tmp_path / "vgg16-397923af.pth"
+    bad.write_bytes(b"not the weights")
+    with pytest.raises(WeightsHashMismatch, match=rf"vgg16: {bad} has sha256 .* Delete it, then"):
+        verify_file(entry("vgg16"), bad)
+    assert bad.read_bytes() == b"not the weights"  # refused and named, not deleted
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "refused, named, and deleted" not in readme
+    assert "a file already there (the cache's, or yours through\nthe environment variable) is left in place" in readme
