@@ -123,7 +123,9 @@ def prepare(
         cpus: CPUs to use (default: every core, or the cluster with `address`).
         address: a Ray cluster to join ('auto').
         in_process_below: fewer files to process than this run without Ray.
-        work: the work folder (default: <out>.work beside a local out).
+        work: the work folder (default: <out>.work beside a local out): a path that does not
+            exist yet or an empty folder, outside `out` and `src`; only what prepare writes
+            there is removed afterwards (work.py).
         allow_missing: go on with an index most of whose files do not exist (refused otherwise).
         replace: replace a dataset in `out` even by one of under half its images (refused otherwise).
         progress: makes the progress display: called as progress(total=, resumed=, counts=)

@@ -87,9 +87,10 @@ def claim(folder: Path, default: bool) -> bool:
     `default`: the folder is the one ablate chose (OUT.work), not one the user typed: a
     work folder left there by an older ablate (no marker, nothing but entries) is reused."""
     marker = folder / MARKER
+    what = f"the work folder {folder} (OUT.work)" if default else f"--work {folder}"
     try:
         if folder.exists() and not folder.is_dir():
-            raise DatasetError(f"--work {folder}: exists and is not a folder; give a path that does not exist yet "
+            raise DatasetError(f"{what}: exists and is not a folder; give --work a path that does not exist yet "
                                "(prepare creates it)")
         if marker.is_file():
             return _made_folder(marker)
@@ -102,8 +103,8 @@ def claim(folder: Path, default: bool) -> bool:
             made = True
         else:
             raise DatasetError(
-                f"--work {folder}: exists and is not a work folder made by ablate prepare (no {MARKER} in it); "
-                "prepare removes what it writes there when done, so give it a path that does not exist yet "
+                f"{what}: exists and is not a work folder made by ablate prepare (no {MARKER} in it); "
+                "prepare removes what it writes there when done, so give --work a path that does not exist yet "
                 "or an empty folder")
         marker.write_text(json.dumps({"made_folder": made}) + "\n")
         return made
