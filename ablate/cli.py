@@ -46,7 +46,12 @@ def prepare(
     address: Optional[str] = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto' "
                                           "(its nodes must read the source files at the same paths)"),
     work: Optional[Path] = typer.Option(None, "--work", help="folder for the per-file results that let an interrupted "
-                                        "prepare resume (default: OUT.work beside a local OUT)"),
+                                        "prepare resume (default: OUT.work beside a local OUT); a new path "
+                                        "or an empty folder, outside OUT and SRC"),
+    allow_missing: bool = typer.Option(False, "--allow-missing", help="go on with an --index most of whose "
+                                       "files do not exist (refused otherwise, before any work)"),
+    replace: bool = typer.Option(False, "--replace", help="replace the dataset in --out even by one of under "
+                                 "half its images (refused otherwise)"),
 ) -> None:
     """Preprocess fundus photographs into Parquet shards, on every core (or a Ray cluster).
 
@@ -61,7 +66,8 @@ def prepare(
 
     try:
         r = run_prepare(src, out, size=size, seed=seed, max_pixels=max_pixels, split_missing=split_missing,
-                        index=index, cpus=cpus, address=address, work=work,
+                        index=index, cpus=cpus, address=address, work=work, allow_missing=allow_missing,
+                        replace=replace,
                         progress=functools.partial(Progress, "prepare", unit="files", stream=sys.stderr, every_pct=None,
                                                    rate_unit="images/s"))
     except (DatasetError, FileNotFoundError, NotADirectoryError, PermissionError, StorageError, ValueError) as e:

@@ -12,10 +12,11 @@ with the reason, as a folder's unreadable entries do.
 from __future__ import annotations
 
 import csv
+import io
 from dataclasses import replace
 from pathlib import Path
 
-from ablate.data.sources import SPLIT_NAMES, SourceItem
+from ablate.data.sources import SPLIT_NAMES, SourceItem, csv_text
 
 COLUMNS = ("path", "split", "fov", "vessel")
 
@@ -35,7 +36,7 @@ def _rows(index: Path) -> tuple[list[str], list[dict]]:
             raise ValueError(f"--index {index}: not a readable Parquet file ({e})") from None
         rows = [{k: (None if v is None else str(v)) for k, v in r.items()} for r in table.to_pylist()]
         return names, rows
-    with index.open(newline="") as f:
+    with io.StringIO(csv_text(index, f"--index {index}"), newline="") as f:
         reader = csv.DictReader(f)
         names = list(reader.fieldnames or [])
         return names, [dict(r) for r in reader]

@@ -24,19 +24,19 @@ from pathlib import Path
 
 from ablate import storage
 from ablate.data import shard_writer as sw
-from ablate.data import swap, unchanged
-from ablate.data.dataset import FORMAT_VERSION, OWNED, SPLIT_MISSING, SPLITS, DatasetError, PrepareResult
+from ablate.data import safety, swap, unchanged
+from ablate.data.dataset import FORMAT_VERSION, MANIFEST, OWNED, SPLIT_MISSING, SPLITS, DatasetError, PrepareResult
 from ablate.data.guard import DEFAULT_MAX_PIXELS, check_max_pixels
 from ablate.data.index import read_index
 from ablate.data.prepare_tasks import IN_PROCESS_BELOW, Job, Settings, run
-from ablate.data.sources import IMAGE_SUFFIXES, SourceItem, scan
+from ablate.data.sources import IMAGE_SUFFIXES, SourceItem, safe_name, scan
 from ablate.data.work import WorkCache, work_folder
 
 
 def _unlisted_note(items: list[SourceItem], split_missing: str, listing: str) -> list[str]:
     """Images a present split.csv (or an index's split column) does not name: counted
     per split, never silent."""
-    unlisted = [it.image.name for it in items if it.unlisted]
+    unlisted = [safe_name(it.image.name) for it in items if it.unlisted]
     if not unlisted:
         return []
     listed = {s: sum(it.split == s for it in items) for s in SPLITS}
@@ -66,10 +66,11 @@ def _inputs(src, index) -> tuple[list[SourceItem], Path, str]:
 
 
 def _rel(image: Path, base: Path) -> str:
+    """The name the dataset and rejects.csv give a file (non-UTF-8 bytes escaped: safe_name)."""
     try:
-        return str(image.relative_to(base))
+        return safe_name(str(image.relative_to(base)))
     except ValueError:  # an index may name files anywhere
-        return str(image)
+        return safe_name(str(image))
 
 
 def _check_out(out, remote: bool) -> None:
@@ -102,6 +103,8 @@ def prepare(
     in_process_below: int = IN_PROCESS_BELOW,
     work: str | Path | None = None,
     progress=None,
+    allow_missing: bool = False,
+    replace: bool = False,
 ) -> PrepareResult:
     """Preprocess every image under `src` (or listed in `index`) into shards under `out`.
 
@@ -120,7 +123,11 @@ def prepare(
         cpus: CPUs to use (default: every core, or the cluster with `address`).
         address: a Ray cluster to join ('auto').
         in_process_below: fewer files to process than this run without Ray.
-        work: the work folder (default: <out>.work beside a local out).
+        work: the work folder (default: <out>.work beside a local out): a path that does not
+            exist yet or an empty folder, outside `out` and `src`; only what prepare writes
+            there is removed afterwards (work.py).
+        allow_missing: go on with an index most of whose files do not exist (refused otherwise).
+        replace: replace a dataset in `out` even by one of under half its images (refused otherwise).
         progress: makes the progress display: called as progress(total=, resumed=, counts=)
             it returns an ablate.runtime.progress.Progress (e.g. that class with its label,
             unit and stream bound by functools.partial); None shows nothing.
@@ -134,18 +141,32 @@ def prepare(
     except ValueError as e:
         raise DatasetError(str(e)) from None
     items, base, source = _inputs(src, index)
+    if index is not None:
+        safety.check_missing(items, index, allow_missing)
     remote = storage.is_uri(out)
     out = storage.normalize(out) if remote else Path(out)
     _check_out(out, remote)
-    has_own_split = any(it.split for it in items)
-    cache = WorkCache(Path(work) if work else work_folder(str(out), remote), {"size": size, "max_pixels": max_pixels})
+    work = Path(work) if work else None
+    safety.check_work(work or work_folder(str(out), remote), out, remote, None if src is None else Path(src))
     options = dict(size=size, seed=seed, fractions=fractions, val_from_train=val_from_train,
-                   rows_per_shard=rows_per_shard, split_missing=split_missing)
+                   rows_per_shard=rows_per_shard, split_missing=split_missing, replace=replace)
+    with safety.output_lock(out, remote):
+        return _locked(items, base, source, out, remote, work, options, max_pixels, index is not None,
+                       cpus, address, in_process_below, progress)
+
+
+def _locked(items, base, source, out, remote, work, options, max_pixels, from_index, cpus, address,
+            in_process_below, progress) -> PrepareResult:
+    """The prepare itself, holding the output's lock."""
+    size, split_missing = options["size"], options["split_missing"]
+    has_own_split = any(it.split for it in items)
+    cache = WorkCache(work or work_folder(str(out), remote), {"size": size, "max_pixels": max_pixels},
+                      default=work is None)
     try:
         fp = unchanged.fingerprint(cache.settings, [cache.key(str(it.image), it.fov and str(it.fov),
                                                               it.vessel and str(it.vessel)) or f"unkeyed:{it.image}"
                                                     for it in items],
-                                   items, {**options, "source": source})
+                                   items, {**options, "replace": None, "source": source})
         # A crash mid-swap may have left the previous dataset aside: put it back before asking.
         recovered = [] if remote or not out.parent.is_dir() else sw.recover_local(out)
         same = unchanged.unchanged(str(out), fp)
@@ -159,20 +180,20 @@ def prepare(
         _drop(cache, notes)
         return PrepareResult(out=out, counts=dict(manifest["counts"]), rejects=rejects, changed=False, notes=notes)
     try:
-        results, resumed, jobs = _collect(items, cache, split_missing, Settings(size, max_pixels), index is not None)
+        results, resumed, jobs = _collect(items, cache, split_missing, Settings(size, max_pixels), from_index)
     except BaseException:
         cache.close()  # interrupted: the saved results stay for the next run
         raise
     rels = [_rel(it.image, base) for it in items]
     t0 = time.perf_counter()
-    # Rejects so far, for the progress display: unusable files and repeated content ids
+    # Rejects so far, for the progress display: unusable files and repeated contents
     # (which of two duplicates is kept is decided later, in input order; the count is the same).
     ids: set[str] = set()
     rejected = 0
     for r in results:
         if r is not None:
-            rejected += r["reject"] is not None or r["id"] in ids
-            ids.add(r["id"])
+            rejected += r["reject"] is not None or sw.same_key(r) in ids
+            ids.add(sw.same_key(r))
     bar = progress(total=len(jobs) + resumed, resumed=resumed, counts={"rejected": rejected}) \
         if progress is not None else None
 
@@ -180,9 +201,9 @@ def prepare(
         nonlocal rejected
         key = jobs_key[i]
         cache.store(key, rec)
-        results[i] = {"id": rec["id"], "reject": rec["reject"], "key": key}
-        rejected += rec["reject"] is not None or rec["id"] in ids
-        ids.add(rec["id"])
+        results[i] = {"id": rec["id"], "reject": rec["reject"], "key": key, "pixels": rec["pixels"]}
+        rejected += rec["reject"] is not None or sw.same_key(rec) in ids
+        ids.add(sw.same_key(rec))
         if bar is not None:
             bar.advance(1, rejected=rejected)
 
@@ -199,7 +220,7 @@ def prepare(
         done = _finish(items, rels, results, cache, out, remote, source, has_own_split, options,
                        PrepareResult(out=out, counts={}, rejects=[], changed=False, resumed=resumed,
                                      processed=len(jobs), seconds=seconds),
-                       "the index's split column" if index is not None else "split.csv")
+                       "the index's split column" if from_index else "split.csv")
         done.notes[:0] = recovered
         done.notes.extend(unchanged.record(str(out), fp))
         return done
@@ -220,7 +241,7 @@ def _collect(items, cache, split_missing, settings, from_index):
         key = cache.key(img, fov, ves)
         rec = cache.load(key) if key is not None else None
         if rec is not None:
-            results[i] = {"id": rec["id"], "reject": rec["reject"], "key": key}
+            results[i] = {"id": rec["id"], "reject": rec["reject"], "key": key, "pixels": rec.get("pixels")}
             resumed += 1
             continue
         # Files stat() cannot describe get a key of their own for this run only.
@@ -241,6 +262,11 @@ def _finish(items, rels, results, cache, out, remote, source, has_own_split, o, 
         _drop(cache, notes)
         reasons = "; ".join(f"{f}: {r}" for f, r in p.rejects[:5])
         raise DatasetError(f"{source}: no valid fundus photograph among {len(items)} file(s) ({reasons})")
+    try:
+        safety.check_shrink(_old_manifest(out, remote), counts, out, o["replace"])
+    except DatasetError as e:
+        cache.close()  # the preprocessed results stay: the re-run with --replace decodes nothing again
+        raise DatasetError(f"{e} (the preprocessed results are kept in {cache.folder})") from None
     shards = sw.shard_list(p, o["rows_per_shard"])
     entries_m = sw.hashed_shards(shards, cache.load)
     manifest = {
@@ -254,7 +280,8 @@ def _finish(items, rels, results, cache, out, remote, source, has_own_split, o, 
             "crop": "FOV bounding box, zero-padded to a centred square",
             "resize": "Lanczos (image), box filter + 0.5 threshold (masks)",
             "outside_fov": "set to 0",
-            "split": "dataset's own" if has_own_split else f"seeded by content id (seed {o['seed']}, fractions {o['fractions']})",
+            "split": "dataset's own" if has_own_split else f"seeded by content id, exact counts (seed {o['seed']}, fractions {o['fractions']}; "
+                                                         "val and test each the nearest whole number, halves up)",
             "split_missing": o["split_missing"] if own_csv else None,
             "val_from_train": o["val_from_train"] if has_own_split else None,
             "seed": o["seed"],
@@ -284,8 +311,18 @@ def _finish(items, rels, results, cache, out, remote, source, has_own_split, o, 
                          resumed=res.resumed, processed=res.processed, seconds=res.seconds)
 
 
+def _old_manifest(out, remote: bool) -> dict | None:
+    """The manifest of the dataset `out` holds now, or None (none, or unreadable: then the
+    write itself decides, as before)."""
+    try:
+        path = storage.join(out, MANIFEST) if remote else Path(out) / MANIFEST
+        return json.loads(storage.read_text(path) if remote else path.read_text())
+    except (OSError, ValueError, storage.StorageError):
+        return None
+
+
 def _drop(cache: WorkCache, notes: list[str]) -> None:
     try:
-        cache.remove()
+        notes.extend(cache.remove())
     except OSError as e:
         notes.append(f"could not remove the work folder {cache.folder} ({e.strerror or e}); delete it by hand")

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 from ablate.data.guard import byte_cap, read_once
 from ablate.data.preprocess import RejectedImage, png_bytes, preprocess
+from ablate.runtime.cluster import ray_session
 
 IN_PROCESS_BELOW = 50  # files; below this Ray's start-up outweighs the parallelism
 
@@ -50,7 +50,7 @@ def process(job: Job, settings: Settings) -> dict:
     from pathlib import Path
 
     rec: dict = {"id": None, "reject": None, "image": None, "fov": None, "vessel": None,
-                 "orig_height": None, "orig_width": None, "fov_source": None}
+                 "orig_height": None, "orig_width": None, "fov_source": None, "pixels": None}
     raw = None
     try:
         # Read once: the same bytes give the content id and the decoded image.
@@ -61,12 +61,28 @@ def process(job: Job, settings: Settings) -> dict:
     except RejectedImage as e:
         rec["reject"] = str(e)
         return rec
+    except MemoryError:
+        # One file's memory, not the prepare's: the other files go on (a worker's MemoryError
+        # is raised here too, inside its task).
+        rec["reject"] = ("out of memory while preprocessing this file; free memory, use fewer --cpus, "
+                         "or lower --max-pixels to reject such files unread")
+        return rec
     finally:
         raw = None  # at most one file's bytes held at a time
     rec.update(image=png_bytes(p.image), fov=png_bytes(p.fov),
                vessel=None if p.vessel is None else png_bytes(p.vessel),
-               orig_height=p.original_size[0], orig_width=p.original_size[1], fov_source=p.fov_source)
+               orig_height=p.original_size[0], orig_width=p.original_size[1], fov_source=p.fov_source,
+               pixels=pixels_id(p.image))
     return rec
+
+
+def pixels_id(image) -> str:
+    """The duplicate key: what the dataset would hold, not the file's bytes, so the same
+    photograph as TIFF and as PNG (or with other metadata) is one image (issue 25). The row's
+    `id` stays the file's sha256: U-Net files record those ids (the leakage guard)."""
+    h = hashlib.sha256(f"{image.shape}:{image.dtype}:".encode())
+    h.update(image.tobytes())
+    return h.hexdigest()[:16]
 
 
 def process_batch(jobs: list[Job], settings: Settings) -> list[tuple[int, dict]]:
@@ -108,42 +124,37 @@ def run(jobs: list[Job], settings: Settings, on_result: Callable[[int, dict], No
 def _run_ray(jobs, settings, on_result, cpus, address) -> None:
     import ray
 
-    started = False
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address, log_to_driver=True)
-        else:
-            # No dashboard: prepare needs none, and it adds seconds of start-up.
-            tmp = os.environ.get("ABLATE_RAY_TMP") or os.path.join(tempfile.gettempdir(), "ablate-ray")
-            ray.init(num_cpus=cpus or os.cpu_count(), include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
-            started = True
-    try:
-        total = int(ray.cluster_resources().get("CPU", 1)) or 1
-        # Twice the CPUs in flight, so a finished task's successor is already queued (a Ray
-        # we started has exactly `cpus` and runs no more at once); on a Ray we joined,
-        # --cpus caps the tasks in flight themselves.
-        window = 2 * total if started or not cpus else cpus
-        # Batches of a few files: per-task overhead (ms) stays small next to the work,
-        # and results still arrive steadily for the progress bar.
-        batch = max(1, min(8, len(jobs) // (4 * window)))
-        task = ray.remote(num_cpus=1, max_retries=2)(process_batch)
-        settings_ref = ray.put(settings)
-        pending: list = []
-        source = _batches(jobs, batch)
-        exhausted = False
-        while pending or not exhausted:
-            while not exhausted and len(pending) < window:
-                nxt = next(source, None)
-                if nxt is None:
-                    exhausted = True
-                    break
-                pending.append(task.remote(nxt, settings_ref))
-            if not pending:
+    # The one shared start (loopback-only listening sockets for a local Ray, issue 25); no
+    # dashboard: prepare needs none, and it adds seconds of start-up.
+    with ray_session(address, cpus=cpus, dashboard=False) as started:
+        _stream(jobs, settings, on_result, cpus, started, ray)
+
+
+def _stream(jobs, settings, on_result, cpus, started, ray) -> None:
+    """Feed the jobs to Ray tasks, at most a window of batches in flight."""
+    total = int(ray.cluster_resources().get("CPU", 1)) or 1
+    # Twice the CPUs in flight, so a finished task's successor is already queued (a Ray
+    # we started has exactly `cpus` and runs no more at once); on a Ray we joined,
+    # --cpus caps the tasks in flight themselves.
+    window = 2 * total if started or not cpus else cpus
+    # Batches of a few files: per-task overhead (ms) stays small next to the work,
+    # and results still arrive steadily for the progress bar.
+    batch = max(1, min(8, len(jobs) // (4 * window)))
+    task = ray.remote(num_cpus=1, max_retries=2)(process_batch)
+    settings_ref = ray.put(settings)
+    pending: list = []
+    source = _batches(jobs, batch)
+    exhausted = False
+    while pending or not exhausted:
+        while not exhausted and len(pending) < window:
+            nxt = next(source, None)
+            if nxt is None:
+                exhausted = True
                 break
-            done, pending = ray.wait(pending, num_returns=1)
-            for index, rec in ray.get(done[0]):
-                on_result(index, rec)
-            del done
-    finally:
-        if started:
-            ray.shutdown()
+            pending.append(task.remote(nxt, settings_ref))
+        if not pending:
+            break
+        done, pending = ray.wait(pending, num_returns=1)
+        for index, rec in ray.get(done[0]):
+            on_result(index, rec)
+        del done

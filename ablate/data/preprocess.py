@@ -11,10 +11,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from scipy import ndimage
 
-from ablate.data.guard import DEFAULT_MAX_PIXELS, RejectedImage, TooManyPixels, byte_cap, open_header, read_once
+from ablate.data.guard import (
+    DEFAULT_MAX_PIXELS,
+    RejectedImage,
+    TooManyPixels,
+    byte_cap,
+    check_aspect,
+    check_padded,
+    open_header,
+    read_once,
+)
 
 MIN_SIDE = 64  # smaller photographs carry no usable vessel detail
 __all__ = ["RejectedImage", "Prepared", "read_rgb", "read_mask", "preprocess", "png_bytes", "decode_png"]
@@ -36,10 +45,12 @@ def read_rgb(source: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
     if not data:
         raise RejectedImage("empty file (0 bytes)")
     im = open_header(data, max_pixels)
+    check_aspect(*im.size)
     try:
         im.load()
     except (OSError, SyntaxError, ValueError) as e:
         raise RejectedImage(f"corrupt or truncated image ({e})") from None
+    im = _upright(im)
     mode = im.mode
     if mode in ("L", "LA", "1"):
         raise RejectedImage(f"grayscale image (mode {mode}); a colour fundus photograph is needed")
@@ -65,13 +76,39 @@ def read_mask(path: Path, shape: tuple[int, int]) -> np.ndarray:
         raise RejectedImage(f"mask {path.name} has more pixels than the image ({shape[1]}x{shape[0]})") from None
     except RejectedImage as e:
         raise RejectedImage(f"mask {path.name} unreadable ({e})") from None
-    if im.size != (shape[1], shape[0]):
-        raise RejectedImage(f"mask {path.name} is {im.size[0]}x{im.size[1]}, image is {shape[1]}x{shape[0]}")
+    w, h = im.size
+    if _orientation(im) in _SWAPS_SIDES:  # compared as it will be used: upright, as the image
+        w, h = h, w
+    if (w, h) != (shape[1], shape[0]):
+        raise RejectedImage(f"mask {path.name} is {w}x{h}, image is {shape[1]}x{shape[0]}")
     try:
         im.load()
+        im = _upright(im)
     except (OSError, SyntaxError, ValueError) as e:
         raise RejectedImage(f"mask {path.name} unreadable ({e})") from None
     return np.asarray(im.convert("L")) > 127
+
+
+# EXIF orientations 5-8 turn the picture by 90 degrees: width and height swap.
+_SWAPS_SIDES = {5, 6, 7, 8}
+
+
+def _orientation(im: Image.Image) -> int:
+    try:
+        return int(im.getexif().get(0x0112, 1))
+    except (OSError, SyntaxError, ValueError, TypeError):  # damaged EXIF: the pixels as stored
+        return 1
+
+
+def _upright(im: Image.Image) -> Image.Image:
+    """The picture as a viewer shows it: a camera's EXIF orientation tag applied (a phone or
+    DSLR held sideways stores the pixels turned), the same for an image and its masks."""
+    if _orientation(im) == 1:
+        return im
+    try:
+        return ImageOps.exif_transpose(im)
+    except (OSError, SyntaxError, ValueError) as e:
+        raise RejectedImage(f"EXIF orientation cannot be applied ({e})") from None
 
 
 def threshold_fov(rgb: np.ndarray) -> np.ndarray:
@@ -133,6 +170,7 @@ def preprocess(image: Path | bytes, size: int, fov: Path | None = None, vessel: 
     vessel_mask = read_mask(vessel, shape) if vessel is not None else None
     rows, cols = np.flatnonzero(fov_mask.any(axis=1)), np.flatnonzero(fov_mask.any(axis=0))
     bbox = (int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+    check_padded(max(bbox[1] - bbox[0], bbox[3] - bbox[2]), max_pixels)
     rgb = np.where(fov_mask[..., None], rgb, 0).astype(np.uint8)
     sq = _square_crop(rgb, bbox)
     img = np.asarray(Image.fromarray(sq).resize((size, size), Image.Resampling.LANCZOS))

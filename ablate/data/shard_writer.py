@@ -48,34 +48,69 @@ class Plan:
         return {s: len(r) for s, r in self.rows.items()}
 
 
+def _rank(image_id: str, seed: int) -> float:
+    return int(hashlib.sha256(f"{seed}:{image_id}".encode()).hexdigest()[:8], 16) / 2**32
+
+
 def seeded_split(image_id: str, seed: int, fractions: tuple[float, float]) -> str:
-    """train/val/test from a hash of (seed, id): stable under adding or removing files."""
-    u = int(hashlib.sha256(f"{seed}:{image_id}".encode()).hexdigest()[:8], 16) / 2**32
+    """train/val/test from a hash of (seed, id) alone: stable under adding or removing files,
+    its counts only near the fractions (used for val_from_train within a dataset's own train)."""
+    u = _rank(image_id, seed)
     if u < fractions[0]:
         return "train"
     return "val" if u < fractions[0] + fractions[1] else "test"
 
 
+def split_counts(n: int, fractions: tuple[float, float]) -> tuple[int, int, int]:
+    """(train, val, test) for `n` images: val and test each the nearest whole number to
+    their fraction (halves up: 45 images at 80/10/10 give 35/5/5), but at least one each
+    from 3 images on (a dataset with no test image cannot be evaluated), train the rest."""
+
+    def share(f: float) -> int:
+        # 1e-9: 1 - 0.8 - 0.1 is 0.0999..., and 5 images must still give half an image, rounded up
+        k = int(n * f + 0.5 + 1e-9)
+        return max(k, 1) if f > 1e-9 and n >= 3 else k
+
+    n_val = min(share(fractions[1]), n)
+    n_test = min(share(1 - fractions[0] - fractions[1]), n - n_val)
+    return n - n_val - n_test, n_val, n_test
+
+
+def exact_split(ids: list[str], seed: int, fractions: tuple[float, float]) -> dict[str, str]:
+    """id -> split with exactly split_counts' numbers (issue 25: 45 images got 38/4/3 from
+    a per-image hash). The rule: images ordered by the hash of (seed, id); the highest
+    n_test are test, the next n_val val, the rest train. An image's place in that order
+    never depends on the other images, so adding images moves an existing one only across
+    a boundary the new images or the new counts shift: test -> val -> train as images rank
+    above it, train -> val -> test as the counts grow; never more than that."""
+    order = sorted(ids, key=lambda i: (-_rank(i, seed), i))
+    _, n_val, n_test = split_counts(len(order), fractions)
+    return {i: ("test" if k < n_test else "val" if k < n_test + n_val else "train") for k, i in enumerate(order)}
+
+
 def plan(entries: list[tuple[str, str | None, bool, dict | None]], *, has_own_split: bool, seed: int,
          fractions: tuple[float, float], val_from_train: float) -> Plan:
     """`entries`, in input order: (source name, the dataset's own split, unlisted?, result)
-    where result is {"id", "reject", "key"} or None for a file skipped unread (unlisted,
-    --split-missing skip). The first file of a content id is kept, later ones are duplicates."""
+    where result is {"id", "reject", "key", "pixels"} or None for a file skipped unread (unlisted,
+    --split-missing skip). The first file of a content (its preprocessed pixels; unreadable
+    files: their bytes) is kept, later ones are duplicates, rejected naming the kept file: one
+    photograph is never in two splits."""
     rows: dict[str, list[RowRef]] = {s: [] for s in SPLITS}
     rejects: list[tuple[str, str]] = []
     seen: dict[str, str] = {}
+    seeded: list[RowRef] = []  # no split of the dataset's own: split once all are known
     for rel, own, unlisted, res in entries:
         if res is None:
             rejects.append((rel, "not listed in split.csv (--split-missing skip)"))
             continue
-        image_id = res["id"]
-        if image_id is not None and image_id in seen:
-            rejects.append((rel, f"duplicate of {seen[image_id]} (same content)"))
+        image_id, same = res["id"], same_key(res)
+        if same is not None and same in seen:
+            rejects.append((rel, f"duplicate of {seen[same]} (same content)"))
             continue
         if res["reject"] is not None:
             rejects.append((rel, res["reject"]))
             continue
-        seen[image_id] = rel
+        seen[same] = rel
         if unlisted:
             split = "train"
         elif has_own_split:
@@ -84,13 +119,22 @@ def plan(entries: list[tuple[str, str | None, bool, dict | None]], *, has_own_sp
                 continue
             split = own
         else:
-            split = seeded_split(image_id, seed, fractions)
+            seeded.append(RowRef(image_id, rel, res["key"]))
+            continue
         if has_own_split and split == "train" and seeded_split(image_id, seed, (1 - val_from_train, val_from_train)) == "val":
             split = "val"
         rows[split].append(RowRef(image_id, rel, res["key"]))
+    chosen = exact_split([r.id for r in seeded], seed, fractions)
+    for r in seeded:
+        rows[chosen[r.id]].append(r)
     for split in SPLITS:
         rows[split].sort(key=lambda r: r.id)
     return Plan(rows, rejects)
+
+
+def same_key(res: dict) -> str | None:
+    """What makes two files one image: the preprocessed pixels where decoded, else the bytes."""
+    return res.get("pixels") or res["id"]
 
 
 def shard_list(p: Plan, rows_per_shard: int) -> list[tuple[str, str, list[RowRef]]]:
@@ -132,11 +176,26 @@ def rebuilt(shards, load, entries: list[dict]) -> Iterator[tuple[str, bytes]]:
         yield name, data
 
 
+# A cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...), +cmd|...):
+# a file named "=..." must not run when the user opens rejects.csv in Excel (OWASP, CSV injection).
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(text: str) -> str:
+    """`text` safe for a spreadsheet: prefixed with a single quote (OWASP's advice) when it
+    would start a formula; csv_uncell reverses it."""
+    return "'" + text if text.startswith(_FORMULA) else text
+
+
+def csv_uncell(text: str) -> str:
+    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA) else text
+
+
 def rejects_text(rejects: list[tuple[str, str]]) -> str:
     buf = io.StringIO(newline="")
     w = csv.writer(buf)
     w.writerow(["file", "reason"])
-    w.writerows(rejects)
+    w.writerows((csv_cell(f), csv_cell(why)) for f, why in rejects)
     return buf.getvalue()
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import csv
+import io
 import itertools
 import os
 from dataclasses import dataclass
@@ -43,6 +44,26 @@ class SourceItem:
     @property
     def name(self) -> str:
         return self.image.name
+
+
+def safe_name(name: str) -> str:
+    """`name` as text any file or terminal can hold: a file name's bytes that are not UTF-8
+    (a latin-1 'caf\xe9.png' from an old archive; Python holds them as lone surrogates,
+    which no UTF-8 writer accepts) written as backslash escapes. UTF-8 names are unchanged."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
+
+
+def csv_text(path: Path, what: str) -> str:
+    """A CSV file's text: UTF-8, with or without the byte-order mark Excel's "CSV UTF-8"
+    writes (it would otherwise become part of the first column's name). Other bytes are
+    refused naming the file and line (`what` names the option or file for the user)."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise ValueError(f"{what} line {line}: not UTF-8 text (byte 0x{data[e.start]:02x}); save the file as "
+                         "UTF-8 (Excel: 'CSV UTF-8'; iconv -f latin1 -t utf-8)") from None
 
 
 def _listdir(folder: Path) -> list[Path]:
@@ -119,7 +140,7 @@ def _read_split_csv(path: Path, stems: set[str]) -> dict[str, str]:
     out: dict[str, str] = {}
     line_of: dict[str, int] = {}
     duplicates, unknown = [], []
-    with path.open(newline="") as f:
+    with io.StringIO(csv_text(path, str(path)), newline="") as f:
         reader = csv.DictReader(f)
         if reader.fieldnames is None or not {"stem", "split"} <= set(reader.fieldnames):
             raise ValueError(f"{path}: expected columns 'stem,split', got {reader.fieldnames}")

@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 
 from ablate import storage
+from ablate.data.shard_writer import csv_uncell
 from ablate.io import write_bytes_atomic
 
 
@@ -79,4 +80,4 @@ def unchanged(out: str, fp: str) -> tuple[dict, list[tuple[str, str]]] | None:
         rows = list(csv.reader(io.StringIO(storage.read_text(storage.join(out, "rejects.csv")))))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    return manifest, [(r[0], r[1]) for r in rows[1:] if len(r) >= 2]
+    return manifest, [(csv_uncell(r[0]), csv_uncell(r[1])) for r in rows[1:] if len(r) >= 2]

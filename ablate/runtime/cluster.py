@@ -9,8 +9,13 @@ import signal
 import tempfile
 
 
-def start_ray(address: str | None) -> bool:
-    """Connect to Ray, or start a local one; True when we started it (and so must stop it)."""
+def start_ray(address: str | None, cpus: int | None = None, dashboard: bool = True) -> bool:
+    """Connect to Ray, or start a local one; True when we started it (and so must stop it).
+
+    Args:
+        cpus: CPUs of a Ray started here (default: every core).
+        dashboard: start the dashboard (Ray Train needs it; `prepare` does not, and it
+            costs seconds of start-up)."""
     import ray
 
     from ablate.runtime import ray_output
@@ -27,7 +32,8 @@ def start_ray(address: str | None) -> bool:
     loopback_only()
     # The dashboard also serves the State API that Ray Train polls to clean up
     # placement groups; bound to loopback so nothing is exposed on the network.
-    ctx = ray.init(num_cpus=os.cpu_count(), include_dashboard=True, dashboard_host="127.0.0.1", _temp_dir=tmp,
+    board = {"include_dashboard": True, "dashboard_host": "127.0.0.1"} if dashboard else {"include_dashboard": False}
+    ctx = ray.init(num_cpus=cpus or os.cpu_count(), **board, _temp_dir=tmp,
                    _node_ip_address="127.0.0.1", log_to_driver=out["log_to_driver"],
                    runtime_env={"env_vars": {"RAY_TRAIN_V2_ENABLED": "1", **out["env_vars"]}})
     ray_output.note_session(ctx.address_info.get("session_dir"))
@@ -75,13 +81,14 @@ def cluster_mode_back() -> None:
 
 
 @contextlib.contextmanager
-def ray_session(address: str | None):
-    """`with ray_session(address):` joins or starts Ray and stops it again only if it started it."""
+def ray_session(address: str | None, **start):
+    """`with ray_session(address) as started:` joins or starts Ray (`start`: start_ray's
+    options) and stops it again only if it started it (`started`)."""
     import ray
 
-    started = start_ray(address)
+    started = start_ray(address, **start)
     try:
-        yield
+        yield started
     finally:
         if started:
             ray.shutdown()
