@@ -156,3 +156,82 @@ def test_a_timeout_that_is_not_a_number_is_one_line_naming_the_variable(caches, 
     monkeypatch.setenv("ABLATE_WEIGHTS_READ_TIMEOUT_S", "soon")
     r = CliRunner().invoke(weights_app, ["fetch", "vgg16"])
     assert r.exit_code == 1 and "$ABLATE_WEIGHTS_READ_TIMEOUT_S='soon' is not a number of seconds" in r.output
+
+
+# ----------------------------------------------------------------------------- 4. malformed experiment locks
+
+GARBAGE_LOCKS = {
+    "pid_not_a_number": json.dumps({"user": "x", "host": os.uname().nodename, "pid": "twelve",
+                                    "command": "ablate launch", "since": 1.0e9, "heartbeat": 1.0e9}).encode(),
+    "since_not_a_time": json.dumps({"user": "x", "host": "h", "pid": 7, "command": "c", "since": "yesterday",
+                                    "heartbeat": 1.0e9}).encode(),
+    "since_nan": b'{"user": "x", "host": "h", "pid": 7, "command": "c", "since": NaN, "heartbeat": 1}',
+    "pid_huge": json.dumps({"user": "x", "host": os.uname().nodename, "pid": 10 ** 20, "command": "c",
+                            "since": 1.0e9, "heartbeat": 1.0e9}).encode(),
+    "missing_keys": b"{}",
+    "not_json": b"pid=123 host=somewhere",
+    "binary": bytes(range(256)),
+    "deep": b"[" * 60_000,
+    "a_list": b"[1, 2]",
+}
+
+
+@pytest.mark.fault
+@pytest.mark.parametrize("kind", GARBAGE_LOCKS)
+def test_malformed_stale_lock_is_taken_over_with_one_line_naming_it(tmp_path, capsys, kind):
+    from ablate.runtime.lock import LOCK_FILE, experiment_lock
+
+    lock = tmp_path / LOCK_FILE
+    lock.write_bytes(GARBAGE_LOCKS[kind])  # left by a killed holder, or garbled: its flock is free
+    with experiment_lock(tmp_path, "ablate launch --grid new"):
+        rec = json.loads(lock.read_text())
+    assert rec["pid"] == os.getpid() and rec["command"] == "ablate launch --grid new"
+    assert not lock.exists()  # released as usual: the next command is not blocked
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"{lock}: taking over a lock whose record is unreadable (") and "no longer held" in err
+
+
+@pytest.mark.fault
+def test_malformed_lock_whose_flock_is_held_is_refused_naming_it(tmp_path):
+    import fcntl
+
+    from ablate.runtime.lock import LOCK_FILE, ExperimentLocked, experiment_lock
+
+    lock = tmp_path / LOCK_FILE
+    lock.write_bytes(GARBAGE_LOCKS["since_not_a_time"])
+    with open(lock, "rb") as holder:  # a live holder (another open file: flock conflicts within one process too)
+        fcntl.flock(holder, fcntl.LOCK_EX)
+        with pytest.raises(ExperimentLocked) as e:
+            with experiment_lock(tmp_path, "ablate report"):
+                pass
+    msg = one_line(str(e.value))
+    assert f"(lock: {lock})" in msg and "record is unreadable: unusable fields: since='yesterday'" in msg
+    assert lock.read_bytes() == GARBAGE_LOCKS["since_not_a_time"]  # not ours: untouched
+
+
+@pytest.mark.fault
+def test_malformed_s3_lease_is_refused_while_fresh_and_taken_over_once_stale(s3, capsys):
+    import time
+
+    import boto3
+    from s3_server import BUCKET
+
+    from ablate.runtime.lock import LEASE_FILE, ExperimentLocked, experiment_lock
+
+    exp, key = f"s3://{BUCKET}/garbled-lease", f"garbled-lease/{LEASE_FILE}"
+    client = boto3.client("s3")
+    client.put_object(Bucket=BUCKET, Key=key, Body=json.dumps({"pid": "x", "heartbeat": "soon"}).encode())
+    with pytest.raises(ExperimentLocked) as e:  # just written: a live writer may hold it
+        with experiment_lock(exp, "ablate evaluate"):  # heartbeat 30 s: stale after 120 s
+            pass
+    msg = one_line(str(e.value))
+    assert msg.startswith(f"{exp}/{LEASE_FILE}: the lease's record is unreadable (unusable fields: pid='x'")
+    assert "heartbeat='soon'" in msg and "retry in" in msg
+    time.sleep(2.1)  # S3 keeps the write time to the second; stale after 4 x 0.2 s here
+    with experiment_lock(exp, "ablate evaluate", heartbeat_s=0.2):
+        got = json.loads(client.get_object(Bucket=BUCKET, Key=key)["Body"].read())
+        assert got["command"] == "ablate evaluate"
+    err = capsys.readouterr().err
+    assert f"{exp}/{LEASE_FILE}: taking over a lease whose record is unreadable" in err and "Traceback" not in err
+    assert "Contents" not in client.list_objects_v2(Bucket=BUCKET, Prefix=key)  # released
