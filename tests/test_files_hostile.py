@@ -235,3 +235,58 @@ def test_malformed_s3_lease_is_refused_while_fresh_and_taken_over_once_stale(s3,
     err = capsys.readouterr().err
     assert f"{exp}/{LEASE_FILE}: taking over a lease whose record is unreadable" in err and "Traceback" not in err
     assert "Contents" not in client.list_objects_v2(Bucket=BUCKET, Prefix=key)  # released
+
+
+# ----------------------------------------------------------------------------- 5. weights that cannot be loaded
+
+
+def _unloadable(tmp_path) -> dict:
+    import argparse
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save({"model": {}, "args": argparse.Namespace(lr=1)}, buf)  # RETFound's own habit: an object in the file
+    return {"garbage": b"\x00\xffthis is not a weights file" * 50, "empty": b"",
+            "truncated_zip": buf.getvalue()[: len(buf.getvalue()) // 2], "pickled_object": buf.getvalue()}
+
+
+def assert_one_line_naming(err: BaseException, path, *fix: str) -> None:
+    msg = one_line(str(err))
+    assert msg.startswith(f"{path}: cannot be loaded as "), msg
+    assert "weights_only=False" not in msg and "weights_only` set to `False`" not in msg  # never the unsafe advice
+    for words in fix:
+        assert words in msg, msg
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("kind", ["garbage", "empty", "truncated_zip", "pickled_object"])
+def test_unloadable_weights_are_one_line_naming_the_file_and_the_fix(caches, tmp_path, monkeypatch, kind):
+    from ablate.backbones.inception import load_inception_script
+    from ablate.backbones.lpips_heads import load_lpips_heads
+    from ablate.backbones.retfound import frozen_vit
+    from ablate.losses import LOSSES
+
+    bad = tmp_path / f"{kind}.pth"
+    bad.write_bytes(_unloadable(tmp_path)[kind])
+    with pytest.raises(WeightsMissing) as e:  # LPIPS with `weights:` naming the file
+        LOSSES.build("lpips", weights=str(bad))
+    assert_one_line_naming(e.value, bad, "torchvision VGG16 weights", f"${VGG.env}", "ablate weights fetch vgg16")
+    why = {"garbage": "not a torch weights file", "empty": "empty or truncated", "truncated_zip": "not a whole torch file",
+           "pickled_object": "stores a Python object (argparse.Namespace)"}[kind]
+    assert why in str(e.value)
+    with pytest.raises(WeightsMissing) as e:
+        load_lpips_heads(bad)
+    assert_one_line_naming(e.value, bad, "LPIPS v0.1 VGG heads")
+    with pytest.raises(WeightsMissing) as e:  # RETFound's loader (foundation loss, FD metric)
+        frozen_vit(dict(img_size=32, patch_size=16, embed_dim=32, depth=2, num_heads=2), True, bad, "retfound_mae")
+    assert_one_line_naming(e.value, bad, "ViT checkpoint", "`weights` option of foundation")
+    monkeypatch.setenv(TABLE["fundus_mae"].env, str(bad))  # our MAE, named by its variable
+    with pytest.raises(WeightsMissing) as e:
+        LOSSES.build("foundation", model="fundus_mae")
+    assert_one_line_naming(e.value, bad, "fundus MAE checkpoint", "ablate fm pretrain")
+    with pytest.raises(WeightsMissing) as e:  # FID's Inception (TorchScript)
+        load_inception_script(bad)
+    assert_one_line_naming(e.value, bad, "FID Inception", "$ABLATE_FID_INCEPTION_WEIGHTS")
+    assert bad.read_bytes() == _unloadable(tmp_path)[kind]  # the user's file: reported, never touched
