@@ -31,7 +31,6 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from ablate.backbones import WeightsMissing
 from ablate.backbones.weights import TABLE
 from ablate.backbones.weights_fetch import resolve
 from ablate.backbones.weights_load import read_weights_file
