@@ -9,7 +9,10 @@
 Why our own: torch.hub.download_url_to_file opens its URL without a timeout (a silent
 server hangs it for ever), and huggingface_hub retries a timed-out metadata request with
 a 60 s timeout five times over (minutes), so the Hub endpoint is asked once here first,
-without retries, and hf_hub_download gets the same read timeout for its own request.
+without retries, and hf_hub_download's own metadata request gets the same read timeout.
+Its GET keeps huggingface_hub's limit ($HF_HUB_DOWNLOAD_TIMEOUT, 10 s per read), which
+resumes a download cut mid-way up to five times: a file that stops arriving fails within
+about a minute, and its partial file is removed (weights_fetch).
 """
 
 from __future__ import annotations
