@@ -306,7 +306,7 @@ def test_fid_inception_missing_or_wrong_file(tmp_path, monkeypatch):
         FIDInception(weights=other)
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a model")
-    with pytest.raises(WeightsMissing, match="could not be read"):
+    with pytest.raises(WeightsMissing, match=f"{junk}: cannot be loaded as the FID Inception"):
         FIDInception(weights=junk)
 
 

@@ -1,6 +1,7 @@
 """Local stand-ins for the places pretrained files come from, on 127.0.0.1 only.
 
 FileServer       a plain HTTP server (download.pytorch.org's role): GET/HEAD of a path.
+SilentServer     accepts connections and never answers (a hung server): the read-timeout case.
 HubServer        the two routes hf_hub_download uses on a Hugging Face endpoint
                  (huggingface_hub 2.4, file_download.py): HEAD then GET of
                  /{repo_id}/resolve/{revision}/{filename}. The HEAD answer carries what
@@ -130,6 +131,37 @@ class HubServer(_Server):
         self.state.files[f"/{repo_id}/resolve/main/{filename}"] = Served(body, claimed_sha256)
         if gated_tokens is not None:
             self.state.gated[repo_id] = set(gated_tokens)
+
+
+class SilentServer:
+    """Accepts every connection on 127.0.0.1 and never sends a byte (a hung server or a proxy
+    black hole): what a download without read timeouts waits on for ever."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.held: list[socket.socket] = []  # kept open: a closed one would answer with a reset
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # closed by stop()
+                return
+            self.held.append(conn)
+
+    @property
+    def connections(self) -> int:
+        return len(self.held)
+
+    def stop(self) -> None:
+        self.sock.close()
+        for conn in self.held:
+            conn.close()
 
 
 def refused_url() -> str:

@@ -64,7 +64,6 @@ Nothing is downloaded (the package itself would download when the hash differs).
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import torch
@@ -73,6 +72,7 @@ from torch import nn
 
 from ablate.backbones import WeightsMissing
 from ablate.backbones.weights import TABLE, locate, package_file
+from ablate.backbones.weights_load import fix_for, read_script
 from ablate.checks import check_images, check_unit_range
 
 FID_INCEPTION = TABLE["fid_inception"]
@@ -98,14 +98,8 @@ def inception_weights_path(weights: str | os.PathLike | None = None) -> Path:
 
 
 def load_inception_script(path: str | os.PathLike) -> torch.jit.ScriptModule:
-    """torch.jit.load on CPU; an unreadable file is reported naming it."""
-    try:
-        with warnings.catch_warnings():
-            # torch >= 2.9 flags TorchScript as deprecated; the file only exists in that format.
-            warnings.filterwarnings("ignore", message=".*torch.jit.load.*deprecated", category=FutureWarning)
-            return torch.jit.load(str(path), map_location="cpu")
-    except Exception as e:  # re-raised, not swallowed: only the message gains the path
-        raise WeightsMissing(f"{path} exists but could not be read as a TorchScript module: {e}") from e
+    """torch.jit.load on CPU; an unreadable file is one line naming it and the fix."""
+    return read_script(path, "the FID Inception TorchScript module", fix_for(FID_INCEPTION.name))
 
 
 def nv_bilinear(x: torch.Tensor, size: tuple[int, int] = INPUT_SIZE) -> torch.Tensor:

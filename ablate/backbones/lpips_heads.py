@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 
 from ablate.backbones import WeightsMissing
-from ablate.backbones.vgg import CHANNELS, read_weights_file
+from ablate.backbones.vgg import CHANNELS
 from ablate.backbones.weights import TABLE, locate, package_file
+from ablate.backbones.weights_load import fix_for, read_weights_file
 
 HEADS = TABLE["lpips_vgg_heads"]
 HEADS_RELPATH = Path(HEADS.package_path)
@@ -49,7 +50,7 @@ def load_lpips_heads(path: str | os.PathLike | None = None) -> list[torch.Tensor
     checked for keys and shapes only (tests use it with stand-in files).
     """
     p = lpips_heads_path(path)
-    sd = read_weights_file(p)
+    sd = read_weights_file(p, "LPIPS v0.1 VGG heads", fix_for(HEADS.name))
     if not isinstance(sd, dict):
         raise WeightsMissing(f"LPIPS heads file {p} is not a state_dict (got {type(sd).__name__})")
     heads = []

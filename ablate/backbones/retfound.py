@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from ablate.backbones import WeightsMissing
 from ablate.backbones.weights import TABLE
 from ablate.backbones.weights_fetch import resolve
+from ablate.backbones.weights_load import read_weights_file
 
 log = logging.getLogger(__name__)
 
@@ -162,14 +162,11 @@ def _extract(ckpt: object, fmt: str, path: str) -> tuple[dict, str]:
 def load_vit_checkpoint(model: VisionTransformer, path: str | os.PathLike, format: str = "retfound_mae") -> LoadReport:
     """Load a ViT checkpoint of the given format into `model` strictly; returns what was done."""
     path = str(path)
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # re-raised with the path named, not swallowed
-        raise WeightsMissing(
-            f"{path} exists but could not be read with torch.load(weights_only=True): {e}. If it "
-            "names an unsupported global (e.g. argparse.Namespace), the file also stores training "
-            "args: re-save only its ckpt['model'] (or ckpt['teacher']) dict and point at that."
-        ) from e
+    # A file storing training args as an object (argparse.Namespace) is refused here: the message
+    # says to re-save only its tensors (ckpt['model'] or ckpt['teacher']).
+    ckpt = read_weights_file(path, f"a ViT checkpoint ({format})",
+                             "Point the `weights` option of foundation (or the model's environment variable, see "
+                             "`ablate weights`) at a good copy.")
     sd, source = _extract(ckpt, format, path)
     report = LoadReport(path=path, format=format, source=source)
 

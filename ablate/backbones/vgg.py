@@ -26,6 +26,7 @@ from torch import nn
 from ablate.backbones import WeightsMissing
 from ablate.backbones.weights import TABLE
 from ablate.backbones.weights_fetch import resolve
+from ablate.backbones.weights_load import fix_for, read_weights_file
 
 VGG16 = TABLE["vgg16"]
 VGG16_FILE, VGG16_ENV, VGG16_URL = VGG16.file, VGG16.env, VGG16.origin
@@ -49,17 +50,9 @@ def _features_skeleton() -> nn.Sequential:
         return torchvision.models.vgg16(weights=None).features
 
 
-def read_weights_file(path: str | os.PathLike) -> object:
-    """torch.load(weights_only=True) on CPU; an unreadable file is reported naming it."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # re-raised, not swallowed: only the message gains the path
-        raise WeightsMissing(f"{path} exists but could not be read as a torch weights file: {e}") from e
-
-
 def load_vgg16_features(path: str | os.PathLike) -> nn.Sequential:
     """torchvision vgg16 `features` with the `features.*` tensors of a torchvision-format file."""
-    sd = read_weights_file(path)
+    sd = read_weights_file(path, "torchvision VGG16 weights", fix_for("vgg16"))
     if not isinstance(sd, dict):
         raise WeightsMissing(f"{path} is not a torchvision VGG16 state_dict (got {type(sd).__name__})")
     feats = {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")}

@@ -27,23 +27,23 @@ Nothing here touches the network; weights_fetch.py fetches, only when asked
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
 import os
-import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ablate.backbones import WeightsMissing
+from ablate.backbones import WeightsMissing, weights_record
+from ablate.backbones.weights_record import SHA256_HEX, sha256_file
 
-SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 SOURCES = ("url", "huggingface", "packaged", "ablate")
 
 
 class WeightsHashMismatch(WeightsMissing):
     """A file's sha256 differs from what the table (or its pin) says; the file was not used."""
+
+
+class WeightsRecordUnreadable(WeightsHashMismatch):
+    """A verification record is not ablate's format: the file it vouches for is not used (see weights_record)."""
 
 
 @dataclass(frozen=True)
@@ -249,36 +249,26 @@ def get_it(e: PretrainedFile) -> str:
 # ---------------------------------------------------------------- hashing and records
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def record_path(name: str) -> Path:
     return weights_dir() / ".verified" / f"{name}.json"
 
 
 def read_record(name: str) -> dict | None:
+    """The record, or None; WeightsRecordUnreadable (one line: the record, what is wrong, the fix) for garbage."""
     try:
-        return json.loads(record_path(name).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
+        return weights_record.load(record_path(name))
+    except weights_record.RecordUnreadable as err:
+        e = entry(name)
+        raise WeightsRecordUnreadable(
+            f"{record_path(name)}: the verification record of {name} ({e.file}) is unreadable: {err}; the file "
+            f"is not used until it is gone. Delete that record, then run `ablate weights verify {name}` to hash "
+            f"the file again and record it (where the record pinned the sha256, the new pin is taken from the "
+            f"file now in the cache: check it is the copy you meant)."
+        ) from None
 
 
 def write_record(name: str, path: Path, digest: str, checked: str) -> None:
-    real, rec = path.resolve(), read_record(name) or {}
-    st = real.stat()
-    first = rec.get("first_verified_utc") if rec.get("sha256") == digest else None
-    new = {"sha256": digest, "path": str(real), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "checked": checked,
-           "first_verified_utc": first or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    out = record_path(name)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")  # atomic: workers may verify at once
-    tmp.write_text(json.dumps(new, indent=1))
-    os.replace(tmp, out)
+    weights_record.write(record_path(name), path.resolve(), digest, checked, read_record(name))
 
 
 def record_matches(name: str, path: Path) -> bool:
@@ -391,9 +381,10 @@ def locate(name: str, override: str | os.PathLike | None = None) -> Path:
 @dataclass(frozen=True)
 class FileStatus:
     name: str
-    state: str  # verified | not yet verified | given | made here | missing | MISMATCH
+    state: str  # verified | not yet verified | given | made here | missing | MISMATCH | UNREADABLE
     path: Path | None
     detail: str = ""
+    problem: str = ""  # why `ablate weights verify` fails on it, in words; "" = nothing wrong was found
 
     @property
     def usable(self) -> bool:
@@ -408,11 +399,19 @@ def status(name: str, override: str | os.PathLike | None = None, *, rehash: bool
     if given:
         where, path = given
         if not path.is_file():
-            return FileStatus(name, "missing", path, f"{where} names a file that does not exist")
+            return FileStatus(name, "missing", path, f"{where} names a file that does not exist",
+                              problem=f"{where} names {path}, which does not exist")
         note = f"named by {where}; used as given"
         if rehash and (e.sha256 or e.sha256_prefix):
-            ok = not hash_problems(e, path, sha256_file(path), pin=False)
-            note += "; matches the table's hash" if ok else "; DIFFERS from the table's hash"
+            try:
+                differs = hash_problems(e, path, sha256_file(path), pin=False)
+            except OSError as err:
+                why = f"{where} names {path}, which cannot be read ({err.strerror or err})"
+                return FileStatus(name, "UNREADABLE", path, why, problem=why)
+            if differs:
+                return FileStatus(name, "given", path, note + "; DIFFERS from the table's hash",
+                                  problem=f"{path} (named by {where}) differs from the table: {'; '.join(differs)}")
+            note += "; matches the table's hash"
         return FileStatus(name, "given", path, note)
     try:
         path = cached_path(e)
@@ -422,10 +421,15 @@ def status(name: str, override: str | os.PathLike | None = None, *, rehash: bool
         return FileStatus(name, "missing", path, get_it(e))
     if e.source == "ablate":
         return FileStatus(name, "made here", path, "no published hash")
-    if not rehash and not record_matches(e.name, path):
-        return FileStatus(name, "not yet verified", path, "hashed at first use, or by `ablate weights verify`")
     try:
+        if not rehash and not record_matches(e.name, path):
+            return FileStatus(name, "not yet verified", path, "hashed at first use, or by `ablate weights verify`")
         digest = verify_file(e, path, rehash=rehash)
+    except WeightsRecordUnreadable as err:
+        return FileStatus(name, "UNREADABLE", path, str(err), problem="its verification record is unreadable")
     except WeightsHashMismatch as err:
-        return FileStatus(name, "MISMATCH", path, str(err))
+        return FileStatus(name, "MISMATCH", path, str(err), problem="its sha256 differs from the table or its pin")
+    except OSError as err:  # no permission, a folder: said, not a traceback
+        why = f"{path} cannot be read ({err.strerror or err})"
+        return FileStatus(name, "UNREADABLE", path, why, problem=why)
     return FileStatus(name, "verified", path, f"sha256 {digest[:16]}... vs {checked_against(e, path)}")

@@ -1,37 +1,34 @@
 """Fetching pretrained files the way their ecosystems do, and checking a whole grid's files at once.
 
-  url          torch.hub.download_url_to_file with the table's sha256 prefix as hash_prefix,
-               into <torch.hub.get_dir()>/checkpoints: what torchvision's
+  url          a plain GET (weights_http.download) into <torch.hub.get_dir()>/checkpoints,
+               checked against the table's sha256 prefix as torchvision's
                load_state_dict_from_url(check_hash=True) does, without loading the
                file. It downloads to a staging name beside the destination; the file
                takes its real name only after every hash check passed.
   huggingface  huggingface_hub.hf_hub_download into the Hugging Face cache, with the
                user's token (HF_TOKEN or `hf auth login`); endpoint and cache are read
                from HF_ENDPOINT / HF_HOME / HF_HUB_CACHE at call time. A file that
-               fails its hash is deleted from the cache (blob and snapshot link).
+               fails its hash is deleted from the cache (blob and snapshot link), and so
+               is a partial download this call left (`*.incomplete`).
 
-Before any request the host is probed with one TCP connect (5 s): torch's urlopen
-has no timeout and huggingface_hub retries a refused connection for about 25 s,
-while an offline compute node should hear at once which files it lacks.
+Before any request the host is probed with one TCP connect, and every read has a timeout
+(weights_http: 10 s to connect, 60 s of silence, both set by environment variables): an
+offline compute node hears at once which files it lacks, and a server that accepts and
+never answers fails in one read timeout instead of hanging the command.
 """
 
 from __future__ import annotations
 
 import os
-import socket
-import sys
-import urllib.request
 import uuid
 from pathlib import Path
-from urllib.error import URLError
-from urllib.parse import urlsplit
 
 from ablate.backbones import WeightsMissing
 from ablate.backbones.weights import (TABLE, PretrainedFile, WeightsHashMismatch, cached_path, checked_against, entry,
                                       get_it, given_path, hash_problems, hf_hub_cache, locate, missing_message,
                                       sha256_file, torch_checkpoints_dir, verify_file, write_record)
+from ablate.backbones.weights_http import answers, download, timeouts
 
-PROBE_TIMEOUT_S = 5.0
 HF_DEFAULT_ENDPOINT = "https://huggingface.co"
 
 
@@ -48,20 +45,6 @@ def source_url(e: PretrainedFile) -> str:
     return (os.environ.get(e.url_env) or e.origin) if e.url_env else e.origin
 
 
-def probe(url: str) -> None:
-    """One TCP connect to the URL's host (or to the proxy that would carry it); WeightsMissing if none answers."""
-    u = urlsplit(url)
-    host, port = u.hostname, u.port or (443 if u.scheme == "https" else 80)
-    proxy = urllib.request.getproxies().get(u.scheme)
-    if proxy and not urllib.request.proxy_bypass(host):
-        p = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-        host, port = p.hostname, p.port or 80
-    try:
-        socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S).close()
-    except OSError as err:
-        raise WeightsMissing(f"could not fetch {url}: {host}:{port} did not answer ({err}); no network here?") from err
-
-
 def _refuse(e: PretrainedFile, url: str, digest: str, problems: list[str], where: Path) -> WeightsHashMismatch:
     return WeightsHashMismatch(
         f"{e.name}: the file {e.file} downloaded from {url} was refused: its sha256 is {digest}, but "
@@ -71,23 +54,11 @@ def _refuse(e: PretrainedFile, url: str, digest: str, problems: list[str], where
 
 
 def _fetch_url(e: PretrainedFile) -> Path:
-    import torch.hub
-
     url, dest = source_url(e), torch_checkpoints_dir() / e.file
-    probe(url)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = dest.with_name(f"{dest.name}.{uuid.uuid4().hex[:8]}.staging")
     try:
-        try:
-            torch.hub.download_url_to_file(url, str(staging), hash_prefix=e.sha256_prefix,
-                                           progress=sys.stderr.isatty())
-        except RuntimeError as err:
-            if "invalid hash value" not in str(err):
-                raise
-            raise _refuse(e, url, str(err).rsplit('got "', 1)[-1].rstrip('")'),
-                          [f"the table's sha256 prefix is {e.sha256_prefix}"], dest.parent) from err
-        except (URLError, OSError) as err:
-            raise WeightsMissing(f"could not fetch {url}: {err}") from err
+        download(url, staging)  # bounded reads; the prefix is checked below with the other hashes
         digest = sha256_file(staging)
         problems = hash_problems(e, staging, digest)
         if problems:
@@ -138,10 +109,17 @@ def _fetch_hf(e: PretrainedFile, needed_by: tuple[str, ...], force: bool) -> Pat
 
     endpoint = hf_endpoint()
     url = f"{endpoint}/{e.origin}/resolve/main/{e.file}"
-    probe(url)
+    answers(url)  # a silent endpoint fails here in one read timeout, not in huggingface_hub's retries
+    blobs = hf_hub_cache() / f"models--{e.origin.replace('/', '--')}" / "blobs"
+    partial_before = set(blobs.glob("*.incomplete"))
     try:
-        pointer = Path(hf_hub_download(e.origin, e.file, cache_dir=str(hf_hub_cache()), endpoint=endpoint,
-                                       force_download=force))
+        try:
+            pointer = Path(hf_hub_download(e.origin, e.file, cache_dir=str(hf_hub_cache()), endpoint=endpoint,
+                                           force_download=force, etag_timeout=timeouts()[1]))
+        except BaseException:
+            for partial in set(blobs.glob("*.incomplete")) - partial_before:  # ours, from this call: no resume
+                partial.unlink(missing_ok=True)
+            raise
     except HfHubHTTPError as err:  # GatedRepoError and RepositoryNotFoundError are subclasses
         code = err.response.status_code if err.response is not None else "?"
         if isinstance(err, RepositoryNotFoundError) or code in (401, 403):

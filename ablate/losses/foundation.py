@@ -31,6 +31,7 @@ from ablate.backbones import WeightsMissing
 from ablate.backbones.retfound import (ARCH_REQUIRED, FORMATS, MODELS, check_taps, frozen_vit, retfound_weights_path,
                                        suggested_taps)
 from ablate.backbones.weights import TABLE, locate
+from ablate.backbones.weights_load import fix_for, read_weights_file
 from ablate.checks import check_pair
 from ablate.losses.base import ImageLoss
 from ablate.losses.registry import LOSSES
@@ -65,7 +66,7 @@ def fundus_mae_path(weights: str | None = None) -> Path:
 
 def fundus_mae_args(path: Path) -> dict:
     """The `args` our MAE checkpoints record (arch incl. its training img_size, suggested taps)."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    ckpt = read_weights_file(path, "a fundus MAE checkpoint", fix_for("fundus_mae"))
     args = ckpt.get("args") if isinstance(ckpt, dict) else None
     if not isinstance(args, dict) or not isinstance(args.get("arch"), dict):
         raise ValueError(f"{path}: no args.arch entry; not a checkpoint written by `ablate fm pretrain`")

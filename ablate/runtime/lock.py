@@ -15,6 +15,14 @@ left two Tune states, and a later --resume rewrote finished trials).
   refused. Where the store does not offer conditional writes (other schemes, an S3 clone
   without them) the lease is read-then-written: two writers starting within one round
   trip of each other can both believe they hold it. That is said in a warning.
+
+A holder's record that cannot be read (not JSON, binary bytes, a PID that is not a number,
+missing keys) proves nothing about a live holder, so it is never what decides:
+- locally the kernel's flock decides: if it is free, no ablate command holds the
+  experiment and the file is taken over, with a line naming it and what was wrong;
+- on object storage the lease's own last-modified time stands in for its heartbeat (a live
+  holder rewrites it every heartbeat): written within STALE_AFTER heartbeats, it is refused,
+  naming the lease; older, it is taken over with a line naming it.
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import math
 import os
 import socket
 import sys
@@ -62,31 +71,62 @@ def holder_record(command: str) -> dict:
 
 
 def describe_holder(rec: dict) -> str:
-    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(rec.get("since", 0))))
+    """The holder in words, from a record _parse() checked (a field it dropped shows as '?')."""
+    since = rec.get("since")
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since)) if since is not None else "?"
     return (f"{rec.get('command', '?')!r} by {rec.get('user', '?')} on host {rec.get('host', '?')}, "
             f"PID {rec.get('pid', '?')}, since {since}")
 
 
-def _pid_alive(pid) -> bool:
+def _pid_alive(pid: int) -> bool:
     try:
-        os.kill(int(pid), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:  # another user's live process
         return True
-    except (TypeError, ValueError):
-        return False
     return True
 
 
-def _parse(text: str, where: str) -> dict:
-    """The holder's record; {} for an empty or garbled one (a holder killed mid-write), which
-    the caller then describes as unknown rather than failing on it."""
+_TEXT = ("user", "host", "command")
+_TIMES = ("since", "heartbeat")
+LOCAL_KEYS = ("pid", "host")  # what a local takeover reads (is its process gone?)
+LEASE_KEYS = ("pid", "host", "heartbeat")  # a lease's heartbeat decides; pid and host say whose it is at release
+MAX_TIME = 4.0e9  # seconds since 1970 (year 2096): beyond it, a time is garbage, and localtime() overflows
+
+
+def _parse(raw: bytes, required: tuple[str, ...]) -> tuple[dict, str]:
+    """(record, problem). The record keeps only well-formed fields; problem is '' for a whole
+    record (or an empty file: a holder that has not written yet), else what is wrong with it: not
+    JSON, a field of the wrong type, or a missing one of those the caller decides on (`required`)."""
+    if not raw.strip():
+        return {}, ""
     try:
-        rec = json.loads(text) if text.strip() else {}
-    except json.JSONDecodeError:
-        rec = {}
-    return rec if isinstance(rec, dict) else {}
+        rec = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return {}, "binary bytes, not JSON"
+    except (ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError; deep nesting recurses
+        return {}, f"not JSON ({str(err)[:60]})"
+    if not isinstance(rec, dict):
+        return {}, f"a JSON {type(rec).__name__}, not an object"
+    good, bad = {}, []
+    for key in ("pid", *_TEXT, *_TIMES):
+        if key not in rec:
+            bad += [f"{key} missing"] if key in required else []
+            continue
+        value = rec[key]
+        if key == "pid":
+            ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2 ** 31
+        elif key in _TEXT:
+            ok = isinstance(value, str)
+        else:
+            ok = (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                  and 0 <= value < MAX_TIME)
+        if ok:
+            good[key] = value
+        else:
+            bad.append(f"{key}={value!r:.30}")
+    return good, ("unusable fields: " + ", ".join(bad)) if bad else ""
 
 
 # ---------------------------------------------------------------- a local folder
@@ -107,9 +147,10 @@ class _FileLock:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                rec = _parse(os.pread(fd, 65536, 0).decode("utf-8", "replace"), str(self.path))
+                rec, problem = _parse(os.pread(fd, 65536, 0), LOCAL_KEYS)
                 os.close(fd)
-                who = describe_holder(rec) if rec else "a process that has not written its record yet"
+                who = (f"a holder whose record is unreadable: {problem}" if problem else
+                       describe_holder(rec) if rec else "a process that has not written its record yet")
                 raise ExperimentLocked(f"{self.path.parent}: another ablate command is writing this experiment "
                                        f"({who}); wait for it to finish, or stop it (lock: {self.path})") from None
             # A releaser unlinks the file after we opened it: our lock is on a dead inode; retry.
@@ -120,11 +161,13 @@ class _FileLock:
             if same:
                 break
             os.close(fd)
-        old = _parse(os.pread(fd, 65536, 0).decode("utf-8", "replace"), str(self.path))
-        if old:
-            here = old.get("host") == socket.gethostname()
-            why = ("its process is gone" if here and not _pid_alive(old.get("pid"))
-                   else "its lock was no longer held")
+        old, problem = _parse(os.pread(fd, 65536, 0), LOCAL_KEYS)
+        if problem:  # the flock was free: whatever the record says, no live ablate command holds it
+            print(f"{self.path}: taking over a lock whose record is unreadable ({problem}): its lock was no "
+                  "longer held, so no ablate command is writing this experiment", file=sys.stderr, flush=True)
+        elif old:
+            here = old["host"] == socket.gethostname()
+            why = "its process is gone" if here and not _pid_alive(old["pid"]) else "its lock was no longer held"
             print(f"{self.path.parent}: taking over a stale lock from {describe_holder(old)}: {why}",
                   file=sys.stderr, flush=True)
         data = json.dumps(holder_record(self.command)).encode()
@@ -180,10 +223,16 @@ class _Lease:
         bucket, _, key = self.uri[len("s3://"):].partition("/")
         return bucket, key
 
-    def _read(self) -> tuple[dict, str | None] | None:
-        """(record, etag) of the lease now in the store, or None when there is none."""
+    def _read(self) -> tuple[dict, str | None, str, float | None] | None:
+        """(record, etag, problem, last-modified time) of the lease now in the store (see _parse), or
+        None when there is none."""
         if self._s3 is None:
-            return (_parse(storage.read_text(self.uri), self.uri), None) if storage.is_file(self.uri) else None
+            if not storage.is_file(self.uri):
+                return None
+            fs, path = storage.resolve(self.uri)
+            modified = fs.get_file_info(path).mtime
+            rec, problem = _parse(storage.read_bytes(self.uri), LEASE_KEYS)
+            return rec, None, problem, modified.timestamp() if modified else None
         from botocore.exceptions import ClientError
 
         bucket, key = self._bucket_key()
@@ -193,7 +242,8 @@ class _Lease:
             if e.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
                 return None
             raise StorageError(f"{self.uri}: cannot read the lease ({e})") from None
-        return _parse(got["Body"].read().decode("utf-8", "replace"), self.uri), got["ETag"]
+        rec, problem = _parse(got["Body"].read(), LEASE_KEYS)
+        return rec, got["ETag"], problem, got["LastModified"].timestamp()
 
     def _write(self, *, if_match: str | None = None, create: bool = False) -> bool:
         """Write our record; False when the condition failed (someone else wrote first)."""
@@ -223,14 +273,28 @@ class _Lease:
                 if self._write(create=True):
                     break
                 continue
-            rec, etag = now
-            age = time.time() - float(rec.get("heartbeat", 0) or 0)
-            if age <= self.stale_after * self.heartbeat_s:
-                raise ExperimentLocked(f"{self.exp}: another ablate command is writing this experiment "
-                                       f"({describe_holder(rec)}; last heartbeat {age:.0f} s ago); wait for it to "
-                                       f"finish, or stop it (lease: {self.uri})")
-            print(f"{self.exp}: taking over a stale lease from {describe_holder(rec)}: no heartbeat for "
-                  f"{age:.0f} s (over {self.stale_after} x {self.heartbeat_s:g} s)", file=sys.stderr, flush=True)
+            rec, etag, problem, modified = now
+            window = self.stale_after * self.heartbeat_s
+            if problem:  # the record proves nothing: its last write stands in for the heartbeat
+                if modified is None:
+                    raise ExperimentLocked(f"{self.uri}: the lease's record is unreadable ({problem}) and this store "
+                                           "gives no time it was written; delete it if no ablate command is writing "
+                                           f"{self.exp}")
+                age = time.time() - modified
+                if age <= window:
+                    raise ExperimentLocked(f"{self.uri}: the lease's record is unreadable ({problem}) and it was "
+                                           f"written {age:.0f} s ago, so a writer may hold it; retry in "
+                                           f"{window - age + 1:.0f} s (it is taken over then), or stop that writer")
+                print(f"{self.uri}: taking over a lease whose record is unreadable ({problem}): not written for "
+                      f"{age:.0f} s (over {self.stale_after} x {self.heartbeat_s:g} s)", file=sys.stderr, flush=True)
+            else:
+                age = time.time() - rec.get("heartbeat", 0)
+                if age <= window:
+                    raise ExperimentLocked(f"{self.exp}: another ablate command is writing this experiment "
+                                           f"({describe_holder(rec)}; last heartbeat {age:.0f} s ago); wait for it "
+                                           f"to finish, or stop it (lease: {self.uri})")
+                print(f"{self.exp}: taking over a stale lease from {describe_holder(rec)}: no heartbeat for "
+                      f"{age:.0f} s (over {self.stale_after} x {self.heartbeat_s:g} s)", file=sys.stderr, flush=True)
             if self._write(if_match=etag):
                 break
         else:
