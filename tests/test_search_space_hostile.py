@@ -291,3 +291,64 @@ def test_live_view_says_a_config_error_trial_failed_not_done():
     view.trial_finished("a-s0", {CONFIG_ERROR: "ConfigError: bad model", "trial_id": "x"})
     assert view.rows["a-s0"].status == FAILED
     assert "a-s0 FAILED" in out.getvalue() and "ConfigError: bad model (a configuration error: not retried)" in out.getvalue()
+
+
+# ---------------------------------------------------------------- 7: a weights file the user named
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("content", [b"this is not a checkpoint\n", os.urandom(4096), b"PK\x03\x04truncated", b""])
+def test_garbage_vgg16_override_refused_naming_variable_and_file(tmp_path, monkeypatch, content):
+    from ablate.train.pretrained import check_given_files
+
+    junk = tmp_path / "vgg16.pth"
+    junk.write_bytes(content)
+    monkeypatch.setenv("ABLATE_VGG16_WEIGHTS", str(junk))
+    grid = load_grid(ROOT / "search_spaces" / "smoke.yaml")
+    with pytest.raises(ConfigError) as e:
+        check_given_files(grid, evaluate=True)  # evaluation computes LPIPS with it
+    msg = str(e.value)
+    assert msg.startswith(f"$ABLATE_VGG16_WEIGHTS names {junk}, which ") and "\n" not in msg
+    assert "point it at vgg16-397923af.pth" in msg and "or unset it" in msg
+    assert junk.read_bytes() == content  # the user's file is left as it was
+
+
+def test_real_torch_files_named_by_the_variable_pass(tmp_path, monkeypatch):
+    import torch
+
+    from ablate.backbones.torch_file import torch_file_problem
+    from ablate.train.pretrained import check_given_files
+
+    new, old = tmp_path / "new.pth", tmp_path / "old.pth"
+    torch.save({"features.0.weight": torch.zeros(1)}, new)
+    torch.save({"features.0.weight": torch.zeros(1)}, old, _use_new_zipfile_serialization=False)
+    assert torch_file_problem(new) is None and torch_file_problem(old) is None
+    monkeypatch.setenv("ABLATE_VGG16_WEIGHTS", str(new))
+    check_given_files(load_grid(ROOT / "search_spaces" / "smoke.yaml"), evaluate=True)
+
+
+@pytest.mark.bad_input
+def test_cli_dry_run_refuses_garbage_vgg16_and_out_of_range_seed_in_one_line(tmp_path, drive32, monkeypatch):
+    """Both before Ray (the dry run never starts it), exit 2, one line, no traceback."""
+    from typer.testing import CliRunner
+
+    import ray
+
+    from ablate.cli import app
+
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray started"))
+    junk = tmp_path / "vgg16.pth"
+    junk.write_text("<html>404 Not Found</html>\n")
+    monkeypatch.setenv("ABLATE_VGG16_WEIGHTS", str(junk))
+    r = CliRunner().invoke(app, ["launch", "--grid", "smoke", "--data", str(drive32), "--dry-run"])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    lines = r.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        f"error: $ABLATE_VGG16_WEIGHTS names {junk}, which is not a torch weights file (neither torch.save's zip "
+        "format nor its legacy format): point it at vgg16-397923af.pth"), r.output
+    monkeypatch.delenv("ABLATE_VGG16_WEIGHTS")
+    grid = _write(tmp_path, GRID.replace("seeds: [0, 1]", "seeds: [0, 18446744073709551616]"))
+    r = CliRunner().invoke(app, ["launch", "--grid", str(grid), "--data", str(drive32), "--dry-run"])
+    assert r.exit_code == 2 and r.output.strip() == (
+        f"error: {grid}: seeds[1]: 18446744073709551616 is not a seed; seeds are integers from 0 to 4294967295 "
+        "(2^32-1)"), r.output

@@ -25,7 +25,7 @@ from ablate.train.driver import run_trial, trial_key
 from ablate.train.experiment import (GRID_RECORD, check_experiment_folder, grid_record, launched_before, read_record,
                                     record_dataset)
 from ablate.train.grid import check_data, preflight_losses, resolve_grid, trial_table
-from ablate.train.pretrained import FoundationStage, choose_auto_foundation, settle_weights
+from ablate.train.pretrained import FoundationStage, check_given_files, choose_auto_foundation, settle_weights
 
 
 @dataclass(frozen=True)
@@ -180,6 +180,8 @@ def prepare_grid(opts: LaunchOptions) -> PreparedGrid | None:
     fetch = not (opts.dry_run or opts.estimate)
     choice = choose_auto_foundation(grid, data_dir, fetch=fetch)
     grid = choice.grid
+    # A weights file the user named must at least be a torch file: refused here, not in a trial.
+    check_given_files(grid, opts.evaluate, choice.stage.out_file if choice.stage else None)
     only = f" (--only {','.join(opts.only)} of {len(full.trials)})" if opts.only else ""
     print(f"grid {grid.name!r} from {grid.source}: {len(grid.trials)} trials{only} -> {out}")
     print(trial_table(grid))
