@@ -352,3 +352,21 @@ def test_cli_dry_run_refuses_garbage_vgg16_and_out_of_range_seed_in_one_line(tmp
     assert r.exit_code == 2 and r.output.strip() == (
         f"error: {grid}: seeds[1]: 18446744073709551616 is not a seed; seeds are integers from 0 to 4294967295 "
         "(2^32-1)"), r.output
+
+
+@pytest.mark.bad_input
+def test_batch_not_divisible_by_workers_refused_before_ray(tmp_path, monkeypatch, drive32):
+    """Each worker of each trial refused it (and Ray Train retried it); now the launch refuses it
+    first, a dry run too."""
+    import ray
+
+    import ablate.runtime
+    from ablate.train.launch import LaunchOptions, prepare_grid
+
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray started"))
+    monkeypatch.setattr(ablate.runtime, "local_resources", lambda: (16.0, 0.0))  # 3 workers fit anywhere
+    grid = _write(tmp_path, GRID)
+    with pytest.raises(ConfigError) as e:
+        prepare_grid(LaunchOptions(grid=str(grid), data=str(drive32), workers=3, dry_run=True))
+    assert str(e.value) == (f"{grid}: combinations.a.train.batch_size: 2 is not divisible by --workers 3 (the "
+                            "batch is split evenly over the workers); change one of them")

@@ -112,7 +112,10 @@ class WorkerRun:
             from ablate.backbones.weights_ship import receive
 
             receive(config["weights_manifest"])
-        self.loss_fn = CompositeLoss.from_specs(self.spec.losses).to(self.device)
+        try:
+            self.loss_fn = CompositeLoss.from_specs(self.spec.losses).to(self.device)
+        except ValueError as e:  # a term refused its options: the same on every try (a missing file is not this)
+            raise ConfigError(f"trial {self.spec.combination}-s{self.spec.seed}: losses: {e}") from e
         self.precision = resolve_precision(t.precision, self.device.type)
         if self.precision.note and self.rank == 0:
             print(f"[{self.spec.combination}] {self.precision.note}", file=sys.stderr)
