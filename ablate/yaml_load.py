@@ -10,13 +10,10 @@ Every refusal is one `YamlRefused` line naming the file (and the line where ther
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
 import yaml
-
-logger = logging.getLogger(__name__)
 
 MAX_BYTES = 1 << 20  # a search space is a few KiB; 1 MiB leaves room for generated ones
 # Nodes after every alias is expanded: the shipped grids have a few hundred; a billion-laughs
@@ -94,7 +91,11 @@ def load_yaml(path: Path) -> Any:
         raise YamlRefused(f"{path}: {n:,} bytes, over the {MAX_BYTES:,}-byte limit for a search space "
                           "(is this the right file?)")
     try:
-        text = path.read_bytes()[:MAX_BYTES + 1].decode("utf-8")
+        with open(path, "rb") as f:  # read no further than the cap: the size said by stat can lie (a
+            data = f.read(MAX_BYTES + 1)  # link to a device or a pipe, a file still being written)
+        if len(data) > MAX_BYTES:
+            raise YamlRefused(f"{path}: over the {MAX_BYTES:,}-byte limit for a search space (is this the right file?)")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as e:
         raise YamlRefused(f"{path}: not UTF-8 text (byte {e.start}): is this the right file?") from None
     except OSError as e:

@@ -116,6 +116,10 @@ def test_recursive_alias_refused(tmp_path):
 def test_oversized_file_refused_before_parsing(tmp_path):
     msg = _refused(tmp_path, GRID + "#" + "x" * (1 << 20) + "\n")
     assert "over the 1,048,576-byte limit" in msg
+    endless = tmp_path / "endless.yaml"  # stat says 0 bytes; reading it would never end
+    endless.symlink_to("/dev/zero")
+    with pytest.raises(ConfigError, match=r"endless\.yaml: over the 1,048,576-byte limit"):
+        load_grid(endless)
 
 
 @pytest.mark.bad_input
