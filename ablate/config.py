@@ -11,17 +11,22 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ablate.losses.spec import COMMON_OPTIONS, LossSpec, split_options
+from ablate.yaml_load import YamlRefused, load_yaml
 
 
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # train.precision
+# A trial's seed reaches torch.manual_seed (0..2^64-1), numpy's SeedSequence (any int >= 0) and the
+# results table (int64); 2^32-1 is numpy's legacy np.random.seed limit, the narrowest seeding range
+# in common use, so a seed from here works in any tool that re-runs or analyses a trial.
+SEED_MAX = 2**32 - 1
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # the grid's `name:` (a folder under runs/)
 
 
 class ConfigError(ValueError):
@@ -218,18 +223,25 @@ def trial_from_dict(combination: str, seed: int, cfg: dict, where: str) -> Trial
     unknown = sorted(set(cfg) - {"data", "model", "train", "losses"})
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; valid: ['data', 'losses', 'model', 'train']")
-    model_raw = dict(cfg.get("model") or {})
+    model_raw = cfg.get("model")
+    if model_raw is not None and not isinstance(model_raw, dict):
+        raise ConfigError(f"{where}.model: expected a mapping like {{preset: paper256}}, got {model_raw!r}")
+    model_raw = dict(model_raw or {})
     preset = model_raw.pop("preset", "paper256")
     edge_channel = model_raw.pop("edge_channel", None)
     from ablate.models.edge_channel import parse_edge_channel
-    from ablate.models.presets import check_overrides
+    from ablate.models.presets import FieldError, check_overrides
 
+    if not isinstance(preset, str):
+        raise ConfigError(f"{where}.model.preset: expected a preset name, got {preset!r}")
     if "in_channels" in model_raw:
         raise ConfigError(f"{where}.model.in_channels: set by the data (3, or 4 with edge_channel), not by hand")
     try:
-        check_overrides(preset, model_raw)
+        arch = check_overrides(preset, model_raw)
         if edge_channel is not None:
             parse_edge_channel(edge_channel)
+    except FieldError as e:  # the message starts with the field's name
+        raise ConfigError(f"{where}.model.{e.args[0]}") from None
     except (KeyError, ValueError) as e:
         raise ConfigError(f"{where}.model: {e.args[0]}") from None
     spec = TrialSpec(
@@ -252,6 +264,10 @@ def trial_from_dict(combination: str, seed: int, cfg: dict, where: str) -> Trial
         raise ConfigError(f"{where}.train.lr: must be > 0, got {t.lr}")
     if spec.data.size < 16 or spec.data.size % 8:
         raise ConfigError(f"{where}.data.size: must be a multiple of 8 and >= 16, got {spec.data.size}")
+    if spec.data.size % arch.downsampling():  # the encoder halves the image once per level but the last
+        raise ConfigError(f"{where}.data.size: {spec.data.size} px is not divisible by the model's downsampling "
+                          f"{arch.downsampling()} (2^(levels-1), model.ch_mult {list(arch.ch_mult)}); pick a size "
+                          "that is, or fewer levels")
     if not spec.data.cache_mb >= 0:
         raise ConfigError(f"{where}.data.cache_mb: must be >= 0 (0 = no cache), got {spec.data.cache_mb}")
     return spec
@@ -261,11 +277,11 @@ def load_grid(path: str | Path, overrides: dict | None = None) -> Grid:
     """Read a search space; `overrides` (e.g. {"train": {"steps": 20}}) is merged into every trial."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path)  # size, aliases and duplicate keys checked there
     except FileNotFoundError:
         raise ConfigError(f"{path}: search space file not found") from None
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: malformed YAML: {e}") from None
+    except YamlRefused as e:
+        raise ConfigError(str(e)) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     unknown = sorted(set(raw) - {"name", "description", "base", "combinations", "seeds", "questions"})
@@ -275,13 +291,18 @@ def load_grid(path: str | Path, overrides: dict | None = None) -> Grid:
     if not isinstance(combos, dict) or not combos:
         raise ConfigError(f"{path}: combinations: expected a non-empty mapping name -> overrides")
     seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+    if not isinstance(seeds, list) or not seeds:
         raise ConfigError(f"{path}: seeds: expected a non-empty list of integers, got {seeds!r}")
+    for i, seed in enumerate(seeds):
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= SEED_MAX:
+            raise ConfigError(f"{path}: seeds[{i}]: {seed!r} is not a seed; seeds are integers from 0 to "
+                              f"{SEED_MAX} (2^32-1)")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"{path}: seeds: duplicates in {seeds}")
     base = raw.get("base") or {}
     if not isinstance(base, dict):
         raise ConfigError(f"{path}: base: expected a mapping")
+    name = grid_name(raw, path)
     trials = []
     for cname, override in combos.items():
         if not isinstance(cname, str) or not cname.replace("_", "").replace("-", "").isalnum():
@@ -301,7 +322,7 @@ def load_grid(path: str | Path, overrides: dict | None = None) -> Grid:
             check_q1_primary(questions, trials, f"{path}: questions.q1.primary")
         except ValueError as e:  # the messages name the file and key
             raise ConfigError(str(e)) from None
-    return Grid(name=str(raw.get("name", path.stem)), description=str(raw.get("description", "")),
+    return Grid(name=name, description=str(raw.get("description", "")),
                 source=str(path), trials=tuple(trials), questions=questions)
 
 
@@ -314,6 +335,22 @@ def shipped_grids() -> dict[str, Path]:
 
     folder = resources.files("ablate.search_spaces")
     return {Path(f.name).stem: Path(str(f)) for f in folder.iterdir() if f.name.endswith(".yaml")}
+
+
+def grid_name(raw: dict, path: Path) -> str:
+    """`name:` (or the file's stem): the experiment folder under runs/ when --out is not given, so a
+    plain name, never a path (`../..` or `/abs` would send the launch outside runs/)."""
+    if "name" not in raw:
+        if path.stem in (".", ".."):
+            raise ConfigError(f"{path}: name: the file's name gives no experiment name; add `name: my_grid`")
+        return path.stem
+    name = raw["name"]
+    if isinstance(name, int) and not isinstance(name, bool):  # `name: 2024` reads as an integer
+        name = str(name)
+    if not isinstance(name, str) or not PLAIN_NAME.fullmatch(name) or name in (".", ".."):
+        raise ConfigError(f"{path}: name: {name!r} is not a plain name (letters, digits, '-', '_', '.'; no '/', "
+                          "not '.' or '..'): it names the folder runs/<name>; give the folder with --out instead")
+    return name
 
 
 def find_grid(name: str) -> Path:

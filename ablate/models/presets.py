@@ -48,8 +48,50 @@ def check_overrides(preset: str, overrides: dict) -> ArchConfig:
     unknown = sorted(set(overrides) - _FIELDS)
     if unknown:
         raise ValueError(f"unknown key(s) {unknown}; valid: ['preset', {', '.join(map(repr, sorted(_FIELDS)))}]")
+    for key, value in overrides.items():
+        _check_field(key, value)
     vals = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     return dataclasses.replace(PRESETS[preset][0], **vals)
+
+
+class FieldError(ValueError):
+    """An override's value cannot build the architecture; the message starts with the field's name."""
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+# What the encoder, decoder and quantiser can be built from (autoencoder.py, quantize.py): sizes are
+# positive integers (a level needs a residual block, since Downsample takes the block's output width;
+# a codebook at least 2 entries); the dropout a probability below 1. Channel counts need no common
+# divisor: blocks.norm picks a group count that divides any width.
+_POSITIVE = {"ch": 1, "num_res_blocks": 1, "z_channels": 1, "n_embed": 2, "embed_dim": 1}
+
+
+def _check_field(key: str, v) -> None:
+    """FieldError naming `key` when `v` cannot build the architecture (types and ranges)."""
+    if key in _POSITIVE:
+        if not _is_int(v) or v < _POSITIVE[key]:
+            raise FieldError(f"{key}: must be an integer >= {_POSITIVE[key]}, got {v!r}")
+    elif key == "ch_mult":
+        if not isinstance(v, (list, tuple)) or not v or not all(_is_int(m) and m >= 1 for m in v):
+            raise FieldError(f"ch_mult: must be a non-empty list of integers >= 1 (one per level), got {v!r}")
+    elif key == "attn_resolutions":
+        if not isinstance(v, (list, tuple)) or not all(_is_int(r) and r >= 1 for r in v):
+            raise FieldError(f"attn_resolutions: must be a list of feature-map sizes (integers >= 1), got {v!r}")
+    elif key == "bottleneck":
+        if v not in ("vq", "none"):
+            raise FieldError(f"bottleneck: must be 'vq' or 'none', got {v!r}")
+    elif key == "beta":
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < float("inf"):
+            raise FieldError(f"beta: must be a finite number >= 0, got {v!r}")
+    elif key == "dropout":
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+            raise FieldError(f"dropout: must be a probability in [0, 1), got {v!r}")
+    elif key == "legacy":
+        if not isinstance(v, bool):
+            raise FieldError(f"legacy: expected true/false, got {v!r}")
 
 
 def build_model(preset: str, resolution: int, overrides: dict | None = None, in_channels: int = 3) -> Autoencoder:

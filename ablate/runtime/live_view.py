@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from ablate.runtime.config_errors import CONFIG_ERROR
+
 PENDING, RUNNING, RETRYING, DONE, DIVERGED, FAILED = "pending", "running", "retrying", "done", "diverged", "failed"
 ENDED = (DONE, DIVERGED, FAILED)
 
@@ -136,6 +138,9 @@ class GridView:
 
     def trial_finished(self, key: str, metrics: dict | None = None) -> None:
         metrics = metrics or {}
+        if metrics.get(CONFIG_ERROR):  # ended without raising, so that Tune would not retry it
+            self.trial_failed(key, f"{metrics[CONFIG_ERROR]} (a configuration error: not retried)", None)
+            return
         r = self.rows[key]
         if metrics.get("step") is not None and int(metrics["step"]) != r.step:
             self.trial_result(key, metrics)

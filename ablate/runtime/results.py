@@ -9,6 +9,7 @@ import pandas as pd
 
 from ablate import storage
 from ablate.config import TrialSpec
+from ablate.runtime.config_errors import CONFIG_ERROR
 
 KEY_COLUMNS = ["trial", "trial_id", "combination", "seed", "status"]
 
@@ -24,7 +25,7 @@ def collect_results(result_grid, trials: dict[str, TrialSpec]) -> pd.DataFrame:
             "trial_id": m.get("trial_id"),
             "status": _status(result.error, m),
             "error": (f"{type(result.error).__name__}: {result.error}"[:2000] if result.error is not None
-                      else (m.get("stop_reason") or None)),
+                      else (m.get(CONFIG_ERROR) or m.get("stop_reason") or None)),
             **{f"config.{k}": v for k, v in spec.flat().items() if k not in ("combination", "seed")},
             "combination": spec.combination,
             "seed": spec.seed,
@@ -44,7 +45,7 @@ def collect_results(result_grid, trials: dict[str, TrialSpec]) -> pd.DataFrame:
 
 
 def _status(error, metrics: dict) -> str:
-    if error is not None:
+    if error is not None or metrics.get(CONFIG_ERROR):  # a configuration error ends a trial without raising
         return "error"
     if metrics.get("stop_reason"):
         return "diverged"  # stopped on a non-finite loss; the reason is in `error`

@@ -29,6 +29,7 @@ def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_
     from ablate.data.shards import read_manifest
     from ablate.data.stream import split_dataset
     from ablate.runtime import fit_torch_run
+    from ablate.runtime.config_errors import without_retry
     from ablate.train.loop import train_loop_per_worker
 
     spec = trials[config["trial"]]
@@ -46,7 +47,8 @@ def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_
               f"{share_mb(train_rows, spec.data.size, placement.workers):.0f} MiB decoded, over "
               f"data.cache_mb {spec.data.cache_mb:g}; streaming and decoding it from Ray Data every epoch", flush=True)
     driver_marks = {"datasets_ready": time.time()}
-    fit_torch_run(
+    # A configuration error ends the trial here, reported, not raised: Tune would retry it (config_errors.py).
+    without_retry(lambda: fit_torch_run(
         train_loop_per_worker,
         {
             "spec": spec,
@@ -66,4 +68,4 @@ def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_
         storage_path=storage.join(exp_dir, "train"),  # Ray Train writes s3:// (any pyarrow URI) itself
         max_failures=max_failures,
         callbacks=(TuneReportCallback(),),
-    )
+    ), tune.report, where=trial_key(spec))

@@ -39,6 +39,16 @@ def resolve_grid(grid: str, steps: int | None = None, epochs: int | None = None,
     return full, dataclasses.replace(full, trials=tuple(s for s in full.trials if s.combination in only))
 
 
+def check_batches(grid: Grid, workers: int) -> None:
+    """Every trial's global batch splits evenly over the workers: each worker of each trial
+    refuses it otherwise (runtime.distributed.worker_context), after Ray started it."""
+    for spec in grid.trials:
+        if spec.train.batch_size % workers:
+            raise ConfigError(f"{grid.source}: combinations.{spec.combination}.train.batch_size: "
+                              f"{spec.train.batch_size} is not divisible by --workers {workers} (the batch is "
+                              "split evenly over the workers); change one of them")
+
+
 def check_data(data_dir: str, grid: Grid, evaluate: bool = True) -> dict:
     """Every split the run reads is present, whole and big enough: train and val for training,
     test too when evaluation follows (it reads test only after training, hours later)."""

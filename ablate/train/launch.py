@@ -24,8 +24,8 @@ from ablate.runtime import node_cpus, node_gpus, plan_placement, ray_session, si
 from ablate.train.driver import run_trial, trial_key
 from ablate.train.experiment import (GRID_RECORD, check_experiment_folder, grid_record, launched_before, read_record,
                                     record_dataset)
-from ablate.train.grid import check_data, preflight_losses, resolve_grid, trial_table
-from ablate.train.pretrained import FoundationStage, choose_auto_foundation, settle_weights
+from ablate.train.grid import check_batches, check_data, preflight_losses, resolve_grid, trial_table
+from ablate.train.pretrained import FoundationStage, check_given_files, choose_auto_foundation, settle_weights
 
 
 @dataclass(frozen=True)
@@ -177,9 +177,12 @@ def prepare_grid(opts: LaunchOptions) -> PreparedGrid | None:
     # Ray will start here: refuse a placement it cannot hold before it starts (a dry run too),
     # and before any pretrained file is fetched.
     placement = local_placement(opts) if opts.address is None else None
+    check_batches(grid, opts.workers)  # each trial's workers would refuse it, after Ray started them
     fetch = not (opts.dry_run or opts.estimate)
     choice = choose_auto_foundation(grid, data_dir, fetch=fetch)
     grid = choice.grid
+    # A weights file the user named must at least be a torch file: refused here, not in a trial.
+    check_given_files(grid, opts.evaluate, choice.stage.out_file if choice.stage else None)
     only = f" (--only {','.join(opts.only)} of {len(full.trials)})" if opts.only else ""
     print(f"grid {grid.name!r} from {grid.source}: {len(grid.trials)} trials{only} -> {out}")
     print(trial_table(grid))

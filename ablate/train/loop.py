@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ablate.config import TrialSpec
+from ablate.config import ConfigError, TrialSpec
 from ablate.data.augment import augment_batch
 from ablate.data.feed import ShardFeed
 from ablate.losses import CompositeLoss
@@ -97,7 +97,10 @@ class WorkerRun:
         self.rank, self.world, self.per_worker = worker_context(config["threads"], t.batch_size)
 
         torch.manual_seed(self.spec.seed)  # same init on every rank; DDP broadcasts rank 0's anyway
-        model, edge_channel = build_for_spec(self.spec)
+        try:
+            model, edge_channel = build_for_spec(self.spec)
+        except ValueError as e:  # the spec cannot build a model: the same on every try, so not a fault
+            raise ConfigError(f"trial {self.spec.combination}-s{self.spec.seed}: model: {e}") from e
         self.memory_format = torch.channels_last if t.channels_last else torch.contiguous_format
         model = model.to(memory_format=self.memory_format)
         if t.compile:
@@ -109,7 +112,10 @@ class WorkerRun:
             from ablate.backbones.weights_ship import receive
 
             receive(config["weights_manifest"])
-        self.loss_fn = CompositeLoss.from_specs(self.spec.losses).to(self.device)
+        try:
+            self.loss_fn = CompositeLoss.from_specs(self.spec.losses).to(self.device)
+        except ValueError as e:  # a term refused its options: the same on every try (a missing file is not this)
+            raise ConfigError(f"trial {self.spec.combination}-s{self.spec.seed}: losses: {e}") from e
         self.precision = resolve_precision(t.precision, self.device.type)
         if self.precision.note and self.rank == 0:
             print(f"[{self.spec.combination}] {self.precision.note}", file=sys.stderr)
@@ -296,5 +302,10 @@ class WorkerRun:
 
 
 def train_loop_per_worker(config: dict) -> None:
-    """Entry point Ray Train runs on each worker."""
-    WorkerRun(config).run()
+    """Entry point Ray Train runs on each worker. A configuration error is reported, not raised:
+    Ray Train would restart the workers `max_failures` times to fail the same way (config_errors.py)."""
+    import ray.train
+
+    from ablate.runtime.config_errors import without_retry
+
+    without_retry(lambda: WorkerRun(config).run(), ray.train.report, where="worker")

@@ -142,6 +142,34 @@ def weights_needed(grid: Grid, made_by_stage: Path | None = None) -> tuple[dict[
     return needs, overrides
 
 
+# Evaluation also computes these when their files are present (evaluate/run.py available_feature_nets).
+EVALUATION_OPTIONAL = ("vgg16", "retfound", "fundus_mae")
+
+
+def check_given_files(grid: Grid, evaluate: bool, made_by_stage: Path | None = None) -> None:
+    """Every weights file the user named (an environment variable such as $ABLATE_VGG16_WEIGHTS, or a
+    loss's `weights` option) that this launch may load is a file torch can load: ConfigError naming
+    the variable or option, the file and the fix, before Ray starts (a dry run too). A named file
+    that is absent is left to settle_weights, which lists it with every other missing file."""
+    from ablate.backbones.torch_file import torch_file_problem
+    from ablate.backbones.weights import cache_description, entry, given_path
+    from ablate.config import ConfigError
+
+    needs, overrides = weights_needed(grid, made_by_stage)
+    names = set(needs) | (set(EVALUATION_OPTIONAL) if evaluate else set())
+    for name in sorted(names):
+        e = entry(name)
+        given = given_path(e, overrides.get(name))
+        if given is None or not given[1].is_file():
+            continue
+        where, path = given
+        problem = torch_file_problem(path)
+        if problem:
+            undo = "unset it" if where.startswith("$") else "leave the option out"
+            raise ConfigError(f"{where} names {path}, which {problem}: point it at {e.file} ({e.what}), "
+                              f"or {undo} to use {cache_description(e)}")
+
+
 def settle_weights(grid: Grid, choice: AutoChoice, fetch: bool) -> tuple[dict[str, Path], str]:
     """Fetch (when `fetch`) and verify every file the grid needs: ({name: path}, ""), or
     WeightsMissing with one message for the whole grid. Without `fetch` (a dry run) nothing is
