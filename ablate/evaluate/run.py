@@ -16,6 +16,10 @@ foundation model's features) per trial. Outputs, in the experiment folder:
   eval/per_image.parquet  one row per (trial, test image), every metric
   results.parquet/.csv    each trial's means merged in as `test/<metric>` columns
   eval/notes.json         which segmenter and feature networks were used, what was skipped
+                          (a metric the test split has too few images for: evaluate/set_metrics.py)
+On another dataset (--data): eval/datasets/<name>-<manifest sha256[:12]>/ instead, with
+set_metrics.parquet; results.parquet is left as it is. Every input is checked before Ray
+starts (evaluate/arguments.py).
 """
 
 from __future__ import annotations
