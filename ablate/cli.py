@@ -166,17 +166,22 @@ def evaluate(
     """Evaluate every finished trial on the test split (fidelity + vessel morphology).
 
     With --data naming another prepared dataset than the grid's, the results go to
-    EXP/eval/datasets/<its folder name>/ and the experiment's own evaluation is left as it is."""
+    EXP/eval/datasets/<its folder name>-<its manifest's sha256, 12 digits>/ and the
+    experiment's own evaluation is left as it is."""
     from ablate import storage
+    from ablate.evaluate.arguments import check_evaluation
     from ablate.evaluate.run import EvalOptions, evaluate_experiment
     from ablate.runtime import command_line, experiment_lock, print_summary, ray_session
 
+    opts = EvalOptions(exp=exp, data=data, segmenter=segmenter, gpus_per_task=gpus_per_task, morphology=morphology,
+                       split=split)
     try:
-        # A writer (results.parquet, eval/): one at a time per experiment, checked before Ray starts.
-        with experiment_lock(exp, command_line()), ray_session(address):
-            df = evaluate_experiment(EvalOptions(exp=exp, data=data, segmenter=segmenter,
-                                                 gpus_per_task=gpus_per_task, morphology=morphology,
-                                                 split=split))
+        # A writer (results.parquet, eval/): one at a time per experiment; every argument is
+        # checked before Ray starts (a wrong one costs a line, not a cluster start-up).
+        with experiment_lock(exp, command_line()):
+            setup = check_evaluation(opts)
+            with ray_session(address):
+                df = evaluate_experiment(opts, setup)
     except (FileNotFoundError, ValueError, storage.StorageError) as e:
         fail(str(e))
     if "trial" in df.columns:  # the grid's own dataset: results.parquet was updated

@@ -152,5 +152,5 @@ NOTES = Obj(
     {},
     {"segmenter": str, "morphology": str, "skipped": ListOf(str), "cautions": ListOf(str), "feature_nets": dict,
      "test_images": COUNT,
-     "images": COUNT, "data": str, "splits": ListOf(str)},
+     "images": COUNT, "data": str, "splits": ListOf(str), "resampled": ListOf(str), "manifest_sha256": str},
 )

@@ -16,13 +16,16 @@ foundation model's features) per trial. Outputs, in the experiment folder:
   eval/per_image.parquet  one row per (trial, test image), every metric
   results.parquet/.csv    each trial's means merged in as `test/<metric>` columns
   eval/notes.json         which segmenter and feature networks were used, what was skipped
+                          (a metric the test split has too few images for: evaluate/set_metrics.py)
+On another dataset (--data): eval/datasets/<name>-<manifest sha256[:12]>/ instead, with
+set_metrics.parquet; results.parquet is left as it is. Every input is checked before Ray
+starts (evaluate/arguments.py).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -44,45 +47,6 @@ class EvalOptions:
     gpus_per_task: float = 0.0
     morphology: str = "ablate"  # vessel-feature definitions: "ablate" or "automorph" (evaluate/automorph.py)
     split: str = "test"  # "test", or "all" (every split; only for another dataset than the grid's)
-
-
-# ---------------------------------------------------------------- choices, said out loud
-
-
-def choose_segmenter(requested: str | None) -> tuple[str, str]:
-    """(spec, note). Without a request: our U-Net where its file exists, else the ridge fallback."""
-    from ablate.segmenter.model import DEFAULT_WEIGHTS
-
-    if requested:
-        return requested, f"segmenter {requested!r} as requested"
-    if Path(DEFAULT_WEIGHTS).expanduser().is_file():
-        return str(DEFAULT_WEIGHTS), f"U-Net segmenter {DEFAULT_WEIGHTS}"
-    return "ridge", (f"no trained U-Net at {DEFAULT_WEIGHTS} (`ablate segmenter train`): vessel maps from the "
-                     "classical ridge-filter + Otsu fallback")
-
-
-def available_feature_nets() -> tuple[dict, list[str]]:
-    """Which metric networks have real weights here; notes for those that do not."""
-    from ablate.backbones import WeightsMissing
-    from ablate.losses import LOSSES
-
-    nets, notes = {}, []
-    try:
-        LOSSES.get("lpips").preflight(pretrained=True)
-        nets["lpips"] = True
-    except WeightsMissing as e:
-        notes.append(f"LPIPS not computed: {e}")
-    for model in ("retfound", "fundus_mae"):
-        try:
-            LOSSES.get("foundation").preflight(model=model)
-            nets["fm"] = model
-            break
-        except WeightsMissing:
-            continue
-    if "fm" not in nets:
-        notes.append("Frechet distance in foundation-model features not computed: neither RETFound weights nor "
-                     "our fundus MAE (`ablate fm pretrain`) are present")
-    return nets, notes
 
 
 # ---------------------------------------------------------------- data
@@ -135,86 +99,37 @@ def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: d
 # ---------------------------------------------------------------- driver
 
 
-def other_dataset(recorded: str | None, data_dir: str, split: str) -> tuple[str | None, tuple[str, ...]]:
-    """(folder name under eval/datasets/ when `data_dir` is not the grid's own dataset, else None;
-    the splits to score). `--split all` only for another dataset: on the grid's own it would score
-    the images the autoencoders trained on."""
-    from ablate.data.shards import read_manifest
-
-    if split not in ("test", "all"):
-        raise ValueError(f"--split must be 'test' or 'all', got {split!r}")
-
-    def same(a: str, b: str) -> bool:
-        if storage.is_uri(a) or storage.is_uri(b):
-            return storage.normalize(a) == storage.normalize(b)
-        return Path(a).resolve() == Path(b).resolve()
-
-    own = recorded is None or same(str(recorded), str(data_dir))
-    if own and split == "all":
-        raise ValueError(f"{data_dir} is the grid's own dataset: --split all would score the images the "
-                         "autoencoders trained on; use it with --data OTHER_PREPARED_DIR")
-    counts = read_manifest(data_dir).get("counts", {})
-    splits = ("test",) if split == "test" else tuple(s for s in ("train", "val", "test") if counts.get(s, 0))
-    if not own:
-        name = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(data_dir).rstrip("/").split("/")[-1])
-        return (name or "other") + ("" if split == "test" else "-all"), splits
-    return None, splits
 
 
-def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
+def evaluate_experiment(opts: EvalOptions, setup=None) -> pd.DataFrame:
+    """Evaluate with Ray running (or joined: a local Ray starts on the first task). `setup`:
+    what evaluate/arguments.py's check_evaluation(opts) found, when the caller checked the
+    arguments before starting Ray (`ablate evaluate`); else they are checked here."""
     import ray
 
-    from ablate.evaluate.fidelity import frechet_distance_from_samples
-    from ablate.evaluate.kid import kid_with_spread
+    from ablate.evaluate.arguments import check_evaluation
+    from ablate.evaluate.fidelity import MS_SSIM_MIN_SIDE
+    from ablate.evaluate.set_metrics import set_metrics
     from ablate.runtime import write_results
 
-    # A local folder or a URI: everything below is read and written through ablate.storage.
-    exp = storage.normalize(opts.exp) if storage.is_uri(opts.exp) else Path(opts.exp).resolve()
-    results_path = storage.join(exp, "results.parquet")
-    if not storage.is_file(results_path):
-        raise FileNotFoundError(f"{exp}: no results.parquet; is it an experiment folder from `ablate launch`?")
-    results = storage.read_parquet(results_path)
-    from ablate.train.experiment import read_record
-
-    record = read_record(exp) or {}  # a wrong-shaped grid.json is one line naming it
-    data_dir = opts.data or record.get("data")
-    if not data_dir:
-        raise ValueError(f"{exp}: the dataset is not recorded; pass --data")
-    cross, splits = other_dataset(record.get("data"), data_dir, opts.split)
-    if cross is None:  # the grid's own dataset: refused when re-prepared since the launch (names both hashes)
-        from ablate.data.identity import check_same_dataset
-
-        check_same_dataset(record, data_dir, exp, "ablate evaluate")
-    done = results[(results["status"] == "done") & results["checkpoint"].notna()]
-    if done.empty:
-        raise ValueError(f"{results_path}: no finished trial with a checkpoint to evaluate")
-    from ablate.backbones.weights_ship import read_manifest as shipped_files
-    from ablate.evaluate.automorph import features_for
-
-    shipped = shipped_files(exp)  # {} unless the launch ran on several nodes
-    features_for(opts.morphology)  # an unknown definition set fails here, before any task
-    seg_spec, seg_note = choose_segmenter(opts.segmenter)
-    nets, notes = available_feature_nets()
-    # Checkpoints verified (an earlier one where the latest is corrupt) and one judge per experiment.
-    from ablate.evaluate.plan import judge_scale_caution, plan_evaluation, recorded_judge, segmenter_identity
-
-    judge_id = segmenter_identity(seg_spec)
-    notes_path = storage.join(exp, "eval", *(("datasets", cross) if cross else ()), "notes.json")
-    plan = plan_evaluation(exp, results, judge_id, recorded_judge(notes_path))
-    notes.extend(plan.notes)
-    if plan.trials.empty:
-        raise ValueError(f"{results_path}: no finished trial has a checkpoint that verifies: " + "; ".join(plan.notes))
-    done = plan.trials
-    checkpoints = {"segmenter_id": judge_id, "checkpoint_fallbacks": plan.fallbacks, "not_evaluated": plan.skipped}
+    s = setup if setup is not None else check_evaluation(opts)
+    exp, results, data_dir, cross, splits, shipped = s.exp, s.results, s.data_dir, s.cross, s.splits, s.shipped
+    seg_spec, seg_note, nets, judge, notes = s.seg_spec, s.seg_note, s.nets, s.judge, list(s.notes)
+    done, checkpoints = s.trials, s.checkpoints
     from ablate.segmenter.leakage import check_not_trained_on, unchecked_reason
-    from ablate.segmenter.model import load_segmenter
 
-    judge = load_segmenter(seg_spec)
     if unchecked_reason(judge):
         notes.append(unchecked_reason(judge))
     print(seg_note)
-    for n in notes:
+    for n in notes + s.resampled:
         print(n)
+
+    def note(text: str) -> None:  # said once, however many trials it concerns
+        if text not in notes:
+            notes.append(text)
+            print(text)
+
+    from ablate.evaluate.plan import judge_scale_caution
 
     per_image, means, cautions = [], {}, []
     for size, group in done.groupby("config.data.size"):
@@ -222,6 +137,9 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
         if caution:
             print(f"caution: {caution}")
             cautions.append(caution)
+        if int(size) < MS_SSIM_MIN_SIDE:
+            note(f"MS-SSIM not computable at {int(size)} px: it needs images of at least {MS_SSIM_MIN_SIDE} px "
+                 "a side (its fifth scale's 11 px window); PSNR and SSIM only")
         test = load_test_split(data_dir, int(size), splits)
         check_not_trained_on(judge, test["ids"], test["sources"], f"{data_dir} (test split)")
         chunks = [slice(k, k + CHUNK) for k in range(0, len(test["ids"]), CHUNK)]
@@ -253,14 +171,11 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
                                           "image_id": test["ids"][k], "segmenter": ref["segmenter"],
                                           **{f"orig.{n}": v for n, v in feats.items()}, **metrics})
                         k += 1
-                fake_inc = np.concatenate([o["inception"] for o in outs])
-                kid = kid_with_spread(real_inc, fake_inc)  # subsets of half the images: a spread at any n
-                m = {"test/fid": frechet_distance_from_samples(real_inc, fake_inc),
-                     "test/kid": kid["kid"], "test/kid_std": kid["kid_std"]}
-                if real_fm is not None:
-                    m[f"test/fd_{nets['fm']}"] = frechet_distance_from_samples(
-                        real_fm, np.concatenate([o["fm"] for o in outs]))
-                means[row.trial] = m
+                fake_fm = np.concatenate([o["fm"] for o in outs]) if real_fm is not None else None
+                means[row.trial], short = set_metrics(real_inc, np.concatenate([o["inception"] for o in outs]),
+                                                      real_fm, fake_fm, nets.get("fm"))
+                for text in short:
+                    note(text)
     table = pd.DataFrame(per_image)
     metric_cols = [c for c in table.columns if c not in ("trial", "combination", "seed", "image_id", "segmenter")]
     trial_means = table.groupby("trial")[metric_cols].mean()
@@ -270,16 +185,16 @@ def evaluate_experiment(opts: EvalOptions) -> pd.DataFrame:
         storage.write_parquet(table, storage.join(where, "per_image.parquet"))
         storage.write_parquet(sets.rename_axis("trial").reset_index(), storage.join(where, "set_metrics.parquet"))
         storage.write_text(storage.join(where, "notes.json"), json.dumps(
-            {"data": str(data_dir), "splits": list(splits), "segmenter": seg_note, "morphology": opts.morphology,
-             "skipped": notes, "cautions": cautions, "feature_nets": nets, "images": int(table["image_id"].nunique()),
+            {**s.dataset, "splits": list(splits), "segmenter": seg_note, "morphology": opts.morphology,
+             "skipped": notes, "cautions": cautions, "resampled": s.resampled, "feature_nets": nets, "images": int(table["image_id"].nunique()),
              **checkpoints},
             indent=1) + "\n")
         print(f"evaluated on {data_dir} ({'+'.join(splits)}): {where}")
         return trial_means.join(sets)
     storage.write_parquet(table, storage.join(exp, "eval", "per_image.parquet"))
     storage.write_text(storage.join(exp, "eval", "notes.json"), json.dumps(
-        {"segmenter": seg_note, "morphology": opts.morphology, "skipped": notes, "cautions": cautions, "feature_nets": nets,
-         "test_images": int(table["image_id"].nunique()), **checkpoints},
+        {"segmenter": seg_note, "morphology": opts.morphology, "skipped": notes, "cautions": cautions,
+         "resampled": s.resampled, "feature_nets": nets, "test_images": int(table["image_id"].nunique()), **checkpoints},
         indent=1) + "\n")
     merged = results.drop(columns=[c for c in results.columns if c.startswith("test/") or c == "segmenter"])
     extra = pd.DataFrame({t: {**{f"test/{c}": trial_means.loc[t, c] for c in metric_cols}, **means[t]}

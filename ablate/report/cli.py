@@ -25,8 +25,9 @@ def report(
     images: int = typer.Option(N_IMAGES, "--images", help="test images in the image grid (0: no grid, no model loading)"),
     hparams: bool = typer.Option(True, "--hparams/--no-hparams", help="also write TensorBoard HParams summaries"),
 ) -> None:
-    """Write EXP/report/index.html (self-contained) and report.md: per-metric means and 95% CIs,
-    paired Wilcoxon tests against the baseline, a ranking, the paper's two questions, an image grid."""
+    """Write EXP/report/index.html (self-contained) and report.md: per-metric means and 95% CIs over seeds,
+    Welch t tests over seeds against the baseline (Holm-corrected), a ranking, the paper's two questions,
+    an image grid, and a section per other dataset `ablate evaluate --data` scored."""
     from ablate.report.collect import ReportError
     from ablate.report.publish import write_report
     from ablate.runtime import command_line, experiment_lock

@@ -55,6 +55,7 @@ import pandas as pd
 
 from ablate.io import atomic_path
 from ablate.report.metric_names import labelled
+from ablate.report.text import plain
 from ablate.schemas import GRID_RECORD as GRID_SHAPE
 from ablate.schemas import NOTES as NOTES_SHAPE
 from ablate.schemas import problem
@@ -189,14 +190,23 @@ def load_experiment(exp: str | Path, location: str | None = None) -> Experiment:
         eval_missing = (f"{shown(per_image_path)}: not found; run `ablate evaluate {where}` first. This report shows "
                         "training and validation metrics only.")
     not_done = trials[trials["status"] != "done"]
-    for r in not_done.itertuples():
-        warnings.append(f"trial {r.trial} is {r.status}" + (f": {r.error}" if isinstance(r.error, str) and r.error else "")
-                        if "error" in trials.columns else f"trial {r.trial} is {r.status}")
+    for r in not_done.to_dict("records"):
+        error = r.get("error")
+        warnings.append(f"trial {r['trial']} is {r['status']}"
+                        + (f": {plain(error, _error_log(r.get('trial_dir')))}" if isinstance(error, str) and error else ""))
     trial_metrics = tidy_trial_metrics(trials, image_metrics)
     return Experiment(exp=exp, trials=trials, trial_metrics=trial_metrics, image_metrics=image_metrics,
                       combinations=combinations, baseline=baseline, baseline_reason=reason, grid=grid, notes=notes,
                       data=grid.get("data"), segmenter=segmenter, warnings=warnings, eval_missing=eval_missing,
                       location=where)
+
+
+def _error_log(trial_dir) -> str | None:
+    """The trial's full traceback, where Tune wrote one (its error column is cut to a line in the report)."""
+    if not isinstance(trial_dir, str) or not trial_dir:
+        return None
+    log = Path(trial_dir) / "error.txt"
+    return str(log) if log.is_file() else None
 
 
 def _grid_order(grid: dict, trials: pd.DataFrame) -> list[str]:

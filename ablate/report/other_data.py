@@ -1,10 +1,12 @@
 """Evaluations of the grid's trained trials on other prepared datasets, one report section each.
 
-`ablate evaluate EXP --data OTHER` writes EXP/eval/datasets/<name>/ (per_image.parquet,
-set_metrics.parquet, notes.json) and leaves the experiment's own evaluation alone; the report
-shows each such folder in its own section, never mixed into the grid's own tables or verdicts:
-per combination, the mean over its seeds of each trial's mean over the images (and the number
-of seeds), for the metrics in SHOWN that the folder has.
+`ablate evaluate EXP --data OTHER` writes EXP/eval/datasets/<name>-<manifest sha256[:12]>/
+(per_image.parquet, set_metrics.parquet, notes.json naming its path, hash and counts; folders
+written before the hash was part of the name are read as well) and leaves the experiment's own
+evaluation alone; the report shows each such folder in its own section, with the dataset's
+path, never mixed into the grid's own tables or verdicts: per combination, the mean over its
+seeds of each trial's mean over the images (and the number of seeds), for the metrics in SHOWN
+that the folder has.
 """
 
 from __future__ import annotations
@@ -61,6 +63,10 @@ def load_other_datasets(exp: Path, combinations: list[str]) -> list[OtherData]:
 def describe(o: OtherData) -> str:
     n = o.notes.get("images", "?")
     splits = "+".join(o.notes.get("splits", [])) or "?"
-    return (f"{n} images of {o.notes.get('data', o.name)} ({splits} split(s)), scored with the grid's trained trials; "
+    sha = o.notes.get("manifest_sha256")
+    said = [*o.notes.get("skipped", []), *o.notes.get("resampled", [])]  # e.g. FID not computable at n = 3
+    return (f"{n} images of {o.notes.get('data', o.name)} ({splits} split(s)"
+            + (f"; manifest sha256 {sha[:12]}" if sha else "") + "), scored with the grid's trained trials; "
             f"{o.notes.get('segmenter', 'segmenter not recorded')}. Mean over each combination's seeds of the "
-            "per-trial means; not part of the verdicts above." + (f" WARNING: {o.warning}." if o.warning else ""))
+            "per-trial means; not part of the verdicts above." + "".join(f" {s.rstrip('.')}." for s in said)
+            + (f" WARNING: {o.warning}." if o.warning else ""))

@@ -30,6 +30,7 @@ from ablate.evaluate.samples import GridColumn, ImageGrid
 from ablate.report.collect import Experiment, is_demo_data
 from ablate.report.other_data import describe, load_other_datasets
 from ablate.report.stats import Analysis, direction, metric_sort_key
+from ablate.report.text import plain, strip_ansi
 
 REPORT_DIR = "report"
 CELL_PX = 132  # displayed side of an image-grid cell
@@ -67,6 +68,8 @@ def report_warnings(e: Experiment) -> list[str]:
         out.append(f"Skipped in evaluation: {s}")
     for s in e.notes.get("cautions", []) or []:
         out.append(f"VESSEL JUDGE OUT OF RANGE: {s}")
+    for s in e.notes.get("resampled", []) or []:
+        out.append(f"Test images resampled: {s}")
     fd = [m for m in e.trial_metrics["metric"].unique() if m.startswith("fd_")]
     for m in fd:
         if m != "fd_retfound":
@@ -229,7 +232,7 @@ tr.better td{background:#e6f6e6} tr.worse td{background:#fbe9e9}
 
 
 def _esc(x) -> str:
-    return html.escape(str(x))
+    return html.escape(plain(x))  # no escape sequences, a traceback as its last line
 
 
 def html_table(df: pd.DataFrame, left: tuple[str, ...] = (), cls: str = "", row_class=None) -> str:
@@ -248,7 +251,7 @@ def html_table(df: pd.DataFrame, left: tuple[str, ...] = (), cls: str = "", row_
 def md_table(df: pd.DataFrame) -> str:
     if df is None or df.empty:
         return "_(empty)_\n"
-    esc = lambda v: (fmt(v) if not isinstance(v, str) else v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
+    esc = lambda v: plain(fmt(v) if not isinstance(v, str) else v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
     lines = ["| " + " | ".join(esc(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(esc(v) for v in r.values()) + " |" for r in df.to_dict("records")]
     return "\n".join(lines) + "\n"
@@ -388,10 +391,11 @@ def render_html(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, warni
     parts.append(_image_grid_html(grid) if grid is not None and grid.columns else
                  "<p><i>No image grid (see the warnings above).</i></p>")
     for o in load_other_datasets(e.exp, e.combinations):
-        parts.append(f'<h2 id="data-{_esc(o.name)}">Other dataset: {_esc(o.name)}</h2><p>{_esc(describe(o))}</p>'
+        parts.append(f'<h2 id="data-{_esc(o.name)}">Other dataset: {_esc(o.name)} '
+                     f'({_esc(o.notes.get("data", "path not recorded"))})</h2><p>{_esc(describe(o))}</p>'
                      + html_table(o.table, left=("combination",)))
     parts.append(f'<h2 id="methods">Methods</h2><p>{_esc(METHODS)}</p></body></html>')
-    return "\n".join(parts)
+    return strip_ansi("\n".join(parts))
 
 
 def render_markdown(e: Experiment, a: Analysis, warnings: list[str]) -> str:
@@ -402,7 +406,7 @@ def render_markdown(e: Experiment, a: Analysis, warnings: list[str]) -> str:
            f"- baseline: `{e.baseline}` ({e.baseline_reason})", f"- segmenter: {e.segmenter or '— (not evaluated)'}",
            f"- morphology definitions: {morphology_set(e)}", ""]
     if warnings:
-        out += ["## Read before the numbers\n"] + [f"- {w}" for w in warnings] + [""]
+        out += ["## Read before the numbers\n"] + [f"- {plain(w)}" for w in warnings] + [""]
     out.append("## The paper's two questions\n")
     out.append(f"Primary metrics: Q1 {', '.join(a.declared.q1)}; Q2 {', '.join(a.declared.q2)} ({a.declared.source}).\n")
     for q in (a.q1, a.q2):
@@ -418,7 +422,8 @@ def render_markdown(e: Experiment, a: Analysis, warnings: list[str]) -> str:
             md_table(ranking_table(a)),
             "Rank per metric:\n", md_table(ranks_by_metric(e, a))]
     for o in load_other_datasets(e.exp, e.combinations):
-        out += [f"## Other dataset: {o.name}\n", describe(o) + "\n", md_table(o.table)]
+        out += [f"## Other dataset: {o.name} ({plain(o.notes.get('data', 'path not recorded'))})\n",
+                plain(describe(o)) + "\n", md_table(o.table)]
     out += ["## Methods\n", METHODS.replace("\n", " ") + "\n",
             "Plots and the image grid are in index.html.\n"]
-    return "\n".join(out)
+    return strip_ansi("\n".join(out))  # whatever else the experiment's files hold: no escape sequences
