@@ -70,3 +70,24 @@ def test_launch_and_evaluate_listen_on_loopback_only(drive32, tiny_grid, tmp_pat
     seen, _, out = _run(["evaluate", str(exp), "--segmenter", "ridge"], tmp_path)
     assert "per-image metrics" in out and any("raylet" in s[0] for s in seen), seen
     assert not _exposed(seen), f"`ablate evaluate` listens beyond loopback: {_exposed(seen)}"
+
+
+def test_prepare_through_ray_listens_on_loopback_only(tmp_path):
+    """50 files: at the count where `prepare` hands the files to Ray tasks."""
+    import numpy as np
+    from PIL import Image
+
+    from ablate.data.prepare_tasks import IN_PROCESS_BELOW
+
+    src = tmp_path / "photos"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[:64, :64]
+    disc = (yy - 32) ** 2 + (xx - 32) ** 2 < 30 ** 2
+    for i in range(IN_PROCESS_BELOW):  # distinct fundus-like discs (duplicates would be kept once)
+        img = (rng.uniform(0.2, 1.0, (64, 64, 3)) * disc[..., None] * [200, 90, 40]).astype(np.uint8)
+        Image.fromarray(img).save(src / f"eye{i:03d}.png")
+    seen, _, out = _run(["prepare", str(src), "--out", str(tmp_path / "prepared"), "--size", "16"], tmp_path)
+    assert (tmp_path / "prepared" / "manifest.json").is_file(), out[-2000:]
+    assert any("raylet" in s[0] for s in seen), f"prepare did not go through Ray: {seen}"
+    assert not _exposed(seen), f"`ablate prepare` listens beyond loopback: {_exposed(seen)}"
