@@ -290,3 +290,24 @@ def test_unloadable_weights_are_one_line_naming_the_file_and_the_fix(caches, tmp
         load_inception_script(bad)
     assert_one_line_naming(e.value, bad, "FID Inception", "$ABLATE_FID_INCEPTION_WEIGHTS")
     assert bad.read_bytes() == _unloadable(tmp_path)[kind]  # the user's file: reported, never touched
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("what", ["segmenter", "fundus_mae"])
+def test_our_own_checkpoints_that_do_not_load_are_one_line_naming_the_file(tmp_path, what):
+    """`ablate segmenter evaluate --weights` and the fundus MAE loader read garbage as one line
+    naming the file and how to make a good one, not torch's weights_only advice."""
+    from ablate.backbones.weights_load import WeightsUnreadable
+
+    bad = tmp_path / "garbage.pth"
+    bad.write_bytes(b"\x80\x04not a torch file at all" * 10)
+    if what == "segmenter":
+        from ablate.segmenter.model import load_segmenter as load
+        fix = "ablate segmenter train"
+    else:
+        from ablate.fm.mae import load_mae as load
+        fix = "ablate fm pretrain"
+    with pytest.raises(WeightsUnreadable) as e:
+        load(bad)
+    msg = str(e.value)
+    assert str(bad) in msg and fix in msg and "\n" not in msg and "weights_only" not in msg

@@ -48,6 +48,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ablate.backbones.weights import ablate_weights_file
+from ablate.backbones.weights_load import read_weights_file
 from ablate.segmenter.inputs import check_segmenter_inputs as _check_images
 from ablate.segmenter.inputs import fov_from_images
 
@@ -266,7 +267,9 @@ def load_segmenter(spec: str | os.PathLike = DEFAULT_WEIGHTS, device: str | torc
             f"{path}: no vessel segmenter weights there; create them with `{TRAIN_COMMAND} --out {path}` "
             f"(DIR: DRIVE prepared by `ablate prepare`), or use the classical fallback 'ridge'"
         )
-    ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    # one line naming the file when it is not a torch file of tensors (never torch's weights_only advice)
+    ckpt = read_weights_file(path, "a vessel segmenter file",
+                             f"Train one with `{TRAIN_COMMAND} --out {path}`, or use the classical fallback 'ridge'.")
     if not isinstance(ckpt, dict) or "model" not in ckpt or "arch" not in ckpt:
         raise ValueError(f"{path}: not a vessel segmenter file written by `ablate segmenter train` (keys model, arch missing)")
     model = build_unet(ckpt["arch"])
