@@ -193,7 +193,31 @@ def write_parquet(df, location: str | os.PathLike) -> None:
     write_bytes(location, buf.getvalue())
 
 
+# A cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...), +cmd|...):
+# a file or combination named "=..." must not run when the user opens rejects.csv or
+# results.csv in Excel (OWASP, CSV injection).
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(text: str) -> str:
+    """`text` safe for a spreadsheet: prefixed with a single quote (OWASP's advice) when it
+    would start a formula; csv_uncell reverses it."""
+    return "'" + text if text.startswith(_FORMULA) else text
+
+
+def csv_uncell(text: str) -> str:
+    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA) else text
+
+
 def write_csv(df, location: str | os.PathLike) -> None:
+    """`df` as CSV (atomically), every text cell through `csv_cell`: these files are for
+    spreadsheets (results.parquet is the table programs read)."""
+    from pandas.api.types import is_object_dtype, is_string_dtype
+
+    df = df.copy()
+    for col in df.columns:
+        if is_object_dtype(df[col]) or is_string_dtype(df[col]):
+            df[col] = df[col].map(lambda v: csv_cell(v) if isinstance(v, str) else v)
     if not is_uri(location):
         with atomic_path(location) as tmp:
             df.to_csv(tmp, index=False)

@@ -299,3 +299,21 @@ def test_grid_on_s3_end_to_end(s3, s3_data, tmp_path):
     again = storage.read_parquet(f"{out}/results.parquet")
     assert list(again["trial"]) == [trial] and again.loc[0, "status"] == "done" and again.loc[0, "steps"] == 6
     assert [k for k in _keys("runs/e2e/train/") if k.endswith("checkpoint.pt")] == checkpoints
+
+
+@pytest.mark.bad_input
+def test_results_csv_text_cells_cannot_start_a_spreadsheet_formula(tmp_path):
+    """results.csv is opened in spreadsheets: a combination or error text starting with =, +, -, @
+    gets OWASP's leading quote; numbers (negative ones too) stay numbers."""
+    import pandas as pd
+
+    from ablate.storage import csv_uncell, write_csv
+
+    df = pd.DataFrame({"combination": ["=HYPERLINK(\"http://x\")", "base"], "error": ["@SUM(1)", None],
+                       "val/psnr": [-1.5, 20.0]})
+    write_csv(df, tmp_path / "results.csv")
+    back = pd.read_csv(tmp_path / "results.csv")
+    assert list(back["combination"]) == ["'=HYPERLINK(\"http://x\")", "base"]
+    assert back.loc[0, "error"] == "'@SUM(1)" and list(back["val/psnr"]) == [-1.5, 20.0]
+    assert csv_uncell(back.loc[0, "combination"]) == df.loc[0, "combination"]
+    assert df.loc[0, "combination"].startswith("=")  # the caller's frame is not changed

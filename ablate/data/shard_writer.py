@@ -176,26 +176,11 @@ def rebuilt(shards, load, entries: list[dict]) -> Iterator[tuple[str, bytes]]:
         yield name, data
 
 
-# A cell starting with one of these is a formula to a spreadsheet (=HYPERLINK(...), +cmd|...):
-# a file named "=..." must not run when the user opens rejects.csv in Excel (OWASP, CSV injection).
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_cell(text: str) -> str:
-    """`text` safe for a spreadsheet: prefixed with a single quote (OWASP's advice) when it
-    would start a formula; csv_uncell reverses it."""
-    return "'" + text if text.startswith(_FORMULA) else text
-
-
-def csv_uncell(text: str) -> str:
-    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA) else text
-
-
 def rejects_text(rejects: list[tuple[str, str]]) -> str:
     buf = io.StringIO(newline="")
     w = csv.writer(buf)
     w.writerow(["file", "reason"])
-    w.writerows((csv_cell(f), csv_cell(why)) for f, why in rejects)
+    w.writerows((storage.csv_cell(f), storage.csv_cell(why)) for f, why in rejects)
     return buf.getvalue()
 
 

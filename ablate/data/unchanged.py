@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 from ablate import storage
-from ablate.data.shard_writer import csv_uncell
+from ablate.storage import csv_uncell
 from ablate.io import write_bytes_atomic
 
 
