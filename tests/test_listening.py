@@ -18,7 +18,8 @@ LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
 def _listening(proc) -> tuple[list[tuple[str, str, int]], bool]:
     """(every listening socket of `proc` and its descendants as (command, ip, port), whether a
-    Ray Train worker was among them), sampled every 0.3 s until `proc` exits."""
+    Ray Train worker was among them), sampled every 0.3 s until `proc` exits. One system-wide
+    read of the socket tables per sample (per-process reads cost a core on 2 CPUs)."""
     import psutil
 
     seen: set[tuple[str, str, int]] = set()
@@ -26,17 +27,20 @@ def _listening(proc) -> tuple[list[tuple[str, str, int]], bool]:
     root = psutil.Process(proc.pid)
     while proc.poll() is None:
         try:
-            tree = [root, *root.children(recursive=True)]
+            tree = {p.pid: p for p in [root, *root.children(recursive=True)]}
+            listening = [c for c in psutil.net_connections(kind="inet")
+                         if c.status == psutil.CONN_LISTEN and c.pid in tree]
         except psutil.Error:
             break
-        for p in tree:
-            try:
-                cmd = " ".join(p.cmdline())[:120]
-                conns = [c for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
-            except psutil.Error:
-                continue
-            train_worker |= "RayTrainWorker" in cmd and bool(conns)
-            seen |= {(cmd, c.laddr.ip, c.laddr.port) for c in conns}
+        names: dict[int, str] = {}  # read again each sample: an idle Ray worker becomes a Train worker
+        for c in listening:
+            if c.pid not in names:
+                try:
+                    names[c.pid] = " ".join(tree[c.pid].cmdline())[:120]
+                except psutil.Error:
+                    continue
+            train_worker |= "RayTrainWorker" in names[c.pid]
+            seen.add((names[c.pid], c.laddr.ip, c.laddr.port))
         time.sleep(0.3)
     return sorted(seen), train_worker
 
