@@ -118,7 +118,7 @@ def test_killed_train_worker_recovers_from_its_checkpoint(drive32, tmp_path):
     out = tmp_path / "exp"
     proc = _launch(_grid(tmp_path, steps=24, two=False), drive32, out, "--max-failures", "2")
     try:
-        _wait(lambda: _registered_checkpoints(out), 240, "a first committed checkpoint", proc)
+        _wait(lambda: _registered_checkpoints(out), 600, "a first committed checkpoint", proc)
         (victim,) = _wait(lambda: _pids_titled("ray::RayTrainWorker", proc.pid), 30, "the Train worker process", proc)
         killed_at = time.time()
         os.kill(victim, signal.SIGKILL)
