@@ -1,60 +1,46 @@
-"""The shapes of the JSON files ablate reads back: a dataset's manifest.json, an
-experiment's grid.json and eval/notes.json. Valid JSON of the wrong shape (a list, a
-missing key, a number where a list belongs) must give one line naming the file and the
-key path, e.g. `manifest.json: shards[2].sha256 missing`, not a KeyError deep inside a
-trial. Hand-written, no dependency: a schema is a Python type (or tuple of types), or one
-of the small classes below; `problem(value, schema)` returns the first mismatch or None.
+"""The shapes of the JSON files ablate writes and reads back, as pydantic models: an
+experiment's grid.json (GridRecord) and eval/notes.json (Notes) here, a dataset's
+manifest.json (ablate.data.dataset.Manifest) beside the rest of a prepared dataset's
+definition. Each model is the one definition its writer builds and dumps and its readers
+validate into.
+
+Valid JSON of the wrong shape (a list, a missing key, a number where a list belongs) must
+give one line naming the file and the key path, e.g. `manifest.json: shards[2].sha256
+missing`, not a KeyError deep inside a trial: `problem(value, Model)` is that line's tail
+(the first mismatch), or None. The rules every model here keeps (ShapeModel):
+- other keys are allowed and kept (a newer writer may add some);
+- strict types: nothing is coerced, and JSON true/false is never a number (`_is`);
+- a value of a narrower kind than its JSON type (a count, a sha256) is a `described` type,
+  whose message says what was expected in words ("an integer >= 0").
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
+import json
+from typing import Annotated, Any
 
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, WrapValidator
+from pydantic_core import PydanticCustomError
 
-@dataclass(frozen=True)
-class Obj:
-    """A JSON object with these required keys (and these optional ones); other keys are allowed
-    (a newer writer may add some)."""
-    required: dict
-    optional: dict = field(default_factory=dict)
+GRID_FILE = "grid.json"  # in the experiment folder: the resolved trials of its grid
+NOTES_FILE = "notes.json"  # in eval/ (and in eval/datasets/<name>/): what evaluation used and skipped
 
-
-@dataclass(frozen=True)
-class ListOf:
-    item: object
-
-
-@dataclass(frozen=True)
-class DictOf:
-    """An object whose keys are free (e.g. trial names) and whose values all have one shape."""
-    value: object
-
-
-@dataclass(frozen=True)
-class Check:
-    """A value of `base` shape that also passes `ok` (described as `what` in the message)."""
-    base: object
-    ok: object  # callable: value -> bool
-    what: str
-
+# pydantic error types of our own: a leaf's "is <found>, expected <what>" after the key path,
+# and a whole line (a model's own rule across keys, e.g. counts against shards).
+_LEAF = "ablate_leaf"
+_LINE = "ablate_line"
 
 _NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "an object",
           list: "a list", type(None): "null"}
+# What pydantic's own type errors expected, in the same words.
+_EXPECTED = {"string_type": "a string", "int_type": "an integer", "float_type": "a number",
+             "bool_type": "true or false", "dict_type": "an object", "model_type": "an object",
+             "list_type": "a list"}
 
 
-def _describe(schema) -> str:
-    if isinstance(schema, tuple):
-        return " or ".join(_describe(s) for s in schema)
-    if isinstance(schema, Obj):
-        return "an object"
-    if isinstance(schema, ListOf):
-        return "a list"
-    if isinstance(schema, DictOf):
-        return "an object"
-    if isinstance(schema, Check):
-        return schema.what
-    return _NAMES.get(schema, getattr(schema, "__name__", str(schema)))
+class ShapeModel(BaseModel):
+    """A JSON object of a file ablate reads back: strict types, other keys allowed and kept."""
+    model_config = ConfigDict(strict=True, extra="allow")
 
 
 def _is(value, t) -> bool:
@@ -66,58 +52,6 @@ def _is(value, t) -> bool:
     return isinstance(value, t)
 
 
-def _key(path: str, k) -> str:
-    return f"{path}.{k}" if path else str(k)
-
-
-def problem(value, schema, path: str = "") -> str | None:
-    """The first place where `value` does not have `schema`'s shape, as 'path what', or None."""
-    where = path or "top level"
-    if isinstance(schema, tuple):  # any of these shapes
-        if any(problem(value, s, path) is None for s in schema):
-            return None
-        if len(schema) == 2 and type(None) in schema:  # nullable: the non-null shape's own message
-            return problem(value, schema[0] if schema[1] is type(None) else schema[1], path)
-        return f"{where} is {_json_type(value)}, expected {_describe(schema)}"
-    if isinstance(schema, Check):
-        found = problem(value, schema.base, path)
-        if found:  # of another type altogether: say what was wanted in full
-            return f"{where} is {_json_type(value)}, expected {schema.what}" if isinstance(schema.base, type) else found
-        return None if schema.ok(value) else f"{where} is {value!r}, expected {schema.what}"
-    if isinstance(schema, Obj):
-        if not isinstance(value, dict):
-            return f"{where} is {_json_type(value)}, expected an object"
-        for k, s in schema.required.items():
-            if k not in value:
-                return f"{_key(path, k)} missing"
-            found = problem(value[k], s, _key(path, k))
-            if found:
-                return found
-        for k, s in schema.optional.items():
-            if k in value:
-                found = problem(value[k], s, _key(path, k))
-                if found:
-                    return found
-        return None
-    if isinstance(schema, ListOf):
-        if not isinstance(value, list):
-            return f"{where} is {_json_type(value)}, expected a list"
-        for i, item in enumerate(value):
-            found = problem(item, schema.item, f"{path}[{i}]")
-            if found:
-                return found
-        return None
-    if isinstance(schema, DictOf):
-        if not isinstance(value, dict):
-            return f"{where} is {_json_type(value)}, expected an object"
-        for k, v in value.items():
-            found = problem(v, schema.value, _key(path, k))
-            if found:
-                return found
-        return None
-    return None if _is(value, schema) else f"{where} is {_json_type(value)}, expected {_describe(schema)}"
-
-
 def _json_type(value) -> str:
     for t in (bool, int, float, str, dict, list, type(None)):
         if isinstance(value, t):
@@ -125,32 +59,116 @@ def _json_type(value) -> str:
     return type(value).__name__
 
 
+def described(base: Any, what: str, *constraints: Any, kind: type | None = None) -> Any:
+    """A strict `base` value that also meets pydantic `constraints` (Field(ge=0), an
+    AfterValidator, ...), whose every mismatch reads '<path> is <found>, expected <what>'.
+
+    Args:
+        base: the Python type of the value (a Literal or a union too).
+        what: the expected value in words, e.g. "an integer >= 0".
+        constraints: pydantic metadata checked after the type.
+        kind: the JSON type the value has (default `base`): a value of another type is named
+            by its type ("is a string"), one of this type by itself ("is -1"). None for a
+            union: always by its type.
+    """
+    kind = base if kind is None and isinstance(base, type) else kind
+
+    def check(value, handler):
+        try:
+            return handler(value)
+        except ValidationError:
+            found = repr(value) if kind is not None and _is(value, kind) else _json_type(value)
+            raise PydanticCustomError(_LEAF, "is {found}, expected {what}", {"found": found, "what": what}) from None
+
+    strict = (Strict(),) if isinstance(base, type) else ()  # a union is strict by the model's config
+    return Annotated[(base, *strict, *constraints, WrapValidator(check))]
+
+
+def whole_line(text: str) -> PydanticCustomError:
+    """The error a model's own check raises for a rule across keys: `text` is the whole line,
+    key path included (e.g. "counts.test is 20 but its shards hold 0 rows")."""
+    return PydanticCustomError(_LINE, "{text}", {"text": text})
+
+
+def _path(loc: tuple) -> str:
+    out = ""
+    for k in loc:
+        out += f"[{k}]" if isinstance(k, int) else (f".{k}" if out else str(k))
+    return out
+
+
+def first_problem(error: ValidationError) -> str:
+    """The first mismatch of a failed validation as one line: 'path what' (e.g. 'shards[2].sha256
+    missing', 'counts is a list, expected an object', 'top level is null, expected an object')."""
+    e = error.errors(include_url=False)[0]
+    path = _path(e["loc"])
+    where = path or "top level"
+    if e["type"] == _LINE:
+        return e["msg"]
+    if e["type"] == _LEAF:
+        return f"{where} {e['msg']}"
+    if e["type"] == "missing":
+        return f"{path} missing"
+    if e["type"] in _EXPECTED:
+        return f"{where} is {_json_type(e['input'])}, expected {_EXPECTED[e['type']]}"
+    return f"{where}: {e['msg']}"  # a pydantic rule with no words of ours: pydantic's own
+
+
+def problem(value, model: type[BaseModel]) -> str | None:
+    """The first place where `value` (parsed JSON) does not have `model`'s shape, as 'path
+    what' (first_problem), or None when it has."""
+    try:
+        model.model_validate(value)
+    except ValidationError as e:
+        return first_problem(e)
+    return None
+
+
+# ---------------------------------------------------------------- values narrower than their JSON type
+
+Count = described(int, "an integer >= 0", Field(ge=0))
+Positive = described(int, "an integer >= 1", Field(ge=1))
+Sha256 = described(str, "64 lowercase hex digits (a sha256)", Field(pattern=r"^[0-9a-f]{64}$"))
+Questions = described(dict | list | None, "an object or a list or null")  # report/declared.py's shape
+
+
 # ---------------------------------------------------------------- the files
 
-COUNT = Check(int, lambda v: v >= 0, "an integer >= 0")
-POSITIVE = Check(int, lambda v: v >= 1, "an integer >= 1")
-SHA256 = Check(str, lambda v: re.fullmatch(r"[0-9a-f]{64}", v) is not None, "64 lowercase hex digits (a sha256)")
-# A shard's file is a plain name inside the dataset folder: never a path out of it.
-SHARD_FILE = Check(str, lambda v: re.fullmatch(r"[A-Za-z0-9_.-]+\.parquet", v) is not None and ".." not in v,
-                   "a .parquet file name inside the dataset folder (no '/' or '..')")
-SPLIT = Check(str, lambda v: v in ("train", "val", "test"), "one of 'train', 'val', 'test'")
+class GridRecord(ShapeModel):
+    """grid.json: the fingerprint of the grid (name, data, trials: what two launches of one
+    experiment share), the trials launched into the folder so far, the questions'
+    pre-declared primary metrics and the dataset's identity (its manifest's sha256). The
+    required fields first, in the order a reader checks them."""
+    name: str
+    trials: dict[str, dict]  # trial name -> its flat config
+    data: str | None = None  # the dataset's path or URI as the launch named it
+    # Absent in records from before `--only`: every trial of `trials` was launched.
+    launched: list[str] = Field(default_factory=list)
+    questions: Questions = None
+    manifest_sha256: Sha256 | None = None  # None: written before ablate kept it
 
-MANIFEST = Obj(
-    {"format_version": int, "image_size": POSITIVE, "counts": DictOf(COUNT),
-     "shards": ListOf(Obj({"file": SHARD_FILE, "split": SPLIT, "rows": COUNT, "sha256": SHA256}))},
-    {"source": str, "rejected": COUNT, "preprocessing": dict},
-)
+    def to_json(self) -> str:
+        """grid.json's text: the keys that were set (an older record re-written gains no default)."""
+        return json.dumps(self.model_dump(mode="json", exclude_unset=True), indent=1, default=str) + "\n"
 
-GRID_RECORD = Obj(
-    {"name": str, "trials": DictOf(dict)},
-    {"data": (str, type(None)), "launched": ListOf(str), "questions": (dict, list, type(None)),
-     "manifest_sha256": (SHA256, type(None))},
-)
 
-# eval/notes.json, of the grid's own dataset and of each other dataset (eval/datasets/<name>/).
-NOTES = Obj(
-    {},
-    {"segmenter": str, "morphology": str, "skipped": ListOf(str), "cautions": ListOf(str), "feature_nets": dict,
-     "test_images": COUNT,
-     "images": COUNT, "data": str, "splits": ListOf(str), "resampled": ListOf(str), "manifest_sha256": str},
-)
+class Notes(ShapeModel):
+    """eval/notes.json, of the grid's own dataset and of each other dataset
+    (eval/datasets/<name>/: also data, splits, images, manifest_sha256). Every key is
+    optional to a reader (a report without them says so); the writer sets what it knows, and
+    only that is written. The fields in the order a reader checks them."""
+    segmenter: str = ""  # the vessel segmenter's name as the report shows it
+    morphology: str = ""  # the vessel-feature definition set
+    skipped: list[str] = Field(default_factory=list)  # metrics not computed, checkpoint fallbacks: one sentence each
+    cautions: list[str] = Field(default_factory=list)
+    feature_nets: dict = Field(default_factory=dict)
+    test_images: Count = 0  # own dataset
+    images: Count = 0  # other dataset
+    data: str = ""
+    splits: list[str] = Field(default_factory=list)
+    resampled: list[str] = Field(default_factory=list)
+    manifest_sha256: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json", exclude_unset=True), indent=1) + "\n"
+

@@ -1,14 +1,19 @@
-"""What a prepared dataset is made of: file names, the row schema, the error type,
-and what `prepare` returns. Shared by the writer (prepare_run, shard_writer) and the
-readers (shards.read_manifest / shard_paths)."""
+"""What a prepared dataset is made of: file names, the row schema, the manifest (its
+model), the error type, and what `prepare` returns. Shared by the writer (prepare_run,
+shard_writer) and the readers (shards.read_manifest / shard_paths, unchanged)."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import pyarrow as pa
+from pydantic import AfterValidator, Field, model_validator
+
+from ablate.schemas import Count, Positive, Sha256, ShapeModel, described, whole_line
 
 MANIFEST = "manifest.json"
 REJECTS = "rejects.csv"
@@ -30,6 +35,54 @@ SCHEMA = pa.schema(
 )
 # Everything a prepared folder may hold (with atomic_path's temporary files of them).
 OWNED = re.compile(r"\.?(manifest\.json|rejects\.csv|[a-z]+-\d{5}\.parquet)(\.[0-9a-z_]+\.tmp)?")
+
+
+def _inside_folder(name: str) -> str:
+    # The pattern allows dots; ".." would still climb out once joined to the folder.
+    if ".." in name:
+        raise ValueError("'..' in a shard's file name")
+    return name
+
+
+# A shard's file is a plain name inside the dataset folder: never a path out of it.
+ShardFile = described(str, "a .parquet file name inside the dataset folder (no '/' or '..')",
+                      Field(pattern=r"^[A-Za-z0-9_.-]+\.parquet$"), AfterValidator(_inside_folder))
+Split = described(Literal[SPLITS], "one of 'train', 'val', 'test'", kind=str)
+
+
+class ShardEntry(ShapeModel):
+    """One shard of the manifest: its file, split, row count and checksum."""
+    file: ShardFile
+    split: Split
+    rows: Count
+    sha256: Sha256
+
+
+class Manifest(ShapeModel):
+    """manifest.json: what `prepare` writes last (a folder holding one holds every shard it
+    names) and every reader checks first. Its bytes are the dataset's identity (data/identity.py):
+    `to_json` writes them the same for the same dataset. The required fields first, in the order
+    a reader checks them."""
+    format_version: int
+    image_size: Positive
+    counts: dict[str, Count]  # split -> images
+    shards: list[ShardEntry]
+    source: str = ""  # the prepared folder, or the --index file
+    rejected: Count = 0  # inputs that could not be used (rejects.csv)
+    preprocessing: dict = Field(default_factory=dict)  # how the photographs were turned into rows, in words and numbers
+
+    @model_validator(mode="after")
+    def _counts_match_shards(self) -> Manifest:
+        # The counts say which splits hold images, the shards where they are: they must agree.
+        for split in sorted(set(self.counts) | {s.split for s in self.shards}):
+            rows = sum(s.rows for s in self.shards if s.split == split)
+            if self.counts.get(split, 0) != rows:
+                raise whole_line(f"counts.{split} is {self.counts.get(split, 0)} but its shards hold {rows} rows")
+        return self
+
+    def to_json(self) -> str:
+        """manifest.json's text: sorted keys, so the same dataset gives the same bytes."""
+        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
 
 
 class DatasetError(ValueError):

@@ -18,6 +18,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from ablate import storage
 from ablate.data.dataset import (  # noqa: F401  (re-exported)
     FORMAT_VERSION,
@@ -27,13 +29,19 @@ from ablate.data.dataset import (  # noqa: F401  (re-exported)
     SPLIT_MISSING,
     SPLITS,
     DatasetError,
+    Manifest,
     PrepareResult,
 )
 from ablate.data.prepare_run import prepare  # noqa: F401  (re-exported)
+from ablate.schemas import first_problem
 
 
-def read_manifest(data_dir: str | Path) -> dict:
-    """`data_dir` is a local folder or a URI (s3://bucket/prefix) holding a prepared dataset."""
+def load_manifest(data_dir: str | Path) -> Manifest:
+    """The dataset's manifest, validated: DatasetError naming the file and the key otherwise.
+
+    Args:
+        data_dir: a local folder or a URI (s3://bucket/prefix) holding a prepared dataset.
+    """
     remote = storage.is_uri(data_dir)
     data_dir = storage.normalize(data_dir) if remote else Path(data_dir)
     mpath = storage.join(data_dir, MANIFEST) if remote else data_dir / MANIFEST
@@ -45,21 +53,24 @@ def read_manifest(data_dir: str | Path) -> dict:
         manifest = json.loads(storage.read_text(mpath))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DatasetError(f"{mpath}: corrupt manifest ({e})") from None
-    from ablate.schemas import MANIFEST as SHAPE
-    from ablate.schemas import problem
-
+    # Another format version is said as such, before its shape is judged by this version's model.
     if isinstance(manifest, dict) and "format_version" in manifest and manifest["format_version"] != FORMAT_VERSION:
         raise DatasetError(f"{mpath}: format_version {manifest['format_version']!r} != {FORMAT_VERSION}; re-run prepare")
-    wrong = problem(manifest, SHAPE)
-    if wrong:
-        raise DatasetError(f"{mpath}: {wrong}; not a manifest `ablate prepare` wrote (re-run prepare)")
-    # The counts say which splits hold images, the shards where they are: they must agree.
-    for split in set(manifest["counts"]) | {s["split"] for s in manifest["shards"]}:
-        rows = sum(s["rows"] for s in manifest["shards"] if s["split"] == split)
-        if manifest["counts"].get(split, 0) != rows:
-            raise DatasetError(f"{mpath}: counts.{split} is {manifest['counts'].get(split, 0)} but its shards "
-                               f"hold {rows} rows; not a manifest `ablate prepare` wrote (re-run prepare)")
-    return manifest
+    try:
+        return Manifest.model_validate(manifest)
+    except ValidationError as e:
+        raise DatasetError(f"{mpath}: {first_problem(e)}; not a manifest `ablate prepare` wrote "
+                           "(re-run prepare)") from None
+
+
+def read_manifest(data_dir: str | Path) -> dict:
+    """The dataset's manifest as its JSON object (the keys it holds, validated by load_manifest):
+    the view the stages that read a count or the image size use.
+
+    Args:
+        data_dir: a local folder or a URI (s3://bucket/prefix) holding a prepared dataset.
+    """
+    return load_manifest(data_dir).model_dump(mode="json", exclude_unset=True)
 
 
 def shard_paths(data_dir: str | Path, split: str, verify: bool = True) -> list[str]:
@@ -67,17 +78,17 @@ def shard_paths(data_dir: str | Path, split: str, verify: bool = True) -> list[s
     against the manifest's checksums."""
     remote = storage.is_uri(data_dir)
     data_dir = storage.normalize(data_dir) if remote else Path(data_dir)
-    manifest = read_manifest(data_dir)
+    manifest = load_manifest(data_dir)
     paths = []
-    for s in manifest["shards"]:
-        if s["split"] != split:
+    for s in manifest.shards:
+        if s.split != split:
             continue
-        p = storage.join(data_dir, s["file"]) if remote else data_dir / s["file"]
+        p = storage.join(data_dir, s.file) if remote else data_dir / s.file
         if not storage.is_file(p):
             raise DatasetError(f"{p}: shard listed in {MANIFEST} is missing")
-        if verify and storage.sha256(p) != s["sha256"]:
+        if verify and storage.sha256(p) != s.sha256:
             raise DatasetError(f"{p}: checksum differs from {MANIFEST} (truncated or altered); re-run prepare")
         paths.append(str(p))
     if not paths:
-        raise DatasetError(f"{data_dir}: split {split!r} is empty or not in {MANIFEST} (counts: {manifest['counts']})")
+        raise DatasetError(f"{data_dir}: split {split!r} is empty or not in {MANIFEST} (counts: {manifest.counts})")
     return paths

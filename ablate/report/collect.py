@@ -53,17 +53,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ablate.data.dataset import MANIFEST
 from ablate.io import atomic_path
 from ablate.report.metric_names import labelled
 from ablate.report.text import plain
-from ablate.schemas import GRID_RECORD as GRID_SHAPE
-from ablate.schemas import NOTES as NOTES_SHAPE
-from ablate.schemas import problem
+from ablate.schemas import GRID_FILE, NOTES_FILE, GridRecord, Notes, problem
 
 RESULTS = "results.parquet"
-GRID = "grid.json"
+GRID = GRID_FILE
 PER_IMAGE = Path("eval") / "per_image.parquet"
-NOTES = Path("eval") / "notes.json"
+NOTES = Path("eval") / NOTES_FILE
 
 # What a report without eval/notes.json cannot say (its warning names it).
 NOTES_LOST = ("which segmenter, morphology definitions and feature networks evaluation used, and what it skipped, "
@@ -153,7 +152,7 @@ def load_experiment(exp: str | Path, location: str | None = None) -> Experiment:
     warnings: list[str] = []
     grid = {}
     if (exp / GRID).is_file():
-        grid, bad = read_optional_json(exp / GRID, GRID_SHAPE, shown(exp / GRID),
+        grid, bad = read_optional_json(exp / GRID, GridRecord, shown(exp / GRID),
                                        "the combination order is taken from results.parquet and the dataset is unknown")
         warnings.extend([bad] if bad else [])
     else:
@@ -170,7 +169,7 @@ def load_experiment(exp: str | Path, location: str | None = None) -> Experiment:
 
     notes = {}
     if (exp / NOTES).is_file():
-        notes, bad = read_optional_json(exp / NOTES, NOTES_SHAPE, shown(exp / NOTES), NOTES_LOST)
+        notes, bad = read_optional_json(exp / NOTES, Notes, shown(exp / NOTES), NOTES_LOST)
         warnings.extend([bad] if bad else [])
 
     per_image_path = exp / PER_IMAGE
@@ -397,7 +396,7 @@ def is_demo_data(data: str | None) -> bool:
     try:
         if p.resolve().parent == (cache_root() / "demo").resolve():
             return True
-        src = json.loads((p / "manifest.json").read_text()).get("source", "")
+        src = json.loads((p / MANIFEST).read_text()).get("source", "")
         return Path(src).name == "raw" and Path(src).parent.name == "demo"
     except (OSError, ValueError):
         return False

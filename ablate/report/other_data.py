@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from ablate.report.collect import NOTES_LOST, read_optional_json
-from ablate.schemas import NOTES
+from ablate.schemas import Notes
 
 SHOWN = ("psnr", "ssim", "ms_ssim", "vessel_sharpness", "vessel_contrast", "cldice", "dice", "betti0_patch64_error",
          "delta_vessel_width", "test/fid", "test/kid")
@@ -40,7 +40,7 @@ def load_other_datasets(exp: Path, combinations: list[str]) -> list[OtherData]:
         pi = pd.read_parquet(per_image)
         notes, warning = {}, None
         if (folder / "notes.json").is_file():
-            notes, warning = read_optional_json(folder / "notes.json", NOTES, str(folder / "notes.json"), NOTES_LOST)
+            notes, warning = read_optional_json(folder / "notes.json", Notes, str(folder / "notes.json"), NOTES_LOST)
         cols = [c for c in SHOWN if c in pi.columns]
         for c in cols:
             if c.startswith("delta_"):

@@ -10,11 +10,10 @@ from pathlib import Path
 from ablate import storage
 from ablate.config import ConfigError, Grid
 from ablate.data.identity import RECORD_KEY, check_same_dataset
-from ablate.schemas import GRID_RECORD as GRID_SHAPE
-from ablate.schemas import problem
+from ablate.schemas import GRID_FILE, GridRecord, problem
 from ablate.train.driver import trial_key
 
-GRID_RECORD = "grid.json"  # the resolved trials of the experiment in this folder
+GRID_RECORD = GRID_FILE  # the resolved trials of the experiment in this folder
 
 
 def grid_fingerprint(grid: Grid, data: str | None = None) -> dict:
@@ -40,7 +39,7 @@ def read_record(out: Path | str) -> dict | None:
         previous = json.loads(storage.read_text(record))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{record}: unreadable ({e})") from None
-    wrong = problem(previous, GRID_SHAPE)
+    wrong = problem(previous, GridRecord)
     if wrong:
         raise ConfigError(f"{record}: {wrong}; not a grid record `ablate launch` wrote")
     return previous
