@@ -25,7 +25,8 @@ from pathlib import Path
 from ablate import storage
 from ablate.data import shard_writer as sw
 from ablate.data import safety, swap, unchanged
-from ablate.data.dataset import FORMAT_VERSION, MANIFEST, OWNED, SPLIT_MISSING, SPLITS, DatasetError, PrepareResult
+from ablate.data.dataset import (FORMAT_VERSION, MANIFEST, OWNED, SPLIT_MISSING, SPLITS, DatasetError, Manifest,
+                                 PrepareResult)
 from ablate.data.guard import DEFAULT_MAX_PIXELS, check_max_pixels
 from ablate.data.index import read_index
 from ablate.data.prepare_tasks import IN_PROCESS_BELOW, Job, Settings, run
@@ -178,7 +179,7 @@ def _locked(items, base, source, out, remote, work, options, max_pixels, from_in
         notes = [*recovered, f"input unchanged since this dataset was written ({len(items)} files: same paths, "
                               "sizes and modification times, same options); its shards verified, no file read"]
         _drop(cache, notes)
-        return PrepareResult(out=out, counts=dict(manifest["counts"]), rejects=rejects, changed=False, notes=notes)
+        return PrepareResult(out=out, counts=dict(manifest.counts), rejects=rejects, changed=False, notes=notes)
     try:
         results, resumed, jobs = _collect(items, cache, split_missing, Settings(size, max_pixels), from_index)
     except BaseException:
@@ -269,13 +270,13 @@ def _finish(items, rels, results, cache, out, remote, source, has_own_split, o, 
         raise DatasetError(f"{e} (the preprocessed results are kept in {cache.folder})") from None
     shards = sw.shard_list(p, o["rows_per_shard"])
     entries_m = sw.hashed_shards(shards, cache.load)
-    manifest = {
-        "format_version": FORMAT_VERSION,
-        "source": source,
-        "image_size": o["size"],
-        "counts": counts,
-        "rejected": len(p.rejects),
-        "preprocessing": {
+    manifest = Manifest(
+        format_version=FORMAT_VERSION,
+        source=source,
+        image_size=o["size"],
+        counts=counts,
+        rejected=len(p.rejects),
+        preprocessing={
             "fov": "mask file where present, else red-channel threshold (largest component, holes filled)",
             "crop": "FOV bounding box, zero-padded to a centred square",
             "resize": "Lanczos (image), box filter + 0.5 threshold (masks)",
@@ -286,9 +287,9 @@ def _finish(items, rels, results, cache, out, remote, source, has_own_split, o, 
             "val_from_train": o["val_from_train"] if has_own_split else None,
             "seed": o["seed"],
         },
-        "shards": entries_m,
-    }
-    text = json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+        shards=entries_m,
+    )
+    text = manifest.to_json()
     rejects = sw.rejects_text(p.rejects)
     try:
         if remote:

@@ -23,6 +23,7 @@ import os
 from pathlib import Path
 
 from ablate import storage
+from ablate.data.dataset import MANIFEST, REJECTS, Manifest
 from ablate.storage import csv_uncell
 from ablate.io import write_bytes_atomic
 
@@ -52,7 +53,7 @@ def record(out: str, fp: str) -> list[str]:
     """Note that `out` now holds the dataset of input `fp`. A failed write costs only speed
     (the next unchanged run reads its files again), so it is a line for the user, not an error."""
     try:
-        manifest = storage.read_bytes(storage.join(out, "manifest.json"))
+        manifest = storage.read_bytes(storage.join(out, MANIFEST))
         body = {"out": out, "fingerprint": fp, "manifest_sha256": hashlib.sha256(manifest).hexdigest()}
         write_bytes_atomic(record_path(out), (json.dumps(body, indent=2) + "\n").encode())
     except OSError as e:
@@ -61,7 +62,7 @@ def record(out: str, fp: str) -> list[str]:
     return []
 
 
-def unchanged(out: str, fp: str) -> tuple[dict, list[tuple[str, str]]] | None:
+def unchanged(out: str, fp: str) -> tuple[Manifest, list[tuple[str, str]]] | None:
     """(manifest, rejects) when `out` holds the verified dataset of input `fp`; else None.
 
     A missing or altered manifest, or any shard whose sha256 differs from the manifest's,
@@ -70,14 +71,14 @@ def unchanged(out: str, fp: str) -> tuple[dict, list[tuple[str, str]]] | None:
         rec = json.loads(record_path(out).read_text())
         if rec.get("fingerprint") != fp or rec.get("out") != out:
             return None
-        raw = storage.read_bytes(storage.join(out, "manifest.json"))
+        raw = storage.read_bytes(storage.join(out, MANIFEST))
         if hashlib.sha256(raw).hexdigest() != rec.get("manifest_sha256"):
             return None
-        manifest = json.loads(raw)
-        for shard in manifest["shards"]:
-            if storage.sha256(storage.join(out, shard["file"])) != shard["sha256"]:
+        manifest = Manifest.model_validate_json(raw)  # pydantic's ValidationError is a ValueError
+        for shard in manifest.shards:
+            if storage.sha256(storage.join(out, shard.file)) != shard.sha256:
                 return None
-        rows = list(csv.reader(io.StringIO(storage.read_text(storage.join(out, "rejects.csv")))))
+        rows = list(csv.reader(io.StringIO(storage.read_text(storage.join(out, REJECTS)))))
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return manifest, [(csv_uncell(r[0]), csv_uncell(r[1])) for r in rows[1:] if len(r) >= 2]
