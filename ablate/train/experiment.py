@@ -26,9 +26,18 @@ def grid_record(grid: Grid, data: str | None = None, launched: list[str] | None 
     """grid.json: the fingerprint of the whole search space, the trials launched into this
     folder so far (`--only` runs add theirs), the questions' pre-declared primary metrics
     for the report, and the dataset's identity (`data_hash`, its manifest's sha256). The
-    fingerprint and the dataset's identity are compared on a later launch."""
-    return {**grid_fingerprint(grid, data), "launched": sorted(launched or []), "questions": grid.questions,
-            RECORD_KEY: data_hash}
+    fingerprint and the dataset's identity are compared on a later launch. As its JSON object
+    (write_record writes it)."""
+    fingerprint = grid_fingerprint(grid, None if data is None else str(data))
+    return GridRecord(**fingerprint, launched=sorted(launched or []), questions=grid.questions,
+                      manifest_sha256=data_hash).model_dump(mode="json")  # RECORD_KEY's field
+
+
+def write_record(out: Path | str, record: dict) -> None:
+    """Write grid.json into `out` (a folder or URI): `record` (grid_record's, or a record read
+    back with a key added) checked against GridRecord first, so no launch writes one that the
+    next launch or the report would refuse."""
+    storage.write_text(storage.join(out, GRID_RECORD), GridRecord.model_validate(record).to_json())
 
 
 def read_record(out: Path | str) -> dict | None:
@@ -52,8 +61,7 @@ def record_dataset(out: Path | str, data_hash: str) -> bool:
     previous = read_record(out)
     if previous is None or previous.get(RECORD_KEY) is not None:
         return False
-    storage.write_text(storage.join(out, GRID_RECORD),
-                       json.dumps({**previous, RECORD_KEY: data_hash}, indent=1, default=str) + "\n")
+    write_record(out, {**previous, RECORD_KEY: data_hash})
     return True
 
 

@@ -8,7 +8,6 @@ training. Placement follows `runtime.placement` (one whole CPU stays free for Ra
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import sys
 import time
@@ -22,8 +21,8 @@ from ablate.config import ConfigError, Grid
 from ablate.data.identity import manifest_sha256
 from ablate.runtime import node_cpus, node_gpus, plan_placement, ray_session, sigterm_as_interrupt, total_cpus
 from ablate.train.driver import run_trial, trial_key
-from ablate.train.experiment import (GRID_RECORD, check_experiment_folder, grid_record, launched_before, read_record,
-                                    record_dataset)
+from ablate.train.experiment import (check_experiment_folder, grid_record, launched_before, read_record,
+                                    record_dataset, write_record)
 from ablate.train.grid import check_batches, check_data, preflight_losses, resolve_grid, trial_table
 from ablate.train.pretrained import FoundationStage, check_given_files, choose_auto_foundation, settle_weights
 
@@ -258,7 +257,7 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
         else:
             launched = sorted(set(launched_before(read_record(out))) | set(trials))
             record = grid_record(prepared.full, data_dir, launched, data_hash=prepared.data_hash)
-            storage.write_text(storage.join(out, GRID_RECORD), json.dumps(record, indent=1, default=str) + "\n")
+            write_record(out, record)
             tuner = tune.Tuner(
                 trainable,
                 param_space={"trial": tune.grid_search(list(trials))},
