@@ -24,7 +24,6 @@ starts (evaluate/arguments.py).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +33,7 @@ from ablate import storage
 from ablate.evaluate.reconstruct import reference_levels, to_tensor, vessel_maps
 from ablate.evaluate.trial_stages import bring_weights, device_stage, fm_extractor, morphology_stage
 from ablate.runtime.progress import Progress
+from ablate.schemas import NOTES_FILE, Notes
 
 CHUNK = 8  # test images per Ray task
 
@@ -184,18 +184,16 @@ def evaluate_experiment(opts: EvalOptions, setup=None) -> pd.DataFrame:
         sets = pd.DataFrame(means).T
         storage.write_parquet(table, storage.join(where, "per_image.parquet"))
         storage.write_parquet(sets.rename_axis("trial").reset_index(), storage.join(where, "set_metrics.parquet"))
-        storage.write_text(storage.join(where, "notes.json"), json.dumps(
-            {**s.dataset, "splits": list(splits), "segmenter": seg_note, "morphology": opts.morphology,
-             "skipped": notes, "cautions": cautions, "resampled": s.resampled, "feature_nets": nets, "images": int(table["image_id"].nunique()),
-             **checkpoints},
-            indent=1) + "\n")
+        storage.write_text(storage.join(where, NOTES_FILE), Notes(
+            **s.dataset, splits=list(splits), segmenter=seg_note, morphology=opts.morphology, skipped=notes,
+            cautions=cautions, resampled=s.resampled, feature_nets=nets, images=int(table["image_id"].nunique()),
+            **checkpoints).to_json())
         print(f"evaluated on {data_dir} ({'+'.join(splits)}): {where}")
         return trial_means.join(sets)
     storage.write_parquet(table, storage.join(exp, "eval", "per_image.parquet"))
-    storage.write_text(storage.join(exp, "eval", "notes.json"), json.dumps(
-        {"segmenter": seg_note, "morphology": opts.morphology, "skipped": notes, "cautions": cautions,
-         "resampled": s.resampled, "feature_nets": nets, "test_images": int(table["image_id"].nunique()), **checkpoints},
-        indent=1) + "\n")
+    storage.write_text(storage.join(exp, "eval", NOTES_FILE), Notes(
+        segmenter=seg_note, morphology=opts.morphology, skipped=notes, cautions=cautions, resampled=s.resampled,
+        feature_nets=nets, test_images=int(table["image_id"].nunique()), **checkpoints).to_json())
     merged = results.drop(columns=[c for c in results.columns if c.startswith("test/") or c == "segmenter"])
     extra = pd.DataFrame({t: {**{f"test/{c}": trial_means.loc[t, c] for c in metric_cols}, **means[t]}
                           for t in trial_means.index}).T
