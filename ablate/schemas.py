@@ -149,14 +149,15 @@ class GridRecord(ShapeModel):
 
     def to_json(self) -> str:
         """grid.json's text: the keys that were set (an older record re-written gains no default)."""
-        return json.dumps(self.model_dump(mode="json", exclude_unset=True), indent=1, default=str) + "\n"
+        return json.dumps(self.model_dump(mode="json", exclude_unset=True), indent=1) + "\n"
 
 
 class Notes(ShapeModel):
     """eval/notes.json, of the grid's own dataset and of each other dataset
     (eval/datasets/<name>/: also data, splits, images, manifest_sha256). Every key is
     optional to a reader (a report without them says so); the writer sets what it knows, and
-    only that is written. The fields in the order a reader checks them."""
+    only that is written (the defaults are what an attribute reads for a key the file lacks).
+    The fields in the order a reader checks them."""
     segmenter: str = ""  # the vessel segmenter's name as the report shows it
     morphology: str = ""  # the vessel-feature definition set
     skipped: list[str] = Field(default_factory=list)  # metrics not computed, checkpoint fallbacks: one sentence each
@@ -170,5 +171,6 @@ class Notes(ShapeModel):
     manifest_sha256: str = ""
 
     def to_json(self) -> str:
+        """notes.json's text: the keys the writer set, and the other keys it passed."""
         return json.dumps(self.model_dump(mode="json", exclude_unset=True), indent=1) + "\n"
 
