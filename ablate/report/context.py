@@ -152,7 +152,11 @@ class ReportContext:
 
 
 def verdict_class(r: dict) -> str:
-    """The HTML class of a comparison row: better / worse (significant), notvoted (grey), or none."""
+    """The HTML class of a comparison row: better / worse (significant), notvoted (grey), or "".
+
+    Args:
+        r: the row, with its `verdict` column.
+    """
     v = str(r.get("verdict", ""))
     if v in ("better", "worse"):
         return v
@@ -160,7 +164,11 @@ def verdict_class(r: dict) -> str:
 
 
 def image_grid_view(g: ImageGrid) -> ImageGridView:
-    """The grid's pictures as PNG data URIs, GRID_CONFIGS_PER_TABLE configurations per table."""
+    """The grid's pictures as PNG data URIs, GRID_CONFIGS_PER_TABLE configurations per table.
+
+    Args:
+        g: the image grid evaluation computed (ablate.evaluate.samples.build_image_grid).
+    """
     px = min(CELL_PX, GRID_WIDTH_PX // (2 + 3 * GRID_CONFIGS_PER_TABLE) - 6)
     originals = [png_data_uri(o) for o in g.originals]
     maps = [png_data_uri(m) for m in g.maps]

@@ -20,7 +20,12 @@ TEMPLATES = "templates"  # the folder inside ablate.report
 
 
 def md_cell(text) -> str:
-    """A Markdown table cell: `|` would end the cell and a line break the row."""
+    """A Markdown table cell: `|` escaped (it would end the cell), line breaks as spaces (they
+    would end the row). The only escaping report.md applies.
+
+    Args:
+        text: the cell's text.
+    """
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
