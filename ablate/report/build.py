@@ -12,8 +12,10 @@ from ablate.evaluate.samples import N_IMAGES, build_image_grid, segmenter_used
 from ablate.io import atomic_path
 from ablate.report.caveats import statistical_warnings
 from ablate.report.collect import load_experiment, write_tables
+from ablate.report.context import report_context
+from ablate.report.document import render_html, render_markdown
 from ablate.report.plots import metric_plots
-from ablate.report.render import REPORT_DIR, render_html, render_markdown, report_warnings
+from ablate.report.render import REPORT_DIR, report_warnings
 from ablate.report.stats import analyse
 
 
@@ -61,6 +63,7 @@ def build_report(exp: str | Path, n_images: int = N_IMAGES, hparams: bool = True
     _write_parquet(a.ranking, out / "ranking.parquet")
     q = [t.assign(question=name) for name, t in (("Q1", a.q1.tests), ("Q2", a.q2.tests)) if not t.empty]
     _write_parquet(pd.concat(q, ignore_index=True) if q else pd.DataFrame({"question": []}), out / "questions.parquet")
-    _write_readable(out / "report.md", render_markdown(e, a, warnings))
-    _write_readable(out / "index.html", render_html(e, a, plots, grid, warnings))
+    ctx = report_context(e, a, plots, grid, warnings)
+    _write_readable(out / "report.md", render_markdown(ctx))
+    _write_readable(out / "index.html", render_html(ctx))
     return out / "index.html"

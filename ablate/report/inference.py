@@ -24,6 +24,7 @@ images agree", not "would another training run agree".
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -34,11 +35,17 @@ MIN_SEEDS = 3  # per arm: fewer gives "not enough seeds", never a verdict
 
 
 def welch(a, b, level: float = LEVEL) -> dict:
-    """Welch's t of mean(a) - mean(b) (finite values of each); the interval is the t interval.
+    """Welch's t of mean(a) - mean(b) (finite values of each), by scipy.stats.ttest_ind
+    (equal_var=False); the interval is its t interval.
 
     n < 2 in either arm: no test (NaN). Both arms without spread: p = 1 when the means are
     equal, else p = 0 with a zero-width interval, and `note` says so (seeds that do not
     change the result are worth a look).
+
+    Args:
+        a: the candidate arm's values (one per seed); non-finite values are dropped.
+        b: the reference arm's values, likewise.
+        level: the confidence level of the interval.
     """
     a = np.asarray(a, dtype=float)
     b = np.asarray(b, dtype=float)
@@ -63,10 +70,17 @@ def welch(a, b, level: float = LEVEL) -> dict:
                    t=0.0 if diff == 0 else math.copysign(math.inf, diff),
                    note="no seed-to-seed spread in either arm")
         return out
-    df = (va + vb) ** 2 / ((va ** 2 / (na - 1) if va else 0.0) + (vb ** 2 / (nb - 1) if vb else 0.0))
-    t = diff / se
-    half = float(sps.t.ppf(0.5 + level / 2, df)) * se
-    out.update(df=float(df), t=float(t), p=float(2 * sps.t.sf(abs(t), df)), ci_low=diff - half, ci_high=diff + half)
+    # scipy's Welch test (Welch-Satterthwaite df) and its t interval of mean(a) - mean(b); the
+    # cases above stay ours: scipy answers NaN with a warning where either arm has n < 2 or
+    # where neither arm has any spread.
+    with warnings.catch_warnings():
+        # An arm whose seeds agree exactly (an integer metric such as a Betti error often
+        # does) has variance 0, which scipy reports as "precision loss ... catastrophic
+        # cancellation"; the statistic, df and p it returns are still the Welch formula's.
+        warnings.filterwarnings("ignore", "Precision loss occurred in moment calculation", RuntimeWarning)
+        r = sps.ttest_ind(a, b, equal_var=False)
+    ci = r.confidence_interval(level)
+    out.update(df=float(r.df), t=float(r.statistic), p=float(r.pvalue), ci_low=float(ci.low), ci_high=float(ci.high))
     return out
 
 

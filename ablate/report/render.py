@@ -1,7 +1,11 @@
-"""Rendering the experiment report: EXP/report/index.html (one self-contained file: plots
-and images are base64 PNG data URIs, no external CSS, JS or fonts, so it opens offline)
-and EXP/report/report.md (the same tables, no pictures). `report/build.py` writes them
-beside the tidy tables as Parquet (see ablate.report.collect) and the statistics tables:
+"""What the experiment report says, as text and tables: the warnings a reader must see,
+numbers as text, the tables of both documents, the image grid's pictures, the methods.
+ablate.report.context gathers them into one ReportContext and ablate.report.document
+renders it into EXP/report/index.html (one self-contained file: plots and images are
+base64 PNG data URIs, no external CSS, JS or fonts, so it opens offline) and
+EXP/report/report.md (the same tables, no pictures) through the Jinja templates in
+templates/. `report/build.py` writes them beside the tidy tables as Parquet (see
+ablate.report.collect) and the statistics tables:
 
   report/summary.parquet   per (metric, combination): n, mean, sd, ci_low, ci_high, note, direction
   report/paired.parquet    per (combination, metric) against the baseline: difference, Welch t interval,
@@ -18,22 +22,19 @@ original's map only, green = spurious: in the reconstruction's map only).
 from __future__ import annotations
 
 import base64
-import datetime as _dt
-import html
 import io
 import math
 
 import numpy as np
 import pandas as pd
 
-from ablate.evaluate.samples import GridColumn, ImageGrid
 from ablate.report.collect import Experiment, is_demo_data
-from ablate.report.other_data import describe, load_other_datasets
 from ablate.report.stats import Analysis, direction, metric_sort_key
-from ablate.report.text import plain, strip_ansi
 
 REPORT_DIR = "report"
 CELL_PX = 132  # displayed side of an image-grid cell
+GRID_CONFIGS_PER_TABLE = 3  # configurations side by side; more go into further tables (each repeats the original)
+GRID_WIDTH_PX = 1240  # what the image columns of one table may take
 LOST = (230, 40, 40)
 SPURIOUS = (40, 200, 60)
 
@@ -205,100 +206,6 @@ def ranks_by_metric(e: Experiment, a: Analysis) -> pd.DataFrame:
     return t.rename_axis("metric").reset_index()
 
 
-# ---------------------------------------------------------------- HTML / Markdown
-
-
-CSS = """
-body{font-family:-apple-system,'Segoe UI',Helvetica,Arial,sans-serif;margin:24px;color:#222;max-width:1500px}
-h1{font-size:22px;margin-bottom:4px} h2{font-size:18px;margin-top:28px;border-bottom:1px solid #ccc}
-h3{font-size:15px}
-table{border-collapse:collapse;font-size:12px;margin:8px 0}
-th,td{border:1px solid #ccc;padding:3px 6px;text-align:right;vertical-align:top}
-th{background:#f0f0f0} td.l,th.l{text-align:left}
-.scroll{overflow-x:auto;max-width:100%}
-.warn{background:#fff4e5;border:1px solid #f0a040;padding:8px 12px;margin:10px 0}
-.warn li{margin:3px 0}
-.answer{border-left:5px solid #888;padding:6px 12px;margin:10px 0;background:#f8f8f8}
-.answer.yes{border-color:#2a9d2a} .answer.no{border-color:#d33} .answer.mixed{border-color:#e0a000}
-tr.notvoted td{color:#777}
-.verdict{font-weight:bold;text-transform:uppercase}
-.meta td{text-align:left;border:none;padding:1px 8px 1px 0}
-table.imgrid td,table.imgrid th{padding:2px;text-align:center} table.imgrid img{image-rendering:pixelated;display:block}
-table.imgrid colgroup{border-left:3px solid #555}
-.legend span{display:inline-block;width:12px;height:12px;margin:0 4px -2px 10px;border:1px solid #888}
-img.plot{max-width:100%;display:block;margin:8px 0}
-tr.better td{background:#e6f6e6} tr.worse td{background:#fbe9e9}
-"""
-
-
-def _esc(x) -> str:
-    return html.escape(plain(x))  # no escape sequences, a traceback as its last line
-
-
-def html_table(df: pd.DataFrame, left: tuple[str, ...] = (), cls: str = "", row_class=None) -> str:
-    if df is None or df.empty:
-        return "<p><i>(empty)</i></p>"
-    head = "".join(f'<th class="l">{_esc(c)}</th>' if c in left else f"<th>{_esc(c)}</th>" for c in df.columns)
-    body = []
-    for i, r in enumerate(df.to_dict("records")):
-        rc = row_class(r) if row_class else ""
-        cells = "".join(f'<td class="l">{_esc(fmt(v) if not isinstance(v, str) else v)}</td>' if c in left
-                        else f"<td>{_esc(fmt(v) if not isinstance(v, str) else v)}</td>" for c, v in r.items())
-        body.append(f'<tr class="{rc}">{cells}</tr>' if rc else f"<tr>{cells}</tr>")
-    return f'<div class="scroll"><table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
-
-
-def md_table(df: pd.DataFrame) -> str:
-    if df is None or df.empty:
-        return "_(empty)_\n"
-    esc = lambda v: plain(fmt(v) if not isinstance(v, str) else v).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    lines = ["| " + " | ".join(esc(c) for c in df.columns) + " |", "|" + "---|" * len(df.columns)]
-    lines += ["| " + " | ".join(esc(v) for v in r.values()) + " |" for r in df.to_dict("records")]
-    return "\n".join(lines) + "\n"
-
-
-GRID_CONFIGS_PER_TABLE = 3  # configurations side by side; more go into further tables (each repeats the original)
-GRID_WIDTH_PX = 1240  # what the image columns of one table may take
-
-
-def _image_grid_html(g: ImageGrid) -> str:
-    legend = ('<p class="legend">Map difference:<span style="background:#fff"></span>vessel in both'
-              f'<span style="background:rgb{LOST}"></span>lost (original only)'
-              f'<span style="background:rgb{SPURIOUS}"></span>spurious (reconstruction only)'
-              '<span style="background:#000"></span>background in both. '
-              f"Vessel maps by {_esc(g.segmenter)}. Each configuration shows its lowest-seed trial.</p>")
-    notes = "".join(f"<li>{_esc(n)}</li>" for n in g.notes)
-    originals = [png_data_uri(o) for o in g.originals]
-    maps = [png_data_uri(m) for m in g.maps]
-    k = GRID_CONFIGS_PER_TABLE
-    tables = [_image_table(g, g.columns[i:i + k], originals, maps) for i in range(0, len(g.columns), k)]
-    return legend + (f"<ul>{notes}</ul>" if notes else "") + "".join(tables)
-
-
-def _image_table(g: ImageGrid, columns: list[GridColumn], originals: list[str], maps: list[str]) -> str:
-    px = min(CELL_PX, GRID_WIDTH_PX // (2 + 3 * GRID_CONFIGS_PER_TABLE) - 6)
-    img = lambda alt, uri: f'<td><img alt="{_esc(alt)}" src="{uri}" width="{px}" height="{px}"></td>'  # noqa: E731
-    cfg = ['<colgroup class="label"><col></colgroup>', '<colgroup data-config="original" span="2"></colgroup>']
-    cfg += [f'<colgroup data-config="{_esc(c.combination)}" span="3"></colgroup>' for c in columns]
-    top = ['<th rowspan="2" class="l">test image</th>', '<th colspan="2">original</th>']
-    top += [f'<th colspan="3">{_esc(c.combination)}<br><small>{_esc(c.trial)} (seed {c.seed})</small></th>'
-            for c in columns]
-    sub = ["<th>photo</th><th>vessels</th>"] + ["<th>reconstruction</th><th>vessels</th><th>lost / spurious</th>"
-                                                for _ in columns]
-    rows = []
-    for i, image_id in enumerate(g.ids):
-        cells = [f'<td class="l"><small>{_esc(image_id)}</small></td>', img(f"original {image_id}", originals[i]),
-                 img("vessel map of the original", maps[i])]
-        for c in columns:
-            ref = (c.ref_maps or g.maps)[i]
-            cells += [img(f"{c.combination} reconstruction", png_data_uri(c.recon[i])),
-                      img(f"{c.combination} vessel map", png_data_uri(c.maps[i])),
-                      img(f"{c.combination} map difference", png_data_uri(diff_map(ref, c.maps[i])))]
-        rows.append(f'<tr data-image="{_esc(image_id)}">{"".join(cells)}</tr>')
-    return (f'<div class="scroll"><table class="imgrid">{"".join(cfg)}<thead><tr>{"".join(top)}</tr>'
-            f'<tr>{"".join(sub)}</tr></thead><tbody>{"".join(rows)}</tbody></table></div>')
-
-
 METHODS = """The unit of inference is the trained model (one seed of one combination), not the test image.
 A trial's value of a metric is its mean over the test images (fid@n / kid@n / fd_*@n: one whole-test-set
 number on n images; val/*: final validation values); per combination: mean and 95% t interval over seeds.
@@ -331,99 +238,3 @@ def ranking_note(a: Analysis) -> str:
     if a.ranking_left_out:
         note += f" Left out: {'; '.join(a.ranking_left_out)}."
     return note + " P(first) and the place range come from the seeds' sampling distribution (see Methods)."
-
-
-def _sig_class(r: dict) -> str:
-    v = str(r.get("verdict", ""))
-    if v in ("better", "worse"):
-        return v
-    return "notvoted" if v.startswith(("not voted", "secondary")) else ""
-
-
-def render_html(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, warnings: list[str]) -> str:
-    status = e.trials["status"].value_counts().to_dict()
-    grid_name = e.grid.get("name", "?")
-    meta = [("experiment", e.location), ("grid", grid_name), ("data", f"{e.data}" + (" (DEMO)" if is_demo_data(e.data) else "")),
-            ("trials", f"{len(e.trials)} ({', '.join(f'{v} {k}' for k, v in status.items())})"),
-            ("combinations", ", ".join(e.combinations)), ("seeds", ", ".join(map(str, e.seeds))),
-            ("baseline", f"{e.baseline} ({e.baseline_reason})"),
-            ("segmenter", e.segmenter or "— (not evaluated)"),
-            ("morphology definitions", morphology_set(e)),
-            ("test images", str(e.image_metrics["image_id"].nunique()) if e.evaluated else "—"),
-            ("written", _dt.datetime.now().isoformat(timespec="seconds"))]
-    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>ablate report: {_esc(grid_name)}</title>"
-             f"<style>{CSS}</style></head><body>",
-             f"<h1>Loss ablation report: {_esc(grid_name)}</h1>",
-             '<table class="meta">' + "".join(f"<tr><td><b>{_esc(k)}</b></td><td>{_esc(v)}</td></tr>" for k, v in meta)
-             + "</table>"]
-    if warnings:
-        parts.append('<div class="warn" id="warnings"><b>Read before the numbers:</b><ul>' +
-                     "".join(f"<li>{_esc(w)}</li>" for w in warnings) + "</ul></div>")
-    parts.append('<h2 id="answers">The paper\'s two questions</h2>')
-    parts.append(f"<p>Primary metrics: Q1 {_esc(', '.join(a.declared.q1))}; Q2 {_esc(', '.join(a.declared.q2))} "
-                 f"({_esc(a.declared.source)}). Rows in grey do not vote.</p>")
-    for q in (a.q1, a.q2):
-        cls = q.verdict if q.verdict in ("yes", "no", "mixed") else ""
-        parts.append(f'<div class="answer {cls}"><span class="verdict">{_esc(q.verdict)}</span> — {_esc(q.sentence)}</div>')
-        if not q.tests.empty:
-            parts.append(html_table(paired_table(q.tests, reference=True), left=("combination", "against", "metric", "verdict"),
-                                    row_class=_sig_class))
-    parts.append('<h2 id="trials">Trials</h2>' + html_table(trials_table(e), left=("trial", "combination", "status",
-                                                                                     "loss terms", "preset", "edge channel",
-                                                                                     "stand-ins")))
-    parts.append('<h2 id="summary">Metrics: mean [95% CI] over seeds</h2>'
-                 + html_table(summary_wide(e, a), left=("metric", "better") + tuple(e.combinations)))
-    parts.append('<h2 id="plots">Plots</h2>' + "".join(
-        f'<h3>{_esc(g)}</h3><img class="plot" alt="{_esc(g)}" src="{uri}">' for g, uri in plots))
-    parts.append(f'<h2 id="paired">Every metric against the baseline `{_esc(e.baseline)}` (seeds as units; '
-                 'descriptive, Holm within each comparison)</h2>')
-    if a.paired.empty:
-        parts.append(f"<p>{_esc(e.eval_missing or 'No other evaluated combination to compare.')}</p>")
-    else:
-        parts.append(html_table(paired_table(a.paired), left=("combination", "metric", "better", "verdict"),
-                                row_class=_sig_class))
-    parts.append('<h2 id="ranking">Ranking (mean rank over the declared ranking metrics, 1 = best)</h2>'
-                 + f"<p>{_esc(ranking_note(a))}</p>"
-                 + html_table(ranking_table(a), left=("combination",))
-                 + "<details><summary>rank per metric</summary>"
-                 + html_table(ranks_by_metric(e, a), left=("metric", "better")) + "</details>")
-    parts.append('<h2 id="images">Image grid</h2>')
-    parts.append(_image_grid_html(grid) if grid is not None and grid.columns else
-                 "<p><i>No image grid (see the warnings above).</i></p>")
-    for o in load_other_datasets(e.exp, e.combinations):
-        parts.append(f'<h2 id="data-{_esc(o.name)}">Other dataset: {_esc(o.name)} '
-                     f'({_esc(o.notes.get("data", "path not recorded"))})</h2><p>{_esc(describe(o))}</p>'
-                     + html_table(o.table, left=("combination",)))
-    parts.append(f'<h2 id="methods">Methods</h2><p>{_esc(METHODS)}</p></body></html>')
-    return strip_ansi("\n".join(parts))
-
-
-def render_markdown(e: Experiment, a: Analysis, warnings: list[str]) -> str:
-    grid_name = e.grid.get("name", "?")
-    out = [f"# Loss ablation report: {grid_name}\n",
-           f"- experiment: `{e.location}`", f"- data: `{e.data}`" + (" (DEMO)" if is_demo_data(e.data) else ""),
-           f"- trials: {len(e.trials)}; combinations: {', '.join(e.combinations)}; seeds: {', '.join(map(str, e.seeds))}",
-           f"- baseline: `{e.baseline}` ({e.baseline_reason})", f"- segmenter: {e.segmenter or '— (not evaluated)'}",
-           f"- morphology definitions: {morphology_set(e)}", ""]
-    if warnings:
-        out += ["## Read before the numbers\n"] + [f"- {plain(w)}" for w in warnings] + [""]
-    out.append("## The paper's two questions\n")
-    out.append(f"Primary metrics: Q1 {', '.join(a.declared.q1)}; Q2 {', '.join(a.declared.q2)} ({a.declared.source}).\n")
-    for q in (a.q1, a.q2):
-        out.append(f"**{q.verdict.upper()}** — {q.sentence}\n")
-        if not q.tests.empty:
-            out.append(md_table(paired_table(q.tests, reference=True)))
-    out += ["## Trials\n", md_table(trials_table(e)),
-            "## Metrics: mean [95% CI] over seeds\n", md_table(summary_wide(e, a)),
-            f"## Every metric against the baseline `{e.baseline}` (seeds as units; descriptive, Holm within each "
-            "comparison)\n",
-            md_table(paired_table(a.paired)) if not a.paired.empty else f"{e.eval_missing or 'Nothing to compare.'}\n",
-            "## Ranking (mean rank over the declared ranking metrics, 1 = best)\n", ranking_note(a) + "\n",
-            md_table(ranking_table(a)),
-            "Rank per metric:\n", md_table(ranks_by_metric(e, a))]
-    for o in load_other_datasets(e.exp, e.combinations):
-        out += [f"## Other dataset: {o.name} ({plain(o.notes.get('data', 'path not recorded'))})\n",
-                plain(describe(o)) + "\n", md_table(o.table)]
-    out += ["## Methods\n", METHODS.replace("\n", " ") + "\n",
-            "Plots and the image grid are in index.html.\n"]
-    return strip_ansi("\n".join(out))  # whatever else the experiment's files hold: no escape sequences

@@ -58,7 +58,13 @@ def arrow(metric: str) -> str:
 
 
 def t_interval(values, level: float = 0.95) -> dict:
-    """Mean, SD and the t-interval of finite `values`; NaN bounds (and a note) for n < 2."""
+    """Mean, SD and the t-interval of finite `values` (scipy.stats.t.interval); NaN bounds
+    (and a note) for n < 2.
+
+    Args:
+        values: one value per seed; non-finite values are dropped.
+        level: the confidence level of the interval.
+    """
     v = np.asarray([x for x in np.asarray(values, dtype=float) if np.isfinite(x)])
     n = len(v)
     if n == 0:
@@ -67,8 +73,10 @@ def t_interval(values, level: float = 0.95) -> dict:
     if n == 1:
         return {"n": 1, "mean": mean, "sd": math.nan, "ci_low": math.nan, "ci_high": math.nan, "note": "n=1, no CI"}
     sd = float(v.std(ddof=1))
-    half = float(sps.t.ppf(0.5 + level / 2, n - 1)) * sd / math.sqrt(n)
-    return {"n": n, "mean": mean, "sd": sd, "ci_low": mean - half, "ci_high": mean + half, "note": ""}
+    if sd == 0:  # seeds that agree exactly: a zero-width interval (scipy wants scale > 0 and answers NaN)
+        return {"n": n, "mean": mean, "sd": sd, "ci_low": mean, "ci_high": mean, "note": ""}
+    low, high = sps.t.interval(level, n - 1, loc=mean, scale=sd / math.sqrt(n))
+    return {"n": n, "mean": mean, "sd": sd, "ci_low": float(low), "ci_high": float(high), "note": ""}
 
 
 # ---------------------------------------------------------------- tables
