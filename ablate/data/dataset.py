@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from ablate.errors import AblateError
+
 MANIFEST = "manifest.json"
 REJECTS = "rejects.csv"
 FORMAT_VERSION = 1
@@ -32,7 +34,7 @@ SCHEMA = pa.schema(
 OWNED = re.compile(r"\.?(manifest\.json|rejects\.csv|[a-z]+-\d{5}\.parquet)(\.[0-9a-z_]+\.tmp)?")
 
 
-class DatasetError(ValueError):
+class DatasetError(AblateError, ValueError):
     """A prepared dataset is missing, incomplete, or does not match its manifest."""
 
 

@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ablate.errors import AblateError
 from ablate.io import atomic_path
 from ablate.report.metric_names import labelled
 from ablate.report.text import plain
@@ -72,7 +73,7 @@ TRIAL_LEVEL_TEST = ("fid", "kid")  # plus fd_<model>, kid_<model>: one number pe
 ID_COLUMNS = ("trial", "combination", "seed", "image_id", "segmenter")
 
 
-class ReportError(FileNotFoundError):
+class ReportError(AblateError, FileNotFoundError):
     """Something the report needs is missing; the message names the file and what to run."""
 
 
