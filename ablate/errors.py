@@ -19,3 +19,22 @@ class AblateError(Exception):
     What is not an AblateError is a bug in ablate (or a fault of the machine) and keeps its
     traceback.
     """
+
+
+# User-error twins of the builtins, for a check that has no error class of its own domain
+# (an option of one command, a folder given to it): each keeps its builtin base, so callers and
+# tests that catch ValueError or FileNotFoundError see no difference.
+class InvalidInput(AblateError, ValueError):
+    """An option or argument, or a value in a file the user wrote, that ablate cannot use."""
+
+
+class InputMissing(AblateError, FileNotFoundError):
+    """A file, folder or URI the user named (or an earlier command should have written) is not there."""
+
+
+class NotAFolder(AblateError, NotADirectoryError):
+    """A path given as a folder is a file (or something else)."""
+
+
+class InputUnreadable(AblateError, PermissionError):
+    """A file or folder the user named cannot be read by this user."""
