@@ -45,8 +45,8 @@ The raw orig.<f> / recon.<f> columns stay in per_image.parquet; they have no bet
 from __future__ import annotations
 
 import json
+import logging
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +60,8 @@ from ablate.report.text import plain
 from ablate.schemas import GRID_RECORD as GRID_SHAPE
 from ablate.schemas import NOTES as NOTES_SHAPE
 from ablate.schemas import problem
+
+logger = logging.getLogger(__name__)
 
 RESULTS = "results.parquet"
 GRID = "grid.json"
@@ -128,7 +130,7 @@ def read_optional_json(path: Path, shape, shown: str, without: str) -> tuple[dic
             return value, None
         why = wrong
     warning = f"{shown}: {why}; left out, so {without}"
-    print(f"warning: {warning}", file=sys.stderr)
+    logger.warning(f"warning: {warning}")
     return {}, warning
 
 
