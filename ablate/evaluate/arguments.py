@@ -240,7 +240,8 @@ def check_evaluation(opts) -> EvalSetup:
     notes_path = storage.join(exp, "eval", *(("datasets", cross) if cross else ()), "notes.json")
     plan = plan_evaluation(exp, results, judge_id, recorded_judge(notes_path))
     if plan.trials.empty:
-        raise InvalidInput(f"{results_path}: no finished trial has a checkpoint that verifies: " + "; ".join(plan.notes))
+        raise InvalidInput(f"{results_path}: no finished trial has a checkpoint that verifies: "
+                           + "; ".join(plan.notes))
     dataset = {"data": str(data_dir), "manifest_sha256": sha, "image_size": int(manifest["image_size"]),
                "counts": {k: int(v) for k, v in counts.items()}}
     return EvalSetup(exp=exp, results=results, data_dir=data_dir, cross=cross, splits=splits, dataset=dataset,

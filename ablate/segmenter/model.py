@@ -272,7 +272,8 @@ def load_segmenter(spec: str | os.PathLike = DEFAULT_WEIGHTS, device: str | torc
     ckpt = read_weights_file(path, "a vessel segmenter file",
                              f"Train one with `{TRAIN_COMMAND} --out {path}`, or use the classical fallback 'ridge'.")
     if not isinstance(ckpt, dict) or "model" not in ckpt or "arch" not in ckpt:
-        raise InvalidInput(f"{path}: not a vessel segmenter file written by `ablate segmenter train` (keys model, arch missing)")
+        raise InvalidInput(f"{path}: not a vessel segmenter file written by `ablate segmenter train` "
+                           "(keys model, arch missing)")
     model = build_unet(ckpt["arch"])
     model.load_state_dict(ckpt["model"])
     meta = {k: v for k, v in ckpt.items() if k != "model"}
