@@ -8,9 +8,11 @@ from typing import Optional
 
 import typer
 
-from ablate.runtime import fail
+from ablate.runtime import Commands, fail
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# Commands: the one place a user error (ablate.errors.AblateError) from any command becomes `error: ...`
+# (exit status 2), and where the library's log lines are routed to the terminal.
+app = typer.Typer(cls=Commands, add_completion=False, no_args_is_help=True,
                   help="Loss-function ablations for autoencoder-based retinal image synthesis, on Ray.")
 
 
@@ -59,19 +61,14 @@ def prepare(
     previous one as it was. An interrupted run resumes where it stopped when re-run."""
     import functools
 
-    from ablate.data.shards import DatasetError
     from ablate.data.shards import prepare as run_prepare
     from ablate.runtime.progress import Progress
-    from ablate.storage import StorageError
 
-    try:
-        r = run_prepare(src, out, size=size, seed=seed, max_pixels=max_pixels, split_missing=split_missing,
-                        index=index, cpus=cpus, address=address, work=work, allow_missing=allow_missing,
-                        replace=replace,
-                        progress=functools.partial(Progress, "prepare", unit="files", stream=sys.stderr, every_pct=None,
-                                                   rate_unit="images/s"))
-    except (DatasetError, FileNotFoundError, NotADirectoryError, PermissionError, StorageError, ValueError) as e:
-        fail(str(e))
+    r = run_prepare(src, out, size=size, seed=seed, max_pixels=max_pixels, split_missing=split_missing,
+                    index=index, cpus=cpus, address=address, work=work, allow_missing=allow_missing,
+                    replace=replace,
+                    progress=functools.partial(Progress, "prepare", unit="files", stream=sys.stderr, every_pct=None,
+                                               rate_unit="images/s"))
     if r.resumed:
         typer.echo(f"resumed: {r.resumed} file(s) already prepared by an interrupted run were skipped "
                    f"(their saved results checked against their checksums); {r.processed} prepared now")
@@ -124,12 +121,8 @@ def launch(
     from ablate.runtime import ray_output
 
     ray_output.set_verbose(verbose)
-    from ablate.backbones import WeightsMissing
-    from ablate.config import ConfigError
-    from ablate.data.shards import DatasetError
     from ablate.pipeline import LaunchOptions
     from ablate.pipeline import launch as run_launch
-    from ablate.storage import StorageError
 
     names = tuple(c.strip() for c in only.split(",") if c.strip()) if only is not None else ()
     if only is not None and not names:  # `--only ""` would otherwise quietly launch every combination
@@ -142,10 +135,7 @@ def launch(
                          max_failures=max_failures, trial_retries=trial_retries, resume=resume, evaluate=evaluate,
                          segmenter=segmenter, dry_run=dry_run, estimate=estimate, fm_steps=fm_steps,
                          only=names)
-    try:
-        out = run_launch(opts)
-    except (ConfigError, DatasetError, WeightsMissing, StorageError) as e:
-        fail(str(e))
+    out = run_launch(opts)
     if out is not None:  # not a dry run or an estimate
         from ablate.runtime.summary import experiment_summary, print_lines
 
@@ -175,15 +165,12 @@ def evaluate(
 
     opts = EvalOptions(exp=exp, data=data, segmenter=segmenter, gpus_per_task=gpus_per_task, morphology=morphology,
                        split=split)
-    try:
-        # A writer (results.parquet, eval/): one at a time per experiment; every argument is
-        # checked before Ray starts (a wrong one costs a line, not a cluster start-up).
-        with experiment_lock(exp, command_line()):
-            setup = check_evaluation(opts)
-            with ray_session(address):
-                df = evaluate_experiment(opts, setup)
-    except (FileNotFoundError, ValueError, storage.StorageError) as e:
-        fail(str(e))
+    # A writer (results.parquet, eval/): one at a time per experiment; every argument is
+    # checked before Ray starts (a wrong one costs a line, not a cluster start-up).
+    with experiment_lock(exp, command_line()):
+        setup = check_evaluation(opts)
+        with ray_session(address):
+            df = evaluate_experiment(opts, setup)
     if "trial" in df.columns:  # the grid's own dataset: results.parquet was updated
         print_summary(df)
         typer.echo(f"per-image metrics: {storage.join(exp, 'eval', 'per_image.parquet')}")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ablate.errors import AblateError
 from ablate.losses.spec import COMMON_OPTIONS, LossSpec, split_options
 from ablate.yaml_load import YamlRefused, load_yaml
 
@@ -29,7 +30,7 @@ SEED_MAX = 2**32 - 1
 PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # the grid's `name:` (a folder under runs/)
 
 
-class ConfigError(ValueError):
+class ConfigError(AblateError, ValueError):
     """A search space or override is invalid; the message names file and key."""
 
 

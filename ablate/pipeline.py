@@ -5,7 +5,7 @@ The one place that runs the stages in order, so no stage reaches up into a later
 from __future__ import annotations
 
 import dataclasses
-import sys
+import logging
 from pathlib import Path
 
 from ablate import storage
@@ -14,6 +14,8 @@ from ablate.train.driver import trial_key
 from ablate.train.experiment import check_experiment_folder
 from ablate.train.launch import LaunchOptions, prepare_grid, train_grid
 from ablate.train.pretrained import FoundationStage
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["LaunchOptions", "launch"]
 
@@ -29,13 +31,13 @@ def pretrain_foundation(stage: FoundationStage, opts: LaunchOptions, out) -> Pat
     n_train = read_manifest(stage.data)["counts"]["train"]
     # The MAE's default batch, but never more than the split holds (a worker needs one full batch).
     batch = max(opts.workers, min(FM_RUN.batch_size, n_train) // opts.workers * opts.workers)
-    print(f"stage 1 of 2: pretraining our fundus MAE ({opts.fm_steps} steps, batch {batch}) on {stage.data}'s "
-          f"train split for {', '.join(stage.combinations)} -> {stage.out_file}", flush=True)
+    logger.info(f"stage 1 of 2: pretraining our fundus MAE ({opts.fm_steps} steps, batch {batch}) on "
+                f"{stage.data}'s train split for {', '.join(stage.combinations)} -> {stage.out_file}")
     run = RunOptions(steps=opts.fm_steps, batch_size=batch, lr=FM_RUN.lr, workers=opts.workers,
                      address=opts.address, gpus_per_worker=opts.gpus_per_worker,
                      tb_dir=None if storage.is_uri(out) else Path(out) / "tensorboard" / f"stage-{stage.out_file.stem}")
     result = pretrain(stage.data, stage.out_file, run)
-    print(f"stage 1 of 2 done: {result.out_file} (last fm/loss {result.loss:.4f}); stage 2 of 2: the grid", flush=True)
+    logger.info(f"stage 1 of 2 done: {result.out_file} (last fm/loss {result.loss:.4f}); stage 2 of 2: the grid")
     return result.out_file
 
 
@@ -72,9 +74,9 @@ def _launch_locked(prepared, opts: LaunchOptions) -> Path | str:
     if done:
         from ablate.report.publish import write_report
 
-        print(f"report: {write_report(out)}")
+        logger.info(f"report: {write_report(out)}")
     unfinished = int((table["status"] == "incomplete").sum())
     if unfinished:
-        print(f"{unfinished} trial(s) did not finish. Resume with:\n  ablate launch --grid {opts.grid} "
-              f"--out {out}{'' if opts.data is None else f' --data {opts.data}'} --resume", file=sys.stderr)
+        logger.warning(f"{unfinished} trial(s) did not finish. Resume with:\n  ablate launch --grid {opts.grid} "
+                       f"--out {out}{'' if opts.data is None else f' --data {opts.data}'} --resume")
     return out

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ablate.errors import AblateError, InputMissing
 from ablate.io import atomic_path, sha256_file, write_bytes_atomic
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
@@ -31,7 +32,7 @@ ENV_HINT = ("credentials and endpoint come from the standard AWS environment (AW
             "AWS_SECRET_ACCESS_KEY or AWS_PROFILE, AWS_ENDPOINT_URL for a non-AWS server, or the instance profile)")
 
 
-class StorageError(OSError):
+class StorageError(AblateError, OSError):
     """An object-store location cannot be used; the message names the URI."""
 
 
@@ -75,7 +76,7 @@ def _errors(uri: str) -> Iterator[None]:
     try:
         yield
     except FileNotFoundError as e:
-        raise FileNotFoundError(f"{uri}: not found ({e})") from None
+        raise InputMissing(f"{uri}: not found ({e})") from None
     except (OSError, ValueError) as e:
         if isinstance(e, StorageError):
             raise

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from ablate.errors import AblateError
+
 MAX_BYTES = 1 << 20  # a search space is a few KiB; 1 MiB leaves room for generated ones
 # Nodes after every alias is expanded: the shipped grids have a few hundred; a billion-laughs
 # file has 10^9. Counting stops at the limit, so the check itself costs at most this much.
@@ -22,7 +24,7 @@ MAX_EXPANDED_NODES = 100_000
 _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
-class YamlRefused(ValueError):
+class YamlRefused(AblateError, ValueError):
     """The file is not a YAML document ablate reads; the message names the file and the fix."""
 
 

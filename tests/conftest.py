@@ -21,6 +21,15 @@ os.environ["ABLATE_CACHE"] = tempfile.mkdtemp(prefix="ablate-test-cache-")
 atexit.register(shutil.rmtree, os.environ["ABLATE_CACHE"], True)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def ablate_log_lines():
+    """The library's log lines (ablate.logs) on stdout / stderr as the `ablate` command shows
+    them, for tests that call library functions directly and read what they said with capsys."""
+    from ablate.logs import setup_logging
+
+    setup_logging()
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """For modules of tiny tensors: once scipy/skimage have run, torch's OpenMP threads

@@ -233,10 +233,11 @@ def test_cli_print_only(tmp_path):
     from typer.testing import CliRunner
 
     from ablate.report.cli import report, tensorboard
+    from ablate.runtime import Commands
 
     exp = make_exp(tmp_path / "e", {"base": {}, "b": {}})
     (exp / "tensorboard").mkdir()
-    app = typer.Typer()
+    app = typer.Typer(cls=Commands)  # as ablate/cli.py registers them: its group turns a user error into exit 2
     app.command("report")(report)
     app.command("tensorboard")(tensorboard)
     r = CliRunner().invoke(app, ["tensorboard", str(exp), "--print-only", "--port", "6123"])

@@ -212,11 +212,12 @@ def test_report_and_tensorboard_on_s3_without_training(s3, tmp_path, monkeypatch
     from typer.testing import CliRunner
 
     from ablate.report.cli import mirror_folder, report, tensorboard
+    from ablate.runtime import Commands
 
     exp = make_exp(tmp_path / "e", {"base": {}, "lpips": {}})
     uri = f"s3://{BUCKET}/reports/exp"
     storage.upload_dir(exp, uri)
-    app = typer.Typer()
+    app = typer.Typer(cls=Commands)  # as ablate/cli.py registers them: its group turns a user error into exit 2
     app.command("report")(report)
     app.command("tensorboard")(tensorboard)
     r = CliRunner().invoke(app, ["report", uri, "--images", "0"])

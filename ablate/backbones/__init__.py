@@ -4,6 +4,8 @@ Weights load from a local file or cache only, never from the network. When a
 file is absent the caller gets WeightsMissing naming the file and where to put it.
 """
 
+from ablate.errors import AblateError
 
-class WeightsMissing(FileNotFoundError):
+
+class WeightsMissing(AblateError, FileNotFoundError):
     """Pretrained weights were asked for but no local file holds them."""

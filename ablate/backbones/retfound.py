@@ -34,6 +34,7 @@ from torch import nn
 from ablate.backbones.weights import TABLE
 from ablate.backbones.weights_fetch import resolve
 from ablate.backbones.weights_load import read_weights_file
+from ablate.errors import AblateError
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ _DROP = {
 _DINOV2_RENAMES = (("backbone.", ""), ("mlp.w12.", "mlp.fc1."), ("mlp.w3.", "mlp.fc2."))
 
 
-class CheckpointMismatch(ValueError):
+class CheckpointMismatch(AblateError, ValueError):
     """The checkpoint's tensors do not fit the model (the message names the keys)."""
 
 

@@ -20,6 +20,8 @@ import re
 import time
 from pathlib import Path
 
+from ablate.errors import AblateError
+
 SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # field -> type; the first four are read to decide, the others only shown (a record of an older
 # ablate may lack them). bool is refused as an int below: json `true` is not a size.
@@ -35,7 +37,7 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-class RecordUnreadable(ValueError):
+class RecordUnreadable(AblateError, ValueError):
     """The record exists but is not ablate's format; the message says what is wrong with it."""
 
 

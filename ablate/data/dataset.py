@@ -15,6 +15,8 @@ from pydantic import AfterValidator, Field, model_validator
 
 from ablate.schemas import Count, Positive, Sha256, ShapeModel, described, whole_line
 
+from ablate.errors import AblateError
+
 MANIFEST = "manifest.json"
 REJECTS = "rejects.csv"
 FORMAT_VERSION = 1
@@ -85,7 +87,7 @@ class Manifest(ShapeModel):
         return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
 
 
-class DatasetError(ValueError):
+class DatasetError(AblateError, ValueError):
     """A prepared dataset is missing, incomplete, or does not match its manifest."""
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from ablate.errors import AblateError
+
 # The largest fundus cameras give 16-24 MP (Canon CR-2 with an EOS body, Topcon with a
 # Nikon D7200), ultra-widefield Optos about 16 MP; a research rig on a 50 MP full-frame
 # body is the extreme. 60 MP leaves room for all of them while keeping one decoded
@@ -34,7 +36,7 @@ METADATA_BYTES = 16 << 20
 MAX_ASPECT = 2.0
 
 
-class RejectedImage(ValueError):
+class RejectedImage(AblateError, ValueError):
     """This file cannot be used; the message says why (it goes to rejects.csv)."""
 
 

@@ -8,10 +8,12 @@ the same path (another size, another split, other images) is refused, naming bot
 
 from __future__ import annotations
 
-import sys
+import logging
 
 from ablate import storage
 from ablate.data.shards import MANIFEST, DatasetError, read_manifest
+
+logger = logging.getLogger(__name__)
 
 RECORD_KEY = "manifest_sha256"  # the key in grid.json
 
@@ -32,9 +34,9 @@ def check_same_dataset(record: dict | None, data_dir: str, exp, doing: str, now:
     now = now or manifest_sha256(data_dir)
     recorded = (record or {}).get(RECORD_KEY)
     if recorded is None:
-        print(f"{exp}: grid.json records no dataset hash (written before ablate kept one), so whether {data_dir} "
-              f"changed since the launch cannot be checked; {doing} goes on with manifest sha256 {now}",
-              file=sys.stderr)
+        logger.warning(f"{exp}: grid.json records no dataset hash (written before ablate kept one), so whether "
+                       f"{data_dir} changed since the launch cannot be checked; {doing} goes on with manifest "
+                       f"sha256 {now}")
         return now
     if recorded != now:
         raise DatasetError(

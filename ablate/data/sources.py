@@ -25,6 +25,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ablate.errors import InputMissing, InputUnreadable, NotAFolder
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".gif"}
 VESSEL_DIRS = ("vessels", "1st_manual", "manual", "manual1", "vessel", "labels")
 FOV_DIRS = ("fov", "mask", "masks", "fov_masks")
@@ -70,7 +72,7 @@ def _listdir(folder: Path) -> list[Path]:
     try:
         return sorted(folder.iterdir())
     except PermissionError as e:
-        raise PermissionError(f"{folder}: cannot read folder ({e.strerror})") from None
+        raise InputUnreadable(f"{folder}: cannot read folder ({e.strerror})") from None
 
 
 def _files(folder: Path) -> list[Path]:
@@ -198,9 +200,9 @@ def _scan_one(root: Path, split_from_dir: str | None) -> list[SourceItem]:
 def scan(src: str | Path) -> list[SourceItem]:
     src = Path(src)
     if not src.exists():
-        raise FileNotFoundError(f"{src}: no such folder")
+        raise InputMissing(f"{src}: no such folder")
     if not src.is_dir():
-        raise NotADirectoryError(f"{src}: not a folder")
+        raise NotAFolder(f"{src}: not a folder")
     split_dirs = [d for d in _listdir(src) if d.is_dir() and d.name.lower() in SPLIT_DIRS]
     if split_dirs:
         items = []

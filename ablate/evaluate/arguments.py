@@ -28,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 
 from ablate import storage
+from ablate.errors import InputMissing, InvalidInput
 
 
 @dataclass
@@ -113,12 +114,12 @@ def load_judge(spec: str):
     try:  # read here first: torch.load's own failure is paragraphs of advice about weights_only
         torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - whatever the bytes are, the fix is the same; said in one line
-        raise ValueError(f"--segmenter {path}: not a torch file of tensors ({one_line(e)}); expected {JUDGE_FILE}") \
+        raise InvalidInput(f"--segmenter {path}: not a torch file of tensors ({one_line(e)}); expected {JUDGE_FILE}") \
             from None
     try:
         return load_segmenter(spec)
     except Exception as e:  # noqa: BLE001 - keys missing, weights that do not fit their arch
-        raise ValueError(f"--segmenter {path}: a torch file, but not a vessel segmenter ({one_line(e)}); "
+        raise InvalidInput(f"--segmenter {path}: a torch file, but not a vessel segmenter ({one_line(e)}); "
                          f"expected {JUDGE_FILE}") from None
 
 
@@ -196,19 +197,19 @@ def check_evaluation(opts) -> EvalSetup:
     from ablate.train.experiment import read_record
 
     if opts.split not in ("test", "all"):
-        raise ValueError(f"--split must be 'test' or 'all', got {opts.split!r}")
+        raise InvalidInput(f"--split must be 'test' or 'all', got {opts.split!r}")
     exp = storage.normalize(opts.exp) if storage.is_uri(opts.exp) else Path(opts.exp).resolve()
     results_path = storage.join(exp, "results.parquet")
     if not storage.is_file(results_path):
-        raise FileNotFoundError(f"{exp}: no results.parquet; is it an experiment folder from `ablate launch`?")
+        raise InputMissing(f"{exp}: no results.parquet; is it an experiment folder from `ablate launch`?")
     results = storage.read_parquet(results_path)
     record = read_record(exp) or {}  # a wrong-shaped grid.json is one line naming it
     data_dir = opts.data or record.get("data")
     if not data_dir:
-        raise ValueError(f"{exp}: the dataset is not recorded; pass --data")
+        raise InvalidInput(f"{exp}: the dataset is not recorded; pass --data")
     own = record.get("data") is None or same_place(str(record["data"]), str(data_dir))
     if own and opts.split == "all":
-        raise ValueError(f"{data_dir} is the grid's own dataset: --split all would score the images the "
+        raise InvalidInput(f"{data_dir} is the grid's own dataset: --split all would score the images the "
                          "autoencoders trained on; use it with --data OTHER_PREPARED_DIR")
     manifest = read_manifest(data_dir)  # DatasetError naming the folder
     sha = manifest_sha256(data_dir)
@@ -221,7 +222,7 @@ def check_evaluation(opts) -> EvalSetup:
                            "nothing to evaluate on" + ("; try --split all" if not own else ""))
     done = results[(results["status"] == "done") & results["checkpoint"].notna()]
     if done.empty:
-        raise ValueError(f"{results_path}: no finished trial with a checkpoint to evaluate")
+        raise InvalidInput(f"{results_path}: no finished trial with a checkpoint to evaluate")
     from ablate.evaluate.automorph import features_for
 
     features_for(opts.morphology)  # an unknown definition set fails here, before any task
@@ -239,7 +240,8 @@ def check_evaluation(opts) -> EvalSetup:
     notes_path = storage.join(exp, "eval", *(("datasets", cross) if cross else ()), "notes.json")
     plan = plan_evaluation(exp, results, judge_id, recorded_judge(notes_path))
     if plan.trials.empty:
-        raise ValueError(f"{results_path}: no finished trial has a checkpoint that verifies: " + "; ".join(plan.notes))
+        raise InvalidInput(f"{results_path}: no finished trial has a checkpoint that verifies: "
+                           + "; ".join(plan.notes))
     dataset = {"data": str(data_dir), "manifest_sha256": sha, "image_size": int(manifest["image_size"]),
                "counts": {k: int(v) for k, v in counts.items()}}
     return EvalSetup(exp=exp, results=results, data_dir=data_dir, cross=cross, splits=splits, dataset=dataset,

@@ -46,6 +46,7 @@ import math
 
 import numpy as np
 
+from ablate.errors import InvalidInput
 from ablate.evaluate.morphology import FEATURES, VesselMap, agreement
 
 DEFINITIONS = ("ablate", "automorph")
@@ -136,7 +137,7 @@ def features_for(definitions: str):
         return vessel_features, agreement
     if definitions == "automorph":
         return automorph_features, automorph_agreement
-    raise ValueError(f"unknown morphology definitions {definitions!r}; valid: {list(DEFINITIONS)}")
+    raise InvalidInput(f"unknown morphology definitions {definitions!r}; valid: {list(DEFINITIONS)}")
 
 
 def automorph_agreement(reference, test, fov=None) -> dict[str, float]:

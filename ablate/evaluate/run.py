@@ -24,6 +24,7 @@ starts (evaluate/arguments.py).
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +35,8 @@ from ablate.evaluate.reconstruct import reference_levels, to_tensor, vessel_maps
 from ablate.evaluate.trial_stages import bring_weights, device_stage, fm_extractor, morphology_stage
 from ablate.runtime.progress import Progress
 from ablate.schemas import NOTES_FILE, Notes
+
+logger = logging.getLogger(__name__)
 
 CHUNK = 8  # test images per Ray task
 
@@ -120,14 +123,14 @@ def evaluate_experiment(opts: EvalOptions, setup=None) -> pd.DataFrame:
 
     if unchecked_reason(judge):
         notes.append(unchecked_reason(judge))
-    print(seg_note)
+    logger.info(seg_note)
     for n in notes + s.resampled:
-        print(n)
+        logger.info(n)
 
     def note(text: str) -> None:  # said once, however many trials it concerns
         if text not in notes:
             notes.append(text)
-            print(text)
+            logger.info(text)
 
     from ablate.evaluate.plan import judge_scale_caution
 
@@ -135,7 +138,7 @@ def evaluate_experiment(opts: EvalOptions, setup=None) -> pd.DataFrame:
     for size, group in done.groupby("config.data.size"):
         caution = judge_scale_caution(judge, int(size))
         if caution:
-            print(f"caution: {caution}")
+            logger.info(f"caution: {caution}")
             cautions.append(caution)
         if int(size) < MS_SSIM_MIN_SIDE:
             note(f"MS-SSIM not computable at {int(size)} px: it needs images of at least {MS_SSIM_MIN_SIDE} px "
@@ -188,7 +191,7 @@ def evaluate_experiment(opts: EvalOptions, setup=None) -> pd.DataFrame:
             **s.dataset, splits=list(splits), segmenter=seg_note, morphology=opts.morphology, skipped=notes,
             cautions=cautions, resampled=s.resampled, feature_nets=nets, images=int(table["image_id"].nunique()),
             **checkpoints).to_json())
-        print(f"evaluated on {data_dir} ({'+'.join(splits)}): {where}")
+        logger.info(f"evaluated on {data_dir} ({'+'.join(splits)}): {where}")
         return trial_means.join(sets)
     storage.write_parquet(table, storage.join(exp, "eval", "per_image.parquet"))
     storage.write_text(storage.join(exp, "eval", NOTES_FILE), Notes(

@@ -12,9 +12,9 @@ from typing import Optional
 import typer
 
 from ablate.backbones.weights import ablate_weights_file
-from ablate.runtime import console, fail
+from ablate.runtime import console
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(cls=console.Commands, add_completion=False, no_args_is_help=True,
                   help="Fundus foundation model: pretrain a small MAE ViT saved in RETFound's checkpoint format.")
 
 # Same as ablate.fm.pretrain.DEFAULT_OUT (tested).
@@ -55,18 +55,12 @@ def pretrain(
     from ablate.runtime import ray_output
 
     ray_output.set_verbose(verbose)
-    from ablate.backbones.retfound import CheckpointMismatch
-    from ablate.config import ConfigError
-    from ablate.data.shards import DatasetError
     from ablate.fm.pretrain import pretrain as run_pretrain
     from ablate.runtime import RunOptions
 
-    try:
-        run = RunOptions(steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed, address=address,
-                         gpus_per_worker=gpus_per_worker, tb_dir=tb_dir)
-        r = run_pretrain(data, out, run, preset=preset, size=size, mask_ratio=mask_ratio)
-    except (DatasetError, ConfigError, CheckpointMismatch, ValueError) as e:  # all raised before Ray starts but the last check
-        fail(str(e))
+    run = RunOptions(steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed, address=address,
+                     gpus_per_worker=gpus_per_worker, tb_dir=tb_dir)
+    r = run_pretrain(data, out, run, preset=preset, size=size, mask_ratio=mask_ratio)
     typer.echo(f"{r.out_file}: MAE {r.arch} after {r.steps} steps, last fm/loss {r.loss:.4f}")
     typer.echo(f"tensorboard --logdir {r.tb_dir}")
     typer.echo(f"Train run and checkpoints: {r.run_dir}")

@@ -34,6 +34,7 @@ from pathlib import Path
 
 from ablate.backbones.retfound import suggested_taps
 from ablate.backbones.weights import ablate_weights_file
+from ablate.errors import InvalidInput
 from ablate.runtime import RunOptions, final_state, fit_standalone, run_folders
 
 # Encoder (`arch`, img_size = the training size, added at run time) and decoder.
@@ -59,13 +60,13 @@ TRAIN_STATE_FILE = "train_state.pt"
 def resolve_model(preset: str, size: int, arch: dict | None = None, decoder: dict | None = None) -> tuple[dict, dict]:
     """(encoder arch with img_size = size, decoder options) from a preset plus overrides."""
     if preset not in FM_PRESETS:
-        raise ValueError(f"unknown fm preset {preset!r}; valid: {sorted(FM_PRESETS)}")
+        raise InvalidInput(f"unknown fm preset {preset!r}; valid: {sorted(FM_PRESETS)}")
     a = {**FM_PRESETS[preset]["arch"], **(arch or {})}
     if "img_size" in a and a["img_size"] != size:
-        raise ValueError(f"arch img_size {a['img_size']} != training size {size}; set the size only")
+        raise InvalidInput(f"arch img_size {a['img_size']} != training size {size}; set the size only")
     a["img_size"] = size
     if size % a["patch_size"]:
-        raise ValueError(f"training size {size} px is not a multiple of the patch size {a['patch_size']}; "
+        raise InvalidInput(f"training size {size} px is not a multiple of the patch size {a['patch_size']}; "
                          f"pick --size as a multiple of {a['patch_size']}")
     d = {**FM_PRESETS[preset]["decoder"], **(decoder or {})}
     return a, d

@@ -23,12 +23,13 @@ import io
 from pathlib import Path
 
 from ablate import storage
+from ablate.errors import AblateError
 
 CHECKPOINT_FILE = "checkpoint.pt"
 RECORD_FILE = "checkpoint.json"
 
 
-class CheckpointCorrupt(ValueError):
+class CheckpointCorrupt(AblateError, ValueError):
     """A checkpoint file fails its record (size, sha256) or cannot be loaded; the message names it."""
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from ablate.errors import AblateError
 from ablate.models.autoencoder import ArchConfig, Autoencoder
 
 PRESETS: dict[str, tuple[ArchConfig, str]] = {
@@ -54,7 +55,7 @@ def check_overrides(preset: str, overrides: dict) -> ArchConfig:
     return dataclasses.replace(PRESETS[preset][0], **vals)
 
 
-class FieldError(ValueError):
+class FieldError(AblateError, ValueError):
     """An override's value cannot build the architecture; the message starts with the field's name."""
 
 

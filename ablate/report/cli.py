@@ -28,16 +28,11 @@ def report(
     """Write EXP/report/index.html (self-contained) and report.md: per-metric means and 95% CIs over seeds,
     Welch t tests over seeds against the baseline (Holm-corrected), a ranking, the paper's two questions,
     an image grid, and a section per other dataset `ablate evaluate --data` scored."""
-    from ablate.report.collect import ReportError
     from ablate.report.publish import write_report
     from ablate.runtime import command_line, experiment_lock
-    from ablate.storage import StorageError
 
-    try:
-        with experiment_lock(exp, command_line()):  # writes report/ and the HParams summaries
-            path = write_report(exp, n_images=images, hparams=hparams)
-    except (ReportError, StorageError) as e:
-        fail(str(e))
+    with experiment_lock(exp, command_line()):  # writes report/ and the HParams summaries
+        path = write_report(exp, n_images=images, hparams=hparams)
     typer.echo(f"report: {path}")
     typer.echo(f"tables: {str(path).rsplit('/', 1)[0]}/report.md")
     typer.echo(f"next: ablate tensorboard {exp}   (training curves; the HParams tab from this report)")
@@ -74,10 +69,7 @@ def tensorboard(
         from ablate.runtime import mirror_logs
 
         logdir = mirror_folder(remote)
-        try:
-            mirror_logs(remote, logdir)
-        except (OSError, ValueError) as e:  # StorageError, FileNotFoundError: they name the URI
-            fail(str(e))
+        mirror_logs(remote, logdir)  # a StorageError or InputMissing names the URI
         if not logdir.is_dir():
             fail(f"{remote}: no TensorBoard logs (is {exp} an experiment, and has a trial started?)")
         typer.echo(f"mirror of {remote}: {logdir}")

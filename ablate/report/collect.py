@@ -45,8 +45,8 @@ The raw orig.<f> / recon.<f> columns stay in per_image.parquet; they have no bet
 from __future__ import annotations
 
 import json
+import logging
 import math
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,10 +54,13 @@ import numpy as np
 import pandas as pd
 
 from ablate.data.dataset import MANIFEST
+from ablate.errors import AblateError
 from ablate.io import atomic_path
 from ablate.report.metric_names import labelled
 from ablate.report.text import plain
 from ablate.schemas import GRID_FILE, NOTES_FILE, GridRecord, Notes, problem
+
+logger = logging.getLogger(__name__)
 
 RESULTS = "results.parquet"
 GRID = GRID_FILE
@@ -71,7 +74,7 @@ TRIAL_LEVEL_TEST = ("fid", "kid")  # plus fd_<model>, kid_<model>: one number pe
 ID_COLUMNS = ("trial", "combination", "seed", "image_id", "segmenter")
 
 
-class ReportError(FileNotFoundError):
+class ReportError(AblateError, FileNotFoundError):
     """Something the report needs is missing; the message names the file and what to run."""
 
 
@@ -126,7 +129,7 @@ def read_optional_json(path: Path, shape, shown: str, without: str) -> tuple[dic
             return value, None
         why = wrong
     warning = f"{shown}: {why}; left out, so {without}"
-    print(f"warning: {warning}", file=sys.stderr)
+    logger.warning(f"warning: {warning}")
     return {}, warning
 
 

@@ -29,7 +29,7 @@ _HOMES = {
     "lr_factor": "schedule",
     "StepLoop": "steps", "resume": "steps",
     "collect_results": "results", "merge_results": "results", "read_results": "results", "write_results": "results", "print_summary": "results",
-    "fail": "console",
+    "fail": "console", "Commands": "console",
     "ExperimentLocked": "lock", "experiment_lock": "lock", "command_line": "lock", "LOCK_FILE": "lock",
     "LEASE_FILE": "lock",
 }

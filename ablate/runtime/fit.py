@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ablate.errors import InvalidInput
 from ablate.runtime.cluster import node_cpus, node_gpus, ray_session, total_cpus
 from ablate.runtime.placement import Placement, plan_placement
 
@@ -72,11 +73,11 @@ class RunOptions:
         for name in ("steps", "batch_size", "workers", "log_every"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+                raise InvalidInput(f"{name} must be an integer >= 1, got {v!r}")
         if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
+            raise InvalidInput(f"lr must be > 0, got {self.lr}")
         if self.batch_size % self.workers:
-            raise ValueError(f"batch_size {self.batch_size} is not divisible by {self.workers} workers")
+            raise InvalidInput(f"batch_size {self.batch_size} is not divisible by {self.workers} workers")
 
     @property
     def warmup(self) -> int:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import getpass
 import json
+import logging
 import math
 import os
 import socket
@@ -40,6 +41,8 @@ from pathlib import Path
 
 from ablate import storage
 from ablate.storage import StorageError
+
+logger = logging.getLogger(__name__)
 
 LOCK_FILE = ".ablate.lock"
 LEASE_FILE = ".ablate.lock.json"
@@ -163,13 +166,12 @@ class _FileLock:
             os.close(fd)
         old, problem = _parse(os.pread(fd, 65536, 0), LOCAL_KEYS)
         if problem:  # the flock was free: whatever the record says, no live ablate command holds it
-            print(f"{self.path}: taking over a lock whose record is unreadable ({problem}): its lock was no "
-                  "longer held, so no ablate command is writing this experiment", file=sys.stderr, flush=True)
+            logger.warning(f"{self.path}: taking over a lock whose record is unreadable ({problem}): its lock "
+                           "was no longer held, so no ablate command is writing this experiment")
         elif old:
             here = old["host"] == socket.gethostname()
             why = "its process is gone" if here and not _pid_alive(old["pid"]) else "its lock was no longer held"
-            print(f"{self.path.parent}: taking over a stale lock from {describe_holder(old)}: {why}",
-                  file=sys.stderr, flush=True)
+            logger.warning(f"{self.path.parent}: taking over a stale lock from {describe_holder(old)}: {why}")
         data = json.dumps(holder_record(self.command)).encode()
         os.ftruncate(fd, 0)
         os.pwrite(fd, data, 0)
@@ -203,9 +205,8 @@ class _Lease:
         self.lost: str | None = None
         self._s3 = self._s3_client() if self.uri.startswith("s3://") else None
         if self._s3 is None:
-            print(f"warning: {self.uri}: this store offers no conditional writes here; the lease is read then "
-                  "written, so two writers starting within a second of each other can both take it",
-                  file=sys.stderr, flush=True)
+            logger.warning(f"warning: {self.uri}: this store offers no conditional writes here; the lease is "
+                           "read then written, so two writers starting within a second of each other can both take it")
 
     @staticmethod
     def _s3_client():
@@ -285,16 +286,16 @@ class _Lease:
                     raise ExperimentLocked(f"{self.uri}: the lease's record is unreadable ({problem}) and it was "
                                            f"written {age:.0f} s ago, so a writer may hold it; retry in "
                                            f"{window - age + 1:.0f} s (it is taken over then), or stop that writer")
-                print(f"{self.uri}: taking over a lease whose record is unreadable ({problem}): not written for "
-                      f"{age:.0f} s (over {self.stale_after} x {self.heartbeat_s:g} s)", file=sys.stderr, flush=True)
+                logger.warning(f"{self.uri}: taking over a lease whose record is unreadable ({problem}): not "
+                               f"written for {age:.0f} s (over {self.stale_after} x {self.heartbeat_s:g} s)")
             else:
                 age = time.time() - rec.get("heartbeat", 0)
                 if age <= window:
                     raise ExperimentLocked(f"{self.exp}: another ablate command is writing this experiment "
                                            f"({describe_holder(rec)}; last heartbeat {age:.0f} s ago); wait for it "
                                            f"to finish, or stop it (lease: {self.uri})")
-                print(f"{self.exp}: taking over a stale lease from {describe_holder(rec)}: no heartbeat for "
-                      f"{age:.0f} s (over {self.stale_after} x {self.heartbeat_s:g} s)", file=sys.stderr, flush=True)
+                logger.warning(f"{self.exp}: taking over a stale lease from {describe_holder(rec)}: no heartbeat "
+                               f"for {age:.0f} s (over {self.stale_after} x {self.heartbeat_s:g} s)")
             if self._write(if_match=etag):
                 break
         else:
@@ -307,12 +308,11 @@ class _Lease:
             try:
                 ok = self._write(if_match=self.etag)
             except StorageError as e:  # a network blip: said, retried at the next beat
-                print(f"warning: {e}; retrying in {self.heartbeat_s:g} s", file=sys.stderr, flush=True)
+                logger.warning(f"warning: {e}; retrying in {self.heartbeat_s:g} s")
                 continue
             if not ok:
                 self.lost = f"{self.uri}: the lease was taken by another writer"
-                print(f"warning: {self.lost}; this command no longer holds the experiment", file=sys.stderr,
-                      flush=True)
+                logger.warning(f"warning: {self.lost}; this command no longer holds the experiment")
                 return
 
     def release(self) -> None:

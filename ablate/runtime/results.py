@@ -3,6 +3,7 @@ checkpoint path, wall time. Written as results.parquet and results.csv."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -10,6 +11,8 @@ import pandas as pd
 from ablate import storage
 from ablate.config import TrialSpec
 from ablate.runtime.config_errors import CONFIG_ERROR
+
+logger = logging.getLogger(__name__)
 
 KEY_COLUMNS = ["trial", "trial_id", "combination", "seed", "status"]
 
@@ -81,8 +84,8 @@ def keep_finished(previous: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
         old = done.get((r["combination"], r["seed"]))
         if old is not None and not _complete(r):
             lacks = "" if isinstance(r.get("checkpoint"), str) and r["checkpoint"] else ", without a checkpoint"
-            print(f"{old['trial']}: kept as finished with checkpoint {old['checkpoint']} (this run reported it as "
-                  f"{r.get('status')}{lacks})", flush=True)
+            logger.info(f"{old['trial']}: kept as finished with checkpoint {old['checkpoint']} (this run reported "
+                        f"it as {r.get('status')}{lacks})")
             r = old
         rows.append(r)
     return pd.DataFrame(rows, columns=list(dict.fromkeys([*new.columns, *previous.columns])))
@@ -102,6 +105,7 @@ def write_results(df: pd.DataFrame, out: Path | str) -> None:
 def print_summary(df: pd.DataFrame, wall_s: float | None = None) -> None:
     cols = [c for c in ["trial", "status", "steps", "val/loss/total", "val/psnr", "test/psnr", "test/ssim", "test/fid",
                         "test/cldice", "test/dice", "wall_time_s", "startup_s"] if c in df.columns]
+    # The command's product (the results table, as `ablate launch` / `evaluate` end), printed: not a log line.
     with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:.4g}".format):
         print(df[cols].to_string(index=False))
     if wall_s is not None:

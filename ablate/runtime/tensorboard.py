@@ -12,8 +12,8 @@ reading half: it keeps a local copy of a remote tensorboard/ folder up to date f
 
 from __future__ import annotations
 
+import logging
 import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +22,8 @@ import torch
 from torch.utils.tensorboard import SummaryWriter
 
 from ablate import storage
+
+logger = logging.getLogger(__name__)
 
 UPLOAD_EVERY_S = 30.0
 # An event file is uploaded whole each time it changed; past this size the writer
@@ -51,8 +53,8 @@ class TrialWriter:
                 # A store hiccup must not kill training; said in the worker's log, retried
                 # next interval. The upload in close() raises instead: that one must land.
                 self._last_upload = time.monotonic()
-                print(f"warning: TensorBoard upload to {self.remote} failed ({e}); retrying in "
-                      f"{UPLOAD_EVERY_S:g} s", file=sys.stderr, flush=True)
+                logger.warning(f"warning: TensorBoard upload to {self.remote} failed ({e}); retrying in "
+                               f"{UPLOAD_EVERY_S:g} s")
 
     def reconstructions(self, x: torch.Tensor, x_hat: torch.Tensor, step: int, n: int = 4) -> None:
         """One image per sample: input | reconstruction side by side (RGB channels)."""

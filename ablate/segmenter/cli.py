@@ -12,9 +12,9 @@ from typing import Optional
 import typer
 
 from ablate.backbones.weights import ablate_weights_file
-from ablate.runtime import console, fail
+from ablate.runtime import console
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(cls=console.Commands, add_completion=False, no_args_is_help=True,
                   help="Vessel segmenter: train the U-Net on DRIVE, or score a segmenter on a prepared split.")
 
 # Same as ablate.segmenter.model.DEFAULT_WEIGHTS (tested).
@@ -50,19 +50,14 @@ def train(
     from ablate.runtime import ray_output
 
     ray_output.set_verbose(verbose)
-    from ablate.config import ConfigError
-    from ablate.data.shards import DatasetError
     from ablate.runtime import RunOptions
     from ablate.segmenter.model import format_metrics
     from ablate.segmenter.train import train_segmenter
 
-    try:
-        run = RunOptions(steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed, address=address,
-                         gpus_per_worker=gpus_per_worker, tb_dir=tb_dir)
-        r = train_segmenter(data, out, run, patch=patch, arch={"base": base, "levels": levels},
-                            patches_per_image=patches_per_image, include_val=include_val)
-    except (DatasetError, ConfigError, ValueError) as e:  # all raised before Ray starts
-        fail(str(e))
+    run = RunOptions(steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed, address=address,
+                     gpus_per_worker=gpus_per_worker, tb_dir=tb_dir)
+    r = train_segmenter(data, out, run, patch=patch, arch={"base": base, "levels": levels},
+                        patches_per_image=patches_per_image, include_val=include_val)
     typer.echo(f"{r.out_file}: U-Net {r.arch} trained {r.steps} steps at {r.size} px in {r.train_seconds / 60:.1f} min")
     if r.metrics:
         typer.echo(format_metrics(r.metrics))
@@ -86,14 +81,10 @@ def evaluate(
     that have a manual vessel mask; the ones without are named and skipped."""
     import json
 
-    from ablate.data.shards import DatasetError
     from ablate.segmenter.model import evaluate_split, format_metrics, load_segmenter
 
-    try:
-        seg = load_segmenter(segmenter)
-        m = evaluate_split(seg, data, split)
-    except (FileNotFoundError, DatasetError, ValueError) as e:
-        fail(str(e))
+    seg = load_segmenter(segmenter)
+    m = evaluate_split(seg, data, split)
     typer.echo(format_metrics(m))
     if m["skipped"]:
         typer.echo(f"skipped {len(m['skipped'])} image(s) of the {split} split without a vessel mask: "

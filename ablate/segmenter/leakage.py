@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import os
 
+from ablate.errors import AblateError
 
-class TrainedOnImages(ValueError):
+
+class TrainedOnImages(AblateError, ValueError):
     """The segmenter was trained on images it is asked to score."""
 
 

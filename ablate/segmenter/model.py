@@ -49,6 +49,7 @@ from torch import nn
 
 from ablate.backbones.weights import ablate_weights_file
 from ablate.backbones.weights_load import read_weights_file
+from ablate.errors import InputMissing, InvalidInput
 from ablate.segmenter.inputs import check_segmenter_inputs as _check_images
 from ablate.segmenter.inputs import fov_from_images
 
@@ -109,7 +110,7 @@ def _norm(kind: str, channels: int) -> nn.Module:
         return nn.BatchNorm2d(channels)
     if kind == "group":
         return nn.GroupNorm(max(g for g in (8, 4, 2, 1) if channels % g == 0), channels)
-    raise ValueError(f"norm must be 'batch' or 'group', got {kind!r}")
+    raise InvalidInput(f"norm must be 'batch' or 'group', got {kind!r}")
 
 
 class DoubleConv(nn.Sequential):
@@ -129,7 +130,7 @@ class UNet(nn.Module):
     def __init__(self, base: int = 16, levels: int = 4, norm: str = "batch", in_channels: int = 3):
         super().__init__()
         if not (isinstance(base, int) and base >= 1 and isinstance(levels, int) and levels >= 2):
-            raise ValueError(f"UNet needs integer base >= 1 and levels >= 2, got base={base!r}, levels={levels!r}")
+            raise InvalidInput(f"UNet needs integer base >= 1 and levels >= 2, got base={base!r}, levels={levels!r}")
         _norm(norm, base)  # validates `norm`
         self.levels = levels
         widths = [base * 2**i for i in range(levels)]
@@ -169,7 +170,7 @@ def build_unet(arch: dict | None = None) -> UNet:
     a = {**DEFAULT_ARCH, **(arch or {})}
     unknown = set(a) - set(DEFAULT_ARCH)
     if unknown:
-        raise ValueError(f"unknown U-Net arch keys {sorted(unknown)}; valid: {sorted(DEFAULT_ARCH)}")
+        raise InvalidInput(f"unknown U-Net arch keys {sorted(unknown)}; valid: {sorted(DEFAULT_ARCH)}")
     return UNet(**a)
 
 
@@ -263,7 +264,7 @@ def load_segmenter(spec: str | os.PathLike = DEFAULT_WEIGHTS, device: str | torc
         return RidgeSegmenter(family.removesuffix("+otsu"))
     path = Path(s).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(
+        raise InputMissing(
             f"{path}: no vessel segmenter weights there; create them with `{TRAIN_COMMAND} --out {path}` "
             f"(DIR: DRIVE prepared by `ablate prepare`), or use the classical fallback 'ridge'"
         )
@@ -271,7 +272,8 @@ def load_segmenter(spec: str | os.PathLike = DEFAULT_WEIGHTS, device: str | torc
     ckpt = read_weights_file(path, "a vessel segmenter file",
                              f"Train one with `{TRAIN_COMMAND} --out {path}`, or use the classical fallback 'ridge'.")
     if not isinstance(ckpt, dict) or "model" not in ckpt or "arch" not in ckpt:
-        raise ValueError(f"{path}: not a vessel segmenter file written by `ablate segmenter train` (keys model, arch missing)")
+        raise InvalidInput(f"{path}: not a vessel segmenter file written by `ablate segmenter train` "
+                           "(keys model, arch missing)")
     model = build_unet(ckpt["arch"])
     model.load_state_dict(ckpt["model"])
     meta = {k: v for k, v in ckpt.items() if k != "model"}

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ablate.errors import InvalidInput
 from ablate.segmenter.inputs import check_segmenter_inputs as _check_images
 from ablate.segmenter.inputs import fov_from_images
 
@@ -63,7 +64,7 @@ class RidgeSegmenter:
     def __init__(self, family: str = "meijering", sigmas_512: tuple[float, ...] = RIDGE_SIGMAS_512,
                  clahe: bool = True, erode_512: int = RIDGE_ERODE_512):
         if family not in RIDGE_FAMILIES:
-            raise ValueError(f"ridge family must be one of {list(RIDGE_FAMILIES)}, got {family!r}")
+            raise InvalidInput(f"ridge family must be one of {list(RIDGE_FAMILIES)}, got {family!r}")
         self.family, self.sigmas_512, self.clahe, self.erode_512 = family, tuple(sigmas_512), clahe, erode_512
         self.name = f"ridge:{family}+otsu"
 

@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ablate.errors import InvalidInput
 from ablate.runtime import RunOptions, final_state, fit_standalone, run_folders
 from ablate.segmenter.model import DEFAULT_ARCH, DEFAULT_WEIGHTS
 from ablate.segmenter.camera import CameraJitter
@@ -247,11 +248,11 @@ def train_segmenter(
     run.check()
     for name, v in (("patches_per_image", patches_per_image), ("val_every", val_every)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+            raise InvalidInput(f"{name} must be an integer >= 1, got {v!r}")
     arch = {**DEFAULT_ARCH, **(arch or {})}
     model = build_unet(arch)  # validates arch
     if patch > size or patch % model.multiple:
-        raise ValueError(f"patch {patch} px must be <= the prepared size {size} px and a multiple of "
+        raise InvalidInput(f"patch {patch} px must be <= the prepared size {size} px and a multiple of "
                          f"{model.multiple} (the U-Net's {arch['levels']} levels)")
     if manifest["counts"].get("train", 0) == 0:
         raise DatasetError(f"{data_dir}: the train split is empty (counts {manifest['counts']})")

@@ -43,6 +43,8 @@ def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_
     cache_train = cache_fits(train_rows, spec.data.size, placement.workers, spec.data.cache_mb)
     if not cache_train and spec.data.cache_mb > 0:
         # Said, not silent: every epoch will re-read and re-decode (BENCHMARKS.md: ~4x slower on small images).
+        # A print, not a log record: this runs in the trial's Tune actor, where no handler of ours is set up
+        # and Ray keeps the actor's stdout in the trial's log file (log_to_file, ray_output.py).
         print(f"{trial_key(spec)}: a worker's share of the train split is "
               f"{share_mb(train_rows, spec.data.size, placement.workers):.0f} MiB decoded, over "
               f"data.cache_mb {spec.data.cache_mb:g}; streaming and decoding it from Ray Data every epoch", flush=True)

@@ -8,8 +8,8 @@ training. Placement follows `runtime.placement` (one whole CPU stays free for Ra
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +25,8 @@ from ablate.train.experiment import (check_experiment_folder, grid_record, launc
                                     record_dataset, write_record)
 from ablate.train.grid import check_batches, check_data, preflight_losses, resolve_grid, trial_table
 from ablate.train.pretrained import FoundationStage, check_given_files, choose_auto_foundation, settle_weights
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -126,7 +128,7 @@ def dataset_location(data: str | None) -> str:
     if data is None:
         from ablate.data.demo import NOTICE, ensure_demo
 
-        print(NOTICE, file=sys.stderr)
+        logger.warning(NOTICE)
         return str(ensure_demo())
     return storage.normalize(data) if storage.is_uri(data) else str(Path(data).resolve())
 
@@ -155,11 +157,11 @@ def print_estimate(grid: Grid, opts: LaunchOptions) -> dict:
     # Packed GPU trials: assume no gain from packing (each step as many times slower as
     # trials share a GPU); benchmarks/gpu.py measures the real gain.
     per_gpu = min(placement.concurrent, int(1 / opts.gpus_per_worker)) if 0 < opts.gpus_per_worker < 1 else 1
-    print(f"estimate: probing {len(grid.trials)} trials' distinct configurations on this machine "
-          f"({placement.concurrent} at a time, {placement.threads_per_worker} thread(s) per worker)")
+    logger.info(f"estimate: probing {len(grid.trials)} trials' distinct configurations on this machine "
+                f"({placement.concurrent} at a time, {placement.threads_per_worker} thread(s) per worker)")
     result = estimate(grid, placement.concurrent, workers=opts.workers, slowdown=float(per_gpu),
                       threads=placement.threads_per_worker, device="cuda" if opts.gpus_per_worker else "cpu")
-    print(format_estimate(result, placement.concurrent, float(per_gpu)))
+    print(format_estimate(result, placement.concurrent, float(per_gpu)))  # the product of --estimate: printed
     return result
 
 
@@ -183,10 +185,11 @@ def prepare_grid(opts: LaunchOptions) -> PreparedGrid | None:
     # A weights file the user named must at least be a torch file: refused here, not in a trial.
     check_given_files(grid, opts.evaluate, choice.stage.out_file if choice.stage else None)
     only = f" (--only {','.join(opts.only)} of {len(full.trials)})" if opts.only else ""
+    # The trial table is the product of --dry-run (and the head of a launch's output): printed, not logged.
     print(f"grid {grid.name!r} from {grid.source}: {len(grid.trials)} trials{only} -> {out}")
     print(trial_table(grid))
     if choice.note:
-        print(choice.note)
+        logger.info(choice.note)
     files, missing = settle_weights(grid, choice, fetch=fetch)  # a launch raises here, listing every missing file
     stage_file = choice.stage.out_file if choice.stage else None
     try:
@@ -198,10 +201,10 @@ def prepare_grid(opts: LaunchOptions) -> PreparedGrid | None:
         print_estimate(grid, opts)
         return None
     if opts.dry_run:  # a launch prints the placement Ray gives it (train_grid)
-        print(placement_line(placement, opts) if placement is not None else
-              f"placement: decided on the cluster at {opts.address} once joined; {failure_policy(opts)}")
+        logger.info(placement_line(placement, opts) if placement is not None else
+                    f"placement: decided on the cluster at {opts.address} once joined; {failure_policy(opts)}")
         if missing:
-            print(f"dry run: a launch would fetch these first, or stop here:\n{missing}")
+            logger.info(f"dry run: a launch would fetch these first, or stop here:\n{missing}")
         return None
     data_hash = manifest_sha256(data_dir)
     check_experiment_folder(out, full, opts.resume, data_dir, launching=[trial_key(s) for s in grid.trials],
@@ -223,7 +226,7 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
                                    opts.concurrent, node_cpus=node_cpus(), node_gpus=node_gpus())
         if opts.threads_per_worker is not None:  # checked >= 1 in LaunchOptions.validate
             placement = dataclasses.replace(placement, threads_per_worker=opts.threads_per_worker)
-        print(placement_line(placement, opts))
+        logger.info(placement_line(placement, opts))
         trials = {trial_key(s): s for s in grid.trials}
         view = GridView(concurrent=placement.concurrent)
         for key, spec in trials.items():
@@ -247,8 +250,8 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
             # A private attribute of Tune 2.60's Tuner (no public setter after restore).
             local = getattr(tuner, "_local_tuner", None)
             if local is None:
-                print("this Ray's Tuner has no _local_tuner: the resumed grid shows Tune's own output, "
-                      "not the live view", file=sys.stderr)
+                logger.warning("this Ray's Tuner has no _local_tuner: the resumed grid shows Tune's own output, "
+                               "not the live view")
             else:
                 restored = local.get_run_config()
                 restored.callbacks = [*(c for c in restored.callbacks or []
@@ -285,8 +288,8 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
             logs = ray_output.collect_logs(out)
         wall = time.time() - t0
         if logs:
-            print(f"Ray's output (Tune, Ray Data, raylet, workers): {logs}/ (ablate launch --verbose shows it here)"
-                  + (f"; uploaded from {ray_output.local_logs(out)}" if storage.is_uri(out) else ""))
+            logger.info(f"Ray's output (Tune, Ray Data, raylet, workers): {logs}/ (ablate launch --verbose shows it "
+                        "here)" + (f"; uploaded from {ray_output.local_logs(out)}" if storage.is_uri(out) else ""))
         table = collect_results(result_grid, trials)
     if storage.is_uri(out):
         # Ray reports these as paths on the bucket, without the scheme; store URIs.

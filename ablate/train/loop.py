@@ -8,8 +8,8 @@ Metrics are averaged over workers before reporting, since Tune sees rank 0's.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
-import sys
 import time
 from pathlib import Path
 
@@ -32,6 +32,8 @@ from ablate.runtime import (
     worker_context,
 )
 from ablate.train.step import train_step
+
+logger = logging.getLogger(__name__)
 
 
 def _sharding_check(seen: list[torch.Tensor]) -> dict:
@@ -118,7 +120,7 @@ class WorkerRun:
             raise ConfigError(f"trial {self.spec.combination}-s{self.spec.seed}: losses: {e}") from e
         self.precision = resolve_precision(t.precision, self.device.type)
         if self.precision.note and self.rank == 0:
-            print(f"[{self.spec.combination}] {self.precision.note}", file=sys.stderr)
+            logger.warning(f"[{self.spec.combination}] {self.precision.note}")
         self.scaler = self.precision.grad_scaler()  # fp16 only
         if self.scaler is not None:
             self.loss_fn.grad_scale = self.scaler.scale
@@ -161,10 +163,9 @@ class WorkerRun:
         folder, notes = usable_checkpoint(where, self.spec.combination + f"-s{self.spec.seed}")
         if self.rank == 0:
             for n in notes:
-                print(f"[{self.spec.combination}] {n}", file=sys.stderr, flush=True)
+                logger.warning(f"[{self.spec.combination}] {n}")
         if folder is None:
-            print(f"[{self.spec.combination}] starting over from step 0: no checkpoint of this run verifies",
-                  file=sys.stderr, flush=True)
+            logger.warning(f"[{self.spec.combination}] starting over from step 0: no checkpoint of this run verifies")
             return 0
         state = read_checkpoint(folder, str(self.device))
         unwrap(self.model).load_state_dict(state["model"])
