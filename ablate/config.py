@@ -17,110 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ablate.losses.spec import COMMON_OPTIONS, LossSpec, split_options
+from ablate.losses.spec import COMMON_OPTIONS, split_options
+from ablate.specs import (PLAIN_NAME, PRECISIONS, SEED_MAX, ConfigError, DataSpec, Grid, LossSpec, ModelSpec,
+                          TrainSpec, TrialSpec)
 from ablate.yaml_load import YamlRefused, load_yaml
-
-
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # train.precision
-# A trial's seed reaches torch.manual_seed (0..2^64-1), numpy's SeedSequence (any int >= 0) and the
-# results table (int64); 2^32-1 is numpy's legacy np.random.seed limit, the narrowest seeding range
-# in common use, so a seed from here works in any tool that re-runs or analyses a trial.
-SEED_MAX = 2**32 - 1
-PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # the grid's `name:` (a folder under runs/)
-
-
-class ConfigError(ValueError):
-    """A search space or override is invalid; the message names file and key."""
-
-
-@dataclass(frozen=True)
-class AugmentSpec:
-    hflip: bool = True
-    vflip: bool = False
-    rotate_deg: float = 10.0  # uniform in [-rotate_deg, rotate_deg]
-
-
-@dataclass(frozen=True)
-class DataSpec:
-    size: int = 256
-    augment: AugmentSpec = field(default_factory=AugmentSpec)
-    # Each Train worker keeps its decoded share of the train split in memory when it
-    # fits in this many MiB (decode once per trial, not per epoch); 0 = stream every epoch.
-    cache_mb: float = 4096
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    preset: str = "paper256"
-    # Any architecture field of the preset can be overridden here.
-    overrides: dict = field(default_factory=dict)
-    # {family, channel, filter options}: an edge map appended as a 4th channel
-    # the autoencoder reconstructs (the paper's edge variant); None = RGB only.
-    edge_channel: dict | None = None
-
-
-@dataclass(frozen=True)
-class TrainSpec:
-    steps: int = 1000
-    epochs: int | None = None  # when set, train for whole epochs instead of `steps`
-    batch_size: int = 16  # global batch, split evenly over workers
-    lr: float = 4.5e-6
-    betas: tuple[float, float] = (0.5, 0.9)
-    log_every: int = 10
-    image_every: int = 100
-    val_every: int = 100
-    val_batches: int = 4
-    checkpoint_every: int = 500
-    # Model and batches in channels_last memory format: 1.2x faster convolutions for
-    # paper256 on this CPU (BENCHMARKS.md), and the layout tensor cores want on GPU.
-    channels_last: bool = True
-    # Autocast of the training step and validation (ablate/runtime/precision.py says what
-    # stays fp32 and why): auto = bf16 on CUDA, fp32 on the CPU; fp16 (CUDA only) uses a GradScaler.
-    precision: str = "auto"
-    # torch.compile the autoencoder (in place: checkpoints keep eager key names). Compiling
-    # happens in the first step (and the first validation), so time/first_step_s and
-    # time/startup/compiled_s include it; compare with an eager run's first step.
-    compile: bool = False
-
-
-@dataclass(frozen=True)
-class TrialSpec:
-    combination: str
-    seed: int
-    data: DataSpec
-    model: ModelSpec
-    train: TrainSpec
-    losses: tuple[LossSpec, ...]
-
-    def flat(self) -> dict[str, Any]:
-        """Every config value under a dotted key, for result tables and hparams."""
-        out: dict[str, Any] = {"combination": self.combination, "seed": self.seed}
-        _flatten("data", dataclasses.asdict(self.data), out)
-        _flatten("model", {"preset": self.model.preset, **self.model.overrides,
-                           "edge_channel": self.model.edge_channel}, out)
-        _flatten("train", dataclasses.asdict(self.train), out)
-        for spec in self.losses:
-            _flatten(f"loss.{spec.name}", {k: v for k, v in dataclasses.asdict(spec).items() if k != "name"}, out)
-        return out
-
-
-@dataclass(frozen=True)
-class Grid:
-    name: str
-    description: str
-    source: str
-    trials: tuple[TrialSpec, ...]
-    questions: dict | None = None  # parse_questions' output; None: not declared (the report uses defaults)
-
-
-def _flatten(prefix: str, value: Any, out: dict) -> None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}", v, out)
-    elif isinstance(value, (list, tuple)):
-        out[prefix] = str(list(value))
-    else:
-        out[prefix] = value
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -324,6 +224,40 @@ def load_grid(path: str | Path, overrides: dict | None = None) -> Grid:
             raise ConfigError(str(e)) from None
     return Grid(name=name, description=str(raw.get("description", "")),
                 source=str(path), trials=tuple(trials), questions=questions)
+
+
+def resolve_grid(grid: str, steps: int | None = None, epochs: int | None = None, size: int | None = None,
+                 only: tuple[str, ...] = (), precision: str | None = None,
+                 compile: bool | None = None) -> tuple[Grid, Grid]:
+    """(the whole search space, the trials to run now), read here at the top so the training
+    stage receives the parsed Grid by value and never reads YAML itself.
+
+    Args:
+        grid: a search space's name (`find_grid`) or a path to its .yaml file.
+        steps, epochs, size, precision, compile: the launch's overrides of every trial's
+            train.steps, train.epochs, data.size, train.precision, train.compile (None: as written).
+        only: keep these combinations (names as in the search space); () keeps all.
+    """
+    overrides: dict = {}
+    if steps is not None:
+        overrides.setdefault("train", {})["steps"] = steps
+    if epochs is not None:
+        overrides.setdefault("train", {})["epochs"] = epochs
+    if size is not None:
+        overrides.setdefault("data", {})["size"] = size
+    if precision is not None:
+        overrides.setdefault("train", {})["precision"] = precision
+    if compile is not None:
+        overrides.setdefault("train", {})["compile"] = compile
+    full = load_grid(find_grid(grid), overrides)
+    if not only:
+        return full, full
+    names = list(dict.fromkeys(s.combination for s in full.trials))
+    unknown = [c for c in only if c not in names]
+    if unknown:
+        raise ConfigError(f"--only {','.join(only)}: no combination {unknown} in grid {full.name!r}; "
+                          f"its combinations: {', '.join(names)}")
+    return full, dataclasses.replace(full, trials=tuple(s for s in full.trials if s.combination in only))
 
 
 def shipped_grids() -> dict[str, Path]:

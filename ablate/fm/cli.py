@@ -56,10 +56,10 @@ def pretrain(
 
     ray_output.set_verbose(verbose)
     from ablate.backbones.retfound import CheckpointMismatch
-    from ablate.config import ConfigError
     from ablate.data.shards import DatasetError
     from ablate.fm.pretrain import pretrain as run_pretrain
     from ablate.runtime import RunOptions
+    from ablate.specs import ConfigError
 
     try:
         run = RunOptions(steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed, address=address,

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 
 from ablate import storage
-from ablate.config import TrialSpec
 from ablate.runtime.config_errors import CONFIG_ERROR
+from ablate.specs import TrialSpec
 
 KEY_COLUMNS = ["trial", "trial_id", "combination", "seed", "status"]
 

@@ -50,11 +50,11 @@ def train(
     from ablate.runtime import ray_output
 
     ray_output.set_verbose(verbose)
-    from ablate.config import ConfigError
     from ablate.data.shards import DatasetError
     from ablate.runtime import RunOptions
     from ablate.segmenter.model import format_metrics
     from ablate.segmenter.train import train_segmenter
+    from ablate.specs import ConfigError
 
     try:
         run = RunOptions(steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed, address=address,
