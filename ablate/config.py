@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
-import re
+import functools
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
 
 from ablate.losses.spec import COMMON_OPTIONS, split_options
 from ablate.specs import (PLAIN_NAME, PRECISIONS, SEED_MAX, ConfigError, DataSpec, Grid, LossSpec, ModelSpec,
@@ -33,58 +33,95 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
-def _coerce(tp: Any, value: Any, where: str) -> Any:
-    """Check/convert one YAML value against a dataclass field type."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, where)
-    if dataclasses.is_dataclass(tp):
-        return build_dataclass(tp, value, where)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if math.isnan(value) or math.isinf(value):
-            raise ConfigError(f"{where}: must be finite, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"{where}: expected a list of {len(args)} values, got {value!r}")
-        return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
-    if tp is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    return value
+# What each pydantic error type says, in this loader's words (the messages before pydantic).
+_SAYS = {"bool_type": "expected true/false", "int_type": "expected an integer", "float_type": "expected a number",
+         "string_type": "expected a string", "dict_type": "expected a mapping", "dataclass_type": "expected a mapping",
+         "finite_number": "must be finite"}
+_UNKNOWN_KEY = {"unexpected_keyword_argument", "extra_forbidden", "invalid_key"}  # said of the mapping holding it
+_LIST_SHAPE = {"tuple_type", "too_short", "too_long", "missing"}  # said of the list (a `missing` item: too short)
 
 
-def build_dataclass(cls: type, raw: Any, where: str) -> Any:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid: {sorted(names)}")
-    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in raw.items()}
-    return cls(**kwargs)
+@functools.cache
+def _reader(cls: type) -> TypeAdapter:
+    return TypeAdapter(cls)  # built on first use: importing the loader stays cheap
+
+
+def read_spec(cls: type, raw: Any, where: str) -> Any:
+    """One spec dataclass (ablate.specs) from its YAML mapping, validated by pydantic as its field
+    types say (strict: a bool is no integer, "3" no number); None reads as all defaults.
+
+    Args:
+        cls: the spec dataclass, e.g. TrainSpec.
+        raw: the mapping from the search space (after merging).
+        where: the file and key path of `raw`, e.g. `g.yaml: combinations.a.train`; every
+            message starts with it and names the key below it.
+
+    Raises:
+        ConfigError: the first problem in the order the file is read (a mapping's unknown keys
+            before its values, the values as written, a list's length before its items).
+    """
+    raw = {} if raw is None else raw
+    try:
+        return _reader(cls).validate_python(raw)
+    except ValidationError as e:
+        raise ConfigError(_first_problem(cls, raw, e.errors(), where)) from None
+
+
+def _first_problem(cls: type, raw: Any, errors: list, where: str) -> str:
+    problems = [_problem(cls, raw, error) for error in errors]
+    loc, message = min(problems, key=lambda p: _reading_order(raw, p[0]))
+    path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
+    return f"{where}{path}: {message}"
+
+
+def _problem(cls: type, raw: Any, error: dict) -> tuple[tuple, str]:
+    """(the key path the message is about, the message) of one pydantic error."""
+    loc, kind = tuple(error["loc"]), error["type"]
+    if kind in _UNKNOWN_KEY:
+        loc = loc[:-1]
+        names = sorted(f.name for f in dataclasses.fields(_type_at(cls, loc)))
+        unknown = set(_value_at(raw, loc)) - set(names)
+        try:
+            unknown = sorted(unknown)
+        except TypeError:  # keys of several types (YAML `1:` beside `a:`)
+            unknown = sorted(unknown, key=repr)
+        return loc, f"unknown key(s) {unknown}; valid: {names}"
+    if kind in _LIST_SHAPE:
+        whole = loc[:-1] if kind == "missing" else loc
+        tp = _type_at(cls, whole)
+        if typing.get_origin(tp) is tuple:
+            return whole, f"expected a list of {len(typing.get_args(tp))} values, got {_value_at(raw, whole)!r}"
+        if kind == "missing":  # a required key of a spec (the loader always gives them)
+            return loc, "missing; it is required"
+    says = _SAYS.get(kind, error["msg"])
+    return loc, f"{says}, got {_value_at(raw, loc)!r}"
+
+
+def _type_at(cls: type, loc: tuple) -> Any:
+    """The field type at `loc` inside the dataclass `cls` (`X | None` read as X)."""
+    tp = cls
+    for part in loc:
+        tp = typing.get_type_hints(tp)[part] if dataclasses.is_dataclass(tp) else typing.get_args(tp)[part]
+        args = typing.get_args(tp)
+        if type(None) in args and len(args) == 2:
+            tp = next(a for a in args if a is not type(None))
+    return tp
+
+
+def _value_at(raw: Any, loc: tuple) -> Any:
+    for part in loc:
+        raw = raw[part]
+    return raw
+
+
+def _reading_order(raw: Any, loc: tuple) -> list:
+    """Where the problem at `loc` comes when the file is read top-down: a mapping's or list's own
+    problem (unknown keys, wrong length) before its items', items in the order written."""
+    order = []
+    for part in loc:
+        order.append((1, list(raw).index(part) if isinstance(raw, dict) else part))
+        raw = raw[part]
+    return order + [(0, 0)]
 
 
 def _loss_specs(raw: Any, where: str) -> tuple[LossSpec, ...]:
@@ -108,7 +145,7 @@ def _loss_specs(raw: Any, where: str) -> tuple[LossSpec, ...]:
             LOSSES.check_options(name, options, key, also_valid=COMMON_OPTIONS)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        spec = build_dataclass(LossSpec, {"name": name, **common, "options": options}, key)
+        spec = read_spec(LossSpec, {"name": name, **common, "options": options}, key)
         if spec.weight < 0:
             raise ConfigError(f"{key}.weight: must be >= 0, got {spec.weight}")
         if spec.start_step < 0:
@@ -147,9 +184,9 @@ def trial_from_dict(combination: str, seed: int, cfg: dict, where: str) -> Trial
     spec = TrialSpec(
         combination=combination,
         seed=seed,
-        data=build_dataclass(DataSpec, cfg.get("data"), f"{where}.data"),
+        data=read_spec(DataSpec, cfg.get("data"), f"{where}.data"),
         model=ModelSpec(preset=preset, overrides=model_raw, edge_channel=edge_channel),
-        train=build_dataclass(TrainSpec, cfg.get("train"), f"{where}.train"),
+        train=read_spec(TrainSpec, cfg.get("train"), f"{where}.train"),
         losses=_loss_specs(cfg.get("losses"), f"{where}.losses"),
     )
     t = spec.train
