@@ -208,6 +208,19 @@ def losses() -> None:
     typer.echo("every term also takes: " + "; ".join(f"{k} ({v})" for k, v in COMMON_OPTIONS.items()))
 
 
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a search-space file (search_spaces/*.yaml), for editors.
+
+    E.g. `ablate schema > search_spaces/schema.json`, then first in a YAML file
+    `# yaml-language-server: $schema=schema.json` (VS Code's YAML extension, Neovim's yamlls)."""
+    import json
+
+    from ablate.config import search_space_schema
+
+    typer.echo(json.dumps(search_space_schema(), indent=2))
+
+
 # `ablate report EXP` and `ablate tensorboard EXP` live with the reporter.
 from ablate.report.cli import report as _report_cmd  # noqa: E402
 from ablate.report.cli import tensorboard as _tensorboard_cmd

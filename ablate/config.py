@@ -10,17 +10,77 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ablate.losses.spec import COMMON_OPTIONS, split_options
+from ablate.spec_reader import read_spec
 from ablate.specs import (PLAIN_NAME, PRECISIONS, SEED_MAX, ConfigError, DataSpec, Grid, LossSpec, ModelSpec,
                           TrainSpec, TrialSpec)
 from ablate.yaml_load import YamlRefused, load_yaml
+
+# ---- the shape of a search-space file: `ablate schema` prints it as JSON Schema, so editors
+# complete and check search_spaces/*.yaml; load_grid reads the same keys (and says more).
+
+# One term under `losses:`: the options every term takes (LossSpec's fields, described by
+# COMMON_OPTIONS) and the term's own options (`ablate losses` lists them).
+LossTermBlock = create_model(
+    "LossTermBlock", __config__=ConfigDict(extra="allow", title="loss term (its own options besides these: "
+                                                                 "`ablate losses`)"),
+    **{name: (typing.get_type_hints(LossSpec, include_extras=True)[name],
+              Field(getattr(LossSpec, name), description=says)) for name, says in COMMON_OPTIONS.items()})
+
+
+class ModelBlock(BaseModel):
+    """`model:` a preset, any of its architecture fields (e.g. ch, ch_mult), an edge channel."""
+    model_config = ConfigDict(extra="allow")
+    preset: str = Field(ModelSpec.preset, description="an architecture preset (ablate/models/presets.py)")
+    edge_channel: dict | None = Field(None, description="{family, channel, filter options}: an edge map the "
+                                      "autoencoder reconstructs as a 4th channel; null = RGB only")
+
+
+class TrialBlock(BaseModel):
+    """`base:` or one combination's overrides (deep-merged into base)."""
+    model_config = ConfigDict(extra="forbid")
+    data: DataSpec | None = None
+    model: ModelBlock | None = None
+    train: TrainSpec | None = None
+    losses: dict[str, LossTermBlock | None] | None = Field(None, description="term name -> its options; null "
+                                                             "removes a term of base")
+
+
+class QuestionBlock(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    primary: list[str] = Field(min_length=1, max_length=2, description="the 1 or 2 metrics that vote")
+
+
+class QuestionsBlock(BaseModel):
+    """`questions:` the report's primary metrics, declared before the run (ablate/report/declared.py)."""
+    model_config = ConfigDict(extra="forbid")
+    q1: QuestionBlock | None = None
+    q2: QuestionBlock | None = None
+    ranking: list[str] | None = Field(None, min_length=1)
+
+
+class SearchSpaceFile(BaseModel):
+    """A search space: `base` deep-merged with each of `combinations`, each run once per seed."""
+    model_config = ConfigDict(extra="forbid", title="ablate search space")
+    name: Annotated[str, Field(pattern=f"^{PLAIN_NAME.pattern}$")] | int | None = Field(
+        None, description="the experiment folder runs/<name> (default: the file's name)")
+    description: str = ""
+    base: TrialBlock | None = None
+    combinations: dict[str, TrialBlock | None] = Field(min_length=1, description="name (letters, digits, '-', "
+                                                       "'_') -> overrides of base")
+    seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] = Field([0], min_length=1)
+    questions: QuestionsBlock | None = None
+
+
+def search_space_schema() -> dict:
+    """The JSON Schema (draft 2020-12) of a search-space file, for `ablate schema`."""
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **SearchSpaceFile.model_json_schema()}
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -31,97 +91,6 @@ def deep_merge(base: dict, override: dict) -> dict:
         else:
             out[k] = copy.deepcopy(v)
     return out
-
-
-# What each pydantic error type says, in this loader's words (the messages before pydantic).
-_SAYS = {"bool_type": "expected true/false", "int_type": "expected an integer", "float_type": "expected a number",
-         "string_type": "expected a string", "dict_type": "expected a mapping", "dataclass_type": "expected a mapping",
-         "finite_number": "must be finite"}
-_UNKNOWN_KEY = {"unexpected_keyword_argument", "extra_forbidden", "invalid_key"}  # said of the mapping holding it
-_LIST_SHAPE = {"tuple_type", "too_short", "too_long", "missing"}  # said of the list (a `missing` item: too short)
-
-
-@functools.cache
-def _reader(cls: type) -> TypeAdapter:
-    return TypeAdapter(cls)  # built on first use: importing the loader stays cheap
-
-
-def read_spec(cls: type, raw: Any, where: str) -> Any:
-    """One spec dataclass (ablate.specs) from its YAML mapping, validated by pydantic as its field
-    types say (strict: a bool is no integer, "3" no number); None reads as all defaults.
-
-    Args:
-        cls: the spec dataclass, e.g. TrainSpec.
-        raw: the mapping from the search space (after merging).
-        where: the file and key path of `raw`, e.g. `g.yaml: combinations.a.train`; every
-            message starts with it and names the key below it.
-
-    Raises:
-        ConfigError: the first problem in the order the file is read (a mapping's unknown keys
-            before its values, the values as written, a list's length before its items).
-    """
-    raw = {} if raw is None else raw
-    try:
-        return _reader(cls).validate_python(raw)
-    except ValidationError as e:
-        raise ConfigError(_first_problem(cls, raw, e.errors(), where)) from None
-
-
-def _first_problem(cls: type, raw: Any, errors: list, where: str) -> str:
-    problems = [_problem(cls, raw, error) for error in errors]
-    loc, message = min(problems, key=lambda p: _reading_order(raw, p[0]))
-    path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc)
-    return f"{where}{path}: {message}"
-
-
-def _problem(cls: type, raw: Any, error: dict) -> tuple[tuple, str]:
-    """(the key path the message is about, the message) of one pydantic error."""
-    loc, kind = tuple(error["loc"]), error["type"]
-    if kind in _UNKNOWN_KEY:
-        loc = loc[:-1]
-        names = sorted(f.name for f in dataclasses.fields(_type_at(cls, loc)))
-        unknown = set(_value_at(raw, loc)) - set(names)
-        try:
-            unknown = sorted(unknown)
-        except TypeError:  # keys of several types (YAML `1:` beside `a:`)
-            unknown = sorted(unknown, key=repr)
-        return loc, f"unknown key(s) {unknown}; valid: {names}"
-    if kind in _LIST_SHAPE:
-        whole = loc[:-1] if kind == "missing" else loc
-        tp = _type_at(cls, whole)
-        if typing.get_origin(tp) is tuple:
-            return whole, f"expected a list of {len(typing.get_args(tp))} values, got {_value_at(raw, whole)!r}"
-        if kind == "missing":  # a required key of a spec (the loader always gives them)
-            return loc, "missing; it is required"
-    says = _SAYS.get(kind, error["msg"])
-    return loc, f"{says}, got {_value_at(raw, loc)!r}"
-
-
-def _type_at(cls: type, loc: tuple) -> Any:
-    """The field type at `loc` inside the dataclass `cls` (`X | None` read as X)."""
-    tp = cls
-    for part in loc:
-        tp = typing.get_type_hints(tp)[part] if dataclasses.is_dataclass(tp) else typing.get_args(tp)[part]
-        args = typing.get_args(tp)
-        if type(None) in args and len(args) == 2:
-            tp = next(a for a in args if a is not type(None))
-    return tp
-
-
-def _value_at(raw: Any, loc: tuple) -> Any:
-    for part in loc:
-        raw = raw[part]
-    return raw
-
-
-def _reading_order(raw: Any, loc: tuple) -> list:
-    """Where the problem at `loc` comes when the file is read top-down: a mapping's or list's own
-    problem (unknown keys, wrong length) before its items', items in the order written."""
-    order = []
-    for part in loc:
-        order.append((1, list(raw).index(part) if isinstance(raw, dict) else part))
-        raw = raw[part]
-    return order + [(0, 0)]
 
 
 def _loss_specs(raw: Any, where: str) -> tuple[LossSpec, ...]:
@@ -157,9 +126,9 @@ def _loss_specs(raw: Any, where: str) -> tuple[LossSpec, ...]:
 
 
 def trial_from_dict(combination: str, seed: int, cfg: dict, where: str) -> TrialSpec:
-    unknown = sorted(set(cfg) - {"data", "model", "train", "losses"})
+    unknown = sorted(set(cfg) - set(TrialBlock.model_fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid: ['data', 'losses', 'model', 'train']")
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid: {sorted(TrialBlock.model_fields)}")
     model_raw = cfg.get("model")
     if model_raw is not None and not isinstance(model_raw, dict):
         raise ConfigError(f"{where}.model: expected a mapping like {{preset: paper256}}, got {model_raw!r}")
@@ -221,7 +190,7 @@ def load_grid(path: str | Path, overrides: dict | None = None) -> Grid:
         raise ConfigError(str(e)) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    unknown = sorted(set(raw) - {"name", "description", "base", "combinations", "seeds", "questions"})
+    unknown = sorted(set(raw) - set(SearchSpaceFile.model_fields))
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key(s) {unknown}")
     combos = raw.get("combinations")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Annotated, Any
 
-from pydantic import AllowInfNan, BeforeValidator, ConfigDict, Strict, StrictBool, StrictInt, StrictStr
+from pydantic import AllowInfNan, BeforeValidator, ConfigDict, Field, Strict, StrictBool, StrictInt, StrictStr
 
 
 class Choice(str, Enum):
@@ -122,8 +122,8 @@ class TrainSpec:
     channels_last: StrictBool = True
     # Autocast of the training step and validation (ablate/runtime/precision.py says what
     # stays fp32 and why): auto = bf16 on CUDA, fp32 on the CPU; fp16 (CUDA only) uses a GradScaler.
-    # A plain string (one of PRECISIONS), checked by the loader with the key path.
-    precision: StrictStr = "auto"
+    # A plain string, checked against PRECISIONS by the loader (its message names the key path).
+    precision: Annotated[StrictStr, Field(json_schema_extra={"enum": list(PRECISIONS)})] = "auto"
     # torch.compile the autoencoder (in place: checkpoints keep eager key names). Compiling
     # happens in the first step (and the first validation), so time/first_step_s and
     # time/startup/compiled_s include it; compare with an eager run's first step.
