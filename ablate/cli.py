@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 
 from ablate.runtime import fail
+from ablate.specs import EvalSplit, Morphology, PrecisionSetting, SplitMissing
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Loss-function ablations for autoencoder-based retinal image synthesis, on Ray.")
@@ -37,9 +38,10 @@ def prepare(
     max_pixels: int = typer.Option(60_000_000, "--max-pixels", help="reject images whose header claims more "
                                    "pixels, without decoding them (default 60 MP, above every fundus camera; "
                                    "files over 8 bytes a pixel of it are rejected unread)"),
-    split_missing: str = typer.Option("skip", "--split-missing", help="images a present split.csv does not list: "
-                                      "'skip' (default: listed in rejects.csv, the split stays exactly as written) "
-                                      "or 'train'; recorded in manifest.json"),
+    split_missing: SplitMissing = typer.Option(SplitMissing.skip, "--split-missing",
+                                               help="images a present split.csv does not list: 'skip' (listed in "
+                                               "rejects.csv, the split stays exactly as written) or 'train'; "
+                                               "recorded in manifest.json"),
     index: Optional[Path] = typer.Option(None, "--index", help="CSV or Parquet file listing the images instead of "
                                          "SRC: column path (relative to the file's folder), optional split, fov, vessel"),
     cpus: Optional[int] = typer.Option(None, "--cpus", help="CPUs to use (default: every core here, or the cluster's)"),
@@ -65,7 +67,7 @@ def prepare(
     from ablate.storage import StorageError
 
     try:
-        r = run_prepare(src, out, size=size, seed=seed, max_pixels=max_pixels, split_missing=split_missing,
+        r = run_prepare(src, out, size=size, seed=seed, max_pixels=max_pixels, split_missing=split_missing.value,
                         index=index, cpus=cpus, address=address, work=work, allow_missing=allow_missing,
                         replace=replace,
                         progress=functools.partial(Progress, "prepare", unit="files", stream=sys.stderr, every_pct=None,
@@ -101,8 +103,9 @@ def launch(
     steps: Optional[int] = typer.Option(None, "--steps", help="override train.steps of every trial"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="train whole epochs instead of steps"),
     size: Optional[int] = typer.Option(None, "--size", help="override data.size (px) of every trial"),
-    precision: Optional[str] = typer.Option(None, "--precision", help="override train.precision of every trial: "
-                                            "auto (bf16 on CUDA, fp32 on the CPU), bf16, fp16 (CUDA) or fp32"),
+    precision: Optional[PrecisionSetting] = typer.Option(None, "--precision", help="override train.precision of "
+                                                         "every trial: auto (bf16 on CUDA, fp32 on the CPU), bf16, "
+                                                         "fp16 (CUDA) or fp32"),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="override train.compile "
                                            "(torch.compile the autoencoder; off by default)"),
     max_failures: int = typer.Option(2, "--max-failures", help="worker-group restarts per trial, from its last checkpoint"),
@@ -138,7 +141,7 @@ def launch(
                          workers=workers, cpus_per_worker=cpus_per_worker, threads_per_worker=threads_per_worker,
                          gpus_per_worker=gpus_per_worker,
                          concurrent=concurrent, address=address, steps=steps, epochs=epochs, size=size,
-                         precision=precision, compile=compile,
+                         precision=None if precision is None else precision.value, compile=compile,
                          max_failures=max_failures, trial_retries=trial_retries, resume=resume, evaluate=evaluate,
                          segmenter=segmenter, dry_run=dry_run, estimate=estimate, fm_steps=fm_steps,
                          only=names)
@@ -159,9 +162,9 @@ def evaluate(
     segmenter: Optional[str] = typer.Option(None, "--segmenter", help="a U-Net file or 'ridge' (default: our U-Net if present)"),
     address: Optional[str] = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto'"),
     gpus_per_task: float = typer.Option(0.0, "--gpus-per-task"),
-    morphology: str = typer.Option("ablate", "--morphology",
-                                   help="vessel-feature definitions: 'ablate' (ours) or 'automorph' (AutoMorph's)"),
-    split: str = typer.Option("test", "--split", help="'test', or 'all' (every split of another --data)"),
+    morphology: Morphology = typer.Option(Morphology.ablate, "--morphology",
+                                          help="vessel-feature definitions: 'ablate' (ours) or 'automorph' (AutoMorph's)"),
+    split: EvalSplit = typer.Option(EvalSplit.test, "--split", help="'test', or 'all' (every split of another --data)"),
 ) -> None:
     """Evaluate every finished trial on the test split (fidelity + vessel morphology).
 
@@ -173,8 +176,9 @@ def evaluate(
     from ablate.evaluate.run import EvalOptions, evaluate_experiment
     from ablate.runtime import command_line, experiment_lock, print_summary, ray_session
 
-    opts = EvalOptions(exp=exp, data=data, segmenter=segmenter, gpus_per_task=gpus_per_task, morphology=morphology,
-                       split=split)
+    # The library takes plain strings: the choices were checked by typer, before anything ran.
+    opts = EvalOptions(exp=exp, data=data, segmenter=segmenter, gpus_per_task=gpus_per_task,
+                       morphology=morphology.value, split=split.value)
     try:
         # A writer (results.parquet, eval/): one at a time per experiment; every argument is
         # checked before Ray starts (a wrong one costs a line, not a cluster start-up).

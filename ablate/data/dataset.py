@@ -10,11 +10,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from ablate.specs import DatasetSplit, SplitMissing
+
 MANIFEST = "manifest.json"
 REJECTS = "rejects.csv"
 FORMAT_VERSION = 1
-SPLITS = ("train", "val", "test")
-SPLIT_MISSING = ("skip", "train")  # what to do with images a present split.csv does not list
+SPLITS = tuple(s.value for s in DatasetSplit)  # ("train", "val", "test")
+SPLIT_MISSING = tuple(s.value for s in SplitMissing)  # what to do with images a present split.csv does not list
 SCHEMA = pa.schema(
     [
         ("id", pa.string()),  # sha256 of the source file's bytes, first 16 hex digits
