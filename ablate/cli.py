@@ -9,10 +9,34 @@ from typing import Optional
 import typer
 
 from ablate.runtime import fail
-from ablate.specs import EvalSplit, Morphology, PrecisionSetting, SplitMissing
+from ablate.specs import Choice, EvalSplit, Morphology, PrecisionSetting, SplitMissing
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Loss-function ablations for autoencoder-based retinal image synthesis, on Ray.")
+
+
+def choice_option(default: Choice | None, option: str, vocabulary: type[Choice], help_text: str):
+    """A typer option taking one of `vocabulary`'s values, listed in --help. Any other value is
+    refused while the command line is parsed (before a file is read or Ray starts), in the one
+    `error:` line (exit 2) every bad argument gets, naming the valid values.
+
+    Args:
+        default: the member used when the option is not given (None: not given).
+        option: the option's name, e.g. "--split".
+        vocabulary: its Enum of values (ablate.specs).
+        help_text: the --help text.
+    """
+    names = [m.value for m in vocabulary]
+
+    def parse(value):
+        if isinstance(value, vocabulary):  # the default
+            return value
+        try:
+            return vocabulary(value)
+        except ValueError:
+            fail(f"{option} {value!r}: expected one of {', '.join(names)}")
+
+    return typer.Option(default, option, parser=parse, metavar=f"[{'|'.join(names)}]", help=help_text)
 
 
 from ablate.fm.cli import app as fm_app  # noqa: E402  (typer only; torch/Ray load inside the command)
@@ -38,10 +62,10 @@ def prepare(
     max_pixels: int = typer.Option(60_000_000, "--max-pixels", help="reject images whose header claims more "
                                    "pixels, without decoding them (default 60 MP, above every fundus camera; "
                                    "files over 8 bytes a pixel of it are rejected unread)"),
-    split_missing: SplitMissing = typer.Option(SplitMissing.skip, "--split-missing",
-                                               help="images a present split.csv does not list: 'skip' (listed in "
-                                               "rejects.csv, the split stays exactly as written) or 'train'; "
-                                               "recorded in manifest.json"),
+    split_missing: SplitMissing = choice_option(SplitMissing.skip, "--split-missing", SplitMissing,
+                                                help_text="images a present split.csv does not list: 'skip' (listed "
+                                                "in rejects.csv, the split stays exactly as written) or 'train'; "
+                                                "recorded in manifest.json"),
     index: Optional[Path] = typer.Option(None, "--index", help="CSV or Parquet file listing the images instead of "
                                          "SRC: column path (relative to the file's folder), optional split, fov, vessel"),
     cpus: Optional[int] = typer.Option(None, "--cpus", help="CPUs to use (default: every core here, or the cluster's)"),
@@ -103,9 +127,9 @@ def launch(
     steps: Optional[int] = typer.Option(None, "--steps", help="override train.steps of every trial"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="train whole epochs instead of steps"),
     size: Optional[int] = typer.Option(None, "--size", help="override data.size (px) of every trial"),
-    precision: Optional[PrecisionSetting] = typer.Option(None, "--precision", help="override train.precision of "
-                                                         "every trial: auto (bf16 on CUDA, fp32 on the CPU), bf16, "
-                                                         "fp16 (CUDA) or fp32"),
+    precision: Optional[PrecisionSetting] = choice_option(None, "--precision", PrecisionSetting,
+                                                          help_text="override train.precision of every trial: auto "
+                                                          "(bf16 on CUDA, fp32 on the CPU), bf16, fp16 (CUDA) or fp32"),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="override train.compile "
                                            "(torch.compile the autoencoder; off by default)"),
     max_failures: int = typer.Option(2, "--max-failures", help="worker-group restarts per trial, from its last checkpoint"),
@@ -162,9 +186,11 @@ def evaluate(
     segmenter: Optional[str] = typer.Option(None, "--segmenter", help="a U-Net file or 'ridge' (default: our U-Net if present)"),
     address: Optional[str] = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto'"),
     gpus_per_task: float = typer.Option(0.0, "--gpus-per-task"),
-    morphology: Morphology = typer.Option(Morphology.ablate, "--morphology",
-                                          help="vessel-feature definitions: 'ablate' (ours) or 'automorph' (AutoMorph's)"),
-    split: EvalSplit = typer.Option(EvalSplit.test, "--split", help="'test', or 'all' (every split of another --data)"),
+    morphology: Morphology = choice_option(Morphology.ablate, "--morphology", Morphology,
+                                           help_text="vessel-feature definitions: 'ablate' (ours) or 'automorph' "
+                                           "(AutoMorph's)"),
+    split: EvalSplit = choice_option(EvalSplit.test, "--split", EvalSplit,
+                                     help_text="'test', or 'all' (every split of another --data)"),
 ) -> None:
     """Evaluate every finished trial on the test split (fidelity + vessel morphology).
 

@@ -49,13 +49,6 @@ class Morphology(Choice):
     automorph = "automorph"
 
 
-class DatasetSplit(Choice):
-    """A prepared dataset's splits (`segmenter evaluate --split`), in the order they are written."""
-    train = "train"
-    val = "val"
-    test = "test"
-
-
 class SplitMissing(Choice):
     """`prepare --split-missing`: images a present split.csv does not list."""
     skip = "skip"  # listed in rejects.csv; the split stays exactly as written

@@ -1,11 +1,11 @@
 """Options with a closed set of values (--precision, --split, --morphology, --split-missing)
-are Enum-typed: a wrong value is refused while the command line is parsed (exit 2, the
-valid values named, and listed in --help), before anything runs (no Ray, no file read);
-a right one reaches the library as the plain string it always took."""
+are Enum-typed: a wrong value is refused while the command line is parsed, in the one
+`error:` line every bad argument gets (exit 2, the valid values named; they are listed in
+--help too), before anything runs (no Ray, no file read, within 5 s); a right one reaches
+the library as the plain string it always took."""
 
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
@@ -21,39 +21,31 @@ def no_ray(monkeypatch):
     monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray started"))
 
 
-def _said(output: str) -> str:
-    """The output in one line: typer draws its error in a box that wraps long messages."""
-    return " ".join(re.sub(r"[│╭╮╰╯─]", " ", output).split())
-
-
 REFUSED = [
-    (["evaluate", "EXP", "--split", "x"], "--split", "'x' is not one of 'test', 'all'"),
-    (["evaluate", "EXP", "--morphology", "vesselnet"], "--morphology", "'vesselnet' is not one of 'ablate', 'automorph'"),
-    (["launch", "--grid", "smoke", "--precision", "half"], "--precision",
-     "'half' is not one of 'auto', 'bf16', 'fp16', 'fp32'"),
-    (["prepare", "SRC", "--out", "OUT", "--split-missing", "val"], "--split-missing", "'val' is not one of 'skip', 'train'"),
-    (["segmenter", "evaluate", "--data", "D", "--split", "testing"], "--split",
-     "'testing' is not one of 'train', 'val', 'test'"),
+    (["evaluate", "EXP", "--split", "x"], "error: --split 'x': expected one of test, all"),
+    (["evaluate", "EXP", "--morphology", "vesselnet"],
+     "error: --morphology 'vesselnet': expected one of ablate, automorph"),
+    (["launch", "--grid", "smoke", "--precision", "half"],
+     "error: --precision 'half': expected one of auto, bf16, fp16, fp32"),
+    (["prepare", "SRC", "--out", "OUT", "--split-missing", "val"],
+     "error: --split-missing 'val': expected one of skip, train"),
 ]
 
 
 @pytest.mark.bad_input
-@pytest.mark.parametrize("args, option, says", REFUSED, ids=[a[-2] + "=" + a[-1] for a, _, _ in REFUSED])
-def test_a_wrong_choice_is_refused_while_parsing(args, option, says, tmp_path, monkeypatch):
+@pytest.mark.parametrize("args, says", REFUSED, ids=[a[-2] + "=" + a[-1] for a, _ in REFUSED])
+def test_a_wrong_choice_is_refused_while_parsing(args, says, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # nothing is written anywhere, not even a lock
     t0 = time.monotonic()
     r = CliRunner().invoke(app, args)
     assert time.monotonic() - t0 < 5
-    assert r.exit_code == 2, r.output
-    said = _said(r.output)
-    assert f"Invalid value for '{option}'" in said and says in said, r.output
+    assert r.exit_code == 2 and r.output == says + "\n", r.output
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("command, option, shown", [
-    (["evaluate"], "--split", "test|all"), (["evaluate"], "--morphology", "ablate|automorph"),
-    (["launch"], "--precision", "auto|bf16|fp16|fp32"), (["prepare"], "--split-missing", "skip|train"),
-    (["segmenter", "evaluate"], "--split", "train|val|test"),
+    (["evaluate"], "--split", "[test|all]"), (["evaluate"], "--morphology", "[ablate|automorph]"),
+    (["launch"], "--precision", "[auto|bf16|fp16|fp32]"), (["prepare"], "--split-missing", "[skip|train]"),
 ])
 def test_help_lists_the_choices(command, option, shown):
     r = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from ablate.specs import DatasetSplit, SplitMissing
+from ablate.specs import SplitMissing
 
 MANIFEST = "manifest.json"
 REJECTS = "rejects.csv"
 FORMAT_VERSION = 1
-SPLITS = tuple(s.value for s in DatasetSplit)  # ("train", "val", "test")
+SPLITS = ("train", "val", "test")
 SPLIT_MISSING = tuple(s.value for s in SplitMissing)  # what to do with images a present split.csv does not list
 SCHEMA = pa.schema(
     [

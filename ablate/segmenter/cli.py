@@ -13,7 +13,6 @@ import typer
 
 from ablate.backbones.weights import ablate_weights_file
 from ablate.runtime import console, fail
-from ablate.specs import DatasetSplit
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Vessel segmenter: train the U-Net on DRIVE, or score a segmenter on a prepared split.")
@@ -80,7 +79,7 @@ def evaluate(
     data: Path = typer.Option(..., "--data", help="prepared dataset with vessel masks (DRIVE)"),
     segmenter: str = typer.Option(str(_DEFAULT_OUT), "--segmenter",
                                   help="U-Net file, or 'ridge' / 'ridge:frangi' for the classical fallback"),
-    split: DatasetSplit = typer.Option(DatasetSplit.test, "--split", help="train, val or test"),
+    split: str = typer.Option("test", "--split", help="train, val or test"),
     json_out: Optional[Path] = typer.Option(None, "--json", help="also write the figures to this file"),
 ) -> None:
     """Dice (at the segmenter's threshold) and ROC AUC inside the FOV on a prepared split's images
@@ -92,12 +91,12 @@ def evaluate(
 
     try:
         seg = load_segmenter(segmenter)
-        m = evaluate_split(seg, data, split.value)
+        m = evaluate_split(seg, data, split)
     except (FileNotFoundError, DatasetError, ValueError) as e:
         fail(str(e))
     typer.echo(format_metrics(m))
     if m["skipped"]:
-        typer.echo(f"skipped {len(m['skipped'])} image(s) of the {split.value} split without a vessel mask: "
+        typer.echo(f"skipped {len(m['skipped'])} image(s) of the {split} split without a vessel mask: "
                    + ", ".join(m["skipped"][:20]) + (" ..." if len(m["skipped"]) > 20 else ""))
     stored = getattr(seg, "metrics", None)
     if stored:
