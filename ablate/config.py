@@ -1,9 +1,14 @@
-"""Search-space YAML -> frozen, validated trial specs.
+"""Search-space YAML -> frozen, validated trial specs (the dataclasses of ablate.specs).
 
 A search space file has `name`, `description`, a `base` config (data, model,
 train, losses), named `combinations` (each a partial override deep-merged into
 base; a loss set to `null` removes that term) and `seeds`. The grid is
 combinations x seeds. Every error names the file and the key path.
+
+This loader sits at the top: it may import models, losses and the report's declared
+questions to check a grid, and only the pipeline and the command line import it; every
+stage below receives the parsed specs by value. Pydantic reads each spec (spec_reader.py);
+`ablate schema` prints the file's JSON Schema (SearchSpaceFile below).
 """
 
 from __future__ import annotations
@@ -74,7 +79,8 @@ class SearchSpaceFile(BaseModel):
     base: TrialBlock | None = None
     combinations: dict[str, TrialBlock | None] = Field(min_length=1, description="name (letters, digits, '-', "
                                                        "'_') -> overrides of base")
-    seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] = Field([0], min_length=1)
+    seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] = Field([0], min_length=1,
+                                                                json_schema_extra={"uniqueItems": True})
     questions: QuestionsBlock | None = None
 
 
