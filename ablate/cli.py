@@ -9,11 +9,36 @@ from typing import Optional
 import typer
 
 from ablate.runtime import Commands, fail
+from ablate.specs import Choice, EvalSplit, Morphology, PrecisionSetting, SplitMissing
 
 # Commands: the one place a user error (ablate.errors.AblateError) from any command becomes `error: ...`
 # (exit status 2), and where the library's log lines are routed to the terminal.
 app = typer.Typer(cls=Commands, add_completion=False, no_args_is_help=True,
                   help="Loss-function ablations for autoencoder-based retinal image synthesis, on Ray.")
+
+
+def choice_option(default: Choice | None, option: str, vocabulary: type[Choice], help_text: str):
+    """A typer option taking one of `vocabulary`'s values, listed in --help. Any other value is
+    refused while the command line is parsed (before a file is read or Ray starts), in the one
+    `error:` line (exit 2) every bad argument gets, naming the valid values.
+
+    Args:
+        default: the member used when the option is not given (None: not given).
+        option: the option's name, e.g. "--split".
+        vocabulary: its Enum of values (ablate.specs).
+        help_text: the --help text.
+    """
+    names = [m.value for m in vocabulary]
+
+    def parse(value):
+        if isinstance(value, vocabulary):  # the default
+            return value
+        try:
+            return vocabulary(value)
+        except ValueError:
+            fail(f"{option} {value!r}: expected one of {', '.join(names)}")
+
+    return typer.Option(default, option, parser=parse, metavar=f"[{'|'.join(names)}]", help=help_text)
 
 
 from ablate.fm.cli import app as fm_app  # noqa: E402  (typer only; torch/Ray load inside the command)
@@ -39,9 +64,10 @@ def prepare(
     max_pixels: int = typer.Option(60_000_000, "--max-pixels", help="reject images whose header claims more "
                                    "pixels, without decoding them (default 60 MP, above every fundus camera; "
                                    "files over 8 bytes a pixel of it are rejected unread)"),
-    split_missing: str = typer.Option("skip", "--split-missing", help="images a present split.csv does not list: "
-                                      "'skip' (default: listed in rejects.csv, the split stays exactly as written) "
-                                      "or 'train'; recorded in manifest.json"),
+    split_missing: SplitMissing = choice_option(SplitMissing.skip, "--split-missing", SplitMissing,
+                                                help_text="images a present split.csv does not list: 'skip' (listed "
+                                                "in rejects.csv, the split stays exactly as written) or 'train'; "
+                                                "recorded in manifest.json"),
     index: Optional[Path] = typer.Option(None, "--index", help="CSV or Parquet file listing the images instead of "
                                          "SRC: column path (relative to the file's folder), optional split, fov, vessel"),
     cpus: Optional[int] = typer.Option(None, "--cpus", help="CPUs to use (default: every core here, or the cluster's)"),
@@ -64,7 +90,7 @@ def prepare(
     from ablate.data.shards import prepare as run_prepare
     from ablate.runtime.progress import Progress
 
-    r = run_prepare(src, out, size=size, seed=seed, max_pixels=max_pixels, split_missing=split_missing,
+    r = run_prepare(src, out, size=size, seed=seed, max_pixels=max_pixels, split_missing=split_missing.value,
                     index=index, cpus=cpus, address=address, work=work, allow_missing=allow_missing,
                     replace=replace,
                     progress=functools.partial(Progress, "prepare", unit="files", stream=sys.stderr, every_pct=None,
@@ -98,8 +124,9 @@ def launch(
     steps: Optional[int] = typer.Option(None, "--steps", help="override train.steps of every trial"),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="train whole epochs instead of steps"),
     size: Optional[int] = typer.Option(None, "--size", help="override data.size (px) of every trial"),
-    precision: Optional[str] = typer.Option(None, "--precision", help="override train.precision of every trial: "
-                                            "auto (bf16 on CUDA, fp32 on the CPU), bf16, fp16 (CUDA) or fp32"),
+    precision: Optional[PrecisionSetting] = choice_option(None, "--precision", PrecisionSetting,
+                                                          help_text="override train.precision of every trial: auto "
+                                                          "(bf16 on CUDA, fp32 on the CPU), bf16, fp16 (CUDA) or fp32"),
     compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="override train.compile "
                                            "(torch.compile the autoencoder; off by default)"),
     max_failures: int = typer.Option(2, "--max-failures", help="worker-group restarts per trial, from its last checkpoint"),
@@ -131,7 +158,7 @@ def launch(
                          workers=workers, cpus_per_worker=cpus_per_worker, threads_per_worker=threads_per_worker,
                          gpus_per_worker=gpus_per_worker,
                          concurrent=concurrent, address=address, steps=steps, epochs=epochs, size=size,
-                         precision=precision, compile=compile,
+                         precision=None if precision is None else precision.value, compile=compile,
                          max_failures=max_failures, trial_retries=trial_retries, resume=resume, evaluate=evaluate,
                          segmenter=segmenter, dry_run=dry_run, estimate=estimate, fm_steps=fm_steps,
                          only=names)
@@ -149,9 +176,11 @@ def evaluate(
     segmenter: Optional[str] = typer.Option(None, "--segmenter", help="a U-Net file or 'ridge' (default: our U-Net if present)"),
     address: Optional[str] = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto'"),
     gpus_per_task: float = typer.Option(0.0, "--gpus-per-task"),
-    morphology: str = typer.Option("ablate", "--morphology",
-                                   help="vessel-feature definitions: 'ablate' (ours) or 'automorph' (AutoMorph's)"),
-    split: str = typer.Option("test", "--split", help="'test', or 'all' (every split of another --data)"),
+    morphology: Morphology = choice_option(Morphology.ablate, "--morphology", Morphology,
+                                           help_text="vessel-feature definitions: 'ablate' (ours) or 'automorph' "
+                                           "(AutoMorph's)"),
+    split: EvalSplit = choice_option(EvalSplit.test, "--split", EvalSplit,
+                                     help_text="'test', or 'all' (every split of another --data)"),
 ) -> None:
     """Evaluate every finished trial on the test split (fidelity + vessel morphology).
 
@@ -163,8 +192,9 @@ def evaluate(
     from ablate.evaluate.run import EvalOptions, evaluate_experiment
     from ablate.runtime import command_line, experiment_lock, print_summary, ray_session
 
-    opts = EvalOptions(exp=exp, data=data, segmenter=segmenter, gpus_per_task=gpus_per_task, morphology=morphology,
-                       split=split)
+    # The library takes plain strings: the choices were checked by typer, before anything ran.
+    opts = EvalOptions(exp=exp, data=data, segmenter=segmenter, gpus_per_task=gpus_per_task,
+                       morphology=morphology.value, split=split.value)
     # A writer (results.parquet, eval/): one at a time per experiment; every argument is
     # checked before Ray starts (a wrong one costs a line, not a cluster start-up).
     with experiment_lock(exp, command_line()):
@@ -193,6 +223,19 @@ def losses() -> None:
             typer.echo("             options: " + ", ".join(
                 f"{k}={'<required>' if v is inspect.Parameter.empty else v!r}" for k, v in opts.items()))
     typer.echo("every term also takes: " + "; ".join(f"{k} ({v})" for k, v in COMMON_OPTIONS.items()))
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of a search-space file (search_spaces/*.yaml), for editors.
+
+    E.g. `ablate schema > search_spaces/schema.json`, then first in a YAML file
+    `# yaml-language-server: $schema=schema.json` (VS Code's YAML extension, Neovim's yamlls)."""
+    import json
+
+    from ablate.config import search_space_schema
+
+    typer.echo(json.dumps(search_space_schema(), indent=2))
 
 
 # `ablate report EXP` and `ablate tensorboard EXP` live with the reporter.

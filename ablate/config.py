@@ -1,127 +1,92 @@
-"""Search-space YAML -> frozen, validated trial specs.
+"""Search-space YAML -> frozen, validated trial specs (the dataclasses of ablate.specs).
 
 A search space file has `name`, `description`, a `base` config (data, model,
 train, losses), named `combinations` (each a partial override deep-merged into
 base; a loss set to `null` removes that term) and `seeds`. The grid is
 combinations x seeds. Every error names the file and the key path.
+
+This loader sits at the top: it may import models, losses and the report's declared
+questions to check a grid, and only the pipeline and the command line import it; every
+stage below receives the parsed specs by value. Pydantic reads each spec (spec_reader.py);
+`ablate schema` prints the file's JSON Schema (SearchSpaceFile below).
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-import math
-import re
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from ablate.errors import AblateError
-from ablate.losses.spec import COMMON_OPTIONS, LossSpec, split_options
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from ablate.losses.spec import COMMON_OPTIONS, split_options
+from ablate.spec_reader import read_spec
+from ablate.specs import (PLAIN_NAME, PRECISIONS, SEED_MAX, ConfigError, DataSpec, Grid, LossSpec, ModelSpec,
+                          TrainSpec, TrialSpec)
 from ablate.yaml_load import YamlRefused, load_yaml
 
+# ---- the shape of a search-space file: `ablate schema` prints it as JSON Schema, so editors
+# complete and check search_spaces/*.yaml; load_grid reads the same keys (and says more).
 
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # train.precision
-# A trial's seed reaches torch.manual_seed (0..2^64-1), numpy's SeedSequence (any int >= 0) and the
-# results table (int64); 2^32-1 is numpy's legacy np.random.seed limit, the narrowest seeding range
-# in common use, so a seed from here works in any tool that re-runs or analyses a trial.
-SEED_MAX = 2**32 - 1
-PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # the grid's `name:` (a folder under runs/)
-
-
-class ConfigError(AblateError, ValueError):
-    """A search space or override is invalid; the message names file and key."""
-
-
-@dataclass(frozen=True)
-class AugmentSpec:
-    hflip: bool = True
-    vflip: bool = False
-    rotate_deg: float = 10.0  # uniform in [-rotate_deg, rotate_deg]
+# One term under `losses:`: the options every term takes (LossSpec's fields, described by
+# COMMON_OPTIONS) and the term's own options (`ablate losses` lists them).
+LossTermBlock = create_model(
+    "LossTermBlock", __config__=ConfigDict(extra="allow", title="loss term (its own options besides these: "
+                                                                 "`ablate losses`)"),
+    **{name: (typing.get_type_hints(LossSpec, include_extras=True)[name],
+              Field(getattr(LossSpec, name), description=says)) for name, says in COMMON_OPTIONS.items()})
 
 
-@dataclass(frozen=True)
-class DataSpec:
-    size: int = 256
-    augment: AugmentSpec = field(default_factory=AugmentSpec)
-    # Each Train worker keeps its decoded share of the train split in memory when it
-    # fits in this many MiB (decode once per trial, not per epoch); 0 = stream every epoch.
-    cache_mb: float = 4096
+class ModelBlock(BaseModel):
+    """`model:` a preset, any of its architecture fields (e.g. ch, ch_mult), an edge channel."""
+    model_config = ConfigDict(extra="allow")
+    preset: str = Field(ModelSpec.preset, description="an architecture preset (ablate/models/presets.py)")
+    edge_channel: dict | None = Field(None, description="{family, channel, filter options}: an edge map the "
+                                      "autoencoder reconstructs as a 4th channel; null = RGB only")
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    preset: str = "paper256"
-    # Any architecture field of the preset can be overridden here.
-    overrides: dict = field(default_factory=dict)
-    # {family, channel, filter options}: an edge map appended as a 4th channel
-    # the autoencoder reconstructs (the paper's edge variant); None = RGB only.
-    edge_channel: dict | None = None
+class TrialBlock(BaseModel):
+    """`base:` or one combination's overrides (deep-merged into base)."""
+    model_config = ConfigDict(extra="forbid")
+    data: DataSpec | None = None
+    model: ModelBlock | None = None
+    train: TrainSpec | None = None
+    losses: dict[str, LossTermBlock | None] | None = Field(None, description="term name -> its options; null "
+                                                             "removes a term of base")
 
 
-@dataclass(frozen=True)
-class TrainSpec:
-    steps: int = 1000
-    epochs: int | None = None  # when set, train for whole epochs instead of `steps`
-    batch_size: int = 16  # global batch, split evenly over workers
-    lr: float = 4.5e-6
-    betas: tuple[float, float] = (0.5, 0.9)
-    log_every: int = 10
-    image_every: int = 100
-    val_every: int = 100
-    val_batches: int = 4
-    checkpoint_every: int = 500
-    # Model and batches in channels_last memory format: 1.2x faster convolutions for
-    # paper256 on this CPU (BENCHMARKS.md), and the layout tensor cores want on GPU.
-    channels_last: bool = True
-    # Autocast of the training step and validation (ablate/runtime/precision.py says what
-    # stays fp32 and why): auto = bf16 on CUDA, fp32 on the CPU; fp16 (CUDA only) uses a GradScaler.
-    precision: str = "auto"
-    # torch.compile the autoencoder (in place: checkpoints keep eager key names). Compiling
-    # happens in the first step (and the first validation), so time/first_step_s and
-    # time/startup/compiled_s include it; compare with an eager run's first step.
-    compile: bool = False
+class QuestionBlock(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    primary: list[str] = Field(min_length=1, max_length=2, description="the 1 or 2 metrics that vote")
 
 
-@dataclass(frozen=True)
-class TrialSpec:
-    combination: str
-    seed: int
-    data: DataSpec
-    model: ModelSpec
-    train: TrainSpec
-    losses: tuple[LossSpec, ...]
-
-    def flat(self) -> dict[str, Any]:
-        """Every config value under a dotted key, for result tables and hparams."""
-        out: dict[str, Any] = {"combination": self.combination, "seed": self.seed}
-        _flatten("data", dataclasses.asdict(self.data), out)
-        _flatten("model", {"preset": self.model.preset, **self.model.overrides,
-                           "edge_channel": self.model.edge_channel}, out)
-        _flatten("train", dataclasses.asdict(self.train), out)
-        for spec in self.losses:
-            _flatten(f"loss.{spec.name}", {k: v for k, v in dataclasses.asdict(spec).items() if k != "name"}, out)
-        return out
+class QuestionsBlock(BaseModel):
+    """`questions:` the report's primary metrics, declared before the run (ablate/report/declared.py)."""
+    model_config = ConfigDict(extra="forbid")
+    q1: QuestionBlock | None = None
+    q2: QuestionBlock | None = None
+    ranking: list[str] | None = Field(None, min_length=1)
 
 
-@dataclass(frozen=True)
-class Grid:
-    name: str
-    description: str
-    source: str
-    trials: tuple[TrialSpec, ...]
-    questions: dict | None = None  # parse_questions' output; None: not declared (the report uses defaults)
+class SearchSpaceFile(BaseModel):
+    """A search space: `base` deep-merged with each of `combinations`, each run once per seed."""
+    model_config = ConfigDict(extra="forbid", title="ablate search space")
+    name: Annotated[str, Field(pattern=f"^{PLAIN_NAME.pattern}$")] | int | None = Field(
+        None, description="the experiment folder runs/<name> (default: the file's name)")
+    description: str = ""
+    base: TrialBlock | None = None
+    combinations: dict[str, TrialBlock | None] = Field(min_length=1, description="name (letters, digits, '-', "
+                                                       "'_') -> overrides of base")
+    seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] = Field([0], min_length=1,
+                                                                json_schema_extra={"uniqueItems": True})
+    questions: QuestionsBlock | None = None
 
 
-def _flatten(prefix: str, value: Any, out: dict) -> None:
-    if isinstance(value, dict):
-        for k, v in value.items():
-            _flatten(f"{prefix}.{k}", v, out)
-    elif isinstance(value, (list, tuple)):
-        out[prefix] = str(list(value))
-    else:
-        out[prefix] = value
+def search_space_schema() -> dict:
+    """The JSON Schema (draft 2020-12) of a search-space file, for `ablate schema`."""
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **SearchSpaceFile.model_json_schema()}
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -132,60 +97,6 @@ def deep_merge(base: dict, override: dict) -> dict:
         else:
             out[k] = copy.deepcopy(v)
     return out
-
-
-def _coerce(tp: Any, value: Any, where: str) -> Any:
-    """Check/convert one YAML value against a dataclass field type."""
-    origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
-    if origin is typing.Union or str(origin) == "<class 'types.UnionType'>":
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, where)
-    if dataclasses.is_dataclass(tp):
-        return build_dataclass(tp, value, where)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true/false, got {value!r}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
-        if math.isnan(value) or math.isinf(value):
-            raise ConfigError(f"{where}: must be finite, got {value!r}")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{where}: expected a string, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"{where}: expected a list of {len(args)} values, got {value!r}")
-        return tuple(_coerce(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
-    if tp is dict or origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
-    return value
-
-
-def build_dataclass(cls: type, raw: Any, where: str) -> Any:
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{where}: expected a mapping, got {raw!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(raw) - names)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid: {sorted(names)}")
-    kwargs = {k: _coerce(hints[k], v, f"{where}.{k}") for k, v in raw.items()}
-    return cls(**kwargs)
 
 
 def _loss_specs(raw: Any, where: str) -> tuple[LossSpec, ...]:
@@ -209,7 +120,7 @@ def _loss_specs(raw: Any, where: str) -> tuple[LossSpec, ...]:
             LOSSES.check_options(name, options, key, also_valid=COMMON_OPTIONS)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        spec = build_dataclass(LossSpec, {"name": name, **common, "options": options}, key)
+        spec = read_spec(LossSpec, {"name": name, **common, "options": options}, key)
         if spec.weight < 0:
             raise ConfigError(f"{key}.weight: must be >= 0, got {spec.weight}")
         if spec.start_step < 0:
@@ -221,9 +132,9 @@ def _loss_specs(raw: Any, where: str) -> tuple[LossSpec, ...]:
 
 
 def trial_from_dict(combination: str, seed: int, cfg: dict, where: str) -> TrialSpec:
-    unknown = sorted(set(cfg) - {"data", "model", "train", "losses"})
+    unknown = sorted(set(cfg) - set(TrialBlock.model_fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid: ['data', 'losses', 'model', 'train']")
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid: {sorted(TrialBlock.model_fields)}")
     model_raw = cfg.get("model")
     if model_raw is not None and not isinstance(model_raw, dict):
         raise ConfigError(f"{where}.model: expected a mapping like {{preset: paper256}}, got {model_raw!r}")
@@ -248,9 +159,9 @@ def trial_from_dict(combination: str, seed: int, cfg: dict, where: str) -> Trial
     spec = TrialSpec(
         combination=combination,
         seed=seed,
-        data=build_dataclass(DataSpec, cfg.get("data"), f"{where}.data"),
+        data=read_spec(DataSpec, cfg.get("data"), f"{where}.data"),
         model=ModelSpec(preset=preset, overrides=model_raw, edge_channel=edge_channel),
-        train=build_dataclass(TrainSpec, cfg.get("train"), f"{where}.train"),
+        train=read_spec(TrainSpec, cfg.get("train"), f"{where}.train"),
         losses=_loss_specs(cfg.get("losses"), f"{where}.losses"),
     )
     t = spec.train
@@ -285,7 +196,7 @@ def load_grid(path: str | Path, overrides: dict | None = None) -> Grid:
         raise ConfigError(str(e)) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    unknown = sorted(set(raw) - {"name", "description", "base", "combinations", "seeds", "questions"})
+    unknown = sorted(set(raw) - set(SearchSpaceFile.model_fields))
     if unknown:
         raise ConfigError(f"{path}: unknown top-level key(s) {unknown}")
     combos = raw.get("combinations")
@@ -325,6 +236,40 @@ def load_grid(path: str | Path, overrides: dict | None = None) -> Grid:
             raise ConfigError(str(e)) from None
     return Grid(name=name, description=str(raw.get("description", "")),
                 source=str(path), trials=tuple(trials), questions=questions)
+
+
+def resolve_grid(grid: str, steps: int | None = None, epochs: int | None = None, size: int | None = None,
+                 only: tuple[str, ...] = (), precision: str | None = None,
+                 compile: bool | None = None) -> tuple[Grid, Grid]:
+    """(the whole search space, the trials to run now), read here at the top so the training
+    stage receives the parsed Grid by value and never reads YAML itself.
+
+    Args:
+        grid: a search space's name (`find_grid`) or a path to its .yaml file.
+        steps, epochs, size, precision, compile: the launch's overrides of every trial's
+            train.steps, train.epochs, data.size, train.precision, train.compile (None: as written).
+        only: keep these combinations (names as in the search space); () keeps all.
+    """
+    overrides: dict = {}
+    if steps is not None:
+        overrides.setdefault("train", {})["steps"] = steps
+    if epochs is not None:
+        overrides.setdefault("train", {})["epochs"] = epochs
+    if size is not None:
+        overrides.setdefault("data", {})["size"] = size
+    if precision is not None:
+        overrides.setdefault("train", {})["precision"] = precision
+    if compile is not None:
+        overrides.setdefault("train", {})["compile"] = compile
+    full = load_grid(find_grid(grid), overrides)
+    if not only:
+        return full, full
+    names = list(dict.fromkeys(s.combination for s in full.trials))
+    unknown = [c for c in only if c not in names]
+    if unknown:
+        raise ConfigError(f"--only {','.join(only)}: no combination {unknown} in grid {full.name!r}; "
+                          f"its combinations: {', '.join(names)}")
+    return full, dataclasses.replace(full, trials=tuple(s for s in full.trials if s.combination in only))
 
 
 def shipped_grids() -> dict[str, Path]:

@@ -9,15 +9,30 @@ import logging
 from pathlib import Path
 
 from ablate import storage
+from ablate.config import resolve_grid
 from ablate.runtime import command_line, experiment_lock, ray_session
 from ablate.train.driver import trial_key
 from ablate.train.experiment import check_experiment_folder
-from ablate.train.launch import LaunchOptions, prepare_grid, train_grid
+from ablate.train.launch import LaunchOptions, PreparedGrid, prepare_grid, train_grid
 from ablate.train.pretrained import FoundationStage
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LaunchOptions", "launch"]
+__all__ = ["LaunchOptions", "launch", "prepare_launch"]
+
+
+def prepare_launch(opts: LaunchOptions) -> PreparedGrid | None:
+    """Everything a launch checks before Ray starts: the command line's numbers, the search
+    space (read here, handed to the training stage by value), the data, the pretrained files
+    and the experiment folder. None for a dry run or an estimate.
+
+    Args:
+        opts: the launch's options, as the command line gave them.
+    """
+    opts.validate()  # the command line's numbers first: no YAML is read on a bad one
+    full, grid = resolve_grid(opts.grid, steps=opts.steps, epochs=opts.epochs, size=opts.size, only=opts.only,
+                              precision=opts.precision, compile=opts.compile)
+    return prepare_grid(opts, full, grid)
 
 
 def pretrain_foundation(stage: FoundationStage, opts: LaunchOptions, out) -> Path:
@@ -44,13 +59,13 @@ def pretrain_foundation(stage: FoundationStage, opts: LaunchOptions, out) -> Pat
 def launch(opts: LaunchOptions) -> Path | str | None:
     """Returns the experiment folder (a Path), or its URI (a str) for --out on object storage;
     None for a dry run."""
-    prepared = prepare_grid(opts)  # every check that needs no Ray, before it starts
+    prepared = prepare_launch(opts)  # every check that needs no Ray, before it starts
     if prepared is None:
         return None
     # One writer per experiment: a second launch (or evaluate / report) on this --out is refused.
     with experiment_lock(prepared.out, command_line(), create=True):
         # Again under the lock: another launch may have written the folder between the
-        # check in prepare_grid and the lock (it held the lock then, and has let go).
+        # check in prepare_launch and the lock (it held the lock then, and has let go).
         check_experiment_folder(prepared.out, prepared.full, opts.resume, prepared.data,
                                 launching=[trial_key(s) for s in prepared.grid.trials])
         return _launch_locked(prepared, opts)

@@ -46,7 +46,7 @@ def stream_rate(data: Path, size: int, repeat: int, batch: int) -> tuple[float, 
 
 def consumption(preset: str, size: int, batch: int, threads: int, repeats: int = 3) -> tuple[float, float]:
     """(training images/s, augmentation's share of a step)."""
-    from ablate.config import AugmentSpec
+    from ablate.specs import AugmentSpec
     from ablate.losses import LossSpec
     from ablate.data.augment import augment_batch
     from ablate.losses import CompositeLoss

@@ -204,8 +204,8 @@ def bare_rate(images, batch: int, steps: int, log_every: int) -> float:
     """images/s of the bare loop: the same step, augmentation and logging sync, on decoded images in GPU memory."""
     import torch
 
-    from ablate.config import AugmentSpec
     from ablate.data.augment import augment_batch
+    from ablate.specs import AugmentSpec
 
     s = Stepper(batch)
     images = images.cuda()
@@ -278,8 +278,8 @@ def measure_packing(batch: int = 16, seconds: float = 12.0, setup_s: float = 25.
 def project_losses_grid(packing: list[dict] | None) -> list[dict]:
     import torch
 
+    from ablate.config import resolve_grid
     from ablate.train.estimate import estimate
-    from ablate.train.grid import resolve_grid
 
     full, _ = resolve_grid("losses", precision="bf16")
     gpus = torch.cuda.device_count()

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import torch
 
-from ablate.config import TrainSpec
+from ablate.config import resolve_grid
 from ablate.losses import CompositeLoss, LossSpec
 from ablate.models import build_model
 from ablate.runtime import resolve_precision
-from ablate.train.grid import resolve_grid
+from ablate.specs import TrainSpec
 from ablate.train.step import train_step
 
 

@@ -91,3 +91,24 @@ def test_shipped_search_spaces_load():
 def test_unknown_preset_grid_suggests():
     with pytest.raises(ConfigError, match="unknown grid 'smok'. Did you mean 'smoke'"):
         find_grid("smok")
+
+
+def test_the_loader_sits_at_the_top_and_the_specs_are_a_leaf():
+    """Stages below receive specs by value (ablate.specs); only the pipeline and the command
+    line read search spaces (ablate.config). The specs import only the errors leaf."""
+    from test_layout import MODULES, imports_of
+
+    readers = {m for m in MODULES for target, _ in imports_of(m) if target == "ablate.config"}
+    assert readers <= {"ablate.pipeline", "ablate.cli"}, readers
+    assert [t for t, _ in imports_of("ablate.specs")] == ["ablate.errors"]
+    assert {t for t, _ in imports_of("ablate.spec_reader")} == {"ablate.specs"}
+
+
+def test_the_specs_and_the_loader_import_no_torch():
+    """A worker, or `ablate schema`, gets the specs without torch (a grid's checks load it later)."""
+    import subprocess
+    import sys
+
+    code = "import sys, ablate.specs, ablate.spec_reader, ablate.config; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from ablate.config import load_grid
+from ablate.config import load_grid, resolve_grid
 from ablate.train.estimate import distinct_configs, probe_spec, project_wall, trial_seconds
-from ablate.train.grid import resolve_grid
 
 
 def test_losses_grid_has_six_configurations_of_three_seeds():

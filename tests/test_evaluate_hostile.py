@@ -75,11 +75,11 @@ def experiment(tmp_path: Path, data: Path, size: int = 32) -> Path:
     """An experiment folder with one finished trial: an untrained tiny autoencoder at `size` px."""
     from types import SimpleNamespace
 
+    from ablate.config import resolve_grid
     from ablate.data.identity import manifest_sha256
     from ablate.models.checkpoint import write_checkpoint
     from ablate.models.presets import build_model
     from ablate.train.experiment import GRID_RECORD, grid_record
-    from ablate.train.grid import resolve_grid
 
     exp = tmp_path / "exp"
     ckpt = exp / "train" / "l1-s0" / "checkpoint_000000"

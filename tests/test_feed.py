@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from ablate.config import AugmentSpec
 from ablate.data.augment import augment_batch
 from ablate.data.feed import ShardFeed, cache_fits
+from ablate.specs import AugmentSpec
 
 
 class FakeShard:

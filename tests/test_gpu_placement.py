@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from ablate.config import ConfigError
 from ablate.runtime import data_cpus, plan_placement
+from ablate.specs import ConfigError
 
 
 def test_four_quarter_gpu_trials_pack_on_one_gpu():

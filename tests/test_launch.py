@@ -69,7 +69,7 @@ def test_auto_foundation_retfound_else_a_fundus_mae_else_a_pretraining_stage(tmp
 
 @pytest.mark.bad_input
 def test_only_selects_combinations_and_names_unknown_ones():
-    from ablate.train.grid import resolve_grid
+    from ablate.config import resolve_grid
 
     full, some = resolve_grid("losses", only=("base", "edge"))
     assert len(full.trials) == 18 and {t.combination for t in some.trials} == {"base", "edge"}

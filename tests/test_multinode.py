@@ -22,8 +22,8 @@ from unittest import mock
 import pandas as pd
 import pytest
 
-from ablate.config import ConfigError
 from ablate.runtime import plan_placement, ray_data_can_starve
+from ablate.specs import ConfigError
 
 ABLATE = [sys.executable, "-m", "ablate.cli"]
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ablate.config import ConfigError, TrainSpec, trial_from_dict
+from ablate.config import trial_from_dict
 from ablate.losses import CompositeLoss, LossSpec
 from ablate.models import build_model
 from ablate.runtime import PrecisionError, resolve_precision
+from ablate.specs import ConfigError, TrainSpec
 from ablate.train.step import train_step
 from tests.test_composite import SIZE, TERM_OPTIONS
 
@@ -97,7 +98,7 @@ def test_precision_is_checked_in_the_search_space():
 
 
 def test_launch_precision_overrides_every_trial():
-    from ablate.train.grid import resolve_grid
+    from ablate.config import resolve_grid
 
     full, _ = resolve_grid("losses", precision="bf16")
     assert {s.train.precision for s in full.trials} == {"bf16"}

@@ -365,12 +365,12 @@ def test_batch_not_divisible_by_workers_refused_before_ray(tmp_path, monkeypatch
     import ray
 
     import ablate.runtime
-    from ablate.train.launch import LaunchOptions, prepare_grid
+    from ablate.pipeline import LaunchOptions, prepare_launch
 
     monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray started"))
     monkeypatch.setattr(ablate.runtime, "local_resources", lambda: (16.0, 0.0))  # 3 workers fit anywhere
     grid = _write(tmp_path, GRID)
     with pytest.raises(ConfigError) as e:
-        prepare_grid(LaunchOptions(grid=str(grid), data=str(drive32), workers=3, dry_run=True))
+        prepare_launch(LaunchOptions(grid=str(grid), data=str(drive32), workers=3, dry_run=True))
     assert str(e.value) == (f"{grid}: combinations.a.train.batch_size: 2 is not divisible by --workers 3 (the "
                             "batch is split evenly over the workers); change one of them")

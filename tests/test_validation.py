@@ -15,7 +15,7 @@ import pytest
 
 from ablate.config import ConfigError
 from ablate.data.shards import DatasetError, read_manifest
-from ablate.train.launch import LaunchOptions, prepare_grid
+from ablate.pipeline import LaunchOptions, prepare_launch
 
 
 _RAY_STARTS: list = []  # ray.init calls during the current test (see `count_ray_starts`)
@@ -84,7 +84,7 @@ BAD_VALUES = [
 @pytest.mark.bad_input
 def test_f2_bad_launch_value_refused_in_dry_run_before_ray(bad, message, drive32, capsys):
     with pytest.raises(ConfigError) as e:
-        prepare_grid(LaunchOptions(grid="smoke", data=str(drive32), dry_run=True, **bad))
+        prepare_launch(LaunchOptions(grid="smoke", data=str(drive32), dry_run=True, **bad))
     assert str(e.value) == message
     assert capsys.readouterr().out == ""  # refused first: no trial table, nothing resolved
     assert _no_ray()
@@ -111,7 +111,7 @@ def test_f2_placement_that_does_not_fit_refused_in_dry_run(opts, monkeypatch, dr
 
     monkeypatch.setattr(ablate.runtime, "local_resources", lambda: (2.0, 0.0))  # this 2-core machine, anywhere
     with pytest.raises(ConfigError, match="do not fit in 2 CPUs|Lower --concurrent"):
-        prepare_grid(LaunchOptions(grid="smoke", data=str(drive32), dry_run=True, **opts))
+        prepare_launch(LaunchOptions(grid="smoke", data=str(drive32), dry_run=True, **opts))
     assert _no_ray()
 
 
@@ -119,7 +119,7 @@ def test_f2_unlimited_max_failures_named_in_the_placement_line(monkeypatch, driv
     import ablate.runtime
 
     monkeypatch.setattr(ablate.runtime, "local_resources", lambda: (2.0, 0.0))
-    assert prepare_grid(LaunchOptions(grid="smoke", data=str(drive32), dry_run=True, max_failures=-1)) is None
+    assert prepare_launch(LaunchOptions(grid="smoke", data=str(drive32), dry_run=True, max_failures=-1)) is None
     out = capsys.readouterr().out
     line = next(ln for ln in out.splitlines() if ln.startswith("placement:"))
     assert "1 trial(s) at a time" in line and "unlimited worker-group restart(s) per trial (--max-failures -1)" in line
@@ -268,11 +268,11 @@ def test_f11_grid_json_of_the_wrong_shape(tmp_path):
 
 @pytest.mark.fault
 def test_f10_dataset_reprepared_in_place_is_refused_naming_both_hashes(tmp_path, drive_dir, monkeypatch):
+    from ablate.config import resolve_grid
     from ablate.data.identity import RECORD_KEY, manifest_sha256
     from ablate.data.shards import prepare
     from ablate.evaluate.run import EvalOptions, evaluate_experiment
     from ablate.train.experiment import GRID_RECORD, check_experiment_folder, grid_record
-    from ablate.train.grid import resolve_grid
 
     d, out = tmp_path / "data", tmp_path / "exp"
     prepare(drive_dir, d, size=32)
@@ -292,7 +292,7 @@ def test_f10_dataset_reprepared_in_place_is_refused_naming_both_hashes(tmp_path,
     assert str(e.value).startswith("--resume: ") and "new --out" in str(e.value)
     # the whole launch path, before Ray: refused the same way
     with pytest.raises(DatasetError, match=f"records manifest sha256 {before}"):
-        prepare_grid(LaunchOptions(grid="smoke", data=str(d), out=str(out), resume=True))
+        prepare_launch(LaunchOptions(grid="smoke", data=str(d), out=str(out), resume=True))
     # `ablate evaluate` of the experiment's own dataset: refused before any image is read
     pd.DataFrame({"trial": ["l1-s0-x"], "combination": ["l1"], "seed": [0], "status": ["done"],
                   "checkpoint": ["ckpt"], "config.data.size": [32]}).to_parquet(out / "results.parquet")
@@ -304,9 +304,9 @@ def test_f10_dataset_reprepared_in_place_is_refused_naming_both_hashes(tmp_path,
 
 @pytest.mark.fault
 def test_f10_record_without_a_hash_is_resumed_with_a_warning_and_gains_it(tmp_path, data, capsys):
+    from ablate.config import resolve_grid
     from ablate.data.identity import RECORD_KEY, manifest_sha256
     from ablate.train.experiment import GRID_RECORD, check_experiment_folder, grid_fingerprint, record_dataset
-    from ablate.train.grid import resolve_grid
 
     full, _ = resolve_grid("smoke")
     out = tmp_path / "exp"

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ablate.config import AugmentSpec
+from ablate.specs import AugmentSpec
 
 
 def _generator(seed: int, rank: int, step: int) -> torch.Generator:

@@ -17,11 +17,13 @@ from ablate.schemas import Count, Positive, Sha256, ShapeModel, described, whole
 
 from ablate.errors import AblateError
 
+from ablate.specs import SplitMissing
+
 MANIFEST = "manifest.json"
 REJECTS = "rejects.csv"
 FORMAT_VERSION = 1
 SPLITS = ("train", "val", "test")
-SPLIT_MISSING = ("skip", "train")  # what to do with images a present split.csv does not list
+SPLIT_MISSING = tuple(s.value for s in SplitMissing)  # what to do with images a present split.csv does not list
 SCHEMA = pa.schema(
     [
         ("id", pa.string()),  # sha256 of the source file's bytes, first 16 hex digits

@@ -29,6 +29,7 @@ import pandas as pd
 
 from ablate import storage
 from ablate.errors import InputMissing, InvalidInput
+from ablate.specs import EvalSplit
 
 
 @dataclass
@@ -196,7 +197,8 @@ def check_evaluation(opts) -> EvalSetup:
     from ablate.data.shards import DatasetError, read_manifest
     from ablate.train.experiment import read_record
 
-    if opts.split not in ("test", "all"):
+    # `ablate evaluate` refuses another value when parsing; EvalOptions built in Python is checked here.
+    if opts.split not in {s.value for s in EvalSplit}:
         raise InvalidInput(f"--split must be 'test' or 'all', got {opts.split!r}")
     exp = storage.normalize(opts.exp) if storage.is_uri(opts.exp) else Path(opts.exp).resolve()
     results_path = storage.join(exp, "results.parquet")

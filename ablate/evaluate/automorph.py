@@ -48,8 +48,9 @@ import numpy as np
 
 from ablate.errors import InvalidInput
 from ablate.evaluate.morphology import FEATURES, VesselMap, agreement
+from ablate.specs import Morphology
 
-DEFINITIONS = ("ablate", "automorph")
+DEFINITIONS = tuple(m.value for m in Morphology)  # ("ablate", "automorph")
 AUTOMORPH_MIN_PIXELS = 10  # evaluate_window(min_pixels_per_vessel=10): segments of MORE than this
 RECOMPUTED = ("fractal_dimension", "density", "distance_tortuosity", "squared_curvature_tortuosity",
               "tortuosity_density")

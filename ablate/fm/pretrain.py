@@ -136,9 +136,9 @@ def fm_train_loop(config: dict) -> None:
         mae, state = restored
         step, epoch = resume(model, opt, sched, mae, state)
         last_loss = float(state.get("loss", "nan"))
-    from ablate.config import AugmentSpec
     from ablate.data.augment import augment_batch
     from ablate.data.feed import ShardFeed
+    from ablate.specs import AugmentSpec
 
     feed = ShardFeed(ray.train.get_dataset_shard("train"), per_worker, device, cache=config["cache_train"],
                      rank=rank, shuffle_seed=config["seed"])
@@ -243,9 +243,9 @@ def pretrain(
                "norm_pix_loss": norm_pix_loss, "weight_decay": weight_decay, **run.hashed()}
     folders = run_folders(out_file, run_cfg, run.tb_dir, run.storage_dir)
 
-    from ablate.config import DataSpec
     from ablate.data.feed import cache_fits
     from ablate.data.stream import split_dataset
+    from ablate.specs import DataSpec
 
     file_args = {"data": str(data_dir), "size": size, "preset": preset, "target_steps": run.steps,
                  "batch_size": run.batch_size, "lr": run.lr, "seed": run.seed, "taps": list(taps),

@@ -17,8 +17,8 @@ import torch
 from torch import nn
 
 from ablate.losses.base import AuxLoss
-from ablate.losses.spec import LossSpec
 from ablate.losses.terms import LOSSES
+from ablate.specs import LossSpec
 
 ADAPTIVE_MAX = 1e4
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
-from ablate.config import ConfigError
+from ablate.specs import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ablate.config import ConfigError
+from ablate.specs import ConfigError
 
 DATA_CPU_RESERVE = 1.0
 DATA_CPUS_PER_GPU_TRIAL = 0.5

@@ -23,7 +23,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from ablate.config import PRECISIONS, ConfigError
+from ablate.specs import PRECISIONS, ConfigError
 
 
 class PrecisionError(ConfigError):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from ablate import storage
-from ablate.config import TrialSpec
 from ablate.runtime.config_errors import CONFIG_ERROR
+from ablate.specs import TrialSpec
 
 logger = logging.getLogger(__name__)
 

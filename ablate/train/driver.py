@@ -11,8 +11,8 @@ from __future__ import annotations
 import time
 
 from ablate import storage
-from ablate.config import TrialSpec
 from ablate.runtime import Placement
+from ablate.specs import TrialSpec
 
 
 def trial_key(spec: TrialSpec) -> str:

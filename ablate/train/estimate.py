@@ -26,7 +26,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from ablate.config import Grid, TrialSpec
+from ablate.specs import Grid, TrialSpec
 
 STARTUP_S = 15.0  # per trial: driver, worker group and first batch (BENCHMARKS.md, tiny grid on 2 CPUs)
 

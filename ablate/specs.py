@@ -1,0 +1,183 @@
+"""What a trial is, as frozen values: the spec dataclasses a search space is read into
+(`ablate.config`, at the top) and that every stage below receives by value (train, fm,
+segmenter, runtime, data, evaluate), the configuration error, and the option vocabularies.
+
+A leaf: it imports only ablate.errors (another leaf) and no torch, so any layer may import it and
+no layer needs the YAML loader to know what a spec is.
+
+The field types say how strictly a YAML value is read (pydantic validates these same
+dataclasses in `ablate.config`): a bool is no integer, "3" is no number, a number must be
+finite, an integer is taken where a number is asked for. Unknown keys are refused.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Annotated, Any
+
+from pydantic import AllowInfNan, BeforeValidator, ConfigDict, Field, Strict, StrictBool, StrictInt, StrictStr
+
+from ablate.errors import AblateError
+
+
+class Choice(str, Enum):
+    """A closed set of option values (typer shows and checks them). str() is the value, so a
+    member prints as what the user typed on any Python."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+class PrecisionSetting(Choice):
+    """`train.precision` / `launch --precision` (ablate/runtime/precision.py resolves it per device)."""
+    auto = "auto"  # bf16 on CUDA, fp32 on the CPU
+    bf16 = "bf16"
+    fp16 = "fp16"  # CUDA only, with a GradScaler
+    fp32 = "fp32"
+
+
+class EvalSplit(Choice):
+    """`evaluate --split`: the test split, or every split of another prepared dataset."""
+    test = "test"
+    all = "all"
+
+
+class Morphology(Choice):
+    """`evaluate --morphology`: whose vessel-feature definitions (ablate/evaluate/automorph.py)."""
+    ablate = "ablate"
+    automorph = "automorph"
+
+
+class SplitMissing(Choice):
+    """`prepare --split-missing`: images a present split.csv does not list."""
+    skip = "skip"  # listed in rejects.csv; the split stays exactly as written
+    train = "train"
+
+
+PRECISIONS = tuple(p.value for p in PrecisionSetting)  # train.precision
+# A trial's seed reaches torch.manual_seed (0..2^64-1), numpy's SeedSequence (any int >= 0) and the
+# results table (int64); 2^32-1 is numpy's legacy np.random.seed limit, the narrowest seeding range
+# in common use, so a seed from here works in any tool that re-runs or analyses a trial.
+SEED_MAX = 2**32 - 1
+PLAIN_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # the grid's `name:` (a folder under runs/)
+
+
+class ConfigError(AblateError, ValueError):
+    """A search space or override is invalid; the message names file and key."""
+
+
+# A YAML number: an int or a float (never a bool or a string), finite, kept as a float.
+Number = Annotated[float, Strict(), AllowInfNan(False)]
+# A nested block left empty in YAML (`augment:` or `augment: null`) means its defaults, as a
+# missing key does.
+NullIsDefaults = BeforeValidator(lambda v: {} if v is None else v)
+# How pydantic reads each spec from YAML: a key the spec does not have is refused.
+READ_FROM_YAML = ConfigDict(extra="forbid")
+
+
+@dataclass(frozen=True)
+class AugmentSpec:
+    __pydantic_config__ = READ_FROM_YAML
+    hflip: StrictBool = True
+    vflip: StrictBool = False
+    rotate_deg: Number = 10.0  # uniform in [-rotate_deg, rotate_deg]
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    __pydantic_config__ = READ_FROM_YAML
+    size: StrictInt = 256
+    augment: Annotated[AugmentSpec, NullIsDefaults] = field(default_factory=AugmentSpec)
+    # Each Train worker keeps its decoded share of the train split in memory when it
+    # fits in this many MiB (decode once per trial, not per epoch); 0 = stream every epoch.
+    cache_mb: Number = 4096
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    preset: str = "paper256"
+    # Any architecture field of the preset can be overridden here.
+    overrides: dict = field(default_factory=dict)
+    # {family, channel, filter options}: an edge map appended as a 4th channel
+    # the autoencoder reconstructs (the paper's edge variant); None = RGB only.
+    edge_channel: dict | None = None
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    __pydantic_config__ = READ_FROM_YAML
+    steps: StrictInt = 1000
+    epochs: StrictInt | None = None  # when set, train for whole epochs instead of `steps`
+    batch_size: StrictInt = 16  # global batch, split evenly over workers
+    lr: Number = 4.5e-6
+    betas: tuple[Number, Number] = (0.5, 0.9)
+    log_every: StrictInt = 10
+    image_every: StrictInt = 100
+    val_every: StrictInt = 100
+    val_batches: StrictInt = 4
+    checkpoint_every: StrictInt = 500
+    # Model and batches in channels_last memory format: 1.2x faster convolutions for
+    # paper256 on this CPU (BENCHMARKS.md), and the layout tensor cores want on GPU.
+    channels_last: StrictBool = True
+    # Autocast of the training step and validation (ablate/runtime/precision.py says what
+    # stays fp32 and why): auto = bf16 on CUDA, fp32 on the CPU; fp16 (CUDA only) uses a GradScaler.
+    # A plain string, checked against PRECISIONS by the loader (its message names the key path).
+    precision: Annotated[StrictStr, Field(json_schema_extra={"enum": list(PRECISIONS)})] = "auto"
+    # torch.compile the autoencoder (in place: checkpoints keep eager key names). Compiling
+    # happens in the first step (and the first validation), so time/first_step_s and
+    # time/startup/compiled_s include it; compare with an eager run's first step.
+    compile: StrictBool = False
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """What a search space says about one loss term, carried by value to the workers."""
+    __pydantic_config__ = READ_FROM_YAML
+    name: StrictStr
+    weight: Number = 1.0
+    start_step: StrictInt = 0  # the term is off (contributes 0) before this step
+    adaptive: StrictBool = False  # taming-style gradient-norm balancing at the decoder's last layer
+    options: dict = field(default_factory=dict)  # the term's own options (its factory's keywords)
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    combination: str
+    seed: int
+    data: DataSpec
+    model: ModelSpec
+    train: TrainSpec
+    losses: tuple[LossSpec, ...]
+
+    def flat(self) -> dict[str, Any]:
+        """Every config value under a dotted key, for result tables and hparams."""
+        out: dict[str, Any] = {"combination": self.combination, "seed": self.seed}
+        _flatten("data", dataclasses.asdict(self.data), out)
+        _flatten("model", {"preset": self.model.preset, **self.model.overrides,
+                           "edge_channel": self.model.edge_channel}, out)
+        _flatten("train", dataclasses.asdict(self.train), out)
+        for spec in self.losses:
+            _flatten(f"loss.{spec.name}", {k: v for k, v in dataclasses.asdict(spec).items() if k != "name"}, out)
+        return out
+
+
+@dataclass(frozen=True)
+class Grid:
+    name: str
+    description: str
+    source: str
+    trials: tuple[TrialSpec, ...]
+    questions: dict | None = None  # parse_questions' output; None: not declared (the report uses defaults)
+
+
+def _flatten(prefix: str, value: Any, out: dict) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _flatten(f"{prefix}.{k}", v, out)
+    elif isinstance(value, (list, tuple)):
+        out[prefix] = str(list(value))
+    else:
+        out[prefix] = value
