@@ -164,9 +164,8 @@ def available_feature_nets(skip: tuple[str, ...] = ()) -> tuple[dict, list[str]]
 def check_feature_nets() -> tuple[dict, list[str]]:
     """available_feature_nets, then the foundation model loaded once: a file that is there but
     does not load skips its Fréchet distance with a note naming it (the next model is tried)."""
-    from ablate.evaluate.trial_stages import fm_extractor
-
     from ablate.backbones.retfound import retfound_weights_path
+    from ablate.evaluate.trial_stages import fm_extractor
     from ablate.losses.foundation import fundus_mae_path
 
     nets, notes = available_feature_nets()
