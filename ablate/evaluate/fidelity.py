@@ -85,6 +85,20 @@ from torch import nn
 from ablate.checks import check_images, check_same_shape, check_unit_range, finite_float64
 from ablate.evaluate.kid import KID_SUBSET_SIZE, KID_SUBSETS, kid_subset_values
 from ablate.losses.structural import MS_SSIM_MIN_SIDE, WINDOW, ms_ssim, ssim
+from ablate.metric_info import Better, MetricInfo
+
+# pair_metrics' whole-image values (black surround included) are written as `<name>_whole`.
+PSNR_WHOLE = MetricInfo("psnr_whole", Better.HIGHER, unit="dB", about="PSNR over the whole image")
+SSIM_WHOLE = MetricInfo("ssim_whole", Better.HIGHER, about="SSIM over the whole image")
+MS_SSIM_WHOLE = MetricInfo("ms_ssim_whole", Better.HIGHER, about="MS-SSIM over the whole image")
+LPIPS = MetricInfo("lpips", Better.LOWER, about="LPIPS-VGG16 distance (the paper's perceptual metric)")
+LPIPS_RANDOM = MetricInfo("lpips[random-vgg]", Better.LOWER, may_vote=False,
+                          about="LPIPS on a randomly initialised VGG16: a control, no measure of faithfulness")
+FID = MetricInfo("fid", Better.LOWER, per_set=True, about="Frechet distance in the FID Inception's pool features")
+FD = MetricInfo("fd_", Better.LOWER, per_set=True, family=True,
+                about="Frechet distance in a foundation model's features (fd_<model>)")
+PAIR_METRICS = (PSNR_WHOLE, SSIM_WHOLE, MS_SSIM_WHOLE, LPIPS, LPIPS_RANDOM)
+SET_METRICS = (FID, FD)
 
 SQRTM_EPS = 1e-6  # pytorch-fid's offset for the sqrtm formula
 POOLS = ("mean", "cls")

@@ -24,6 +24,12 @@ from __future__ import annotations
 import numpy as np
 
 from ablate.checks import finite_float64
+from ablate.metric_info import Better, MetricInfo
+
+KID = MetricInfo("kid", Better.LOWER, per_set=True, about="Kernel Inception Distance")
+KID_MODEL = MetricInfo("kid_", Better.LOWER, per_set=True, family=True,
+                       about="KID in a foundation model's features (kid_<model>)")
+METRICS = (KID, KID_MODEL)
 
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000

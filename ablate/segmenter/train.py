@@ -120,15 +120,12 @@ def segmenter_train_loop(config: dict) -> None:
     import ray.train.torch
     import torch
 
-    from ablate.runtime import StepLoop, lr_factor, restore_states, resume, worker_context
+    from ablate.runtime import StepLoop, lr_factor, restore_states, resume, start_worker
     from ablate.segmenter.model import build_unet, unet_logits
 
     steps = config["steps"]
-    rank, world, per_worker = worker_context(config["threads"], config["batch_size"])
-
-    torch.manual_seed(config["seed"])  # same init on every rank (DDP broadcasts rank 0's anyway)
-    model = ray.train.torch.prepare_model(build_unet(config["arch"]))
-    device = ray.train.torch.get_device()
+    worker, model = start_worker(config, lambda: build_unet(config["arch"]))
+    rank, world, per_worker, device = worker.rank, worker.world, worker.per_worker, worker.device
     opt = torch.optim.Adam(model.parameters(), lr=config["lr"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, config["warmup_steps"]))
 
@@ -164,7 +161,6 @@ def segmenter_train_loop(config: dict) -> None:
 
 
 def _report(model, opt, sched, step: int, epoch: int, last: dict, final: bool) -> None:
-    import ray.train
     import torch
 
     from ablate.runtime import report_to_train, unwrap
@@ -173,8 +169,7 @@ def _report(model, opt, sched, step: int, epoch: int, last: dict, final: bool) -
         torch.save({"model": unwrap(model).state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "step": step, "epoch": epoch}, folder / STATE_FILE)
 
-    report_to_train({**last, "step": step, "epoch": epoch, "final": final,
-            "world_size": ray.train.get_context().get_world_size()}, save=save)
+    report_to_train({**last, "step": step, "epoch": epoch, "final": final}, save=save)
 
 
 # ----------------------------------------------------------------------------- driver
