@@ -105,7 +105,7 @@ def load_judge(spec: str):
     missing file stays load_segmenter's FileNotFoundError)."""
     import torch
 
-    from ablate.segmenter.model import load_segmenter
+    from ablate.segmenter.unet_file import load_segmenter
 
     path = Path(spec).expanduser()
     if spec == "ridge" or spec.startswith("ridge:") or not path.is_file():
@@ -124,7 +124,7 @@ def load_judge(spec: str):
 
 def choose_segmenter(requested: str | None) -> tuple[str, str]:
     """(spec, note). Without a request: our U-Net where its file exists, else the ridge fallback."""
-    from ablate.segmenter.model import DEFAULT_WEIGHTS
+    from ablate.segmenter.unet_file import DEFAULT_WEIGHTS
 
     if requested:
         return requested, f"segmenter {requested!r} as requested"

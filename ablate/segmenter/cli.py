@@ -17,7 +17,7 @@ from ablate.runtime import console, fail
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Vessel segmenter: train the U-Net on DRIVE, or score a segmenter on a prepared split.")
 
-# Same as ablate.segmenter.model.DEFAULT_WEIGHTS (tested).
+# Same as ablate.segmenter.unet_file.DEFAULT_WEIGHTS (tested).
 _DEFAULT_OUT = ablate_weights_file("vessel_unet")
 
 
@@ -53,7 +53,7 @@ def train(
     from ablate.config import ConfigError
     from ablate.data.shards import DatasetError
     from ablate.runtime import RunOptions
-    from ablate.segmenter.model import format_metrics
+    from ablate.segmenter.scores import format_metrics
     from ablate.segmenter.train import train_segmenter
 
     try:
@@ -87,7 +87,9 @@ def evaluate(
     import json
 
     from ablate.data.shards import DatasetError
-    from ablate.segmenter.model import evaluate_split, format_metrics, load_segmenter
+    from ablate.segmenter.evaluation import evaluate_split
+    from ablate.segmenter.scores import format_metrics
+    from ablate.segmenter.unet_file import load_segmenter
 
     try:
         seg = load_segmenter(segmenter)

@@ -42,9 +42,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ablate.runtime import RunOptions, final_state, fit_standalone, run_folders
-from ablate.segmenter.model import DEFAULT_ARCH, DEFAULT_WEIGHTS
 from ablate.segmenter.camera import CameraJitter
 from ablate.segmenter.patches import COLUMNS, PatchSampler, WholeImages
+from ablate.segmenter.unet import DEFAULT_ARCH
+from ablate.segmenter.unet_file import DEFAULT_WEIGHTS
 
 STATE_FILE = "segmenter_state.pt"
 # 3000 steps: the run measured under the camera augmentation (BENCHMARKS.md); 1500 was measured without it.
@@ -94,7 +95,7 @@ def _validate(model, shard, device) -> dict[str, float]:
     import torch
     import torch.distributed as dist
 
-    from ablate.segmenter.model import unet_logits
+    from ablate.segmenter.unet import unet_logits
 
     model.eval()
     sums = torch.zeros(5, dtype=torch.float64)  # tp, pred, target, loss sum, batches
@@ -121,7 +122,7 @@ def segmenter_train_loop(config: dict) -> None:
     import torch
 
     from ablate.runtime import StepLoop, lr_factor, restore_states, resume, start_worker
-    from ablate.segmenter.model import build_unet, unet_logits
+    from ablate.segmenter.unet import build_unet, unet_logits
 
     steps = config["steps"]
     worker, model = start_worker(config, lambda: build_unet(config["arch"]))
@@ -233,7 +234,7 @@ def train_segmenter(
     Everything is validated before Ray starts; the run is named <out stem>-<config hash>.
     """
     from ablate.data.shards import DatasetError, read_manifest, shard_paths
-    from ablate.segmenter.model import build_unet
+    from ablate.segmenter.unet import build_unet
 
     data_dir = Path(data_dir).resolve()
     out_file = Path(out_file).expanduser().resolve()
@@ -287,11 +288,14 @@ def train_segmenter(
     model.load_state_dict(state["model"])
     last = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
 
-    from ablate.segmenter.model import UNetSegmenter, evaluate_split, load_segmenter, save_segmenter
+    from ablate.segmenter.evaluation import evaluate_split
+    from ablate.segmenter.unet import UNetSegmenter
+    from ablate.segmenter.unet_file import load_segmenter, save_segmenter
 
     threshold, rule = 0.5, "0.5 (no val split to set it on)"
     if validate:
-        from ablate.segmenter.model import load_split, predict_arrays
+        from ablate.segmenter.evaluation import predict_arrays
+        from ablate.segmenter.labelled import load_split
         from ablate.segmenter.threshold import best_threshold
 
         images, fov, vessel, _ = load_split(data_dir, "val")
