@@ -65,3 +65,16 @@ def check_mask(mask: torch.Tensor, images: torch.Tensor, name: str) -> None:
     if tuple(mask.shape) != (images.shape[0], *images.shape[2:]):
         raise ValueError(f"{name}: mask shape {tuple(mask.shape)} does not match images {tuple(images.shape)} "
                          "(want (B, H, W))")
+
+
+def finite_float64(a: object, name: str):
+    """`a` (a tensor or array-like of samples or statistics) as a float64 numpy array; ValueError
+    starting with `name` when it holds NaN or inf (a distance over such features is meaningless)."""
+    import numpy as np
+
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().double().numpy()
+    out = np.asarray(a, dtype=np.float64)
+    if not np.isfinite(out).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return out

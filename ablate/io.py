@@ -7,7 +7,7 @@ import os
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 
 @contextmanager
@@ -54,9 +54,17 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     write_bytes_atomic(path, text.encode())
 
 
-def sha256_file(path: str | Path) -> str:
+def sha256_stream(stream: BinaryIO) -> str:
+    """The hex sha256 of what is left to read in a binary stream, read 1 MiB at a time (a
+    multi-GB checkpoint is never held in memory). The one hashing loop: local files, object
+    storage streams and weights all come through here."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+    for block in iter(lambda: stream.read(1 << 20), b""):
+        h.update(block)
     return h.hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The hex sha256 of a local file."""
+    with open(path, "rb") as f:
+        return sha256_stream(f)

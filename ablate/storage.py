@@ -16,7 +16,6 @@ in the middle of them, so URIs with one are refused.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import re
@@ -25,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ablate.errors import AblateError, InputMissing
-from ablate.io import atomic_path, sha256_file, write_bytes_atomic
+from ablate.io import atomic_path, sha256_file, sha256_stream, write_bytes_atomic
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 ENV_HINT = ("credentials and endpoint come from the standard AWS environment (AWS_ACCESS_KEY_ID and "
@@ -230,11 +229,8 @@ def sha256(location: str | os.PathLike) -> str:
     if not is_uri(location):
         return sha256_file(location)
     fs, path = resolve(location)
-    h = hashlib.sha256()
     with _errors(str(location)), fs.open_input_stream(path) as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+        return sha256_stream(f)
 
 
 def list_files(location: str | os.PathLike) -> dict[str, int]:

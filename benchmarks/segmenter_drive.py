@@ -44,9 +44,11 @@ def main() -> None:
     args = ap.parse_args()
 
     from ablate.data.shards import prepare
-    from ablate.segmenter.model import evaluate_split, format_metrics, load_segmenter
     from ablate.runtime import RunOptions
+    from ablate.segmenter.evaluation import evaluate_split
+    from ablate.segmenter.scores import format_metrics
     from ablate.segmenter.train import train_segmenter
+    from ablate.segmenter.unet_file import load_segmenter
 
     work = args.work or Path(tempfile.mkdtemp(prefix="segmenter-drive-"))
     data = work / f"drive{args.size}"

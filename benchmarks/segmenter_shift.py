@@ -49,7 +49,10 @@ def main() -> None:
 
     from ablate.data.shards import prepare
     from ablate.segmenter.camera import SHIFTS
-    from ablate.segmenter.model import evaluate_arrays, load_labelled, load_segmenter, predict_arrays
+    from ablate.segmenter.evaluation import predict_arrays
+    from ablate.segmenter.labelled import load_labelled
+    from ablate.segmenter.scores import evaluate_arrays
+    from ablate.segmenter.unet_file import load_segmenter
 
     work = args.work or Path(tempfile.mkdtemp(prefix="segmenter-shift-"))
     data = work / f"drive{args.size}"

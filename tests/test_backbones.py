@@ -21,7 +21,8 @@ from ablate.backbones.lpips_heads import HEADS_MD5, default_heads_path, load_lpi
 from ablate.backbones.retfound import (MODELS, CheckpointMismatch, build_vit, check_taps, frozen_vit,
                                        load_vit_checkpoint, resize_pos_embed, retfound_weights_path)
 from ablate.backbones.vgg import SLICES, VGG16_FILE, vgg16_taps, vgg16_weights_path
-from ablate.backbones.weights import TABLE, WeightsHashMismatch, sha256_file
+from ablate.backbones.weights import TABLE, WeightsHashMismatch
+from ablate.io import sha256_file
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

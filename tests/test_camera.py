@@ -112,7 +112,7 @@ def test_best_threshold_matches_brute_force_and_prefers_half_on_ties():
     fov = np.ones_like(vessel)
     fov[:, :3] = False
     t, d = best_threshold(prob, vessel, fov)
-    from ablate.segmenter.model import dice
+    from ablate.segmenter.scores import dice
 
     brute = {round(float(c), 2): dice(prob[fov] > c, vessel[fov]) for c in np.arange(0.05, 0.951, 0.01)}
     assert d == pytest.approx(max(brute.values()), abs=1e-9) and brute[t] == pytest.approx(d, abs=1e-9)

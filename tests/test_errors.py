@@ -106,7 +106,7 @@ COMMANDS = {
     "tensorboard": (["tensorboard", "s3://bucket/exp", "--print-only"], "ablate.runtime.tensorboard.mirror_logs"),
     "fm pretrain": (["fm", "pretrain", "--data", "{tmp}"], "ablate.fm.pretrain.pretrain"),
     "segmenter train": (["segmenter", "train", "--data", "{tmp}"], "ablate.segmenter.train.train_segmenter"),
-    "segmenter evaluate": (["segmenter", "evaluate", "--data", "{tmp}"], "ablate.segmenter.model.load_segmenter"),
+    "segmenter evaluate": (["segmenter", "evaluate", "--data", "{tmp}"], "ablate.segmenter.unet_file.load_segmenter"),
 }
 
 

@@ -32,7 +32,7 @@ def test_device_then_morphology_stage_on_read_only_hand_over(drive32, tmp_path):
     from ablate.evaluate.reconstruct import reference_levels, to_tensor, vessel_maps
     from ablate.models.checkpoint import write_checkpoint
     from ablate.models.presets import build_model
-    from ablate.segmenter.model import load_segmenter
+    from ablate.segmenter.unet_file import load_segmenter
 
     rows = pq.read_table(shard_paths(drive32, "test")[0], columns=["image", "fov"]).to_pylist()[:3]
     images = np.stack([decode_png(r["image"]) for r in rows])
@@ -68,10 +68,11 @@ def test_a_unet_judging_images_far_from_its_training_size_is_a_caution_in_the_re
     broad vessel blobs. Beyond 2x resampling the evaluation says so, and the report shows it."""
     import json
 
+    from test_report import make_exp
+
     from ablate.evaluate.plan import judge_scale_caution
     from ablate.report.collect import load_experiment
     from ablate.report.render import report_warnings
-    from test_report import make_exp
 
     unet = SimpleNamespace(name="unet:camera", size=512)
     assert judge_scale_caution(unet, 256) is None and judge_scale_caution(unet, 1024) is None  # within 2x

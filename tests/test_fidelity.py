@@ -28,8 +28,8 @@ from ablate.backbones.inception import FID_INCEPTION_ENV, FIDInception
 from ablate.backbones.retfound import build_vit
 from ablate.backbones.vgg import VGG16_FILE
 from ablate.evaluate.fidelity import (FrechetDistance, foundation_features, frechet_distance,
-                                      frechet_distance_from_samples, kernel_inception_distance, kid_subset_values,
-                                      mmd2_unbiased, pair_metrics)
+                                      frechet_distance_from_samples, pair_metrics)
+from ablate.evaluate.kid import kernel_inception_distance, kid_subset_values, mmd2_unbiased
 from ablate.losses import LOSSES
 from ablate.losses.structural import MS_SSIM_MIN_SIDE, ms_ssim
 

@@ -302,7 +302,7 @@ def test_our_own_checkpoints_that_do_not_load_are_one_line_naming_the_file(tmp_p
     bad = tmp_path / "garbage.pth"
     bad.write_bytes(b"\x80\x04not a torch file at all" * 10)
     if what == "segmenter":
-        from ablate.segmenter.model import load_segmenter as load
+        from ablate.segmenter.unet_file import load_segmenter as load
         fix = "ablate segmenter train"
     else:
         from ablate.fm.mae import load_mae as load

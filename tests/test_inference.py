@@ -205,8 +205,7 @@ def test_fid_is_labelled_with_n_and_left_out_below_the_floor(tmp_path):
 
 
 def test_kid_with_spread_uses_half_size_subsets():
-    from ablate.evaluate.fidelity import kid_subset_values
-    from ablate.evaluate.kid import kid_with_spread
+    from ablate.evaluate.kid import kid_subset_values, kid_with_spread
 
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(20, 16)), rng.normal(size=(20, 16))

@@ -161,3 +161,59 @@ def test_the_command_line_loads_without_torch_or_ray():
     code = "import sys; from ablate.cli import app; print(sorted(m for m in ('torch', 'ray') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+# ---------------------------------------------------------------- layers only point down
+# The README's flow, bottom to top: a package may import a package of a lower rank (and
+# itself). Leaves (rank 0) may import other leaves (the circle check above keeps them
+# acyclic). train, fm and segmenter are separate programs on one rank: none imports another.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("ablate", "ablate.errors", "ablate.logs", "ablate.specs", "ablate.io", "ablate.storage", "ablate.lock",
+     "ablate.schemas", "ablate.checks", "ablate.edge_filters", "ablate.registry", "ablate.yaml_load",
+     "ablate.cache", "ablate.metric_info", "ablate.weights", "ablate.ui", "ablate.search_spaces"),
+    ("ablate.runtime",),
+    ("ablate.data",),
+    ("ablate.models",),
+    ("ablate.backbones",),
+    ("ablate.losses",),
+    ("ablate.train", "ablate.fm", "ablate.segmenter"),
+    ("ablate.evaluate",),
+    ("ablate.report",),
+    ("ablate.config",),
+    ("ablate.pipeline",),
+    ("ablate.cli",),
+)
+RANK = {package: rank for rank, packages in enumerate(LAYERS) for package in packages}
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    """`a imports b` for every edge that goes up the layers or across a rank above the leaves."""
+    bad = []
+    for m, targets in sorted(graph.items()):
+        pm = _package(m)
+        for t in sorted(targets):
+            pt = _package(t)
+            if pt == pm or pt == "ablate":  # own package; the root package's __init__
+                continue
+            if RANK[pt] > RANK[pm] or (RANK[pt] == RANK[pm] and RANK[pm] > 0):
+                bad.append(f"{m} (rank {RANK[pm]}) imports {t} (rank {RANK[pt]})")
+    return bad
+
+
+def test_every_package_has_a_layer():
+    assert not sorted({_package(m) for m in MODULES} - set(RANK)), "add the package to LAYERS"
+
+
+def test_imports_only_point_down_the_layers():
+    bad = upward_imports(import_graph())
+    assert not bad, "\n".join(bad)
+
+
+def test_the_layer_check_finds_an_upward_import():
+    graph = import_graph()
+    planted = dict(graph)
+    planted["ablate.data.feed"] = graph["ablate.data.feed"] | {"ablate.train.loop"}  # a stage reaching up
+    planted["ablate.fm.pretrain"] = graph["ablate.fm.pretrain"] | {"ablate.segmenter.unet"}  # a sibling program
+    bad = [b for b in upward_imports(planted) if b not in upward_imports(graph)]
+    assert bad == ["ablate.data.feed (rank 2) imports ablate.train.loop (rank 6)",
+                   "ablate.fm.pretrain (rank 6) imports ablate.segmenter.unet (rank 6)"]

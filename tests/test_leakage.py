@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from ablate.segmenter.evaluation import evaluate_split
 from ablate.segmenter.leakage import TrainedOnImages, check_not_trained_on, split_ids, unchecked_reason
-from ablate.segmenter.model import build_unet, evaluate_split, load_segmenter, save_segmenter
+from ablate.segmenter.unet import build_unet
+from ablate.segmenter.unet_file import load_segmenter, save_segmenter
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

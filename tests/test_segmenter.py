@@ -15,14 +15,17 @@ import torch
 from typer.testing import CliRunner
 
 from ablate.data.preprocess import preprocess
+from ablate.segmenter.camera import CameraJitter
 from ablate.segmenter.cli import _DEFAULT_OUT
 from ablate.segmenter.cli import app as seg_app
-from ablate.segmenter.model import (DEFAULT_WEIGHTS, RidgeSegmenter, Segmenter, UNet, UNetSegmenter, build_unet, dice,
-                                    evaluate_arrays, fov_from_images, fov_stats, fov_stats_numpy, load_segmenter,
-                                    roc_auc, save_segmenter, standardize, unet_logits)
-from ablate.segmenter.camera import CameraJitter
+from ablate.segmenter.inputs import fov_from_images
 from ablate.segmenter.patches import PatchSampler, WholeImages, augment_image
+from ablate.segmenter.protocol import Segmenter
+from ablate.segmenter.ridge import RidgeSegmenter
+from ablate.segmenter.scores import dice, evaluate_arrays, roc_auc
 from ablate.segmenter.train import vessel_loss
+from ablate.segmenter.unet import UNet, UNetSegmenter, build_unet, fov_stats, fov_stats_numpy, standardize, unet_logits
+from ablate.segmenter.unet_file import DEFAULT_WEIGHTS, load_segmenter, save_segmenter
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -275,10 +278,8 @@ def test_train_validates_before_ray(drive64, tmp_path):
 
 @pytest.mark.ray
 def test_train_end_to_end_with_ray(ray_local, drive64, tmp_path):
-    from ablate.runtime import RunOptions
+    from ablate.runtime import RunOptions, ray_output
     from ablate.segmenter.train import train_segmenter
-
-    from ablate.runtime import ray_output
 
     out = tmp_path / "weights" / "drive_unet.pth"
     ray_output.set_verbose(False)  # the command's default: Ray's output to files beside the run

@@ -14,8 +14,8 @@ from ablate.data.preprocess import preprocess
 from ablate.evaluate.morphology import agreement
 from ablate.evaluate.reconstruct import reference_levels, vessel_maps
 from ablate.evaluate.sharpness import sharpness
-from ablate.segmenter.model import RidgeSegmenter, UNetSegmenter, build_unet
-from ablate.segmenter.ridge import rim_px
+from ablate.segmenter.ridge import RidgeSegmenter, rim_px
+from ablate.segmenter.unet import UNetSegmenter, build_unet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

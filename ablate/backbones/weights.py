@@ -33,7 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ablate.backbones import WeightsMissing, weights_record
-from ablate.backbones.weights_record import SHA256_HEX, sha256_file
+from ablate.backbones.weights_record import SHA256_HEX
+from ablate.cache import cache_root
+from ablate.io import sha256_file
 
 SOURCES = ("url", "huggingface", "packaged", "ablate")
 
@@ -153,11 +155,6 @@ def entry(name: str) -> PretrainedFile:
 
 
 # ---------------------------------------------------------------- cache roots
-
-
-def cache_root() -> Path:
-    """ablate's own cache: $ABLATE_CACHE, else ~/.cache/ablate (demo data, weights, mirrors)."""
-    return Path(os.environ.get("ABLATE_CACHE") or Path.home() / ".cache" / "ablate").expanduser()
 
 
 def weights_dir() -> Path:

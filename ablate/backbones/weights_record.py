@@ -13,7 +13,6 @@ record is never rewritten over, since ablate cannot tell who put those bytes the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -27,14 +26,6 @@ SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 # ablate may lack them). bool is refused as an int below: json `true` is not a size.
 FIELDS = {"sha256": str, "path": str, "size": int, "mtime_ns": int, "checked": str, "first_verified_utc": str}
 REQUIRED = ("sha256", "path", "size", "mtime_ns")
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class RecordUnreadable(AblateError, ValueError):

@@ -20,7 +20,8 @@ from pathlib import Path
 
 from ablate import storage
 from ablate.backbones import WeightsMissing
-from ablate.backbones.weights import WeightsHashMismatch, entry, locate, sha256_file, weights_dir
+from ablate.backbones.weights import WeightsHashMismatch, entry, locate, weights_dir
+from ablate.io import sha256_file
 
 SHIP_DIR = "weights"
 MANIFEST = "manifest.json"

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ablate.backbones.weights import cache_root  # the one cache root ($ABLATE_CACHE); re-exported here
+from ablate.cache import cache_root  # re-exported here: the demo folder is cache_root() / 'demo'
 from ablate.data.shards import MANIFEST, prepare
 
 N_IMAGES = 24

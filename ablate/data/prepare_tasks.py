@@ -19,7 +19,6 @@ result is byte-identical either way (tests/test_prepare_scale.py holds that).
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from typing import Callable, Iterator
 

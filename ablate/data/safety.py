@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Iterator
 
+from ablate.cache import cache_root
 from ablate.data.dataset import DatasetError
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,8 @@ def check_work(work: Path, out, remote: bool, src: Path | None) -> None:
 
 
 def _lock_file(key: str) -> Path:
-    # $ABLATE_CACHE as the rest of ablate reads it (backbones.weights.cache_root); not beside
-    # the output, so no file appears next to the user's folders.
-    root = Path(os.environ.get("ABLATE_CACHE") or Path.home() / ".cache" / "ablate").expanduser()
+    # in ablate's cache, not beside the output, so no file appears next to the user's folders
+    root = cache_root()
     return root / "prepare-locks" / f"{hashlib.sha256(key.encode()).hexdigest()[:16]}.lock"
 
 

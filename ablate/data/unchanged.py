@@ -19,17 +19,17 @@ import csv
 import hashlib
 import io
 import json
-import os
 from pathlib import Path
 
 from ablate import storage
+from ablate.cache import cache_root
 from ablate.data.dataset import MANIFEST, REJECTS, Manifest
-from ablate.storage import csv_uncell
 from ablate.io import write_bytes_atomic
+from ablate.storage import csv_uncell
 
 
 def record_path(out: str) -> Path:
-    root = Path(os.environ.get("ABLATE_CACHE") or Path.home() / ".cache" / "ablate").expanduser()
+    root = cache_root()
     return root / "prepare-done" / f"{hashlib.sha256(out.encode()).hexdigest()[:16]}.json"
 
 

@@ -32,6 +32,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
+from ablate.cache import cache_root
 from ablate.data.dataset import DatasetError
 from ablate.io import write_bytes_atomic
 
@@ -54,9 +55,7 @@ def code_version() -> str:
 def work_folder(out: str, is_uri: bool) -> Path:
     if not is_uri:
         return Path(out).with_name(Path(out).name + ".work")
-    # $ABLATE_CACHE as the rest of ablate reads it (backbones.weights.cache_root),
-    # without importing that package here.
-    root = Path(os.environ.get("ABLATE_CACHE") or Path.home() / ".cache" / "ablate").expanduser()
+    root = cache_root()
     return root / "prepare-work" / hashlib.sha256(out.encode()).hexdigest()[:16]
 
 

@@ -107,7 +107,7 @@ def load_judge(spec: str):
     missing file stays load_segmenter's FileNotFoundError)."""
     import torch
 
-    from ablate.segmenter.model import load_segmenter
+    from ablate.segmenter.unet_file import load_segmenter
 
     path = Path(spec).expanduser()
     if spec == "ridge" or spec.startswith("ridge:") or not path.is_file():
@@ -126,7 +126,7 @@ def load_judge(spec: str):
 
 def choose_segmenter(requested: str | None) -> tuple[str, str]:
     """(spec, note). Without a request: our U-Net where its file exists, else the ridge fallback."""
-    from ablate.segmenter.model import DEFAULT_WEIGHTS
+    from ablate.segmenter.unet_file import DEFAULT_WEIGHTS
 
     if requested:
         return requested, f"segmenter {requested!r} as requested"
@@ -166,9 +166,8 @@ def available_feature_nets(skip: tuple[str, ...] = ()) -> tuple[dict, list[str]]
 def check_feature_nets() -> tuple[dict, list[str]]:
     """available_feature_nets, then the foundation model loaded once: a file that is there but
     does not load skips its Fréchet distance with a note naming it (the next model is tried)."""
-    from ablate.evaluate.trial_stages import fm_extractor
-
     from ablate.backbones.retfound import retfound_weights_path
+    from ablate.evaluate.trial_stages import fm_extractor
     from ablate.losses.foundation import fundus_mae_path
 
     nets, notes = available_feature_nets()

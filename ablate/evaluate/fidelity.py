@@ -50,24 +50,13 @@ not finite, sqrtm((S1 + eps I)(S2 + eps I)) with eps 1e-6; imaginary parts above
 1e-3 on the diagonal raise; the real part is taken), and the tests check the two
 against each other and against closed forms.
 
-Kernel Inception Distance (Binkowski et al. 2018, as torchmetrics'
-KernelInceptionDistance): unbiased MMD^2 with the cubic polynomial kernel
-k(x, y) = (x . y / d + 1)^3,
-  1/(m(m-1)) sum_{i!=j} k(x_i, x_j) + 1/(n(n-1)) sum_{i!=j} k(y_i, y_j) - 2/(mn) sum_{i,j} k(x_i, y_j),
-averaged over `kid_subsets` (100) random subsets of `kid_subset_size` (1000)
-samples drawn without replacement from each set (seeded, so reproducible), with
-`kid_std` their standard deviation (ddof 0, as torchmetrics). When either set
-has fewer than kid_subset_size samples (torchmetrics raises there), one "subset"
-of all samples of both sets is used and no `kid_std` is reported. KID is
-unbiased for *independent* sets; a set compared with itself (one subset) gives
-(2/m)(mean off-diagonal k - mean diagonal k), slightly below 0, not exactly 0.
+KID (the kernel, the subsets, the spread): `ablate.evaluate.kid`, its one home.
 
 Sample sizes: with fewer samples than feature dimensions (n < 2048 for Inception)
 FID is strongly biased upward and only comparable between runs with the same n;
 KID is unbiased at any n >= 2. compute() needs at least 2 samples per set.
 The same numbers without the accumulator, from (n, D) feature arrays:
-frechet_distance_from_samples(real, fake), kernel_inception_distance(real, fake)
-(the mean; kid_subset_values gives the per-subset values), and
+frechet_distance_from_samples(real, fake) (kid.kernel_inception_distance for KID), and
 frechet_distance(mu1, sigma1, mu2, sigma2) from stored statistics.
 
 Foundation features: `foundation_features(term_or_backbone)` reads a frozen ViT
@@ -93,12 +82,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ablate.checks import check_images, check_same_shape, check_unit_range
+from ablate.checks import check_images, check_same_shape, check_unit_range, finite_float64
+from ablate.evaluate.kid import KID_SUBSET_SIZE, KID_SUBSETS, kid_subset_values
 from ablate.losses.structural import MS_SSIM_MIN_SIDE, WINDOW, ms_ssim, ssim
+from ablate.metric_info import Better, MetricInfo
+
+# pair_metrics' whole-image values (black surround included) are written as `<name>_whole`.
+PSNR_WHOLE = MetricInfo("psnr_whole", Better.HIGHER, unit="dB", about="PSNR over the whole image")
+SSIM_WHOLE = MetricInfo("ssim_whole", Better.HIGHER, about="SSIM over the whole image")
+MS_SSIM_WHOLE = MetricInfo("ms_ssim_whole", Better.HIGHER, about="MS-SSIM over the whole image")
+LPIPS = MetricInfo("lpips", Better.LOWER, about="LPIPS-VGG16 distance (the paper's perceptual metric)")
+LPIPS_RANDOM = MetricInfo("lpips[random-vgg]", Better.LOWER, may_vote=False,
+                          about="LPIPS on a randomly initialised VGG16: a control, no measure of faithfulness")
+FID = MetricInfo("fid", Better.LOWER, per_set=True, about="Frechet distance in the FID Inception's pool features")
+FD = MetricInfo("fd_", Better.LOWER, per_set=True, family=True,
+                about="Frechet distance in a foundation model's features (fd_<model>)")
+PAIR_METRICS = (PSNR_WHOLE, SSIM_WHOLE, MS_SSIM_WHOLE, LPIPS, LPIPS_RANDOM)
+SET_METRICS = (FID, FD)
 
 SQRTM_EPS = 1e-6  # pytorch-fid's offset for the sqrtm formula
-KID_SUBSETS = 100
-KID_SUBSET_SIZE = 1000
 POOLS = ("mean", "cls")
 
 Extractor = Callable[[torch.Tensor], torch.Tensor]
@@ -161,15 +163,6 @@ def pair_metrics(x: torch.Tensor, x_hat: torch.Tensor, lpips: nn.Module | None =
 # ----------------------------------------------------------------------------- Fréchet distance
 
 
-def _as_float64(a, name: str) -> np.ndarray:
-    if isinstance(a, torch.Tensor):
-        a = a.detach().cpu().double().numpy()
-    a = np.asarray(a, dtype=np.float64)
-    if not np.isfinite(a).all():
-        raise ValueError(f"frechet_distance: {name} contains NaN or inf")
-    return a
-
-
 def _psd_factor(sigma: np.ndarray) -> np.ndarray:
     """L with L L^T = sigma for a symmetric PSD matrix (eigh; tiny negative eigenvalues set to 0)."""
     w, v = scipy.linalg.eigh((sigma + sigma.T) / 2)
@@ -204,8 +197,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, method: str = "eigh", eps: float 
     L = eigenvector factors, exact for singular covariances, no offset.
     method "sqrtm": pytorch-fid's formula with scipy.linalg.sqrtm (slow at 2048-d).
     """
-    mu1, mu2 = _as_float64(mu1, "mu1"), _as_float64(mu2, "mu2")
-    sigma1, sigma2 = _as_float64(sigma1, "sigma1"), _as_float64(sigma2, "sigma2")
+    mu1, mu2 = finite_float64(mu1, "frechet_distance: mu1"), finite_float64(mu2, "frechet_distance: mu2")
+    sigma1, sigma2 = finite_float64(sigma1, "frechet_distance: sigma1"), finite_float64(sigma2, "frechet_distance: sigma2")
     d = mu1.shape[0] if mu1.ndim == 1 else -1
     if mu1.shape != (d,) or mu2.shape != (d,) or sigma1.shape != (d, d) or sigma2.shape != (d, d):
         raise ValueError(
@@ -232,49 +225,10 @@ def _sample_factor(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def frechet_distance_from_samples(real, fake) -> float:
     """Fréchet distance between the Gaussians fitted to two (n, D) feature sets (ddof-1 covariance)."""
-    x, y = _as_float64(real, "real"), _as_float64(fake, "fake")
+    x, y = finite_float64(real, "frechet_distance: real"), finite_float64(fake, "frechet_distance: fake")
     mu1, l1 = _sample_factor(x)
     mu2, l2 = _sample_factor(y)
     return _frechet_from_factors(mu1, l1, mu2, l2)
-
-
-# ----------------------------------------------------------------------------- KID
-
-
-def _poly_kernel(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a @ b.T / a.shape[1] + 1) ** 3
-
-
-def mmd2_unbiased(x: np.ndarray, y: np.ndarray) -> float:
-    """Unbiased MMD^2 between samples x (m, d) and y (n, d), cubic polynomial kernel; m, n >= 2."""
-    m, n = x.shape[0], y.shape[0]
-    kxx, kyy, kxy = _poly_kernel(x, x), _poly_kernel(y, y), _poly_kernel(x, y)
-    sxx = (kxx.sum() - np.trace(kxx)) / (m * (m - 1))
-    syy = (kyy.sum() - np.trace(kyy)) / (n * (n - 1))
-    return float(sxx + syy - 2 * kxy.sum() / (m * n))
-
-
-def kid_subset_values(real, fake, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE,
-                      seed: int = 0) -> np.ndarray:
-    """Unbiased MMD^2 on each of `subsets` random subsets of `subset_size` per set (seeded); a single
-    value from all samples when a set has fewer than subset_size samples."""
-    x, y = _as_float64(real, "real"), _as_float64(fake, "fake")
-    m, n = x.shape[0], y.shape[0]
-    if min(m, n) < 2:
-        raise ValueError(f"KID: need at least 2 samples per set, got {m} real and {n} generated")
-    if min(m, n) < subset_size:
-        return np.array([mmd2_unbiased(x, y)])
-    rng = np.random.default_rng(seed)
-    return np.array([
-        mmd2_unbiased(x[rng.choice(m, subset_size, replace=False)], y[rng.choice(n, subset_size, replace=False)])
-        for _ in range(subsets)
-    ])
-
-
-def kernel_inception_distance(real, fake, subsets: int = KID_SUBSETS, subset_size: int = KID_SUBSET_SIZE,
-                              seed: int = 0) -> float:
-    """KID: the mean of kid_subset_values (their spread: FrechetDistance reports it as kid_std)."""
-    return float(kid_subset_values(real, fake, subsets, subset_size, seed).mean())
 
 
 # ----------------------------------------------------------------------------- accumulating metric

@@ -36,6 +36,13 @@ import torch.nn.functional as F
 from ablate.checks import check_mask
 from ablate.evaluate.fidelity import pair_metrics
 from ablate.losses.structural import MS_SSIM_MIN_SIDE, MS_SSIM_WEIGHTS, WINDOW_RADIUS, ssim_maps
+from ablate.metric_info import Better, MetricInfo
+
+# Inside the FOV (the black surround is no part of the photograph): the fidelity primaries.
+PSNR = MetricInfo("psnr", Better.HIGHER, unit="dB", about="PSNR inside the FOV")
+SSIM = MetricInfo("ssim", Better.HIGHER, about="SSIM inside the FOV (windows wholly inside it)")
+MS_SSIM = MetricInfo("ms_ssim", Better.HIGHER, about="MS-SSIM inside the FOV")
+METRICS = (PSNR, SSIM, MS_SSIM)
 
 WHOLE_SUFFIX = "_whole"
 MASKED = ("psnr", "ssim", "ms_ssim")

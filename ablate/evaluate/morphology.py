@@ -158,6 +158,7 @@ from skimage.morphology import skeletonize
 
 from ablate.evaluate.topology import patch_betti_errors
 from ablate.evaluate.width import vessel_width
+from ablate.metric_info import Better, MetricInfo
 
 __all__ = [
     "FEATURES",
@@ -193,6 +194,15 @@ FEATURES = (
     "holes",
     "segments",
 )
+
+# agreement() between a reference vessel map and a test map
+DICE = MetricInfo("dice", Better.HIGHER, about="Dice of the two vessel maps inside the FOV")
+CLDICE = MetricInfo("cldice", Better.HIGHER, about="centre-line Dice (Shit et al. 2021)")
+BETTI0_ERROR = MetricInfo("betti0_error", Better.LOWER, about="|components(R) - components(T)|")
+BETTI1_ERROR = MetricInfo("betti1_error", Better.LOWER, about="|holes(R) - holes(T)|")
+# |feature(R) - feature(T)| for each of FEATURES: abs_delta_density, ...
+ABS_DELTA = MetricInfo("abs_delta_", Better.LOWER, family=True, about="|feature(R) - feature(T)| of a vessel feature")
+METRICS = (DICE, CLDICE, BETTI0_ERROR, BETTI1_ERROR, ABS_DELTA)
 
 _EIGHT = np.ones((3, 3), bool)
 _FOUR = ndi.generate_binary_structure(2, 1)

@@ -83,7 +83,7 @@ def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: d
 
     from ablate.backbones.inception import FIDInception
     from ablate.evaluate.automorph import features_for
-    from ablate.segmenter.model import load_segmenter
+    from ablate.segmenter.unet_file import load_segmenter
 
     vessel_features = features_for(morphology)[0]
     torch.set_num_threads(1)

@@ -44,7 +44,7 @@ class ImageGrid:
 def segmenter_used(notes: dict, segmenter: str | None) -> str:
     """The spec `load_segmenter` takes, for the segmenter evaluation used (from eval/notes.json
     and the results' `segmenter` column)."""
-    from ablate.segmenter.model import DEFAULT_WEIGHTS
+    from ablate.segmenter.unet_file import DEFAULT_WEIGHTS
 
     note = str(notes.get("segmenter", ""))
     m = re.search(r"segmenter '(.+)' as requested", note)
@@ -85,7 +85,7 @@ def build_image_grid(exp: Path, data: str | None, trials: pd.DataFrame, combinat
         n_images: test images shown.
     """
     from ablate.evaluate.run import load_test_split
-    from ablate.segmenter.model import load_segmenter
+    from ablate.segmenter.unet_file import load_segmenter
 
     if n_images <= 0:
         return None, []

@@ -27,8 +27,8 @@ def set_metrics(real_inc: np.ndarray, fake_inc: np.ndarray, real_fm: np.ndarray 
                 fake_fm: np.ndarray | None = None, fm_name: str | None = None) -> tuple[dict, list[str]]:
     """({"test/fid", "test/kid", "test/kid_std"[, "test/fd_<fm_name>"]}: floats, NaN where not
     computable; the notes saying which and why)."""
-    from ablate.evaluate.fidelity import frechet_distance_from_samples, kernel_inception_distance
-    from ablate.evaluate.kid import kid_with_spread
+    from ablate.evaluate.fidelity import frechet_distance_from_samples
+    from ablate.evaluate.kid import kernel_inception_distance, kid_with_spread
 
     n = min(len(real_inc), len(fake_inc))
     out, notes = {}, []

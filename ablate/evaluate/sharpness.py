@@ -33,8 +33,17 @@ import math
 import numpy as np
 from scipy import ndimage as ndi
 
+from ablate.metric_info import Better, MetricInfo
+
+# reconstruction / original: a reconstruction blurs, so higher (towards 1) is better; above 1 is
+# steeper than the original.
+VESSEL_SHARPNESS = MetricInfo("vessel_sharpness", Better.HIGHER,
+                              about="green-channel slope at the original's vessel borders, reconstruction / original")
+VESSEL_CONTRAST = MetricInfo("vessel_contrast", Better.HIGHER,
+                             about="vessel-to-background contrast, reconstruction / original")
+METRICS = (VESSEL_SHARPNESS, VESSEL_CONTRAST)
+
 SMOOTH_PX = 1.0
-SHARPNESS = ("vessel_sharpness", "vessel_contrast")
 
 
 def _grad(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

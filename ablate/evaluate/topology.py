@@ -22,6 +22,14 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 
+from ablate.metric_info import Better, MetricInfo
+
+BETTI0_PATCH64_ERROR = MetricInfo("betti0_patch64_error", Better.LOWER,
+                                  about="sum over 64 px tiles of |components(R) - components(T)|")
+BETTI1_PATCH64_ERROR = MetricInfo("betti1_patch64_error", Better.LOWER,
+                                  about="sum over 64 px tiles of |holes(R) - holes(T)|")
+METRICS = (BETTI0_PATCH64_ERROR, BETTI1_PATCH64_ERROR)
+
 PATCH = 64
 PATCH_METRICS = (f"betti0_patch{PATCH}_error", f"betti1_patch{PATCH}_error")
 _EIGHT = np.ones((3, 3), bool)

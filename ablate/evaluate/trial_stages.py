@@ -53,7 +53,7 @@ def device_stage(checkpoint: str, images: np.ndarray, fov: np.ndarray, segmenter
     from ablate.backbones.inception import FIDInception
     from ablate.evaluate.fov_fidelity import pair_metrics_fov
     from ablate.evaluate.reconstruct import reconstruct, to_tensor, vessel_maps
-    from ablate.segmenter.model import load_segmenter
+    from ablate.segmenter.unet_file import load_segmenter
 
     torch.set_num_threads(1)
     if use_gpu and not torch.cuda.is_available():

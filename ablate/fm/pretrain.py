@@ -114,16 +114,12 @@ def fm_train_loop(config: dict) -> None:
     from timm.optim import param_groups_weight_decay
 
     from ablate.fm.mae import MaskedAutoencoderViT
-    from ablate.runtime import StepLoop, lr_factor, restore_states, resume, unwrap, worker_context
+    from ablate.runtime import StepLoop, lr_factor, restore_states, resume, start_worker, unwrap
 
     steps = config["steps"]
-    rank, world, per_worker = worker_context(config["threads"], config["batch_size"])
-
-    torch.manual_seed(config["seed"])  # same init on every rank (DDP broadcasts rank 0's anyway)
-    model = MaskedAutoencoderViT(config["arch"], mask_ratio=config["mask_ratio"],
-                                 norm_pix_loss=config["norm_pix_loss"], **config["decoder"])
-    model = ray.train.torch.prepare_model(model)
-    device = ray.train.torch.get_device()
+    worker, model = start_worker(config, lambda: MaskedAutoencoderViT(
+        config["arch"], mask_ratio=config["mask_ratio"], norm_pix_loss=config["norm_pix_loss"], **config["decoder"]))
+    rank, world, per_worker, device = worker.rank, worker.world, worker.per_worker, worker.device
     torch.manual_seed(config["seed"] * 1000 + 1 + rank)  # masks differ between ranks
     groups = param_groups_weight_decay(unwrap(model), config["weight_decay"],
                                        no_weight_decay_list=("cls_token", "mask_token", "pos_embed", "decoder_pos_embed"))
@@ -162,7 +158,6 @@ def fm_train_loop(config: dict) -> None:
 
 
 def _report(model, opt, sched, step: int, epoch: int, loss: float, config: dict, final: bool) -> None:
-    import ray.train
     import torch
 
     from ablate.fm.mae import save_retfound_format
@@ -174,8 +169,7 @@ def _report(model, opt, sched, step: int, epoch: int, loss: float, config: dict,
         torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step, "epoch": epoch,
                     "loss": loss}, folder / TRAIN_STATE_FILE)
 
-    report_to_train({"fm/loss": loss, "step": step, "epoch": epoch, "final": final,
-            "world_size": ray.train.get_context().get_world_size()}, save=save)
+    report_to_train({"fm/loss": loss, "step": step, "epoch": epoch, "final": final}, save=save)
 
 
 # ---------------------------------------------------------------- driver

@@ -47,7 +47,7 @@ def tensorboard_command(logdir: Path, port: int = DEFAULT_PORT, host: str = "127
 
 def mirror_folder(uri: str) -> Path:
     """Where `ablate tensorboard URI` keeps its local copy of URI/tensorboard (one folder per URI)."""
-    from ablate.backbones.weights import cache_root
+    from ablate.cache import cache_root
 
     return cache_root() / "tensorboard-mirror" / re.sub(r"[^A-Za-z0-9._-]+", "_", uri)
 

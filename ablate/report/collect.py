@@ -391,7 +391,7 @@ def is_demo_data(data: str | None) -> bool:
     """True for the built-in one-eye demo set (ablate.data.demo)."""
     if not data:
         return False
-    from ablate.backbones.weights import cache_root
+    from ablate.cache import cache_root
 
     p = Path(data)
     if p.parent.name == "demo" and p.name.startswith("prepared-"):

@@ -26,7 +26,7 @@ def parse_questions(raw: Any, where: str) -> dict:
     with every key filled: each question has one or two primary metrics (the ones that vote;
     the report shows the rest as secondary); `ranking` defaults to q1's and q2's primaries.
     A question left out gets the report's default (DEFAULT_QUESTIONS)."""
-    from ablate.report.metric_names import canonical, known_metric, metric_vocabulary
+    from ablate.report.metric_names import canonical, info, known_metric, metric_vocabulary
 
     if not isinstance(raw, dict):
         raise ValueError(f"{where}: expected a mapping with q1, q2 and optionally ranking, got {raw!r}")
@@ -43,6 +43,10 @@ def parse_questions(raw: Any, where: str) -> dict:
         bad = [m for m in value if not known_metric(m)]
         if bad:
             raise ValueError(f"{where}.{key}: unknown metric(s) {bad}; valid: {metric_vocabulary()}")
+        controls = [m for m in value if not info(m).may_vote]
+        if most is not None and controls:  # a primary votes; ranking may still list a control
+            raise ValueError(f"{where}.{key}: {controls[0]} may not vote ({info(controls[0]).about}); "
+                             "declare a fidelity or vessel measure")
         once = [canonical(m) for m in value]
         if len(set(once)) != len(once):
             raise ValueError(f"{where}.{key}: {value} names one number twice (betti0_error = abs_delta_components, "

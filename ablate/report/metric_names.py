@@ -1,8 +1,8 @@
-"""The names of the metrics a report can judge: which exist, which are the same number
-twice, and the sample size that distribution metrics carry in their name.
-
-Kept free of torch and pandas so the search-space parser (ablate.config) can validate
-declared metric names without loading the report.
+"""The names of the metrics a report can judge: the sample size that distribution metrics
+carry in their name, which names are the same number twice, and the floors below which a
+distribution metric may not vote. What each metric is (better direction, unit, per set or
+per image, whether it may vote) is declared beside the code that computes it and read
+here from `ablate.evaluate.catalogue`.
 
 Distribution metrics (FID, KID, FD in a foundation model's features) are one number per
 trial, computed between the n test images and their n reconstructions. Their value
@@ -15,12 +15,8 @@ from __future__ import annotations
 
 import re
 
-# psnr / ssim / ms_ssim are computed inside the FOV (ablate.evaluate.fov_fidelity); the
-# whole-image values, black surround included, are the secondary `<name>_whole`.
-PER_IMAGE = ("psnr", "ssim", "ms_ssim", "psnr_whole", "ssim_whole", "ms_ssim_whole", "lpips", "lpips[random-vgg]",
-             "dice", "cldice", "betti0_error", "betti1_error", "betti0_patch64_error", "betti1_patch64_error",
-             "vessel_sharpness", "vessel_contrast")
-SET_LEVEL = ("fid", "kid")  # plus fd_<model> and kid_<model>
+from ablate.evaluate.catalogue import lookup, vocabulary
+from ablate.metric_info import MetricInfo
 
 # Two names for one number: agreement() writes betti0_error = |components(R) - components(T)|,
 # and abs_delta_components is |delta components| of the same two maps (likewise holes).
@@ -62,8 +58,8 @@ def sample_size(metric: str) -> int | None:
 
 
 def is_distribution(metric: str) -> bool:
-    b = base_name(metric)
-    return b in SET_LEVEL or b.startswith(("fd_", "kid_"))
+    info = lookup(base_name(metric))
+    return info is not None and info.per_set
 
 
 def is_kid(metric: str) -> bool:
@@ -98,31 +94,26 @@ def fd_bias_text(n: int) -> str:
             "variance; BENCHMARKS.md), so at this n FID/FD differences are mostly sample-size bias and noise")
 
 
-# vessel_sharpness / vessel_contrast: reconstruction / original; a reconstruction blurs, so
-# higher (towards 1) is better; above 1 is steeper than the original (ablate.evaluate.sharpness).
-HIGHER = ("psnr", "ssim", "ms_ssim", "psnr_whole", "ssim_whole", "ms_ssim_whole", "dice", "cldice",
-          "vessel_sharpness", "vessel_contrast")
-LOWER_EXACT = ("fid", "kid", "betti0_error", "betti1_error", "betti0_patch64_error", "betti1_patch64_error")
-LOWER_PREFIX = ("lpips", "fd_", "kid_", "abs_delta_")
+def info(metric: str) -> MetricInfo | None:
+    """The metric's declaration (`fid@20` as `fid`; `val/psnr` as `psnr`); None for a name the
+    evaluation does not write."""
+    m = base_name(metric)
+    return lookup(m[len("val/"):] if m.startswith("val/") else m)
 
 
 def direction(metric: str) -> str | None:
     """"higher", "lower", or None (no better direction); `fid@20` as `fid`."""
     m = base_name(metric)
-    if m.startswith("val/"):
-        m = m[len("val/"):]
-        if m.startswith("loss/"):
-            return "lower"
-    if m in HIGHER:
-        return "higher"
-    if m in LOWER_EXACT or m.startswith(LOWER_PREFIX):
+    if m.startswith("val/loss/"):  # a validation loss the trial logged
         return "lower"
-    return None
+    found = info(m)
+    return None if found is None or found.better is None else found.better.value
 
 
 def unit(metric: str) -> str:
-    """The unit a difference is written in ("" for unitless scores)."""
-    return " dB" if base_name(metric) in ("psnr", "psnr_whole", "val/psnr") else ""
+    """The unit a difference is written in, with its leading space (" dB"; "" for unitless scores)."""
+    found = info(metric)
+    return f" {found.unit}" if found is not None and found.unit else ""
 
 
 def canonical(metric: str) -> str:
@@ -132,17 +123,14 @@ def canonical(metric: str) -> str:
 
 def known_metric(name: str) -> bool:
     """A name the evaluation can produce (test metrics; distribution metrics with or without @n)."""
-    from ablate.evaluate.morphology import FEATURES  # late: numpy/scipy/skimage, only when validating
+    return lookup(base_name(name)) is not None
 
-    b = base_name(name)
-    if b in PER_IMAGE or b in SET_LEVEL:
-        return True
-    if b.startswith(("fd_", "kid_")) and len(b) > 3:
-        return True
-    return b.startswith("abs_delta_") and b[len("abs_delta_"):] in FEATURES
+
+def may_vote(name: str) -> bool:
+    """Whether the metric may be a declared primary (its declaration says; False for controls)."""
+    found = lookup(base_name(name))
+    return found is not None and found.may_vote
 
 
 def metric_vocabulary() -> list[str]:
-    from ablate.evaluate.morphology import FEATURES
-
-    return list(PER_IMAGE) + [f"abs_delta_{f}" for f in FEATURES] + ["fid", "kid", "fd_<model>", "kid_<model>"]
+    return vocabulary()

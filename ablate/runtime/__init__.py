@@ -24,7 +24,7 @@ _HOMES = {
     "fit_standalone": "fit", "final_state": "fit",
     "average_gradients": "distributed", "is_distributed": "distributed", "mean_over_workers": "distributed",
     "report_to_train": "distributed", "restore_states": "distributed", "restored_location": "distributed", "unwrap": "distributed",
-    "worker_context": "distributed",
+    "worker_context": "distributed", "Worker": "distributed", "start_worker": "distributed",
     "TrialWriter": "tensorboard", "mirror_logs": "tensorboard",
     "lr_factor": "schedule",
     "StepLoop": "steps", "resume": "steps",

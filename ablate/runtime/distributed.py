@@ -5,14 +5,15 @@ checkpoint round trip (restore on start, report with a checkpoint written by ran
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
 import torch
 import torch.distributed as dist
 
-__all__ = ["average_gradients", "is_distributed", "mean_over_workers", "report_to_train", "restore_states", "restored_location", "unwrap",
-           "worker_context"]
+__all__ = ["Worker", "average_gradients", "is_distributed", "mean_over_workers", "report_to_train", "restore_states",
+           "restored_location", "start_worker", "unwrap", "worker_context"]
 
 
 def is_distributed() -> bool:
@@ -29,6 +30,33 @@ def worker_context(threads: int, global_batch: int) -> tuple[int, int, int]:
     if global_batch % world:
         raise ValueError(f"batch size {global_batch} is not divisible by {world} workers")
     return rank, world, global_batch // world
+
+
+@dataclass(frozen=True)
+class Worker:
+    """Where this Train worker stands: its rank, the group's size, its share of the global
+    batch and the device Ray Train gave it."""
+    rank: int
+    world: int
+    per_worker: int
+    device: torch.device
+
+
+def start_worker(config: dict, build: Callable[[], torch.nn.Module]) -> tuple[Worker, torch.nn.Module]:
+    """The start the `fm pretrain` and `segmenter train` loops share: threads and rank, the
+    same initial weights on every rank, the model wrapped for DDP on this worker's device.
+
+    Args:
+        config: the loop's config; reads `threads`, `batch_size` (global) and `seed`.
+        build: makes the bare model; called after seeding, so every rank builds the same
+            weights (DDP broadcasts rank 0's anyway; seeding keeps a one-worker run equal).
+    """
+    import ray.train.torch
+
+    rank, world, per_worker = worker_context(config["threads"], config["batch_size"])
+    torch.manual_seed(config["seed"])
+    model = ray.train.torch.prepare_model(build())
+    return Worker(rank, world, per_worker, ray.train.torch.get_device()), model
 
 
 def mean_over_workers(logs: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -85,9 +113,11 @@ def restored_location() -> str | None:
 def report_to_train(metrics: dict, save: Callable[[Path], None] | None = None) -> None:
     """`ray.train.report` from every rank (Train requires the same number of calls on each);
     with `save`, rank 0 writes the checkpoint's files into a temporary folder with it
-    and reports that folder as the checkpoint, which Ray copies to the run's storage."""
+    and reports that folder as the checkpoint, which Ray copies to the run's storage.
+    `world_size` is added to the metrics when the caller did not set it."""
     import ray.train
 
+    metrics = {**metrics, "world_size": metrics.get("world_size", ray.train.get_context().get_world_size())}
     if save is None or ray.train.get_context().get_world_rank() != 0:
         ray.train.report(metrics)
         return

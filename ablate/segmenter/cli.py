@@ -17,7 +17,7 @@ from ablate.runtime import console
 app = typer.Typer(cls=console.Commands, add_completion=False, no_args_is_help=True,
                   help="Vessel segmenter: train the U-Net on DRIVE, or score a segmenter on a prepared split.")
 
-# Same as ablate.segmenter.model.DEFAULT_WEIGHTS (tested).
+# Same as ablate.segmenter.unet_file.DEFAULT_WEIGHTS (tested).
 _DEFAULT_OUT = ablate_weights_file("vessel_unet")
 
 
@@ -51,7 +51,7 @@ def train(
 
     ray_output.set_verbose(verbose)
     from ablate.runtime import RunOptions
-    from ablate.segmenter.model import format_metrics
+    from ablate.segmenter.scores import format_metrics
     from ablate.segmenter.train import train_segmenter
 
     run = RunOptions(steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed, address=address,
@@ -81,7 +81,9 @@ def evaluate(
     that have a manual vessel mask; the ones without are named and skipped."""
     import json
 
-    from ablate.segmenter.model import evaluate_split, format_metrics, load_segmenter
+    from ablate.segmenter.evaluation import evaluate_split
+    from ablate.segmenter.scores import format_metrics
+    from ablate.segmenter.unet_file import load_segmenter
 
     seg = load_segmenter(segmenter)
     m = evaluate_split(seg, data, split)

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from ablate.segmenter.camera import CameraJitter
-from ablate.segmenter.model import fov_stats_numpy
+from ablate.segmenter.unet import fov_stats_numpy
 
 COLUMNS = ["image", "fov", "vessel"]
 

@@ -1,4 +1,4 @@
-"""The classical fallback segmenter (ridge filter + Otsu; see ablate.segmenter.model's
+"""The classical fallback segmenter (ridge filter + Otsu; see ablate.segmenter.protocol's
 docstring) and the FOV rim rule every segmenter's vessel maps obey.
 
 The rim: a prepared image is black outside its FOV, and the fundus just inside the edge is

@@ -43,9 +43,10 @@ from pathlib import Path
 
 from ablate.errors import InvalidInput
 from ablate.runtime import RunOptions, final_state, fit_standalone, run_folders
-from ablate.segmenter.model import DEFAULT_ARCH, DEFAULT_WEIGHTS
 from ablate.segmenter.camera import CameraJitter
 from ablate.segmenter.patches import COLUMNS, PatchSampler, WholeImages
+from ablate.segmenter.unet import DEFAULT_ARCH
+from ablate.segmenter.unet_file import DEFAULT_WEIGHTS
 
 STATE_FILE = "segmenter_state.pt"
 # 3000 steps: the run measured under the camera augmentation (BENCHMARKS.md); 1500 was measured without it.
@@ -95,7 +96,7 @@ def _validate(model, shard, device) -> dict[str, float]:
     import torch
     import torch.distributed as dist
 
-    from ablate.segmenter.model import unet_logits
+    from ablate.segmenter.unet import unet_logits
 
     model.eval()
     sums = torch.zeros(5, dtype=torch.float64)  # tp, pred, target, loss sum, batches
@@ -121,15 +122,12 @@ def segmenter_train_loop(config: dict) -> None:
     import ray.train.torch
     import torch
 
-    from ablate.runtime import StepLoop, lr_factor, restore_states, resume, worker_context
-    from ablate.segmenter.model import build_unet, unet_logits
+    from ablate.runtime import StepLoop, lr_factor, restore_states, resume, start_worker
+    from ablate.segmenter.unet import build_unet, unet_logits
 
     steps = config["steps"]
-    rank, world, per_worker = worker_context(config["threads"], config["batch_size"])
-
-    torch.manual_seed(config["seed"])  # same init on every rank (DDP broadcasts rank 0's anyway)
-    model = ray.train.torch.prepare_model(build_unet(config["arch"]))
-    device = ray.train.torch.get_device()
+    worker, model = start_worker(config, lambda: build_unet(config["arch"]))
+    rank, world, per_worker, device = worker.rank, worker.world, worker.per_worker, worker.device
     opt = torch.optim.Adam(model.parameters(), lr=config["lr"])
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, steps, config["warmup_steps"]))
 
@@ -165,7 +163,6 @@ def segmenter_train_loop(config: dict) -> None:
 
 
 def _report(model, opt, sched, step: int, epoch: int, last: dict, final: bool) -> None:
-    import ray.train
     import torch
 
     from ablate.runtime import report_to_train, unwrap
@@ -174,8 +171,7 @@ def _report(model, opt, sched, step: int, epoch: int, last: dict, final: bool) -
         torch.save({"model": unwrap(model).state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict(), "step": step, "epoch": epoch}, folder / STATE_FILE)
 
-    report_to_train({**last, "step": step, "epoch": epoch, "final": final,
-            "world_size": ray.train.get_context().get_world_size()}, save=save)
+    report_to_train({**last, "step": step, "epoch": epoch, "final": final}, save=save)
 
 
 # ----------------------------------------------------------------------------- driver
@@ -239,7 +235,7 @@ def train_segmenter(
     Everything is validated before Ray starts; the run is named <out stem>-<config hash>.
     """
     from ablate.data.shards import DatasetError, read_manifest, shard_paths
-    from ablate.segmenter.model import build_unet
+    from ablate.segmenter.unet import build_unet
 
     data_dir = Path(data_dir).resolve()
     out_file = Path(out_file).expanduser().resolve()
@@ -293,11 +289,14 @@ def train_segmenter(
     model.load_state_dict(state["model"])
     last = {k: v for k, v in (result.metrics or {}).items() if isinstance(v, (int, float))}
 
-    from ablate.segmenter.model import UNetSegmenter, evaluate_split, load_segmenter, save_segmenter
+    from ablate.segmenter.evaluation import evaluate_split
+    from ablate.segmenter.unet import UNetSegmenter
+    from ablate.segmenter.unet_file import load_segmenter, save_segmenter
 
     threshold, rule = 0.5, "0.5 (no val split to set it on)"
     if validate:
-        from ablate.segmenter.model import load_split, predict_arrays
+        from ablate.segmenter.evaluation import predict_arrays
+        from ablate.segmenter.labelled import load_split
         from ablate.segmenter.threshold import best_threshold
 
         images, fov, vessel, _ = load_split(data_dir, "val")

@@ -204,7 +204,7 @@ def main(argv=None) -> None:
         "interval_metrics": shown, "grid_images": ids,
     }
     if args.unet and args.unet.is_file():
-        from ablate.segmenter.model import load_segmenter
+        from ablate.segmenter.unet_file import load_segmenter
 
         meta = load_segmenter(args.unet).meta
         summary["segmenter_record"] = {k: meta.get(k) for k in ("size", "trained_on", "metrics", "training",
