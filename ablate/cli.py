@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ablate.runtime import Commands, fail
+from ablate.ui.console import Commands, fail
 from ablate.specs import Choice, EvalSplit, Morphology, PrecisionSetting, SplitMissing
 
 # Commands: the one place a user error (ablate.errors.AblateError) from any command becomes `error: ...`
@@ -49,7 +49,7 @@ from ablate.segmenter.cli import app as segmenter_app  # noqa: E402
 
 app.add_typer(segmenter_app, name="segmenter", help="The vessel segmenter evaluation uses: train it on DRIVE, check it.")
 
-from ablate.backbones.weights_cli import app as weights_app  # noqa: E402
+from ablate.weights.cli import app as weights_app  # noqa: E402
 
 app.add_typer(weights_app, name="weights", help="Pretrained networks: list (present? verified?), fetch, verify.")
 
@@ -88,7 +88,7 @@ def prepare(
     import functools
 
     from ablate.data.shards import prepare as run_prepare
-    from ablate.runtime.progress import Progress
+    from ablate.ui.progress import Progress
 
     r = run_prepare(src, out, size=size, seed=seed, max_pixels=max_pixels, split_missing=split_missing.value,
                     index=index, cpus=cpus, address=address, work=work, allow_missing=allow_missing,
@@ -164,7 +164,7 @@ def launch(
                          only=names)
     out = run_launch(opts)
     if out is not None:  # not a dry run or an estimate
-        from ablate.runtime.summary import experiment_summary, print_lines
+        from ablate.ui.summary import experiment_summary, print_lines
 
         print_lines(experiment_summary(out, {"evaluation": "--no-evaluate"} if not evaluate else None))
 
@@ -190,7 +190,9 @@ def evaluate(
     from ablate import storage
     from ablate.evaluate.arguments import check_evaluation
     from ablate.evaluate.run import EvalOptions, evaluate_experiment
-    from ablate.runtime import command_line, experiment_lock, print_summary, ray_session
+    from ablate.lock import command_line, experiment_lock
+    from ablate.runtime import ray_session
+    from ablate.train.results import print_summary
 
     # The library takes plain strings: the choices were checked by typer, before anything ran.
     opts = EvalOptions(exp=exp, data=data, segmenter=segmenter, gpus_per_task=gpus_per_task,

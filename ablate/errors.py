@@ -1,7 +1,7 @@
 """The one base class of every error the user can fix.
 
 A leaf: it imports nothing from ablate, so any module at any layer can raise a user
-error and the command line (`ablate.runtime.console.Commands`) can catch them all in
+error and the command line (`ablate.ui.console.Commands`) can catch them all in
 one place, whatever package they come from.
 """
 

@@ -2,7 +2,7 @@
 
 Modules log through `logging.getLogger(__name__)` (loggers under `ablate`): `info` for a line
 that belongs on stdout, `warning` for one that belongs on stderr. `setup_logging()`, called by
-the command line before any command runs (`ablate.runtime.console.Commands`), gives the
+the command line before any command runs (`ablate.ui.console.Commands`), gives the
 `ablate` logger two handlers that print the message alone, INFO to stdout and WARNING and above
 to stderr: the same text on the same stream as the print() calls they replaced.
 

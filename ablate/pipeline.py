@@ -10,7 +10,8 @@ from pathlib import Path
 
 from ablate import storage
 from ablate.config import resolve_grid
-from ablate.runtime import command_line, experiment_lock, ray_session
+from ablate.lock import command_line, experiment_lock
+from ablate.runtime import ray_session
 from ablate.train.driver import trial_key
 from ablate.train.experiment import check_experiment_folder
 from ablate.train.launch import LaunchOptions, PreparedGrid, prepare_grid, train_grid
@@ -81,7 +82,7 @@ def _launch_locked(prepared, opts: LaunchOptions) -> Path | str:
         done = (table["status"] == "done").any()
         if opts.evaluate and done:
             from ablate.evaluate.run import EvalOptions, evaluate_experiment
-            from ablate.runtime import print_summary
+            from ablate.train.results import print_summary
 
             evaluated = evaluate_experiment(EvalOptions(exp=str(out), segmenter=opts.segmenter,
                                                         gpus_per_task=min(opts.gpus_per_worker, 1.0)))

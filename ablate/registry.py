@@ -21,7 +21,7 @@ class Entry:
     # Optional cheap check run before any training starts (same options as the
     # factory); raises with a message naming the missing file or bad option.
     preflight: Callable[..., None] | None = None
-    # Optional: the pretrained files (names in ablate.backbones.weights.TABLE) the entry needs
+    # Optional: the pretrained files (names in ablate.weights.table.TABLE) the entry needs
     # with these options, as {name: path given by an option, or None}; the launcher fetches
     # and checks them for a whole grid before anything starts.
     needs: Callable[..., dict] | None = None

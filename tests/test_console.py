@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.runtime.live_view import GridView
+from ablate.train.live_view import GridView
 
 ESCAPE = re.compile(r"\x1b|\[A")
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +94,7 @@ def test_failed_trial_line_names_its_log_file():
 
 def test_tune_callback_feeds_the_view_and_names_a_failed_trials_log(tmp_path):
     pytest.importorskip("ray")
-    from ablate.runtime.tune_feed import LiveViewCallback
+    from ablate.train.tune_feed import LiveViewCallback
 
     view, out, _ = _view()
     folder, working = tmp_path / "driver_artifacts" / "l1-s0-abc", tmp_path / "working_dirs" / "l1-s0-abc"
@@ -239,7 +239,7 @@ def test_two_trial_grid_off_a_terminal_is_plain_short_and_ray_goes_to_exp_logs(d
 
 
 def test_progress_of_a_long_step_prints_plain_lines_at_each_tenth():
-    from ablate.runtime.progress import Progress, tracked
+    from ablate.ui.progress import Progress, tracked
 
     out, clock = io.StringIO(), Clock()
     with Progress("evaluate", 40, "trial images", stream=out, clock=clock) as p:

@@ -2,7 +2,7 @@
 
 Every exception class ablate defines is a user error (bad input or environment the user can
 fix) and inherits AblateError beside the builtin it had before; the command line's typer
-group (ablate.runtime.console.Commands) turns any of them, from any command, into the one
+group (ablate.ui.console.Commands) turns any of them, from any command, into the one
 line `error: MESSAGE` on stderr with exit status 2, as each command's own `except` tuple did.
 Anything else is a bug and keeps its traceback. The library's log lines (ablate.logs) reach
 the terminal as the print() calls they replaced did: the message alone, on the same stream."""
@@ -64,8 +64,8 @@ USER_ERRORS = [q for q in exception_classes() if q not in NOT_USER_ERRORS]
 
 def test_the_source_scan_finds_the_error_classes():
     names = set(USER_ERRORS)
-    assert {"ablate.config.ConfigError", "ablate.storage.StorageError", "ablate.runtime.lock.ExperimentLocked",
-            "ablate.backbones.WeightsMissing", "ablate.backbones.weights.WeightsHashMismatch",
+    assert {"ablate.config.ConfigError", "ablate.storage.StorageError", "ablate.lock.ExperimentLocked",
+            "ablate.backbones.WeightsMissing", "ablate.weights.table.WeightsHashMismatch",
             "ablate.data.guard.TooManyPixels", "ablate.errors.InvalidInput"} <= names
     assert len(names) >= 20 and set(NOT_USER_ERRORS) <= set(exception_classes())
 
@@ -181,7 +181,7 @@ def test_library_lines_reach_the_command_lines_streams(tmp_path, drive32):
     import json
     import os
 
-    from ablate.runtime import LOCK_FILE
+    from ablate.lock import LOCK_FILE
 
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "ABLATE_CACHE": str(tmp_path / "cache")}
     p = subprocess.run([sys.executable, "-m", "ablate.cli", "launch", "--grid", "smoke", "--data", str(drive32),

@@ -23,7 +23,7 @@ from PIL import Image
 from skimage import filters
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from ablate.backbones import WeightsMissing
+from ablate.weights import WeightsMissing
 from ablate.backbones.inception import FID_INCEPTION_ENV, FIDInception
 from ablate.backbones.retfound import build_vit
 from ablate.backbones.vgg import VGG16_FILE

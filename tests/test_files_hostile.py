@@ -11,9 +11,9 @@ import os
 import pytest
 from typer.testing import CliRunner
 
-from ablate.backbones import WeightsMissing, weights
-from ablate.backbones.weights import TABLE
-from ablate.backbones.weights_cli import app as weights_app
+from ablate.weights import WeightsMissing, weights
+from ablate.weights.table import TABLE
+from ablate.weights.cli import app as weights_app
 
 VGG = TABLE["vgg16"]
 HEADS = TABLE["lpips_vgg_heads"]  # ships in the lpips wheel: always present, so its record is read
@@ -179,7 +179,7 @@ GARBAGE_LOCKS = {
 @pytest.mark.fault
 @pytest.mark.parametrize("kind", GARBAGE_LOCKS)
 def test_malformed_stale_lock_is_taken_over_with_one_line_naming_it(tmp_path, capsys, kind):
-    from ablate.runtime.lock import LOCK_FILE, experiment_lock
+    from ablate.lock import LOCK_FILE, experiment_lock
 
     lock = tmp_path / LOCK_FILE
     lock.write_bytes(GARBAGE_LOCKS[kind])  # left by a killed holder, or garbled: its flock is free
@@ -196,7 +196,7 @@ def test_malformed_stale_lock_is_taken_over_with_one_line_naming_it(tmp_path, ca
 def test_malformed_lock_whose_flock_is_held_is_refused_naming_it(tmp_path):
     import fcntl
 
-    from ablate.runtime.lock import LOCK_FILE, ExperimentLocked, experiment_lock
+    from ablate.lock import LOCK_FILE, ExperimentLocked, experiment_lock
 
     lock = tmp_path / LOCK_FILE
     lock.write_bytes(GARBAGE_LOCKS["since_not_a_time"])
@@ -217,7 +217,7 @@ def test_malformed_s3_lease_is_refused_while_fresh_and_taken_over_once_stale(s3,
     import boto3
     from s3_server import BUCKET
 
-    from ablate.runtime.lock import LEASE_FILE, ExperimentLocked, experiment_lock
+    from ablate.lock import LEASE_FILE, ExperimentLocked, experiment_lock
 
     exp, key = f"s3://{BUCKET}/garbled-lease", f"garbled-lease/{LEASE_FILE}"
     client = boto3.client("s3")
@@ -297,7 +297,7 @@ def test_unloadable_weights_are_one_line_naming_the_file_and_the_fix(caches, tmp
 def test_our_own_checkpoints_that_do_not_load_are_one_line_naming_the_file(tmp_path, what):
     """`ablate segmenter evaluate --weights` and the fundus MAE loader read garbage as one line
     naming the file and how to make a good one, not torch's weights_only advice."""
-    from ablate.backbones.weights_load import WeightsUnreadable
+    from ablate.weights.load import WeightsUnreadable
 
     bad = tmp_path / "garbage.pth"
     bad.write_bytes(b"\x80\x04not a torch file at all" * 10)

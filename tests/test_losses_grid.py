@@ -26,14 +26,14 @@ import torchvision
 import yaml
 from weights_servers import FileServer, HubServer
 
-from ablate.backbones.weights import TABLE
+from ablate.weights.table import TABLE
 from ablate.config import find_grid
 
 pytestmark = pytest.mark.ray
 
 DRIVER = """
 import dataclasses, sys
-from ablate.backbones.weights import TABLE
+from ablate.weights.table import TABLE
 # TEST ONLY: the served VGG16 is a stand-in, so the expected prefix is the stand-in's.
 TABLE["vgg16"] = dataclasses.replace(TABLE["vgg16"], sha256_prefix=sys.argv[1])
 from ablate.cli import app

@@ -64,7 +64,7 @@ def test_every_imported_third_party_package_is_declared():
 def test_an_s3_experiment_without_boto3_says_which_extra_to_install(monkeypatch):
     """boto3/botocore are the `s3` extra, not a dependency: without them an s3:// lock
     stops with `pip install 'ablate[s3]'`, not a bare ModuleNotFoundError."""
-    from ablate.runtime.lock import experiment_lock
+    from ablate.lock import experiment_lock
     from ablate.storage import StorageError
 
     extra = {_dist_name(r) for r in PYPROJECT["project"]["optional-dependencies"]["s3"]}

@@ -18,7 +18,7 @@ import torchvision
 from PIL import Image
 from weights_servers import refused_url
 
-from ablate.backbones import WeightsMissing
+from ablate.weights import WeightsMissing
 from ablate.backbones.retfound import build_vit
 from ablate.backbones.vgg import SLICES, VGG16_FILE
 from ablate.losses import LOSSES, CompositeLoss, LossSpec

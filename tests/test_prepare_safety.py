@@ -440,7 +440,7 @@ def test_prepare_starts_ray_only_through_the_shared_loopback_start(tmp_path, mon
 def test_a_file_failing_its_hash_is_refused_and_kept_as_the_readme_says(tmp_path):
     from pathlib import Path
 
-    from ablate.backbones.weights import WeightsHashMismatch, entry, verify_file
+    from ablate.weights.table import WeightsHashMismatch, entry, verify_file
 
     bad = tmp_path / "vgg16-397923af.pth"
     bad.write_bytes(b"not the weights")

@@ -26,7 +26,7 @@ from ablate.data.guard import DEFAULT_MAX_PIXELS
 from ablate.data.shards import DatasetError, prepare, read_manifest, shard_paths
 from ablate.data.sources import scan
 from ablate.io import sha256_file
-from ablate.runtime.progress import Progress
+from ablate.ui.progress import Progress
 from s3_server import BUCKET
 
 STEMS = ("01_test", "02_test", "03_test", "04_test", "05_test", "21_training")

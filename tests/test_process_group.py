@@ -22,7 +22,7 @@ def test_a_local_two_worker_run_makes_a_working_group_that_listens_on_loopback_o
     code = textwrap.dedent(f"""
         import json, os
         import psutil, torch, torch.distributed as dist, ray.train
-        from ablate.runtime import start_ray, fit_torch_run
+        from ablate.runtime import fit_torch_run, start_ray
         from ablate.runtime.placement import Placement
 
         def loop(config):

@@ -233,7 +233,7 @@ def test_cli_print_only(tmp_path):
     from typer.testing import CliRunner
 
     from ablate.report.cli import report, tensorboard
-    from ablate.runtime import Commands
+    from ablate.ui.console import Commands
 
     exp = make_exp(tmp_path / "e", {"base": {}, "b": {}})
     (exp / "tensorboard").mkdir()

@@ -261,7 +261,7 @@ def test_trial_ended_by_a_config_error_is_an_error_row_with_the_message():
     from types import SimpleNamespace
 
     from ablate.runtime.config_errors import CONFIG_ERROR
-    from ablate.runtime.results import collect_results
+    from ablate.train.results import collect_results
 
     g = load_grid(Path(__file__).resolve().parents[1] / "search_spaces" / "smoke.yaml")
     spec = g.trials[0]
@@ -287,7 +287,7 @@ def test_live_view_says_a_config_error_trial_failed_not_done():
     import io
 
     from ablate.runtime.config_errors import CONFIG_ERROR
-    from ablate.runtime.live_view import FAILED, GridView
+    from ablate.train.live_view import FAILED, GridView
 
     out = io.StringIO()
     view = GridView(concurrent=1, stream=out)
@@ -320,7 +320,7 @@ def test_garbage_vgg16_override_refused_naming_variable_and_file(tmp_path, monke
 def test_real_torch_files_named_by_the_variable_pass(tmp_path, monkeypatch):
     import torch
 
-    from ablate.backbones.torch_file import torch_file_problem
+    from ablate.weights.torch_file import torch_file_problem
     from ablate.train.pretrained import check_given_files
 
     new, old = tmp_path / "new.pth", tmp_path / "old.pth"

@@ -212,7 +212,7 @@ def test_report_and_tensorboard_on_s3_without_training(s3, tmp_path, monkeypatch
     from typer.testing import CliRunner
 
     from ablate.report.cli import mirror_folder, report, tensorboard
-    from ablate.runtime import Commands
+    from ablate.ui.console import Commands
 
     exp = make_exp(tmp_path / "e", {"base": {}, "lpips": {}})
     uri = f"s3://{BUCKET}/reports/exp"

@@ -25,11 +25,11 @@ import torchvision
 from typer.testing import CliRunner
 from weights_servers import FileServer, HubServer, refused_url
 
-from ablate.backbones import WeightsMissing, weights, weights_fetch
+from ablate.weights import WeightsMissing, weights, weights_fetch
 from ablate.backbones.retfound import frozen_vit, retfound_weights_path
-from ablate.backbones.weights import TABLE, WeightsHashMismatch
-from ablate.backbones.weights_cli import app as weights_app
-from ablate.backbones.weights_fetch import WeightsAccessDenied, ensure_available, fetch_file, missing_report
+from ablate.weights.table import TABLE, WeightsHashMismatch
+from ablate.weights.cli import app as weights_app
+from ablate.weights.fetch import WeightsAccessDenied, ensure_available, fetch_file, missing_report
 from ablate.losses import LOSSES
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from ablate.backbones.weights import TABLE, WeightsHashMismatch, locate, package_file
-from ablate.backbones.weights_ship import read_manifest, receive, ship
+from ablate.weights.table import TABLE, WeightsHashMismatch, locate, package_file
+from ablate.weights.ship import read_manifest, receive, ship
 
 
 def _node(monkeypatch, root):

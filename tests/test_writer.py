@@ -18,7 +18,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from ablate.runtime.lock import LOCK_FILE, ExperimentLocked, experiment_lock
+from ablate.lock import LOCK_FILE, ExperimentLocked, experiment_lock
 from s3_server import BUCKET
 
 # ---------------------------------------------------------------- finding 1: one writer
@@ -74,7 +74,7 @@ def test_f1_lock_released_after_the_command_and_on_exception(tmp_path):
 @pytest.mark.fault
 def test_f1_lock_held_by_another_process_is_refused(tmp_path):
     """flock between processes (the case of two `ablate launch`), and freed when the holder dies."""
-    code = (f"import time\nfrom ablate.runtime.lock import experiment_lock\n"
+    code = (f"import time\nfrom ablate.lock import experiment_lock\n"
             f"with experiment_lock({str(tmp_path)!r}, 'ablate launch --grid other'):\n"
             f"    print('held', flush=True); time.sleep(60)\n")
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
@@ -94,7 +94,7 @@ def test_f1_lock_held_by_another_process_is_refused(tmp_path):
 def test_f1_s3_lease_refuses_a_second_writer_takes_over_a_stale_one_and_is_released(s3, capsys):  # noqa: F811
     import boto3
 
-    from ablate.runtime.lock import LEASE_FILE, _Lease
+    from ablate.lock import LEASE_FILE, _Lease
 
     exp = f"s3://{BUCKET}/lease-exp"
     key = f"lease-exp/{LEASE_FILE}"
@@ -120,7 +120,7 @@ def test_f1_s3_lease_refuses_a_second_writer_takes_over_a_stale_one_and_is_relea
 
 @pytest.mark.fault
 def test_f1_merge_never_replaces_a_finished_checkpoint_with_none(capsys):
-    from ablate.runtime import merge_results
+    from ablate.train.results import merge_results
 
     old = pd.DataFrame([{"trial": "l1-s0-a", "combination": "l1", "seed": 0, "status": "done", "checkpoint": "/x/ck1",
                          "val/loss": 0.1},

@@ -70,9 +70,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ablate.backbones import WeightsMissing
-from ablate.backbones.weights import TABLE, locate, package_file
-from ablate.backbones.weights_load import fix_for, read_script
+from ablate.weights import WeightsMissing
+from ablate.weights.table import TABLE, locate, package_file
+from ablate.weights.load import fix_for, read_script
 from ablate.checks import check_images, check_unit_range
 
 FID_INCEPTION = TABLE["fid_inception"]

@@ -31,9 +31,9 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from ablate.backbones.weights import TABLE
-from ablate.backbones.weights_fetch import resolve
-from ablate.backbones.weights_load import read_weights_file
+from ablate.weights.table import TABLE
+from ablate.weights.fetch import resolve
+from ablate.weights.load import read_weights_file
 from ablate.errors import AblateError
 
 log = logging.getLogger(__name__)

@@ -23,10 +23,10 @@ import torch
 import torchvision
 from torch import nn
 
-from ablate.backbones import WeightsMissing
-from ablate.backbones.weights import TABLE
-from ablate.backbones.weights_fetch import resolve
-from ablate.backbones.weights_load import fix_for, read_weights_file
+from ablate.weights import WeightsMissing
+from ablate.weights.table import TABLE
+from ablate.weights.fetch import resolve
+from ablate.weights.load import fix_for, read_weights_file
 
 VGG16 = TABLE["vgg16"]
 VGG16_FILE, VGG16_ENV, VGG16_URL = VGG16.file, VGG16.env, VGG16.origin

@@ -130,7 +130,7 @@ def prepare(
         allow_missing: go on with an index most of whose files do not exist (refused otherwise).
         replace: replace a dataset in `out` even by one of under half its images (refused otherwise).
         progress: makes the progress display: called as progress(total=, resumed=, counts=)
-            it returns an ablate.runtime.progress.Progress (e.g. that class with its label,
+            it returns an ablate.ui.progress.Progress (e.g. that class with its label,
             unit and stream bound by functools.partial); None shows nothing.
     """
     if split_missing not in SPLIT_MISSING:

@@ -139,7 +139,7 @@ def choose_segmenter(requested: str | None) -> tuple[str, str]:
 def available_feature_nets(skip: tuple[str, ...] = ()) -> tuple[dict, list[str]]:
     """Which metric networks have real weights here; notes for those that do not. `skip`: foundation
     models already found unloadable (evaluate/arguments.py loads the one chosen)."""
-    from ablate.backbones import WeightsMissing
+    from ablate.weights import WeightsMissing
     from ablate.losses import LOSSES
 
     nets, notes = {}, []
@@ -231,7 +231,7 @@ def check_evaluation(opts) -> EvalSetup:
     seg_spec, seg_note = choose_segmenter(opts.segmenter)
     judge = load_judge(seg_spec)
     nets, net_notes = check_feature_nets()
-    from ablate.backbones.weights_ship import read_manifest as shipped_files
+    from ablate.weights.ship import read_manifest as shipped_files
 
     cross = None if own else dataset_key(data_dir, sha, opts.split)
     # Checkpoints verified (an earlier one where the latest is corrupt) and one judge per experiment.

@@ -33,7 +33,7 @@ import pandas as pd
 from ablate import storage
 from ablate.evaluate.reconstruct import reference_levels, to_tensor, vessel_maps
 from ablate.evaluate.trial_stages import bring_weights, device_stage, fm_extractor, morphology_stage
-from ablate.runtime.progress import Progress
+from ablate.ui.progress import Progress
 from ablate.schemas import NOTES_FILE, Notes
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ def evaluate_experiment(opts: EvalOptions, setup=None) -> pd.DataFrame:
     from ablate.evaluate.arguments import check_evaluation
     from ablate.evaluate.fidelity import MS_SSIM_MIN_SIDE
     from ablate.evaluate.set_metrics import set_metrics
-    from ablate.runtime import write_results
+    from ablate.train.results import write_results
 
     s = setup if setup is not None else check_evaluation(opts)
     exp, results, data_dir, cross, splits, shipped = s.exp, s.results, s.data_dir, s.cross, s.splits, s.shipped

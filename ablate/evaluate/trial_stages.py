@@ -21,7 +21,7 @@ import numpy as np
 def bring_weights(shipped: dict) -> None:
     """A task on another node than the launcher: the pretrained files come from the experiment."""
     if shipped:
-        from ablate.backbones.weights_ship import receive
+        from ablate.weights.ship import receive
 
         receive(shipped)
 

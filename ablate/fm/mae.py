@@ -276,7 +276,7 @@ def save_retfound_format(model: nn.Module, path: str | os.PathLike, arch: dict, 
 
 def load_mae(path: str | os.PathLike) -> tuple[MaskedAutoencoderViT, dict]:
     """Rebuild the whole MAE (decoder included) from a file written by save_retfound_format."""
-    from ablate.backbones.weights_load import read_weights_file
+    from ablate.weights.load import read_weights_file
 
     ckpt = read_weights_file(path, "a fundus MAE checkpoint", "Pretrain one with `ablate fm pretrain --data DIR`.")
     args = ckpt.get("args") if isinstance(ckpt, dict) else None

@@ -15,7 +15,7 @@ from pathlib import Path
 import typer
 
 from ablate.evaluate.samples import N_IMAGES
-from ablate.runtime import fail
+from ablate.ui.console import fail
 
 DEFAULT_PORT = 6006
 
@@ -29,7 +29,7 @@ def report(
     Welch t tests over seeds against the baseline (Holm-corrected), a ranking, the paper's two questions,
     an image grid, and a section per other dataset `ablate evaluate --data` scored."""
     from ablate.report.publish import write_report
-    from ablate.runtime import command_line, experiment_lock
+    from ablate.lock import command_line, experiment_lock
 
     with experiment_lock(exp, command_line()):  # writes report/ and the HParams summaries
         path = write_report(exp, n_images=images, hparams=hparams)

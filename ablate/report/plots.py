@@ -11,7 +11,7 @@ import numpy as np
 
 from ablate.report.collect import Experiment
 from ablate.report.stats import Analysis, arrow, metric_group, metric_sort_key
-from ablate.runtime.progress import tracked
+from ablate.ui.progress import tracked
 
 
 def _fig_uri(fig) -> str:

@@ -1,11 +1,11 @@
 """What every Ray program here shares (the ablation grid, `fm pretrain`, `segmenter
 train`, evaluation): starting or joining Ray, placement, one generic "fit one
 TorchTrainer run" driver, the per-worker distributed helpers, the TensorBoard
-writer, the learning-rate schedule and the results table.
+writer and the learning-rate schedule.
 
 This is the package's public face (as `ray.train.torch` presents its
 `train_loop_utils`): import from `ablate.runtime`. Names load on first use, so a
-command that needs only `fail` does not import torch or Ray.
+command that needs only one helper does not import torch or Ray.
 """
 
 from __future__ import annotations
@@ -28,11 +28,7 @@ _HOMES = {
     "TrialWriter": "tensorboard", "mirror_logs": "tensorboard",
     "lr_factor": "schedule",
     "StepLoop": "steps", "resume": "steps",
-    "collect_results": "results", "merge_results": "results", "read_results": "results", "write_results": "results", "print_summary": "results",
-    "fail": "console", "Commands": "console",
-    "ExperimentLocked": "lock", "experiment_lock": "lock", "command_line": "lock", "LOCK_FILE": "lock",
-    "LEASE_FILE": "lock",
-}
+    }
 
 __all__ = sorted(_HOMES)
 

@@ -11,7 +11,7 @@ import threading
 from ray.train import UserCallback
 from ray.util.queue import Empty, Queue
 
-from ablate.runtime.progress import Progress
+from ablate.ui.progress import Progress
 
 
 class StepsToDriver(UserCallback):

@@ -11,8 +11,8 @@ from typing import Optional
 
 import typer
 
-from ablate.backbones.weights import ablate_weights_file
-from ablate.runtime import console
+from ablate.weights.table import ablate_weights_file
+from ablate.ui import console
 
 app = typer.Typer(cls=console.Commands, add_completion=False, no_args_is_help=True,
                   help="Vessel segmenter: train the U-Net on DRIVE, or score a segmenter on a prepared split.")

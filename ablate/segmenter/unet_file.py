@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ablate.backbones.weights import ablate_weights_file
-from ablate.backbones.weights_load import read_weights_file
+from ablate.weights.table import ablate_weights_file
+from ablate.weights.load import read_weights_file
 from ablate.errors import InputMissing, InvalidInput
 from ablate.segmenter.protocol import Segmenter
 from ablate.segmenter.ridge import RidgeSegmenter

@@ -75,7 +75,7 @@ def launched_before(previous: dict | None) -> list[str]:
 def _entries_besides_lock(out: Path | str) -> bool:
     """The folder holds something other than a writer's lock (ours, held now, or one a killed
     launch left before it wrote grid.json: `experiment_lock` takes that over)."""
-    from ablate.runtime import LEASE_FILE, LOCK_FILE
+    from ablate.lock import LEASE_FILE, LOCK_FILE
 
     if not storage.is_uri(out):
         p = Path(out)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ablate import storage
-from ablate.backbones import WeightsMissing
-from ablate.backbones.weights_ship import ship
+from ablate.weights import WeightsMissing
+from ablate.weights.ship import ship
 from ablate.specs import ConfigError, Grid
 from ablate.data.identity import manifest_sha256
 from ablate.runtime import node_cpus, node_gpus, plan_placement, ray_session, sigterm_as_interrupt, total_cpus
@@ -221,9 +221,10 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
     """Train every trial with Ray Tune (joining `opts.address`, or a Ray started here)."""
     from ray import tune
 
-    from ablate.runtime import collect_results, merge_results, print_summary, ray_output, read_results, write_results
-    from ablate.runtime.live_view import GridView
-    from ablate.runtime.tune_feed import LiveViewCallback
+    from ablate.runtime import ray_output
+    from ablate.train.results import collect_results, merge_results, print_summary, read_results, write_results
+    from ablate.train.live_view import GridView
+    from ablate.train.tune_feed import LiveViewCallback
 
     grid, out, data_dir = prepared.grid, prepared.out, prepared.data
     with ray_session(opts.address):

@@ -21,15 +21,7 @@ from ablate.data.feed import ShardFeed
 from ablate.losses import CompositeLoss
 from ablate.models.checkpoint import read_checkpoint, usable_checkpoint, write_checkpoint
 from ablate.models.presets import build_for_spec
-from ablate.runtime import (
-    is_distributed,
-    mean_over_workers,
-    report_to_train,
-    resolve_precision,
-    restored_location,
-    unwrap,
-    worker_context,
-)
+from ablate.runtime import (is_distributed, mean_over_workers, report_to_train, resolve_precision, restored_location, unwrap, worker_context)
 from ablate.specs import ConfigError, TrialSpec
 from ablate.train.step import train_step
 
@@ -111,7 +103,7 @@ class WorkerRun:
         self.model = ray.train.torch.prepare_model(model)
         self.device = ray.train.torch.get_device()
         if config.get("weights_manifest"):  # another node fetched the pretrained files: bring them here
-            from ablate.backbones.weights_ship import receive
+            from ablate.weights.ship import receive
 
             receive(config["weights_manifest"])
         try:

@@ -52,7 +52,7 @@ def manifest_digest(data_dir: str) -> str:
 
 def fundus_mae_for(data_dir: str) -> Path:
     """Where the fundus MAE pretrained on this dataset by `ablate launch` is kept."""
-    from ablate.backbones.weights import weights_dir
+    from ablate.weights.table import weights_dir
 
     return weights_dir() / f"fundus_mae-{manifest_digest(data_dir)}.pth"
 
@@ -65,9 +65,9 @@ def _auto_combinations(grid: Grid) -> tuple[str, ...]:
 def choose_auto_foundation(grid: Grid, data_dir: str, fetch: bool) -> AutoChoice:
     """Decide `model: auto` once for the whole grid (see the module docstring). `fetch=False`
     (a dry run) asks no network and pretrains nothing; it says what a launch would do."""
-    from ablate.backbones import WeightsMissing
-    from ablate.backbones.weights import WeightsHashMismatch, entry, locate
-    from ablate.backbones.weights_fetch import resolve
+    from ablate.weights import WeightsMissing
+    from ablate.weights.table import WeightsHashMismatch, entry, locate
+    from ablate.weights.fetch import resolve
 
     combos = _auto_combinations(grid)
     if not combos:
@@ -151,8 +151,8 @@ def check_given_files(grid: Grid, evaluate: bool, made_by_stage: Path | None = N
     loss's `weights` option) that this launch may load is a file torch can load: ConfigError naming
     the variable or option, the file and the fix, before Ray starts (a dry run too). A named file
     that is absent is left to settle_weights, which lists it with every other missing file."""
-    from ablate.backbones.torch_file import torch_file_problem
-    from ablate.backbones.weights import cache_description, entry, given_path
+    from ablate.weights.torch_file import torch_file_problem
+    from ablate.weights.table import cache_description, entry, given_path
     from ablate.specs import ConfigError
 
     needs, overrides = weights_needed(grid, made_by_stage)
@@ -174,8 +174,8 @@ def settle_weights(grid: Grid, choice: AutoChoice, fetch: bool) -> tuple[dict[st
     """Fetch (when `fetch`) and verify every file the grid needs: ({name: path}, ""), or
     WeightsMissing with one message for the whole grid. Without `fetch` (a dry run) nothing is
     fetched and the message is returned instead ("" when nothing is missing)."""
-    from ablate.backbones import WeightsMissing
-    from ablate.backbones.weights_fetch import ensure_available, missing_report
+    from ablate.weights import WeightsMissing
+    from ablate.weights.fetch import ensure_available, missing_report
 
     needs, overrides = weights_needed(grid, choice.stage.out_file if choice.stage else None)
     also = ""

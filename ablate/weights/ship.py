@@ -19,8 +19,8 @@ import uuid
 from pathlib import Path
 
 from ablate import storage
-from ablate.backbones import WeightsMissing
-from ablate.backbones.weights import WeightsHashMismatch, entry, locate, weights_dir
+from ablate.weights import WeightsMissing
+from ablate.weights.table import WeightsHashMismatch, entry, locate, weights_dir
 from ablate.io import sha256_file
 
 SHIP_DIR = "weights"

@@ -17,7 +17,7 @@ app = typer.Typer(add_completion=False, invoke_without_command=True,
 
 
 def _names(names: Optional[List[str]], default) -> list[str]:
-    from ablate.backbones.weights import TABLE
+    from ablate.weights.table import TABLE
 
     unknown = [n for n in names or [] if n not in TABLE]
     if unknown:
@@ -27,7 +27,7 @@ def _names(names: Optional[List[str]], default) -> list[str]:
 
 
 def _where(e) -> str:
-    from ablate.backbones.weights import cache_description
+    from ablate.weights.table import cache_description
 
     parts = [f"the {e.option}"] if e.option else []
     parts += [f"${e.env}"] if e.env else []
@@ -35,7 +35,7 @@ def _where(e) -> str:
 
 
 def _show(st, e) -> None:
-    from ablate.backbones.weights import source_description
+    from ablate.weights.table import source_description
 
     typer.echo(f"{e.name:<16} {st.state.upper() if st.state == 'MISMATCH' else st.state:<17} {e.file}")
     typer.echo(f"    what      {e.what}")
@@ -55,7 +55,7 @@ def weights(ctx: typer.Context) -> None:
     Fast: a file is re-hashed only by `ablate weights verify` (or at first use)."""
     if ctx.invoked_subcommand is not None:
         return
-    from ablate.backbones.weights import TABLE, status
+    from ablate.weights.table import TABLE, status
 
     for e in TABLE.values():
         _show(status(e.name), e)
@@ -69,9 +69,9 @@ def fetch(
     force: bool = typer.Option(False, "--force", help="download again even if a verified copy is cached"),
 ) -> None:
     """Download into the standard caches (torch hub, Hugging Face) and verify each file's sha256."""
-    from ablate.backbones import WeightsMissing
-    from ablate.backbones.weights import TABLE, given_path
-    from ablate.backbones.weights_fetch import fetch_file, format_report
+    from ablate.weights import WeightsMissing
+    from ablate.weights.table import TABLE, given_path
+    from ablate.weights.fetch import fetch_file, format_report
 
     failures = {}
     for name in _names(names, lambda e: e.fetchable):
@@ -96,7 +96,7 @@ def verify(names: Optional[List[str]] = typer.Argument(None, help="table names (
     from the table or its pin, any file named by an option or environment variable is missing, unreadable
     or differs from the table, any record is unreadable, or a file named here on the command line is not
     present. With no names, files not fetched yet are listed as missing and do not fail it."""
-    from ablate.backbones.weights import TABLE, status
+    from ablate.weights.table import TABLE, status
 
     bad = []
     for name in _names(names, lambda e: True):

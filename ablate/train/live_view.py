@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from ablate.runtime.config_errors import CONFIG_ERROR
+from ablate.ui.progress import duration
 
 PENDING, RUNNING, RETRYING, DONE, DIVERGED, FAILED = "pending", "running", "retrying", "done", "diverged", "failed"
 ENDED = (DONE, DIVERGED, FAILED)
@@ -63,15 +64,6 @@ class Row:
         return max(0.0, (self.total - self.step) / rate - (now - self.last[0]))
 
 
-def duration(s: float | None) -> str:
-    if s is None:
-        return "-"
-    s = round(s)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
 def _num(v: float | None, fmt: str) -> str:

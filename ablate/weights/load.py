@@ -13,7 +13,7 @@ import os
 import re
 import warnings
 
-from ablate.backbones import WeightsMissing
+from ablate.weights import WeightsMissing
 
 
 class WeightsUnreadable(WeightsMissing):
@@ -68,7 +68,7 @@ def read_script(path: str | os.PathLike, what: str, fix: str):
 
 def fix_for(name: str) -> str:
     """How to replace an unloadable file of table entry `name`: name a good copy, or get one."""
-    from ablate.backbones.weights import entry, fetch_command
+    from ablate.weights.table import entry, fetch_command
 
     e = entry(name)
     named = " or ".join(x for x in (e.option and f"the {e.option}", e.env and f"${e.env}") if x)

@@ -32,8 +32,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ablate.backbones import WeightsMissing, weights_record
-from ablate.backbones.weights_record import SHA256_HEX
+from ablate.weights import WeightsMissing
+from ablate.weights import record as weights_record
+from ablate.weights.record import SHA256_HEX
 from ablate.cache import cache_root
 from ablate.io import sha256_file
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from urllib.error import HTTPError, URLError
 from urllib.parse import urlsplit
 
-from ablate.backbones import WeightsMissing
+from ablate.weights import WeightsMissing
 
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 60.0

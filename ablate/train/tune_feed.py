@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ray.tune import Callback
 
-from ablate.runtime.live_view import GridView
+from ablate.train.live_view import GridView
 
 
 def save_trial_output(trial, logs_dir: Path | None) -> str | None:

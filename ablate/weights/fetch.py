@@ -23,11 +23,11 @@ import os
 import uuid
 from pathlib import Path
 
-from ablate.backbones import WeightsMissing
-from ablate.backbones.weights import (TABLE, PretrainedFile, WeightsHashMismatch, cached_path, checked_against, entry,
+from ablate.weights import WeightsMissing
+from ablate.weights.table import (TABLE, PretrainedFile, WeightsHashMismatch, cached_path, checked_against, entry,
                                       get_it, given_path, hash_problems, hf_hub_cache, locate, missing_message,
                                       sha256_file, torch_checkpoints_dir, verify_file, write_record)
-from ablate.backbones.weights_http import answers, download, timeouts
+from ablate.weights.http import answers, download, timeouts
 
 HF_DEFAULT_ENDPOINT = "https://huggingface.co"
 

@@ -18,7 +18,17 @@ import sys
 import time
 from typing import TextIO
 
-from ablate.runtime.live_view import duration
+
+def duration(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = round(s)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
 
 
 class Progress:
