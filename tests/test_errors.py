@@ -64,8 +64,8 @@ USER_ERRORS = [q for q in exception_classes() if q not in NOT_USER_ERRORS]
 
 def test_the_source_scan_finds_the_error_classes():
     names = set(USER_ERRORS)
-    assert {"ablate.config.ConfigError", "ablate.storage.StorageError", "ablate.lock.ExperimentLocked",
-            "ablate.backbones.WeightsMissing", "ablate.weights.table.WeightsHashMismatch",
+    assert {"ablate.specs.ConfigError", "ablate.storage.StorageError", "ablate.lock.ExperimentLocked",
+            "ablate.weights.WeightsMissing", "ablate.weights.table.WeightsHashMismatch",
             "ablate.data.guard.TooManyPixels", "ablate.errors.InvalidInput"} <= names
     assert len(names) >= 20 and set(NOT_USER_ERRORS) <= set(exception_classes())
 

@@ -11,7 +11,8 @@ import os
 import pytest
 from typer.testing import CliRunner
 
-from ablate.weights import WeightsMissing, weights
+from ablate.weights import WeightsMissing
+from ablate.weights import table as weights
 from ablate.weights.table import TABLE
 from ablate.weights.cli import app as weights_app
 

@@ -25,7 +25,9 @@ import torchvision
 from typer.testing import CliRunner
 from weights_servers import FileServer, HubServer, refused_url
 
-from ablate.weights import WeightsMissing, weights, weights_fetch
+from ablate.weights import WeightsMissing
+from ablate.weights import fetch as weights_fetch
+from ablate.weights import table as weights
 from ablate.backbones.retfound import frozen_vit, retfound_weights_path
 from ablate.weights.table import TABLE, WeightsHashMismatch
 from ablate.weights.cli import app as weights_app

@@ -52,20 +52,15 @@ def pretrain(
     verbose: bool = console.VERBOSE,
 ) -> None:
     """Pretrain a masked autoencoder on fundus photographs (Ray Train) for the `foundation` term."""
-    from ablate.runtime import ray_output
+    from ablate.runtime import program_run, where_the_run_is
 
-    ray_output.set_verbose(verbose)
+    run = program_run(verbose, steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed,
+                      address=address, gpus_per_worker=gpus_per_worker, tb_dir=tb_dir)
     from ablate.fm.pretrain import pretrain as run_pretrain
-    from ablate.runtime import RunOptions
 
-    run = RunOptions(steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed, address=address,
-                     gpus_per_worker=gpus_per_worker, tb_dir=tb_dir)
     r = run_pretrain(data, out, run, preset=preset, size=size, mask_ratio=mask_ratio)
     typer.echo(f"{r.out_file}: MAE {r.arch} after {r.steps} steps, last fm/loss {r.loss:.4f}")
-    typer.echo(f"tensorboard --logdir {r.tb_dir}")
-    typer.echo(f"Train run and checkpoints: {r.run_dir}")
-    if not verbose:
-        typer.echo(f"Ray's output (Ray Data, raylet, workers): {r.run_dir}/logs/ (--verbose shows it here)")
+    typer.echo("\n".join(where_the_run_is(r.tb_dir, r.run_dir, verbose)))
     typer.echo("Trained on ImageNet-normalised inputs, so imagenet_norm must be true. Loss options "
                "(add weight / adaptive / start_step as for any term):")
     typer.echo("  " + foundation_line(r.foundation))

@@ -106,6 +106,29 @@ class RunFolders:
         return self.storage / self.name
 
 
+def program_run(verbose: bool, **options) -> RunOptions:
+    """The start every one-Train-run command shares (`fm pretrain`, `segmenter train`): Ray's
+    own output here or only in the run's logs/ (`verbose`), and the run's options.
+
+    Args:
+        verbose: show Ray's output (Ray Data bars, worker logs) on this terminal.
+        options: RunOptions' fields, as the command line gave them.
+    """
+    from ablate.runtime import ray_output
+
+    ray_output.set_verbose(verbose)
+    return RunOptions(**options)
+
+
+def where_the_run_is(tb_dir: Path, run_dir: Path, verbose: bool) -> list[str]:
+    """The lines every one-Train-run command ends with: where its curves, checkpoints and
+    (when not shown here) Ray's output are."""
+    lines = [f"tensorboard --logdir {tb_dir}", f"Train run and checkpoints: {run_dir}"]
+    if not verbose:
+        lines.append(f"Ray's output (Ray Data, raylet, workers): {run_dir}/logs/ (--verbose shows it here)")
+    return lines
+
+
 def config_digest(config: dict) -> str:
     """8 hex digits of the sha256 of the configuration's canonical JSON."""
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:8]

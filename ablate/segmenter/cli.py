@@ -47,15 +47,13 @@ def train(
     verbose: bool = console.VERBOSE,
 ) -> None:
     """Train the vessel U-Net on the manual masks of a prepared DRIVE (Ray Train); score it on the test split."""
-    from ablate.runtime import ray_output
+    from ablate.runtime import program_run, where_the_run_is
 
-    ray_output.set_verbose(verbose)
-    from ablate.runtime import RunOptions
+    run = program_run(verbose, steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed,
+                      address=address, gpus_per_worker=gpus_per_worker, tb_dir=tb_dir)
     from ablate.segmenter.scores import format_metrics
     from ablate.segmenter.train import train_segmenter
 
-    run = RunOptions(steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed, address=address,
-                     gpus_per_worker=gpus_per_worker, tb_dir=tb_dir)
     r = train_segmenter(data, out, run, patch=patch, arch={"base": base, "levels": levels},
                         patches_per_image=patches_per_image, include_val=include_val)
     typer.echo(f"{r.out_file}: U-Net {r.arch} trained {r.steps} steps at {r.size} px in {r.train_seconds / 60:.1f} min")
@@ -63,10 +61,7 @@ def train(
         typer.echo(format_metrics(r.metrics))
     else:
         typer.echo("no test split with vessel masks in the dataset: the file carries no metrics")
-    typer.echo(f"tensorboard --logdir {r.tb_dir}")
-    typer.echo(f"Train run and checkpoints: {r.run_dir}")
-    if not verbose:
-        typer.echo(f"Ray's output (Ray Data, raylet, workers): {r.run_dir}/logs/ (--verbose shows it here)")
+    typer.echo("\n".join(where_the_run_is(r.tb_dir, r.run_dir, verbose)))
 
 
 @app.command()
