@@ -1,5 +1,5 @@
 """Shared fixtures. Real data comes from the DRIVE copy beside the project
-(../shared/data/drive); it is read in place, never copied into the repo."""
+(../shared/data/drive, or $ABLATE_TEST_DRIVE); it is read in place, never copied into the repo."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from s3_server import s3  # noqa: F401  (the loopback S3 server fixture, for every module)
 
-DRIVE = Path(__file__).resolve().parents[2] / "shared" / "data" / "drive"
+# $ABLATE_TEST_DRIVE points the tests at another DRIVE copy (a cluster node, a CI runner
+# whose shared data sits elsewhere); default ../shared/data/drive beside the checkout.
+DRIVE = Path(os.environ.get("ABLATE_TEST_DRIVE") or Path(__file__).resolve().parents[2] / "shared" / "data" / "drive")
 
 # Every file ablate caches (demo data, weights it makes, verification records) goes to a
 # folder of this test session, never the user's ~/.cache/ablate. Set before any test module
@@ -45,7 +47,7 @@ def one_thread():
 @pytest.fixture(scope="session")
 def drive_dir() -> Path:
     if not (DRIVE / "images").is_dir():
-        pytest.fail(f"DRIVE data not found at {DRIVE}; the tests need ../shared/data/drive beside the project")
+        pytest.fail(f"DRIVE data not found at {DRIVE}; the tests need ../shared/data/drive beside the project, or $ABLATE_TEST_DRIVE naming a copy")
     return DRIVE
 
 
