@@ -117,7 +117,8 @@ def report_to_train(metrics: dict, save: Callable[[Path], None] | None = None) -
     `world_size` is added to the metrics when the caller did not set it."""
     import ray.train
 
-    metrics = {**metrics, "world_size": metrics.get("world_size", ray.train.get_context().get_world_size())}
+    if "world_size" not in metrics:  # the AE loop reports its own; fm and segmenter leave it to here
+        metrics = {**metrics, "world_size": ray.train.get_context().get_world_size()}
     if save is None or ray.train.get_context().get_world_rank() != 0:
         ray.train.report(metrics)
         return
