@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from ablate.ui.console import Commands, fail
 from ablate.specs import Choice, EvalSplit, Morphology, PrecisionSetting, SplitMissing
+from ablate.ui.console import Commands, fail
 
 # Commands: the one place a user error (ablate.errors.AblateError) from any command becomes `error: ...`
 # (exit status 2), and where the library's log lines are routed to the terminal.
@@ -41,22 +40,22 @@ def choice_option(default: Choice | None, option: str, vocabulary: type[Choice],
     return typer.Option(default, option, parser=parse, metavar=f"[{'|'.join(names)}]", help=help_text)
 
 
-from ablate.fm.cli import app as fm_app  # noqa: E402  (typer only; torch/Ray load inside the command)
+from ablate.fm.cli import app as fm_app
 
 app.add_typer(fm_app, name="fm", help="Our own fundus foundation model (MAE), for when RETFound is not at hand.")
 
-from ablate.segmenter.cli import app as segmenter_app  # noqa: E402
+from ablate.segmenter.cli import app as segmenter_app
 
 app.add_typer(segmenter_app, name="segmenter", help="The vessel segmenter evaluation uses: train it on DRIVE, check it.")
 
-from ablate.weights.cli import app as weights_app  # noqa: E402
+from ablate.weights.cli import app as weights_app
 
 app.add_typer(weights_app, name="weights", help="Pretrained networks: list (present? verified?), fetch, verify.")
 
 
 @app.command()
 def prepare(
-    src: Optional[Path] = typer.Argument(None, help="folder of fundus photographs (DRIVE layout, plain or nested "
+    src: Path | None = typer.Argument(None, help="folder of fundus photographs (DRIVE layout, plain or nested "
                                          "folder, or images/ + mask folders); or give --index"),
     out: str = typer.Option(..., "--out", help="folder, or URI (s3://bucket/prefix), for the Parquet shards and manifest.json"),
     size: int = typer.Option(256, "--size", help="side of the square output images, px"),
@@ -68,12 +67,12 @@ def prepare(
                                                 help_text="images a present split.csv does not list: 'skip' (listed "
                                                 "in rejects.csv, the split stays exactly as written) or 'train'; "
                                                 "recorded in manifest.json"),
-    index: Optional[Path] = typer.Option(None, "--index", help="CSV or Parquet file listing the images instead of "
+    index: Path | None = typer.Option(None, "--index", help="CSV or Parquet file listing the images instead of "
                                          "SRC: column path (relative to the file's folder), optional split, fov, vessel"),
-    cpus: Optional[int] = typer.Option(None, "--cpus", help="CPUs to use (default: every core here, or the cluster's)"),
-    address: Optional[str] = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto' "
+    cpus: int | None = typer.Option(None, "--cpus", help="CPUs to use (default: every core here, or the cluster's)"),
+    address: str | None = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto' "
                                           "(its nodes must read the source files at the same paths)"),
-    work: Optional[Path] = typer.Option(None, "--work", help="folder for the per-file results that let an interrupted "
+    work: Path | None = typer.Option(None, "--work", help="folder for the per-file results that let an interrupted "
                                         "prepare resume (default: OUT.work beside a local OUT); a new path "
                                         "or an empty folder, outside OUT and SRC"),
     allow_missing: bool = typer.Option(False, "--allow-missing", help="go on with an --index most of whose "
@@ -113,31 +112,31 @@ def prepare(
 @app.command()
 def launch(
     grid: str = typer.Option(..., "--grid", help="search space: a name under search_spaces/ or a .yaml path"),
-    data: Optional[str] = typer.Option(None, "--data", help="prepared dataset folder or URI, e.g. s3://bucket/data (default: built-in one-eye demo)"),
-    out: Optional[str] = typer.Option(None, "--out", help="experiment folder or URI, e.g. s3://bucket/exp (default: runs/<grid name>)"),
+    data: str | None = typer.Option(None, "--data", help="prepared dataset folder or URI, e.g. s3://bucket/data (default: built-in one-eye demo)"),
+    out: str | None = typer.Option(None, "--out", help="experiment folder or URI, e.g. s3://bucket/exp (default: runs/<grid name>)"),
     workers: int = typer.Option(1, "--workers", help="Ray Train workers (DDP ranks) per trial"),
-    cpus_per_worker: Optional[float] = typer.Option(None, "--cpus-per-worker", help="default: fit the machine, one CPU left for Ray Data"),
-    threads_per_worker: Optional[int] = typer.Option(None, "--threads-per-worker", help="torch threads per worker (default: its CPUs, rounded)"),
+    cpus_per_worker: float | None = typer.Option(None, "--cpus-per-worker", help="default: fit the machine, one CPU left for Ray Data"),
+    threads_per_worker: int | None = typer.Option(None, "--threads-per-worker", help="torch threads per worker (default: its CPUs, rounded)"),
     gpus_per_worker: float = typer.Option(0.0, "--gpus-per-worker"),
-    concurrent: Optional[int] = typer.Option(None, "--concurrent", help="trials at a time (default: as many as fit)"),
-    address: Optional[str] = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto'"),
-    steps: Optional[int] = typer.Option(None, "--steps", help="override train.steps of every trial"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="train whole epochs instead of steps"),
-    size: Optional[int] = typer.Option(None, "--size", help="override data.size (px) of every trial"),
-    precision: Optional[PrecisionSetting] = choice_option(None, "--precision", PrecisionSetting,
+    concurrent: int | None = typer.Option(None, "--concurrent", help="trials at a time (default: as many as fit)"),
+    address: str | None = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto'"),
+    steps: int | None = typer.Option(None, "--steps", help="override train.steps of every trial"),
+    epochs: int | None = typer.Option(None, "--epochs", help="train whole epochs instead of steps"),
+    size: int | None = typer.Option(None, "--size", help="override data.size (px) of every trial"),
+    precision: PrecisionSetting | None = choice_option(None, "--precision", PrecisionSetting,
                                                           help_text="override train.precision of every trial: auto "
                                                           "(bf16 on CUDA, fp32 on the CPU), bf16, fp16 (CUDA) or fp32"),
-    compile: Optional[bool] = typer.Option(None, "--compile/--no-compile", help="override train.compile "
+    compile: bool | None = typer.Option(None, "--compile/--no-compile", help="override train.compile "
                                            "(torch.compile the autoencoder; off by default)"),
     max_failures: int = typer.Option(2, "--max-failures", help="worker-group restarts per trial, from its last checkpoint"),
     trial_retries: int = typer.Option(1, "--trial-retries", help="whole-trial retries by Tune once worker restarts are spent"),
     resume: bool = typer.Option(False, "--resume", help="continue the grid in --out: finished trials kept, the rest resumed"),
     evaluate: bool = typer.Option(True, "--evaluate/--no-evaluate", help="evaluate finished trials on the test split"),
-    segmenter: Optional[str] = typer.Option(None, "--segmenter", help="vessel segmenter for evaluation: a U-Net file or 'ridge'"),
+    segmenter: str | None = typer.Option(None, "--segmenter", help="vessel segmenter for evaluation: a U-Net file or 'ridge'"),
     dry_run: bool = typer.Option(False, "--dry-run", help="print the trial table and exit"),
     estimate: bool = typer.Option(False, "--estimate", help="time a few steps of each distinct configuration "
                                   "here and print the grid's expected wall time, then exit (no training)"),
-    only: Optional[str] = typer.Option(None, "--only", help="run only these combinations, e.g. base,edge; "
+    only: str | None = typer.Option(None, "--only", help="run only these combinations, e.g. base,edge; "
                                        "a later launch of others into the same --out adds them"),
     fm_steps: int = typer.Option(2000, "--fm-steps", help="steps of the fundus MAE stage (foundation: auto "
                                  "with neither RETFound nor a fundus MAE present)"),
@@ -172,9 +171,9 @@ def launch(
 @app.command()
 def evaluate(
     exp: str = typer.Argument(..., help="experiment folder or URI written by `ablate launch`"),
-    data: Optional[str] = typer.Option(None, "--data", help="prepared dataset (default: the one the grid ran on)"),
-    segmenter: Optional[str] = typer.Option(None, "--segmenter", help="a U-Net file or 'ridge' (default: our U-Net if present)"),
-    address: Optional[str] = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto'"),
+    data: str | None = typer.Option(None, "--data", help="prepared dataset (default: the one the grid ran on)"),
+    segmenter: str | None = typer.Option(None, "--segmenter", help="a U-Net file or 'ridge' (default: our U-Net if present)"),
+    address: str | None = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto'"),
     gpus_per_task: float = typer.Option(0.0, "--gpus-per-task"),
     morphology: Morphology = choice_option(Morphology.ablate, "--morphology", Morphology,
                                            help_text="vessel-feature definitions: 'ablate' (ours) or 'automorph' "
@@ -241,7 +240,7 @@ def schema() -> None:
 
 
 # `ablate report EXP` and `ablate tensorboard EXP` live with the reporter.
-from ablate.report.cli import report as _report_cmd  # noqa: E402
+from ablate.report.cli import report as _report_cmd
 from ablate.report.cli import tensorboard as _tensorboard_cmd
 
 app.command("report")(_report_cmd)

@@ -23,8 +23,18 @@ from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from ablate.losses.spec import COMMON_OPTIONS, split_options
 from ablate.spec_reader import read_spec
-from ablate.specs import (PLAIN_NAME, PRECISIONS, SEED_MAX, ConfigError, DataSpec, Grid, LossSpec, ModelSpec,
-                          TrainSpec, TrialSpec)
+from ablate.specs import (
+    PLAIN_NAME,
+    PRECISIONS,
+    SEED_MAX,
+    ConfigError,
+    DataSpec,
+    Grid,
+    LossSpec,
+    ModelSpec,
+    TrainSpec,
+    TrialSpec,
+)
 from ablate.yaml_load import YamlRefused, load_yaml
 
 # ---- the shape of a search-space file: `ablate schema` prints it as JSON Schema, so editors

@@ -49,7 +49,7 @@ LEASE_FILE = ".ablate.lock.json"
 HEARTBEAT_S = 30.0
 STALE_AFTER = 4  # heartbeats missed before a lease counts as abandoned
 
-__all__ = ["ExperimentLocked", "LOCK_FILE", "LEASE_FILE", "command_line", "experiment_lock", "holder_record", "describe_holder"]
+__all__ = ["LEASE_FILE", "LOCK_FILE", "ExperimentLocked", "command_line", "describe_holder", "experiment_lock", "holder_record"]
 
 
 class ExperimentLocked(StorageError):

@@ -24,8 +24,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from ablate.losses import LossSpec
-from ablate.losses import CompositeLoss
+from ablate.losses import CompositeLoss, LossSpec
 from ablate.models.presets import build_model
 
 

@@ -46,11 +46,10 @@ def stream_rate(data: Path, size: int, repeat: int, batch: int) -> tuple[float, 
 
 def consumption(preset: str, size: int, batch: int, threads: int, repeats: int = 3) -> tuple[float, float]:
     """(training images/s, augmentation's share of a step)."""
-    from ablate.specs import AugmentSpec
-    from ablate.losses import LossSpec
     from ablate.data.augment import augment_batch
-    from ablate.losses import CompositeLoss
+    from ablate.losses import CompositeLoss, LossSpec
     from ablate.models.presets import build_model
+    from ablate.specs import AugmentSpec
 
     torch.set_num_threads(threads)
     model = build_model(preset, size)

@@ -21,8 +21,7 @@ import time
 
 import torch
 
-from ablate.losses import LossSpec
-from ablate.losses import CompositeLoss
+from ablate.losses import CompositeLoss, LossSpec
 from ablate.models.edge_channel import EdgeChannel
 from ablate.models.presets import build_model
 

@@ -16,13 +16,21 @@ import torchvision
 from torch import nn
 from weights_servers import place_in_hf_cache, refused_url
 
-from ablate.weights import WeightsMissing
 from ablate.backbones.lpips_heads import HEADS_MD5, default_heads_path, load_lpips_heads
-from ablate.backbones.retfound import (MODELS, CheckpointMismatch, build_vit, check_taps, frozen_vit,
-                                       load_vit_checkpoint, resize_pos_embed, retfound_weights_path)
+from ablate.backbones.retfound import (
+    MODELS,
+    CheckpointMismatch,
+    build_vit,
+    check_taps,
+    frozen_vit,
+    load_vit_checkpoint,
+    resize_pos_embed,
+    retfound_weights_path,
+)
 from ablate.backbones.vgg import SLICES, VGG16_FILE, vgg16_taps, vgg16_weights_path
-from ablate.weights.table import TABLE, WeightsHashMismatch
 from ablate.io import sha256_file
+from ablate.weights import WeightsMissing
+from ablate.weights.table import TABLE, WeightsHashMismatch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -224,8 +224,8 @@ def test_two_trial_grid_off_a_terminal_is_plain_short_and_ray_goes_to_exp_logs(d
     assert not ESCAPE.search(printed), printed
     assert len(printed.encode()) < 5000, printed
     for key in ("l1-s0", "l2-s0"):
-        assert re.search(rf"^\d\d:\d\d:\d\d {key} started", run.stdout, re.M), run.stdout
-        assert re.search(rf"^\d\d:\d\d:\d\d {key} done: 6 steps in ", run.stdout, re.M), run.stdout
+        assert re.search(rf"^\d\d:\d\d:\d\d {key} started", run.stdout, re.MULTILINE), run.stdout
+        assert re.search(rf"^\d\d:\d\d:\d\d {key} done: 6 steps in ", run.stdout, re.MULTILINE), run.stdout
     assert "Trial status" not in printed and "Started a local Ray instance" not in printed  # Tune's and Ray's own
     logs = out / "logs"
     assert f"Ray's output (Tune, Ray Data, raylet, workers): {logs}/" in run.stdout

@@ -23,15 +23,20 @@ from PIL import Image
 from skimage import filters
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from ablate.weights import WeightsMissing
 from ablate.backbones.inception import FID_INCEPTION_ENV, FIDInception
 from ablate.backbones.retfound import build_vit
 from ablate.backbones.vgg import VGG16_FILE
-from ablate.evaluate.fidelity import (FrechetDistance, foundation_features, frechet_distance,
-                                      frechet_distance_from_samples, pair_metrics)
+from ablate.evaluate.fidelity import (
+    FrechetDistance,
+    foundation_features,
+    frechet_distance,
+    frechet_distance_from_samples,
+    pair_metrics,
+)
 from ablate.evaluate.kid import kernel_inception_distance, kid_subset_values, mmd2_unbiased
 from ablate.losses import LOSSES
 from ablate.losses.structural import MS_SSIM_MIN_SIDE, ms_ssim
+from ablate.weights import WeightsMissing
 
 STEMS = ("01_test", "02_test", "03_test", "04_test", "21_training", "22_training", "23_training", "24_training")
 SIGMAS = (0, 1, 2, 4)
@@ -439,7 +444,7 @@ def test_kid_is_unbiased_for_the_population_value():
     for _ in range(reps):
         x, y = rng.normal(0, 1, (m, 1)), rng.normal(0.5, 1, (m, 1))
         unbiased.append(kernel_inception_distance(x, y))
-        k = lambda a, b: (a @ b.T + 1) ** 3  # noqa: E731
+        k = lambda a, b: (a @ b.T + 1) ** 3
         biased.append(k(x, x).mean() + k(y, y).mean() - 2 * k(x, y).mean())  # V-statistic, for contrast
     z = [(np.mean(v) - population) / (np.std(v, ddof=1) / np.sqrt(reps)) for v in (unbiased, biased)]
     assert abs(z[0]) < 4, z

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from ablate.weights import WeightsMissing
 from ablate.weights import table as weights
-from ablate.weights.table import TABLE
 from ablate.weights.cli import app as weights_app
+from ablate.weights.table import TABLE
 
 VGG = TABLE["vgg16"]
 HEADS = TABLE["lpips_vgg_heads"]  # ships in the lpips wheel: always present, so its record is read
@@ -203,9 +203,8 @@ def test_malformed_lock_whose_flock_is_held_is_refused_naming_it(tmp_path):
     lock.write_bytes(GARBAGE_LOCKS["since_not_a_time"])
     with open(lock, "rb") as holder:  # a live holder (another open file: flock conflicts within one process too)
         fcntl.flock(holder, fcntl.LOCK_EX)
-        with pytest.raises(ExperimentLocked) as e:
-            with experiment_lock(tmp_path, "ablate report"):
-                pass
+        with pytest.raises(ExperimentLocked) as e, experiment_lock(tmp_path, "ablate report"):
+            pass
     msg = one_line(str(e.value))
     assert f"(lock: {lock})" in msg and "record is unreadable: unusable fields: since='yesterday'" in msg
     assert lock.read_bytes() == GARBAGE_LOCKS["since_not_a_time"]  # not ours: untouched

@@ -14,7 +14,6 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from ablate.weights import WeightsMissing
 from ablate.backbones.retfound import build_vit, load_vit_checkpoint
 from ablate.data.shards import DatasetError
 from ablate.fm import pretrain as fm_pretrain
@@ -23,7 +22,8 @@ from ablate.fm.cli import app as fm_app
 from ablate.fm.mae import MaskedAutoencoderViT, load_mae, save_retfound_format
 from ablate.fm.pretrain import DEFAULT_OUT, foundation_options, pretrain, suggested_taps
 from ablate.losses import LOSSES
-from ablate.runtime import lr_factor, RunOptions
+from ablate.runtime import RunOptions, lr_factor
+from ablate.weights import WeightsMissing
 
 ARCH = dict(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2)
 DECODER = dict(decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)

@@ -21,8 +21,8 @@ from ablate.report import stats
 from ablate.report.collect import Experiment, load_experiment
 from ablate.report.inference import holm, welch
 from ablate.report.metric_names import below_floor, labelled
-from ablate.report.questions import answer_q1, declared_questions
 from ablate.report.publish import write_report
+from ablate.report.questions import answer_q1, declared_questions
 from ablate.report.verdicts import PAIR_VERDICTS, headline, judge, pair_verdict
 
 ROOT = Path(__file__).resolve().parents[1]

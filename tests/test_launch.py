@@ -28,8 +28,8 @@ def test_placement_that_would_hang_is_refused():
 
 
 def test_auto_foundation_retfound_else_a_fundus_mae_else_a_pretraining_stage(tmp_path, monkeypatch, drive32):
-    from ablate.weights import WeightsMissing
     from ablate.train.pretrained import choose_auto_foundation, fundus_mae_for
+    from ablate.weights import WeightsMissing
 
     monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
@@ -83,8 +83,8 @@ def test_only_launches_add_to_one_experiment(tmp_path):
     same trials again need --resume."""
     import json
 
-    from ablate.train.results import merge_results
     from ablate.train.experiment import GRID_RECORD, check_experiment_folder, grid_record
+    from ablate.train.results import merge_results
 
     full = load_grid(find_grid("smoke"))
     keys = sorted(f"{t.combination}-s{t.seed}" for t in full.trials)

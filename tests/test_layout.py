@@ -139,7 +139,7 @@ def test_paper_citations_point_to_sections_that_exist():
     import re
 
     paper = ROOT.parent / "docs" / "paper.md"
-    sections = set(re.findall(r"^## §(\d+)", paper.read_text(), re.M))
+    sections = set(re.findall(r"^## §(\d+)", paper.read_text(), re.MULTILINE))
     cited = {}
     for p in [*ROOT.rglob("*.py"), *(ROOT / "search_spaces").glob("*.yaml")]:
         text = p.read_text()

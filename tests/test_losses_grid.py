@@ -26,8 +26,8 @@ import torchvision
 import yaml
 from weights_servers import FileServer, HubServer
 
-from ablate.weights.table import TABLE
 from ablate.config import find_grid
+from ablate.weights.table import TABLE
 
 pytestmark = pytest.mark.ray
 

@@ -8,7 +8,6 @@ real ViT-L/16.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
@@ -17,12 +16,10 @@ import torchvision
 from PIL import Image
 from weights_servers import refused_url
 
-from ablate.weights import WeightsMissing
 from ablate.backbones.retfound import build_vit
 from ablate.backbones.vgg import SLICES, VGG16_FILE
 from ablate.losses import LOSSES, CompositeLoss, LossSpec
-
-
+from ablate.weights import WeightsMissing
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -176,7 +176,7 @@ def test_colour_variants_are_converted_and_odd_inputs_rejected(drive_dir, tmp_pa
     rgb = Image.open(drive_dir / "images" / "01_test.tif")
     rgb.convert("RGBA").save(src / "images" / "rgba.png")
     Image.open(drive_dir / "images" / "02_test.tif").convert("P", palette=Image.Palette.ADAPTIVE).save(src / "images" / "palette.png")
-    Image.fromarray((np.asarray(Image.open(drive_dir / "images" / "03_test.tif"))[..., 1].astype(np.uint16) * 256)).save(src / "images" / "deep16.png")
+    Image.fromarray(np.asarray(Image.open(drive_dir / "images" / "03_test.tif"))[..., 1].astype(np.uint16) * 256).save(src / "images" / "deep16.png")
     shutil.copy(drive_dir / "images" / "04_test.tif", src / "images" / "badmask.tif")
     Image.open(drive_dir / "fov" / "04_test.gif").resize((100, 100)).save(src / "fov" / "badmask.png")
     out = tmp_path / "out"

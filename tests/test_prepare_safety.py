@@ -215,7 +215,7 @@ def _rows(out):
 @pytest.mark.bad_input
 def test_same_photograph_as_tiff_and_png_is_kept_once_and_never_in_two_splits(tmp_path):
     src = tmp_path / "src"
-    for split, stems in (("training", range(0, 6)), ("test", range(6, 9))):
+    for split, stems in (("training", range(6)), ("test", range(6, 9))):
         make_src(src / split / "images", n=0)
         for k in stems:
             fundus(k).save(src / split / "images" / f"img{k:03d}.png")

@@ -120,7 +120,7 @@ def test_synthetic_better_and_identical(tmp_path):
     better = p.loc[("better", "psnr")]
     assert better["verdict"] == "better" and better["p_holm"] < 0.05
     # the difference in dB is the mean of 1 + 0.1 i over the 12 images, inside its interval
-    seed_effect = lambda c: np.mean([0.2 * np.sin(7 * s + len(c)) for s in (0, 1, 2)])  # noqa: E731
+    seed_effect = lambda c: np.mean([0.2 * np.sin(7 * s + len(c)) for s in (0, 1, 2)])
     assert np.isclose(better["diff"], np.mean(1.0 + 0.1 * np.arange(12)) + seed_effect("better") - seed_effect("base"))
     assert better["ci_low"] < better["diff"] < better["ci_high"] and better["n_seeds"] == 3
     same = p.loc["same"].drop(index="fid@12")  # fid is one random number per trial in make_exp
@@ -153,7 +153,7 @@ def test_one_seed_grid_answers_not_enough_seeds(tmp_path):
 
 
 def test_q2_with_the_ridge_fallback_says_segmenter_not_trained_and_shows_the_numbers(tmp_path):
-    edge_sharper = lambda c, s, i: {"vessel_sharpness": 0.9 + 0.01 * np.sin(2 * i) + 0.01 * s} if c == "edge" else {}  # noqa: E731
+    edge_sharper = lambda c, s, i: {"vessel_sharpness": 0.9 + 0.01 * np.sin(2 * i) + 0.01 * s} if c == "edge" else {}
     for seg, expect in ((SEG, "segmenter not trained"), ("unet:vessel_unet", "yes")):
         exp = make_exp(tmp_path / seg.replace(":", "_"), {"base": {}, "edge": EDGE}, seeds=(0, 1, 2),
                        value=edge_sharper, segmenter=seg)
@@ -312,18 +312,18 @@ def test_report_statistics_match_scipy(real_report):
 def test_report_html_is_self_contained_with_image_grid(real_report):
     exp, html_path = real_report
     text = html_path.read_text()
-    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:|//)""", text, re.I)
+    assert not re.search(r"""(?:src|href)\s*=\s*["']?\s*(?:https?:|//)""", text, re.IGNORECASE)
     assert "<script" not in text.lower() and "<link" not in text.lower() and "@import" not in text and "url(" not in text
     srcs = re.findall(r"""<img[^>]*\ssrc="([^"]*)\"""", text)
     assert srcs and all(s.startswith("data:image/png;base64,") for s in srcs)
-    tables = re.findall(r'<table class="imgrid">(.*?)</table>', text, re.S)
+    tables = re.findall(r'<table class="imgrid">(.*?)</table>', text, re.DOTALL)
     assert tables
     configs = []
     for grid in tables:  # each table: the original, then up to 3 configurations
         groups = re.findall(r'<colgroup data-config="([^"]+)"', grid)
         assert groups[0] == "original"
         configs += groups[1:]
-        rows = re.findall(r'<tr data-image="([^"]+)">(.*?)</tr>', grid, re.S)
+        rows = re.findall(r'<tr data-image="([^"]+)">(.*?)</tr>', grid, re.DOTALL)
         assert len(rows) == 4 and len({r[0] for r in rows}) == 4
         ids = set(pd.read_parquet(exp / "eval" / "per_image.parquet")["image_id"])
         assert {r[0] for r in rows} <= ids

@@ -5,8 +5,6 @@ key; a configuration error inside a trial is not retried."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -320,8 +318,8 @@ def test_garbage_vgg16_override_refused_naming_variable_and_file(tmp_path, monke
 def test_real_torch_files_named_by_the_variable_pass(tmp_path, monkeypatch):
     import torch
 
-    from ablate.weights.torch_file import torch_file_problem
     from ablate.train.pretrained import check_given_files
+    from ablate.weights.torch_file import torch_file_problem
 
     new, old = tmp_path / "new.pth", tmp_path / "old.pth"
     torch.save({"features.0.weight": torch.zeros(1)}, new)
@@ -334,9 +332,8 @@ def test_real_torch_files_named_by_the_variable_pass(tmp_path, monkeypatch):
 @pytest.mark.bad_input
 def test_cli_dry_run_refuses_garbage_vgg16_and_out_of_range_seed_in_one_line(tmp_path, drive32, monkeypatch):
     """Both before Ray (the dry run never starts it), exit 2, one line, no traceback."""
-    from typer.testing import CliRunner
-
     import ray
+    from typer.testing import CliRunner
 
     from ablate.cli import app
 

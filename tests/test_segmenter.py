@@ -278,7 +278,7 @@ def test_train_validates_before_ray(drive64, tmp_path):
 
 @pytest.mark.ray
 def test_train_end_to_end_with_ray(ray_local, drive64, tmp_path):
-    from ablate.runtime import ray_output, RunOptions
+    from ablate.runtime import RunOptions, ray_output
     from ablate.segmenter.train import train_segmenter
 
     out = tmp_path / "weights" / "drive_unet.pth"

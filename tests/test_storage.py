@@ -14,13 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from s3_server import BUCKET
 
 from ablate import storage
 from ablate.data.shards import DatasetError, read_manifest, shard_paths
-
-from s3_server import BUCKET
-
-
 
 
 def _keys(prefix: str) -> list[str]:

@@ -17,7 +17,6 @@ from ablate.config import ConfigError
 from ablate.data.shards import DatasetError, read_manifest
 from ablate.pipeline import LaunchOptions, prepare_launch
 
-
 _RAY_STARTS: list = []  # ray.init calls during the current test (see `count_ray_starts`)
 
 

@@ -25,14 +25,14 @@ import torchvision
 from typer.testing import CliRunner
 from weights_servers import FileServer, HubServer, refused_url
 
+from ablate.backbones.retfound import frozen_vit, retfound_weights_path
+from ablate.losses import LOSSES
 from ablate.weights import WeightsMissing
 from ablate.weights import fetch as weights_fetch
 from ablate.weights import table as weights
-from ablate.backbones.retfound import frozen_vit, retfound_weights_path
-from ablate.weights.table import TABLE, WeightsHashMismatch
 from ablate.weights.cli import app as weights_app
 from ablate.weights.fetch import WeightsAccessDenied, ensure_available, fetch_file, missing_report
-from ablate.losses import LOSSES
+from ablate.weights.table import TABLE, WeightsHashMismatch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -274,14 +274,14 @@ def test_cli_lists_fetches_and_verifies(file_server, caches):
     runner = CliRunner()
     listed = runner.invoke(weights_app, [])
     assert listed.exit_code == 0, listed.output
-    assert re.search(r"^vgg16 +missing", listed.output, re.M) and "ablate weights fetch vgg16" in listed.output
-    assert re.search(r"^lpips_vgg_heads +not yet verified", listed.output, re.M)
+    assert re.search(r"^vgg16 +missing", listed.output, re.MULTILINE) and "ablate weights fetch vgg16" in listed.output
+    assert re.search(r"^lpips_vgg_heads +not yet verified", listed.output, re.MULTILINE)
     for name in TABLE:
-        assert re.search(rf"^{name} ", listed.output, re.M)
+        assert re.search(rf"^{name} ", listed.output, re.MULTILINE)
     fetched = runner.invoke(weights_app, ["fetch", "vgg16"])
     assert fetched.exit_code == 0 and "(verified)" in fetched.output and len(file_server.requests) == 1
     checked = runner.invoke(weights_app, ["verify", "vgg16", "lpips_vgg_heads"])
-    assert checked.exit_code == 0 and len(re.findall(r"^\S+ +verified", checked.output, re.M)) == 2
+    assert checked.exit_code == 0 and len(re.findall(r"^\S+ +verified", checked.output, re.MULTILINE)) == 2
     assert runner.invoke(weights_app, ["fetch", "nope"]).exit_code == 2
     (weights.torch_checkpoints_dir() / VGG.file).write_bytes(b"tampered")
     assert runner.invoke(weights_app, ["verify", "vgg16"]).exit_code == 1

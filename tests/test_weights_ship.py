@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from ablate.weights.table import TABLE, WeightsHashMismatch, locate, package_file
 from ablate.weights.ship import read_manifest, receive, ship
+from ablate.weights.table import TABLE, WeightsHashMismatch, locate, package_file
 
 
 def _node(monkeypatch, root):

@@ -17,19 +17,18 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
+from s3_server import BUCKET
 
 from ablate.lock import LOCK_FILE, ExperimentLocked, experiment_lock
-from s3_server import BUCKET
 
 # ---------------------------------------------------------------- finding 1: one writer
 
 
 @pytest.mark.fault
 def test_f1_second_writer_refused_naming_holder(tmp_path):
-    with experiment_lock(tmp_path, "ablate launch --grid smoke"):
-        with pytest.raises(ExperimentLocked) as e:
-            with experiment_lock(tmp_path, "ablate evaluate"):
-                pass
+    with experiment_lock(tmp_path, "ablate launch --grid smoke"), pytest.raises(ExperimentLocked) as e:
+        with experiment_lock(tmp_path, "ablate evaluate"):
+            pass
     msg = str(e.value)
     assert "'ablate launch --grid smoke'" in msg and f"PID {os.getpid()}" in msg
     assert "host " + os.uname().nodename in msg and "since 20" in msg
@@ -63,9 +62,8 @@ def test_f1_lock_released_after_the_command_and_on_exception(tmp_path):
     with experiment_lock(tmp_path, "a"):
         assert (tmp_path / LOCK_FILE).is_file()
     assert not (tmp_path / LOCK_FILE).exists()  # nothing left in the experiment folder
-    with pytest.raises(RuntimeError):
-        with experiment_lock(tmp_path, "b"):
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), experiment_lock(tmp_path, "b"):
+        raise RuntimeError("boom")
     with experiment_lock(tmp_path, "c"):  # free again
         pass
     assert not (tmp_path / LOCK_FILE).exists()
@@ -80,9 +78,8 @@ def test_f1_lock_held_by_another_process_is_refused(tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(ExperimentLocked, match=f"PID {holder.pid}"):
-            with experiment_lock(tmp_path, "mine"):
-                pass
+        with pytest.raises(ExperimentLocked, match=f"PID {holder.pid}"), experiment_lock(tmp_path, "mine"):
+            pass
     finally:
         holder.kill()
         holder.wait()
@@ -91,7 +88,7 @@ def test_f1_lock_held_by_another_process_is_refused(tmp_path):
 
 
 @pytest.mark.fault
-def test_f1_s3_lease_refuses_a_second_writer_takes_over_a_stale_one_and_is_released(s3, capsys):  # noqa: F811
+def test_f1_s3_lease_refuses_a_second_writer_takes_over_a_stale_one_and_is_released(s3, capsys):
     import boto3
 
     from ablate.lock import LEASE_FILE, _Lease
@@ -236,9 +233,9 @@ def test_f5_resume_from_a_truncated_latest_checkpoint_uses_the_previous_one(tmp_
     is verified first; a truncated one is named and the run's previous one loaded."""
     import torch
 
-    import ablate.train.loop as loop
     from ablate.models.checkpoint import write_checkpoint
     from ablate.models.presets import build_model
+    from ablate.train import loop
 
     model = build_model("tiny", 32, {})
     opt = torch.optim.Adam(model.parameters())
@@ -389,9 +386,9 @@ def test_fp16_grad_scaler_state_is_checkpointed_and_restored(tmp_path, monkeypat
     found (not 65536 again, which would skip steps while it climbs down)."""
     import torch
 
-    import ablate.train.loop as loop
     from ablate.models.checkpoint import read_checkpoint, write_checkpoint
     from ablate.models.presets import build_model
+    from ablate.train import loop
 
     model = build_model("tiny", 32, {})
     opt = torch.optim.Adam(model.parameters())

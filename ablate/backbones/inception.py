@@ -70,10 +70,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ablate.weights import WeightsMissing
-from ablate.weights.table import TABLE, locate, package_file
-from ablate.weights.load import fix_for, read_script
 from ablate.checks import check_images, check_unit_range
+from ablate.weights import WeightsMissing
+from ablate.weights.load import fix_for, read_script
+from ablate.weights.table import TABLE, locate, package_file
 
 FID_INCEPTION = TABLE["fid_inception"]
 FID_INCEPTION_FILE, FID_INCEPTION_ENV = FID_INCEPTION.file, FID_INCEPTION.env
@@ -140,7 +140,7 @@ class FIDInception(nn.Module):
         super().train(False)
         self._check_structure()
 
-    def train(self, mode: bool = True) -> "FIDInception":
+    def train(self, mode: bool = True) -> FIDInception:
         # Locked in eval mode (the graph ignores the flag anyway: batch_norm(training=False)).
         return super().train(False)
 

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import torch
 
-from ablate.weights import WeightsMissing
 from ablate.backbones.vgg import CHANNELS
-from ablate.weights.table import TABLE, locate, package_file
+from ablate.weights import WeightsMissing
 from ablate.weights.load import fix_for, read_weights_file
+from ablate.weights.table import TABLE, locate, package_file
 
 HEADS = TABLE["lpips_vgg_heads"]
 HEADS_RELPATH = Path(HEADS.package_path)

@@ -31,10 +31,10 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from torch import nn
 
-from ablate.weights.table import TABLE
+from ablate.errors import AblateError
 from ablate.weights.fetch import resolve
 from ablate.weights.load import read_weights_file
-from ablate.errors import AblateError
+from ablate.weights.table import TABLE
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ class FrozenViT(nn.Module):
             p.requires_grad_(False)
         super().train(False)
 
-    def train(self, mode: bool = True) -> "FrozenViT":
+    def train(self, mode: bool = True) -> FrozenViT:
         # Locked in eval mode whatever the parent does (no dropout / drop-path at loss time).
         return super().train(False)
 

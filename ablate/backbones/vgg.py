@@ -24,9 +24,9 @@ import torchvision
 from torch import nn
 
 from ablate.weights import WeightsMissing
-from ablate.weights.table import TABLE
 from ablate.weights.fetch import resolve
 from ablate.weights.load import fix_for, read_weights_file
+from ablate.weights.table import TABLE
 
 VGG16 = TABLE["vgg16"]
 VGG16_FILE, VGG16_ENV, VGG16_URL = VGG16.file, VGG16.env, VGG16.origin
@@ -84,7 +84,7 @@ class VGG16Taps(nn.Module):
             p.requires_grad_(False)
         super().train(False)
 
-    def train(self, mode: bool = True) -> "VGG16Taps":
+    def train(self, mode: bool = True) -> VGG16Taps:
         # A frozen feature network must not change behaviour when the model around it
         # goes into training mode (a parent's .train() recurses into children).
         return super().train(False)

@@ -13,10 +13,8 @@ from typing import Literal
 import pyarrow as pa
 from pydantic import AfterValidator, Field, model_validator
 
-from ablate.schemas import Count, Positive, Sha256, ShapeModel, described, whole_line
-
 from ablate.errors import AblateError
-
+from ablate.schemas import Count, Positive, Sha256, ShapeModel, described, whole_line
 from ablate.specs import SplitMissing
 
 MANIFEST = "manifest.json"

@@ -23,10 +23,18 @@ import time
 from pathlib import Path
 
 from ablate import storage
-from ablate.data import shard_writer as sw
 from ablate.data import safety, swap, unchanged
-from ablate.data.dataset import (FORMAT_VERSION, MANIFEST, OWNED, SPLIT_MISSING, SPLITS, DatasetError, Manifest,
-                                 PrepareResult)
+from ablate.data import shard_writer as sw
+from ablate.data.dataset import (
+    FORMAT_VERSION,
+    MANIFEST,
+    OWNED,
+    SPLIT_MISSING,
+    SPLITS,
+    DatasetError,
+    Manifest,
+    PrepareResult,
+)
 from ablate.data.guard import DEFAULT_MAX_PIXELS, check_max_pixels
 from ablate.data.index import read_index
 from ablate.data.prepare_tasks import IN_PROCESS_BELOW, Job, Settings, run

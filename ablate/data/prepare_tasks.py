@@ -19,8 +19,8 @@ result is byte-identical either way (tests/test_prepare_scale.py holds that).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 from ablate.data.guard import byte_cap, read_once
 from ablate.data.preprocess import RejectedImage, png_bytes, preprocess

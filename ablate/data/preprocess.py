@@ -26,7 +26,7 @@ from ablate.data.guard import (
 )
 
 MIN_SIDE = 64  # smaller photographs carry no usable vessel detail
-__all__ = ["RejectedImage", "Prepared", "read_rgb", "read_mask", "preprocess", "png_bytes", "decode_png"]
+__all__ = ["Prepared", "RejectedImage", "decode_png", "png_bytes", "preprocess", "read_mask", "read_rgb"]
 
 
 @dataclass(frozen=True)

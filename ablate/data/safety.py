@@ -15,8 +15,8 @@ import fcntl
 import hashlib
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ablate.cache import cache_root
 from ablate.data.dataset import DatasetError

@@ -19,8 +19,8 @@ import errno
 import os
 import re
 import shutil
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2

@@ -30,7 +30,7 @@ import re
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.ipc as ipc
+from pyarrow import ipc
 
 from ablate.cache import cache_root
 from ablate.data.dataset import DatasetError

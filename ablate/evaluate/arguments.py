@@ -139,8 +139,8 @@ def choose_segmenter(requested: str | None) -> tuple[str, str]:
 def available_feature_nets(skip: tuple[str, ...] = ()) -> tuple[dict, list[str]]:
     """Which metric networks have real weights here; notes for those that do not. `skip`: foundation
     models already found unloadable (evaluate/arguments.py loads the one chosen)."""
-    from ablate.weights import WeightsMissing
     from ablate.losses import LOSSES
+    from ablate.weights import WeightsMissing
 
     nets, notes = {}, []
     try:

@@ -74,7 +74,7 @@ pool="cls" takes the CLS token instead.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import scipy.linalg

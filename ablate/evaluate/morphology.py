@@ -444,7 +444,7 @@ class VesselMap:
         self.mask = np.ascontiguousarray(mask)
 
     @classmethod
-    def of(cls, mask, fov=None) -> "VesselMap":
+    def of(cls, mask, fov=None) -> VesselMap:
         """``mask`` itself when it already is a VesselMap on the same FOV."""
         if isinstance(mask, VesselMap):
             if fov is None or (mask.fov is not None and np.array_equal(mask.fov, np.asarray(fov, bool))):

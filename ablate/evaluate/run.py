@@ -33,8 +33,8 @@ import pandas as pd
 from ablate import storage
 from ablate.evaluate.reconstruct import reference_levels, to_tensor, vessel_maps
 from ablate.evaluate.trial_stages import bring_weights, device_stage, fm_extractor, morphology_stage
-from ablate.ui.progress import Progress
 from ablate.schemas import NOTES_FILE, Notes
+from ablate.ui.progress import Progress
 
 logger = logging.getLogger(__name__)
 

@@ -98,7 +98,7 @@ def build_image_grid(exp: Path, data: str | None, trials: pd.DataFrame, combinat
     done = trials[(trials["status"] == "done")]
     if done.empty:
         return None, ["image grid left out: no finished trial"]
-    size_of = lambda r: int(r.get("config.data.size") or 0)  # noqa: E731
+    size_of = lambda r: int(r.get("config.data.size") or 0)
     base_rows = done[done["combination"] == baseline]
     ref_size = size_of((base_rows if len(base_rows) else done).iloc[0].to_dict())
     splits: dict[int, dict] = {}

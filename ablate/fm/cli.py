@@ -7,12 +7,11 @@ Registered in the main CLI as `app.add_typer(fm_app, name="fm")`. Heavy imports
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from ablate.weights.table import ablate_weights_file
 from ablate.ui import console
+from ablate.weights.table import ablate_weights_file
 
 app = typer.Typer(cls=console.Commands, add_completion=False, no_args_is_help=True,
                   help="Fundus foundation model: pretrain a small MAE ViT saved in RETFound's checkpoint format.")
@@ -41,14 +40,14 @@ def pretrain(
     preset: str = typer.Option("fundus_mae_tiny", "--preset", help="fundus_mae_tiny (ViT 192x6, patch 16) or fundus_mae_small (384x12)"),
     steps: int = typer.Option(2000, "--steps", help="optimizer steps"),
     batch_size: int = typer.Option(32, "--batch-size", help="global batch (split over workers)"),
-    size: Optional[int] = typer.Option(None, "--size", help="training size, px (default: the dataset's prepared size)"),
+    size: int | None = typer.Option(None, "--size", help="training size, px (default: the dataset's prepared size)"),
     lr: float = typer.Option(5e-4, "--lr", help="peak AdamW lr (5% warm-up, then cosine to 0)"),
     mask_ratio: float = typer.Option(0.75, "--mask-ratio", help="fraction of patches masked"),
     workers: int = console.WORKERS,
     gpus_per_worker: float = console.GPUS_PER_WORKER,
-    tb_dir: Optional[Path] = console.TB_DIR,
+    tb_dir: Path | None = console.TB_DIR,
     seed: int = console.SEED,
-    address: Optional[str] = console.ADDRESS,
+    address: str | None = console.ADDRESS,
     verbose: bool = console.VERBOSE,
 ) -> None:
     """Pretrain a masked autoencoder on fundus photographs (Ray Train) for the `foundation` term."""

@@ -33,9 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ablate.backbones.retfound import suggested_taps
-from ablate.weights.table import ablate_weights_file
 from ablate.errors import InvalidInput
-from ablate.runtime import final_state, fit_standalone, run_folders, RunOptions
+from ablate.runtime import RunOptions, final_state, fit_standalone, run_folders
+from ablate.weights.table import ablate_weights_file
 
 # Encoder (`arch`, img_size = the training size, added at run time) and decoder.
 # tiny: ~5.5 M parameters, ~0.35 s per batch of 16 at 224 px on one CPU thread.
@@ -114,7 +114,7 @@ def fm_train_loop(config: dict) -> None:
     from timm.optim import param_groups_weight_decay
 
     from ablate.fm.mae import MaskedAutoencoderViT
-    from ablate.runtime import lr_factor, restore_states, resume, start_worker, StepLoop, unwrap
+    from ablate.runtime import StepLoop, lr_factor, restore_states, resume, start_worker, unwrap
 
     steps = config["steps"]
     worker, model = start_worker(config, lambda: MaskedAutoencoderViT(
@@ -255,9 +255,8 @@ def pretrain(
     final_state(result, TRAIN_STATE_FILE, run.steps, folders.run_dir)
     from ablate.io import atomic_path
 
-    with result.checkpoint.as_directory() as d:
-        with atomic_path(out_file) as tmp:
-            shutil.copyfile(Path(d) / MAE_FILE, tmp)
+    with result.checkpoint.as_directory() as d, atomic_path(out_file) as tmp:
+        shutil.copyfile(Path(d) / MAE_FILE, tmp)
     _check_loads(out_file, arch, run.steps)
     return PretrainResult(out_file=out_file, tb_dir=folders.tb_dir, run_dir=folders.run_dir, arch=arch,
                           steps=run.steps,

@@ -46,7 +46,7 @@ class CompositeLoss(nn.Module):
         self.grad_scale = None
 
     @classmethod
-    def from_specs(cls, specs: tuple[LossSpec, ...] | list[LossSpec]) -> "CompositeLoss":
+    def from_specs(cls, specs: tuple[LossSpec, ...] | list[LossSpec]) -> CompositeLoss:
         terms = [
             Term(s.name, LOSSES.build(s.name, where=f"losses.{s.name}", **s.options), s.weight, s.start_step, s.adaptive)
             for s in specs

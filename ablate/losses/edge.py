@@ -11,7 +11,7 @@ values, and clamping would cut the gradient wherever the decoder overshoots.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 

@@ -27,14 +27,21 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ablate.weights import WeightsMissing
-from ablate.backbones.retfound import (ARCH_REQUIRED, FORMATS, MODELS, check_taps, frozen_vit, retfound_weights_path,
-                                       suggested_taps)
-from ablate.weights.table import TABLE, locate
-from ablate.weights.load import fix_for, read_weights_file
+from ablate.backbones.retfound import (
+    ARCH_REQUIRED,
+    FORMATS,
+    MODELS,
+    check_taps,
+    frozen_vit,
+    retfound_weights_path,
+    suggested_taps,
+)
 from ablate.checks import check_pair
 from ablate.losses.base import ImageLoss
 from ablate.losses.registry import LOSSES
+from ablate.weights import WeightsMissing
+from ablate.weights.load import fix_for, read_weights_file
+from ablate.weights.table import TABLE, locate
 
 DISTANCES = ("normalized_l2", "cosine", "l1")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -5,7 +5,7 @@ The names below load on first use, so a module that only needs the checkpoint
 format's constants (the report's command line) does not import torch.
 """
 
-__all__ = ["Autoencoder", "PRESETS", "build_model"]
+__all__ = ["PRESETS", "Autoencoder", "build_model"]
 
 
 def __getattr__(name: str):

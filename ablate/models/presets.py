@@ -100,7 +100,7 @@ def build_model(preset: str, resolution: int, overrides: dict | None = None, in_
     return Autoencoder(arch, resolution)
 
 
-def build_for_spec(spec) -> tuple[Autoencoder, "object | None"]:
+def build_for_spec(spec) -> tuple[Autoencoder, object | None]:
     """The trial's autoencoder and its input transform (the edge channel, or None)."""
     from ablate.models.edge_channel import parse_edge_channel
 

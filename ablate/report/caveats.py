@@ -7,8 +7,15 @@ from __future__ import annotations
 from ablate.report.collect import Experiment
 from ablate.report.compare import combination_terms
 from ablate.report.inference import MIN_SEEDS
-from ablate.report.metric_names import (FD_FLOOR, KID_FLOOR, below_floor, fd_bias_text, is_distribution, is_kid,
-                                        sample_size)
+from ablate.report.metric_names import (
+    FD_FLOOR,
+    KID_FLOOR,
+    below_floor,
+    fd_bias_text,
+    is_distribution,
+    is_kid,
+    sample_size,
+)
 
 
 def distribution_warnings(e: Experiment) -> list[str]:

@@ -28,8 +28,8 @@ def report(
     """Write EXP/report/index.html (self-contained) and report.md: per-metric means and 95% CIs over seeds,
     Welch t tests over seeds against the baseline (Holm-corrected), a ranking, the paper's two questions,
     an image grid, and a section per other dataset `ablate evaluate --data` scored."""
-    from ablate.report.publish import write_report
     from ablate.lock import command_line, experiment_lock
+    from ablate.report.publish import write_report
 
     with experiment_lock(exp, command_line()):  # writes report/ and the HParams summaries
         path = write_report(exp, n_images=images, hparams=hparams)

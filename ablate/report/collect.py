@@ -348,7 +348,7 @@ def loss_terms(row: dict) -> dict[str, float]:
 
 
 def term_tag(row: dict, name: str) -> str:
-    opt = lambda o: row.get(f"config.loss.{name}.options.{o}")  # noqa: E731
+    opt = lambda o: row.get(f"config.loss.{name}.options.{o}")
     if name == "lpips":
         return "lpips[random-vgg]" if _is_false(opt("pretrained")) else "lpips"
     if name == "foundation":

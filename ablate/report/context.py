@@ -17,9 +17,24 @@ import pandas as pd
 from ablate.evaluate.samples import GridColumn, ImageGrid
 from ablate.report.collect import Experiment, is_demo_data
 from ablate.report.other_data import describe, load_other_datasets
-from ablate.report.render import (CELL_PX, GRID_CONFIGS_PER_TABLE, GRID_WIDTH_PX, LOST, METHODS, SPURIOUS, diff_map,
-                                  fmt, morphology_set, paired_table, png_data_uri, ranking_note, ranking_table,
-                                  ranks_by_metric, summary_wide, trials_table)
+from ablate.report.render import (
+    CELL_PX,
+    GRID_CONFIGS_PER_TABLE,
+    GRID_WIDTH_PX,
+    LOST,
+    METHODS,
+    SPURIOUS,
+    diff_map,
+    fmt,
+    morphology_set,
+    paired_table,
+    png_data_uri,
+    ranking_note,
+    ranking_table,
+    ranks_by_metric,
+    summary_wide,
+    trials_table,
+)
 from ablate.report.stats import Analysis
 from ablate.report.text import plain
 
@@ -49,7 +64,7 @@ def text_table(df: pd.DataFrame | None, left: tuple[str, ...] = (), row_class=No
     """
     if df is None or df.empty:
         return Table([], [], [], [])
-    cell = lambda v: plain(fmt(v) if not isinstance(v, str) else v)  # noqa: E731
+    cell = lambda v: plain(fmt(v) if not isinstance(v, str) else v)
     records = df.to_dict("records")
     return Table(columns=[cell(c) for c in df.columns], left=[c in left for c in df.columns],
                  rows=[[cell(v) for v in r.values()] for r in records],

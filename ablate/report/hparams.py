@@ -49,9 +49,9 @@ def hparam_table(e: Experiment) -> dict[str, dict]:
         present = [v for v in values if _present(v)]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present) and present
         if numeric and (len(present) == len(values) or k.endswith(".weight")):
-            conv = lambda v: float(v) if _present(v) else 0.0  # noqa: E731 - an absent term weighs 0
+            conv = lambda v: float(v) if _present(v) else 0.0
         else:
-            conv = lambda v: _text(v) if _present(v) else ABSENT  # noqa: E731
+            conv = lambda v: _text(v) if _present(v) else ABSENT
         for r in rows:
             table[r["trial"]][name] = conv(r.get(k))
     return table

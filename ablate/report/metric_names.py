@@ -98,7 +98,7 @@ def info(metric: str) -> MetricInfo | None:
     """The metric's declaration (`fid@20` as `fid`; `val/psnr` as `psnr`); None for a name the
     evaluation does not write."""
     m = base_name(metric)
-    return lookup(m[len("val/"):] if m.startswith("val/") else m)
+    return lookup(m.removeprefix("val/"))
 
 
 def direction(metric: str) -> str | None:

@@ -15,7 +15,7 @@ worth a retry.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 from ablate.specs import ConfigError
 
@@ -50,7 +50,7 @@ def without_retry(body: Callable[[], object], report: Callable[[dict], object], 
     the same on each), so every rank reports once, as Ray Train requires."""
     try:
         body()
-    except Exception as e:  # noqa: BLE001 - classified here, re-raised unless it is a configuration error
+    except Exception as e:
         err = config_error(e)
         if err is None:
             raise

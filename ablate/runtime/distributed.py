@@ -5,9 +5,9 @@ checkpoint round trip (restore on start, report with a checkpoint written by ran
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.distributed as dist

@@ -23,9 +23,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ablate.errors import InvalidInput
 from ablate.runtime.cluster import node_cpus, node_gpus, ray_session, total_cpus

@@ -17,8 +17,8 @@ never see the mask that is drawn afterwards.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -7,12 +7,11 @@ Heavy imports (torch, Ray) happen inside the commands, so `ablate --help` stays 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
-from ablate.weights.table import ablate_weights_file
 from ablate.ui import console
+from ablate.weights.table import ablate_weights_file
 
 app = typer.Typer(cls=console.Commands, add_completion=False, no_args_is_help=True,
                   help="Vessel segmenter: train the U-Net on DRIVE, or score a segmenter on a prepared split.")
@@ -41,9 +40,9 @@ def train(
     include_val: bool = typer.Option(False, "--include-val", help="train on the val split too (no val scores)"),
     workers: int = console.WORKERS,
     gpus_per_worker: float = console.GPUS_PER_WORKER,
-    tb_dir: Optional[Path] = console.TB_DIR,
+    tb_dir: Path | None = console.TB_DIR,
     seed: int = console.SEED,
-    address: Optional[str] = console.ADDRESS,
+    address: str | None = console.ADDRESS,
     verbose: bool = console.VERBOSE,
 ) -> None:
     """Train the vessel U-Net on the manual masks of a prepared DRIVE (Ray Train); score it on the test split."""
@@ -70,7 +69,7 @@ def evaluate(
     segmenter: str = typer.Option(str(_DEFAULT_OUT), "--segmenter",
                                   help="U-Net file, or 'ridge' / 'ridge:frangi' for the classical fallback"),
     split: str = typer.Option("test", "--split", help="train, val or test"),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="also write the figures to this file"),
+    json_out: Path | None = typer.Option(None, "--json", help="also write the figures to this file"),
 ) -> None:
     """Dice (at the segmenter's threshold) and ROC AUC inside the FOV on a prepared split's images
     that have a manual vessel mask; the ones without are named and skipped."""

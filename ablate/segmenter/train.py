@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ablate.errors import InvalidInput
-from ablate.runtime import final_state, fit_standalone, run_folders, RunOptions
+from ablate.runtime import RunOptions, final_state, fit_standalone, run_folders
 from ablate.segmenter.camera import CameraJitter
 from ablate.segmenter.patches import COLUMNS, PatchSampler, WholeImages
 from ablate.segmenter.unet import DEFAULT_ARCH
@@ -122,7 +122,7 @@ def segmenter_train_loop(config: dict) -> None:
     import ray.train.torch
     import torch
 
-    from ablate.runtime import lr_factor, restore_states, resume, start_worker, StepLoop
+    from ablate.runtime import StepLoop, lr_factor, restore_states, resume, start_worker
     from ablate.segmenter.unet import build_unet, unet_logits
 
     steps = config["steps"]

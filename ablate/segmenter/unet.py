@@ -154,7 +154,7 @@ class UNetSegmenter:
 
     def levels(self, images: torch.Tensor, fov: torch.Tensor | None = None) -> None:
         """None: one fixed threshold for every image (the ridge fallback has one per image)."""
-        return None
+        return
 
     @torch.no_grad()
     def predict(self, images: torch.Tensor, fov: torch.Tensor | None = None, levels: None = None,

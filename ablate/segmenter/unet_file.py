@@ -10,12 +10,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ablate.weights.table import ablate_weights_file
-from ablate.weights.load import read_weights_file
 from ablate.errors import InputMissing, InvalidInput
 from ablate.segmenter.protocol import Segmenter
 from ablate.segmenter.ridge import RidgeSegmenter
 from ablate.segmenter.unet import UNetSegmenter, build_unet
+from ablate.weights.load import read_weights_file
+from ablate.weights.table import ablate_weights_file
 
 FILE_VERSION = 1
 DEFAULT_WEIGHTS = ablate_weights_file("vessel_unet")  # $ABLATE_CACHE/weights/vessel_unet.pth

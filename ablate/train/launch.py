@@ -15,16 +15,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ablate import storage
-from ablate.weights import WeightsMissing
-from ablate.weights.ship import ship
-from ablate.specs import ConfigError, Grid
 from ablate.data.identity import manifest_sha256
 from ablate.runtime import node_cpus, node_gpus, plan_placement, ray_session, sigterm_as_interrupt, total_cpus
+from ablate.specs import ConfigError, Grid
 from ablate.train.driver import run_trial, trial_key
-from ablate.train.experiment import (check_experiment_folder, grid_record, launched_before, read_record,
-                                    record_dataset, write_record)
+from ablate.train.experiment import (
+    check_experiment_folder,
+    grid_record,
+    launched_before,
+    read_record,
+    record_dataset,
+    write_record,
+)
 from ablate.train.grid import check_batches, check_data, preflight_losses, trial_table
 from ablate.train.pretrained import FoundationStage, check_given_files, choose_auto_foundation, settle_weights
+from ablate.weights import WeightsMissing
+from ablate.weights.ship import ship
 
 logger = logging.getLogger(__name__)
 
@@ -222,8 +228,8 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
     from ray import tune
 
     from ablate.runtime import ray_output
-    from ablate.train.results import collect_results, merge_results, print_summary, read_results, write_results
     from ablate.train.live_view import GridView
+    from ablate.train.results import collect_results, merge_results, print_summary, read_results, write_results
     from ablate.train.tune_feed import LiveViewCallback
 
     grid, out, data_dir = prepared.grid, prepared.out, prepared.data

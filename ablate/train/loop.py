@@ -21,7 +21,15 @@ from ablate.data.feed import ShardFeed
 from ablate.losses import CompositeLoss
 from ablate.models.checkpoint import read_checkpoint, usable_checkpoint, write_checkpoint
 from ablate.models.presets import build_for_spec
-from ablate.runtime import (is_distributed, mean_over_workers, report_to_train, resolve_precision, restored_location, unwrap, worker_context)
+from ablate.runtime import (
+    is_distributed,
+    mean_over_workers,
+    report_to_train,
+    resolve_precision,
+    restored_location,
+    unwrap,
+    worker_context,
+)
 from ablate.specs import ConfigError, TrialSpec
 from ablate.train.step import train_step
 

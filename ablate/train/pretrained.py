@@ -66,8 +66,8 @@ def choose_auto_foundation(grid: Grid, data_dir: str, fetch: bool) -> AutoChoice
     """Decide `model: auto` once for the whole grid (see the module docstring). `fetch=False`
     (a dry run) asks no network and pretrains nothing; it says what a launch would do."""
     from ablate.weights import WeightsMissing
-    from ablate.weights.table import WeightsHashMismatch, entry, locate
     from ablate.weights.fetch import resolve
+    from ablate.weights.table import WeightsHashMismatch, entry, locate
 
     combos = _auto_combinations(grid)
     if not combos:
@@ -151,9 +151,9 @@ def check_given_files(grid: Grid, evaluate: bool, made_by_stage: Path | None = N
     loss's `weights` option) that this launch may load is a file torch can load: ConfigError naming
     the variable or option, the file and the fix, before Ray starts (a dry run too). A named file
     that is absent is left to settle_weights, which lists it with every other missing file."""
-    from ablate.weights.torch_file import torch_file_problem
-    from ablate.weights.table import cache_description, entry, given_path
     from ablate.specs import ConfigError
+    from ablate.weights.table import cache_description, entry, given_path
+    from ablate.weights.torch_file import torch_file_problem
 
     needs, overrides = weights_needed(grid, made_by_stage)
     names = set(needs) | (set(EVALUATION_OPTIONAL) if evaluate else set())

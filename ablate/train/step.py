@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from ablate.losses import CompositeLoss
-from ablate.runtime import average_gradients, Precision
+from ablate.runtime import Precision, average_gradients
 
 
 def backward_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler=None, average: bool = False) -> None:

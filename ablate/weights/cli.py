@@ -7,8 +7,6 @@ command needs them, so `ablate --help` stays fast.
 
 from __future__ import annotations
 
-from typing import List, Optional
-
 import typer
 
 app = typer.Typer(add_completion=False, invoke_without_command=True,
@@ -16,7 +14,7 @@ app = typer.Typer(add_completion=False, invoke_without_command=True,
                        "`fetch` downloads, `verify` re-checks hashes.")
 
 
-def _names(names: Optional[List[str]], default) -> list[str]:
+def _names(names: list[str] | None, default) -> list[str]:
     from ablate.weights.table import TABLE
 
     unknown = [n for n in names or [] if n not in TABLE]
@@ -65,13 +63,13 @@ def weights(ctx: typer.Context) -> None:
 
 @app.command()
 def fetch(
-    names: Optional[List[str]] = typer.Argument(None, help="table names (default: every downloadable file)"),
+    names: list[str] | None = typer.Argument(None, help="table names (default: every downloadable file)"),
     force: bool = typer.Option(False, "--force", help="download again even if a verified copy is cached"),
 ) -> None:
     """Download into the standard caches (torch hub, Hugging Face) and verify each file's sha256."""
     from ablate.weights import WeightsMissing
-    from ablate.weights.table import TABLE, given_path
     from ablate.weights.fetch import fetch_file, format_report
+    from ablate.weights.table import TABLE, given_path
 
     failures = {}
     for name in _names(names, lambda e: e.fetchable):
@@ -91,7 +89,7 @@ def fetch(
 
 
 @app.command()
-def verify(names: Optional[List[str]] = typer.Argument(None, help="table names (default: all)")) -> None:
+def verify(names: list[str] | None = typer.Argument(None, help="table names (default: all)")) -> None:
     """Re-hash every file present and compare with the table (and pins). Exit 1 when any file differs
     from the table or its pin, any file named by an option or environment variable is missing, unreadable
     or differs from the table, any record is unreadable, or a file named here on the command line is not

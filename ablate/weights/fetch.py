@@ -24,10 +24,25 @@ import uuid
 from pathlib import Path
 
 from ablate.weights import WeightsMissing
-from ablate.weights.table import (TABLE, PretrainedFile, WeightsHashMismatch, cached_path, checked_against, entry,
-                                      get_it, given_path, hash_problems, hf_hub_cache, locate, missing_message,
-                                      sha256_file, torch_checkpoints_dir, verify_file, write_record)
 from ablate.weights.http import answers, download, timeouts
+from ablate.weights.table import (
+    TABLE,
+    PretrainedFile,
+    WeightsHashMismatch,
+    cached_path,
+    checked_against,
+    entry,
+    get_it,
+    given_path,
+    hash_problems,
+    hf_hub_cache,
+    locate,
+    missing_message,
+    sha256_file,
+    torch_checkpoints_dir,
+    verify_file,
+    write_record,
+)
 
 HF_DEFAULT_ENDPOINT = "https://huggingface.co"
 

@@ -83,7 +83,7 @@ def answers(url: str) -> None:
         urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=read_s).close()
     except HTTPError:
         return  # the server answered; what the answer means is hf_hub_download's to say
-    except (TimeoutError, socket.timeout) as err:
+    except TimeoutError as err:
         raise WeightsMissing(stalled(url, read_s)) from err
     except (URLError, OSError, http.client.HTTPException) as err:
         if isinstance(getattr(err, "reason", None), (TimeoutError, socket.timeout)):
@@ -119,7 +119,7 @@ def download(url: str, dest: Path) -> None:
                                      f"of {size} bytes; try again")
     except WeightsMissing:
         raise
-    except (TimeoutError, socket.timeout) as err:
+    except TimeoutError as err:
         raise WeightsMissing(stalled(url, read_s)) from err
     except (URLError, OSError, http.client.HTTPException) as err:  # HTTPException: a connection cut mid-answer
         if isinstance(getattr(err, "reason", None), (TimeoutError, socket.timeout)):

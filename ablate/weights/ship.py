@@ -19,9 +19,9 @@ import uuid
 from pathlib import Path
 
 from ablate import storage
+from ablate.io import sha256_file
 from ablate.weights import WeightsMissing
 from ablate.weights.table import WeightsHashMismatch, entry, locate, weights_dir
-from ablate.io import sha256_file
 
 SHIP_DIR = "weights"
 MANIFEST = "manifest.json"

@@ -32,11 +32,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ablate.cache import cache_root
+from ablate.io import sha256_file
 from ablate.weights import WeightsMissing
 from ablate.weights import record as weights_record
 from ablate.weights.record import SHA256_HEX
-from ablate.cache import cache_root
-from ablate.io import sha256_file
 
 SOURCES = ("url", "huggingface", "packaged", "ablate")
 

@@ -187,12 +187,12 @@ def main(argv=None) -> None:
     shown = intervals_figure(q, study / "figures" / "intervals.png")
     ids = image_grid_figure(e, study / "figures" / "image_grid.png")
 
-    verdict = re.search(r"^\*\*[^\n]*\*\* — Q2[^\n]*$", text, re.M)
+    verdict = re.search(r"^\*\*[^\n]*\*\* — Q2[^\n]*$", text, re.MULTILINE)
     done = e.trials[e.trials["status"] == "done"]
     summary = {
-        "trials": int(len(e.trials)), "done": int(len(done)),
+        "trials": len(e.trials), "done": len(done),
         "train_wall_s_per_trial": {c: float(g["wall_time_s"].mean()) for c, g in done.groupby("combination")},
-        "plateau": {"flat": int((plateau["flat"] == True).sum()), "not_flat": int((plateau["flat"] == False).sum()),  # noqa: E712
+        "plateau": {"flat": int((plateau["flat"] == True).sum()), "not_flat": int((plateau["flat"] == False).sum()),
                     "undecided": int(plateau["flat"].isna().sum()), "tag": DEFAULT_TAG, "tail": TAIL,
                     "tolerance": TOLERANCE,
                     # descriptive: the 95 % interval of the fitted tail change spans 0 (no trend detectable)
