@@ -86,7 +86,7 @@ def main() -> None:
     import ray
 
 
-    work, data = prepared(args, args.size, "datapath")
+    _work, data = prepared(args, args.size, "datapath")
     ray.init(num_cpus=1, include_dashboard=False, _temp_dir=str(Path(tempfile.gettempdir()) / "ablate-bench-ray"),
              log_to_driver=False)
     try:

@@ -160,7 +160,9 @@ def measure(index: Path, out: Path, size: int, cpus: int) -> dict:
     if p.returncode != 0:
         raise SystemExit(f"prepare failed ({p.returncode}):\n{stderr[-3000:]}")
     res = json.loads(next(line for line in stdout.splitlines() if line.startswith("RESULT "))[7:])
-    res.update(peak_mb=peak[0] / 2**20, cpus=cpus, files=sum(1 for _ in open(index)) - 1,
+    with open(index) as f:
+        lines = sum(1 for _ in f)
+    res.update(peak_mb=peak[0] / 2**20, cpus=cpus, files=lines - 1,
                images_per_s=res["processed"] / res["wall"], cpu_s=sum(cpu.values()))
     return res
 

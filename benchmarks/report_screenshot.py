@@ -42,7 +42,7 @@ def screenshot(html: Path, out: Path, width: int = 1400, height: int = 3000, tim
                f"--user-data-dir={profile}", f"--screenshot={out}", f"--window-size={width},{height}",
                html.as_uri()]
         t0 = time.time()
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)  # rc read below
         if r.returncode != 0 or not out.is_file():
             sys.exit(f"chromium failed (rc {r.returncode}):\n{r.stderr[-3000:]}")
     print(f"{out} ({out.stat().st_size / 1024:.0f} KiB, {width}x{height}, {time.time() - t0:.1f} s)")

@@ -41,15 +41,16 @@ log = logging.getLogger(__name__)
 # Named models: architecture and checkpoint format. Their files (source, hash, cache,
 # override) are the entries of the same name in weights.TABLE.
 MODELS = {
-    "retfound": dict(
-        arch=dict(img_size=224, patch_size=16, embed_dim=1024, depth=24, num_heads=16),
-        format="retfound_mae",
-    ),
-    "retfound_dinov2": dict(
+    "retfound": {
+        "arch": {"img_size": 224, "patch_size": 16, "embed_dim": 1024, "depth": 24, "num_heads": 16},
+        "format": "retfound_mae",
+    },
+    "retfound_dinov2": {
         # timm's vit_large_patch14_dinov2 at 224 px; init_values = its LayerScale.
-        arch=dict(img_size=224, patch_size=14, embed_dim=1024, depth=24, num_heads=16, init_values=1e-5),
-        format="dinov2",
-    ),
+        "arch": {"img_size": 224, "patch_size": 14, "embed_dim": 1024, "depth": 24, "num_heads": 16,
+                 "init_values": 1e-5},
+        "format": "dinov2",
+    },
 }
 RETFOUND_ENV, RETFOUND_DINOV2_ENV = TABLE["retfound"].env, TABLE["retfound_dinov2"].env
 FORMATS = ("retfound_mae", "dinov2", "state_dict")
@@ -108,7 +109,7 @@ def resize_pos_embed(pos_embed: torch.Tensor, grid: tuple[int, int], num_prefix:
     align_corners=False), written here so the behaviour is ours and tested.
     """
     n = pos_embed.shape[1] - num_prefix
-    side = int(round(n**0.5))
+    side = round(n**0.5)
     if side * side != n:
         raise CheckpointMismatch(f"pos_embed has {n} patch positions, not a square grid")
     if (side, side) == tuple(grid):

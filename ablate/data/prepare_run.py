@@ -157,8 +157,8 @@ def prepare(
     _check_out(out, remote)
     work = Path(work) if work else None
     safety.check_work(work or work_folder(str(out), remote), out, remote, None if src is None else Path(src))
-    options = dict(size=size, seed=seed, fractions=fractions, val_from_train=val_from_train,
-                   rows_per_shard=rows_per_shard, split_missing=split_missing, replace=replace)
+    options = {"size": size, "seed": seed, "fractions": fractions, "val_from_train": val_from_train,
+               "rows_per_shard": rows_per_shard, "split_missing": split_missing, "replace": replace}
     with safety.output_lock(out, remote):
         return _locked(items, base, source, out, remote, work, options, max_pixels, index is not None,
                        cpus, address, in_process_below, progress)
@@ -184,8 +184,8 @@ def _locked(items, base, source, out, remote, work, options, max_pixels, from_in
         raise
     if same is not None:
         manifest, rejects = same
-        notes = [*recovered, f"input unchanged since this dataset was written ({len(items)} files: same paths, "
-                              "sizes and modification times, same options); its shards verified, no file read"]
+        notes = [*recovered, (f"input unchanged since this dataset was written ({len(items)} files: same paths, "
+                              "sizes and modification times, same options); its shards verified, no file read")]
         _drop(cache, notes)
         return PrepareResult(out=out, counts=dict(manifest.counts), rejects=rejects, changed=False, notes=notes)
     try:

@@ -157,6 +157,6 @@ def _remove_old(previous: Path | None, out: Path) -> list[str]:
     failed: list[str] = []
     shutil.rmtree(previous, onerror=lambda _f, p, e: failed.append(f"{p}: {e[1]}"))
     if failed:
-        return [f"the new dataset is in {out}, but the previous one could not be deleted from {previous} "
-                f"({failed[0]}); delete it by hand"]
+        return [(f"the new dataset is in {out}, but the previous one could not be deleted from {previous} "
+                 f"({failed[0]}); delete it by hand")]
     return []

@@ -57,8 +57,8 @@ def record(out: str, fp: str) -> list[str]:
         body = {"out": out, "fingerprint": fp, "manifest_sha256": hashlib.sha256(manifest).hexdigest()}
         write_bytes_atomic(record_path(out), (json.dumps(body, indent=2) + "\n").encode())
     except OSError as e:
-        return [f"could not record the input's fingerprint in {record_path(out)} ({e.strerror or e}): "
-                "a re-run on this unchanged input will read every file again"]
+        return [(f"could not record the input's fingerprint in {record_path(out)} ({e.strerror or e}): "
+                 "a re-run on this unchanged input will read every file again")]
     return []
 
 

@@ -206,8 +206,8 @@ class WorkCache:
             (self.folder / name).unlink(missing_ok=True)
         if self.made_folder and not _rmdir_if_empty(self.folder):
             left = sorted(p.name for p in self.folder.iterdir())
-            return [f"left the work folder {self.folder} in place: it holds {len(left)} entr"
-                    f"{'y' if len(left) == 1 else 'ies'} prepare did not write ({', '.join(left[:5])})"]
+            return [(f"left the work folder {self.folder} in place: it holds {len(left)} entr"
+                     f"{'y' if len(left) == 1 else 'ies'} prepare did not write ({', '.join(left[:5])})")]
         return []
 
 

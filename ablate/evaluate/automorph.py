@@ -59,7 +59,7 @@ RECOMPUTED = ("fractal_dimension", "density", "distance_tortuosity", "squared_cu
 def box_fractal_dimension(mask: np.ndarray) -> float:
     """AutoMorph's box-counting dimension (see the module doc)."""
     z = np.asarray(mask, bool).astype(np.int64)
-    n = int(math.floor(math.log2(min(z.shape))))
+    n = math.floor(math.log2(min(z.shape)))
     sizes = 2 ** np.arange(n, 1, -1)
     counts = []
     for k in sizes:

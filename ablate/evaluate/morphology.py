@@ -208,7 +208,7 @@ _EIGHT = np.ones((3, 3), bool)
 _FOUR = ndi.generate_binary_structure(2, 1)
 # ring positions N, NE, E, SE, S, SW, W, NW -> bit i of a pixel's neighbour code
 _RING = ((-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1), (-1, -1))
-_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], np.uint8)
+_POPCOUNT = np.array([i.bit_count() for i in range(256)], np.uint8)
 
 
 def _neighbour_codes(sk: np.ndarray) -> np.ndarray:
@@ -257,6 +257,13 @@ def _edt_at(mask: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
     return out
 
 
+def _find(parent: list[int], a: int) -> int:
+    """The root of `a` in the union-find table `parent`."""
+    while parent[a] != a:
+        a = parent[a]
+    return a
+
+
 def _removable_table() -> np.ndarray:
     """REMOVABLE[code]: the centre pixel can go without changing 8-connectivity.
 
@@ -270,17 +277,11 @@ def _removable_table() -> np.ndarray:
         if sum(on) < 2 or all(on[i] for i in (0, 2, 4, 6)):
             continue
         parent = list(range(8))
-
-        def find(a: int) -> int:
-            while parent[a] != a:
-                a = parent[a]
-            return a
-
         for i in range(8):
             for j in ((i + 1) % 8, (i + 2) % 8 if i % 2 == 0 else None):
                 if j is not None and on[i] and on[j]:
-                    parent[find(i)] = find(j)
-        table[code] = len({find(i) for i in range(8) if on[i]}) == 1
+                    parent[_find(parent, i)] = _find(parent, j)
+        table[code] = len({_find(parent, i) for i in range(8) if on[i]}) == 1
     return table
 
 
@@ -385,7 +386,7 @@ def tortuosities(coords: np.ndarray, lengths: np.ndarray, sigma: float | None = 
 
     # inflection points -> sub-arcs (Grisan)
     t = np.arange(len(p)) - np.repeat(o, n)
-    edge = np.repeat(np.minimum(int(math.ceil(2 * sigma)), n // 4), n)
+    edge = np.repeat(np.minimum(math.ceil(2 * sigma), n // 4), n)
     ok = (np.abs(kappa) > kappa_min) & (t >= edge) & (t < np.repeat(n, n) - edge)
     vi = np.flatnonzero(ok)
     flip = (seg[vi[1:]] == seg[vi[:-1]]) & (np.sign(kappa[vi[1:]]) != np.sign(kappa[vi[:-1]]))

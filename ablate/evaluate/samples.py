@@ -67,7 +67,7 @@ def pick_images(ids: list[str], k: int) -> list[int]:
         return []
     if k >= len(ids):
         return list(range(len(ids)))
-    return sorted({int(round(i)) for i in np.linspace(0, len(ids) - 1, k)})
+    return sorted({int(i) for i in np.rint(np.linspace(0, len(ids) - 1, k))})  # rint: round half to even, as round()
 
 
 def build_image_grid(exp: Path, data: str | None, trials: pd.DataFrame, combinations: list[str], baseline: str,

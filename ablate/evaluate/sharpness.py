@@ -73,7 +73,7 @@ def contrast(green: np.ndarray, vessel: np.ndarray, inside: np.ndarray) -> float
 
 
 def _ratio(a: float, b: float) -> float:
-    return a / b if (b == b and b > 0 and a == a) else math.nan
+    return a / b if (not math.isnan(b) and b > 0 and not math.isnan(a)) else math.nan
 
 
 def sharpness(original_green: np.ndarray, recon_green: np.ndarray, reference_map: np.ndarray,

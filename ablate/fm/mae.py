@@ -77,15 +77,15 @@ class MaskedAutoencoderViT(nn.Module):
         self.patch_size = arch["patch_size"]
         self.grid = arch["img_size"] // arch["patch_size"]
         self.num_patches = self.grid * self.grid
-        self.len_keep = int(round((1 - mask_ratio) * self.num_patches))
+        self.len_keep = round((1 - mask_ratio) * self.num_patches)
         if not 0 < self.len_keep < self.num_patches:
             raise ValueError(f"mask_ratio {mask_ratio} keeps {self.len_keep} of {self.num_patches} patches; "
                              "at least one must stay visible and one be masked")
         self.mask_ratio = float(mask_ratio)
         self.norm_pix_loss = bool(norm_pix_loss)
-        self.decoder_cfg = dict(decoder_embed_dim=decoder_embed_dim, decoder_depth=decoder_depth,
-                                decoder_num_heads=decoder_num_heads,
-                                decoder_mlp_ratio=decoder_mlp_ratio or arch.get("mlp_ratio", 4.0))
+        self.decoder_cfg = {"decoder_embed_dim": decoder_embed_dim, "decoder_depth": decoder_depth,
+                            "decoder_num_heads": decoder_num_heads,
+                            "decoder_mlp_ratio": decoder_mlp_ratio or arch.get("mlp_ratio", 4.0)}
         if vit.num_prefix_tokens != 1 or vit.no_embed_class:
             raise ValueError("MAE needs a ViT with one CLS token carried in pos_embed")
 
@@ -161,7 +161,7 @@ class MaskedAutoencoderViT(nn.Module):
         return torch.einsum("nchpwq->nhwpqc", x).reshape(imgs.shape[0], h * h, p * p * 3)
 
     def unpatchify(self, x: torch.Tensor) -> torch.Tensor:
-        p, h = self.patch_size, int(round(x.shape[1] ** 0.5))
+        p, h = self.patch_size, round(x.shape[1] ** 0.5)
         x = x.reshape(x.shape[0], h, h, p, p, 3)
         return torch.einsum("nhwpqc->nchpwq", x).reshape(x.shape[0], 3, h * p, h * p)
 

@@ -90,9 +90,8 @@ def _check_field(key: str, v) -> None:
     elif key == "dropout":
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
             raise FieldError(f"dropout: must be a probability in [0, 1), got {v!r}")
-    elif key == "legacy":
-        if not isinstance(v, bool):
-            raise FieldError(f"legacy: expected true/false, got {v!r}")
+    elif key == "legacy" and not isinstance(v, bool):
+        raise FieldError(f"legacy: expected true/false, got {v!r}")
 
 
 def build_model(preset: str, resolution: int, overrides: dict | None = None, in_channels: int = 3) -> Autoencoder:

@@ -41,8 +41,8 @@ def seed_warnings(e: Experiment) -> list[str]:
     few = [f"{c} ({int(done.get(c, 0))})" for c in e.combinations if done.get(c, 0) < MIN_SEEDS]
     if not few:
         return []
-    return [f"FEWER THAN {MIN_SEEDS} FINISHED SEEDS: {', '.join(few)}. A comparison needs {MIN_SEEDS} seeds per "
-            "arm to estimate seed-to-seed variation; with fewer, the questions answer \"not enough seeds\"."]
+    return [(f"FEWER THAN {MIN_SEEDS} FINISHED SEEDS: {', '.join(few)}. A comparison needs {MIN_SEEDS} seeds per "
+             "arm to estimate seed-to-seed variation; with fewer, the questions answer \"not enough seeds\".")]
 
 
 def segmenter_overlap(e: Experiment) -> list[str]:

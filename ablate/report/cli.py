@@ -141,7 +141,8 @@ def run_child(cmd: list[str], tick=None, every: float = 30.0, grace_s: float = 1
     def stop(signum, _frame):
         raise _Stopped(signum)
 
-    proc = subprocess.Popen(cmd, preexec_fn=_stop_with_parent(os.getpid()))
+    # PR_SET_PDEATHSIG exists only in the child; this runs on the main thread (signal.signal below needs it).
+    proc = subprocess.Popen(cmd, preexec_fn=_stop_with_parent(os.getpid()))  # noqa: PLW1509
     previous = {s: signal.signal(s, stop) for s in STOP_SIGNALS}
     try:
         while True:

@@ -69,7 +69,8 @@ def plateau_check(steps, values, tail: float = TAIL, tolerance: float = TOLERANC
     t = s >= start
     n = int(t.sum())
     mean = float(v[t].mean())
-    base = dict(points=n, tail_from=int(np.ceil(start)), last_step=int(s[-1]), tail_mean=mean, first_value=float(v[0]))
+    base = {"points": n, "tail_from": int(np.ceil(start)), "last_step": int(s[-1]), "tail_mean": mean,
+            "first_value": float(v[0])}
     if n < min_points:
         return PlateauCheck(**base, tail_change=float("nan"), relative_change=float("nan"), flat=None,
                             reason=f"{n} validation point(s) in the last {tail:.0%} of steps; {min_points} needed")

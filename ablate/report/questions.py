@@ -11,6 +11,7 @@ verdict rules are ablate.report.verdicts'.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -59,7 +60,7 @@ class Answer:
 
 
 def _num(x: float, signed: bool = False) -> str:
-    if x != x:  # NaN
+    if math.isnan(x):
         return "nan"
     s = f"{x:+.3g}" if signed else f"{x:.3g}"
     return s if abs(x) >= 1e-3 or x == 0 else (f"{x:+.2e}" if signed else f"{x:.2e}")

@@ -30,7 +30,7 @@ _HOMES = {
     "StepLoop": "steps", "resume": "steps",
     }
 
-__all__ = sorted(_HOMES)
+__all__ = list(_HOMES)
 
 
 def __getattr__(name: str):

@@ -187,5 +187,5 @@ def plan_placement(total_cpus: float, workers: int, cpus_per_worker: float | Non
             f"({_kept(concurrent, gpus_per_worker)}, or the stream stalls). "
             f"Lower --concurrent or --cpus-per-worker."
         )
-    return Placement(workers, cpus_per_worker, gpus_per_worker, max(1, int(round(cpus_per_worker))), concurrent, driver_cpus,
+    return Placement(workers, cpus_per_worker, gpus_per_worker, max(1, round(cpus_per_worker)), concurrent, driver_cpus,
                      data_cpus(concurrent, gpus_per_worker))

@@ -13,7 +13,10 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+; type checkers ship typing_extensions
+    from typing_extensions import Self
 
 from ablate.runtime.config_errors import CONFIG_ERROR
 from ablate.ui.progress import duration
@@ -200,7 +203,7 @@ class GridView:
 
     # -- output --
 
-    def __enter__(self) -> GridView:
+    def __enter__(self) -> Self:
         self.started = self._now()
         if not self.plain:
             from rich.console import Console

