@@ -161,11 +161,11 @@ def launch(
                          max_failures=max_failures, trial_retries=trial_retries, resume=resume, evaluate=evaluate,
                          segmenter=segmenter, dry_run=dry_run, estimate=estimate, fm_steps=fm_steps,
                          only=names)
-    out = run_launch(opts)
-    if out is not None:  # not a dry run or an estimate
+    written = run_launch(opts)
+    if written is not None:  # not a dry run or an estimate
         from ablate.ui.summary import experiment_summary, print_lines
 
-        print_lines(experiment_summary(out, {"evaluation": "--no-evaluate"} if not evaluate else None))
+        print_lines(experiment_summary(written, {"evaluation": "--no-evaluate"} if not evaluate else None))
 
 
 @app.command()
@@ -252,4 +252,4 @@ def main() -> None:  # pragma: no cover
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

@@ -42,11 +42,14 @@ from ablate.yaml_load import YamlRefused, load_yaml
 
 # One term under `losses:`: the options every term takes (LossSpec's fields, described by
 # COMMON_OPTIONS) and the term's own options (`ablate losses` lists them).
+# (The fields as dict[str, Any]: mypy otherwise matches their tuples against create_model's
+# `__config__`, `__doc__`, ... parameters too, which a ** could also fill.)
 LossTermBlock = create_model(
     "LossTermBlock", __config__=ConfigDict(extra="allow", title="loss term (its own options besides these: "
                                                                  "`ablate losses`)"),
-    **{name: (typing.get_type_hints(LossSpec, include_extras=True)[name],
-              Field(getattr(LossSpec, name), description=says)) for name, says in COMMON_OPTIONS.items()})
+    **typing.cast(dict[str, Any], {name: (typing.get_type_hints(LossSpec, include_extras=True)[name],
+                                          Field(getattr(LossSpec, name), description=says))
+                                   for name, says in COMMON_OPTIONS.items()}))
 
 
 class ModelBlock(BaseModel):
@@ -63,7 +66,8 @@ class TrialBlock(BaseModel):
     data: DataSpec | None = None
     model: ModelBlock | None = None
     train: TrainSpec | None = None
-    losses: dict[str, LossTermBlock | None] | None = Field(None, description="term name -> its options; null "
+    # LossTermBlock is built at run time (create_model), which no type checker follows: hence the ignore.
+    losses: dict[str, LossTermBlock | None] | None = Field(None, description="term name -> its options; null "  # type: ignore[valid-type]
                                                              "removes a term of base")
 
 

@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside `path`; on success rename it over `path`.
 
     The file gets the permissions a plain `open(path, "w")` would (0666 less the
@@ -46,12 +46,12 @@ def _create_beside(path: Path) -> str:
     raise FileExistsError(f"{path.parent}: could not create a temporary file for {path.name} (100 names taken)")
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
 
 
-def write_text_atomic(path: str | Path, text: str) -> None:
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode())
 
 

@@ -17,7 +17,7 @@ missing`, not a KeyError deep inside a trial: `problem(value, Model)` is that li
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, WrapValidator
 from pydantic_core import PydanticCustomError
@@ -81,7 +81,9 @@ def described(base: Any, what: str, *constraints: Any, kind: type | None = None)
             raise PydanticCustomError(_LEAF, "is {found}, expected {what}", {"found": found, "what": what}) from None
 
     strict = (Strict(),) if isinstance(base, type) else ()  # a union is strict by the model's config
-    return Annotated[(base, *strict, *constraints, WrapValidator(check))]
+    # The tuple is built apart: mypy reads `Annotated[(a, *b)]` as Python 3.11's `Annotated[a, *b]`.
+    params = (base, *strict, *constraints, WrapValidator(check))
+    return Annotated[params]
 
 
 def whole_line(text: str) -> PydanticCustomError:
@@ -126,10 +128,16 @@ def problem(value, model: type[BaseModel]) -> str | None:
 
 # ---------------------------------------------------------------- values narrower than their JSON type
 
-Count = described(int, "an integer >= 0", Field(ge=0))
-Positive = described(int, "an integer >= 1", Field(ge=1))
-Sha256 = described(str, "64 lowercase hex digits (a sha256)", Field(pattern=r"^[0-9a-f]{64}$"))
-Questions = described(dict | list | None, "an object or a list or null")  # report/declared.py's shape
+if TYPE_CHECKING:  # a type checker cannot evaluate described(): to it each is its Python type
+    Count = int
+    Positive = int
+    Sha256 = str
+    Questions = dict | list | None
+else:
+    Count = described(int, "an integer >= 0", Field(ge=0))
+    Positive = described(int, "an integer >= 1", Field(ge=1))
+    Sha256 = described(str, "64 lowercase hex digits (a sha256)", Field(pattern=r"^[0-9a-f]{64}$"))
+    Questions = described(dict | list | None, "an object or a list or null")  # report/declared.py's shape
 
 
 # ---------------------------------------------------------------- the files

@@ -66,11 +66,11 @@ def _problem(cls: type, raw: Any, error: dict) -> tuple[tuple, str]:
     if kind in _UNKNOWN_KEY:
         loc = loc[:-1]
         names = sorted(f.name for f in dataclasses.fields(_type_at(cls, loc)))
-        unknown = set(_value_at(raw, loc)) - set(names)
+        extra = set(_value_at(raw, loc)) - set(names)
         try:
-            unknown = sorted(unknown)
+            unknown = sorted(extra)
         except TypeError:  # keys of several types (YAML `1:` beside `a:`)
-            unknown = sorted(unknown, key=repr)
+            unknown = sorted(extra, key=repr)
         return loc, f"unknown key(s) {unknown}; valid: {names}"
     if kind in _LIST_SHAPE:
         whole = loc[:-1] if kind == "missing" else loc

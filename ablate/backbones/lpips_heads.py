@@ -20,7 +20,6 @@ from ablate.weights.load import fix_for, read_weights_file
 from ablate.weights.table import TABLE, locate, package_file
 
 HEADS = TABLE["lpips_vgg_heads"]
-HEADS_RELPATH = Path(HEADS.package_path)
 HEADS_MD5 = "d507d7349b931f0638a25a48a722f98a"  # provenance only (== taming's vgg.pth); the check is the sha256
 
 
@@ -37,7 +36,7 @@ def lpips_heads_path(path: str | os.PathLike | None = None) -> Path:
     if not p.is_file():
         raise WeightsMissing(
             f"LPIPS linear heads file {p} is missing. The default ships in the lpips wheel as "
-            f"lpips/{HEADS_RELPATH.as_posix()}; reinstall lpips==0.1.4."
+            f"lpips/{HEADS.package_path}; reinstall lpips==0.1.4."
         )
     return p
 

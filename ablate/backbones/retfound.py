@@ -25,6 +25,7 @@ import os
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TypeGuard
 
 import torch
 import torch.nn.functional as F
@@ -134,7 +135,7 @@ class LoadReport:
     pos_embed_resized: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
 
-def _is_state_dict(obj: object) -> bool:
+def _is_state_dict(obj: object) -> TypeGuard[dict]:
     return isinstance(obj, dict) and bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
 
 
@@ -218,8 +219,9 @@ class FrozenViT(nn.Module):
         super().__init__()
         # The token path below assumes the standard layout: one CLS token carried
         # in pos_embed, no register tokens, no pre-norm.
-        if vit.no_embed_class or vit.num_prefix_tokens != 1 or not isinstance(vit.norm_pre, nn.Identity):
-            raise ValueError("FrozenViT supports plain ViTs with one CLS token and no pre-norm")
+        if (vit.no_embed_class or vit.num_prefix_tokens != 1 or vit.cls_token is None or vit.pos_embed is None
+                or not isinstance(vit.norm_pre, nn.Identity)):
+            raise ValueError("FrozenViT supports plain ViTs with one CLS token, a position embedding and no pre-norm")
         self.vit = vit
         self.pretrained = pretrained
         self.source = source
@@ -242,6 +244,7 @@ class FrozenViT(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """patch embed + CLS + pos_embed (+ pos_drop), as RETFound's forward_features begins."""
         v = self.vit
+        assert v.cls_token is not None and v.pos_embed is not None  # __init__ refuses a ViT without them
         x = v.patch_embed(x)
         x = torch.cat([v.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         return v.pos_drop(x + v.pos_embed)

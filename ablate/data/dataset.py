@@ -8,7 +8,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import pyarrow as pa
 from pydantic import AfterValidator, Field, model_validator
@@ -47,9 +47,13 @@ def _inside_folder(name: str) -> str:
 
 
 # A shard's file is a plain name inside the dataset folder: never a path out of it.
-ShardFile = described(str, "a .parquet file name inside the dataset folder (no '/' or '..')",
-                      Field(pattern=r"^[A-Za-z0-9_.-]+\.parquet$"), AfterValidator(_inside_folder))
-Split = described(Literal[SPLITS], "one of 'train', 'val', 'test'", kind=str)
+if TYPE_CHECKING:  # a type checker cannot evaluate described(): to it each is its Python type
+    ShardFile = str
+    Split = str
+else:
+    ShardFile = described(str, "a .parquet file name inside the dataset folder (no '/' or '..')",
+                          Field(pattern=r"^[A-Za-z0-9_.-]+\.parquet$"), AfterValidator(_inside_folder))
+    Split = described(Literal[SPLITS], "one of 'train', 'val', 'test'", kind=str)
 
 
 class ShardEntry(ShapeModel):

@@ -70,12 +70,14 @@ class ShardFeed:
             self._cached = kept
 
     def _from_cache(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        cached = self._cached
+        assert cached is not None  # called only once a whole pass was kept
         if self.shuffle_seed is None:
-            for images, keys in self._cached:
+            for images, keys in cached:
                 yield self._to_device(images), keys
             return
-        images = torch.cat([b[0] for b in self._cached])
-        keys = torch.cat([b[1] for b in self._cached])
+        images = torch.cat([b[0] for b in cached])
+        keys = torch.cat([b[1] for b in cached])
         state = np.random.SeedSequence([self.shuffle_seed, self.rank, epoch]).generate_state(1)[0]
         order = torch.randperm(len(keys), generator=torch.Generator().manual_seed(int(state)))
         for start in range(0, len(order), self.batch_size):

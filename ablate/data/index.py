@@ -48,7 +48,8 @@ def read_index(index: Path) -> list[SourceItem]:
         raise ValueError(f"--index {index}: expected a 'path' column (and optionally split, fov, vessel), got {names}")
     base = index.resolve().parent
     has_split = "split" in names
-    items, line_of = [], {}
+    items: list[SourceItem] = []
+    line_of: dict[str, int] = {}  # the image's path -> the index line that lists it
     for k, row in enumerate(rows):
         line = k + 2
         written = (row.get("path") or "").strip()

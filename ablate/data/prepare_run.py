@@ -197,7 +197,7 @@ def _locked(items, base, source, out, remote, work, options, max_pixels, from_in
     t0 = time.perf_counter()
     # Rejects so far, for the progress display: unusable files and repeated contents
     # (which of two duplicates is kept is decided later, in input order; the count is the same).
-    ids: set[str] = set()
+    ids: set[str | None] = set()
     rejected = 0
     for r in results:
         if r is not None:
@@ -324,8 +324,8 @@ def _old_manifest(out, remote: bool) -> dict | None:
     """The manifest of the dataset `out` holds now, or None (none, or unreadable: then the
     write itself decides, as before)."""
     try:
-        path = storage.join(out, MANIFEST) if remote else Path(out) / MANIFEST
-        return json.loads(storage.read_text(path) if remote else path.read_text())
+        return json.loads(storage.read_text(storage.join(out, MANIFEST)) if remote
+                          else (Path(out) / MANIFEST).read_text())
     except (OSError, ValueError, storage.StorageError):
         return None
 

@@ -110,6 +110,7 @@ def plan(entries: list[tuple[str, str | None, bool, dict | None]], *, has_own_sp
         if res["reject"] is not None:
             rejects.append((rel, res["reject"]))
             continue
+        assert same is not None  # an accepted file has its pixels' id (prepare_tasks.process)
         seen[same] = rel
         if unlisted:
             split = "train"

@@ -44,7 +44,7 @@ def load_manifest(data_dir: str | Path) -> Manifest:
     """
     remote = storage.is_uri(data_dir)
     data_dir = storage.normalize(data_dir) if remote else Path(data_dir)
-    mpath = storage.join(data_dir, MANIFEST) if remote else data_dir / MANIFEST
+    mpath = storage.join(data_dir, MANIFEST) if remote else Path(data_dir) / MANIFEST
     if not storage.is_file(mpath):
         how = (f"prepare it there (`ablate prepare SRC --out {data_dir}`)" if remote
                else f"run `ablate prepare SRC --out {data_dir}` first")
@@ -83,7 +83,7 @@ def shard_paths(data_dir: str | Path, split: str, verify: bool = True) -> list[s
     for s in manifest.shards:
         if s.split != split:
             continue
-        p = storage.join(data_dir, s.file) if remote else data_dir / s.file
+        p = storage.join(data_dir, s.file) if remote else Path(data_dir) / s.file
         if not storage.is_file(p):
             raise DatasetError(f"{p}: shard listed in {MANIFEST} is missing")
         if verify and storage.sha256(p) != s.sha256:

@@ -134,7 +134,7 @@ class WorkCache:
         self.corrupt = 0  # entries found damaged and recomputed
         self.made_folder = claim(folder, default)
         try:
-            self._lock = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+            self._lock: int | None = os.open(folder / LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
         except OSError as e:
             raise DatasetError(f"cannot create the work folder {folder} ({e.strerror or e})") from None
         try:

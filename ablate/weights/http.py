@@ -63,6 +63,8 @@ def probe(url: str) -> None:
     connect_s, _ = timeouts()
     u = urlsplit(url)
     host, port = u.hostname, u.port or (443 if u.scheme == "https" else 80)
+    if host is None:
+        raise WeightsMissing(f"could not fetch {url}: it names no host (expected e.g. https://host/path)")
     proxy = urllib.request.getproxies().get(u.scheme)
     if proxy and not urllib.request.proxy_bypass(host):
         p = urlsplit(proxy if "://" in proxy else f"http://{proxy}")

