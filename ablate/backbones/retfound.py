@@ -25,7 +25,7 @@ import os
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TypeGuard
+from typing import Any, TypeGuard
 
 import torch
 import torch.nn.functional as F
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 # Named models: architecture and checkpoint format. Their files (source, hash, cache,
 # override) are the entries of the same name in weights.TABLE.
-MODELS = {
+MODELS: dict[str, dict[str, Any]] = {
     "retfound": {
         "arch": {"img_size": 224, "patch_size": 16, "embed_dim": 1024, "depth": 24, "num_heads": 16},
         "format": "retfound_mae",

@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import scipy.linalg
@@ -86,6 +87,10 @@ from ablate.checks import check_images, check_same_shape, check_unit_range, fini
 from ablate.evaluate.kid import KID_SUBSET_SIZE, KID_SUBSETS, kid_subset_values
 from ablate.losses.structural import MS_SSIM_MIN_SIDE, WINDOW, ms_ssim, ssim
 from ablate.metric_info import Better, MetricInfo
+
+if TYPE_CHECKING:
+    from ablate.backbones.retfound import FrozenViT
+    from ablate.losses.perceptual import LPIPSLoss
 
 # pair_metrics' whole-image values (black surround included) are written as `<name>_whole`.
 PSNR_WHOLE = MetricInfo("psnr_whole", Better.HIGHER, unit="dB", about="PSNR over the whole image")
@@ -156,7 +161,7 @@ def pair_metrics(x: torch.Tensor, x_hat: torch.Tensor, lpips: nn.Module | None =
         if min(x.shape[-2:]) >= MS_SSIM_MIN_SIDE:
             out["ms_ssim"] = ms_ssim(x, y)
         if key is not None:
-            out[key] = lpips.lpips_distance(x, y)
+            out[key] = cast("LPIPSLoss", lpips).lpips_distance(x, y)  # cast: _lpips_key refused any other module
     return out
 
 
@@ -330,8 +335,10 @@ class FrechetDistance:
 
 class FoundationFeatures(nn.Module):
     """(B, 3, H, W) in [0, 1] -> (B, C) pooled final-layer tokens of a frozen ViT (see module doc)."""
+    mean: torch.Tensor  # buffers (register_buffer in __init__), declared for type checkers
+    std: torch.Tensor
 
-    def __init__(self, backbone: nn.Module, name: str, imagenet_norm: bool = False, pool: str = "mean"):
+    def __init__(self, backbone: FrozenViT, name: str, imagenet_norm: bool = False, pool: str = "mean"):
         super().__init__()
         if pool not in POOLS:
             raise ValueError(f"foundation_features: unknown pool {pool!r}; valid: {POOLS}")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 from functools import partial
+from typing import TYPE_CHECKING
 
 import torch
 from timm.models.vision_transformer import Block
@@ -35,6 +36,9 @@ from torch import nn
 
 from ablate.backbones.retfound import build_vit
 from ablate.io import atomic_path
+
+if TYPE_CHECKING:
+    from timm.layers import PatchEmbed
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -67,6 +71,15 @@ class MaskedAutoencoderViT(nn.Module):
       pred  (B, N, patch*patch*3) predicted patches (normalised space, see `reconstruct`)
       mask  (B, N), 1 = masked (removed from the encoder's input), 0 = visible
     """
+    # Set in __init__ by name (build_vit's modules, parameters and buffers; register_buffer),
+    # so declared here for type checkers.
+    patch_embed: PatchEmbed
+    pos_embed: nn.Parameter
+    cls_token: nn.Parameter
+    blocks: nn.Sequential
+    norm: nn.Module
+    in_mean: torch.Tensor
+    in_std: torch.Tensor
 
     def __init__(self, arch: dict, decoder_embed_dim: int = 128, decoder_depth: int = 2,
                  decoder_num_heads: int = 4, mask_ratio: float = 0.75, norm_pix_loss: bool = True,
@@ -105,7 +118,9 @@ class MaskedAutoencoderViT(nn.Module):
         self.mask_token = nn.Parameter(torch.zeros(1, 1, decoder_embed_dim))
         self.decoder_pos_embed = nn.Parameter(torch.zeros(1, self.num_patches + 1, decoder_embed_dim), requires_grad=False)
         self.decoder_blocks = nn.ModuleList(
-            Block(decoder_embed_dim, decoder_num_heads, self.decoder_cfg["decoder_mlp_ratio"], qkv_bias=True, norm_layer=norm)
+            # timm annotates norm_layer as a class; its own ViT passes a partial like this one.
+            Block(decoder_embed_dim, decoder_num_heads, self.decoder_cfg["decoder_mlp_ratio"], qkv_bias=True,
+                  norm_layer=norm)  # type: ignore[arg-type]
             for _ in range(decoder_depth)
         )
         self.decoder_norm = norm(decoder_embed_dim)
@@ -280,7 +295,7 @@ def load_mae(path: str | os.PathLike) -> tuple[MaskedAutoencoderViT, dict]:
 
     ckpt = read_weights_file(path, "a fundus MAE checkpoint", "Pretrain one with `ablate fm pretrain --data DIR`.")
     args = ckpt.get("args") if isinstance(ckpt, dict) else None
-    if not isinstance(args, dict) or args.get("kind") != CHECKPOINT_KIND:
+    if not isinstance(ckpt, dict) or not isinstance(args, dict) or args.get("kind") != CHECKPOINT_KIND:
         raise ValueError(f"{path}: not a checkpoint written by ablate fm (args.kind != {CHECKPOINT_KIND!r})")
     dec = args["decoder"]
     model = MaskedAutoencoderViT(args["arch"], mask_ratio=args["mask_ratio"], norm_pix_loss=args["norm_pix_loss"], **dec)

@@ -12,6 +12,7 @@ them to floats is the caller's choice, so a training step forces no host sync.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
@@ -19,6 +20,9 @@ from torch import nn
 from ablate.losses.base import AuxLoss
 from ablate.losses.terms import LOSSES
 from ablate.specs import LossSpec
+
+if TYPE_CHECKING:
+    from ablate.losses.adversarial import AdversarialLoss
 
 ADAPTIVE_MAX = 1e4
 
@@ -88,9 +92,11 @@ class CompositeLoss(nn.Module):
             logs[f"loss/{getattr(t.module, 'tag', t.name)}"] = v.detach()
             if not active[t.name]:
                 continue
-            factor = t.weight
+            factor: float | torch.Tensor = t.weight
             if t.adaptive:
-                lam = self._adaptive(sum(rec) if rec else None, v, last_layer, t.name, self.grad_scale)
+                # cast: sum() of a non-empty list of tensors is a tensor; typeshed says `| int`.
+                lam = self._adaptive(cast(torch.Tensor, sum(rec)) if rec else None, v, last_layer, t.name,
+                                     self.grad_scale)
                 logs[f"adaptive/{getattr(t.module, 'tag', t.name)}"] = lam
                 factor = factor * lam
             total = total + factor * v
@@ -137,7 +143,8 @@ class CompositeLoss(nn.Module):
         for t in self.adversaries():
             if step < t.start_step:
                 continue
-            loss, term_logs = t.module.discriminator_loss(x[:, :3], x_hat[:, :3])
+            adversary = cast("AdversarialLoss", t.module)  # adversaries(): the terms with a discriminator_loss
+            loss, term_logs = adversary.discriminator_loss(x[:, :3], x_hat[:, :3])
             total = loss if total is None else total + loss
             logs.update(term_logs)
         return total, logs

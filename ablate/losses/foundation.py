@@ -23,6 +23,7 @@ are constants); the reconstruction path keeps its graph.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -140,6 +141,8 @@ def _weights_file(model: str, weights: str | None, pretrained: bool, fetch: bool
 class FoundationLoss(ImageLoss):
     rgb_only = True
     autocast_ok = True  # the ViT runs under autocast; the token distances are reduced in fp32
+    mean: torch.Tensor  # buffers (register_buffer in __init__), declared for type checkers
+    std: torch.Tensor
 
     def __init__(self, model="retfound", weights=None, arch=None, format=None, taps=None,
                  distance="normalized_l2", imagenet_norm=False, input_size=None, pretrained=True):
@@ -182,7 +185,8 @@ class FoundationLoss(ImageLoss):
             ft = self.backbone.tokens(self._prep(x[:, :3]), self.taps)
         fr = self.backbone.tokens(self._prep(x_hat[:, :3]), self.taps)  # the ViT under the ambient autocast
         with torch.autocast(x.device.type, enabled=False):  # token distances reduced in fp32
-            return sum(_token_distance(r.float(), t.float(), self.distance) for r, t in zip(fr, ft))
+            # cast: sum() of tensors is a tensor (check_taps leaves at least one tap); typeshed says `| int`.
+            return cast(torch.Tensor, sum(_token_distance(r.float(), t.float(), self.distance) for r, t in zip(fr, ft)))
 
     def forward(self, x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
         return self.per_image(x, x_hat).mean()

@@ -11,6 +11,7 @@ same 1x1 convolutions, so the two differ only in quantisation).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +68,7 @@ class Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
+        level: Any  # a bare nn.Module holding blocks, attns, downsample (set in __init__)
         for level in self.down:
             for block, attn in zip(level.blocks, level.attns):
                 h = attn(block(h))
@@ -102,6 +104,7 @@ class Decoder(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.mid(self.conv_in(z))
+        level: Any  # a bare nn.Module holding blocks, attns, upsample (set in __init__)
         for level in self.up:
             for block, attn in zip(level.blocks, level.attns):
                 h = attn(block(h))

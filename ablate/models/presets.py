@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from ablate.errors import AblateError
 from ablate.models.autoencoder import ArchConfig, Autoencoder
@@ -51,7 +52,7 @@ def check_overrides(preset: str, overrides: dict) -> ArchConfig:
         raise ValueError(f"unknown key(s) {unknown}; valid: ['preset', {', '.join(map(repr, sorted(_FIELDS)))}]")
     for key, value in overrides.items():
         _check_field(key, value)
-    vals = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    vals: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     return dataclasses.replace(PRESETS[preset][0], **vals)
 
 
