@@ -16,6 +16,7 @@ names below are re-exported for the many callers that import them from here.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -36,7 +37,7 @@ from ablate.data.prepare_run import prepare  # noqa: F401  (re-exported)
 from ablate.schemas import first_problem
 
 
-def load_manifest(data_dir: str | Path) -> Manifest:
+def load_manifest(data_dir: str | os.PathLike) -> Manifest:
     """The dataset's manifest, validated: DatasetError naming the file and the key otherwise.
 
     Args:
@@ -73,7 +74,7 @@ def read_manifest(data_dir: str | Path) -> dict:
     return load_manifest(data_dir).model_dump(mode="json", exclude_unset=True)
 
 
-def shard_paths(data_dir: str | Path, split: str, verify: bool = True) -> list[str]:
+def shard_paths(data_dir: str | os.PathLike, split: str, verify: bool = True) -> list[str]:
     """Paths (or URIs, for a dataset on object storage) of a split's shards, checked
     against the manifest's checksums."""
     remote = storage.is_uri(data_dir)

@@ -7,6 +7,10 @@ import contextlib
 import os
 import signal
 import tempfile
+from typing import TYPE_CHECKING, Any, cast
+
+if TYPE_CHECKING:
+    from ray._private.worker import RayContext
 
 
 def start_ray(address: str | None, cpus: int | None = None, dashboard: bool = True) -> bool:
@@ -25,7 +29,7 @@ def start_ray(address: str | None, cpus: int | None = None, dashboard: bool = Tr
     ray_output.quiet_driver()  # quiet mode: the driver's `ray` loggers to a file, before ray.init logs
     out = ray_output.init_kwargs()
     if address:
-        env = {"runtime_env": {"env_vars": out["env_vars"]}} if out["env_vars"] else {}
+        env: dict[str, Any] = {"runtime_env": {"env_vars": out["env_vars"]}} if out["env_vars"] else {}
         ray.init(address=address, log_to_driver=out["log_to_driver"], **env)
         return False
     tmp = os.environ.get("ABLATE_RAY_TMP") or os.path.join(tempfile.gettempdir(), "ablate-ray")
@@ -36,7 +40,8 @@ def start_ray(address: str | None, cpus: int | None = None, dashboard: bool = Tr
     ctx = ray.init(num_cpus=cpus or os.cpu_count(), **board, _temp_dir=tmp,
                    _node_ip_address="127.0.0.1", log_to_driver=out["log_to_driver"],
                    runtime_env={"env_vars": {"RAY_TRAIN_V2_ENABLED": "1", **out["env_vars"]}})
-    ray_output.note_session(ctx.address_info.get("session_dir"))
+    # cast: a local start returns a RayContext; ray.init is annotated with its base class.
+    ray_output.note_session(cast("RayContext", ctx).address_info.get("session_dir"))
     return True
 
 
@@ -57,7 +62,7 @@ def loopback_only() -> None:
 
     _before.setdefault(_SINGLE_NODE, os.environ.get(_SINGLE_NODE))
     os.environ[_SINGLE_NODE] = "0"
-    constants = sys.modules.get("ray._private.ray_constants")
+    constants: Any = sys.modules.get("ray._private.ray_constants")  # a module: its attributes are Ray's
     if constants is not None:
         constants.ENABLE_RAY_CLUSTER = False
 
@@ -74,7 +79,7 @@ def cluster_mode_back() -> None:
         os.environ.pop(_SINGLE_NODE, None)
     else:
         os.environ[_SINGLE_NODE] = before
-    constants = sys.modules.get("ray._private.ray_constants")
+    constants: Any = sys.modules.get("ray._private.ray_constants")  # a module: its attributes are Ray's
     if constants is not None:  # what Ray computes at import from the same variable
         constants.ENABLE_RAY_CLUSTER = (before.lower() in ("1", "true") if before is not None
                                         else sys.platform not in ("darwin", "win32"))

@@ -82,7 +82,7 @@ def average_gradients(opt: torch.optim.Optimizer) -> None:
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
+    return getattr(model, "module", model)  # DDP's wrapped model (getattr: nn.Module's attributes are untyped)
 
 
 def restore_states(device, *files: str) -> tuple[dict, ...] | None:

@@ -139,6 +139,7 @@ def plan_placement(total_cpus: float, workers: int, cpus_per_worker: float | Non
     if cpus_per_worker is not None and not (math.isfinite(cpus_per_worker) and cpus_per_worker >= 0.01):
         raise ConfigError(f"--cpus-per-worker must be > 0 (at least 0.01), got {cpus_per_worker:g}")
     multi = node_cpus is not None and len(node_cpus) > 1
+    nodes = node_cpus or []  # CPUs per node, read only where `multi`
     if total_cpus - DATA_CPU_RESERVE <= driver_cpus:
         raise ConfigError(f"Ray has {total_cpus:g} CPUs; at least 2 are needed (one stays free for Ray Data)")
     gpu_fits = None
@@ -156,12 +157,12 @@ def plan_placement(total_cpus: float, workers: int, cpus_per_worker: float | Non
         cpus_per_worker = math.floor((per_trial - driver_cpus) / workers * 20) / 20  # 0.05 steps
         cpus_per_worker = min(cpus_per_worker, 8.0)
         if multi:  # one worker on one node, beside a driver
-            cpus_per_worker = min(cpus_per_worker, math.floor((max(node_cpus) - driver_cpus) * 20) / 20)
+            cpus_per_worker = min(cpus_per_worker, math.floor((max(nodes) - driver_cpus) * 20) / 20)
         if cpus_per_worker < 0.05:
             raise ConfigError(f"{workers} workers x {concurrent or 1} concurrent trials do not fit in {total_cpus:g} CPUs")
-    if multi and cpus_per_worker > max(node_cpus):
+    if multi and cpus_per_worker > max(nodes):
         raise ConfigError(f"--cpus-per-worker {cpus_per_worker:g}: no node has that many CPUs "
-                          f"(nodes: {', '.join(f'{n:g}' for n in node_cpus)})")
+                          f"(nodes: {', '.join(f'{n:g}' for n in nodes)})")
     per_trial = workers * cpus_per_worker + driver_cpus
     fits = int((total_cpus - DATA_CPU_RESERVE) // per_trial)
     while fits > 0 and fits * per_trial > total_cpus - data_cpus(fits, gpus_per_worker):
@@ -169,7 +170,7 @@ def plan_placement(total_cpus: float, workers: int, cpus_per_worker: float | Non
     if gpu_fits is not None:
         fits = min(fits, gpu_fits)
     if multi:
-        while fits > 0 and ray_data_can_starve(node_cpus, fits * workers, cpus_per_worker, fits, driver_cpus):
+        while fits > 0 and ray_data_can_starve(nodes, fits * workers, cpus_per_worker, fits, driver_cpus):
             fits -= 1
     if concurrent is None:
         concurrent = max(1, fits)
@@ -178,7 +179,7 @@ def plan_placement(total_cpus: float, workers: int, cpus_per_worker: float | Non
         if multi and concurrent * per_trial <= budget:
             raise ConfigError(
                 f"{concurrent} concurrent trials x {workers} workers x {cpus_per_worker:g} CPUs could fill every node "
-                f"(CPUs per node: {', '.join(f'{n:g}' for n in node_cpus)}) below one free CPU, and a Ray Data task "
+                f"(CPUs per node: {', '.join(f'{n:g}' for n in nodes)}) below one free CPU, and a Ray Data task "
                 f"needs one whole CPU on one node, or the stream stalls. Lower --concurrent or --cpus-per-worker."
             )
         raise ConfigError(

@@ -25,7 +25,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from ray.train.backend import Backend
+from ray.train.backend import Backend, BackendConfig
 from ray.train.torch import TorchConfig
 
 logger = logging.getLogger(__name__)
@@ -103,8 +103,10 @@ class ProcessGroupBackend(Backend):
 
     share_cuda_visible_devices: bool = True
 
-    def on_start(self, worker_group, backend_config: ProcessGroupConfig) -> None:
+    def on_start(self, worker_group, backend_config: BackendConfig) -> None:
         import ray
+
+        assert isinstance(backend_config, ProcessGroupConfig)  # Ray passes the config whose backend_cls this is
 
         backend = backend_config.backend
         if backend is None:
@@ -118,7 +120,7 @@ class ProcessGroupBackend(Backend):
                                                    port=port, timeout_s=backend_config.timeout_s, loopback=loopback)
                  for i in range(len(hosts))])
 
-    def on_shutdown(self, worker_group, backend_config: ProcessGroupConfig) -> None:
+    def on_shutdown(self, worker_group, backend_config: BackendConfig) -> None:
         worker_group.execute(_leave, destroy=len(worker_group) > 1)
 
 

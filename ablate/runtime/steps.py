@@ -46,7 +46,7 @@ class StepLoop:
 
     def run(self, batches: Callable[[int], Iterable], forward: Callable[[Any, int], tuple], *, opt, sched,
             report: Callable[[int, int, dict, bool], None], step: int = 0, epoch: int = 0, last: dict | None = None,
-            draw: Callable[[int, Any], None] | None = None, validate: Callable[[], dict] | None = None) -> dict:
+            draw: Callable[[Any, int, Any], None] | None = None, validate: Callable[[], dict] | None = None) -> dict:
         """Train from `step` to `self.steps`; returns the last logged values.
 
         Args:

@@ -78,6 +78,7 @@ class TrialWriter:
 
     def _copy_changed(self) -> int:
         """Upload changed files; returns the bytes in the open writer's files."""
+        assert self.remote is not None  # uploads happen only for a remote logdir (scalars, close)
         current = 0
         for p in sorted(Path(self.local).rglob("*")):
             if not p.is_file():

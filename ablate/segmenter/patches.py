@@ -97,7 +97,10 @@ class PatchSampler:
                 img, fov, ves = augment_image(img, fov, ves, rng, self.jitter)
             st = fov_stats_numpy(img, fov)
             pi, pf, pv = crop_patches(img, fov, ves, self.patch, self.n, rng)
-            imgs.append(pi), fovs.append(pf), vessels.append(pv), stats.append(np.repeat(st[None], self.n, 0))
+            imgs.append(pi)
+            fovs.append(pf)
+            vessels.append(pv)
+            stats.append(np.repeat(st[None], self.n, 0))
         p = self.patch
         if not imgs:
             return {"image": np.zeros((0, 3, p, p), np.uint8), "fov": np.zeros((0, p, p), np.uint8),

@@ -14,6 +14,8 @@ vessel widths are what the network learnt.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -129,7 +131,7 @@ def unet_logits(model: nn.Module, images: torch.Tensor, fov: torch.Tensor, stats
     """Logits of (B, 3, H, W) images of any size: standardised, zero-padded to the model's multiple, cropped back."""
     x = standardize(images, fov, stats)
     h, w = x.shape[-2:]
-    m = (model.module if hasattr(model, "module") else model).multiple  # DDP-wrapped in training
+    m = cast(UNet, model.module if hasattr(model, "module") else model).multiple  # cast: a UNet, DDP-wrapped in training
     ph, pw = (-h) % m, (-w) % m
     if ph or pw:
         x = F.pad(x, (0, pw, 0, ph))

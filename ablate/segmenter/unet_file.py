@@ -33,7 +33,7 @@ def save_segmenter(path: str | os.PathLike, model: nn.Module, arch: dict, *, siz
     from ablate.io import atomic_path
 
     path = Path(path)
-    state = {k: v.detach().cpu() for k, v in (model.module if hasattr(model, "module") else model).state_dict().items()}
+    state = {k: v.detach().cpu() for k, v in getattr(model, "module", model).state_dict().items()}  # DDP-wrapped or not
     payload = {"version": FILE_VERSION, "model": state, "arch": dict(arch), "size": int(size),
                "trained_on": str(trained_on), "metrics": dict(metrics or {}), "training": dict(training or {}),
                "threshold": float(threshold), "threshold_rule": str(threshold_rule)}
