@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ablate.errors import AblateError
 from ablate.models.autoencoder import ArchConfig, Autoencoder
+
+if TYPE_CHECKING:
+    from ablate.models.edge_channel import EdgeChannel
 
 PRESETS: dict[str, tuple[ArchConfig, str]] = {
     "paper256": (
@@ -100,7 +103,7 @@ def build_model(preset: str, resolution: int, overrides: dict | None = None, in_
     return Autoencoder(arch, resolution)
 
 
-def build_for_spec(spec) -> tuple[Autoencoder, object | None]:
+def build_for_spec(spec) -> tuple[Autoencoder, EdgeChannel | None]:
     """The trial's autoencoder and its input transform (the edge channel, or None)."""
     from ablate.models.edge_channel import parse_edge_channel
 

@@ -99,6 +99,8 @@ def check_experiment_folder(out: Path | str, grid: Grid, resume: bool, data: str
             raise ConfigError(f"--out {out} is not empty and holds no ablate experiment; choose another folder")
         return
     previous = read_record(out)
+    if previous is None:
+        raise ConfigError(f"{record}: removed while this launch was reading it; launch again")
     mine = json.loads(json.dumps(grid_fingerprint(grid, data), default=str))  # same JSON types as the record
     if {k: previous.get(k) for k in mine} != mine:
         added = sorted(set(mine["trials"]) - set(previous.get("trials", {})))
@@ -115,4 +117,5 @@ def check_experiment_folder(out: Path | str, grid: Grid, resume: bool, data: str
         raise ConfigError(f"--out {out} already holds trials {again} of this grid; add --resume to continue it "
                           "(finished trials are kept), or launch other combinations with --only")
     if data_hash is not None:
+        assert data is not None  # data_hash is the hash of `data`'s manifest: callers give both
         check_same_dataset(previous, data, out, "--resume" if resume else "launch --only", now=data_hash)

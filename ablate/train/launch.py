@@ -306,7 +306,7 @@ def train_grid(prepared: PreparedGrid, opts: LaunchOptions) -> GridRun:
     if storage.is_uri(out):
         # Ray reports these as paths on the bucket, without the scheme; store URIs.
         for col in ("checkpoint", "trial_dir"):
-            table[col] = table[col].map(lambda p: storage.as_uri(out, p))
+            table[col] = table[col].map(lambda p: storage.as_uri(str(out), p))
     table = merge_results(read_results(out), table)  # trials of earlier `--only` launches stay
     write_results(table, out)
     print_summary(table, wall)

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
-if TYPE_CHECKING:  # typing.Self is Python 3.11+; type checkers ship typing_extensions
-    from typing_extensions import Self
-
 from ablate.runtime.config_errors import CONFIG_ERROR
 from ablate.ui.progress import duration
+
+if TYPE_CHECKING:
+    from rich.live import Live
+    from typing_extensions import Self  # typing.Self is Python 3.11+; type checkers ship typing_extensions
 
 PENDING, RUNNING, RETRYING, DONE, DIVERGED, FAILED = "pending", "running", "retrying", "done", "diverged", "failed"
 ENDED = (DONE, DIVERGED, FAILED)
@@ -82,13 +84,13 @@ class GridView:
     every_pct: int = 10
     concurrent: int = 1  # trials at a time, for the projected end
     rows: dict[str, Row] = field(default_factory=dict)
-    clock: object = time.time
+    clock: Callable[[], float] = time.time
     started: float | None = None
 
     def __post_init__(self) -> None:
         if self.plain is None:
             self.plain = not (hasattr(self.stream, "isatty") and self.stream.isatty())
-        self._live = None
+        self._live: Live | None = None
 
     # -- the grid's trials and their events --
 
@@ -177,8 +179,9 @@ class GridView:
         pending = sum(r.status == PENDING for r in self.rows.values())
         if not running and not pending:
             return None
-        etas = [r.eta(now) for r in running]
-        if any(e is None for e in etas):
+        known = [r.eta(now) for r in running]
+        etas = [e for e in known if e is not None]
+        if len(etas) < len(known):
             return None
         lengths = [r.elapsed(now) for r in self.rows.values() if r.status in (DONE, DIVERGED)]
         lengths += [r.elapsed(now) + e for r, e in zip(running, etas)]
@@ -189,6 +192,7 @@ class GridView:
         # Pending trials start as running ones end: spread over the slots, in waves.
         free_at = sorted(etas) + [0.0] * max(0, slots - len(etas))
         for _ in range(pending):
+            assert per_trial is not None  # pending trials without a length returned above
             free_at.sort()
             free_at[0] += per_trial
         return now + max(free_at)

@@ -298,7 +298,7 @@ class WorkerRun:
         write_checkpoint(folder, model_state=unwrap(self.model).state_dict(), optimizer_state=self.opt.state_dict(),
                          step=self.step, spec=self.spec,
                          loss_state=self.loss_fn.trainable_state() if adversarial else None,
-                         disc_optimizer_state=self.d_opt.state_dict() if adversarial else None,
+                         disc_optimizer_state=self.d_opt.state_dict() if self.d_opt is not None else None,
                          grad_scaler_state=self.scaler.state_dict() if self.scaler is not None else None)
 
 

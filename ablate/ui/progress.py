@@ -18,8 +18,9 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
-if TYPE_CHECKING:  # typing.Self is Python 3.11+; type checkers ship typing_extensions
-    from typing_extensions import Self
+if TYPE_CHECKING:
+    from rich.progress import Progress as Bar
+    from typing_extensions import Self  # typing.Self is Python 3.11+; type checkers ship typing_extensions
 
 
 def duration(s: float | None) -> str:
@@ -57,7 +58,8 @@ class Progress:
         self.stream = stream or sys.stdout
         self.plain = plain if plain is not None else not (hasattr(self.stream, "isatty") and self.stream.isatty())
         self.resumed, self.counts, self.rate_unit = resumed, dict(counts or {}), rate_unit
-        self.done, self.shown, self.started, self._bar = resumed, 0, None, None
+        self.done, self.shown, self.started = resumed, 0, None
+        self._bar: Bar | None = None
 
     def details(self) -> str:
         """", 4 resumed, 3.1 images/s, 2 rejected": what follows the count on each line."""
