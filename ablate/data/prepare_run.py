@@ -238,7 +238,7 @@ def _locked(items, base, source, out, remote, work, options, max_pixels, from_in
         raise
 
 
-def _collect(items, cache, split_missing, settings, from_index):
+def _collect(items, cache, split_missing, settings, from_index) -> tuple[list[dict | None], int, list[tuple]]:
     """Per item: its saved result (resumed) or a job to run. Returns (results by index,
     how many were resumed, [(job, work key)])."""
     results: list[dict | None] = [None] * len(items)

@@ -34,7 +34,7 @@ from ablate.specs import EvalSplit
 
 @dataclass
 class EvalSetup:
-    exp: object  # Path, or the normalised URI
+    exp: Path | str  # Path, or the normalised URI
     results: pd.DataFrame
     data_dir: str
     cross: str | None  # folder under eval/datasets/ for another dataset than the grid's; None for its own
@@ -142,7 +142,8 @@ def available_feature_nets(skip: tuple[str, ...] = ()) -> tuple[dict, list[str]]
     from ablate.losses import LOSSES
     from ablate.weights import WeightsMissing
 
-    nets, notes = {}, []
+    nets: dict[str, bool | str] = {}  # "lpips": True; "fm": the foundation model's name
+    notes: list[str] = []
     try:
         LOSSES.get("lpips").preflight(pretrained=True)
         nets["lpips"] = True

@@ -119,6 +119,7 @@ def evaluate_experiment(opts: EvalOptions, setup=None) -> pd.DataFrame:
     exp, results, data_dir, cross, splits, shipped = s.exp, s.results, s.data_dir, s.cross, s.splits, s.shipped
     seg_spec, seg_note, nets, judge, notes = s.seg_spec, s.seg_note, s.nets, s.judge, list(s.notes)
     done, checkpoints = s.trials, s.checkpoints
+    assert done is not None  # check_evaluation sets the trials to evaluate
     from ablate.segmenter.leakage import check_not_trained_on, unchecked_reason
 
     if unchecked_reason(judge):

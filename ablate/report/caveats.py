@@ -23,7 +23,7 @@ def distribution_warnings(e: Experiment) -> list[str]:
     out = []
     small = [m for m in names if below_floor(m)]
     if small:
-        ns = sorted({sample_size(m) for m in small if sample_size(m) is not None})
+        ns = sorted({n for m in small if (n := sample_size(m)) is not None})
         bias = f" At n = {ns[0]}, {fd_bias_text(ns[0])}." if ns else ""
         out.append(f"SMALL-SAMPLE DISTRIBUTION METRICS: {', '.join(small)} are computed on too few images "
                    f"(FID/FD need n >= {FD_FLOOR:,}, KID n >= {KID_FLOOR:,}).{bias} They are shown, "

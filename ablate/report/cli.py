@@ -40,8 +40,8 @@ def report(
 
 def tensorboard_command(logdir: Path, port: int = DEFAULT_PORT, host: str = "127.0.0.1") -> list[str]:
     exe = Path(sys.executable).with_name("tensorboard")
-    base = [str(exe)] if exe.is_file() else ([shutil.which("tensorboard")] if shutil.which("tensorboard")
-                                               else [sys.executable, "-m", "tensorboard.main"])
+    on_path = shutil.which("tensorboard")
+    base = [str(exe)] if exe.is_file() else ([on_path] if on_path else [sys.executable, "-m", "tensorboard.main"])
     return base + ["--logdir", str(logdir), "--host", host, "--port", str(port)]
 
 

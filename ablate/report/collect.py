@@ -153,7 +153,7 @@ def load_experiment(exp: str | Path, location: str | None = None) -> Experiment:
     if missing:
         raise ReportError(f"{shown(results_path)}: columns {missing} missing; not a results table from `ablate launch`")
     warnings: list[str] = []
-    grid = {}
+    grid: dict = {}
     if (exp / GRID).is_file():
         grid, bad = read_optional_json(exp / GRID, GridRecord, shown(exp / GRID),
                                        "the combination order is taken from results.parquet and the dataset is unknown")
@@ -170,7 +170,7 @@ def load_experiment(exp: str | Path, location: str | None = None) -> Experiment:
     trials["stand_ins"] = ["; ".join(stand_in_notes(r)) for r in trials.to_dict("records")]
     trials = trials.sort_values(["order", "seed"]).reset_index(drop=True)
 
-    notes = {}
+    notes: dict = {}
     if (exp / NOTES).is_file():
         notes, bad = read_optional_json(exp / NOTES, Notes, shown(exp / NOTES), NOTES_LOST)
         warnings.extend([bad] if bad else [])
@@ -359,7 +359,7 @@ def term_tag(row: dict, name: str) -> str:
 
 def uses(row: dict, term: str) -> bool:
     w = row.get(f"config.loss.{term}.weight")
-    return _present(w) and float(w) > 0
+    return w is not None and _present(w) and float(w) > 0  # (`is not None` for the type checker)
 
 
 def edge_setting(row: dict) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as _dt
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -217,9 +218,9 @@ def report_context(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, wa
         status=[(plain(k), v) for k, v in status.items()], combinations=[plain(c) for c in e.combinations],
         seeds=e.seeds, baseline=plain(e.baseline), baseline_reason=plain(e.baseline_reason),
         segmenter=plain(e.segmenter or "— (not evaluated)"), morphology=plain(morphology_set(e)),
-        test_images=str(e.image_metrics["image_id"].nunique()) if e.evaluated else "—",
+        test_images=str(e.image_metrics["image_id"].nunique()) if e.evaluated and e.image_metrics is not None else "—",
         written=_dt.datetime.now().isoformat(timespec="seconds"))
-    voting = {"left": ("combination", "against", "metric", "verdict"), "row_class": verdict_class}
+    voting: dict[str, Any] = {"left": ("combination", "against", "metric", "verdict"), "row_class": verdict_class}
     questions = [Question(plain(q.verdict), plain(q.sentence),
                           text_table(paired_table(q.tests, reference=True), **voting)) for q in (a.q1, a.q2)]
     others = [OtherSection(plain(o.name), plain(o.notes.get("data", "path not recorded")), plain(describe(o)),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -69,7 +70,7 @@ def plateau_check(steps, values, tail: float = TAIL, tolerance: float = TOLERANC
     t = s >= start
     n = int(t.sum())
     mean = float(v[t].mean())
-    base = {"points": n, "tail_from": int(np.ceil(start)), "last_step": int(s[-1]), "tail_mean": mean,
+    base: dict[str, Any] = {"points": n, "tail_from": int(np.ceil(start)), "last_step": int(s[-1]), "tail_mean": mean,
             "first_value": float(v[0])}
     if n < min_points:
         return PlateauCheck(**base, tail_change=float("nan"), relative_change=float("nan"), flat=None,

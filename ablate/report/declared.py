@@ -43,9 +43,10 @@ def parse_questions(raw: Any, where: str) -> dict:
         bad = [m for m in value if not known_metric(m)]
         if bad:
             raise ValueError(f"{where}.{key}: unknown metric(s) {bad}; valid: {metric_vocabulary()}")
-        controls = [m for m in value if not info(m).may_vote]
+        declared = {m: info(m) for m in value}
+        controls = [(m, d) for m, d in declared.items() if d is not None and not d.may_vote]  # None: refused above
         if most is not None and controls:  # a primary votes; ranking may still list a control
-            raise ValueError(f"{where}.{key}: {controls[0]} may not vote ({info(controls[0]).about}); "
+            raise ValueError(f"{where}.{key}: {controls[0][0]} may not vote ({controls[0][1].about}); "
                              "declare a fidelity or vessel measure")
         once = [canonical(m) for m in value]
         if len(set(once)) != len(once):
@@ -53,7 +54,7 @@ def parse_questions(raw: Any, where: str) -> dict:
                               "betti1_error = abs_delta_holes)")
         return list(value)
 
-    out = {}
+    out: dict[str, Any] = {}
     for q in ("q1", "q2"):
         body = raw.get(q, DEFAULT_QUESTIONS[q])
         if not isinstance(body, dict) or set(body) != {"primary"}:

@@ -23,7 +23,9 @@ from __future__ import annotations
 import math
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from ablate.report.collect import Experiment, _present, edge_setting
 
@@ -48,6 +50,7 @@ def hparam_table(e: Experiment) -> dict[str, dict]:
         values = [r.get(k) for r in rows]
         present = [v for v in values if _present(v)]
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present) and present
+        conv: Callable[[Any], float | str]
         if numeric and (len(present) == len(values) or k.endswith(".weight")):
             conv = lambda v: float(v) if _present(v) else 0.0
         else:
@@ -96,7 +99,8 @@ def write_hparams(e: Experiment) -> list[Path]:
         final = os.path.join(logdir, trial, SESSION_DIR)
         tmp = os.path.join(logdir, trial, f".{SESSION_DIR}.tmp-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        step = int(steps.get(trial)) if _present(steps.get(trial)) else 0
+        given = steps.get(trial)
+        step = int(given) if given is not None and _present(given) else 0
         with SummaryWriter(log_dir=tmp) as w:
             fw = w._get_file_writer()
             fw.add_summary(experiment, step)

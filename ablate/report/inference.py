@@ -121,7 +121,7 @@ def image_agreement(wa: pd.DataFrame, wb: pd.DataFrame, metric: str, higher: boo
     pair = pd.concat([wa[metric].rename("a"), wb[metric].rename("b")], axis=1, join="inner").dropna()
     d = (pair["a"] - pair["b"]).to_numpy()
     sign = 1.0 if higher else -1.0
-    out = {"n_images": len(d), "images_better": int((sign * d > 0).sum()), "images_worse": int((sign * d < 0).sum())}
+    out: dict[str, float] = {"n_images": len(d), "images_better": int((sign * d > 0).sum()), "images_worse": int((sign * d < 0).sum())}
     out["wilcoxon_p"] = wilcoxon(d)["wilcoxon_p"] if len(d) else math.nan
     return out
 

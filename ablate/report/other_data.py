@@ -38,7 +38,8 @@ def load_other_datasets(exp: Path, combinations: list[str]) -> list[OtherData]:
         if not per_image.is_file():
             continue
         pi = pd.read_parquet(per_image)
-        notes, warning = {}, None
+        notes: dict = {}
+        warning: str | None = None
         if (folder / "notes.json").is_file():
             notes, warning = read_optional_json(folder / "notes.json", Notes, str(folder / "notes.json"), NOTES_LOST)
         cols = [c for c in SHOWN if c in pi.columns]

@@ -146,7 +146,8 @@ def summary_wide(e: Experiment, a: Analysis) -> pd.DataFrame:
     rows = []
     for m in sorted(s["metric"].unique(), key=metric_sort_key):
         g = s[s["metric"] == m].set_index("combination")
-        row = {"metric": m, "better": {"higher": "higher", "lower": "lower"}.get(direction(m), "—")}
+        better = direction(m)
+        row = {"metric": m, "better": better if better is not None else "—"}
         for c in e.combinations:
             row[c] = ci_text(g.loc[c].to_dict() | {"n": int(g.loc[c, "n"])}) if c in g.index else "—"
         rows.append(row)

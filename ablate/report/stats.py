@@ -54,7 +54,9 @@ from ablate.report.verdicts import judge
 
 def arrow(metric: str) -> str:
     d = direction(metric)
-    return {"higher": "↑ higher is better", "lower": "↓ lower is better"}.get(d, "no better direction")
+    if d is None:
+        return "no better direction"
+    return {"higher": "↑ higher is better", "lower": "↓ lower is better"}[d]
 
 
 def t_interval(values, level: float = 0.95) -> dict:

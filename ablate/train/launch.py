@@ -13,6 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ablate import storage
 from ablate.data.identity import manifest_sha256
@@ -31,6 +32,9 @@ from ablate.train.grid import check_batches, check_data, preflight_losses, trial
 from ablate.train.pretrained import FoundationStage, check_given_files, choose_auto_foundation, settle_weights
 from ablate.weights import WeightsMissing
 from ablate.weights.ship import ship
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -115,7 +119,7 @@ class PreparedGrid:
 class GridRun:
     out: Path | str  # the experiment folder, or its URI for --out on object storage
     data: str  # the prepared dataset the trials read
-    table: object  # results.parquet as a DataFrame
+    table: pd.DataFrame  # results.parquet
     wall_s: float
 
 
