@@ -21,7 +21,6 @@ from ablate.ui.progress import duration
 
 if TYPE_CHECKING:
     from rich.live import Live
-    from typing_extensions import Self  # typing.Self is Python 3.11+; type checkers ship typing_extensions
 
 PENDING, RUNNING, RETRYING, DONE, DIVERGED, FAILED = "pending", "running", "retrying", "done", "diverged", "failed"
 ENDED = (DONE, DIVERGED, FAILED)
@@ -207,7 +206,8 @@ class GridView:
 
     # -- output --
 
-    def __enter__(self) -> Self:
+    # GridView, not typing.Self: that is Python 3.11+, and typing_extensions is no dependency of ours.
+    def __enter__(self) -> GridView:  # noqa: PYI034
         self.started = self._now()
         if not self.plain:
             from rich.console import Console

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from rich.progress import Progress as Bar
-    from typing_extensions import Self  # typing.Self is Python 3.11+; type checkers ship typing_extensions
 
 
 def duration(s: float | None) -> str:
@@ -70,7 +69,8 @@ class Progress:
         parts += [f"{v} {k}" for k, v in self.counts.items()]
         return "".join(f", {p}" for p in parts)
 
-    def __enter__(self) -> Self:
+    # Progress, not typing.Self: that is Python 3.11+, and typing_extensions is no dependency of ours.
+    def __enter__(self) -> Progress:  # noqa: PYI034
         self.started = self.clock()
         if not self.plain and self.total:
             from rich.console import Console
