@@ -31,7 +31,6 @@ import pandas as pd
 from ablate.report.collect import Experiment, is_demo_data
 from ablate.report.stats import Analysis, direction, metric_sort_key
 
-REPORT_DIR = "report"
 CELL_PX = 132  # displayed side of an image-grid cell
 GRID_CONFIGS_PER_TABLE = 3  # configurations side by side; more go into further tables (each repeats the original)
 GRID_WIDTH_PX = 1240  # what the image columns of one table may take
