@@ -200,9 +200,10 @@ def ranks_by_metric(e: Experiment, a: Analysis) -> pd.DataFrame:
     if r.empty:
         return r
     metrics = [c for c in r.columns if c not in RANKING_INFO]
-    t = r.set_index("combination")[metrics].T.reindex(columns=[c for c in e.combinations if c in set(r["combination"])])
-    t.insert(0, "better", [direction(m) for m in metrics])
-    return t.rename_axis("metric").reset_index()
+    ranks = r.set_index("combination")[metrics].T.reindex(columns=[c for c in e.combinations if c in set(r["combination"])])
+    # Joined side by side, not inserted: a combination may itself be named "metric" or "better".
+    head = pd.DataFrame({"metric": metrics, "better": [direction(m) for m in metrics]})
+    return pd.concat([head, ranks.reset_index(drop=True)], axis=1)
 
 
 METHODS = """The unit of inference is the trained model (one seed of one combination), not the test image.
