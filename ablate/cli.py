@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from ablate.experiment_layout import ExperimentLayout
 from ablate.specs import Choice, EvalSplit, Morphology, PrecisionSetting, SplitMissing
 from ablate.ui.console import Commands, fail
 
@@ -186,7 +187,6 @@ def evaluate(
     With --data naming another prepared dataset than the grid's, the results go to
     EXP/eval/datasets/<its folder name>-<its manifest's sha256, 12 digits>/ and the
     experiment's own evaluation is left as it is."""
-    from ablate import storage
     from ablate.evaluate.arguments import check_evaluation
     from ablate.evaluate.run import EvalOptions, evaluate_experiment
     from ablate.lock import command_line, experiment_lock
@@ -204,7 +204,7 @@ def evaluate(
             df = evaluate_experiment(opts, setup)
     if "trial" in df.columns:  # the grid's own dataset: results.parquet was updated
         print_summary(df)
-        typer.echo(f"per-image metrics: {storage.join(exp, 'eval', 'per_image.parquet')}")
+        typer.echo(f"per-image metrics: {ExperimentLayout(exp).eval.per_image}")
     else:
         typer.echo(df.to_string())
     typer.echo(f"next: ablate report {exp}   |   ablate tensorboard {exp}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from ablate import storage
 from ablate.config import resolve_grid
+from ablate.experiment_layout import ExperimentLayout
 from ablate.lock import command_line, experiment_lock
 from ablate.runtime import ray_session
 from ablate.train.driver import trial_key
@@ -51,7 +52,7 @@ def pretrain_foundation(stage: FoundationStage, opts: LaunchOptions, out) -> Pat
                 f"{stage.data}'s train split for {', '.join(stage.combinations)} -> {stage.out_file}")
     run = RunOptions(steps=opts.fm_steps, batch_size=batch, lr=FM_RUN.lr, workers=opts.workers,
                      address=opts.address, gpus_per_worker=opts.gpus_per_worker,
-                     tb_dir=None if storage.is_uri(out) else Path(out) / "tensorboard" / f"stage-{stage.out_file.stem}")
+                     tb_dir=None if storage.is_uri(out) else Path(ExperimentLayout(out).tensorboard_run(f"stage-{stage.out_file.stem}")))
     result = pretrain(stage.data, stage.out_file, run)
     logger.info(f"stage 1 of 2 done: {result.out_file} (last fm/loss {result.loss:.4f}); stage 2 of 2: the grid")
     return result.out_file

@@ -22,9 +22,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, WrapValidator
 from pydantic_core import PydanticCustomError
 
-GRID_FILE = "grid.json"  # in the experiment folder: the resolved trials of its grid
-NOTES_FILE = "notes.json"  # in eval/ (and in eval/datasets/<name>/): what evaluation used and skipped
-
 # pydantic error types of our own: a leaf's "is <found>, expected <what>" after the key path,
 # and a whole line (a model's own rule across keys, e.g. counts against shards).
 _LEAF = "ablate_leaf"

@@ -79,7 +79,8 @@ def experiment(tmp_path: Path, data: Path, size: int = 32) -> Path:
     from ablate.data.identity import manifest_sha256
     from ablate.models.checkpoint import write_checkpoint
     from ablate.models.presets import build_model
-    from ablate.train.experiment import GRID_RECORD, grid_record
+    from ablate.experiment_layout import GRID_FILE
+    from ablate.train.experiment import grid_record
 
     exp = tmp_path / "exp"
     ckpt = exp / "train" / "l1-s0" / "checkpoint_000000"
@@ -89,7 +90,7 @@ def experiment(tmp_path: Path, data: Path, size: int = 32) -> Path:
     write_checkpoint(ckpt, model_state=build_model("tiny", size, {}).state_dict(), optimizer_state={}, step=1,
                      spec=spec)
     full, _ = resolve_grid("smoke")
-    (exp / GRID_RECORD).write_text(json.dumps(grid_record(full, str(data), ["l1-s0"],
+    (exp / GRID_FILE).write_text(json.dumps(grid_record(full, str(data), ["l1-s0"],
                                                           data_hash=manifest_sha256(str(data))), default=str))
     pd.DataFrame({"trial": ["l1-s0-x"], "combination": ["l1"], "seed": [0], "status": ["done"],
                   "checkpoint": [str(ckpt)], "config.data.size": [size]}).to_parquet(exp / "results.parquet")

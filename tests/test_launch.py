@@ -83,13 +83,15 @@ def test_only_launches_add_to_one_experiment(tmp_path):
     same trials again need --resume."""
     import json
 
-    from ablate.train.experiment import GRID_RECORD, check_experiment_folder, grid_record
+    from ablate.experiment_layout import GRID_FILE
+
+    from ablate.train.experiment import check_experiment_folder, grid_record
     from ablate.train.results import merge_results
 
     full = load_grid(find_grid("smoke"))
     keys = sorted(f"{t.combination}-s{t.seed}" for t in full.trials)
     first, second = keys[:1], keys[1:]
-    (tmp_path / GRID_RECORD).write_text(json.dumps(grid_record(full, "D", first), default=str))
+    (tmp_path / GRID_FILE).write_text(json.dumps(grid_record(full, "D", first), default=str))
     check_experiment_folder(tmp_path, full, resume=False, data="D", launching=second)  # others: fine
     with pytest.raises(ConfigError, match=f"already holds trials {first}"):
         check_experiment_folder(tmp_path, full, resume=False, data="D", launching=first)
@@ -126,11 +128,13 @@ def test_resume_with_nothing_to_resume(tmp_path):
 def test_out_holding_a_different_grid_is_refused(tmp_path):
     import json
 
-    from ablate.train.experiment import GRID_RECORD, check_experiment_folder, grid_fingerprint
+    from ablate.experiment_layout import GRID_FILE
+
+    from ablate.train.experiment import check_experiment_folder, grid_fingerprint
 
     out = tmp_path / "exp"
     out.mkdir()
-    (out / GRID_RECORD).write_text(json.dumps(grid_fingerprint(_smoke()), default=str))
+    (out / GRID_FILE).write_text(json.dumps(grid_fingerprint(_smoke()), default=str))
     check_experiment_folder(out, _smoke(), resume=True)  # same grid, same data: resumable
     with pytest.raises(ConfigError, match="data None -> /elsewhere"):
         check_experiment_folder(out, _smoke(), resume=True, data="/elsewhere")

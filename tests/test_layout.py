@@ -169,7 +169,7 @@ def test_the_command_line_loads_without_torch_or_ray():
 # acyclic). train, fm and segmenter are separate programs on one rank: none imports another.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("ablate", "ablate.errors", "ablate.logs", "ablate.specs", "ablate.io", "ablate.storage", "ablate.lock",
-     "ablate.schemas", "ablate.checks", "ablate.edge_filters", "ablate.registry", "ablate.yaml_load",
+     "ablate.schemas", "ablate.experiment_layout", "ablate.checks", "ablate.edge_filters", "ablate.registry", "ablate.yaml_load",
      "ablate.cache", "ablate.metric_info", "ablate.weights", "ablate.ui", "ablate.search_spaces", "ablate.spec_reader"),
     ("ablate.runtime",),
     ("ablate.data",),

@@ -443,3 +443,15 @@ def test_report_templates_ship_as_package_data():
     assert all(any(Path(f"{TEMPLATES}/{name}").match(g) for g in globs) for name in on_disk)
     assert set(environment(html=True).list_templates()) >= {"report.html", "report.md", "report.css"}
     assert environment(html=True).autoescape and not environment(html=False).autoescape
+
+
+def test_combinations_named_like_the_rank_tables_headings_keep_their_own_columns(tmp_path):
+    """A combination may be called `metric` or `better`, the headings of the ranks-by-metric
+    table: the report still comes out, with one column per combination in grid order."""
+    exp = make_exp(tmp_path / "e", {"base": {}, "metric": {}, "better": {}}, seeds=(0, 1, 2),
+                   value=lambda c, s, i: {"psnr": 20 + np.sin(i) + 0.1 * s + (1.0 if c == "better" else 0.0)})
+    md = write_report(exp, n_images=0, hparams=False).with_name("report.md").read_text()
+    header = "| metric | better | base | metric | better |"
+    assert header in md
+    psnr = next(line for line in md.splitlines()[md.splitlines().index(header):] if line.startswith("| psnr |"))
+    assert psnr.split("|")[2].strip() == "higher" and psnr.split("|")[5].strip() == "1"  # `better` ranks first

@@ -104,7 +104,8 @@ def test_dataset_on_s3(s3_data):
 
 def test_experiment_folder_checks_on_s3(s3):
     from ablate.config import ConfigError, find_grid, load_grid
-    from ablate.train.experiment import GRID_RECORD, check_experiment_folder, grid_fingerprint
+    from ablate.experiment_layout import GRID_FILE
+    from ablate.train.experiment import check_experiment_folder, grid_fingerprint
 
     grid = load_grid(find_grid("smoke"))
     out = f"s3://{BUCKET}/checks/exp"
@@ -114,7 +115,7 @@ def test_experiment_folder_checks_on_s3(s3):
     storage.write_text(f"{out}/notes.txt", "someone else's")
     with pytest.raises(ConfigError, match=f"--out {out} is not empty and holds no ablate experiment"):
         check_experiment_folder(out, grid, resume=False)
-    storage.write_text(f"{out}/{GRID_RECORD}", json.dumps(grid_fingerprint(grid), default=str))
+    storage.write_text(f"{out}/{GRID_FILE}", json.dumps(grid_fingerprint(grid), default=str))
     check_experiment_folder(out, grid, resume=True)
     with pytest.raises(ConfigError, match=r"already holds trials \[.*\] of this grid; add --resume"):
         check_experiment_folder(out, grid, resume=False)

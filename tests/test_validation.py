@@ -271,7 +271,8 @@ def test_f10_dataset_reprepared_in_place_is_refused_naming_both_hashes(tmp_path,
     from ablate.data.identity import RECORD_KEY, manifest_sha256
     from ablate.data.shards import prepare
     from ablate.evaluate.run import EvalOptions, evaluate_experiment
-    from ablate.train.experiment import GRID_RECORD, check_experiment_folder, grid_record
+    from ablate.experiment_layout import GRID_FILE
+    from ablate.train.experiment import check_experiment_folder, grid_record
 
     d, out = tmp_path / "data", tmp_path / "exp"
     prepare(drive_dir, d, size=32)
@@ -280,7 +281,7 @@ def test_f10_dataset_reprepared_in_place_is_refused_naming_both_hashes(tmp_path,
     out.mkdir()
     record = grid_record(full, str(d), ["l1-s0"], data_hash=before)
     assert record[RECORD_KEY] == before
-    (out / GRID_RECORD).write_text(json.dumps(record, default=str))
+    (out / GRID_FILE).write_text(json.dumps(record, default=str))
     check_experiment_folder(out, full, resume=True, data=str(d), data_hash=manifest_sha256(str(d)))  # same data
     prepare(drive_dir, d, size=64)  # re-prepared in place: same path, other images
     after = manifest_sha256(str(d))
@@ -305,14 +306,15 @@ def test_f10_dataset_reprepared_in_place_is_refused_naming_both_hashes(tmp_path,
 def test_f10_record_without_a_hash_is_resumed_with_a_warning_and_gains_it(tmp_path, data, capsys):
     from ablate.config import resolve_grid
     from ablate.data.identity import RECORD_KEY, manifest_sha256
-    from ablate.train.experiment import GRID_RECORD, check_experiment_folder, grid_fingerprint, record_dataset
+    from ablate.experiment_layout import GRID_FILE
+    from ablate.train.experiment import check_experiment_folder, grid_fingerprint, record_dataset
 
     full, _ = resolve_grid("smoke")
     out = tmp_path / "exp"
     out.mkdir()
-    (out / GRID_RECORD).write_text(json.dumps(grid_fingerprint(full, str(data)), default=str))  # an older launch
+    (out / GRID_FILE).write_text(json.dumps(grid_fingerprint(full, str(data)), default=str))  # an older launch
     now = manifest_sha256(str(data))
     check_experiment_folder(out, full, resume=True, data=str(data), data_hash=now)
     assert "grid.json records no dataset hash" in capsys.readouterr().err
-    assert record_dataset(out, now) and json.loads((out / GRID_RECORD).read_text())[RECORD_KEY] == now
+    assert record_dataset(out, now) and json.loads((out / GRID_FILE).read_text())[RECORD_KEY] == now
     assert not record_dataset(out, "0" * 64)  # a recorded hash is never replaced

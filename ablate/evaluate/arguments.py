@@ -29,6 +29,7 @@ import pandas as pd
 
 from ablate import storage
 from ablate.errors import InputMissing, InvalidInput
+from ablate.experiment_layout import ExperimentLayout
 from ablate.specs import EvalSplit
 
 
@@ -201,7 +202,8 @@ def check_evaluation(opts) -> EvalSetup:
     if opts.split not in {s.value for s in EvalSplit}:
         raise InvalidInput(f"--split must be 'test' or 'all', got {opts.split!r}")
     exp = storage.normalize(opts.exp) if storage.is_uri(opts.exp) else Path(opts.exp).resolve()
-    results_path = storage.join(exp, "results.parquet")
+    layout = ExperimentLayout(exp)
+    results_path = layout.results
     if not storage.is_file(results_path):
         raise InputMissing(f"{exp}: no results.parquet; is it an experiment folder from `ablate launch`?")
     results = storage.read_parquet(results_path)
@@ -239,7 +241,7 @@ def check_evaluation(opts) -> EvalSetup:
     from ablate.evaluate.plan import plan_evaluation, recorded_judge, segmenter_identity
 
     judge_id = segmenter_identity(seg_spec)
-    notes_path = storage.join(exp, "eval", *(("datasets", cross) if cross else ()), "notes.json")
+    notes_path = layout.evaluation(cross).notes
     plan = plan_evaluation(exp, results, judge_id, recorded_judge(notes_path))
     if plan.trials.empty:
         raise InvalidInput(f"{results_path}: no finished trial has a checkpoint that verifies: "

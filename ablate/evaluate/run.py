@@ -33,7 +33,8 @@ import pandas as pd
 from ablate import storage
 from ablate.evaluate.reconstruct import reference_levels, to_tensor, vessel_maps
 from ablate.evaluate.trial_stages import bring_weights, device_stage, fm_extractor, morphology_stage
-from ablate.schemas import NOTES_FILE, Notes
+from ablate.experiment_layout import ExperimentLayout
+from ablate.schemas import Notes
 from ablate.ui.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -184,18 +185,19 @@ def evaluate_experiment(opts: EvalOptions, setup=None) -> pd.DataFrame:
     metric_cols = [c for c in table.columns if c not in ("trial", "combination", "seed", "image_id", "segmenter")]
     trial_means = table.groupby("trial")[metric_cols].mean()
     if cross:  # its own folder; the experiment's own evaluation and results stay as they are
-        where = storage.join(exp, "eval", "datasets", cross)
+        where = ExperimentLayout(exp).dataset_eval(cross)
         sets = pd.DataFrame(means).T
-        storage.write_parquet(table, storage.join(where, "per_image.parquet"))
-        storage.write_parquet(sets.rename_axis("trial").reset_index(), storage.join(where, "set_metrics.parquet"))
-        storage.write_text(storage.join(where, NOTES_FILE), Notes(
+        storage.write_parquet(table, where.per_image)
+        storage.write_parquet(sets.rename_axis("trial").reset_index(), where.set_metrics)
+        storage.write_text(where.notes, Notes(
             **s.dataset, splits=list(splits), segmenter=seg_note, morphology=opts.morphology, skipped=notes,
             cautions=cautions, resampled=s.resampled, feature_nets=nets, images=int(table["image_id"].nunique()),
             **checkpoints).to_json())
-        logger.info(f"evaluated on {data_dir} ({'+'.join(splits)}): {where}")
+        logger.info(f"evaluated on {data_dir} ({'+'.join(splits)}): {where.folder}")
         return trial_means.join(sets)
-    storage.write_parquet(table, storage.join(exp, "eval", "per_image.parquet"))
-    storage.write_text(storage.join(exp, "eval", NOTES_FILE), Notes(
+    own = ExperimentLayout(exp).eval
+    storage.write_parquet(table, own.per_image)
+    storage.write_text(own.notes, Notes(
         segmenter=seg_note, morphology=opts.morphology, skipped=notes, cautions=cautions, resampled=s.resampled,
         feature_nets=nets, test_images=int(table["image_id"].nunique()), **checkpoints).to_json())
     merged = results.drop(columns=[c for c in results.columns if c.startswith("test/") or c == "segmenter"])

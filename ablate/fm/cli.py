@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from ablate.runtime.program_command import FinishedRun, RunOptions, train_program
 from ablate.ui import console
 from ablate.weights.table import ablate_weights_file
 
@@ -33,7 +34,7 @@ def foundation_line(options: dict) -> str:
     return "foundation: " + yaml.safe_dump(options, default_flow_style=True, sort_keys=False, width=10**6).strip()
 
 
-@app.command()
+@train_program(app)
 def pretrain(
     data: Path = typer.Option(..., "--data", help="prepared dataset folder (`ablate prepare`); its train split is used"),
     out: Path = typer.Option(_DEFAULT_OUT, "--out", help="checkpoint file to write (RETFound MAE format)"),
@@ -43,23 +44,15 @@ def pretrain(
     size: int | None = typer.Option(None, "--size", help="training size, px (default: the dataset's prepared size)"),
     lr: float = typer.Option(5e-4, "--lr", help="peak AdamW lr (5% warm-up, then cosine to 0)"),
     mask_ratio: float = typer.Option(0.75, "--mask-ratio", help="fraction of patches masked"),
-    workers: int = console.WORKERS,
-    gpus_per_worker: float = console.GPUS_PER_WORKER,
-    tb_dir: Path | None = console.TB_DIR,
-    seed: int = console.SEED,
-    address: str | None = console.ADDRESS,
-    verbose: bool = console.VERBOSE,
-) -> None:
+    *,
+    run: RunOptions,  # built by train_program from the options above and the shared ones
+) -> FinishedRun:
     """Pretrain a masked autoencoder on fundus photographs (Ray Train) for the `foundation` term."""
-    from ablate.runtime import program_run, where_the_run_is
-
-    run = program_run(verbose, steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed,
-                      address=address, gpus_per_worker=gpus_per_worker, tb_dir=tb_dir)
     from ablate.fm.pretrain import pretrain as run_pretrain
 
     r = run_pretrain(data, out, run, preset=preset, size=size, mask_ratio=mask_ratio)
     typer.echo(f"{r.out_file}: MAE {r.arch} after {r.steps} steps, last fm/loss {r.loss:.4f}")
-    typer.echo("\n".join(where_the_run_is(r.tb_dir, r.run_dir, verbose)))
     typer.echo("Trained on ImageNet-normalised inputs, so imagenet_norm must be true. Loss options "
                "(add weight / adaptive / start_step as for any term):")
     typer.echo("  " + foundation_line(r.foundation))
+    return r

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ablate import storage
 from ablate.errors import AblateError
+from ablate.experiment_layout import ExperimentLayout
 
 CHECKPOINT_FILE = "checkpoint.pt"
 RECORD_FILE = "checkpoint.json"
@@ -163,7 +164,7 @@ def locate_checkpoint(exp: Path, path) -> Path | str | None:
     if storage.is_uri(path):
         return path if has_checkpoint(path) else None
     p = Path(path)
-    for cand in (Path(exp) / "train" / p.parent.name / p.name, p):
+    for cand in (Path(ExperimentLayout(exp).train, p.parent.name, p.name), p):
         if (cand / CHECKPOINT_FILE).is_file():
             return cand
     return None

@@ -9,13 +9,14 @@ from pathlib import Path
 import pandas as pd
 
 from ablate.evaluate.samples import N_IMAGES, build_image_grid, segmenter_used
+from ablate.experiment_layout import ExperimentLayout
 from ablate.io import atomic_path
 from ablate.report.caveats import statistical_warnings
 from ablate.report.collect import load_experiment, write_tables
 from ablate.report.context import report_context
 from ablate.report.document import render_html, render_markdown
 from ablate.report.plots import metric_plots
-from ablate.report.render import REPORT_DIR, report_warnings
+from ablate.report.render import report_warnings
 from ablate.report.stats import analyse
 
 
@@ -43,7 +44,8 @@ def build_report(exp: str | Path, n_images: int = N_IMAGES, hparams: bool = True
     `location`: the name the report gives the experiment (see load_experiment)."""
     e = load_experiment(exp, location)
     a = analyse(e)
-    out = e.exp / REPORT_DIR
+    layout = ExperimentLayout(e.exp)
+    out = Path(layout.report)
     out.mkdir(exist_ok=True)
     if hparams:
         from ablate.report.hparams import write_hparams
@@ -64,6 +66,6 @@ def build_report(exp: str | Path, n_images: int = N_IMAGES, hparams: bool = True
     q = [t.assign(question=name) for name, t in (("Q1", a.q1.tests), ("Q2", a.q2.tests)) if not t.empty]
     _write_parquet(pd.concat(q, ignore_index=True) if q else pd.DataFrame({"question": []}), out / "questions.parquet")
     ctx = report_context(e, a, plots, grid, warnings)
-    _write_readable(out / "report.md", render_markdown(ctx))
-    _write_readable(out / "index.html", render_html(ctx))
-    return out / "index.html"
+    _write_readable(Path(layout.report_md), render_markdown(ctx))
+    _write_readable(Path(layout.report_html), render_html(ctx))
+    return Path(layout.report_html)

@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from ablate.evaluate.samples import N_IMAGES
+from ablate.experiment_layout import ExperimentLayout
 from ablate.ui.console import fail
 
 DEFAULT_PORT = 6006
@@ -64,7 +65,7 @@ def tensorboard(
     ($ABLATE_CACHE/tensorboard-mirror/, default ~/.cache/ablate) and re-synced every --sync-every seconds while TensorBoard runs."""
     from ablate import storage
 
-    remote = storage.join(exp, "tensorboard") if storage.is_uri(exp) else None
+    remote = ExperimentLayout(exp).tensorboard if storage.is_uri(exp) else None
     if remote:
         from ablate.runtime import mirror_logs
 
@@ -74,7 +75,7 @@ def tensorboard(
             fail(f"{remote}: no TensorBoard logs (is {exp} an experiment, and has a trial started?)")
         typer.echo(f"mirror of {remote}: {logdir}")
     else:
-        logdir = Path(exp).expanduser().resolve() / "tensorboard"
+        logdir = Path(ExperimentLayout(Path(exp).expanduser().resolve()).tensorboard)
         if not logdir.is_dir():
             fail(f"{logdir}: no TensorBoard logs (is {exp} an experiment folder?)")
     cmd = tensorboard_command(logdir, port, host)

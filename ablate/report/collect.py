@@ -55,17 +55,14 @@ import pandas as pd
 
 from ablate.data.dataset import MANIFEST
 from ablate.errors import AblateError
+from ablate.experiment_layout import ExperimentLayout
 from ablate.io import atomic_path
 from ablate.report.metric_names import labelled
 from ablate.report.text import plain
-from ablate.schemas import GRID_FILE, NOTES_FILE, GridRecord, Notes, problem
+from ablate.schemas import GridRecord, Notes, problem
 
 logger = logging.getLogger(__name__)
 
-RESULTS = "results.parquet"
-GRID = GRID_FILE
-PER_IMAGE = Path("eval") / "per_image.parquet"
-NOTES = Path("eval") / NOTES_FILE
 
 # What a report without eval/notes.json cannot say (its warning names it).
 NOTES_LOST = ("which segmenter, morphology definitions and feature networks evaluation used, and what it skipped, "
@@ -144,7 +141,9 @@ def load_experiment(exp: str | Path, location: str | None = None) -> Experiment:
 
     if not exp.is_dir():
         raise ReportError(f"{where}: no such experiment folder")
-    results_path = exp / RESULTS
+    layout = ExperimentLayout(exp)
+    results_path, grid_path = Path(layout.results), Path(layout.grid)
+    notes_path, per_image_path = Path(layout.eval.notes), Path(layout.eval.per_image)
     if not results_path.is_file():
         raise ReportError(f"{shown(results_path)}: not found; is {where} an experiment folder from `ablate launch`? "
                           "(launch writes it when the grid ends)")
@@ -154,12 +153,12 @@ def load_experiment(exp: str | Path, location: str | None = None) -> Experiment:
         raise ReportError(f"{shown(results_path)}: columns {missing} missing; not a results table from `ablate launch`")
     warnings: list[str] = []
     grid: dict = {}
-    if (exp / GRID).is_file():
-        grid, bad = read_optional_json(exp / GRID, GridRecord, shown(exp / GRID),
+    if grid_path.is_file():
+        grid, bad = read_optional_json(grid_path, GridRecord, shown(grid_path),
                                        "the combination order is taken from results.parquet and the dataset is unknown")
         warnings.extend([bad] if bad else [])
     else:
-        warnings.append(f"{shown(exp / GRID)}: not found; combination order taken from results.parquet")
+        warnings.append(f"{shown(grid_path)}: not found; combination order taken from results.parquet")
 
     combinations = _grid_order(grid, trials)
     baseline, reason = choose_baseline(combinations)
@@ -171,11 +170,10 @@ def load_experiment(exp: str | Path, location: str | None = None) -> Experiment:
     trials = trials.sort_values(["order", "seed"]).reset_index(drop=True)
 
     notes: dict = {}
-    if (exp / NOTES).is_file():
-        notes, bad = read_optional_json(exp / NOTES, Notes, shown(exp / NOTES), NOTES_LOST)
+    if notes_path.is_file():
+        notes, bad = read_optional_json(notes_path, Notes, shown(notes_path), NOTES_LOST)
         warnings.extend([bad] if bad else [])
 
-    per_image_path = exp / PER_IMAGE
     image_metrics, eval_missing, segmenter = None, None, None
     if per_image_path.is_file():
         per_image = _read_parquet(per_image_path, "per-image table", shown(per_image_path))

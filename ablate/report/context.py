@@ -66,10 +66,11 @@ def text_table(df: pd.DataFrame | None, left: tuple[str, ...] = (), row_class=No
     if df is None or df.empty:
         return Table([], [], [], [])
     cell = lambda v: plain(fmt(v) if not isinstance(v, str) else v)
-    records = df.to_dict("records")
+    # Rows by position: a column name may repeat (a combination named like a heading column).
+    rows = [[cell(v) for v in row] for row in df.itertuples(index=False, name=None)]
+    classes = [row_class(r) for r in df.to_dict("records")] if row_class else [""] * len(rows)
     return Table(columns=[cell(c) for c in df.columns], left=[c in left for c in df.columns],
-                 rows=[[cell(v) for v in r.values()] for r in records],
-                 row_classes=[row_class(r) if row_class else "" for r in records])
+                 rows=rows, row_classes=classes)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ablate.experiment_layout import ExperimentLayout
 from ablate.report.collect import Experiment, _present, edge_setting
 
 SESSION_DIR = "hparams"
@@ -83,7 +84,7 @@ def write_hparams(e: Experiment) -> list[Path]:
     from torch.utils.tensorboard import SummaryWriter
     from torch.utils.tensorboard.summary import hparams
 
-    logdir = e.exp / "tensorboard"
+    logdir = Path(ExperimentLayout(e.exp).tensorboard)
     hp, metrics = hparam_table(e), metric_table(e)
     if not hp:
         return []

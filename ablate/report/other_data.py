@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ablate.experiment_layout import ExperimentLayout
 from ablate.report.collect import NOTES_LOST, read_optional_json
 from ablate.schemas import Notes
 
@@ -33,21 +34,22 @@ class OtherData:
 
 def load_other_datasets(exp: Path, combinations: list[str]) -> list[OtherData]:
     out = []
-    for folder in sorted((Path(exp) / "eval" / "datasets").glob("*/")):
-        per_image = folder / "per_image.parquet"
+    for folder in sorted(Path(ExperimentLayout(exp).datasets).glob("*/")):
+        files = ExperimentLayout(exp).dataset_eval(folder.name)
+        per_image = Path(files.per_image)
         if not per_image.is_file():
             continue
         pi = pd.read_parquet(per_image)
         notes: dict = {}
         warning: str | None = None
-        if (folder / "notes.json").is_file():
-            notes, warning = read_optional_json(folder / "notes.json", Notes, str(folder / "notes.json"), NOTES_LOST)
+        if Path(files.notes).is_file():
+            notes, warning = read_optional_json(Path(files.notes), Notes, files.notes, NOTES_LOST)
         cols = [c for c in SHOWN if c in pi.columns]
         for c in cols:
             if c.startswith("delta_"):
                 pi[c] = pi[c].abs()
         trial = pi.groupby(["combination", "trial"])[cols].mean()
-        sets = folder / "set_metrics.parquet"
+        sets = Path(files.set_metrics)
         if sets.is_file():
             s = pd.read_parquet(sets).set_index("trial")
             extra = [c for c in SHOWN if c in s.columns]

@@ -31,7 +31,6 @@ import pandas as pd
 from ablate.report.collect import Experiment, is_demo_data
 from ablate.report.stats import Analysis, direction, metric_sort_key
 
-REPORT_DIR = "report"
 CELL_PX = 132  # displayed side of an image-grid cell
 GRID_CONFIGS_PER_TABLE = 3  # configurations side by side; more go into further tables (each repeats the original)
 GRID_WIDTH_PX = 1240  # what the image columns of one table may take
@@ -202,9 +201,10 @@ def ranks_by_metric(e: Experiment, a: Analysis) -> pd.DataFrame:
     if r.empty:
         return r
     metrics = [c for c in r.columns if c not in RANKING_INFO]
-    t = r.set_index("combination")[metrics].T.reindex(columns=[c for c in e.combinations if c in set(r["combination"])])
-    t.insert(0, "better", [direction(m) for m in metrics])
-    return t.rename_axis("metric").reset_index()
+    ranks = r.set_index("combination")[metrics].T.reindex(columns=[c for c in e.combinations if c in set(r["combination"])])
+    # Joined side by side, not inserted: a combination may itself be named "metric" or "better".
+    head = pd.DataFrame({"metric": metrics, "better": [direction(m) for m in metrics]})
+    return pd.concat([head, ranks.reset_index(drop=True)], axis=1)
 
 
 METHODS = """The unit of inference is the trained model (one seed of one combination), not the test image.

@@ -18,21 +18,26 @@ import tempfile
 from pathlib import Path
 
 from ablate import storage
-from ablate.report.collect import GRID, NOTES, PER_IMAGE, RESULTS, ReportError
+from ablate.experiment_layout import ExperimentLayout
+from ablate.report.collect import ReportError
 
-INPUTS = (RESULTS, GRID, PER_IMAGE.as_posix(), NOTES.as_posix())
+
+def report_inputs(layout: ExperimentLayout) -> tuple[str, ...]:
+    """The files a report reads, results.parquet first (the only one it needs)."""
+    return layout.results, layout.grid, layout.eval.per_image, layout.eval.notes
 
 
 def stage_inputs(uri: str, local: Path) -> list[str]:
     """Download the report's input files that exist; ReportError without results.parquet."""
-    if not storage.is_file(storage.join(uri, RESULTS)):
-        raise ReportError(f"{uri}/{RESULTS}: not found; is {uri} an experiment from `ablate launch`? "
+    remote = report_inputs(ExperimentLayout(uri))
+    if not storage.is_file(remote[0]):
+        raise ReportError(f"{remote[0]}: not found; is {uri} an experiment from `ablate launch`? "
                           "(launch writes it when the grid ends)")
     staged = []
-    for rel in INPUTS:
-        if storage.is_file(storage.join(uri, rel)):
-            storage.download(storage.join(uri, rel), local / rel)
-            staged.append(rel)
+    for src, dst in zip(remote, report_inputs(ExperimentLayout(local)), strict=True):
+        if storage.is_file(src):
+            storage.download(src, Path(dst))
+            staged.append(src)
     return staged
 
 
@@ -40,17 +45,17 @@ def write_report_staged(uri: str, n_images: int, hparams: bool) -> str:
     """Returns the URI of report/index.html."""
     from ablate.report.build import build_report
     from ablate.report.hparams import SESSION_DIR
-    from ablate.report.render import REPORT_DIR
 
     uri = storage.normalize(uri)
     with tempfile.TemporaryDirectory(prefix="ablate-report-") as tmp:
         local = Path(tmp)
         stage_inputs(uri, local)
         build_report(local, n_images=n_images, hparams=hparams, location=uri)
-        storage.upload_dir(local / REPORT_DIR, storage.join(uri, REPORT_DIR))
-        for session in sorted((local / "tensorboard").glob(f"*/{SESSION_DIR}")):
-            remote = storage.join(uri, "tensorboard", session.parent.name, SESSION_DIR)
+        here, there = ExperimentLayout(local), ExperimentLayout(uri)
+        storage.upload_dir(Path(here.report), there.report)
+        for session in sorted(Path(here.tensorboard).glob(f"*/{SESSION_DIR}")):
+            remote = storage.join(there.tensorboard_run(session.parent.name), SESSION_DIR)
             # Not atomic on an object store: a reader between these two lines sees no session.
             storage.delete_dir(remote)
             storage.upload_dir(session, remote)
-    return storage.join(uri, REPORT_DIR, "index.html")
+    return ExperimentLayout(uri).report_html

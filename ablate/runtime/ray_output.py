@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 
 from ablate import storage
+from ablate.experiment_layout import ExperimentLayout
 
 # Settled once per process by the command line (`ablate launch --verbose`).
 _state: dict = {"verbose": True, "driver_log": None, "session_dir": None, "saved": {}, "saved_funcs": {}}
@@ -156,14 +157,14 @@ def note_session(session_dir: str | None) -> None:
 
 
 def logs_location(exp) -> str:
-    return storage.join(exp, "logs")
+    return ExperimentLayout(exp).logs
 
 
 def local_logs(exp) -> Path:
     """Where the logs are gathered on this machine: EXP/logs itself, or for an experiment
     on object storage a local folder named after it (uploaded to EXP/logs at the end)."""
     if not storage.is_uri(exp):
-        return Path(exp, "logs")
+        return Path(ExperimentLayout(exp).logs)
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in str(exp))
     return Path(tempfile.gettempdir(), "ablate-logs", name)
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import typer
 
+from ablate.runtime.program_command import FinishedRun, RunOptions, train_program
 from ablate.ui import console
 from ablate.weights.table import ablate_weights_file
 
@@ -25,7 +26,7 @@ def segmenter() -> None:
     """Vessel segmenter: train the U-Net on DRIVE, or score a segmenter on a prepared split."""
 
 
-@app.command()
+@train_program(app)
 def train(
     data: Path = typer.Option(..., "--data", help="DRIVE prepared by `ablate prepare` (512 px for the real model)"),
     out: Path = typer.Option(_DEFAULT_OUT, "--out", help="U-Net file to write"),
@@ -38,18 +39,10 @@ def train(
     base: int = typer.Option(16, "--base", help="U-Net channels at full resolution"),
     levels: int = typer.Option(4, "--levels", help="U-Net resolutions"),
     include_val: bool = typer.Option(False, "--include-val", help="train on the val split too (no val scores)"),
-    workers: int = console.WORKERS,
-    gpus_per_worker: float = console.GPUS_PER_WORKER,
-    tb_dir: Path | None = console.TB_DIR,
-    seed: int = console.SEED,
-    address: str | None = console.ADDRESS,
-    verbose: bool = console.VERBOSE,
-) -> None:
+    *,
+    run: RunOptions,  # built by train_program from the options above and the shared ones
+) -> FinishedRun:
     """Train the vessel U-Net on the manual masks of a prepared DRIVE (Ray Train); score it on the test split."""
-    from ablate.runtime import program_run, where_the_run_is
-
-    run = program_run(verbose, steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed,
-                      address=address, gpus_per_worker=gpus_per_worker, tb_dir=tb_dir)
     from ablate.segmenter.scores import format_metrics
     from ablate.segmenter.train import train_segmenter
 
@@ -60,7 +53,7 @@ def train(
         typer.echo(format_metrics(r.metrics))
     else:
         typer.echo("no test split with vessel masks in the dataset: the file carries no metrics")
-    typer.echo("\n".join(where_the_run_is(r.tb_dir, r.run_dir, verbose)))
+    return r
 
 
 @app.command()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 
-from ablate import storage
+from ablate.experiment_layout import ExperimentLayout
 from ablate.runtime import Placement
 from ablate.specs import TrialSpec
 
@@ -55,7 +55,7 @@ def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_
         {
             "spec": spec,
             # A local folder or a URI: TrialWriter uploads to object storage itself.
-            "tb_dir": storage.join(exp_dir, "tensorboard", trial_name),
+            "tb_dir": ExperimentLayout(exp_dir).tensorboard_run(trial_name),
             "threads": placement.threads_per_worker,
             "trial_started_at": started,
             "driver_marks": driver_marks,
@@ -67,7 +67,7 @@ def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_
         # Named after the trial (itself named from the trial id), so a restored
         # grid finds the same run folder and its checkpoints.
         name=trial_name,
-        storage_path=storage.join(exp_dir, "train"),  # Ray Train writes s3:// (any pyarrow URI) itself
+        storage_path=ExperimentLayout(exp_dir).train,  # Ray Train writes s3:// (any pyarrow URI) itself
         max_failures=max_failures,
         callbacks=(TuneReportCallback(),),
     ), tune.report, where=trial_key(spec))

@@ -9,11 +9,10 @@ from pathlib import Path
 
 from ablate import storage
 from ablate.data.identity import RECORD_KEY, check_same_dataset
-from ablate.schemas import GRID_FILE, GridRecord, problem
+from ablate.experiment_layout import LOCK_FILES, ExperimentLayout
+from ablate.schemas import GridRecord, problem
 from ablate.specs import ConfigError, Grid
 from ablate.train.driver import trial_key
-
-GRID_RECORD = GRID_FILE  # the resolved trials of the experiment in this folder
 
 
 def grid_fingerprint(grid: Grid, data: str | None = None) -> dict:
@@ -37,11 +36,11 @@ def write_record(out: Path | str, record: dict) -> None:
     """Write grid.json into `out` (a folder or URI): `record` (grid_record's, or a record read
     back with a key added) checked against GridRecord first, so no launch writes one that the
     next launch or the report would refuse."""
-    storage.write_text(storage.join(out, GRID_RECORD), GridRecord.model_validate(record).to_json())
+    storage.write_text(ExperimentLayout(out).grid, GridRecord.model_validate(record).to_json())
 
 
 def read_record(out: Path | str) -> dict | None:
-    record = storage.join(out, GRID_RECORD)
+    record = ExperimentLayout(out).grid
     if not storage.is_file(record):
         return None
     try:
@@ -75,12 +74,10 @@ def launched_before(previous: dict | None) -> list[str]:
 def _entries_besides_lock(out: Path | str) -> bool:
     """The folder holds something other than a writer's lock (ours, held now, or one a killed
     launch left before it wrote grid.json: `experiment_lock` takes that over)."""
-    from ablate.lock import LEASE_FILE, LOCK_FILE
-
     if not storage.is_uri(out):
         p = Path(out)
-        return p.exists() and any(e.name not in (LOCK_FILE, LEASE_FILE) for e in p.iterdir())
-    return any(name not in (LOCK_FILE, LEASE_FILE) for name in storage.list_files(out))
+        return p.exists() and any(e.name not in LOCK_FILES for e in p.iterdir())
+    return any(name not in LOCK_FILES for name in storage.list_files(out))
 
 
 def check_experiment_folder(out: Path | str, grid: Grid, resume: bool, data: str | None = None,
@@ -91,10 +88,10 @@ def check_experiment_folder(out: Path | str, grid: Grid, resume: bool, data: str
     `data_hash` (the dataset's manifest sha256, ablate.data.identity): given, a folder launched
     on another manifest under the same path is refused too, naming both hashes.
     `out` is a local folder or a URI (s3://bucket/prefix)."""
-    record = storage.join(out, GRID_RECORD)
+    record = ExperimentLayout(out).grid
     if not storage.is_file(record):
         if resume:
-            raise ConfigError(f"--resume: {out} holds no experiment to resume (no {GRID_RECORD}); drop --resume to start it")
+            raise ConfigError(f"--resume: {out} holds no experiment to resume (no grid.json); drop --resume to start it")
         if _entries_besides_lock(out):
             raise ConfigError(f"--out {out} is not empty and holds no ablate experiment; choose another folder")
         return

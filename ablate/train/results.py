@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from ablate import storage
+from ablate.experiment_layout import ExperimentLayout
 from ablate.runtime.config_errors import CONFIG_ERROR
 from ablate.specs import TrialSpec
 
@@ -92,14 +93,14 @@ def keep_finished(previous: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_results(out: Path | str) -> pd.DataFrame | None:
-    path = storage.join(out, "results.parquet")
+    path = ExperimentLayout(out).results
     return storage.read_parquet(path) if storage.is_file(path) else None
 
 
 def write_results(df: pd.DataFrame, out: Path | str) -> None:
     """`out` is the experiment folder or its URI."""
-    storage.write_parquet(df, storage.join(out, "results.parquet"))
-    storage.write_csv(df, storage.join(out, "results.csv"))
+    storage.write_parquet(df, ExperimentLayout(out).results)
+    storage.write_csv(df, ExperimentLayout(out).results_csv)
 
 
 def print_summary(df: pd.DataFrame, wall_s: float | None = None) -> None:

@@ -30,14 +30,3 @@ class Commands(TyperGroup):
             return super().invoke(ctx)
         except AblateError as e:
             fail(str(e))
-
-
-# Options every program with one Train run takes (`fm pretrain`, `segmenter train`),
-# declared once; each command still declares its own steps / batch / lr defaults.
-WORKERS = typer.Option(1, "--workers", help="Ray Train workers (DDP ranks)")
-GPUS_PER_WORKER = typer.Option(0.0, "--gpus-per-worker")
-TB_DIR = typer.Option(None, "--tb-dir", help="TensorBoard folder (default: <out dir>/tensorboard/<run>)")
-SEED = typer.Option(0, "--seed")
-ADDRESS = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto'")
-VERBOSE = typer.Option(False, "--verbose", help="show Ray's own output here (Ray Data bars, worker logs) instead of "
-                       "only in <train run>/logs/")

@@ -4,15 +4,18 @@ and the command to run next."""
 from __future__ import annotations
 
 from ablate import storage
+from ablate.experiment_layout import ExperimentLayout
 
-# What an experiment folder holds after `ablate launch`, in the order a user looks for it.
-EXPERIMENT_FILES = (
-    ("results.parquet", "one row per trial; also results.csv"),
-    ("eval/per_image.parquet", "test metrics per image"),
-    ("report/index.html", "the report"),
-    ("tensorboard", "training curves"),
-    ("logs", "Ray's output"),
-)
+
+def experiment_files(layout: ExperimentLayout) -> tuple[tuple[str, str], ...]:
+    """What an experiment folder holds after `ablate launch`, in the order a user looks for it."""
+    return (
+        (layout.results, "one row per trial; also results.csv"),
+        (layout.eval.per_image, "test metrics per image"),
+        (layout.report_html, "the report"),
+        (layout.tensorboard, "training curves"),
+        (layout.logs, "Ray's output"),
+    )
 
 
 def _exists(path: str) -> bool:
@@ -25,14 +28,14 @@ def experiment_summary(exp, skipped: dict[str, str] | None = None) -> list[str]:
         skipped: {what: why} the command left out on purpose (e.g. {"evaluation": "--no-evaluate"}).
     """
     lines = ["written:"]
-    lines += [f"  {storage.join(exp, name)}  ({what})" for name, what in EXPERIMENT_FILES
-              if _exists(storage.join(exp, name))]
+    layout = ExperimentLayout(exp)
+    lines += [f"  {path}  ({what})" for path, what in experiment_files(layout) if _exists(path)]
     for what, why in (skipped or {}).items():
         lines.append(f"skipped: {what} ({why})")
     nxt = []
-    if not _exists(storage.join(exp, "eval", "per_image.parquet")):
+    if not _exists(layout.eval.per_image):
         nxt.append(f"ablate evaluate {exp}")
-    if not _exists(storage.join(exp, "report", "index.html")):
+    if not _exists(layout.report_html):
         nxt.append(f"ablate report {exp}")
     nxt.append(f"ablate tensorboard {exp}")
     lines.append("next: " + "   |   ".join(nxt))
