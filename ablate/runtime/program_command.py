@@ -38,9 +38,12 @@ SCHEDULE = ("steps", "batch_size", "lr")
 
 
 class FinishedRun(Protocol):
-    """What a program's body returns: at least where its run wrote."""
-    tb_dir: Path
-    run_dir: Path
+    """What a program's body returns: at least where its run wrote. Read-only properties, so a
+    frozen dataclass (PretrainResult, SegmenterTrainResult) satisfies it."""
+    @property
+    def tb_dir(self) -> Path: ...
+    @property
+    def run_dir(self) -> Path: ...
 
 
 def train_program(app: typer.Typer, name: str | None = None) -> Callable[[Callable[..., FinishedRun]], Callable]:
