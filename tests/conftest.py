@@ -10,7 +10,9 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from s3_server import s3  # noqa: F401  (the loopback S3 server fixture, for every module)
+
+from tests.helpers import TINY_GRID
+from tests.s3_server import s3  # noqa: F401  (the loopback S3 server fixture, for every module)
 
 # $ABLATE_TEST_DRIVE points the tests at another DRIVE copy (a cluster node, a CI runner
 # whose shared data sits elsewhere); default ../shared/data/drive beside the checkout.
@@ -70,22 +72,6 @@ def ray_local(tmp_path_factory):
     ray.init(num_cpus=2, include_dashboard=False, _temp_dir=tmp, log_to_driver=False)
     yield ray
     ray.shutdown()
-
-
-TINY_GRID = """
-name: e2e
-base:
-  data: {size: 32, augment: {hflip: true, rotate_deg: 5}}
-  model: {preset: tiny}
-  train: {steps: 6, batch_size: 4, lr: 1.0e-3, log_every: 2, image_every: 3, val_every: 3,
-          val_batches: 1, checkpoint_every: 3}
-  losses:
-    codebook: {weight: 1.0}
-combinations:
-  l1: {losses: {l1: {weight: 1.0}}}
-  l2: {losses: {l2: {weight: 1.0}}}
-seeds: [0]
-"""
 
 
 @pytest.fixture(scope="session")

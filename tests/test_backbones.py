@@ -14,7 +14,6 @@ import pytest
 import torch
 import torchvision
 from torch import nn
-from weights_servers import place_in_hf_cache, refused_url
 
 from ablate.backbones.lpips_heads import HEADS_MD5, default_heads_path, load_lpips_heads
 from ablate.backbones.retfound import (
@@ -31,6 +30,7 @@ from ablate.backbones.vgg import SLICES, VGG16_FILE, vgg16_taps, vgg16_weights_p
 from ablate.io import sha256_file
 from ablate.weights import WeightsMissing
 from ablate.weights.table import TABLE, WeightsHashMismatch
+from tests.weights_servers import place_in_hf_cache, refused_url
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

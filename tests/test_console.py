@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from ablate.train.live_view import GridView
+from tests.helpers import REPO as ROOT
 
 ESCAPE = re.compile(r"\x1b|\[A")
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class Clock:

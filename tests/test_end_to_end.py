@@ -60,7 +60,7 @@ def test_two_trial_grid(tiny_experiment):
 
 
 def test_one_trial_with_two_ddp_workers(ray_local, drive32, tmp_path):
-    from conftest import TINY_GRID
+    from tests.helpers import TINY_GRID
 
     one = tmp_path / "one.yaml"
     one.write_text(TINY_GRID.replace("  l2: {losses: {l2: {weight: 1.0}}}\n", ""))

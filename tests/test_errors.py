@@ -21,8 +21,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ablate.errors import AblateError
+from tests.helpers import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ablate"
 # Exception classes that are not user errors, each with why.
 NOT_USER_ERRORS = {

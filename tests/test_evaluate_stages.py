@@ -68,7 +68,7 @@ def test_a_unet_judging_images_far_from_its_training_size_is_a_caution_in_the_re
     broad vessel blobs. Beyond 2x resampling the evaluation says so, and the report shows it."""
     import json
 
-    from test_report import make_exp
+    from tests.helpers.experiments import make_exp
 
     from ablate.evaluate.plan import judge_scale_caution
     from ablate.report.collect import load_experiment

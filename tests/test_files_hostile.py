@@ -115,7 +115,7 @@ def test_garbage_verification_record_is_one_line_naming_it_and_is_kept(caches, k
 
 @pytest.fixture
 def silent(caches, monkeypatch):
-    from weights_servers import SilentServer
+    from tests.weights_servers import SilentServer
 
     server = SilentServer()
     monkeypatch.setenv("ABLATE_WEIGHTS_READ_TIMEOUT_S", "1")  # the default is 60 s: 1 s keeps the test short
@@ -215,9 +215,9 @@ def test_malformed_s3_lease_is_refused_while_fresh_and_taken_over_once_stale(s3,
     import time
 
     import boto3
-    from s3_server import BUCKET
 
     from ablate.lock import LEASE_FILE, ExperimentLocked, experiment_lock
+    from tests.s3_server import BUCKET
 
     exp, key = f"s3://{BUCKET}/garbled-lease", f"garbled-lease/{LEASE_FILE}"
     client = boto3.client("s3")

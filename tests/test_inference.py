@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
-from test_report import EDGE, FM, LPIPS, make_exp
+from tests.helpers.experiments import EDGE, FM, LPIPS, make_exp
 
 from ablate.config import ConfigError, load_grid
 from ablate.report import stats
@@ -24,8 +24,7 @@ from ablate.report.metric_names import below_floor, labelled
 from ablate.report.publish import write_report
 from ablate.report.questions import answer_q1, declared_questions
 from ablate.report.verdicts import PAIR_VERDICTS, headline, judge, pair_verdict
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO as ROOT
 
 
 def _benchmark():

@@ -24,10 +24,10 @@ import pytest
 import torch
 import torchvision
 import yaml
-from weights_servers import FileServer, HubServer
 
 from ablate.config import find_grid
 from ablate.weights.table import TABLE
+from tests.weights_servers import FileServer, HubServer
 
 pytestmark = pytest.mark.ray
 

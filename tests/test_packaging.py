@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import tomllib
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO as ROOT
+
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 # Imported under another name than the distribution's, and not in packages_distributions()
 # on every platform: none today; a new one belongs here with its reason.

@@ -14,12 +14,12 @@ import torch
 import torch.nn.functional as F
 import torchvision
 from PIL import Image
-from weights_servers import refused_url
 
 from ablate.backbones.retfound import build_vit
 from ablate.backbones.vgg import SLICES, VGG16_FILE
 from ablate.losses import LOSSES, CompositeLoss, LossSpec
 from ablate.weights import WeightsMissing
+from tests.weights_servers import refused_url
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -13,7 +13,7 @@ from ablate.models import build_model
 from ablate.runtime import PrecisionError, resolve_precision
 from ablate.specs import ConfigError, TrainSpec
 from ablate.train.step import train_step
-from tests.test_composite import SIZE, TERM_OPTIONS
+from tests.helpers.loss_terms import SIZE, TERM_OPTIONS
 
 STEPS = 40
 # bf16 keeps 8 mantissa bits (~3 significant digits); after 40 Adam steps the two runs

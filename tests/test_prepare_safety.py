@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from ablate.data import prepare_run
 from ablate.data.shards import DatasetError, prepare
+from tests.helpers import REPO
 
 
 def fundus(seed: int, size: tuple[int, int] = (96, 96)) -> Image.Image:
@@ -438,7 +439,6 @@ def test_prepare_starts_ray_only_through_the_shared_loopback_start(tmp_path, mon
 
 @pytest.mark.bad_input
 def test_a_file_failing_its_hash_is_refused_and_kept_as_the_readme_says(tmp_path):
-    from pathlib import Path
 
     from ablate.weights.table import WeightsHashMismatch, entry, verify_file
 
@@ -447,6 +447,6 @@ def test_a_file_failing_its_hash_is_refused_and_kept_as_the_readme_says(tmp_path
     with pytest.raises(WeightsHashMismatch, match=rf"vgg16: {bad} has sha256 .* Delete it, then"):
         verify_file(entry("vgg16"), bad)
     assert bad.read_bytes() == b"not the weights"  # refused and named, not deleted
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     assert "refused, named, and deleted" not in readme
     assert "a file already there (the cache's, or yours through\nthe environment variable) is left in place" in readme

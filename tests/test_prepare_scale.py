@@ -19,7 +19,6 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from s3_server import BUCKET
 from typer.testing import CliRunner
 
 from ablate.data import prepare_tasks
@@ -28,6 +27,7 @@ from ablate.data.shards import DatasetError, prepare, read_manifest, shard_paths
 from ablate.data.sources import scan
 from ablate.io import sha256_file
 from ablate.ui.progress import Progress
+from tests.s3_server import BUCKET
 
 STEMS = ("01_test", "02_test", "03_test", "04_test", "05_test", "21_training")
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from ablate.config import ConfigError, load_grid
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO as ROOT
 
 GRID = """
 name: hostile
@@ -261,7 +260,7 @@ def test_trial_ended_by_a_config_error_is_an_error_row_with_the_message():
     from ablate.runtime.config_errors import CONFIG_ERROR
     from ablate.train.results import collect_results
 
-    g = load_grid(Path(__file__).resolve().parents[1] / "search_spaces" / "smoke.yaml")
+    g = load_grid(ROOT / "search_spaces" / "smoke.yaml")
     spec = g.trials[0]
     key = f"{spec.combination}-s{spec.seed}"
     result = SimpleNamespace(config={"trial": key}, error=None, path="/x",

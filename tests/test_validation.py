@@ -206,7 +206,7 @@ def test_f2_cli_dry_run_with_concurrent_zero_is_refused(drive32):
 
 
 def _exp(tmp_path) -> Path:
-    from test_report import make_exp  # the report tests' hand-made experiment folder
+    from tests.helpers.experiments import make_exp
 
     return make_exp(tmp_path / "e", {"base": {}, "l2": {}})
 

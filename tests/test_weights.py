@@ -23,7 +23,6 @@ import torch
 import torch.hub
 import torchvision
 from typer.testing import CliRunner
-from weights_servers import FileServer, HubServer, refused_url
 
 from ablate.backbones.retfound import frozen_vit, retfound_weights_path
 from ablate.losses import LOSSES
@@ -33,6 +32,7 @@ from ablate.weights import table as weights
 from ablate.weights.cli import app as weights_app
 from ablate.weights.fetch import WeightsAccessDenied, ensure_available, fetch_file, missing_report
 from ablate.weights.table import TABLE, WeightsHashMismatch
+from tests.weights_servers import FileServer, HubServer, refused_url
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -17,9 +17,9 @@ from types import SimpleNamespace
 
 import pandas as pd
 import pytest
-from s3_server import BUCKET
 
 from ablate.lock import LOCK_FILE, ExperimentLocked, experiment_lock
+from tests.s3_server import BUCKET
 
 # ---------------------------------------------------------------- finding 1: one writer
 
