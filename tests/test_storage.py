@@ -205,11 +205,11 @@ def test_report_and_tensorboard_on_s3_without_training(s3, tmp_path, monkeypatch
     """The report of an experiment in the bucket: inputs staged, outputs uploaded, the URI
     named; then `ablate tensorboard URI` serves a local mirror holding its HParams sessions."""
     import typer
-    from tests.helpers.experiments import make_exp
     from typer.testing import CliRunner
 
     from ablate.report.cli import mirror_folder, report, tensorboard
     from ablate.ui.console import Commands
+    from tests.helpers.experiments import make_exp
 
     exp = make_exp(tmp_path / "e", {"base": {}, "lpips": {}})
     uri = f"s3://{BUCKET}/reports/exp"

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 # The checkout: the folder holding ablate/, README.md, search_spaces/ and tests/.
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # A two-trial grid small enough to train and evaluate in tens of seconds on DRIVE at 32 px
 # (conftest's `tiny_grid` writes it to a file; some tests derive other grids from it).

@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats as sps
-from tests.helpers.experiments import EDGE, FM, LPIPS, make_exp
 
 from ablate.config import ConfigError, load_grid
 from ablate.report import stats
@@ -25,6 +24,7 @@ from ablate.report.publish import write_report
 from ablate.report.questions import answer_q1, declared_questions
 from ablate.report.verdicts import PAIR_VERDICTS, headline, judge, pair_verdict
 from tests.helpers import REPO as ROOT
+from tests.helpers.experiments import EDGE, FM, LPIPS, make_exp
 
 
 def _benchmark():

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from test_faults import _finished_trial_dirs, _launch, _pids_titled, _registered_checkpoints, _wait
+
+from tests.end_to_end.test_faults import _finished_trial_dirs, _launch, _pids_titled, _registered_checkpoints, _wait
 
 pytestmark = pytest.mark.ray
 SEED = 20  # the kill moments; printed, so a failure can be replayed

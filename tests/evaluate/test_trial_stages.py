@@ -68,11 +68,10 @@ def test_a_unet_judging_images_far_from_its_training_size_is_a_caution_in_the_re
     broad vessel blobs. Beyond 2x resampling the evaluation says so, and the report shows it."""
     import json
 
-    from tests.helpers.experiments import make_exp
-
     from ablate.evaluate.plan import judge_scale_caution
     from ablate.report.collect import load_experiment
     from ablate.report.render import report_warnings
+    from tests.helpers.experiments import make_exp
 
     unet = SimpleNamespace(name="unet:camera", size=512)
     assert judge_scale_caution(unet, 256) is None and judge_scale_caution(unet, 1024) is None  # within 2x

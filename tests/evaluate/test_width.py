@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_morphology import arc, bar, draw
 
 from ablate.evaluate.morphology import vessel_features
+from tests.evaluate.test_morphology import arc, bar, draw
 
 
 @pytest.mark.parametrize("w", [1, 2, 3, 4, 5])
