@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TINY_GRID
+from tests.helpers import RAY_STARTS, TINY_GRID
 from tests.s3_server import s3  # noqa: F401  (the loopback S3 server fixture, for every module)
 
 # $ABLATE_TEST_DRIVE points the tests at another DRIVE copy (a cluster node, a CI runner
@@ -44,6 +44,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def no_ray_start(monkeypatch):
+    """Every ray.init of the test is recorded in tests.helpers.RAY_STARTS and refused: a check
+    "before Ray starts" must not reach it."""
+    import ray
+
+    RAY_STARTS.clear()
+
+    def refuse(*args, **kwargs):
+        RAY_STARTS.append((args, kwargs))
+        raise AssertionError("ray.init called: the check should have refused before Ray starts")
+
+    monkeypatch.setattr(ray, "init", refuse)
 
 
 @pytest.fixture(scope="session")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from PIL import Image
 from ablate.data.preprocess import decode_png
 from ablate.data.shards import DatasetError, prepare, shard_paths
 from ablate.io import sha256_file
+from ablate.ui.progress import Progress
 
 
 def _rows(out: Path, split: str) -> list[dict]:
@@ -221,3 +224,43 @@ def test_unreadable_folder_is_named(drive_dir, tmp_path):
     assert res.returncode == 2, res.stderr
     assert f"{locked}: cannot read folder" in res.stderr
     assert top.returncode == 2 and f"path '{src}' is not readable" in top.stderr
+
+
+STEMS = ("01_test", "02_test", "03_test", "04_test", "05_test", "21_training")
+
+
+def _src(drive_dir: Path, folder: Path, stems=STEMS) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for stem in stems:
+        shutil.copy(drive_dir / "images" / f"{stem}.tif", folder / f"{stem}.tif")
+    shutil.copy(drive_dir / "images" / "01_test.tif", folder / "zz_copy.tif")  # a duplicate
+    (folder / "broken.png").write_bytes(b"not an image")
+    return folder
+
+
+# ---- progress ----------------------------------------------------------------------------------
+
+def test_progress_bar_on_a_terminal_and_one_line_otherwise(drive_dir, tmp_path):
+    src = _src(drive_dir, tmp_path / "src", STEMS[:2])
+    log = io.StringIO()
+    shown = functools.partial(Progress, "prepare", unit="files", stream=log, plain=True, every_pct=None,
+                              rate_unit="images/s")
+    prepare(src, tmp_path / "a", size=32, progress=shown)
+    (line,) = log.getvalue().splitlines()  # off a terminal: the end line only
+    assert re.fullmatch(r"prepare: 4/4 files in \d+s, [\d.]+ images/s, 2 rejected", line), line
+    # A resumed run: earlier files count done, not in the rate; the counts follow each line.
+    now = [0.0]
+    term = io.StringIO()
+    with Progress("prepare", 10, "files", stream=term, plain=True, every_pct=50, min_interval_s=0, clock=lambda: now[0],
+                  resumed=4, counts={"rejected": 1}, rate_unit="images/s") as p:
+        now[0] = 2.0
+        p.advance(1, rejected=2)
+    first, last = term.getvalue().splitlines()
+    assert first == "prepare: 5/10 files (50%), 4 resumed, 0.5 images/s, 2 rejected, elapsed 2s, ETA 10s", first
+    assert last == "prepare: 5/10 files in 2s, 4 resumed, 0.5 images/s, 2 rejected"
+    # On a terminal: the bar, with the same details beside it.
+    bar = io.StringIO()
+    with Progress("prepare", 10, "files", stream=bar, plain=False, resumed=4, counts={"rejected": 1},
+                  rate_unit="images/s") as p:
+        p.advance(1, rejected=2)
+    assert "5/10 files" in bar.getvalue() and "4 resumed" in bar.getvalue() and "2 rejected" in bar.getvalue()

@@ -25,3 +25,9 @@ combinations:
   l2: {losses: {l2: {weight: 1.0}}}
 seeds: [0]
 """
+
+
+# ray.init calls of the current test, recorded by conftest's `no_ray_start` fixture (which
+# refuses them): `assert not RAY_STARTS` says a check refused before Ray started.
+# ray.is_initialized() cannot tell: the session's shared Ray may be up.
+RAY_STARTS: list = []

@@ -12,7 +12,6 @@ import pandas as pd
 SEG = "ridge:meijering+otsu"
 
 
-
 def make_exp(root: Path, combos: dict[str, dict], seeds=(0,), n_images=12, value=None, evaluated=True,
              name="synthetic", segmenter=SEG) -> Path:
     """An experiment folder with results.parquet, grid.json and (optionally) eval/per_image.parquet.

@@ -106,3 +106,16 @@ def test_simulated_one_gpu_node_holds_four_quarter_gpu_trials(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     last = out.stdout.strip().splitlines()[-1]
     assert last.startswith("OK 4 ") and last.endswith("[0.25, 0.25, 0.25, 0.25] 0"), last
+
+
+@pytest.mark.bad_input
+@pytest.mark.usefixtures("no_ray_start")
+def test_f2_zero_cpu_workers_and_zero_concurrency_refused_by_placement():
+    """fm pretrain and segmenter train plan with plan_placement too: 0 CPUs per worker lifted
+    the concurrency cap to 99, and a concurrency of 0 reads as unlimited to Tune."""
+    from ablate.runtime import plan_placement
+
+    with pytest.raises(ConfigError, match=r"--cpus-per-worker must be > 0 \(at least 0.01\), got 0"):
+        plan_placement(2, workers=1, cpus_per_worker=0, gpus_per_worker=0, concurrent=None)
+    with pytest.raises(ConfigError, match="--concurrent must be >= 1, got 0"):
+        plan_placement(2, workers=1, cpus_per_worker=None, gpus_per_worker=0, concurrent=0)
