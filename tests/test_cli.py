@@ -149,7 +149,9 @@ def _write_manifest(d: Path, m) -> None:
 
 @pytest.mark.bad_input
 @pytest.mark.usefixtures("no_ray_start")
-def test_f7_cli_dry_run_with_a_bad_manifest_is_one_line_no_traceback(data):
+def test_cli_dry_run_with_a_bad_manifest_is_one_line_no_traceback(data):
+    """Finding F7 (issue 20): Cli dry run with a bad manifest is one line no traceback."""
+
     from typer.testing import CliRunner
 
     from ablate.cli import app
@@ -165,7 +167,9 @@ def test_f7_cli_dry_run_with_a_bad_manifest_is_one_line_no_traceback(data):
 
 @pytest.mark.bad_input
 @pytest.mark.usefixtures("no_ray_start")
-def test_f2_cli_dry_run_with_concurrent_zero_is_refused(drive32):
+def test_cli_dry_run_with_concurrent_zero_is_refused(drive32):
+    """Finding F2 (issue 20): Cli dry run with concurrent zero is refused."""
+
     from typer.testing import CliRunner
 
     from ablate.cli import app

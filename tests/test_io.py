@@ -26,7 +26,9 @@ def _plain(drive_dir: Path, folder: Path, stems=STEMS) -> Path:
 
 @pytest.mark.bad_input
 @pytest.mark.parametrize("umask,mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
-def test_f12_atomic_files_follow_umask(tmp_path, umask, mode):
+def test_atomic_files_follow_umask(tmp_path, umask, mode):
+    """Finding F12 (issue 20): Atomic files follow umask."""
+
     old = os.umask(umask)
     try:
         write_text_atomic(tmp_path / "a.txt", "x")
@@ -36,7 +38,9 @@ def test_f12_atomic_files_follow_umask(tmp_path, umask, mode):
 
 
 @pytest.mark.bad_input
-def test_f12_prepared_dataset_follows_umask(drive_dir, tmp_path):
+def test_prepared_dataset_follows_umask(drive_dir, tmp_path):
+    """Finding F12 (issue 20): Prepared dataset follows umask."""
+
     src = _plain(drive_dir, tmp_path / "src", STEMS[:1])
     old = os.umask(0o027)
     try:

@@ -17,7 +17,9 @@ from tests.s3_server import BUCKET
 
 
 @pytest.mark.fault
-def test_f1_second_writer_refused_naming_holder(tmp_path):
+def test_second_writer_refused_naming_holder(tmp_path):
+    """Finding F1 (issue 20): Second writer refused naming holder."""
+
     with experiment_lock(tmp_path, "ablate launch --grid smoke"), pytest.raises(ExperimentLocked) as e:
         with experiment_lock(tmp_path, "ablate evaluate"):
             pass
@@ -27,7 +29,9 @@ def test_f1_second_writer_refused_naming_holder(tmp_path):
 
 
 @pytest.mark.fault
-def test_f1_report_command_refused_while_a_launch_writes(tmp_path):
+def test_report_command_refused_while_a_launch_writes(tmp_path):
+    """Finding F1 (issue 20): Report command refused while a launch writes."""
+
     from typer.testing import CliRunner
 
     from ablate.cli import app
@@ -39,7 +43,9 @@ def test_f1_report_command_refused_while_a_launch_writes(tmp_path):
 
 
 @pytest.mark.fault
-def test_f1_stale_lock_of_a_dead_pid_taken_over_with_message(tmp_path, capsys):
+def test_stale_lock_of_a_dead_pid_taken_over_with_message(tmp_path, capsys):
+    """Finding F1 (issue 20): Stale lock of a dead pid taken over with message."""
+
     (tmp_path / LOCK_FILE).write_text(json.dumps({"user": "x", "host": os.uname().nodename, "pid": 2 ** 22 + 12345,
                                                   "command": "ablate launch --grid old", "since": 1.0e9}))
     with experiment_lock(tmp_path, "ablate launch --grid new"):
@@ -50,7 +56,9 @@ def test_f1_stale_lock_of_a_dead_pid_taken_over_with_message(tmp_path, capsys):
 
 
 @pytest.mark.fault
-def test_f1_lock_released_after_the_command_and_on_exception(tmp_path):
+def test_lock_released_after_the_command_and_on_exception(tmp_path):
+    """Finding F1 (issue 20): Lock released after the command and on exception."""
+
     with experiment_lock(tmp_path, "a"):
         assert (tmp_path / LOCK_FILE).is_file()
     assert not (tmp_path / LOCK_FILE).exists()  # nothing left in the experiment folder
@@ -62,8 +70,8 @@ def test_f1_lock_released_after_the_command_and_on_exception(tmp_path):
 
 
 @pytest.mark.fault
-def test_f1_lock_held_by_another_process_is_refused(tmp_path):
-    """flock between processes (the case of two `ablate launch`), and freed when the holder dies."""
+def test_lock_held_by_another_process_is_refused(tmp_path):
+    """Finding F1 (issue 20): flock between processes (the case of two `ablate launch`), and freed when the holder dies."""
     code = (f"import time\nfrom ablate.lock import experiment_lock\n"
             f"with experiment_lock({str(tmp_path)!r}, 'ablate launch --grid other'):\n"
             f"    print('held', flush=True); time.sleep(60)\n")
@@ -80,7 +88,9 @@ def test_f1_lock_held_by_another_process_is_refused(tmp_path):
 
 
 @pytest.mark.fault
-def test_f1_s3_lease_refuses_a_second_writer_takes_over_a_stale_one_and_is_released(s3, capsys):
+def test_s3_lease_refuses_a_second_writer_takes_over_a_stale_one_and_is_released(s3, capsys):
+    """Finding F1 (issue 20): S3 lease refuses a second writer takes over a stale one and is released."""
+
     import boto3
 
     from ablate.lock import LEASE_FILE, _Lease

@@ -96,7 +96,9 @@ BAD_VALUES = [
                                                          for b, _ in BAD_VALUES])
 @pytest.mark.bad_input
 @pytest.mark.usefixtures("no_ray_start")
-def test_f2_bad_launch_value_refused_in_dry_run_before_ray(bad, message, drive32, capsys):
+def test_bad_launch_value_refused_in_dry_run_before_ray(bad, message, drive32, capsys):
+    """Finding F2 (issue 20): Bad launch value refused in dry run before ray."""
+
     with pytest.raises(ConfigError) as e:
         prepare_launch(LaunchOptions(grid="smoke", data=str(drive32), dry_run=True, **bad))
     assert str(e.value) == message
@@ -109,7 +111,9 @@ def test_f2_bad_launch_value_refused_in_dry_run_before_ray(bad, message, drive32
                          ids=["workers100", "2x1cpu", "3concurrent"])
 @pytest.mark.bad_input
 @pytest.mark.usefixtures("no_ray_start")
-def test_f2_placement_that_does_not_fit_refused_in_dry_run(opts, monkeypatch, drive32):
+def test_placement_that_does_not_fit_refused_in_dry_run(opts, monkeypatch, drive32):
+    """Finding F2 (issue 20): Placement that does not fit refused in dry run."""
+
     import ablate.runtime
 
     monkeypatch.setattr(ablate.runtime, "local_resources", lambda: (2.0, 0.0))  # this 2-core machine, anywhere
@@ -119,7 +123,9 @@ def test_f2_placement_that_does_not_fit_refused_in_dry_run(opts, monkeypatch, dr
 
 
 @pytest.mark.usefixtures("no_ray_start")
-def test_f2_unlimited_max_failures_named_in_the_placement_line(monkeypatch, drive32, capsys):
+def test_unlimited_max_failures_named_in_the_placement_line(monkeypatch, drive32, capsys):
+    """Finding F2 (issue 20): Unlimited max failures named in the placement line."""
+
     import ablate.runtime
 
     monkeypatch.setattr(ablate.runtime, "local_resources", lambda: (2.0, 0.0))
@@ -132,7 +138,9 @@ def test_f2_unlimited_max_failures_named_in_the_placement_line(monkeypatch, driv
 
 @pytest.mark.bad_input
 @pytest.mark.usefixtures("no_ray_start")
-def test_f7_launch_check_covers_the_test_split_when_evaluating(data):
+def test_launch_check_covers_the_test_split_when_evaluating(data):
+    """Finding F7 (issue 20): Launch check covers the test split when evaluating."""
+
     from ablate.config import find_grid, load_grid
     from ablate.train.grid import check_data
 

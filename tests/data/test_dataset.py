@@ -53,7 +53,9 @@ BAD_MANIFESTS = [
 @pytest.mark.bad_input
 @pytest.mark.parametrize("name,damage,message", BAD_MANIFESTS, ids=[b[0] for b in BAD_MANIFESTS])
 @pytest.mark.usefixtures("no_ray_start")
-def test_f7_wrong_shaped_manifest_named_in_one_line(name, damage, message, data):
+def test_wrong_shaped_manifest_named_in_one_line(name, damage, message, data):
+    """Finding F7 (issue 20): Wrong shaped manifest named in one line."""
+
     _write_manifest(data, damage(_manifest(data)))
     with pytest.raises(DatasetError) as e:
         read_manifest(data)

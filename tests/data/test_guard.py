@@ -44,7 +44,9 @@ def _png_claiming(width: int, height: int) -> bytes:
 
 
 @pytest.mark.bad_input
-def test_f4_decompression_bomb_is_rejected_and_good_images_prepared(drive_dir, tmp_path):
+def test_decompression_bomb_is_rejected_and_good_images_prepared(drive_dir, tmp_path):
+    """Finding F4 (issue 20): Decompression bomb is rejected and good images prepared."""
+
     src = _plain(drive_dir, tmp_path / "src")
     (src / "bomb.png").write_bytes(_png_claiming(40000, 40000))
     (src / "70mp.png").write_bytes(_png_claiming(10000, 7000))  # over the default cap, under Pillow's
@@ -56,8 +58,8 @@ def test_f4_decompression_bomb_is_rejected_and_good_images_prepared(drive_dir, t
 
 
 @pytest.mark.bad_input
-def test_f4_image_over_cap_is_rejected_from_its_header(drive_dir, tmp_path, monkeypatch):
-    """DRIVE's 565x584 (330 kpx) passes a 350 kpx cap; a 600x600 image is refused undecoded."""
+def test_image_over_cap_is_rejected_from_its_header(drive_dir, tmp_path, monkeypatch):
+    """Finding F4 (issue 20): DRIVE's 565x584 (330 kpx) passes a 350 kpx cap; a 600x600 image is refused undecoded."""
     src = _plain(drive_dir, tmp_path / "src", STEMS[:2])
     Image.open(drive_dir / "images" / "03_test.tif").resize((600, 600)).save(src / "big.png")
     decoded, real_load = [], ImageFile.ImageFile.load
@@ -74,7 +76,9 @@ def test_f4_image_over_cap_is_rejected_from_its_header(drive_dir, tmp_path, monk
 
 
 @pytest.mark.bad_input
-def test_f4_huge_file_rejected_unread_and_each_file_read_once(drive_dir, tmp_path, monkeypatch):
+def test_huge_file_rejected_unread_and_each_file_read_once(drive_dir, tmp_path, monkeypatch):
+    """Finding F4 (issue 20): Huge file rejected unread and each file read once."""
+
     src = _plain(drive_dir, tmp_path / "src", STEMS[:2])
     huge = src / "huge.png"
     with huge.open("wb") as f:
@@ -104,8 +108,8 @@ def test_f4_huge_file_rejected_unread_and_each_file_read_once(drive_dir, tmp_pat
 
 
 @pytest.mark.bad_input
-def test_f4_truncated_jpeg_and_png_are_rejected(drive_dir, tmp_path):
-    """Kept behaviour: cut-off files are rejects, not crashes."""
+def test_truncated_jpeg_and_png_are_rejected(drive_dir, tmp_path):
+    """Finding F4 (issue 20): Kept behaviour: cut-off files are rejects, not crashes."""
     src = _plain(drive_dir, tmp_path / "src", STEMS[:1])
     im = Image.open(drive_dir / "images" / "02_test.tif")
     for fmt, name in (("JPEG", "cut.jpg"), ("PNG", "cut.png")):
@@ -119,7 +123,9 @@ def test_f4_truncated_jpeg_and_png_are_rejected(drive_dir, tmp_path):
 
 
 @pytest.mark.bad_input
-def test_f4_max_pixels_above_pillow_limit_is_refused(drive_dir, tmp_path):
+def test_max_pixels_above_pillow_limit_is_refused(drive_dir, tmp_path):
+    """Finding F4 (issue 20): Max pixels above pillow limit is refused."""
+
     src = _plain(drive_dir, tmp_path / "src", STEMS[:1])
     with pytest.raises(DatasetError, match=r"--max-pixels 1000000000: above Pillow's decompression-bomb limit"):
         prepare(src, tmp_path / "out", size=32, max_pixels=10**9)

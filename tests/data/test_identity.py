@@ -27,7 +27,9 @@ def data(tmp_path, drive32) -> Path:
 
 @pytest.mark.fault
 @pytest.mark.usefixtures("no_ray_start")
-def test_f10_dataset_reprepared_in_place_is_refused_naming_both_hashes(tmp_path, drive_dir, monkeypatch):
+def test_dataset_reprepared_in_place_is_refused_naming_both_hashes(tmp_path, drive_dir, monkeypatch):
+    """Finding F10 (issue 20): Dataset reprepared in place is refused naming both hashes."""
+
     from ablate.config import resolve_grid
     from ablate.data.identity import RECORD_KEY, manifest_sha256
     from ablate.data.shards import prepare
@@ -64,7 +66,9 @@ def test_f10_dataset_reprepared_in_place_is_refused_naming_both_hashes(tmp_path,
 
 @pytest.mark.fault
 @pytest.mark.usefixtures("no_ray_start")
-def test_f10_record_without_a_hash_is_resumed_with_a_warning_and_gains_it(tmp_path, data, capsys):
+def test_record_without_a_hash_is_resumed_with_a_warning_and_gains_it(tmp_path, data, capsys):
+    """Finding F10 (issue 20): Record without a hash is resumed with a warning and gains it."""
+
     from ablate.config import resolve_grid
     from ablate.data.identity import RECORD_KEY, manifest_sha256
     from ablate.train.experiment import GRID_RECORD, check_experiment_folder, grid_fingerprint, record_dataset
@@ -81,7 +85,9 @@ def test_f10_record_without_a_hash_is_resumed_with_a_warning_and_gains_it(tmp_pa
 
 
 @pytest.mark.usefixtures("no_ray_start")
-def test_f1_dataset_key_is_name_and_manifest_hash():
+def test_dataset_key_is_name_and_manifest_hash():
+    """Finding F1 (issue 25): Dataset key is name and manifest hash."""
+
     from ablate.evaluate.arguments import dataset_key
 
     assert dataset_key("/x/siteA/prepared/", "ab" * 32, "test") == "prepared-abababababab"

@@ -46,7 +46,9 @@ def _with_split(drive_dir: Path, tmp_path: Path, rows: str, stems=("01_test", "0
 
 
 @pytest.mark.bad_input
-def test_f6_stems_written_with_extension_match(drive_dir, tmp_path):
+def test_stems_written_with_extension_match(drive_dir, tmp_path):
+    """Finding F6 (issue 20): Stems written with extension match."""
+
     src = _with_split(drive_dir, tmp_path, "01_test.tif,test\n02_test.TIF,test\n21_training.tif,training\n")
     r = prepare(src, tmp_path / "out", size=32, val_from_train=0.0)
     assert r.counts == {"train": 1, "val": 0, "test": 2}
@@ -54,28 +56,36 @@ def test_f6_stems_written_with_extension_match(drive_dir, tmp_path):
 
 
 @pytest.mark.bad_input
-def test_f6_duplicate_stems_are_refused_naming_lines(drive_dir, tmp_path):
+def test_duplicate_stems_are_refused_naming_lines(drive_dir, tmp_path):
+    """Finding F6 (issue 20): Duplicate stems are refused naming lines."""
+
     src = _with_split(drive_dir, tmp_path, "01_test,test\n02_test,test\n21_training,train\n01_test.tif,train\n")
     with pytest.raises(DatasetError, match=r"split.csv: stem listed more than once: '01_test' \(lines 2 and 5\)"):
         prepare(src, tmp_path / "out", size=32)
 
 
 @pytest.mark.bad_input
-def test_f6_stems_matching_no_image_are_refused(drive_dir, tmp_path):
+def test_stems_matching_no_image_are_refused(drive_dir, tmp_path):
+    """Finding F6 (issue 20): Stems matching no image are refused."""
+
     src = _with_split(drive_dir, tmp_path, "01_test,test\n02_test,test\n21_training,train\n99_tset,test\n")
     with pytest.raises(DatasetError, match=r"split.csv: 1 stem\(s\) match no image in .*: '99_tset' \(line 5\)"):
         prepare(src, tmp_path / "out", size=32)
 
 
 @pytest.mark.bad_input
-def test_f6_unknown_split_name_is_refused_naming_the_row(drive_dir, tmp_path):
+def test_unknown_split_name_is_refused_naming_the_row(drive_dir, tmp_path):
+    """Finding F6 (issue 20): Unknown split name is refused naming the row."""
+
     src = _with_split(drive_dir, tmp_path, "01_test,test\n02_test,tset\n21_training,train\n")
     with pytest.raises(DatasetError, match=r"split.csv line 3: unknown split 'tset' for stem '02_test'"):
         prepare(src, tmp_path / "out", size=32)
 
 
 @pytest.mark.bad_input
-def test_f6_unlisted_images_are_counted_and_skipped_or_trained_on_request(drive_dir, tmp_path):
+def test_unlisted_images_are_counted_and_skipped_or_trained_on_request(drive_dir, tmp_path):
+    """Finding F6 (issue 20): Unlisted images are counted and skipped or trained on request."""
+
     src = _with_split(drive_dir, tmp_path, "01_test,test\n02_test,test\n")
     r = prepare(src, tmp_path / "skip", size=32, val_from_train=0.0)
     assert r.counts == {"train": 0, "val": 0, "test": 2}
@@ -92,7 +102,9 @@ def test_f6_unlisted_images_are_counted_and_skipped_or_trained_on_request(drive_
 
 
 @pytest.mark.bad_input
-def test_f6_cli_reports_unlisted_images_and_refuses_bad_choice(drive_dir, tmp_path):
+def test_cli_reports_unlisted_images_and_refuses_bad_choice(drive_dir, tmp_path):
+    """Finding F6 (issue 20): Cli reports unlisted images and refuses bad choice."""
+
     from ablate.cli import app
 
     src = _with_split(drive_dir, tmp_path, "01_test,test\n", stems=("01_test", "02_test"))
@@ -105,8 +117,8 @@ def test_f6_cli_reports_unlisted_images_and_refuses_bad_choice(drive_dir, tmp_pa
 
 
 @pytest.mark.bad_input
-def test_f6_split_csv_that_is_not_a_file_is_refused(drive_dir, tmp_path):
-    """A dangling split.csv link must not pass as "no split file" (a seeded split instead)."""
+def test_split_csv_that_is_not_a_file_is_refused(drive_dir, tmp_path):
+    """Finding F6 (issue 20): A dangling split.csv link must not pass as "no split file" (a seeded split instead)."""
     src = tmp_path / "src"
     _plain(drive_dir, src / "images", STEMS[:1])
     (src / "split.csv").symlink_to(tmp_path / "elsewhere.csv")
@@ -117,7 +129,9 @@ def test_f6_split_csv_that_is_not_a_file_is_refused(drive_dir, tmp_path):
 # ---- f13: unreadable entries ---------------------------------------------------------------
 
 @pytest.mark.bad_input
-def test_f13_unreadable_entries_are_listed_and_never_opened(drive_dir, tmp_path, monkeypatch):
+def test_unreadable_entries_are_listed_and_never_opened(drive_dir, tmp_path, monkeypatch):
+    """Finding F13 (issue 20): Unreadable entries are listed and never opened."""
+
     src = _plain(drive_dir, tmp_path / "src", STEMS[:2])
     (src / "dangling.png").symlink_to(src / "gone.png")
     (src / "loop.png").symlink_to(src / "loop.png")

@@ -52,7 +52,9 @@ prepare(sys.argv[1], sys.argv[2], size=48, rows_per_shard=1)
 # ---- f3: datasets replaced atomically ---------------------------------------------------
 
 @pytest.mark.fault
-def test_f3_disk_full_keeps_previous_dataset(drive_dir, tmp_path, monkeypatch):
+def test_disk_full_keeps_previous_dataset(drive_dir, tmp_path, monkeypatch):
+    """Finding F3 (issue 20): Disk full keeps previous dataset."""
+
     src = _plain(drive_dir, tmp_path / "src", STEMS + ("04_test",))
     out = tmp_path / "data"
     prepare(src, out, size=32, rows_per_shard=1)
@@ -87,8 +89,8 @@ def test_f3_disk_full_keeps_previous_dataset(drive_dir, tmp_path, monkeypatch):
 
 
 @pytest.mark.fault
-def test_f3_interrupted_swap_is_recovered_by_next_prepare(drive_dir, tmp_path):
-    """A kill between the two renames (where no atomic exchange exists) leaves the previous
+def test_interrupted_swap_is_recovered_by_next_prepare(drive_dir, tmp_path):
+    """Finding F3 (issue 20): A kill between the two renames (where no atomic exchange exists) leaves the previous
     dataset in <out>.old-PID and a partial <out>.new-PID: the next prepare puts the
     previous one back, removes the partial one, and says both."""
     src = _plain(drive_dir, tmp_path / "src", STEMS[:2])
@@ -108,7 +110,9 @@ def test_f3_interrupted_swap_is_recovered_by_next_prepare(drive_dir, tmp_path):
 
 
 @pytest.mark.fault
-def test_f3_killed_prepare_keeps_previous_dataset(drive_dir, tmp_path):
+def test_killed_prepare_keeps_previous_dataset(drive_dir, tmp_path):
+    """Finding F3 (issue 20): Killed prepare keeps previous dataset."""
+
     src = _plain(drive_dir, tmp_path / "src", STEMS)
     out = tmp_path / "data"
     prepare(src, out, size=32, rows_per_shard=1)
@@ -128,7 +132,9 @@ def test_f3_killed_prepare_keeps_previous_dataset(drive_dir, tmp_path):
 
 
 @pytest.mark.fault
-def test_f3_replace_without_atomic_exchange_leaves_no_leftovers(drive_dir, tmp_path, monkeypatch):
+def test_replace_without_atomic_exchange_leaves_no_leftovers(drive_dir, tmp_path, monkeypatch):
+    """Finding F3 (issue 20): Replace without atomic exchange leaves no leftovers."""
+
     src = _plain(drive_dir, tmp_path / "src", STEMS[:2])
     out = tmp_path / "data"
     prepare(src, out, size=32)
@@ -139,8 +145,8 @@ def test_f3_replace_without_atomic_exchange_leaves_no_leftovers(drive_dir, tmp_p
 
 
 @pytest.mark.bad_input
-def test_f3_out_with_foreign_files_is_refused(drive_dir, tmp_path):
-    """Replacing the folder whole would delete a user's files kept in --out."""
+def test_out_with_foreign_files_is_refused(drive_dir, tmp_path):
+    """Finding F3 (issue 20): Replacing the folder whole would delete a user's files kept in --out."""
     src = _plain(drive_dir, tmp_path / "src", STEMS[:1])
     out = tmp_path / "data"
     out.mkdir()

@@ -38,7 +38,9 @@ def _checkpoints(exp: Path, trial: str, n: int, record: bool = True) -> list[Pat
 
 
 @pytest.mark.fault
-def test_f14_changed_segmenter_reevaluates_every_trial_and_is_recorded(tmp_path):
+def test_changed_segmenter_reevaluates_every_trial_and_is_recorded(tmp_path):
+    """Finding F14 (issue 20): Changed segmenter reevaluates every trial and is recorded."""
+
     from ablate.evaluate.plan import plan_evaluation, recorded_judge, segmenter_identity
 
     unet = tmp_path / "vessel_unet.pth"

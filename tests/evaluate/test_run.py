@@ -16,7 +16,9 @@ from tests.helpers import RAY_STARTS
 
 
 @pytest.mark.bad_input
-def test_f7_evaluate_names_a_wrong_shaped_grid_json(tmp_path):
+def test_evaluate_names_a_wrong_shaped_grid_json(tmp_path):
+    """Finding F7 (issue 20): Evaluate names a wrong shaped grid json."""
+
     from ablate.config import ConfigError
     from ablate.evaluate.run import EvalOptions, evaluate_experiment
 
@@ -141,8 +143,10 @@ def _bad_segmenters(tmp_path: Path) -> list[Path]:
 
 @pytest.mark.fault
 @pytest.mark.usefixtures("no_ray_start")
-def test_f1_two_datasets_named_alike_keep_both_results_and_the_report_lists_each_path(tmp_path, drive_dir,
+def test_two_datasets_named_alike_keep_both_results_and_the_report_lists_each_path(tmp_path, drive_dir,
                                                                                     own_data, fake_ray):
+    """Finding F1 (issue 25): Two datasets named alike keep both results and the report lists each path."""
+
     from ablate.report.publish import write_report
 
     exp = experiment(tmp_path, own_data)
@@ -176,8 +180,10 @@ def test_f1_two_datasets_named_alike_keep_both_results_and_the_report_lists_each
 
 @pytest.mark.fault
 @pytest.mark.usefixtures("no_ray_start")
-def test_f2_three_image_split_writes_every_metric_and_names_what_is_not_computable(tmp_path, drive_dir, own_data,
+def test_three_image_split_writes_every_metric_and_names_what_is_not_computable(tmp_path, drive_dir, own_data,
                                                                                   fake_ray):
+    """Finding F2 (issue 25): Three image split writes every metric and names what is not computable."""
+
     from ablate.report.publish import write_report
 
     exp = experiment(tmp_path, own_data)
@@ -201,8 +207,10 @@ def test_f2_three_image_split_writes_every_metric_and_names_what_is_not_computab
 
 @pytest.mark.bad_input
 @pytest.mark.usefixtures("no_ray_start")
-def test_f3_dataset_smaller_than_the_trials_is_refused_larger_is_said(tmp_path, drive_dir, own_data, fake_ray,
+def test_dataset_smaller_than_the_trials_is_refused_larger_is_said(tmp_path, drive_dir, own_data, fake_ray,
                                                                      monkeypatch):
+    """Finding F3 (issue 25): Dataset smaller than the trials is refused larger is said."""
+
     from ablate.data.shards import DatasetError
 
     exp = experiment(tmp_path, own_data)
@@ -227,7 +235,9 @@ def test_f3_dataset_smaller_than_the_trials_is_refused_larger_is_said(tmp_path, 
 
 @pytest.mark.bad_input
 @pytest.mark.usefixtures("no_ray_start")
-def test_f4_a_file_that_is_not_a_segmenter_is_one_line_naming_it(tmp_path, own_data, fake_ray):
+def test_a_file_that_is_not_a_segmenter_is_one_line_naming_it(tmp_path, own_data, fake_ray):
+    """Finding F4 (issue 25): A file that is not a segmenter is one line naming it."""
+
     exp = experiment(tmp_path, own_data)
     for bad in _bad_segmenters(tmp_path):
         with pytest.raises(ValueError) as e:  # the evaluation itself (launch calls it so)
@@ -245,8 +255,10 @@ def test_f4_a_file_that_is_not_a_segmenter_is_one_line_naming_it(tmp_path, own_d
 
 @pytest.mark.fault
 @pytest.mark.usefixtures("no_ray_start")
-def test_f5_unloadable_foundation_weights_skip_fd_with_a_note_and_the_rest_completes(tmp_path, own_data, fake_ray,
+def test_unloadable_foundation_weights_skip_fd_with_a_note_and_the_rest_completes(tmp_path, own_data, fake_ray,
                                                                                     monkeypatch):
+    """Finding F5 (issue 25): Unloadable foundation weights skip fd with a note and the rest completes."""
+
     garbage = tmp_path / "RETFound_mae_natureCFP.pth"
     garbage.write_bytes(bytes(range(256)) * 40)
     monkeypatch.setenv("ABLATE_RETFOUND_WEIGHTS", str(garbage))
@@ -266,7 +278,9 @@ def test_f5_unloadable_foundation_weights_skip_fd_with_a_note_and_the_rest_compl
 
 @pytest.mark.bad_input
 @pytest.mark.usefixtures("no_ray_start")
-def test_f7_every_evaluate_argument_is_checked_before_ray_starts(tmp_path, own_data):
+def test_every_evaluate_argument_is_checked_before_ray_starts(tmp_path, own_data):
+    """Finding F7 (issue 25): Every evaluate argument is checked before ray starts."""
+
     exp = experiment(tmp_path, own_data)
     missing = tmp_path / "no-such-exp"
     one_line_error(cli("evaluate", str(missing)), str(missing), "results.parquet")

@@ -6,7 +6,9 @@ import pytest
 
 
 @pytest.mark.usefixtures("no_ray_start")
-def test_f2_set_metrics_below_each_minimum_are_nan_with_a_note():
+def test_set_metrics_below_each_minimum_are_nan_with_a_note():
+    """Finding F2 (issue 25): Set metrics below each minimum are nan with a note."""
+
     import numpy as np
 
     from ablate.evaluate.set_metrics import set_metrics

@@ -43,7 +43,9 @@ def _truncate(folder: Path) -> Path:
     return f
 
 
-def test_f5_checkpoint_records_size_and_sha256(tmp_path):
+def test_checkpoint_records_size_and_sha256(tmp_path):
+    """Finding F5 (issue 20): Checkpoint records size and sha256."""
+
     from ablate.io import sha256_file
     from ablate.models.checkpoint import verify_checkpoint
 
@@ -55,7 +57,9 @@ def test_f5_checkpoint_records_size_and_sha256(tmp_path):
 
 
 @pytest.mark.fault
-def test_f5_truncated_checkpoint_named_and_the_earlier_one_used(tmp_path):
+def test_truncated_checkpoint_named_and_the_earlier_one_used(tmp_path):
+    """Finding F5 (issue 20): Truncated checkpoint named and the earlier one used."""
+
     from ablate.evaluate.plan import plan_evaluation
 
     a_old, a_new = _checkpoints(tmp_path, "l1-s0-a", 2)
@@ -78,7 +82,9 @@ def test_f5_truncated_checkpoint_named_and_the_earlier_one_used(tmp_path):
 
 
 @pytest.mark.fault
-def test_f5_checkpoint_without_record_is_loadable_and_said_unverified(tmp_path):
+def test_checkpoint_without_record_is_loadable_and_said_unverified(tmp_path):
+    """Finding F5 (issue 20): Checkpoint without record is loadable and said unverified."""
+
     from ablate.models.checkpoint import CheckpointCorrupt, usable_checkpoint, verify_checkpoint
 
     old, new = _checkpoints(tmp_path, "l1-s0-a", 2, record=False)
@@ -92,7 +98,9 @@ def test_f5_checkpoint_without_record_is_loadable_and_said_unverified(tmp_path):
 
 
 @pytest.mark.fault
-def test_f5_damaged_bytes_of_the_same_size_fail_the_hash(tmp_path):
+def test_damaged_bytes_of_the_same_size_fail_the_hash(tmp_path):
+    """Finding F5 (issue 20): Damaged bytes of the same size fail the hash."""
+
     from ablate.models.checkpoint import CheckpointCorrupt, verify_checkpoint
 
     (ck,) = _checkpoints(tmp_path, "l1-s0-a", 1)
@@ -105,8 +113,8 @@ def test_f5_damaged_bytes_of_the_same_size_fail_the_hash(tmp_path):
 
 
 @pytest.mark.fault
-def test_f5_resume_from_a_truncated_latest_checkpoint_uses_the_previous_one(tmp_path, monkeypatch, capsys):
-    """The Train worker's restore (a worker-group restart or --resume): the latest checkpoint
+def test_resume_from_a_truncated_latest_checkpoint_uses_the_previous_one(tmp_path, monkeypatch, capsys):
+    """Finding F5 (issue 20): The Train worker's restore (a worker-group restart or --resume): the latest checkpoint
     is verified first; a truncated one is named and the run's previous one loaded."""
     import torch
 

@@ -18,7 +18,9 @@ def cli(*args: str):
 
 
 @pytest.mark.usefixtures("no_ray_start")
-def test_f8_report_help_says_welch_over_seeds():
+def test_report_help_says_welch_over_seeds():
+    """Finding F8 (issue 25): Report help says welch over seeds."""
+
     r = cli("report", "--help")
     assert r.exit_code == 0
     text = " ".join(r.output.replace("│", " ").split())

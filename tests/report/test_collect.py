@@ -30,7 +30,9 @@ def _exp(tmp_path) -> Path:
 ], ids=["list", "skipped_string", "skipped_number", "segmenter_object"])
 @pytest.mark.bad_input
 @pytest.mark.usefixtures("no_ray_start")
-def test_f11_wrong_shaped_notes_json_report_goes_on_and_says_so(notes, message, tmp_path):
+def test_wrong_shaped_notes_json_report_goes_on_and_says_so(notes, message, tmp_path):
+    """Finding F11 (issue 20): Wrong shaped notes json report goes on and says so."""
+
     from typer.testing import CliRunner
 
     from ablate.cli import app
@@ -47,7 +49,9 @@ def test_f11_wrong_shaped_notes_json_report_goes_on_and_says_so(notes, message, 
 
 @pytest.mark.bad_input
 @pytest.mark.usefixtures("no_ray_start")
-def test_f11_other_dataset_notes_of_the_wrong_shape_said_in_its_section(tmp_path):
+def test_other_dataset_notes_of_the_wrong_shape_said_in_its_section(tmp_path):
+    """Finding F11 (issue 20): Other dataset notes of the wrong shape said in its section."""
+
     from ablate.report.publish import write_report
 
     exp = _exp(tmp_path)
@@ -62,8 +66,8 @@ def test_f11_other_dataset_notes_of_the_wrong_shape_said_in_its_section(tmp_path
 
 @pytest.mark.bad_input
 @pytest.mark.usefixtures("no_ray_start")
-def test_f11_grid_json_of_the_wrong_shape(tmp_path):
-    """The report goes on (order from results.parquet, said); a launch into the folder refuses it."""
+def test_grid_json_of_the_wrong_shape(tmp_path):
+    """Finding F11 (issue 20): The report goes on (order from results.parquet, said); a launch into the folder refuses it."""
     from ablate.config import find_grid, load_grid
     from ablate.report.collect import load_experiment
     from ablate.train.experiment import check_experiment_folder

@@ -15,7 +15,9 @@ TRACEBACK = ("RayTaskError(RuntimeError): \x1b[36mray::_Inner.train()\x1b[39m (p
 
 @pytest.mark.bad_input
 @pytest.mark.usefixtures("no_ray_start")
-def test_f6_report_has_no_escape_codes_and_a_traceback_as_its_last_line(tmp_path):
+def test_report_has_no_escape_codes_and_a_traceback_as_its_last_line(tmp_path):
+    """Finding F6 (issue 25): Report has no escape codes and a traceback as its last line."""
+
     from ablate.report.publish import write_report
 
     exp = tmp_path / "exp"
@@ -32,7 +34,9 @@ def test_f6_report_has_no_escape_codes_and_a_traceback_as_its_last_line(tmp_path
 
 
 @pytest.mark.usefixtures("no_ray_start")
-def test_f6_plain_text():
+def test_plain_text_drops_escape_codes_and_cuts_a_traceback_to_its_last_line():
+    """Finding F6 (issue 25): Plain text drops escape codes and cuts a traceback to its last line."""
+
     from ablate.report.text import plain
 
     assert plain("\x1b[1;31mred\x1b[0m and \x1b]8;;http://x\x07link\x1b]8;;\x07") == "red and link"

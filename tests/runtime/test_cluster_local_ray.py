@@ -14,8 +14,8 @@ import pytest
 
 
 @pytest.mark.ray
-def test_f9_local_ray_listens_on_loopback_only(tmp_path):
-    """Every listening socket of the Ray that `start_ray` starts, measured (psutil comes with Ray)."""
+def test_local_ray_listens_on_loopback_only(tmp_path):
+    """Finding F9 (issue 20): Every listening socket of the Ray that `start_ray` starts, measured (psutil comes with Ray)."""
     code = textwrap.dedent("""
         import json, os
         from ablate.runtime import start_ray

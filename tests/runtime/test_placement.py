@@ -110,8 +110,8 @@ def test_simulated_one_gpu_node_holds_four_quarter_gpu_trials(tmp_path):
 
 @pytest.mark.bad_input
 @pytest.mark.usefixtures("no_ray_start")
-def test_f2_zero_cpu_workers_and_zero_concurrency_refused_by_placement():
-    """fm pretrain and segmenter train plan with plan_placement too: 0 CPUs per worker lifted
+def test_zero_cpu_workers_and_zero_concurrency_refused_by_placement():
+    """Finding F2 (issue 20): fm pretrain and segmenter train plan with plan_placement too: 0 CPUs per worker lifted
     the concurrency cap to 99, and a concurrency of 0 reads as unlimited to Tune."""
     from ablate.runtime import plan_placement
 

@@ -16,8 +16,8 @@ import pytest
 
 @pytest.mark.fault
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGKILL])
-def test_f8_tensorboard_child_stopped_when_ablate_is_killed(tmp_path, sig):
-    """SIGKILL reaches no handler of ours: the kernel's parent-death signal stops TensorBoard (issue 25)."""
+def test_tensorboard_child_stopped_when_ablate_is_killed(tmp_path, sig):
+    """Finding F8 (issue 20): SIGKILL reaches no handler of ours: the kernel's parent-death signal stops TensorBoard (issue 25)."""
     (tmp_path / "exp" / "tensorboard" / "t").mkdir(parents=True)
     pid_file = tmp_path / "tb.pid"
     fake = tmp_path / "tensorboard"

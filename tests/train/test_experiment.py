@@ -10,8 +10,8 @@ from ablate.lock import LOCK_FILE
 
 
 @pytest.mark.fault
-def test_f1_folder_holding_only_a_killed_launchs_lock_is_launchable_and_rechecked_under_the_lock(tmp_path):
-    """A launch killed before it wrote grid.json leaves only its lock file: a fresh launch into
+def test_folder_holding_only_a_killed_launchs_lock_is_launchable_and_rechecked_under_the_lock(tmp_path):
+    """Finding F1 (issue 20): A launch killed before it wrote grid.json leaves only its lock file: a fresh launch into
     the folder is not refused as 'not empty'; anything else in it still is."""
     from ablate.config import ConfigError, find_grid, load_grid
     from ablate.train.experiment import check_experiment_folder

@@ -10,7 +10,9 @@ from tests.helpers import REPO as ROOT
 
 
 @pytest.mark.fault
-def test_f1_merge_never_replaces_a_finished_checkpoint_with_none(capsys):
+def test_merge_never_replaces_a_finished_checkpoint_with_none(capsys):
+    """Finding F1 (issue 20): Merge never replaces a finished checkpoint with none."""
+
     from ablate.train.results import merge_results
 
     old = pd.DataFrame([{"trial": "l1-s0-a", "combination": "l1", "seed": 0, "status": "done", "checkpoint": "/x/ck1",
