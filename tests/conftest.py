@@ -79,6 +79,69 @@ def drive32(tmp_path_factory, drive_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
+def drive64(tmp_path_factory, drive_dir) -> Path:
+    """DRIVE prepared at 64 px once per test session (the segmenter's patches need more than 32)."""
+    from ablate.data.shards import prepare
+
+    out = tmp_path_factory.mktemp("drive64")
+    prepare(drive_dir, out, size=64)
+    return out
+
+
+@pytest.fixture(scope="session")
+def vgg_file(tmp_path_factory) -> tuple[Path, dict]:
+    """A STAND-IN for torchvision's vgg16-397923af.pth (the real file is not on this machine):
+    random trunk weights (features.*) and a one-tensor classifier stub, so the file looks like
+    torchvision's without its 500 MB classifier. Only the trunk matters to LPIPS. Returns the
+    file and the state dict written to it."""
+    import torch
+    import torchvision
+
+    from ablate.backbones.vgg import VGG16_FILE
+
+    g = torch.Generator().manual_seed(0)
+    feats = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])
+    sd = {}
+    for k, v in feats.state_dict().items():
+        # kaiming-like scale keeps activations alive through 13 layers; non-zero biases
+        # so a loader that skipped biases would be caught.
+        std = (2.0 / v[0].numel()) ** 0.5 if v.dim() == 4 else 0.05
+        sd[f"features.{k}"] = torch.randn(v.shape, generator=g) * std
+    sd["classifier.0.weight"] = torch.randn(4, 8, generator=g)
+    path = tmp_path_factory.mktemp("vgg") / VGG16_FILE
+    torch.save(sd, path)
+    return path, sd
+
+
+@pytest.fixture
+def own_ablate_cache(tmp_path, monkeypatch):
+    """Verification records go to $ABLATE_CACHE/weights/.verified: a temporary one for the
+    test, never the session's or the user's."""
+    monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "ablate_cache"))
+
+
+@pytest.fixture
+def caches(tmp_path, monkeypatch) -> Path:
+    """Every cache in a temporary folder (ablate's, torch hub's, Hugging Face's); no override
+    of a pretrained file's path or URL set; no Hugging Face token on this machine."""
+    import huggingface_hub.constants as hf_constants
+
+    from ablate.weights.table import TABLE
+
+    monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "ablate"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    for var in ("HF_HUB_CACHE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE",
+                *(e.env for e in TABLE.values() if e.env), *(e.url_env for e in TABLE.values() if e.url_env)):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))  # no `hf auth login`
+    # huggingface_hub fetches an "agent harnesses" list from its import-time endpoint for its User-Agent
+    # unless telemetry is off: off here, so no request leaves 127.0.0.1.
+    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_TELEMETRY", True)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
 def ray_local(tmp_path_factory):
     """One local Ray instance for the whole session (start-up costs seconds)."""
     import ray

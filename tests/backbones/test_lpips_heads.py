@@ -14,13 +14,7 @@ from ablate.io import sha256_file
 from ablate.weights import WeightsMissing
 from ablate.weights.table import TABLE, WeightsHashMismatch
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(autouse=True)
-def own_ablate_cache(tmp_path, monkeypatch):
-    """Verification records go to $ABLATE_CACHE/weights/.verified: a temporary one, never the user's."""
-    monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "ablate_cache"))
+pytestmark = pytest.mark.usefixtures("one_thread", "own_ablate_cache")
 
 
 # ----------------------------------------------------------------------------- LPIPS heads

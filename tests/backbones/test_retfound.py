@@ -23,13 +23,7 @@ from ablate.backbones.retfound import (
 from ablate.weights import WeightsMissing
 from tests.weights_servers import place_in_hf_cache
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(autouse=True)
-def own_ablate_cache(tmp_path, monkeypatch):
-    """Verification records go to $ABLATE_CACHE/weights/.verified: a temporary one, never the user's."""
-    monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "ablate_cache"))
+pytestmark = pytest.mark.usefixtures("one_thread", "own_ablate_cache")
 
 
 # ----------------------------------------------------------------------------- RETFound ViT

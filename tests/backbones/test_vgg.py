@@ -15,41 +15,10 @@ from ablate.weights import WeightsMissing
 from ablate.weights.table import TABLE, WeightsHashMismatch
 from tests.weights_servers import refused_url
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(autouse=True)
-def own_ablate_cache(tmp_path, monkeypatch):
-    """Verification records go to $ABLATE_CACHE/weights/.verified: a temporary one, never the user's."""
-    monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "ablate_cache"))
+pytestmark = pytest.mark.usefixtures("one_thread", "own_ablate_cache")
 
 
 # ----------------------------------------------------------------------------- VGG16
-
-
-def save_random_vgg16(path) -> dict[str, torch.Tensor]:
-    """A torchvision-format vgg16 file with random trunk weights (features.* + a tiny classifier stub).
-
-    Only the trunk matters to LPIPS; the 500 MB classifier is replaced by one small
-    tensor so the file still looks like torchvision's (features.* and classifier.*).
-    """
-    g = torch.Generator().manual_seed(0)
-    feats = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])
-    sd = {}
-    for k, v in feats.state_dict().items():
-        # kaiming-like scale keeps activations alive through 13 layers; non-zero biases
-        # so a loader that skipped biases would be caught.
-        std = (2.0 / v[0].numel()) ** 0.5 if v.dim() == 4 else 0.05
-        sd[f"features.{k}"] = torch.randn(v.shape, generator=g) * std
-    sd["classifier.0.weight"] = torch.randn(4, 8, generator=g)
-    torch.save(sd, path)
-    return sd
-
-
-@pytest.fixture(scope="module")
-def vgg_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("vgg") / VGG16_FILE
-    return path, save_random_vgg16(path)
 
 
 @pytest.fixture

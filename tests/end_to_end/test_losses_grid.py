@@ -21,8 +21,6 @@ import tempfile
 
 import pandas as pd
 import pytest
-import torch
-import torchvision
 import yaml
 
 from ablate.config import find_grid
@@ -39,17 +37,6 @@ TABLE["vgg16"] = dataclasses.replace(TABLE["vgg16"], sha256_prefix=sys.argv[1])
 from ablate.cli import app
 app(sys.argv[2:], prog_name="ablate")
 """
-
-
-def _vgg_standin() -> bytes:
-    g = torch.Generator().manual_seed(0)
-    feats = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])
-    sd = {f"features.{k}": torch.randn(v.shape, generator=g) * 0.05 for k, v in feats.state_dict().items()}
-    import io
-
-    buf = io.BytesIO()
-    torch.save(sd, buf)
-    return buf.getvalue()
 
 
 def _tiny_losses_grid(tmp_path):
@@ -70,8 +57,8 @@ def _tiny_losses_grid(tmp_path):
     return path
 
 
-def test_losses_grid_runs_every_combination_from_a_fresh_machine(drive32, tmp_path):
-    body = _vgg_standin()
+def test_losses_grid_runs_every_combination_from_a_fresh_machine(drive32, vgg_file, tmp_path):
+    body = vgg_file[0].read_bytes()
     files, hub = FileServer(), HubServer()
     try:
         vgg_url = files.serve(f"/models/{TABLE['vgg16'].file}", body)

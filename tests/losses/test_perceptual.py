@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-import torchvision
 from PIL import Image
 
 from ablate.backbones.vgg import SLICES, VGG16_FILE
@@ -14,31 +13,10 @@ from ablate.losses import LOSSES, CompositeLoss
 from ablate.weights import WeightsMissing
 from tests.weights_servers import refused_url
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-@pytest.fixture(autouse=True)
-def own_ablate_cache(tmp_path, monkeypatch):
-    """Verification records go to $ABLATE_CACHE/weights/.verified: a temporary one, never the user's."""
-    monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "ablate_cache"))
+pytestmark = pytest.mark.usefixtures("one_thread", "own_ablate_cache")
 
 
 # ----------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def vgg_file(tmp_path_factory):
-    """torchvision-format vgg16 file with random trunk weights (the real ones are not on this machine)."""
-    g = torch.Generator().manual_seed(0)
-    feats = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])
-    sd = {}
-    for k, v in feats.state_dict().items():
-        std = (2.0 / v[0].numel()) ** 0.5 if v.dim() == 4 else 0.05
-        sd[f"features.{k}"] = torch.randn(v.shape, generator=g) * std
-    sd["classifier.0.weight"] = torch.randn(4, 8, generator=g)
-    path = tmp_path_factory.mktemp("vgg") / VGG16_FILE
-    torch.save(sd, path)
-    return path, sd
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +25,7 @@ def lpips_term(vgg_file):
 
 
 @pytest.fixture(scope="module")
-def drive64(drive_dir):
+def drive_photos64(drive_dir):
     """Two DRIVE photographs at 64x64, in [0, 1] (drive_dir, from conftest, fails if DRIVE is absent)."""
     files = sorted((drive_dir / "images").glob("*.tif"))[:2]
     assert len(files) == 2, f"expected DRIVE .tif images under {drive_dir / 'images'}"
@@ -71,7 +49,7 @@ def _term(name, module):
 # ----------------------------------------------------------------------------- LPIPS vs the lpips package
 
 
-def test_lpips_equals_the_lpips_package_with_the_same_weights(vgg_file, lpips_term, drive64):
+def test_lpips_equals_the_lpips_package_with_the_same_weights(vgg_file, lpips_term, drive_photos64):
     import lpips as lpips_pkg
 
     path, saved = vgg_file
@@ -87,8 +65,8 @@ def test_lpips_equals_the_lpips_package_with_the_same_weights(vgg_file, lpips_te
     ref.net.load_state_dict(mapped, strict=True)
 
     # One batch of four pairs: two reconstructions-like, two different photographs.
-    a = torch.cat([drive64, drive64])
-    b = torch.cat([degrade(drive64), drive64.flip(0)])
+    a = torch.cat([drive_photos64, drive_photos64])
+    b = torch.cat([degrade(drive_photos64), drive_photos64.flip(0)])
     ours = lpips_term.lpips_distance(a, b)
     with torch.no_grad():
         theirs = ref(a, b, normalize=True).flatten()  # normalize=True: the package maps [0,1] -> [-1,1]
@@ -101,8 +79,8 @@ def test_lpips_equals_the_lpips_package_with_the_same_weights(vgg_file, lpips_te
 # ----------------------------------------------------------------------------- LPIPS term properties
 
 
-def test_lpips_term_properties(lpips_term, drive64):
-    x = drive64[:1]  # one image: VGG16 on a shared CPU is the slow part of this file
+def test_lpips_term_properties(lpips_term, drive_photos64):
+    x = drive_photos64[:1]  # one image: VGG16 on a shared CPU is the slow part of this file
     assert lpips_term.tag == "lpips" and lpips_term.rgb_only
     x_hat = degrade(x).requires_grad_(True)
     v = lpips_term(x, x_hat)
@@ -144,12 +122,12 @@ def test_lpips_preflight_accepts_a_present_file(vgg_file):
     LOSSES.get("lpips").preflight(weights=str(vgg_file[0]))  # must not raise
 
 
-def test_lpips_random_trunk_is_tagged_and_differs(lpips_term, drive64):
+def test_lpips_random_trunk_is_tagged_and_differs(lpips_term, drive_photos64):
     rand = LOSSES.build("lpips", pretrained=False)
     assert rand.tag == "lpips[random-vgg]" and not rand.vgg.pretrained
     # Both use the published heads; only the trunk differs.
     assert torch.equal(rand.head3, lpips_term.head3)
-    x = drive64[:1]
+    x = drive_photos64[:1]
     with torch.no_grad():
         _, logs = CompositeLoss([_term("lpips", rand)])(x, degrade(x), {})
         assert "loss/lpips[random-vgg]" in logs and "loss/lpips" not in logs

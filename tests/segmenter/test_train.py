@@ -19,15 +19,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 # ----------------------------------------------------------------------------- Ray end to end
 
 
-@pytest.fixture(scope="module")
-def drive64(tmp_path_factory, drive_dir):
-    from ablate.data.shards import prepare
-
-    out = tmp_path_factory.mktemp("drive64")
-    prepare(drive_dir, out, size=64)
-    return out
-
-
 @pytest.mark.bad_input
 def test_train_validates_before_ray(drive64, tmp_path):
     from ablate.runtime import RunOptions

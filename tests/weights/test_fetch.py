@@ -21,7 +21,6 @@ import time
 import pytest
 import torch
 import torch.hub
-import torchvision
 from typer.testing import CliRunner
 
 from ablate.backbones.retfound import frozen_vit, retfound_weights_path
@@ -49,13 +48,9 @@ def _bytes(obj) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def vgg_standin() -> tuple[bytes, dict]:
-    """STAND-IN torchvision-format VGG16 file: random trunk (features.*) and a classifier stub."""
-    g = torch.Generator().manual_seed(0)
-    feats = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])
-    sd = {f"features.{k}": torch.randn(v.shape, generator=g) * 0.05 for k, v in feats.state_dict().items()}
-    sd["classifier.0.weight"] = torch.randn(4, 8, generator=g)
-    return _bytes(sd), sd
+def vgg_standin(vgg_file) -> tuple[bytes, dict]:
+    """The session's STAND-IN VGG16 file (conftest `vgg_file`) as the server sends it, and its state dict."""
+    return vgg_file[0].read_bytes(), vgg_file[1]
 
 
 @pytest.fixture(scope="module")
@@ -65,24 +60,6 @@ def retfound_standin() -> bytes:
     sd = frozen_vit(TINY, False, None, "retfound_mae").vit.state_dict()
     sd.update({"mask_token": torch.zeros(1, 1, 16), "decoder_embed.weight": torch.randn(16, 32)})
     return _bytes({"model": sd, "epoch": 0})
-
-
-@pytest.fixture
-def caches(tmp_path, monkeypatch):
-    """Every cache in a temporary folder; no override set; no Hugging Face token on this machine."""
-    import huggingface_hub.constants as hf_constants
-
-    monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "ablate"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    for var in ("HF_HUB_CACHE", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE",
-                *(e.env for e in TABLE.values() if e.env), *(e.url_env for e in TABLE.values() if e.url_env)):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(hf_constants, "HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))  # no `hf auth login`
-    # huggingface_hub fetches an "agent harnesses" list from its import-time endpoint for its User-Agent
-    # unless telemetry is off: off here, so no request leaves 127.0.0.1.
-    monkeypatch.setattr(hf_constants, "HF_HUB_DISABLE_TELEMETRY", True)
-    return tmp_path
 
 
 @pytest.fixture

@@ -13,18 +13,6 @@ from ablate.weights.table import TABLE
 VGG = TABLE["vgg16"]
 
 
-@pytest.fixture
-def caches(tmp_path, monkeypatch):
-    """Every cache in a temporary folder; no override set."""
-    monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "ablate"))
-    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    for var in ("HF_HUB_CACHE", "HF_TOKEN", "HF_HUB_OFFLINE",
-                *(e.env for e in TABLE.values() if e.env), *(e.url_env for e in TABLE.values() if e.url_env)):
-        monkeypatch.delenv(var, raising=False)
-    return tmp_path
-
-
 def one_line(text: str) -> str:
     assert "\n" not in text.strip() and "Traceback" not in text, text
     return text
