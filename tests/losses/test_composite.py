@@ -1,9 +1,9 @@
-"""The composite loss: every configured number acts (weight, start_step, adaptive),
-and every registered term obeys the shared properties.
+"""The composite loss (ablate.losses.composite): every configured number acts (weight,
+start_step, adaptive) on every registered term, and a term's doubled weight doubles its part.
 
-TERM_OPTIONS must name every registered term: a new term without an entry here
-fails `test_every_term_is_covered`, so no term escapes the property tests.
-"""
+TERM_OPTIONS (tests/helpers/loss_terms.py) must name every registered term: a new term without
+an entry fails `test_every_term_is_covered`. The properties every term shares are checked once
+for all of them in test_term_contract.py."""
 
 from __future__ import annotations
 
