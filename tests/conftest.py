@@ -6,6 +6,7 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -169,8 +170,38 @@ def tiny_experiment(ray_local, drive32, tiny_grid, tmp_path_factory) -> Path:
     return launch(LaunchOptions(grid=str(tiny_grid), data=str(drive32), out=str(out), segmenter="ridge"))
 
 
+# Fixtures that start Ray (a test using one, directly or through another fixture, must carry
+# the `ray` marker). A new fixture that starts Ray belongs here.
+RAY_FIXTURES = frozenset({"ray_local", "tiny_experiment", "three_nodes"})
+
+
 def pytest_collection_modifyitems(items):
-    """Tests that start Ray first (a stable sort keeps file order within each group): with
-    two xdist workers taking a file at a time, the long Ray files spread over both instead
-    of one of them ending the run alone."""
+    """Every test that starts Ray through a fixture carries the `ray` marker (`-m "not ray"`
+    must leave no Ray start behind); checked here, so a missing marker stops the run at
+    collection naming the test. Then tests that start Ray go first (a stable sort keeps file
+    order within each group): with two xdist workers taking a file at a time, the long Ray
+    files spread over both instead of one of them ending the run alone."""
+    unmarked = [f"{item.nodeid} (uses {', '.join(sorted(RAY_FIXTURES & set(item.fixturenames)))})"
+                for item in items
+                if RAY_FIXTURES & set(getattr(item, "fixturenames", ())) and item.get_closest_marker("ray") is None]
+    if unmarked:
+        raise pytest.UsageError("tests that start Ray without @pytest.mark.ray (add the marker):\n  "
+                                + "\n  ".join(unmarked))
     items.sort(key=lambda item: item.get_closest_marker("ray") is None)
+
+
+@pytest.fixture(autouse=True)
+def ray_start_needs_the_marker(request, monkeypatch):
+    """A test without the `ray` marker that calls ray.init in this process fails, naming itself
+    (a start through code that ray_local / tiny_experiment do not cover: prepare, launch,
+    evaluate). Only where Ray is already imported (test modules that import ablate have it):
+    importing Ray here would cost every fast test a second. Ray started in a subprocess is not
+    seen here; such tests carry the marker by hand."""
+    ray = sys.modules.get("ray")
+    if ray is None or request.node.get_closest_marker("ray") is not None:
+        return
+
+    def refuse(*args, **kwargs):
+        pytest.fail(f"{request.node.nodeid} starts Ray without @pytest.mark.ray: add the marker")
+
+    monkeypatch.setattr(ray, "init", refuse)

@@ -103,6 +103,7 @@ def _files(out: Path) -> dict[str, bytes]:
 
 # ---- determinism -----------------------------------------------------------------------------
 
+@pytest.mark.ray
 def test_same_bytes_on_one_cpu_in_process_and_through_ray_on_one_and_two_cpus(ray_local, drive_dir, tmp_path, monkeypatch):
     src = _src(drive_dir, tmp_path / "src")
     calls = []
