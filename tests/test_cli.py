@@ -160,8 +160,8 @@ def test_cli_dry_run_with_a_bad_manifest_is_one_line_no_traceback(data):
     r = CliRunner().invoke(app, ["launch", "--grid", "smoke", "--data", str(data), "--dry-run"])
     assert r.exit_code == 2, r.output
     assert isinstance(r.exception, SystemExit) and "Traceback" not in r.output
-    assert r.output.strip().splitlines() == [f"error: {data / 'manifest.json'}: image_size missing; "
-                                             "not a manifest `ablate prepare` wrote (re-run prepare)"]
+    assert r.output.strip().splitlines() == [(f"error: {data / 'manifest.json'}: image_size missing; "
+                                              "not a manifest `ablate prepare` wrote (re-run prepare)")]
     assert not RAY_STARTS
 
 

@@ -20,9 +20,9 @@ from tests.s3_server import BUCKET
 def test_second_writer_refused_naming_holder(tmp_path):
     """Finding F1 (issue 20): Second writer refused naming holder."""
 
-    with experiment_lock(tmp_path, "ablate launch --grid smoke"), pytest.raises(ExperimentLocked) as e:
-        with experiment_lock(tmp_path, "ablate evaluate"):
-            pass
+    with experiment_lock(tmp_path, "ablate launch --grid smoke"), pytest.raises(ExperimentLocked) as e, \
+            experiment_lock(tmp_path, "ablate evaluate"):
+        pass
     msg = str(e.value)
     assert "'ablate launch --grid smoke'" in msg and f"PID {os.getpid()}" in msg
     assert "host " + os.uname().nodename in msg and "since 20" in msg
@@ -103,9 +103,9 @@ def test_s3_lease_refuses_a_second_writer_takes_over_a_stale_one_and_is_released
         time.sleep(0.5)  # the heartbeat thread refreshed it
         beat = json.loads(client.get_object(Bucket=BUCKET, Key=key)["Body"].read())
         assert beat["heartbeat"] > first["heartbeat"]
-        with pytest.raises(ExperimentLocked, match=r"'ablate launch --grid s3'.*PID"):
-            with experiment_lock(exp, "ablate report", heartbeat_s=0.2):
-                pass
+        with pytest.raises(ExperimentLocked, match=r"'ablate launch --grid s3'.*PID"), \
+                experiment_lock(exp, "ablate report", heartbeat_s=0.2):
+            pass
         # S3's conditional create: a writer that raced past the read cannot create it again.
         assert _Lease(exp, "racer")._write(create=True) is False
     assert "Contents" not in client.list_objects_v2(Bucket=BUCKET, Prefix=key)  # released
@@ -185,9 +185,9 @@ def test_malformed_s3_lease_is_refused_while_fresh_and_taken_over_once_stale(s3,
     exp, key = f"s3://{BUCKET}/garbled-lease", f"garbled-lease/{LEASE_FILE}"
     client = boto3.client("s3")
     client.put_object(Bucket=BUCKET, Key=key, Body=json.dumps({"pid": "x", "heartbeat": "soon"}).encode())
-    with pytest.raises(ExperimentLocked) as e:  # just written: a live writer may hold it
-        with experiment_lock(exp, "ablate evaluate"):  # heartbeat 30 s: stale after 120 s
-            pass
+    # Just written: a live writer may hold it (heartbeat 30 s: stale after 120 s).
+    with pytest.raises(ExperimentLocked) as e, experiment_lock(exp, "ablate evaluate"):
+        pass
     msg = one_line(str(e.value))
     assert msg.startswith(f"{exp}/{LEASE_FILE}: the lease's record is unreadable (unusable fields: pid='x'")
     assert "heartbeat='soon'" in msg and "retry in" in msg

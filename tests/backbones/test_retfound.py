@@ -85,7 +85,7 @@ def test_retfound_dinov2_vit_large_patch14_names_and_shapes():
     assert shapes(vit) == expected_keys(top, block)
 
 
-TINY = dict(img_size=32, patch_size=16, embed_dim=32, depth=4, num_heads=2)  # 2x2 patches
+TINY = {"img_size": 32, "patch_size": 16, "embed_dim": 32, "depth": 4, "num_heads": 2}  # 2x2 patches
 
 
 def randomised(model):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import chain
+
 import numpy as np
 import pytest
 import torch
@@ -38,7 +40,7 @@ def test_cached_feed_streams_once_and_reshuffles_every_epoch():
     e1, e2 = _keys(feed, 1), _keys(feed, 2)
     assert shard.passes == 1 and feed.passes_streamed == 1
     assert [len(b) for b in e1] == [4, 4, 2]
-    assert sorted(sum(e1, [])) == list(range(100, 110)) == sorted(sum(e2, []))
+    assert sorted(chain.from_iterable(e1)) == list(range(100, 110)) == sorted(chain.from_iterable(e2))
     assert e1 != e2  # a new order per epoch
     again = ShardFeed(FakeShard(10), 4, "cpu", cache=True, shuffle_seed=7)
     _keys(again, 0)
@@ -64,7 +66,7 @@ def test_partial_pass_is_not_kept():
     feed = ShardFeed(shard, 4, "cpu", cache=True, shuffle_seed=0)
     for _ in feed.epoch(0):
         break  # a trial that ended inside its first epoch
-    assert len(sum(_keys(feed, 1), [])) == 10 and shard.passes == 2
+    assert len(list(chain.from_iterable(_keys(feed, 1)))) == 10 and shard.passes == 2
 
 
 def test_validation_subset_is_fixed_and_streamed_once():

@@ -39,7 +39,7 @@ def make_src(folder, n: int = 3, start: int = 0):
 
 @pytest.mark.bad_input
 def test_index_with_a_byte_order_mark_is_read(tmp_path):
-    src = make_src(tmp_path / "src", n=3)
+    make_src(tmp_path / "src", n=3)
     idx = tmp_path / "src" / "files.csv"
     idx.write_bytes(b"\xef\xbb\xbfpath,split\nimg000.png,train\nimg001.png,train\nimg002.png,test\n")
     r = prepare(None, tmp_path / "out", size=32, index=idx, val_from_train=0.0)

@@ -213,10 +213,10 @@ def test_unreadable_folder_is_named(drive_dir, tmp_path):
     if os.geteuid() == 0:
         cmd = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *cmd]
     try:
-        res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd="/")
+        res = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120, cwd="/")
         # The top folder itself: typer/click refuses it before our code runs, naming it.
         src.chmod(0o000)
-        top = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd="/", env={"COLUMNS": "300"})
+        top = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120, cwd="/", env={"COLUMNS": "300"})
     finally:
         src.chmod(0o755)
         locked.chmod(0o755)

@@ -136,7 +136,7 @@ def test_two_prepares_to_one_out_with_different_work_folders_do_not_both_succeed
 def test_index_listing_mostly_missing_files_is_refused_before_any_work(tmp_path, monkeypatch):
     from ablate.cli import app
 
-    src = make_src(tmp_path / "src", n=3)
+    make_src(tmp_path / "src", n=3)
     idx = _index(tmp_path / "src" / "files.csv", [f"img{k:03d}.png" for k in range(3)]
                  + [f"gone{k}.png" for k in range(7)])
     called = []

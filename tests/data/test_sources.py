@@ -90,8 +90,8 @@ def test_unlisted_images_are_counted_and_skipped_or_trained_on_request(drive_dir
     r = prepare(src, tmp_path / "skip", size=32, val_from_train=0.0)
     assert r.counts == {"train": 0, "val": 0, "test": 2}
     assert dict(r.rejects) == {"images/21_training.tif": "not listed in split.csv (--split-missing skip)"}
-    assert r.notes == ["split.csv does not list 1 of 3 image(s) (it lists train 0, val 0, test 2): "
-                       "21_training.tif; skipped (listed in rejects.csv) (--split-missing skip)"]
+    assert r.notes == [("split.csv does not list 1 of 3 image(s) (it lists train 0, val 0, test 2): "
+                        "21_training.tif; skipped (listed in rejects.csv) (--split-missing skip)")]
     assert read_manifest(tmp_path / "skip")["preprocessing"]["split_missing"] == "skip"
     r = prepare(src, tmp_path / "train", size=32, val_from_train=0.0, split_missing="train")
     assert r.counts == {"train": 1, "val": 0, "test": 2} and r.rejects == []

@@ -45,7 +45,7 @@ def _grid(tmp_path: Path, steps: int, two: bool, lr: str = "1.0e-3") -> Path:
 
 def _launch(grid: Path, data: Path, out: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "ABLATE_RAY_TMP": f"/tmp/ablate-ft-{os.getpid()}-{out.name}"}
-    log = open(out.parent / f"{out.name}.log", "ab")
+    log = open(out.parent / f"{out.name}.log", "ab")  # noqa: SIM115 (the launch writes to it for its whole life)
     return subprocess.Popen([*ABLATE, "launch", "--grid", str(grid), "--data", str(data), "--out", str(out),
                              "--no-evaluate", *extra],
                             stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)

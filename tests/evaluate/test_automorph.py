@@ -22,7 +22,7 @@ def _path_map():
 
 
 def test_automorph_tortuosities_of_a_hand_made_path():
-    m, pts = _path_map()
+    m, _pts = _path_map()
     f = automorph_features(m)
     assert f["segments"] == 1  # 15 pixels > 10
     # distance: (7 + sqrt2 + 1 + 1 + 4 sqrt2) / |(5,0)-(12,4)| = (9 + 5 sqrt2) / sqrt(65)

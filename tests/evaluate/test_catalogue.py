@@ -4,6 +4,8 @@ there (issue 26: before, a table in report/metric_names.py, away from the metric
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from ablate.evaluate import catalogue, fidelity, fov_fidelity, kid, morphology, sharpness
@@ -52,7 +54,7 @@ def test_a_control_metric_cannot_be_declared_primary(tmp_path):
 
     grid = (metric_names.__file__.rsplit("/ablate/", 1)[0] + "/search_spaces/losses.yaml")
     p = tmp_path / "g.yaml"
-    p.write_text(open(grid).read().split("questions:")[0] + "questions:\n  q1: {primary: ['lpips[random-vgg]']}\n")
+    p.write_text(Path(grid).read_text().split("questions:")[0] + "questions:\n  q1: {primary: ['lpips[random-vgg]']}\n")
     with pytest.raises(ConfigError, match=r"questions\.q1\.primary: lpips\[random-vgg\] may not vote \(LPIPS on a "
                                           r"randomly initialised VGG16") as info:
         load_grid(p)

@@ -10,6 +10,7 @@ foundation features.
 
 from __future__ import annotations
 
+import itertools
 from math import comb
 from pathlib import Path
 
@@ -327,7 +328,7 @@ def test_fid_and_kid_zero_on_the_same_set_and_grow_with_blur(inception, blur_fea
         kid.append(out["kid"])
     print("FID by blur sigma", dict(zip(SIGMAS, np.round(fid, 4))), "KID", dict(zip(SIGMAS, np.round(kid, 5))))
     assert abs(fid[0]) < 1e-3
-    assert all(a < b for a, b in zip(fid, fid[1:])), fid
+    assert all(a < b for a, b in itertools.pairwise(fid)), fid
     assert fid[1] > 10  # blur at sigma 1 on 128 px is far from the set itself
     # KID of a set against itself: unbiased MMD^2 assumes independent sets; for identical
     # ones it is (2/m)(mean off-diagonal k - mean diagonal k), slightly negative.
@@ -337,7 +338,7 @@ def test_fid_and_kid_zero_on_the_same_set_and_grow_with_blur(inception, blur_fea
     expected = 2 / mm * ((k.sum() - np.trace(k)) / (mm * (mm - 1)) - np.trace(k) / mm)
     assert kid[0] == pytest.approx(expected, rel=1e-9)
     assert abs(kid[0]) < 0.25 * kid[1]
-    assert all(a < b for a, b in zip(kid, kid[1:])), kid
+    assert all(a < b for a, b in itertools.pairwise(kid)), kid
 
 
 # ----------------------------------------------------------------------------- Fréchet distance statistics
@@ -516,7 +517,7 @@ def test_metric_keys_follow_the_extractor_name():
 
 # ----------------------------------------------------------------------------- foundation features
 
-TINY = dict(patch_size=16, embed_dim=32, depth=4, num_heads=2)
+TINY = {"patch_size": 16, "embed_dim": 32, "depth": 4, "num_heads": 2}
 
 
 @pytest.fixture(scope="module")

@@ -229,8 +229,8 @@ def test_dataset_smaller_than_the_trials_is_refused_larger_is_said(tmp_path, dri
     large = prepared(drive_dir, tmp_path / "s64" / "prepared", ["01", "02", "03", "04"], size=64)
     evaluate(exp, large)  # resampled down as training reads it, and recorded
     notes = json.loads(next((exp / "eval" / "datasets").iterdir()).joinpath("notes.json").read_text())
-    assert notes["resampled"] == [f"{large}: prepared at 64 px, resampled to 32 px (Lanczos) for the trials "
-                                  "trained at 32 px, as training reads it"]
+    assert notes["resampled"] == [(f"{large}: prepared at 64 px, resampled to 32 px (Lanczos) for the trials "
+                                   "trained at 32 px, as training reads it")]
 
 
 @pytest.mark.bad_input

@@ -25,8 +25,8 @@ from ablate.losses import LOSSES
 from ablate.runtime import RunOptions, lr_factor
 from ablate.weights import WeightsMissing
 
-ARCH = dict(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=2)
-DECODER = dict(decoder_embed_dim=32, decoder_depth=1, decoder_num_heads=2)
+ARCH = {"img_size": 32, "patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2}
+DECODER = {"decoder_embed_dim": 32, "decoder_depth": 1, "decoder_num_heads": 2}
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -169,7 +169,7 @@ def trained(tmp_path_factory):
 
 
 def test_saved_file_has_retfound_structure(trained):
-    m, path = trained
+    _m, path = trained
     ckpt = torch.load(path, map_location="cpu", weights_only=True)  # plain types only: RETFound's loader can read it
     assert set(ckpt) == {"model", "epoch", "args"} and ckpt["epoch"] == 2
     sd = ckpt["model"]
@@ -190,7 +190,7 @@ def test_saved_file_loads_through_the_retfound_path(trained):
     trained_enc = m.encoder_state_dict()
     for k, v in vit.state_dict().items():
         assert torch.equal(v, trained_enc[k]), k
-    again, args = load_mae(path)  # the whole MAE comes back too
+    again, _args = load_mae(path)  # the whole MAE comes back too
     for k, v in m.state_dict().items():
         assert torch.equal(again.state_dict()[k], v), k
     # at another resolution, pos_embed is interpolated as for RETFound

@@ -37,7 +37,7 @@ def test_generator_loss_reaches_reconstruction_not_discriminator():
 def test_hinge_discriminator_loss_formula():
     term = LOSSES.build("adversarial", filters=8)
     x, x_hat = _pair()
-    loss, logs = term.discriminator_loss(x, x_hat)
+    loss, _logs = term.discriminator_loss(x, x_hat)
     real = term.discriminator(x * 2 - 1)
     fake = term.discriminator(x_hat.detach() * 2 - 1)
     expected = 0.5 * (torch.relu(1 - real).mean() + torch.relu(1 + fake).mean())

@@ -40,7 +40,7 @@ def test_doubling_a_weight_doubles_its_contribution(name):
     for w in (0.7, 1.4):
         torch.manual_seed(1)  # terms with networks of their own (a discriminator) build identically
         loss = _composite(**{name: {"weight": w, "options": TERM_OPTIONS[name]}})
-        total, logs = loss(x, x_hat, aux, step=0, last_layer=model.last_layer)
+        total, _logs = loss(x, x_hat, aux, step=0, last_layer=model.last_layer)
         totals.append(total)
         assert total.dim() == 0
     assert totals[0].item() != 0  # (the hinge generator term may be negative)

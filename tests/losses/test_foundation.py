@@ -22,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("one_thread", "own_ablate_cache")
 
 # ----------------------------------------------------------------------------- foundation term
 
-TINY = dict(patch_size=16, embed_dim=32, depth=4, num_heads=2)  # at input_size 32: 2x2 patches
+TINY = {"patch_size": 16, "embed_dim": 32, "depth": 4, "num_heads": 2}  # at input_size 32: 2x2 patches
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def vit_file(tmp_path_factory):
 
 
 def make(vit_file, **kw):
-    opts = dict(model="custom", arch=TINY, weights=str(vit_file), input_size=32, taps=(2, 4))
+    opts = {"model": "custom", "arch": TINY, "weights": str(vit_file), "input_size": 32, "taps": (2, 4)}
     opts.update(kw)
     return LOSSES.build("foundation", **opts)
 
@@ -174,7 +174,7 @@ def test_foundation_random_weights_are_tagged(vit_file, imgs):
     assert not torch.allclose(rand(x, y), make(vit_file, taps=(4,))(x, y))
     with pytest.raises(ValueError, match="pretrained=False"):
         make(vit_file, taps=(4,), pretrained=False)  # weights given too: contradictory
-    composite = CompositeLoss.from_specs([LossSpec("foundation", options=dict(
-        model="custom", arch=TINY, pretrained=False, taps=(4,), input_size=32))])
+    composite = CompositeLoss.from_specs([LossSpec("foundation", options={
+        "model": "custom", "arch": TINY, "pretrained": False, "taps": (4,), "input_size": 32})])
     _, logs = composite(x, y, {})
     assert "loss/foundation[custom|random]" in logs

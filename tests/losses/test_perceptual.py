@@ -52,7 +52,7 @@ def _term(name, module):
 def test_lpips_equals_the_lpips_package_with_the_same_weights(vgg_file, lpips_term, drive_photos64):
     import lpips as lpips_pkg
 
-    path, saved = vgg_file
+    _path, saved = vgg_file
     # pretrained=True loads the package's own v0.1 linear heads; pnet_rand=True keeps it
     # from downloading VGG16, whose trunk we then overwrite with the same stand-in file.
     ref = lpips_pkg.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False).eval()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -65,7 +67,7 @@ def test_ms_ssim_is_one_for_identical_and_falls_with_blur(drive_rgb):
     x = _batch(drive_rgb[0])
     assert ms_ssim(x, x).item() == pytest.approx(1.0, abs=1e-6)
     scores = [ms_ssim(x, _batch(_blur(drive_rgb[0], s))).item() for s in (0.5, 1.0, 2.0, 4.0)]
-    assert all(a > b for a, b in zip(scores, scores[1:])), scores
+    assert all(a > b for a, b in itertools.pairwise(scores)), scores
     assert scores[-1] < 0.95
 
 

@@ -20,7 +20,7 @@ def test_quantiser_snaps_to_nearest_code_and_passes_gradients_straight_through()
     torch.manual_seed(0)
     vq = VectorQuantizer(n_embed=4, embed_dim=2, beta=0.25)
     z = torch.randn(1, 2, 3, 3, requires_grad=True)
-    zq, aux = vq(z)
+    zq, _aux = vq(z)
     codes = vq.embedding.weight
     flat = z.detach().permute(0, 2, 3, 1).reshape(-1, 2)
     nearest = codes[torch.cdist(flat, codes).argmin(1)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import ClassVar
 
 import pytest
 
@@ -37,21 +38,21 @@ def test_tune_callback_feeds_the_view_and_names_a_failed_trials_log(tmp_path):
     (folder / "error.txt").write_text("Traceback (most recent call last):\n  File x\nValueError: bad batch\n")
 
     class FakeTrial:  # what the callback reads of a Tune Trial
-        config = {"trial": "l1-s0"}
+        config: ClassVar[dict] = {"trial": "l1-s0"}
         status = "RUNNING"
         local_path = path = str(folder)  # Tune's folder of the trial in Ray's session
         storage = type("Storage", (), {"trial_working_directory": str(working)})  # the trainable's folder
         error_file = str(folder / "error.txt")
-        last_result = {"step": 100, "final": True}
+        last_result: ClassVar[dict] = {"step": 100, "final": True}
 
         def __str__(self):
             return "l1-s0-abc"
 
     logs = tmp_path / "exp" / "logs"
     class KeptTrial:  # finished in an earlier launch of a resumed grid
-        config = {"trial": "l2-s0"}
+        config: ClassVar[dict] = {"trial": "l2-s0"}
         status = "TERMINATED"
-        last_result = {"step": 100, "final": True, "val/psnr": 22.5}
+        last_result: ClassVar[dict] = {"step": 100, "final": True, "val/psnr": 22.5}
 
     cb, t = LiveViewCallback(view, logs), FakeTrial()
     cb.on_trial_start(iteration=1, trials=[t, KeptTrial()], trial=t)
@@ -59,7 +60,7 @@ def test_tune_callback_feeds_the_view_and_names_a_failed_trials_log(tmp_path):
     assert "1/2 done, 1 running, 0 pending" in out.getvalue()
     cb.on_trial_result(iteration=2, trials=[t], trial=t, result={"step": 50, "val/psnr": 21.0})
     cb.on_trial_error(iteration=3, trials=[t], trial=t)
-    line = [ln for ln in out.getvalue().splitlines() if "FAILED" in ln][0]
+    line = next(ln for ln in out.getvalue().splitlines() if "FAILED" in ln)
     saved = logs / "trials"
     assert f"ValueError: bad batch; log: {saved / 'l1-s0-abc.stderr'} and {saved / 'l1-s0-abc.error.txt'}" in line
     assert (saved / "l1-s0-abc.stderr").read_text() == "worker output\n"  # the copy in the experiment

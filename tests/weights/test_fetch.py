@@ -37,7 +37,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 VGG = TABLE["vgg16"]
 RET = TABLE["retfound"]
-TINY = dict(img_size=32, patch_size=16, embed_dim=32, depth=2, num_heads=2)
+TINY = {"img_size": 32, "patch_size": 16, "embed_dim": 32, "depth": 2, "num_heads": 2}
 TOKEN = "hf_standin_token_with_access"
 
 

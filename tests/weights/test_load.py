@@ -61,7 +61,7 @@ def test_unloadable_weights_are_one_line_naming_the_file_and_the_fix(caches, tmp
         load_lpips_heads(bad)
     assert_one_line_naming(e.value, bad, "LPIPS v0.1 VGG heads")
     with pytest.raises(WeightsMissing) as e:  # RETFound's loader (foundation loss, FD metric)
-        frozen_vit(dict(img_size=32, patch_size=16, embed_dim=32, depth=2, num_heads=2), True, bad, "retfound_mae")
+        frozen_vit({"img_size": 32, "patch_size": 16, "embed_dim": 32, "depth": 2, "num_heads": 2}, True, bad, "retfound_mae")
     assert_one_line_naming(e.value, bad, "ViT checkpoint", "`weights` option of foundation")
     monkeypatch.setenv(TABLE["fundus_mae"].env, str(bad))  # our MAE, named by its variable
     with pytest.raises(WeightsMissing) as e:
