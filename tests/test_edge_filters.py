@@ -1,4 +1,5 @@
-"""Edge/ridge filters against scikit-image on real DRIVE photographs, and the `edge` loss term."""
+"""Edge/ridge filters (ablate.edge_filters) against scikit-image on real DRIVE photographs.
+(The `edge` loss term built on them: tests/losses/test_edge.py.)"""
 
 from __future__ import annotations
 

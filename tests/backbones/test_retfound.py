@@ -1,8 +1,8 @@
-"""Frozen backbones: VGG16 trunk lookup/loading, LPIPS heads, RETFound ViT building and checkpoint formats.
+"""RETFound and other ViT backbones (ablate.backbones.retfound): building, the published
+checkpoint names and shapes, the MAE / DINOv2 / plain formats, frozen and in eval.
 
 No pretrained weights exist on this machine, so every file loaded here is a
-stand-in written by the test in the exact on-disk format of the real one.
-"""
+stand-in written by the test in the exact on-disk format of the real one."""
 
 from __future__ import annotations
 

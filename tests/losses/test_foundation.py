@@ -1,10 +1,7 @@
-"""The `lpips` and `foundation` loss terms.
-
-LPIPS is checked against the reference `lpips` package with the same (random,
-stand-in) VGG16 weights loaded into both; the foundation term runs on a tiny ViT
-saved in RETFound's MAE checkpoint format, through the same loading code as the
-real ViT-L/16.
-"""
+"""The `foundation` loss term (ablate.losses.foundation): a tiny ViT saved in RETFound's MAE
+checkpoint format, through the same loading code as the real ViT-L/16; the paper's normalised
+L2, taps summed with equal weights, ImageNet normalisation and resizing, input checks, frozen
+weights, missing or random weights named."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""Issue 20, one writer and trustworthy files: the experiment lock (local flock, S3 lease),
-results that never lose a finished trial's checkpoint, verified checkpoints with a fallback
-to the trial's earlier one, one judge per evaluation, TensorBoard stopped with its
-`ablate tensorboard`, and a local Ray that listens on loopback only."""
+"""The checkpoint format (ablate.models.checkpoint): size and sha256 recorded with each
+checkpoint; a truncated or damaged one is named and the trial's earlier one used; one without
+a record loads and is said unverified."""
 
 from __future__ import annotations
 

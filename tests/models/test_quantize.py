@@ -1,4 +1,5 @@
-"""Autoencoder presets: shapes, parameter layout, quantiser behaviour."""
+"""The quantiser (ablate.models.quantize): nearest code with straight-through gradients, its
+loss formula; a plain autoencoder has none and a zero codebook loss."""
 
 from __future__ import annotations
 

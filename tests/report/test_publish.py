@@ -1,6 +1,6 @@
-"""The experiment report: statistics against independent scipy computations, the two
-questions on synthetic tables, and the whole report (HTML, Markdown, HParams) on a
-real trained-and-evaluated experiment (the session's `tiny_experiment`)."""
+"""Writing the report (ablate.report.publish) on synthetic experiments: the questions and the
+report together, failed trials, the morphology definitions it used. (The whole report on a
+real trained experiment: test_publish_real_experiment.py.)"""
 
 from __future__ import annotations
 

@@ -1,9 +1,6 @@
-"""The vessel segmenters (U-Net and ridge-filter fallback), their metrics, and `ablate segmenter train`.
-
-Unit tests run on CPU with tiny tensors; the classical segmenter is scored on a
-real DRIVE test photograph at 256 px; the Ray test trains the U-Net on DRIVE
-prepared at 64 px for a few steps and loads the file it writes.
-"""
+"""`ablate segmenter train` (ablate.segmenter.train): options checked before Ray starts, and
+the U-Net trained through Ray on DRIVE prepared at 64 px for a few steps, then loaded from
+the file it writes."""
 
 from __future__ import annotations
 

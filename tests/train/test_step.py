@@ -1,5 +1,6 @@
-"""train.compile: off by default; on, the autoencoder is compiled in place (checkpoint
-keys as eager) and the same train step gives the eager step's losses."""
+"""The train step (ablate.train.step) with train.compile: off by default; on, the autoencoder
+is compiled in place (checkpoint keys as eager) and the same train step gives the eager
+step's losses."""
 
 from __future__ import annotations
 

@@ -1,7 +1,6 @@
-"""Issue 25, files the tool reads: weights named by the user, verification records, the weights
-download, experiment locks and unloadable weight files. Each is refused or taken over with one
-line naming the file, never a traceback, a hang or a silent pass; nothing the user named is
-deleted. No Ray here: every check calls the code under test directly (or the `weights` CLI)."""
+"""Loading pretrained files (ablate.weights.load): weights that cannot be loaded, the user's or
+our own checkpoints, are one line naming the file and the fix, never a traceback; nothing the
+user named is deleted. No Ray here: every check calls the code under test directly."""
 
 from __future__ import annotations
 
