@@ -12,7 +12,7 @@ N(0, seed_sd^2), and the two primary metrics correlated (rho = 0.7 at the seed a
 image level, as PSNR and SSIM are). The report's own functions judge it:
 ablate.report.inference.welch per (pair, metric) on the trial means, then
 ablate.report.verdicts.judge (Holm over the question's 4 tests), pair_verdict and
-headline; tests/test_inference.py checks that this path gives the same verdict as the full
+headline; tests/report/test_inference.py checks that this path gives the same verdict as the full
 report path (ablate.report.questions.answer_q1 on an Experiment).
 
 Identical arms: any headline but "not enough evidence" is wrong. True effect (both

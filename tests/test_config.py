@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import time
 from pathlib import Path
 
+import jsonschema
 import pytest
+import yaml
+from typer.testing import CliRunner
 
-from ablate.config import ConfigError, find_grid, load_grid
+from ablate.cli import app
+from ablate.config import ConfigError, SearchSpaceFile, find_grid, load_grid, shipped_grids
 
 BASE = """
 name: t
@@ -96,7 +102,7 @@ def test_unknown_preset_grid_suggests():
 def test_the_loader_sits_at_the_top_and_the_specs_are_a_leaf():
     """Stages below receive specs by value (ablate.specs); only the pipeline and the command
     line read search spaces (ablate.config). The specs import only the errors leaf."""
-    from test_layout import MODULES, imports_of
+    from tests.test_layout import MODULES, imports_of
 
     readers = {m for m in MODULES for target, _ in imports_of(m) if target == "ablate.config"}
     assert readers <= {"ablate.pipeline", "ablate.cli"}, readers
@@ -112,3 +118,233 @@ def test_the_specs_and_the_loader_import_no_torch():
     code = "import sys, ablate.specs, ablate.spec_reader, ablate.config; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+GRID = """
+name: hostile
+base:
+  data: {size: 32}
+  model: {preset: tiny}
+  train: {steps: 5, batch_size: 2}
+  losses:
+    l1: {weight: 1.0}
+combinations:
+  a: {}
+  b:
+    losses: {l2: {weight: 1.0}}
+seeds: [0, 1]
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    p = tmp_path / "g.yaml"
+    p.write_text(text)
+    return p
+
+
+def _refused(tmp_path: Path, text: str) -> str:
+    p = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_grid(p)
+    msg = str(e.value)
+    assert str(p) in msg and "\n" not in msg, msg
+    return msg
+
+
+# ---------------------------------------------------------------- 1: seeds
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("seeds, index, shown", [
+    ("[0, 18446744073709551616]", 1, "18446744073709551616"),  # 2^64: results.parquet cannot hold it
+    ("[-1]", 0, "-1"),
+    ("[4294967296]", 0, "4294967296"),  # 2^32: over numpy's seeding range
+    ("[0, true]", 1, "True"),
+    ("[0, 1.5]", 1, "1.5"),
+])
+def test_seed_out_of_range_refused_at_load_naming_file_key_and_index(tmp_path, seeds, index, shown):
+    msg = _refused(tmp_path, GRID.replace("seeds: [0, 1]", f"seeds: {seeds}"))
+    assert f"seeds[{index}]: {shown} is not a seed" in msg and "4294967295" in msg
+
+
+def test_seed_range_edges_load(tmp_path):
+    g = load_grid(_write(tmp_path, GRID.replace("seeds: [0, 1]", "seeds: [0, 4294967295]")))
+    assert sorted({t.seed for t in g.trials}) == [0, 4294967295]
+
+
+# ---------------------------------------------------------------- 2: duplicate keys
+
+
+@pytest.mark.bad_input
+def test_duplicate_combination_name_refused_naming_file_line_and_key(tmp_path):
+    text = GRID.replace("  a: {}\n", "  a: {}\n  a: {train: {steps: 9}}\n")
+    msg = _refused(tmp_path, text)
+    lines = text.splitlines()
+    first, second = (i + 1 for i, l in enumerate(lines) if l.startswith("  a: "))
+    assert f"line {second}: duplicate key 'a' (first at line {first})" in msg
+
+
+@pytest.mark.bad_input
+def test_duplicate_key_anywhere_refused(tmp_path):
+    msg = _refused(tmp_path, GRID.replace("train: {steps: 5, batch_size: 2}", "train: {steps: 5, steps: 50}"))
+    assert "duplicate key 'steps'" in msg
+
+
+def test_merge_key_overrides_are_not_duplicates(tmp_path):
+    text = GRID.replace("  b:\n    losses: {l2: {weight: 1.0}}",
+                        "  b:\n    losses: {l2: {weight: 1.0}}\n    train: {<<: {steps: 5, batch_size: 2}, steps: 7}")
+    g = load_grid(_write(tmp_path, text))
+    assert {t.train.steps for t in g.trials if t.combination == "b"} == {7}
+
+
+# ---------------------------------------------------------------- 3: document size and aliases
+
+
+@pytest.mark.bad_input
+def test_billion_laughs_refused_quickly_naming_the_file(tmp_path):
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    for i in range(1, 10):
+        lines.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]")
+    t0 = time.monotonic()
+    msg = _refused(tmp_path, "\n".join(lines) + "\n")
+    assert time.monotonic() - t0 < 5
+    assert "aliases expand to more than" in msg
+
+
+@pytest.mark.bad_input
+def test_recursive_alias_refused(tmp_path):
+    assert "contains it" in _refused(tmp_path, "name: &n [*n]\n")
+
+
+@pytest.mark.bad_input
+def test_oversized_file_refused_before_parsing(tmp_path):
+    msg = _refused(tmp_path, GRID + "#" + "x" * (1 << 20) + "\n")
+    assert "over the 1,048,576-byte limit" in msg
+    endless = tmp_path / "endless.yaml"  # stat says 0 bytes; reading it would never end
+    endless.symlink_to("/dev/zero")
+    with pytest.raises(ConfigError, match=r"endless\.yaml: over the 1,048,576-byte limit"):
+        load_grid(endless)
+
+
+@pytest.mark.bad_input
+def test_deep_nesting_and_huge_integer_refused_in_one_line(tmp_path):
+    assert "nested too deeply" in _refused(tmp_path, "name: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    assert "cannot be read" in _refused(tmp_path, GRID.replace("seeds: [0, 1]", "seeds: [" + "9" * 5000 + "]"))
+
+
+def test_anchors_within_the_limit_still_load(tmp_path):
+    text = GRID.replace("  l2: {weight: 1.0}", "  l2: &w {weight: 1.0}").replace(
+        "losses: {l2: {weight: 1.0}}", "losses: {l2: &w {weight: 1.0}}") + "\n"
+    g = load_grid(_write(tmp_path, text))
+    assert len(g.trials) == 4
+
+
+# ---------------------------------------------------------------- 4: model overrides
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("model, key, says", [
+    ("{preset: tiny, ch: -5}", "model.ch", "must be an integer >= 1, got -5"),
+    ("{preset: tiny, ch: 0}", "model.ch", "must be an integer >= 1, got 0"),
+    ("{preset: tiny, ch: 1.5}", "model.ch", "must be an integer >= 1"),
+    ("{preset: tiny, z_channels: true}", "model.z_channels", "must be an integer >= 1"),
+    ("{preset: tiny, num_res_blocks: 0}", "model.num_res_blocks", "must be an integer >= 1"),
+    ("{preset: tiny, n_embed: 1}", "model.n_embed", "must be an integer >= 2"),
+    ("{preset: tiny, ch_mult: []}", "model.ch_mult", "non-empty list"),
+    ("{preset: tiny, ch_mult: [1, 0]}", "model.ch_mult", "non-empty list"),
+    ("{preset: tiny, ch_mult: 2}", "model.ch_mult", "non-empty list"),
+    ("{preset: tiny, attn_resolutions: [-8]}", "model.attn_resolutions", "feature-map sizes"),
+    ("{preset: tiny, bottleneck: vqq}", "model.bottleneck", "'vq' or 'none'"),
+    ("{preset: tiny, dropout: 1.0}", "model.dropout", "[0, 1)"),
+    ("{preset: tiny, beta: .inf}", "model.beta", "finite number >= 0"),
+    ("{preset: tiny, legacy: 1}", "model.legacy", "true/false"),
+    ("{preset: tiny, ch_mult: [1, 1, 1, 1, 1, 1, 1]}", "data.size", "not divisible by the model's downsampling 64"),
+    ('"abc"', "model", "expected a mapping"),
+    ("[tiny]", "model", "expected a mapping"),
+    ("{preset: [tiny]}", "model.preset", "expected a preset name"),
+])
+def test_model_override_checked_at_load(tmp_path, model, key, says):
+    msg = _refused(tmp_path, GRID.replace("model: {preset: tiny}", f"model: {model}"))
+    assert f"combinations.a.{key}:" in msg and says in msg, msg
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("patch, key", [
+    (("  data: {size: 32}", "  data: abc"), "combinations.a.data"),
+    (("  train: {steps: 5, batch_size: 2}", "  train: [1]"), "combinations.a.train"),
+    (("    l1: {weight: 1.0}", "    l1: 3"), "combinations.a.losses.l1"),
+    (("  a: {}", "  a: abc"), "combinations.a"),
+    (("base:\n  data", "base: 7\nx:\n  data"), "base"),
+])
+def test_every_block_that_must_be_a_mapping_says_so(tmp_path, patch, key):
+    text = GRID.replace(*patch)
+    if patch[1].startswith("base: 7"):
+        text = "name: hostile\nbase: 7\ncombinations: {a: {}}\n"
+    msg = _refused(tmp_path, text)
+    assert f"{key}: expected a mapping" in msg, msg
+
+
+def test_valid_overrides_still_load(tmp_path):
+    g = load_grid(_write(tmp_path, GRID.replace("model: {preset: tiny}",
+                                                "model: {preset: tiny, ch: 8, ch_mult: [1, 2, 2], dropout: 0.1}")))
+    assert g.trials[0].model.overrides == {"ch": 8, "ch_mult": [1, 2, 2], "dropout": 0.1}
+
+
+# ---------------------------------------------------------------- 5: the grid's name
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("name", ["../..", "/tmp/elsewhere", "a/b", "..", ".", "'x y'", "[a]", "''"])
+def test_grid_name_must_be_a_plain_name(tmp_path, name):
+    msg = _refused(tmp_path, GRID.replace("name: hostile", f"name: {name}"))
+    assert "name:" in msg and "is not a plain name" in msg
+
+
+def test_plain_names_load(tmp_path):
+    assert load_grid(_write(tmp_path, GRID.replace("name: hostile", "name: my-grid_v2.1"))).name == "my-grid_v2.1"
+    assert load_grid(_write(tmp_path, GRID.replace("name: hostile", "name: 2024"))).name == "2024"
+
+
+@pytest.fixture(scope="module")
+def schema() -> dict:
+    r = CliRunner().invoke(app, ["schema"])
+    assert r.exit_code == 0, r.output
+    return json.loads(r.output)  # the whole output is one JSON document
+
+
+def test_schema_names_the_top_level_keys(schema):
+    assert set(schema["properties"]) == {"name", "description", "base", "combinations", "seeds", "questions"}
+    assert schema["required"] == ["combinations"] and schema["additionalProperties"] is False
+    jsonschema.Draft202012Validator.check_schema(schema)  # a well-formed draft 2020-12 schema
+    train = schema["$defs"]["TrainSpec"]["properties"]
+    assert train["steps"]["type"] == "integer" and train["precision"]["enum"] == ["auto", "bf16", "fp16", "fp32"]
+
+
+def test_shipped_search_spaces_validate(schema):
+    grids = shipped_grids()
+    assert {"smoke", "losses", "edges", "pixel"} <= set(grids)
+    validator = jsonschema.Draft202012Validator(schema)
+    for name, path in grids.items():
+        raw = yaml.safe_load(path.read_text())
+        validator.validate(raw)
+        SearchSpaceFile.model_validate(raw)  # the pydantic model the schema is made from
+        assert load_grid(path).trials, name  # and the loader agrees
+
+
+@pytest.mark.bad_input
+@pytest.mark.parametrize("patch", [
+    {"train": {"stepz": 5}},  # an unknown key of a spec
+    {"train": {"steps": "5"}},  # a string where an integer is asked for
+    {"train": {"precision": "half"}},
+    {"data": {"augment": {"hflip": 1}}},
+    {"colour": 1},  # an unknown block of a combination
+])
+def test_what_the_loader_refuses_the_schema_refuses(schema, tmp_path, patch):
+    raw = yaml.safe_load(shipped_grids()["smoke"].read_text())
+    raw["combinations"]["l1"].update(patch)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(schema).validate(raw)
+    p = tmp_path / "g.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ValueError, match=r"g\.yaml: combinations\.l1"):
+        load_grid(p)

@@ -21,8 +21,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ablate.errors import AblateError
+from tests.helpers import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ablate"
 # Exception classes that are not user errors, each with why.
 NOT_USER_ERRORS = {
@@ -153,7 +153,7 @@ def test_an_error_that_is_not_a_user_error_keeps_its_traceback(tmp_path, monkeyp
     r = CliRunner().invoke(app, ["prepare", str(tmp_path), "--out", str(tmp_path / "out")])
     assert r.exit_code == 1 and isinstance(r.exception, ValueError) and "error: a bug" not in r.output
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "COLUMNS": "200", "TERM": "dumb"}
-    p = subprocess.run([sys.executable, "-c", BUG, str(tmp_path), str(tmp_path / "out")], capture_output=True,
+    p = subprocess.run([sys.executable, "-c", BUG, str(tmp_path), str(tmp_path / "out")], check=False, capture_output=True,
                        text=True, timeout=120, env=env)
     assert p.returncode == 1, p.stderr
     assert "Traceback" in p.stderr and "a bug in ablate, not the user's input" in p.stderr, p.stderr
@@ -185,14 +185,14 @@ def test_library_lines_reach_the_command_lines_streams(tmp_path, drive32):
 
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), "ABLATE_CACHE": str(tmp_path / "cache")}
     p = subprocess.run([sys.executable, "-m", "ablate.cli", "launch", "--grid", "smoke", "--data", str(drive32),
-                        "--dry-run"], capture_output=True, text=True, timeout=600, env=env)
+                        "--dry-run"], check=False, capture_output=True, text=True, timeout=600, env=env)
     assert p.returncode == 0, p.stderr[-3000:]
     assert any(ln.startswith("placement: ") for ln in p.stdout.splitlines()), p.stdout
     assert "placement: " not in p.stderr
 
     (tmp_path / LOCK_FILE).write_text(json.dumps({"user": "x", "host": os.uname().nodename, "pid": 2 ** 22 + 12345,
                                                   "command": "ablate launch --grid old", "since": 1.0e9}))
-    p = subprocess.run([sys.executable, "-m", "ablate.cli", "report", str(tmp_path), "--images", "0"],
+    p = subprocess.run([sys.executable, "-m", "ablate.cli", "report", str(tmp_path), "--images", "0"], check=False,
                        capture_output=True, text=True, timeout=300, env=env)
     assert p.returncode == 2 and "error: " in p.stderr, p.stderr  # no results.parquet: a user error
     assert any(ln.startswith(f"{tmp_path}: taking over a stale lock from") for ln in p.stderr.splitlines()), p.stderr

@@ -7,12 +7,13 @@ import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+from tests.helpers import REPO
+
+SCRIPT = REPO / "benchmarks" / "gpu.py"
 
 
 def _load():

@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1] / "ablate"
+from tests.helpers import REPO
+
+ROOT = REPO / "ablate"
 MAX_LINES = 450
 # Pure maths, kept whole so each definition sits beside its reference notes:
 # morphology (the vessel features and map agreement measures).

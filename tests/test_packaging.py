@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import tomllib
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import REPO as ROOT
+
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
 # Imported under another name than the distribution's, and not in packages_distributions()
 # on every platform: none today; a new one belongs here with its reason.
@@ -70,9 +71,9 @@ def test_an_s3_experiment_without_boto3_says_which_extra_to_install(monkeypatch)
     extra = {_dist_name(r) for r in PYPROJECT["project"]["optional-dependencies"]["s3"]}
     assert {"boto3", "botocore"} <= extra
     monkeypatch.setitem(sys.modules, "boto3", None)  # what an install without the extra looks like
-    with pytest.raises(StorageError, match=re.escape("pip install 'ablate[s3]'")):
-        with experiment_lock("s3://bucket/exp", "ablate launch"):
-            pass
+    with pytest.raises(StorageError, match=re.escape("pip install 'ablate[s3]'")), \
+            experiment_lock("s3://bucket/exp", "ablate launch"):
+        pass
 
 
 def test_shipped_search_spaces_are_package_data_read_through_importlib_resources():

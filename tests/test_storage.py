@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from s3_server import BUCKET
 
 from ablate import storage
 from ablate.data.shards import DatasetError, read_manifest, shard_paths
+from tests.s3_server import BUCKET
 
 
 def _keys(prefix: str) -> list[str]:
@@ -206,11 +206,11 @@ def test_report_and_tensorboard_on_s3_without_training(s3, tmp_path, monkeypatch
     """The report of an experiment in the bucket: inputs staged, outputs uploaded, the URI
     named; then `ablate tensorboard URI` serves a local mirror holding its HParams sessions."""
     import typer
-    from test_report import make_exp
     from typer.testing import CliRunner
 
     from ablate.report.cli import mirror_folder, report, tensorboard
     from ablate.ui.console import Commands
+    from tests.helpers.experiments import make_exp
 
     exp = make_exp(tmp_path / "e", {"base": {}, "lpips": {}})
     uri = f"s3://{BUCKET}/reports/exp"
@@ -255,8 +255,9 @@ def _ablate(env: dict, *args: str, timeout: float = 420) -> subprocess.Completed
 
 @pytest.mark.ray
 def test_grid_on_s3_end_to_end(s3, s3_data, tmp_path):
-    from conftest import TINY_GRID
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from tests.helpers import TINY_GRID
 
     grid = tmp_path / "one.yaml"
     grid.write_text(TINY_GRID.replace("  l2: {losses: {l2: {weight: 1.0}}}\n", ""))

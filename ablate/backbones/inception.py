@@ -11,7 +11,7 @@ its resize, its [0, 255] -> [-1, 1] scaling and its 1008-way `output` layer
 removed by the packager (make_default_model/default_1/wrap_net.py upstream), so
 its forward is `layers(x).reshape(-1, 2048)`: the 8x8 average-pooled `pool3`
 features of a (B, 3, 299, 299) input already scaled by the caller.
-Checked here (see tests/test_fidelity.py and the report of the change that added
+Checked here (see tests/evaluate/test_fidelity.py and the report of the change that added
 this file):
   * 21,802,784 parameters in 376 tensors, no buffers. Each conv layer holds
     weight, beta and BatchNorm mean/var (BN has no gamma, as in the TF graph);

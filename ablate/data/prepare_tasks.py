@@ -13,7 +13,7 @@ at a time, however large (up to --max-pixels).
 
 Small jobs (fewer than `in_process_below` files, or one CPU without a cluster) run
 here in the driver: Ray's start-up (seconds) would cost more than it saves, and the
-result is byte-identical either way (tests/test_prepare_scale.py holds that).
+result is byte-identical either way (tests/data/test_prepare_tasks_on_ray.py holds that).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ short of each end; a diagonal skeleton has fewer pixels than its length).
 A length-weighted mean, so a long vessel counts in proportion to its length. NaN
 when no segment keeps a sampled pixel. Measured on bars 1-5 px wide at 0 and 90
 degrees and on 3 and 5 px lines at 20-70 degrees: within 0.25 px
-(tests/test_vessel_width.py).
+(tests/evaluate/test_width.py).
 """
 
 from __future__ import annotations

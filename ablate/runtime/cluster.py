@@ -57,7 +57,7 @@ def loopback_only() -> None:
     on macOS / Windows (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`): set in the environment for
     Ray's own processes, and on Ray's constant where `ray` is already imported (it is read
     at import). Measured: every listening socket of the Ray processes on 127.0.0.1
-    (tests/test_writer.py). A cluster run (--address) never comes here."""
+    (tests/runtime/test_cluster_local_ray.py). A cluster run (--address) never comes here."""
     import sys
 
     _before.setdefault(_SINGLE_NODE, os.environ.get(_SINGLE_NODE))
