@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -34,3 +35,22 @@ def id_source_split_rows(out: Path) -> list[dict]:
         out: the prepared folder.
     """
     return [r for p in sorted(out.glob("*.parquet")) for r in pq.read_table(p, columns=["id", "source", "split"]).to_pylist()]
+
+
+def read_manifest_json(prepared: Path) -> dict:
+    """manifest.json of a prepared folder as parsed JSON, unchecked (to damage and write back).
+
+    Args:
+        prepared: the prepared folder.
+    """
+    return json.loads((prepared / "manifest.json").read_text())
+
+
+def write_manifest_json(prepared: Path, manifest) -> None:
+    """`manifest` written as the folder's manifest.json, whatever it holds (damaged on purpose).
+
+    Args:
+        prepared: the prepared folder.
+        manifest: any JSON-serialisable value.
+    """
+    (prepared / "manifest.json").write_text(json.dumps(manifest))
