@@ -101,7 +101,7 @@ def test_unknown_preset_grid_suggests():
 def test_the_loader_sits_at_the_top_and_the_specs_are_a_leaf():
     """Stages below receive specs by value (ablate.specs); only the pipeline and the command
     line read search spaces (ablate.config). The specs import only the errors leaf."""
-    from tests.test_layout import MODULES, imports_of
+    from tests.helpers.ablate_modules import MODULES, imports_of
 
     readers = {m for m in MODULES for target, _ in imports_of(m) if target == "ablate.config"}
     assert readers <= {"ablate.pipeline", "ablate.cli"}, readers
