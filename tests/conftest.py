@@ -89,6 +89,14 @@ def drive64(tmp_path_factory, drive_dir) -> Path:
     return out
 
 
+@pytest.fixture
+def data(tmp_path, drive32) -> Path:
+    """A private copy of DRIVE at 32 px, free to be damaged."""
+    d = tmp_path / "data"
+    shutil.copytree(drive32, d)
+    return d
+
+
 @pytest.fixture(scope="session")
 def vgg_file(tmp_path_factory) -> tuple[Path, dict]:
     """A STAND-IN for torchvision's vgg16-397923af.pth (the real file is not on this machine):

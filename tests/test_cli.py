@@ -6,16 +6,15 @@ the library as the plain string it always took."""
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from ablate.cli import app
 from tests.helpers import RAY_STARTS
+from tests.helpers.grids import TWO_COMBINATION_GRID, write_grid_file
+from tests.helpers.prepared import write_manifest_json
 
 
 @pytest.fixture(autouse=True)
@@ -87,28 +86,6 @@ def test_a_right_choice_reaches_the_library_as_a_plain_string(tmp_path, monkeypa
     assert seen["launch"][0][0].precision is None  # not given: every trial keeps its own train.precision
 
 
-GRID = """
-name: hostile
-base:
-  data: {size: 32}
-  model: {preset: tiny}
-  train: {steps: 5, batch_size: 2}
-  losses:
-    l1: {weight: 1.0}
-combinations:
-  a: {}
-  b:
-    losses: {l2: {weight: 1.0}}
-seeds: [0, 1]
-"""
-
-
-def _write(tmp_path: Path, text: str) -> Path:
-    p = tmp_path / "g.yaml"
-    p.write_text(text)
-    return p
-
-
 @pytest.mark.bad_input
 def test_cli_dry_run_refuses_garbage_vgg16_and_out_of_range_seed_in_one_line(tmp_path, drive32, monkeypatch):
     """Both before Ray (the dry run never starts it), exit 2, one line, no traceback."""
@@ -128,23 +105,11 @@ def test_cli_dry_run_refuses_garbage_vgg16_and_out_of_range_seed_in_one_line(tmp
         f"error: $ABLATE_VGG16_WEIGHTS names {junk}, which is not a torch weights file (neither torch.save's zip "
         "format nor its legacy format): point it at vgg16-397923af.pth"), r.output
     monkeypatch.delenv("ABLATE_VGG16_WEIGHTS")
-    grid = _write(tmp_path, GRID.replace("seeds: [0, 1]", "seeds: [0, 18446744073709551616]"))
+    grid = write_grid_file(tmp_path, TWO_COMBINATION_GRID.replace("seeds: [0, 1]", "seeds: [0, 18446744073709551616]"))
     r = CliRunner().invoke(app, ["launch", "--grid", str(grid), "--data", str(drive32), "--dry-run"])
     assert r.exit_code == 2 and r.output.strip() == (
         f"error: {grid}: seeds[1]: 18446744073709551616 is not a seed; seeds are integers from 0 to 4294967295 "
         "(2^32-1)"), r.output
-
-
-@pytest.fixture
-def data(tmp_path, drive32) -> Path:
-    """A private copy of DRIVE at 32 px, free to be damaged."""
-    d = tmp_path / "data"
-    shutil.copytree(drive32, d)
-    return d
-
-
-def _write_manifest(d: Path, m) -> None:
-    (d / "manifest.json").write_text(json.dumps(m))
 
 
 @pytest.mark.bad_input
@@ -156,7 +121,7 @@ def test_cli_dry_run_with_a_bad_manifest_is_one_line_no_traceback(data):
 
     from ablate.cli import app
 
-    _write_manifest(data, {"format_version": 1, "shards": {}})
+    write_manifest_json(data, {"format_version": 1, "shards": {}})
     r = CliRunner().invoke(app, ["launch", "--grid", "smoke", "--data", str(data), "--dry-run"])
     assert r.exit_code == 2, r.output
     assert isinstance(r.exception, SystemExit) and "Traceback" not in r.output

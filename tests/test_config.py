@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from ablate.cli import app
 from ablate.config import ConfigError, SearchSpaceFile, find_grid, load_grid, shipped_grids
+from tests.helpers.grids import TWO_COMBINATION_GRID, write_grid_file
 
 BASE = """
 name: t
@@ -32,9 +33,7 @@ seeds: [0, 1]
 
 
 def _grid(tmp_path: Path, text: str, **kw):
-    p = tmp_path / "g.yaml"
-    p.write_text(text)
-    return load_grid(p, **kw)
+    return load_grid(write_grid_file(tmp_path, text), **kw)
 
 
 def test_expands_combinations_times_seeds(tmp_path):
@@ -102,7 +101,7 @@ def test_unknown_preset_grid_suggests():
 def test_the_loader_sits_at_the_top_and_the_specs_are_a_leaf():
     """Stages below receive specs by value (ablate.specs); only the pipeline and the command
     line read search spaces (ablate.config). The specs import only the errors leaf."""
-    from tests.test_layout import MODULES, imports_of
+    from tests.helpers.ablate_modules import MODULES, imports_of
 
     readers = {m for m in MODULES for target, _ in imports_of(m) if target == "ablate.config"}
     assert readers <= {"ablate.pipeline", "ablate.cli"}, readers
@@ -120,30 +119,8 @@ def test_the_specs_and_the_loader_import_no_torch():
     assert out.strip() == "False"
 
 
-GRID = """
-name: hostile
-base:
-  data: {size: 32}
-  model: {preset: tiny}
-  train: {steps: 5, batch_size: 2}
-  losses:
-    l1: {weight: 1.0}
-combinations:
-  a: {}
-  b:
-    losses: {l2: {weight: 1.0}}
-seeds: [0, 1]
-"""
-
-
-def _write(tmp_path: Path, text: str) -> Path:
-    p = tmp_path / "g.yaml"
-    p.write_text(text)
-    return p
-
-
 def _refused(tmp_path: Path, text: str) -> str:
-    p = _write(tmp_path, text)
+    p = write_grid_file(tmp_path, text)
     with pytest.raises(ConfigError) as e:
         load_grid(p)
     msg = str(e.value)
@@ -152,7 +129,6 @@ def _refused(tmp_path: Path, text: str) -> str:
 
 
 # ---------------------------------------------------------------- 1: seeds
-
 
 @pytest.mark.bad_input
 @pytest.mark.parametrize("seeds, index, shown", [
@@ -163,21 +139,20 @@ def _refused(tmp_path: Path, text: str) -> str:
     ("[0, 1.5]", 1, "1.5"),
 ])
 def test_seed_out_of_range_refused_at_load_naming_file_key_and_index(tmp_path, seeds, index, shown):
-    msg = _refused(tmp_path, GRID.replace("seeds: [0, 1]", f"seeds: {seeds}"))
+    msg = _refused(tmp_path, TWO_COMBINATION_GRID.replace("seeds: [0, 1]", f"seeds: {seeds}"))
     assert f"seeds[{index}]: {shown} is not a seed" in msg and "4294967295" in msg
 
 
 def test_seed_range_edges_load(tmp_path):
-    g = load_grid(_write(tmp_path, GRID.replace("seeds: [0, 1]", "seeds: [0, 4294967295]")))
+    g = load_grid(write_grid_file(tmp_path, TWO_COMBINATION_GRID.replace("seeds: [0, 1]", "seeds: [0, 4294967295]")))
     assert sorted({t.seed for t in g.trials}) == [0, 4294967295]
 
 
 # ---------------------------------------------------------------- 2: duplicate keys
 
-
 @pytest.mark.bad_input
 def test_duplicate_combination_name_refused_naming_file_line_and_key(tmp_path):
-    text = GRID.replace("  a: {}\n", "  a: {}\n  a: {train: {steps: 9}}\n")
+    text = TWO_COMBINATION_GRID.replace("  a: {}\n", "  a: {}\n  a: {train: {steps: 9}}\n")
     msg = _refused(tmp_path, text)
     lines = text.splitlines()
     first, second = (i + 1 for i, l in enumerate(lines) if l.startswith("  a: "))
@@ -186,19 +161,18 @@ def test_duplicate_combination_name_refused_naming_file_line_and_key(tmp_path):
 
 @pytest.mark.bad_input
 def test_duplicate_key_anywhere_refused(tmp_path):
-    msg = _refused(tmp_path, GRID.replace("train: {steps: 5, batch_size: 2}", "train: {steps: 5, steps: 50}"))
+    msg = _refused(tmp_path, TWO_COMBINATION_GRID.replace("train: {steps: 5, batch_size: 2}", "train: {steps: 5, steps: 50}"))
     assert "duplicate key 'steps'" in msg
 
 
 def test_merge_key_overrides_are_not_duplicates(tmp_path):
-    text = GRID.replace("  b:\n    losses: {l2: {weight: 1.0}}",
+    text = TWO_COMBINATION_GRID.replace("  b:\n    losses: {l2: {weight: 1.0}}",
                         "  b:\n    losses: {l2: {weight: 1.0}}\n    train: {<<: {steps: 5, batch_size: 2}, steps: 7}")
-    g = load_grid(_write(tmp_path, text))
+    g = load_grid(write_grid_file(tmp_path, text))
     assert {t.train.steps for t in g.trials if t.combination == "b"} == {7}
 
 
 # ---------------------------------------------------------------- 3: document size and aliases
-
 
 @pytest.mark.bad_input
 def test_billion_laughs_refused_quickly_naming_the_file(tmp_path):
@@ -218,7 +192,7 @@ def test_recursive_alias_refused(tmp_path):
 
 @pytest.mark.bad_input
 def test_oversized_file_refused_before_parsing(tmp_path):
-    msg = _refused(tmp_path, GRID + "#" + "x" * (1 << 20) + "\n")
+    msg = _refused(tmp_path, TWO_COMBINATION_GRID + "#" + "x" * (1 << 20) + "\n")
     assert "over the 1,048,576-byte limit" in msg
     endless = tmp_path / "endless.yaml"  # stat says 0 bytes; reading it would never end
     endless.symlink_to("/dev/zero")
@@ -229,18 +203,17 @@ def test_oversized_file_refused_before_parsing(tmp_path):
 @pytest.mark.bad_input
 def test_deep_nesting_and_huge_integer_refused_in_one_line(tmp_path):
     assert "nested too deeply" in _refused(tmp_path, "name: " + "[" * 50_000 + "]" * 50_000 + "\n")
-    assert "cannot be read" in _refused(tmp_path, GRID.replace("seeds: [0, 1]", "seeds: [" + "9" * 5000 + "]"))
+    assert "cannot be read" in _refused(tmp_path, TWO_COMBINATION_GRID.replace("seeds: [0, 1]", "seeds: [" + "9" * 5000 + "]"))
 
 
 def test_anchors_within_the_limit_still_load(tmp_path):
-    text = GRID.replace("  l2: {weight: 1.0}", "  l2: &w {weight: 1.0}").replace(
+    text = TWO_COMBINATION_GRID.replace("  l2: {weight: 1.0}", "  l2: &w {weight: 1.0}").replace(
         "losses: {l2: {weight: 1.0}}", "losses: {l2: &w {weight: 1.0}}") + "\n"
-    g = load_grid(_write(tmp_path, text))
+    g = load_grid(write_grid_file(tmp_path, text))
     assert len(g.trials) == 4
 
 
 # ---------------------------------------------------------------- 4: model overrides
-
 
 @pytest.mark.bad_input
 @pytest.mark.parametrize("model, key, says", [
@@ -264,7 +237,7 @@ def test_anchors_within_the_limit_still_load(tmp_path):
     ("{preset: [tiny]}", "model.preset", "expected a preset name"),
 ])
 def test_model_override_checked_at_load(tmp_path, model, key, says):
-    msg = _refused(tmp_path, GRID.replace("model: {preset: tiny}", f"model: {model}"))
+    msg = _refused(tmp_path, TWO_COMBINATION_GRID.replace("model: {preset: tiny}", f"model: {model}"))
     assert f"combinations.a.{key}:" in msg and says in msg, msg
 
 
@@ -277,7 +250,7 @@ def test_model_override_checked_at_load(tmp_path, model, key, says):
     (("base:\n  data", "base: 7\nx:\n  data"), "base"),
 ])
 def test_every_block_that_must_be_a_mapping_says_so(tmp_path, patch, key):
-    text = GRID.replace(*patch)
+    text = TWO_COMBINATION_GRID.replace(*patch)
     if patch[1].startswith("base: 7"):
         text = "name: hostile\nbase: 7\ncombinations: {a: {}}\n"
     msg = _refused(tmp_path, text)
@@ -285,24 +258,23 @@ def test_every_block_that_must_be_a_mapping_says_so(tmp_path, patch, key):
 
 
 def test_valid_overrides_still_load(tmp_path):
-    g = load_grid(_write(tmp_path, GRID.replace("model: {preset: tiny}",
+    g = load_grid(write_grid_file(tmp_path, TWO_COMBINATION_GRID.replace("model: {preset: tiny}",
                                                 "model: {preset: tiny, ch: 8, ch_mult: [1, 2, 2], dropout: 0.1}")))
     assert g.trials[0].model.overrides == {"ch": 8, "ch_mult": [1, 2, 2], "dropout": 0.1}
 
 
 # ---------------------------------------------------------------- 5: the grid's name
 
-
 @pytest.mark.bad_input
 @pytest.mark.parametrize("name", ["../..", "/tmp/elsewhere", "a/b", "..", ".", "'x y'", "[a]", "''"])
 def test_grid_name_must_be_a_plain_name(tmp_path, name):
-    msg = _refused(tmp_path, GRID.replace("name: hostile", f"name: {name}"))
+    msg = _refused(tmp_path, TWO_COMBINATION_GRID.replace("name: hostile", f"name: {name}"))
     assert "name:" in msg and "is not a plain name" in msg
 
 
 def test_plain_names_load(tmp_path):
-    assert load_grid(_write(tmp_path, GRID.replace("name: hostile", "name: my-grid_v2.1"))).name == "my-grid_v2.1"
-    assert load_grid(_write(tmp_path, GRID.replace("name: hostile", "name: 2024"))).name == "2024"
+    assert load_grid(write_grid_file(tmp_path, TWO_COMBINATION_GRID.replace("name: hostile", "name: my-grid_v2.1"))).name == "my-grid_v2.1"
+    assert load_grid(write_grid_file(tmp_path, TWO_COMBINATION_GRID.replace("name: hostile", "name: 2024"))).name == "2024"
 
 
 @pytest.fixture(scope="module")

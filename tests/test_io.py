@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import stat
-from pathlib import Path
 
 import pytest
 
 from ablate.data.shards import prepare
 from ablate.io import write_text_atomic
-
-STEMS = ("01_test", "02_test", "03_test")
-
-
-def _plain(drive_dir: Path, folder: Path, stems=STEMS) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for stem in stems:
-        shutil.copy(drive_dir / "images" / f"{stem}.tif", folder / f"{stem}.tif")
-    return folder
-
+from tests.helpers.images import THREE_DRIVE_STEMS, copy_drive_images
 
 # ---- f12: the user's umask -----------------------------------------------------------------
 
@@ -41,7 +30,7 @@ def test_atomic_files_follow_umask(tmp_path, umask, mode):
 def test_prepared_dataset_follows_umask(drive_dir, tmp_path):
     """Finding F12 (issue 20): Prepared dataset follows umask."""
 
-    src = _plain(drive_dir, tmp_path / "src", STEMS[:1])
+    src = copy_drive_images(drive_dir, tmp_path / "src", THREE_DRIVE_STEMS[:1])
     old = os.umask(0o027)
     try:
         prepare(src, tmp_path / "out", size=32)

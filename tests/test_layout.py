@@ -6,58 +6,19 @@ import that closes a circle is still a circle in the design)."""
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers.ablate_modules import ABLATE_ROOT, MODULES, imports_of
 
-ROOT = REPO / "ablate"
 MAX_LINES = 450
 # Pure maths, kept whole so each definition sits beside its reference notes:
 # morphology (the vessel features and map agreement measures).
 LONG_MODULES = {"ablate.evaluate.morphology"}
 
 
-def _module_name(path: Path) -> str:
-    rel = path.relative_to(ROOT.parent).with_suffix("")
-    parts = list(rel.parts)
-    if parts[-1] == "__init__":
-        parts.pop()
-    return ".".join(parts)
-
-
-MODULES = {_module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
-
-
 def _package(module: str) -> str:
     """ablate.X for ablate.X.y; ablate.X for a top-level module ablate.X."""
     return ".".join(module.split(".")[:2])
-
-
-def imports_of(module: str) -> list[tuple[str, list[str]]]:
-    """(imported module inside ablate, names taken from it) for every import statement."""
-    path = MODULES[module]
-    is_pkg = path.name == "__init__.py"
-    out = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            out += [(a.name, []) for a in node.names if a.name.startswith("ablate")]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: resolve against this module's package
-                base = module.split(".") if is_pkg else module.split(".")[:-1]
-                base = base[: len(base) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            if not target.startswith("ablate"):
-                continue
-            names = [a.name for a in node.names]
-            subs = [n for n in names if f"{target}.{n}" in MODULES]  # `from pkg import submodule`
-            out += [(f"{target}.{n}", []) for n in subs]
-            out.append((target, [n for n in names if n not in subs]))
-    return [(t, n) for t, n in out if t in MODULES]
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -140,10 +101,10 @@ def test_paper_citations_point_to_sections_that_exist():
     """Comments cite `docs/paper.md §N`; that page is in the repository and has §N."""
     import re
 
-    paper = ROOT.parent / "docs" / "paper.md"
+    paper = ABLATE_ROOT.parent / "docs" / "paper.md"
     sections = set(re.findall(r"^## §(\d+)", paper.read_text(), re.MULTILINE))
     cited = {}
-    for p in [*ROOT.rglob("*.py"), *(ROOT / "search_spaces").glob("*.yaml")]:
+    for p in [*ABLATE_ROOT.rglob("*.py"), *(ABLATE_ROOT / "search_spaces").glob("*.yaml")]:
         text = p.read_text()
         assert "PAPER.md" not in text, f"{p} cites PAPER.md, which is not in the repository (use docs/paper.md)"
         for first, last in re.findall(r"docs/paper\.md §(\d+)(?:-(\d+))?", text):

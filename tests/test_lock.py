@@ -11,10 +11,10 @@ import time
 import pytest
 
 from ablate.lock import LOCK_FILE, ExperimentLocked, experiment_lock
+from tests.helpers.text import one_line
 from tests.s3_server import BUCKET
 
 # ---------------------------------------------------------------- finding 1: one writer
-
 
 @pytest.mark.fault
 def test_second_writer_refused_naming_holder(tmp_path):
@@ -115,11 +115,6 @@ def test_s3_lease_refuses_a_second_writer_takes_over_a_stale_one_and_is_released
     with experiment_lock(exp, "ablate evaluate", heartbeat_s=0.2):
         assert json.loads(client.get_object(Bucket=BUCKET, Key=key)["Body"].read())["command"] == "ablate evaluate"
     assert "taking over a stale lease" in capsys.readouterr().err
-
-
-def one_line(text: str) -> str:
-    assert "\n" not in text.strip() and "Traceback" not in text, text
-    return text
 
 
 # ----------------------------------------------------------------------------- 4. malformed experiment locks

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import math
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -13,27 +10,8 @@ from ablate.config import ConfigError
 from ablate.data.shards import DatasetError
 from ablate.pipeline import LaunchOptions, prepare_launch
 from tests.helpers import RAY_STARTS
-
-GRID = """
-name: hostile
-base:
-  data: {size: 32}
-  model: {preset: tiny}
-  train: {steps: 5, batch_size: 2}
-  losses:
-    l1: {weight: 1.0}
-combinations:
-  a: {}
-  b:
-    losses: {l2: {weight: 1.0}}
-seeds: [0, 1]
-"""
-
-
-def _write(tmp_path: Path, text: str) -> Path:
-    p = tmp_path / "g.yaml"
-    p.write_text(text)
-    return p
+from tests.helpers.grids import TWO_COMBINATION_GRID, write_grid_file
+from tests.helpers.prepared import read_manifest_json, write_manifest_json
 
 
 @pytest.mark.bad_input
@@ -47,31 +25,14 @@ def test_batch_not_divisible_by_workers_refused_before_ray(tmp_path, monkeypatch
 
     monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray started"))
     monkeypatch.setattr(ablate.runtime, "local_resources", lambda: (16.0, 0.0))  # 3 workers fit anywhere
-    grid = _write(tmp_path, GRID)
+    grid = write_grid_file(tmp_path, TWO_COMBINATION_GRID)
     with pytest.raises(ConfigError) as e:
         prepare_launch(LaunchOptions(grid=str(grid), data=str(drive32), workers=3, dry_run=True))
     assert str(e.value) == (f"{grid}: combinations.a.train.batch_size: 2 is not divisible by --workers 3 (the "
                             "batch is split evenly over the workers); change one of them")
 
 
-@pytest.fixture
-def data(tmp_path, drive32) -> Path:
-    """A private copy of DRIVE at 32 px, free to be damaged."""
-    d = tmp_path / "data"
-    shutil.copytree(drive32, d)
-    return d
-
-
-def _manifest(d: Path) -> dict:
-    return json.loads((d / "manifest.json").read_text())
-
-
-def _write_manifest(d: Path, m) -> None:
-    (d / "manifest.json").write_text(json.dumps(m))
-
-
 # ---------------------------------------------------------------- finding 2: values before Ray
-
 
 BAD_VALUES = [
     ({"concurrent": 0}, "--concurrent must be >= 1, got 0"),
@@ -149,8 +110,8 @@ def test_launch_check_covers_the_test_split_when_evaluating(data):
     with pytest.raises(DatasetError, match=r"test-00000.parquet: shard listed in manifest.json is missing"):
         check_data(str(data), grid)
     check_data(str(data), grid, evaluate=False)  # --no-evaluate reads no test split
-    m = _manifest(data)
-    _write_manifest(data, {**m, "counts": {**m["counts"], "test": 0},
+    m = read_manifest_json(data)
+    write_manifest_json(data, {**m, "counts": {**m["counts"], "test": 0},
                            "shards": [s for s in m["shards"] if s["split"] != "test"]})
     with pytest.raises(DatasetError, match=r"the test split is empty \(evaluation reads it; --no-evaluate"):
         check_data(str(data), grid)

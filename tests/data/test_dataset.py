@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import shutil
-from pathlib import Path
-
 import pytest
 
 from ablate.data.shards import DatasetError, read_manifest
-
-
-@pytest.fixture
-def data(tmp_path, drive32) -> Path:
-    """A private copy of DRIVE at 32 px, free to be damaged."""
-    d = tmp_path / "data"
-    shutil.copytree(drive32, d)
-    return d
-
-
-def _manifest(d: Path) -> dict:
-    return json.loads((d / "manifest.json").read_text())
-
-
-def _write_manifest(d: Path, m) -> None:
-    (d / "manifest.json").write_text(json.dumps(m))
-
+from tests.helpers.prepared import read_manifest_json, write_manifest_json
 
 # ---------------------------------------------------------------- finding 7: manifest shapes
-
 
 def _no_sha_in_shard_2(m):
     del m["shards"][2]["sha256"]
@@ -56,7 +35,7 @@ BAD_MANIFESTS = [
 def test_wrong_shaped_manifest_named_in_one_line(name, damage, message, data):
     """Finding F7 (issue 20): Wrong shaped manifest named in one line."""
 
-    _write_manifest(data, damage(_manifest(data)))
+    write_manifest_json(data, damage(read_manifest_json(data)))
     with pytest.raises(DatasetError) as e:
         read_manifest(data)
     assert str(e.value).startswith(f"{data / 'manifest.json'}: {message}")

@@ -3,34 +3,17 @@
 from __future__ import annotations
 
 import builtins
-import csv
 import io
 import os
-import shutil
 import struct
 import zlib
-from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image, ImageFile
 
 from ablate.data.shards import DatasetError, prepare
-
-STEMS = ("01_test", "02_test", "03_test")
-
-
-def _plain(drive_dir: Path, folder: Path, stems=STEMS) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for stem in stems:
-        shutil.copy(drive_dir / "images" / f"{stem}.tif", folder / f"{stem}.tif")
-    return folder
-
-
-def _rejects(out: Path) -> dict[str, str]:
-    with (out / "rejects.csv").open() as f:
-        return {row["file"]: row["reason"] for row in csv.DictReader(f)}
-
+from tests.helpers.images import THREE_DRIVE_STEMS, copy_drive_images, synthetic_fundus, synthetic_fundus_folder
+from tests.helpers.prepared import read_rejects
 
 # ---- f4: hostile and huge images --------------------------------------------------------
 
@@ -47,12 +30,12 @@ def _png_claiming(width: int, height: int) -> bytes:
 def test_decompression_bomb_is_rejected_and_good_images_prepared(drive_dir, tmp_path):
     """Finding F4 (issue 20): Decompression bomb is rejected and good images prepared."""
 
-    src = _plain(drive_dir, tmp_path / "src")
+    src = copy_drive_images(drive_dir, tmp_path / "src")
     (src / "bomb.png").write_bytes(_png_claiming(40000, 40000))
     (src / "70mp.png").write_bytes(_png_claiming(10000, 7000))  # over the default cap, under Pillow's
     r = prepare(src, tmp_path / "out", size=32)
     assert sum(r.counts.values()) == 3
-    rejects = _rejects(tmp_path / "out")
+    rejects = read_rejects(tmp_path / "out")
     assert rejects["bomb.png"].startswith("too many pixels, not decoded (decompression bomb guard: ")
     assert rejects["70mp.png"].startswith("too many pixels (10000x7000 = 70.0 MP; the cap is 60 MP")
 
@@ -60,7 +43,7 @@ def test_decompression_bomb_is_rejected_and_good_images_prepared(drive_dir, tmp_
 @pytest.mark.bad_input
 def test_image_over_cap_is_rejected_from_its_header(drive_dir, tmp_path, monkeypatch):
     """Finding F4 (issue 20): DRIVE's 565x584 (330 kpx) passes a 350 kpx cap; a 600x600 image is refused undecoded."""
-    src = _plain(drive_dir, tmp_path / "src", STEMS[:2])
+    src = copy_drive_images(drive_dir, tmp_path / "src", THREE_DRIVE_STEMS[:2])
     Image.open(drive_dir / "images" / "03_test.tif").resize((600, 600)).save(src / "big.png")
     decoded, real_load = [], ImageFile.ImageFile.load
 
@@ -79,7 +62,7 @@ def test_image_over_cap_is_rejected_from_its_header(drive_dir, tmp_path, monkeyp
 def test_huge_file_rejected_unread_and_each_file_read_once(drive_dir, tmp_path, monkeypatch):
     """Finding F4 (issue 20): Huge file rejected unread and each file read once."""
 
-    src = _plain(drive_dir, tmp_path / "src", STEMS[:2])
+    src = copy_drive_images(drive_dir, tmp_path / "src", THREE_DRIVE_STEMS[:2])
     huge = src / "huge.png"
     with huge.open("wb") as f:
         f.truncate(3 << 30)  # 3 GB, sparse: no disk used
@@ -103,14 +86,14 @@ def test_huge_file_rejected_unread_and_each_file_read_once(drive_dir, tmp_path, 
     assert sum(r.counts.values()) == 2
     assert "file too large (3221 MB" in dict(r.rejects)["huge.png"]
     assert str(huge) not in opened
-    for stem in STEMS[:2]:
+    for stem in THREE_DRIVE_STEMS[:2]:
         assert opened.count(str(src / f"{stem}.tif")) == 1, opened
 
 
 @pytest.mark.bad_input
 def test_truncated_jpeg_and_png_are_rejected(drive_dir, tmp_path):
     """Finding F4 (issue 20): Kept behaviour: cut-off files are rejects, not crashes."""
-    src = _plain(drive_dir, tmp_path / "src", STEMS[:1])
+    src = copy_drive_images(drive_dir, tmp_path / "src", THREE_DRIVE_STEMS[:1])
     im = Image.open(drive_dir / "images" / "02_test.tif")
     for fmt, name in (("JPEG", "cut.jpg"), ("PNG", "cut.png")):
         buf = io.BytesIO()
@@ -126,27 +109,9 @@ def test_truncated_jpeg_and_png_are_rejected(drive_dir, tmp_path):
 def test_max_pixels_above_pillow_limit_is_refused(drive_dir, tmp_path):
     """Finding F4 (issue 20): Max pixels above pillow limit is refused."""
 
-    src = _plain(drive_dir, tmp_path / "src", STEMS[:1])
+    src = copy_drive_images(drive_dir, tmp_path / "src", THREE_DRIVE_STEMS[:1])
     with pytest.raises(DatasetError, match=r"--max-pixels 1000000000: above Pillow's decompression-bomb limit"):
         prepare(src, tmp_path / "out", size=32, max_pixels=10**9)
-
-
-def fundus(seed: int, size: tuple[int, int] = (96, 96)) -> Image.Image:
-    """A bright disc on black (the red-channel threshold finds it), textured by `seed`."""
-    h, w = size
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:h, :w]
-    disc = (yy - h / 2) ** 2 / (h / 2.2) ** 2 + (xx - w / 2) ** 2 / (w / 2.2) ** 2 < 1
-    rgb = rng.integers(60, 255, (h, w, 3), dtype=np.uint8)
-    rgb[..., 0] = np.maximum(rgb[..., 0], 150)
-    return Image.fromarray(np.where(disc[..., None], rgb, 0).astype(np.uint8))
-
-
-def make_src(folder, n: int = 3, start: int = 0):
-    folder.mkdir(parents=True, exist_ok=True)
-    for k in range(start, start + n):
-        fundus(k).save(folder / f"img{k:03d}.png")
-    return folder
 
 
 def np_png(w: int, h: int) -> bytes:
@@ -163,7 +128,7 @@ def np_png(w: int, h: int) -> bytes:
 def test_extreme_aspect_ratio_is_rejected_from_its_header_not_padded(tmp_path, monkeypatch):
     from ablate.data import preprocess as pp
 
-    src = make_src(tmp_path / "src", n=3)
+    src = synthetic_fundus_folder(tmp_path / "src", n=3)
     Image.new("RGB", (200_000, 64), (200, 90, 40)).save(src / "strip.png")  # 12.8 MP, under the cap
     assert (src / "strip.png").stat().st_size < 100_000
     loads = []
@@ -184,9 +149,9 @@ def test_extreme_aspect_ratio_is_rejected_from_its_header_not_padded(tmp_path, m
 
 @pytest.mark.bad_input
 def test_multi_page_tiff_is_rejected_with_a_reason(tmp_path):
-    src = make_src(tmp_path / "src", n=3)
-    fundus(11).save(src / "stack.tif", save_all=True, append_images=[fundus(12), fundus(13)])
-    fundus(14).save(src / "anim.gif", save_all=True, append_images=[fundus(15)])
+    src = synthetic_fundus_folder(tmp_path / "src", n=3)
+    synthetic_fundus(11).save(src / "stack.tif", save_all=True, append_images=[synthetic_fundus(12), synthetic_fundus(13)])
+    synthetic_fundus(14).save(src / "anim.gif", save_all=True, append_images=[synthetic_fundus(15)])
     r = prepare(src, tmp_path / "out", size=32)
     rejects = dict(r.rejects)
     assert rejects["stack.tif"].startswith("3 pages/frames in one file (a multi-page TIFF or an animation)")

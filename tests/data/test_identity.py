@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,17 +11,7 @@ from ablate.data.shards import DatasetError
 from ablate.pipeline import LaunchOptions, prepare_launch
 from tests.helpers import RAY_STARTS
 
-
-@pytest.fixture
-def data(tmp_path, drive32) -> Path:
-    """A private copy of DRIVE at 32 px, free to be damaged."""
-    d = tmp_path / "data"
-    shutil.copytree(drive32, d)
-    return d
-
-
 # ---------------------------------------------------------------- finding 10: the dataset's identity
-
 
 @pytest.mark.fault
 @pytest.mark.usefixtures("no_ray_start")

@@ -4,42 +4,21 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
-from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
 from ablate.data.shards import DatasetError, prepare, read_manifest, shard_paths
-
-
-def fundus(seed: int, size: tuple[int, int] = (96, 96)) -> Image.Image:
-    """A bright disc on black (the red-channel threshold finds it), textured by `seed`."""
-    h, w = size
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:h, :w]
-    disc = (yy - h / 2) ** 2 / (h / 2.2) ** 2 + (xx - w / 2) ** 2 / (w / 2.2) ** 2 < 1
-    rgb = rng.integers(60, 255, (h, w, 3), dtype=np.uint8)
-    rgb[..., 0] = np.maximum(rgb[..., 0], 150)
-    return Image.fromarray(np.where(disc[..., None], rgb, 0).astype(np.uint8))
-
-
-def make_src(folder, n: int = 3, start: int = 0):
-    folder.mkdir(parents=True, exist_ok=True)
-    for k in range(start, start + n):
-        fundus(k).save(folder / f"img{k:03d}.png")
-    return folder
-
+from tests.helpers.images import nested_drive_folder, synthetic_fundus_folder
+from tests.helpers.prepared import file_bytes_by_name
 
 # ---- finding 7: an index written by Excel (BOM) or in latin-1 ----------------------------------
 
 @pytest.mark.bad_input
 def test_index_with_a_byte_order_mark_is_read(tmp_path):
-    make_src(tmp_path / "src", n=3)
+    synthetic_fundus_folder(tmp_path / "src", n=3)
     idx = tmp_path / "src" / "files.csv"
     idx.write_bytes(b"\xef\xbb\xbfpath,split\nimg000.png,train\nimg001.png,train\nimg002.png,test\n")
     r = prepare(None, tmp_path / "out", size=32, index=idx, val_from_train=0.0)
@@ -50,7 +29,7 @@ def test_index_with_a_byte_order_mark_is_read(tmp_path):
 def test_index_and_split_csv_in_latin1_are_refused_naming_file_and_line(tmp_path):
     from ablate.cli import app
 
-    src = make_src(tmp_path / "src", n=3)
+    src = synthetic_fundus_folder(tmp_path / "src", n=3)
     idx = tmp_path / "src" / "files.csv"
     idx.write_bytes(b"path\nimg000.png\nimg001.png\ncaf\xe9.png\n")
     res = CliRunner().invoke(app, ["prepare", "--index", str(idx), "--out", str(tmp_path / "out"), "--size", "32"])
@@ -63,26 +42,12 @@ def test_index_and_split_csv_in_latin1_are_refused_naming_file_and_line(tmp_path
         prepare(src, tmp_path / "out", size=32)
 
 
-STEMS = ("01_test", "02_test", "03_test", "04_test", "05_test", "21_training")
-
-
-def _files(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
-
-
 # ---- --index, nested folders, big folders ------------------------------------------------------
-
-def _nested(drive_dir: Path, root: Path) -> Path:
-    for stem, sub in zip(STEMS, ("2019/01", "2019/01", "2019/02", "2020/07", "2020/07", "misc")):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-        shutil.copy(drive_dir / "images" / f"{stem}.tif", root / sub / f"{stem}.tif")
-    return root
-
 
 def test_index_with_split_column_csv_and_parquet(drive_dir, tmp_path):
     from ablate.cli import app
 
-    root = _nested(drive_dir, tmp_path / "archive")
+    root = nested_drive_folder(drive_dir, tmp_path / "archive")
     rows = [("2019/01/01_test.tif", "test"), ("2019/01/02_test.tif", "train"), ("2019/02/03_test.tif", "validation"),
             ("2020/07/04_test.tif", "train"), ("2020/07/05_test.tif", ""), ("gone/06_test.tif", "test")]
     index = root / "index.csv"
@@ -106,14 +71,14 @@ def test_index_with_split_column_csv_and_parquet(drive_dir, tmp_path):
     # The same index as Parquet: the same dataset.
     pq.write_table(pa.Table.from_pylist([{"path": p, "split": s or None} for p, s in rows]), root / "index.parquet")
     prepare(None, tmp_path / "pq", size=32, index=root / "index.parquet")
-    assert _files(tmp_path / "pq")["rejects.csv"] == _files(tmp_path / "out")["rejects.csv"]
+    assert file_bytes_by_name(tmp_path / "pq")["rejects.csv"] == file_bytes_by_name(tmp_path / "out")["rejects.csv"]
     assert {k: v for k, v in read_manifest(tmp_path / "pq").items() if k != "source"} == \
         {k: v for k, v in m.items() if k != "source"}
 
 
 @pytest.mark.bad_input
 def test_index_mistakes_are_refused_naming_the_line(drive_dir, tmp_path):
-    root = _nested(drive_dir, tmp_path / "archive")
+    root = nested_drive_folder(drive_dir, tmp_path / "archive")
     bad = {"index1.csv": ("path,split\n2019/01/01_test.tif,test\n2019/01/01_test.tif,train\n",
                           r"line 3: '2019/01/01_test.tif' already listed on line 2"),
            "index2.csv": ("path,split\n2019/01/01_test.tif,tset\n", r"line 2: unknown split 'tset'"),

@@ -19,6 +19,7 @@ from ablate.data.preprocess import decode_png
 from ablate.data.shards import DatasetError, prepare, shard_paths
 from ablate.io import sha256_file
 from ablate.ui.progress import Progress
+from tests.helpers.images import SIX_DRIVE_STEMS, drive_folder_with_a_copy_and_a_broken_file
 
 
 def _rows(out: Path, split: str) -> list[dict]:
@@ -226,22 +227,10 @@ def test_unreadable_folder_is_named(drive_dir, tmp_path):
     assert top.returncode == 2 and f"path '{src}' is not readable" in top.stderr
 
 
-STEMS = ("01_test", "02_test", "03_test", "04_test", "05_test", "21_training")
-
-
-def _src(drive_dir: Path, folder: Path, stems=STEMS) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for stem in stems:
-        shutil.copy(drive_dir / "images" / f"{stem}.tif", folder / f"{stem}.tif")
-    shutil.copy(drive_dir / "images" / "01_test.tif", folder / "zz_copy.tif")  # a duplicate
-    (folder / "broken.png").write_bytes(b"not an image")
-    return folder
-
-
 # ---- progress ----------------------------------------------------------------------------------
 
 def test_progress_bar_on_a_terminal_and_one_line_otherwise(drive_dir, tmp_path):
-    src = _src(drive_dir, tmp_path / "src", STEMS[:2])
+    src = drive_folder_with_a_copy_and_a_broken_file(drive_dir, tmp_path / "src", SIX_DRIVE_STEMS[:2])
     log = io.StringIO()
     shown = functools.partial(Progress, "prepare", unit="files", stream=log, plain=True, every_pct=None,
                               rate_unit="images/s")

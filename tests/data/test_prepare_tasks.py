@@ -3,36 +3,17 @@ loopback start, a MemoryError one file's reject (through Ray: test_prepare_tasks
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from ablate.data.shards import prepare
-
-
-def fundus(seed: int, size: tuple[int, int] = (96, 96)) -> Image.Image:
-    """A bright disc on black (the red-channel threshold finds it), textured by `seed`."""
-    h, w = size
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:h, :w]
-    disc = (yy - h / 2) ** 2 / (h / 2.2) ** 2 + (xx - w / 2) ** 2 / (w / 2.2) ** 2 < 1
-    rgb = rng.integers(60, 255, (h, w, 3), dtype=np.uint8)
-    rgb[..., 0] = np.maximum(rgb[..., 0], 150)
-    return Image.fromarray(np.where(disc[..., None], rgb, 0).astype(np.uint8))
-
-
-def make_src(folder, n: int = 3, start: int = 0):
-    folder.mkdir(parents=True, exist_ok=True)
-    for k in range(start, start + n):
-        fundus(k).save(folder / f"img{k:03d}.png")
-    return folder
+from tests.helpers.images import synthetic_fundus_folder
 
 
 @pytest.mark.fault
 def test_memory_error_on_one_file_is_its_reject_not_a_crash(tmp_path, monkeypatch):
     from ablate.data import prepare_tasks
 
-    src = make_src(tmp_path / "src", n=3)
+    src = synthetic_fundus_folder(tmp_path / "src", n=3)
     real = prepare_tasks.preprocess
 
     def oom_on_second(raw, size, **k):
@@ -70,7 +51,7 @@ def test_prepare_starts_ray_only_through_the_shared_loopback_start(tmp_path, mon
 
     monkeypatch.setattr(ray, "init", fake_init)
     monkeypatch.setattr(ray_output, "quiet_driver", lambda: None)
-    src = make_src(tmp_path / "src", n=1)
+    src = synthetic_fundus_folder(tmp_path / "src", n=1)
     job = prepare_tasks.Job(0, str(src / "img000.png"), None, None)
     try:
         with pytest.raises(Stop):

@@ -6,23 +6,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-
-def fundus(seed: int, size: tuple[int, int] = (96, 96)) -> Image.Image:
-    """A bright disc on black (the red-channel threshold finds it), textured by `seed`."""
-    h, w = size
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:h, :w]
-    disc = (yy - h / 2) ** 2 / (h / 2.2) ** 2 + (xx - w / 2) ** 2 / (w / 2.2) ** 2 < 1
-    rgb = rng.integers(60, 255, (h, w, 3), dtype=np.uint8)
-    rgb[..., 0] = np.maximum(rgb[..., 0], 150)
-    return Image.fromarray(np.where(disc[..., None], rgb, 0).astype(np.uint8))
-
+from tests.helpers.images import synthetic_fundus
 
 # ---- finding 8: EXIF orientation -----------------------------------------------------------------
 
 def _upright_fundus():
     """A 96x128 (w x h) photograph with a green block in its upper half: turned, it differs."""
-    arr = np.asarray(fundus(5, size=(128, 96))).copy()
+    arr = np.asarray(synthetic_fundus(5, size=(128, 96))).copy()
     arr[30:50, 35:60] = (40, 220, 40)
     return Image.fromarray(arr)
 

@@ -2,32 +2,12 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
 from ablate.data import prepare_run
 from ablate.data.shards import DatasetError, prepare
-
-
-def fundus(seed: int, size: tuple[int, int] = (96, 96)) -> Image.Image:
-    """A bright disc on black (the red-channel threshold finds it), textured by `seed`."""
-    h, w = size
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:h, :w]
-    disc = (yy - h / 2) ** 2 / (h / 2.2) ** 2 + (xx - w / 2) ** 2 / (w / 2.2) ** 2 < 1
-    rgb = rng.integers(60, 255, (h, w, 3), dtype=np.uint8)
-    rgb[..., 0] = np.maximum(rgb[..., 0], 150)
-    return Image.fromarray(np.where(disc[..., None], rgb, 0).astype(np.uint8))
-
-
-def make_src(folder, n: int = 3, start: int = 0):
-    folder.mkdir(parents=True, exist_ok=True)
-    for k in range(start, start + n):
-        fundus(k).save(folder / f"img{k:03d}.png")
-    return folder
-
+from tests.helpers.images import synthetic_fundus_folder
 
 # ---- finding 2: an index that lists mostly missing files; a much smaller replacement -----------
 
@@ -40,7 +20,7 @@ def _index(path, names):
 
 @pytest.mark.bad_input
 def test_work_folder_of_user_files_is_refused_and_kept(tmp_path):
-    src = make_src(tmp_path / "src")
+    src = synthetic_fundus_folder(tmp_path / "src")
     mine = tmp_path / "mine"
     mine.mkdir()
     (mine / "notes.txt").write_text("keep me")
@@ -54,7 +34,7 @@ def test_work_folder_of_user_files_is_refused_and_kept(tmp_path):
 def test_work_equal_to_source_folder_is_refused_and_photographs_kept(tmp_path):
     from ablate.cli import app
 
-    src = make_src(tmp_path / "src")
+    src = synthetic_fundus_folder(tmp_path / "src")
     before = sorted(p.name for p in src.iterdir())
     res = CliRunner().invoke(app, ["prepare", str(src), "--out", str(tmp_path / "out"), "--size", "32",
                                    "--work", str(src)])
@@ -71,7 +51,7 @@ def test_work_equal_to_source_folder_is_refused_and_photographs_kept(tmp_path):
 @pytest.mark.bad_input
 @pytest.mark.parametrize("where", ["out", "out/w", "out-inside"])
 def test_work_overlapping_out_is_refused(tmp_path, where):
-    src = make_src(tmp_path / "src")
+    src = synthetic_fundus_folder(tmp_path / "src")
     prepare(src, tmp_path / "out", size=32)
     dataset = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
     if where == "out-inside":  # --out inside --work
@@ -87,7 +67,7 @@ def test_work_overlapping_out_is_refused(tmp_path, where):
 
 @pytest.mark.fault
 def test_cleanup_removes_only_what_prepare_wrote(tmp_path, monkeypatch):
-    src = make_src(tmp_path / "src")
+    src = synthetic_fundus_folder(tmp_path / "src")
     # an empty folder the user made: used, and left in place (empty) afterwards
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -110,7 +90,7 @@ def test_cleanup_removes_only_what_prepare_wrote(tmp_path, monkeypatch):
 
 @pytest.mark.fault
 def test_two_prepares_to_one_out_with_different_work_folders_do_not_both_succeed(tmp_path, monkeypatch):
-    src = make_src(tmp_path / "src")
+    src = synthetic_fundus_folder(tmp_path / "src")
     out = tmp_path / "out"
     real = prepare_run.run
     second: list = []
@@ -136,7 +116,7 @@ def test_two_prepares_to_one_out_with_different_work_folders_do_not_both_succeed
 def test_index_listing_mostly_missing_files_is_refused_before_any_work(tmp_path, monkeypatch):
     from ablate.cli import app
 
-    make_src(tmp_path / "src", n=3)
+    synthetic_fundus_folder(tmp_path / "src", n=3)
     idx = _index(tmp_path / "src" / "files.csv", [f"img{k:03d}.png" for k in range(3)]
                  + [f"gone{k}.png" for k in range(7)])
     called = []
@@ -155,7 +135,7 @@ def test_index_listing_mostly_missing_files_is_refused_before_any_work(tmp_path,
 def test_replacing_a_dataset_by_one_under_half_its_size_needs_replace(tmp_path):
     from ablate.cli import app
 
-    src = make_src(tmp_path / "src", n=10)
+    src = synthetic_fundus_folder(tmp_path / "src", n=10)
     out = tmp_path / "out"
     prepare(src, out, size=32)
     before = {p.name: p.read_bytes() for p in out.iterdir()}

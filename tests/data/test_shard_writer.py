@@ -2,47 +2,23 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from ablate.data.shards import DatasetError, prepare, read_manifest, shard_paths
+from tests.helpers.images import (
+    drive_folder_with_a_copy_and_a_broken_file,
+    synthetic_fundus,
+    synthetic_fundus_folder,
+)
+from tests.helpers.prepared import id_source_split_rows
 from tests.s3_server import BUCKET
-
-
-def fundus(seed: int, size: tuple[int, int] = (96, 96)) -> Image.Image:
-    """A bright disc on black (the red-channel threshold finds it), textured by `seed`."""
-    h, w = size
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:h, :w]
-    disc = (yy - h / 2) ** 2 / (h / 2.2) ** 2 + (xx - w / 2) ** 2 / (w / 2.2) ** 2 < 1
-    rgb = rng.integers(60, 255, (h, w, 3), dtype=np.uint8)
-    rgb[..., 0] = np.maximum(rgb[..., 0], 150)
-    return Image.fromarray(np.where(disc[..., None], rgb, 0).astype(np.uint8))
-
-
-def make_src(folder, n: int = 3, start: int = 0):
-    folder.mkdir(parents=True, exist_ok=True)
-    for k in range(start, start + n):
-        fundus(k).save(folder / f"img{k:03d}.png")
-    return folder
-
-
-# ---- finding 4: the same photograph in two formats is one image, in one split -----------------
-
-def _rows(out):
-    import pyarrow.parquet as pq
-
-    return [r for p in sorted(out.glob("*.parquet")) for r in pq.read_table(p, columns=["id", "source", "split"]).to_pylist()]
-
 
 # ---- finding 3: the default seeded split has exact counts, and stays put as files are added ---
 
 def test_default_split_of_45_images_is_35_5_5(tmp_path):
-    src = make_src(tmp_path / "src", n=45)
+    src = synthetic_fundus_folder(tmp_path / "src", n=45)
     r = prepare(src, tmp_path / "out", size=32)
     assert r.counts == {"train": 35, "val": 5, "test": 5}
 
@@ -74,12 +50,12 @@ def test_exact_split_counts_and_stability_under_added_images():
 def test_same_photograph_as_tiff_and_png_is_kept_once_and_never_in_two_splits(tmp_path):
     src = tmp_path / "src"
     for split, stems in (("training", range(6)), ("test", range(6, 9))):
-        make_src(src / split / "images", n=0)
+        synthetic_fundus_folder(src / split / "images", n=0)
         for k in stems:
-            fundus(k).save(src / split / "images" / f"img{k:03d}.png")
+            synthetic_fundus(k).save(src / split / "images" / f"img{k:03d}.png")
     for k in (0, 1, 2):  # train photographs also in test, as TIFF (other bytes, same pixels)
-        fundus(k).save(src / "test" / "images" / f"copy{k:03d}.tif", compression="tiff_lzw")
-    fundus(3).save(src / "training" / "images" / "img003.tif")  # and one twice in train
+        synthetic_fundus(k).save(src / "test" / "images" / f"copy{k:03d}.tif", compression="tiff_lzw")
+    synthetic_fundus(3).save(src / "training" / "images" / "img003.tif")  # and one twice in train
     r = prepare(src, tmp_path / "out", size=32)
     rejects = dict(r.rejects)
     # split folders are read in name order (test, training): the test copies are kept first
@@ -87,7 +63,7 @@ def test_same_photograph_as_tiff_and_png_is_kept_once_and_never_in_two_splits(tm
         assert rejects[f"training/images/img{k:03d}.png"] == f"duplicate of test/images/copy{k:03d}.tif (same content)"
     assert rejects["training/images/img003.tif"] == "duplicate of training/images/img003.png (same content)"
     assert len(rejects) == 4 and sum(r.counts.values()) == 9
-    rows = _rows(tmp_path / "out")
+    rows = id_source_split_rows(tmp_path / "out")
     assert len({row["source"] for row in rows}) == len(rows) == 9
 
 
@@ -97,7 +73,7 @@ def test_same_photograph_as_tiff_and_png_is_kept_once_and_never_in_two_splits(tm
 def test_file_names_that_start_a_formula_are_neutralised_in_rejects_csv(tmp_path):
     import csv
 
-    src = make_src(tmp_path / "src", n=3)
+    src = synthetic_fundus_folder(tmp_path / "src", n=3)
     names = ["=HYPERLINK(1).png", "+cmd.png", "-2+3.png", "@SUM(1).png", "\tx.png"]
     for n in names:
         (src / n).write_bytes(b"not an image")
@@ -111,25 +87,12 @@ def test_file_names_that_start_a_formula_are_neutralised_in_rejects_csv(tmp_path
     assert not again.changed and again.rejects == r.rejects
 
 
-STEMS = ("01_test", "02_test", "03_test", "04_test", "05_test", "21_training")
-
-
-def _src(drive_dir: Path, folder: Path, stems=STEMS) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for stem in stems:
-        shutil.copy(drive_dir / "images" / f"{stem}.tif", folder / f"{stem}.tif")
-    shutil.copy(drive_dir / "images" / "01_test.tif", folder / "zz_copy.tif")  # a duplicate
-    (folder / "broken.png").write_bytes(b"not an image")
-    return folder
-
-
 # ---- s3:// output ----------------------------------------------------------------------------
-
 
 def test_prepare_to_s3_writes_the_same_dataset_manifest_last(s3, drive_dir, tmp_path):
     from ablate import storage
 
-    src = _src(drive_dir, tmp_path / "src")
+    src = drive_folder_with_a_copy_and_a_broken_file(drive_dir, tmp_path / "src")
     local = prepare(src, tmp_path / "local", size=32, rows_per_shard=2)
     uri = f"s3://{BUCKET}/data/drive"
     r = prepare(src, uri, size=32, rows_per_shard=2)

@@ -3,44 +3,34 @@
 from __future__ import annotations
 
 import builtins
-import csv
 import io
 import json
 import os
-import shutil
 import socket
 import time
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
 from ablate.data.shards import DatasetError, prepare, read_manifest, shard_paths
 from ablate.data.sources import scan
-
-STEMS = ("01_test", "02_test", "03_test")
-
-
-def _plain(drive_dir: Path, folder: Path, stems=STEMS) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for stem in stems:
-        shutil.copy(drive_dir / "images" / f"{stem}.tif", folder / f"{stem}.tif")
-    return folder
-
-
-def _rejects(out: Path) -> dict[str, str]:
-    with (out / "rejects.csv").open() as f:
-        return {row["file"]: row["reason"] for row in csv.DictReader(f)}
-
+from tests.helpers.images import (
+    SIX_DRIVE_STEMS,
+    THREE_DRIVE_STEMS,
+    copy_drive_images,
+    nested_drive_folder,
+    synthetic_fundus,
+    synthetic_fundus_folder,
+)
+from tests.helpers.prepared import id_source_split_rows, read_rejects
 
 # ---- f6: strict split.csv ----------------------------------------------------------------
 
 def _with_split(drive_dir: Path, tmp_path: Path, rows: str, stems=("01_test", "02_test", "21_training")) -> Path:
     src = tmp_path / "src"
-    _plain(drive_dir, src / "images", stems)
+    copy_drive_images(drive_dir, src / "images", stems)
     (src / "split.csv").write_text("stem,split\n" + rows)
     return src
 
@@ -120,7 +110,7 @@ def test_cli_reports_unlisted_images_and_refuses_bad_choice(drive_dir, tmp_path)
 def test_split_csv_that_is_not_a_file_is_refused(drive_dir, tmp_path):
     """Finding F6 (issue 20): A dangling split.csv link must not pass as "no split file" (a seeded split instead)."""
     src = tmp_path / "src"
-    _plain(drive_dir, src / "images", STEMS[:1])
+    copy_drive_images(drive_dir, src / "images", THREE_DRIVE_STEMS[:1])
     (src / "split.csv").symlink_to(tmp_path / "elsewhere.csv")
     with pytest.raises(DatasetError, match=r"split.csv: not a readable regular file"):
         prepare(src, tmp_path / "out", size=32)
@@ -132,7 +122,7 @@ def test_split_csv_that_is_not_a_file_is_refused(drive_dir, tmp_path):
 def test_unreadable_entries_are_listed_and_never_opened(drive_dir, tmp_path, monkeypatch):
     """Finding F13 (issue 20): Unreadable entries are listed and never opened."""
 
-    src = _plain(drive_dir, tmp_path / "src", STEMS[:2])
+    src = copy_drive_images(drive_dir, tmp_path / "src", THREE_DRIVE_STEMS[:2])
     (src / "dangling.png").symlink_to(src / "gone.png")
     (src / "loop.png").symlink_to(src / "loop.png")
     os.mkfifo(src / "fifo.png")
@@ -166,34 +156,8 @@ def test_unreadable_entries_are_listed_and_never_opened(drive_dir, tmp_path, mon
         "sock.jpg": "not a regular file (a socket)",
     }
     monkeypatch.undo()
-    assert _rejects(tmp_path / "out") == dict(r.rejects)
+    assert read_rejects(tmp_path / "out") == dict(r.rejects)
     assert json.loads((tmp_path / "out" / "manifest.json").read_text())["rejected"] == 5
-
-
-def fundus(seed: int, size: tuple[int, int] = (96, 96)) -> Image.Image:
-    """A bright disc on black (the red-channel threshold finds it), textured by `seed`."""
-    h, w = size
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[:h, :w]
-    disc = (yy - h / 2) ** 2 / (h / 2.2) ** 2 + (xx - w / 2) ** 2 / (w / 2.2) ** 2 < 1
-    rgb = rng.integers(60, 255, (h, w, 3), dtype=np.uint8)
-    rgb[..., 0] = np.maximum(rgb[..., 0], 150)
-    return Image.fromarray(np.where(disc[..., None], rgb, 0).astype(np.uint8))
-
-
-def make_src(folder, n: int = 3, start: int = 0):
-    folder.mkdir(parents=True, exist_ok=True)
-    for k in range(start, start + n):
-        fundus(k).save(folder / f"img{k:03d}.png")
-    return folder
-
-
-# ---- finding 4: the same photograph in two formats is one image, in one split -----------------
-
-def _rows(out):
-    import pyarrow.parquet as pq
-
-    return [r for p in sorted(out.glob("*.parquet")) for r in pq.read_table(p, columns=["id", "source", "split"]).to_pylist()]
 
 
 # ---- finding 6: a file name that is not UTF-8 ----------------------------------------------------
@@ -204,35 +168,25 @@ def test_latin1_file_names_are_prepared_or_rejected_under_an_escaped_name(tmp_pa
 
     from ablate.cli import app
 
-    src = make_src(tmp_path / "src", n=3)
-    fundus(7).save(os.fsdecode(bytes(src) + b"/caf\xe9.png"))  # a latin-1 name: not UTF-8
+    src = synthetic_fundus_folder(tmp_path / "src", n=3)
+    synthetic_fundus(7).save(os.fsdecode(bytes(src) + b"/caf\xe9.png"))  # a latin-1 name: not UTF-8
     with open(os.fsencode(src) + b"/=cass\xe9.png", "wb") as f:  # and a broken one
         f.write(b"not an image")
     out = tmp_path / "out"
     res = CliRunner().invoke(app, ["prepare", str(src), "--out", str(out), "--size", "32"])
     assert res.exit_code == 0, res.output
     assert "5 images" not in res.output and "4 images" in res.output
-    assert "caf\\xe9.png" in {row["source"] for row in _rows(out)}
+    assert "caf\\xe9.png" in {row["source"] for row in id_source_split_rows(out)}
     text = (out / "rejects.csv").read_bytes().decode("utf-8")  # a UTF-8 file, the name escaped
     assert "cass\\xe9.png" in text and "not a readable image" in text
 
 
-NESTED_STEMS = ("01_test", "02_test", "03_test", "04_test", "05_test", "21_training")
-
-
 # ---- --index, nested folders, big folders ------------------------------------------------------
 
-def _nested(drive_dir: Path, root: Path) -> Path:
-    for stem, sub in zip(NESTED_STEMS, ("2019/01", "2019/01", "2019/02", "2020/07", "2020/07", "misc")):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-        shutil.copy(drive_dir / "images" / f"{stem}.tif", root / sub / f"{stem}.tif")
-    return root
-
-
 def test_nested_plain_folder_is_scanned_with_relative_names(drive_dir, tmp_path):
-    root = _nested(drive_dir, tmp_path / "archive")
+    root = nested_drive_folder(drive_dir, tmp_path / "archive")
     r = prepare(root, tmp_path / "out", size=32)
-    assert sum(r.counts.values()) == len(NESTED_STEMS) and r.rejects == []
+    assert sum(r.counts.values()) == len(SIX_DRIVE_STEMS) and r.rejects == []
     sources = {row["source"] for s in ("train", "val", "test") if r.counts[s]
                for p in shard_paths(tmp_path / "out", s) for row in pq.read_table(p, columns=["source"]).to_pylist()}
     assert "2020/07/05_test.tif" in sources and "misc/21_training.tif" in sources

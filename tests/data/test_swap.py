@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,15 +12,7 @@ import pytest
 
 from ablate.data import prepare_tasks, swap
 from ablate.data.shards import DatasetError, prepare, read_manifest, shard_paths
-
-STEMS = ("01_test", "02_test", "03_test")
-
-
-def _plain(drive_dir: Path, folder: Path, stems=STEMS) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for stem in stems:
-        shutil.copy(drive_dir / "images" / f"{stem}.tif", folder / f"{stem}.tif")
-    return folder
+from tests.helpers.images import THREE_DRIVE_STEMS, copy_drive_images
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:
@@ -55,7 +46,7 @@ prepare(sys.argv[1], sys.argv[2], size=48, rows_per_shard=1)
 def test_disk_full_keeps_previous_dataset(drive_dir, tmp_path, monkeypatch):
     """Finding F3 (issue 20): Disk full keeps previous dataset."""
 
-    src = _plain(drive_dir, tmp_path / "src", STEMS + ("04_test",))
+    src = copy_drive_images(drive_dir, tmp_path / "src", THREE_DRIVE_STEMS + ("04_test",))
     out = tmp_path / "data"
     prepare(src, out, size=32, rows_per_shard=1)
     before = _snapshot(out)
@@ -93,7 +84,7 @@ def test_interrupted_swap_is_recovered_by_next_prepare(drive_dir, tmp_path):
     """Finding F3 (issue 20): A kill between the two renames (where no atomic exchange exists) leaves the previous
     dataset in <out>.old-PID and a partial <out>.new-PID: the next prepare puts the
     previous one back, removes the partial one, and says both."""
-    src = _plain(drive_dir, tmp_path / "src", STEMS[:2])
+    src = copy_drive_images(drive_dir, tmp_path / "src", THREE_DRIVE_STEMS[:2])
     out = tmp_path / "data"
     prepare(src, out, size=32)
     before = _snapshot(out)
@@ -113,7 +104,7 @@ def test_interrupted_swap_is_recovered_by_next_prepare(drive_dir, tmp_path):
 def test_killed_prepare_keeps_previous_dataset(drive_dir, tmp_path):
     """Finding F3 (issue 20): Killed prepare keeps previous dataset."""
 
-    src = _plain(drive_dir, tmp_path / "src", STEMS)
+    src = copy_drive_images(drive_dir, tmp_path / "src", THREE_DRIVE_STEMS)
     out = tmp_path / "data"
     prepare(src, out, size=32, rows_per_shard=1)
     before = _snapshot(out)
@@ -135,7 +126,7 @@ def test_killed_prepare_keeps_previous_dataset(drive_dir, tmp_path):
 def test_replace_without_atomic_exchange_leaves_no_leftovers(drive_dir, tmp_path, monkeypatch):
     """Finding F3 (issue 20): Replace without atomic exchange leaves no leftovers."""
 
-    src = _plain(drive_dir, tmp_path / "src", STEMS[:2])
+    src = copy_drive_images(drive_dir, tmp_path / "src", THREE_DRIVE_STEMS[:2])
     out = tmp_path / "data"
     prepare(src, out, size=32)
     monkeypatch.setattr(swap, "_exchange", lambda a, b: False)  # the two-rename path
@@ -147,7 +138,7 @@ def test_replace_without_atomic_exchange_leaves_no_leftovers(drive_dir, tmp_path
 @pytest.mark.bad_input
 def test_out_with_foreign_files_is_refused(drive_dir, tmp_path):
     """Finding F3 (issue 20): Replacing the folder whole would delete a user's files kept in --out."""
-    src = _plain(drive_dir, tmp_path / "src", STEMS[:1])
+    src = copy_drive_images(drive_dir, tmp_path / "src", THREE_DRIVE_STEMS[:1])
     out = tmp_path / "data"
     out.mkdir()
     (out / "notes.txt").write_text("mine")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-from pathlib import Path
 
 import pytest
 
@@ -12,17 +10,7 @@ from ablate.data import prepare_tasks
 from ablate.data.guard import DEFAULT_MAX_PIXELS
 from ablate.data.shards import prepare, read_manifest
 from ablate.io import sha256_file
-
-STEMS = ("01_test", "02_test", "03_test", "04_test", "05_test", "21_training")
-
-
-def _src(drive_dir: Path, folder: Path, stems=STEMS) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for stem in stems:
-        shutil.copy(drive_dir / "images" / f"{stem}.tif", folder / f"{stem}.tif")
-    shutil.copy(drive_dir / "images" / "01_test.tif", folder / "zz_copy.tif")  # a duplicate
-    (folder / "broken.png").write_bytes(b"not an image")
-    return folder
+from tests.helpers.images import SIX_DRIVE_STEMS, drive_folder_with_a_copy_and_a_broken_file
 
 
 def _spy(monkeypatch) -> list[int]:
@@ -33,7 +21,7 @@ def _spy(monkeypatch) -> list[int]:
 
 
 def test_unchanged_rerun_reads_no_file_and_rewrites_nothing(drive_dir, tmp_path, monkeypatch):
-    src = _src(drive_dir, tmp_path / "src", STEMS[:3])
+    src = drive_folder_with_a_copy_and_a_broken_file(drive_dir, tmp_path / "src", SIX_DRIVE_STEMS[:3])
     calls = _spy(monkeypatch)
     first = prepare(src, tmp_path / "out", size=32, rows_per_shard=2, cpus=1)
     assert len(calls) == 5
@@ -50,7 +38,7 @@ def test_unchanged_rerun_reads_no_file_and_rewrites_nothing(drive_dir, tmp_path,
 def test_a_fingerprint_that_cannot_be_recorded_is_said(drive_dir, tmp_path, monkeypatch):
     from ablate.data import unchanged
 
-    src = _src(drive_dir, tmp_path / "src", STEMS[:1])
+    src = drive_folder_with_a_copy_and_a_broken_file(drive_dir, tmp_path / "src", SIX_DRIVE_STEMS[:1])
     (tmp_path / "file").write_text("")
     monkeypatch.setattr(unchanged, "record_path", lambda out: tmp_path / "file" / "record.json")  # not a folder
     r = prepare(src, tmp_path / "out", size=32, cpus=1)
@@ -60,13 +48,13 @@ def test_a_fingerprint_that_cannot_be_recorded_is_said(drive_dir, tmp_path, monk
 
 @pytest.mark.parametrize("change", ["touch", "option", "shard"])
 def test_a_changed_input_option_or_damaged_output_is_prepared_again(drive_dir, tmp_path, monkeypatch, change):
-    src = _src(drive_dir, tmp_path / "src", STEMS[:3])
+    src = drive_folder_with_a_copy_and_a_broken_file(drive_dir, tmp_path / "src", SIX_DRIVE_STEMS[:3])
     out = tmp_path / "out"
     first = prepare(src, out, size=32, rows_per_shard=2, cpus=1)
     calls = _spy(monkeypatch)
     cap = DEFAULT_MAX_PIXELS
     if change == "touch":  # same bytes, new modification time: read again, same dataset
-        os.utime(src / f"{STEMS[0]}.tif", ns=(1, 1))
+        os.utime(src / f"{SIX_DRIVE_STEMS[0]}.tif", ns=(1, 1))
     elif change == "option":  # a higher pixel cap: every file read again, none of them near it
         cap += 1
     else:

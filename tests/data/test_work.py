@@ -3,31 +3,15 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from ablate.data.shards import prepare
-
-STEMS = ("01_test", "02_test", "03_test", "04_test", "05_test", "21_training")
-
-
-def _src(drive_dir: Path, folder: Path, stems=STEMS) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    for stem in stems:
-        shutil.copy(drive_dir / "images" / f"{stem}.tif", folder / f"{stem}.tif")
-    shutil.copy(drive_dir / "images" / "01_test.tif", folder / "zz_copy.tif")  # a duplicate
-    (folder / "broken.png").write_bytes(b"not an image")
-    return folder
-
-
-def _files(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in sorted(out.iterdir())}
-
+from tests.helpers.images import SIX_DRIVE_STEMS, drive_folder_with_a_copy_and_a_broken_file
+from tests.helpers.prepared import file_bytes_by_name
 
 # ---- resume ----------------------------------------------------------------------------------
 
@@ -50,7 +34,7 @@ prepare(sys.argv[1], sys.argv[2], size=32, rows_per_shard=2)
 def test_killed_prepare_resumes_to_the_same_dataset_and_says_what_it_skipped(drive_dir, tmp_path):
     from ablate.cli import app
 
-    src = _src(drive_dir, tmp_path / "src")
+    src = drive_folder_with_a_copy_and_a_broken_file(drive_dir, tmp_path / "src")
     ref = prepare(src, tmp_path / "ref", size=32, rows_per_shard=2)
     out = tmp_path / "out"
     p = subprocess.run([sys.executable, "-c", KILLED, str(src), str(out)], check=False, capture_output=True, text=True,
@@ -67,13 +51,13 @@ def test_killed_prepare_resumes_to_the_same_dataset_and_says_what_it_skipped(dri
     assert "5 prepared now" in res.output
     # rows_per_shard differs from the CLI's default 512, so compare with a reference made alike
     ref512 = prepare(src, tmp_path / "ref512", size=32)
-    assert _files(out) == _files(tmp_path / "ref512")
+    assert file_bytes_by_name(out) == file_bytes_by_name(tmp_path / "ref512")
     assert ref.counts == ref512.counts
     assert not (tmp_path / "out.work").exists()
 
 
 def test_resume_ignores_results_of_other_settings(drive_dir, tmp_path):
-    src = _src(drive_dir, tmp_path / "src", STEMS[:2])
+    src = drive_folder_with_a_copy_and_a_broken_file(drive_dir, tmp_path / "src", SIX_DRIVE_STEMS[:2])
     work = tmp_path / "w"
     prepare(src, tmp_path / "a", size=32, work=work)
     assert not work.exists()
@@ -87,4 +71,4 @@ def test_resume_ignores_results_of_other_settings(drive_dir, tmp_path):
     c.close()
     r = prepare(src, tmp_path / "b", size=32, work=work)
     assert r.resumed == 0 and r.processed == 4 and sum(r.counts.values()) == 2
-    assert _files(tmp_path / "a") == _files(tmp_path / "b")
+    assert file_bytes_by_name(tmp_path / "a") == file_bytes_by_name(tmp_path / "b")

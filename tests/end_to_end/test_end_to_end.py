@@ -12,16 +12,9 @@ import pandas as pd
 import pytest
 
 from ablate.pipeline import LaunchOptions, launch
+from tests.helpers.tensorboard import tensorboard_events
 
 pytestmark = pytest.mark.ray
-
-
-def _events(logdir: Path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(logdir), size_guidance={"images": 0, "scalars": 0})
-    acc.Reload()
-    return acc
 
 
 def test_two_trial_grid(tiny_experiment):
@@ -38,7 +31,7 @@ def test_two_trial_grid(tiny_experiment):
     csv = pd.read_csv(out / "results.csv")
     assert len(csv) == 2
     for _, row in df.iterrows():
-        acc = _events(out / "tensorboard" / row["trial"])
+        acc = tensorboard_events(out / "tensorboard" / row["trial"])
         tags = set(acc.Tags()["scalars"])
         term = row["combination"]
         assert {f"loss/{term}", "loss/codebook", "loss/total", "lr", "perf/images_per_s",

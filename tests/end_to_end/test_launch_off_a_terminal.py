@@ -12,8 +12,7 @@ import tempfile
 import pytest
 
 from tests.helpers import REPO as ROOT
-
-ESCAPE = re.compile(r"\x1b|\[A")
+from tests.helpers.console import ESCAPE_CODES
 
 
 @pytest.mark.ray
@@ -32,7 +31,7 @@ def test_two_trial_grid_off_a_terminal_is_plain_short_and_ray_goes_to_exp_logs(d
         shutil.rmtree(env["ABLATE_RAY_TMP"], ignore_errors=True)
     printed = run.stdout + run.stderr
     assert run.returncode == 0, printed[-3000:]
-    assert not ESCAPE.search(printed), printed
+    assert not ESCAPE_CODES.search(printed), printed
     assert len(printed.encode()) < 5000, printed
     for key in ("l1-s0", "l2-s0"):
         assert re.search(rf"^\d\d:\d\d:\d\d {key} started", run.stdout, re.MULTILINE), run.stdout

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.network import LOOPBACK
+
 pytestmark = pytest.mark.ray
-LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
 
 
 def _listening(proc) -> tuple[list[tuple[str, str, int]], bool]:

@@ -14,9 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
-import sys
 from unittest import mock
 
 import pandas as pd
@@ -24,8 +22,8 @@ import pytest
 
 from ablate.runtime import plan_placement, ray_data_can_starve
 from ablate.specs import ConfigError
-
-ABLATE = [sys.executable, "-m", "ablate.cli"]
+from tests.helpers.launch_processes import ABLATE_COMMAND
+from tests.helpers.network import free_port
 
 
 def test_default_worker_fits_on_one_node():
@@ -52,12 +50,6 @@ def test_free_cpu_for_ray_data_must_be_whole_on_one_node():
     assert ray_data_can_starve([2, 1, 1], workers=2, cpus_per_worker=1.0, drivers=2, driver_cpus=0.01)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def three_nodes():
     """Head + two worker nodes, 2 logical CPUs each, torn down after the module."""
@@ -70,7 +62,7 @@ def three_nodes():
         cluster = Cluster(initialize_head=True, head_node_args={
             "num_cpus": 2, "temp_dir": tmp, "include_dashboard": True, "dashboard_host": "127.0.0.1",
             # Other Ray instances on this machine may hold the default ports.
-            "dashboard_port": _free_port(), "dashboard_agent_listen_port": None})
+            "dashboard_port": free_port(), "dashboard_agent_listen_port": None})
     try:
         for _ in range(2):
             cluster.add_node(num_cpus=2, temp_dir=tmp)
@@ -86,7 +78,7 @@ def test_grid_over_three_nodes_spreads_ddp_workers(three_nodes, drive32, tiny_gr
     out = tmp_path / "mn"
     log = tmp_path / "launch.log"
     with open(log, "wb") as f:
-        proc = subprocess.Popen([*ABLATE, "launch", "--grid", str(tiny_grid), "--data", str(drive32), "--out", str(out),
+        proc = subprocess.Popen([*ABLATE_COMMAND, "launch", "--grid", str(tiny_grid), "--data", str(drive32), "--out", str(out),
                                  "--address", three_nodes.address, "--workers", "2", "--no-evaluate"],
                                 stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
         try:

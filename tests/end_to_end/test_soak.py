@@ -16,7 +16,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.end_to_end.test_faults import _finished_trial_dirs, _launch, _pids_titled, _registered_checkpoints, _wait
+from tests.helpers.launch_processes import (
+    finished_trial_dirs,
+    launch_in_background,
+    pids_titled,
+    registered_checkpoints,
+    wait_for,
+)
 
 pytestmark = pytest.mark.ray
 SEED = 20  # the kill moments; printed, so a failure can be replayed
@@ -47,14 +53,14 @@ def test_soak_worker_then_driver_killed_then_resumed_loses_nothing(drive32, tmp_
     grid.write_text(GRID)
     out = tmp_path / "soak"
     t0 = time.time()
-    proc = _launch(grid, drive32, out, "--max-failures", "3")
+    proc = launch_in_background(grid, drive32, out, "--max-failures", "3")
     log = out.parent / "soak.log"
     try:
-        _wait(lambda: _registered_checkpoints(out), 240, "a first committed checkpoint", proc)
+        wait_for(lambda: registered_checkpoints(out), 240, "a first committed checkpoint", proc)
         time.sleep(rng.uniform(0.0, 3.0))
-        victims = _wait(lambda: _pids_titled("ray::RayTrainWorker", proc.pid), 60, "a Train worker", proc)
+        victims = wait_for(lambda: pids_titled("ray::RayTrainWorker", proc.pid), 60, "a Train worker", proc)
         os.kill(rng.choice(sorted(victims)), signal.SIGKILL)
-        _wait(lambda: _finished_trial_dirs(out), 240, "a first finished trial", proc)
+        wait_for(lambda: finished_trial_dirs(out), 240, "a first finished trial", proc)
         time.sleep(rng.uniform(0.0, 4.0))
     finally:
         if proc.poll() is None:
@@ -63,11 +69,11 @@ def test_soak_worker_then_driver_killed_then_resumed_loses_nothing(drive32, tmp_
     first_done = proc.returncode == 0  # the grid may have finished before the driver kill
     # What Tune had saved as finished when the driver died must not be trained again.
     finished = {d: ((d / "result.json").read_text(), sorted(p.name for p in out.glob(f"train/{d.name}/checkpoint_*")))
-                for d in _finished_trial_dirs(out)}
+                for d in finished_trial_dirs(out)}
     assert finished, "the driver was killed after a trial had finished"
     runs = 1
     while not first_done or runs == 1:
-        resumed = _launch(grid, drive32, out, "--resume", "--max-failures", "3")
+        resumed = launch_in_background(grid, drive32, out, "--resume", "--max-failures", "3")
         runs += 1
         rc = resumed.wait(timeout=300)
         if rc == 0 or runs >= 4:
@@ -80,7 +86,7 @@ def test_soak_worker_then_driver_killed_then_resumed_loses_nothing(drive32, tmp_
     assert len(df) == 4 and not df.duplicated(["combination", "seed"]).any() and df["trial"].is_unique, df
     assert (df["status"] == "done").all() and (df["steps"] == STEPS).all(), df[["trial", "status", "steps"]]
     assert df["checkpoint"].notna().all()
-    committed = [p for name in _registered_checkpoints(out) for p in out.glob(f"train/*/{name}")]
+    committed = [p for name in registered_checkpoints(out) for p in out.glob(f"train/*/{name}")]
     assert len(committed) >= 4
     for folder in {*committed, *(Path(c) for c in df["checkpoint"])}:
         assert verify_checkpoint(folder) == "verified", folder

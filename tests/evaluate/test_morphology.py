@@ -9,44 +9,22 @@ finite values.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from scipy import ndimage as ndi
-from scipy.spatial import cKDTree
 
-from ablate.data.preprocess import preprocess
 from ablate.evaluate.morphology import FEATURES, VesselMap, agreement, segment_tortuosity, tortuosities, vessel_features
 from ablate.evaluate.reconstruct import reference_levels, vessel_maps
 from ablate.segmenter.ridge import RidgeSegmenter, rim_px
 from ablate.segmenter.unet import UNetSegmenter, build_unet
-
-
-def draw(curve: np.ndarray, width: float, shape: tuple[int, int]) -> np.ndarray:
-    """Pixels whose centre is within width/2 of a densely sampled (row, col) curve."""
-    tree = cKDTree(curve)
-    yy, xx = np.mgrid[: shape[0], : shape[1]]
-    d, _ = tree.query(np.stack([yy.ravel(), xx.ravel()], 1), distance_upper_bound=width)
-    return (d < width / 2).reshape(shape)
-
-
-def arc(radius: float, t0: float, t1: float, centre=(100.0, 128.0)) -> np.ndarray:
-    t = np.linspace(t0, t1, 20000)
-    return np.stack([centre[0] + radius * np.sin(t), centre[1] + radius * np.cos(t)], 1)
+from tests.helpers.vessel_drawings import arc, bar, draw, halve_vessel_contrast, prepared_drive_photograph
 
 
 def sinusoid(amplitude: float, period: float = 80.0, x0: float = 10, x1: float = 290, row: float = 80) -> np.ndarray:
     x = np.linspace(x0, x1, 20000)
     return np.stack([row + amplitude * np.sin(2 * np.pi * x / period), x], 1)
-
-
-def bar(width: int, vertical: bool = False, shape=(96, 256)) -> np.ndarray:
-    m = np.zeros(shape, bool)
-    r0 = shape[0] // 2 - width // 2
-    m[r0 : r0 + width, 20 : shape[1] - 20] = True
-    return m.T.copy() if vertical else m
 
 
 # -- fractal dimension ---------------------------------------------------------
@@ -276,13 +254,6 @@ def test_drive_manual_mask(drive_dir):
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _drive(drive_dir: Path, stem: str, size: int):
-    """A prepared DRIVE photograph: cropped to its FOV, black (plain) outside it."""
-    d = drive_dir
-    return preprocess(d / "images" / f"{stem}.tif", size, fov=d / "fov" / f"{stem}.gif",
-                      vessel=d / "vessels" / f"{stem}.gif")
-
-
 def _all_vessel_unet() -> UNetSegmenter:
     """A U-Net that calls every pixel vessel (head bias +10): the worst case for the rim."""
     net = build_unet({"base": 4, "levels": 2})
@@ -292,14 +263,9 @@ def _all_vessel_unet() -> UNetSegmenter:
     return UNetSegmenter(net, "unet:all-vessel")
 
 
-def _halve_vessel_contrast(g: np.ndarray, factor: float) -> np.ndarray:
-    bg = ndi.grey_closing(g, size=(9, 9))  # the background with the dark vessels closed over
-    return bg - factor * (bg - g)
-
-
 @pytest.mark.parametrize("stem", ["01_test", "05_test", "25_training"])
 def test_no_vessel_on_the_fov_rim_with_either_segmenter(drive_dir, stem):
-    p = _drive(drive_dir, stem, 256)
+    p = prepared_drive_photograph(drive_dir, stem, 256)
     dist = ndi.distance_transform_edt(p.fov)  # px from the nearest non-FOV pixel
     rim = p.fov & (dist <= rim_px(256))
     assert rim_px(256) == 4
@@ -320,11 +286,11 @@ def test_ridge_cuts_a_reconstruction_at_its_originals_level(drive_dir):
     vessel contrast; cut at the original's level it finds fewer. (Only somewhat fewer: CLAHE
     and Meijering's own normalisation still absorb most of the contrast, which is why Q2 is
     not judged with this segmenter.)"""
-    p = _drive(drive_dir, "02_test", 256)
+    p = prepared_drive_photograph(drive_dir, "02_test", 256)
     seg = RidgeSegmenter()
     img = p.image.astype(np.float64) / 255
     faint = img.copy()
-    faint[..., 1] = _halve_vessel_contrast(img[..., 1], 0.5)
+    faint[..., 1] = halve_vessel_contrast(img[..., 1], 0.5)
     faint = (np.clip(faint, 0, 1) * 255).round().astype(np.uint8) * p.fov[..., None]
     levels = reference_levels(seg, p.image[None], p.fov[None])
     assert levels is not None and np.isfinite(levels).all()

@@ -3,36 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
-# ---------------------------------------------------------------- finding 5: verified checkpoints
-
-
-SPEC = SimpleNamespace(model=SimpleNamespace(preset="tiny", overrides={}, edge_channel=None),
-                       data=SimpleNamespace(size=32))
-
-
-def _checkpoints(exp: Path, trial: str, n: int, record: bool = True) -> list[Path]:
-    """`n` checkpoint folders of a trial's Ray Train run, oldest first, written as training does."""
-    from ablate.models.checkpoint import CHECKPOINT_FILE, RECORD_FILE, write_checkpoint
-    from ablate.models.presets import build_model
-
-    model = build_model("tiny", 32, {})
-    out = []
-    for k in range(n):
-        folder = exp / "train" / trial / f"checkpoint_2026-01-01_00-00-0{k}.000000"
-        folder.mkdir(parents=True)
-        write_checkpoint(folder, model_state=model.state_dict(), optimizer_state={}, step=3 * (k + 1), spec=SPEC)
-        if not record:
-            (folder / RECORD_FILE).unlink()
-        assert (folder / CHECKPOINT_FILE).is_file()
-        out.append(folder)
-    return out
-
+from tests.helpers.checkpoints import write_trial_checkpoints
 
 # ---------------------------------------------------------------- finding 14: one judge
 
@@ -47,8 +22,8 @@ def test_changed_segmenter_reevaluates_every_trial_and_is_recorded(tmp_path):
     unet.write_bytes(b"weights")
     judge = segmenter_identity(str(unet))
     assert judge["name"] == "vessel_unet.pth" and len(judge["sha256"]) == 64
-    (a,) = _checkpoints(tmp_path, "l1-s0-a", 1)
-    (b,) = _checkpoints(tmp_path, "l2-s0-b", 1)
+    (a,) = write_trial_checkpoints(tmp_path, "l1-s0-a", 1)
+    (b,) = write_trial_checkpoints(tmp_path, "l2-s0-b", 1)
     results = pd.DataFrame([{"trial": "l1-s0-a", "status": "done", "checkpoint": str(a), "segmenter": "ridge"},
                             {"trial": "l2-s0-b", "status": "done", "checkpoint": str(b), "segmenter": "ridge"}])
     notes = tmp_path / "eval" / "notes.json"

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
 
 from tests.helpers import RAY_STARTS
+from tests.helpers.commands import run_cli
 
 
 @pytest.mark.bad_input
@@ -105,12 +105,6 @@ def evaluate(exp: Path, data: Path | None = None, segmenter: str = "ridge"):
                                            segmenter=segmenter))
 
 
-def cli(*args: str):
-    from ablate.cli import app
-
-    return CliRunner().invoke(app, list(args))
-
-
 def one_line_error(r, *named: str) -> str:
     """The command refused with exit 2 and one `error:` line naming each of `named`, no traceback."""
     out = r.output
@@ -124,7 +118,6 @@ def one_line_error(r, *named: str) -> str:
 
 
 # ---------------------------------------------------------------- finding 4: --segmenter not a segmenter
-
 
 def _bad_segmenters(tmp_path: Path) -> list[Path]:
     import argparse
@@ -140,7 +133,6 @@ def _bad_segmenters(tmp_path: Path) -> list[Path]:
 
 
 # ---------------------------------------------------------------- finding 1: keyed by identity
-
 
 @pytest.mark.fault
 @pytest.mark.usefixtures("no_ray_start")
@@ -178,7 +170,6 @@ def test_two_datasets_named_alike_keep_both_results_and_the_report_lists_each_pa
 
 # ---------------------------------------------------------------- finding 2: a split too small
 
-
 @pytest.mark.fault
 @pytest.mark.usefixtures("no_ray_start")
 def test_three_image_split_writes_every_metric_and_names_what_is_not_computable(tmp_path, drive_dir, own_data,
@@ -205,7 +196,6 @@ def test_three_image_split_writes_every_metric_and_names_what_is_not_computable(
 
 # ---------------------------------------------------------------- finding 3: smaller than the trials
 
-
 @pytest.mark.bad_input
 @pytest.mark.usefixtures("no_ray_start")
 def test_dataset_smaller_than_the_trials_is_refused_larger_is_said(tmp_path, drive_dir, own_data, fake_ray,
@@ -224,7 +214,7 @@ def test_dataset_smaller_than_the_trials_is_refused_larger_is_said(tmp_path, dri
         evaluate(exp, small)
     assert str(e.value).startswith(f"{small}: prepared at 16 px, the trials were trained at 32 px")
     assert "Prepare it at 32 px" in str(e.value) and not (exp / "eval").exists()
-    r = cli("evaluate", str(exp), "--data", str(small), "--segmenter", "ridge")
+    r = run_cli("evaluate", str(exp), "--data", str(small), "--segmenter", "ridge")
     one_line_error(r, str(small), "16 px", "32 px")
     monkeypatch.setattr(run, "load_test_split", reader)
     large = prepared(drive_dir, tmp_path / "s64" / "prepared", ["01", "02", "03", "04"], size=64)
@@ -246,13 +236,12 @@ def test_a_file_that_is_not_a_segmenter_is_one_line_naming_it(tmp_path, own_data
         assert str(e.value).startswith(f"--segmenter {bad}: ") and "\n" not in str(e.value), str(e.value)
         assert "expected a vessel U-Net written by `ablate segmenter train`" in str(e.value)
         assert "weights_only" not in str(e.value)
-        line = one_line_error(cli("evaluate", str(exp), "--segmenter", str(bad)), str(bad))
+        line = one_line_error(run_cli("evaluate", str(exp), "--segmenter", str(bad)), str(bad))
         assert "expected a vessel U-Net written by `ablate segmenter train`" in line, line
     assert not RAY_STARTS and not (exp / "eval").exists()
 
 
 # ---------------------------------------------------------------- finding 5: an unloadable foundation model
-
 
 @pytest.mark.fault
 @pytest.mark.usefixtures("no_ray_start")
@@ -276,7 +265,6 @@ def test_unloadable_foundation_weights_skip_fd_with_a_note_and_the_rest_complete
 
 # ---------------------------------------------------------------- finding 7: arguments before Ray
 
-
 @pytest.mark.bad_input
 @pytest.mark.usefixtures("no_ray_start")
 def test_every_evaluate_argument_is_checked_before_ray_starts(tmp_path, own_data):
@@ -284,11 +272,11 @@ def test_every_evaluate_argument_is_checked_before_ray_starts(tmp_path, own_data
 
     exp = experiment(tmp_path, own_data)
     missing = tmp_path / "no-such-exp"
-    one_line_error(cli("evaluate", str(missing)), str(missing), "results.parquet")
+    one_line_error(run_cli("evaluate", str(missing)), str(missing), "results.parquet")
     assert not missing.exists()  # nothing made where the user pointed
-    one_line_error(cli("evaluate", str(exp), "--data", str(tmp_path / "nodata")), str(tmp_path / "nodata"),
+    one_line_error(run_cli("evaluate", str(exp), "--data", str(tmp_path / "nodata")), str(tmp_path / "nodata"),
                    "not a prepared dataset")
-    one_line_error(cli("evaluate", str(exp), "--split", "train"), "--split", "'train'")
-    one_line_error(cli("evaluate", str(exp), "--segmenter", str(tmp_path / "nope.pth")), str(tmp_path / "nope.pth"))
-    one_line_error(cli("evaluate", str(exp), "--morphology", "bogus"), "bogus")
+    one_line_error(run_cli("evaluate", str(exp), "--split", "train"), "--split", "'train'")
+    one_line_error(run_cli("evaluate", str(exp), "--segmenter", str(tmp_path / "nope.pth")), str(tmp_path / "nope.pth"))
+    one_line_error(run_cli("evaluate", str(exp), "--morphology", "bogus"), "bogus")
     assert not RAY_STARTS

@@ -2,35 +2,21 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from ablate.data.preprocess import preprocess
 from ablate.evaluate.sharpness import sharpness
+from tests.helpers.vessel_drawings import halve_vessel_contrast, prepared_drive_photograph
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _drive(drive_dir: Path, stem: str, size: int):
-    """A prepared DRIVE photograph: cropped to its FOV, black (plain) outside it."""
-    d = drive_dir
-    return preprocess(d / "images" / f"{stem}.tif", size, fov=d / "fov" / f"{stem}.gif",
-                      vessel=d / "vessels" / f"{stem}.gif")
-
-
-def _halve_vessel_contrast(g: np.ndarray, factor: float) -> np.ndarray:
-    bg = ndi.grey_closing(g, size=(9, 9))  # the background with the dark vessels closed over
-    return bg - factor * (bg - g)
-
-
 def test_sharpness_falls_with_blur_and_with_vessel_contrast(drive_dir):
-    p = _drive(drive_dir, "01_test", 256)
+    p = prepared_drive_photograph(drive_dir, "01_test", 256)
     g = p.image[..., 1].astype(np.float64) / 255
     blur = [sharpness(g, ndi.gaussian_filter(g, s) if s else g, p.vessel, p.fov) for s in (0, 1, 2)]
-    faint = [sharpness(g, _halve_vessel_contrast(g, f), p.vessel, p.fov) for f in (1.0, 0.75, 0.5)]
+    faint = [sharpness(g, halve_vessel_contrast(g, f), p.vessel, p.fov) for f in (1.0, 0.75, 0.5)]
     for key in ("vessel_sharpness", "vessel_contrast"):
         for series in (blur, faint):
             v = [s[key] for s in series]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ablate.evaluate.morphology import vessel_features
-from tests.evaluate.test_morphology import arc, bar, draw
+from tests.helpers.vessel_drawings import arc, bar, draw
 
 
 @pytest.mark.parametrize("w", [1, 2, 3, 4, 5])

@@ -7,8 +7,6 @@ pretrains on DRIVE at 32 px for six steps and loads the result the way the
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import yaml
@@ -24,6 +22,7 @@ from ablate.fm.pretrain import DEFAULT_OUT, foundation_options, pretrain, sugges
 from ablate.losses import LOSSES
 from ablate.runtime import RunOptions, lr_factor
 from ablate.weights import WeightsMissing
+from tests.helpers.tensorboard import tensorboard_events
 
 ARCH = {"img_size": 32, "patch_size": 8, "embed_dim": 64, "depth": 2, "num_heads": 2}
 DECODER = {"decoder_embed_dim": 32, "decoder_depth": 1, "decoder_num_heads": 2}
@@ -51,7 +50,6 @@ def _encoder_keys(sd: dict) -> set[str]:
 
 
 # ----------------------------------------------------------------------------- the model
-
 
 def test_encoder_is_build_vit_with_retfound_keys():
     m = _mae()
@@ -152,7 +150,6 @@ def test_schedule_and_taps():
 
 # ----------------------------------------------------------------------------- the file
 
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A briefly trained tiny MAE saved in RETFound's format."""
@@ -227,7 +224,6 @@ def test_fundus_mae_model_reads_arch_size_and_taps_from_the_file(trained, monkey
 
 # ----------------------------------------------------------------------------- options / CLI
 
-
 @pytest.mark.bad_input
 def test_not_a_prepared_dataset_fails_before_ray(tmp_path):
     with pytest.raises(DatasetError, match="manifest.json"):
@@ -250,15 +246,6 @@ def test_bad_options_fail_before_ray(drive32, tmp_path):
 
 # ----------------------------------------------------------------------------- through Ray
 
-
-def _events(logdir: Path):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(logdir), size_guidance={"images": 0, "scalars": 0})
-    acc.Reload()
-    return acc
-
-
 @pytest.mark.ray
 def test_pretrain_through_ray_train(ray_local, drive32, tmp_path):
     out = tmp_path / "fm" / "fundus_mae.pth"
@@ -277,7 +264,7 @@ def test_pretrain_through_ray_train(ray_local, drive32, tmp_path):
     kept = sorted(r.run_dir.glob(f"checkpoint_*/{fm_pretrain.MAE_FILE}"))
     assert kept and all(load_vit_checkpoint(build_vit(arch), p) for p in kept)
 
-    acc = _events(tmp_path / "tb")
+    acc = tensorboard_events(tmp_path / "tb")
     assert [e.step for e in acc.Scalars("fm/loss")] == [2, 4, 6]
     assert all(e.value == e.value and e.value > 0 for e in acc.Scalars("fm/loss"))  # finite, positive
     assert {"fm/lr", "perf/images_per_s"} <= set(acc.Tags()["scalars"])

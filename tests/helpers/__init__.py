@@ -1,6 +1,10 @@
-"""Constants several test modules share (fixtures live in conftest.py). Imported as
-`from tests.helpers import ...`: the test folders are packages, so a module's place in
-tests/ does not change how it imports these."""
+"""Code several test modules share, one definition each (fixtures live in conftest.py).
+Constants of the whole suite here; the rest by topic in this package's modules (images,
+prepared, grids, segmentation, checkpoints, console, text, vessel_drawings, launch_processes,
+network, ablate_modules, commands, tensorboard, experiments, loss_terms). Imported as
+`from tests.helpers[.topic] import ...`: the test folders are packages, so a module's place
+in tests/ does not change how it imports these. A test module never imports another test
+module: what two of them need goes here."""
 
 from __future__ import annotations
 

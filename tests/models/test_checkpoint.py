@@ -11,30 +11,9 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
+from tests.helpers.checkpoints import TINY_32PX_SPEC, write_trial_checkpoints
+
 # ---------------------------------------------------------------- finding 5: verified checkpoints
-
-
-SPEC = SimpleNamespace(model=SimpleNamespace(preset="tiny", overrides={}, edge_channel=None),
-                       data=SimpleNamespace(size=32))
-
-
-def _checkpoints(exp: Path, trial: str, n: int, record: bool = True) -> list[Path]:
-    """`n` checkpoint folders of a trial's Ray Train run, oldest first, written as training does."""
-    from ablate.models.checkpoint import CHECKPOINT_FILE, RECORD_FILE, write_checkpoint
-    from ablate.models.presets import build_model
-
-    model = build_model("tiny", 32, {})
-    out = []
-    for k in range(n):
-        folder = exp / "train" / trial / f"checkpoint_2026-01-01_00-00-0{k}.000000"
-        folder.mkdir(parents=True)
-        write_checkpoint(folder, model_state=model.state_dict(), optimizer_state={}, step=3 * (k + 1), spec=SPEC)
-        if not record:
-            (folder / RECORD_FILE).unlink()
-        assert (folder / CHECKPOINT_FILE).is_file()
-        out.append(folder)
-    return out
-
 
 def _truncate(folder: Path) -> Path:
     f = folder / "checkpoint.pt"
@@ -48,7 +27,7 @@ def test_checkpoint_records_size_and_sha256(tmp_path):
     from ablate.io import sha256_file
     from ablate.models.checkpoint import verify_checkpoint
 
-    (ck,) = _checkpoints(tmp_path, "l1-s0-a", 1)
+    (ck,) = write_trial_checkpoints(tmp_path, "l1-s0-a", 1)
     rec = json.loads((ck / "checkpoint.json").read_text())
     assert rec == {"file": "checkpoint.pt", "size": (ck / "checkpoint.pt").stat().st_size,
                    "sha256": sha256_file(ck / "checkpoint.pt")}
@@ -61,9 +40,9 @@ def test_truncated_checkpoint_named_and_the_earlier_one_used(tmp_path):
 
     from ablate.evaluate.plan import plan_evaluation
 
-    a_old, a_new = _checkpoints(tmp_path, "l1-s0-a", 2)
-    (b_only,) = _checkpoints(tmp_path, "l2-s0-b", 1)
-    (c_ok,) = _checkpoints(tmp_path, "ssim-s0-c", 1)
+    a_old, a_new = write_trial_checkpoints(tmp_path, "l1-s0-a", 2)
+    (b_only,) = write_trial_checkpoints(tmp_path, "l2-s0-b", 1)
+    (c_ok,) = write_trial_checkpoints(tmp_path, "ssim-s0-c", 1)
     bad_a, bad_b = _truncate(a_new), _truncate(b_only)
     results = pd.DataFrame([
         {"trial": "l1-s0-a", "status": "done", "checkpoint": str(a_new)},
@@ -86,7 +65,7 @@ def test_checkpoint_without_record_is_loadable_and_said_unverified(tmp_path):
 
     from ablate.models.checkpoint import CheckpointCorrupt, usable_checkpoint, verify_checkpoint
 
-    old, new = _checkpoints(tmp_path, "l1-s0-a", 2, record=False)
+    old, new = write_trial_checkpoints(tmp_path, "l1-s0-a", 2, record=False)
     assert verify_checkpoint(new) == "unverified"
     folder, notes = usable_checkpoint(new, "l1-s0-a")
     assert folder == str(new) and "unverified" in notes[0]
@@ -102,7 +81,7 @@ def test_damaged_bytes_of_the_same_size_fail_the_hash(tmp_path):
 
     from ablate.models.checkpoint import CheckpointCorrupt, verify_checkpoint
 
-    (ck,) = _checkpoints(tmp_path, "l1-s0-a", 1)
+    (ck,) = write_trial_checkpoints(tmp_path, "l1-s0-a", 1)
     f = ck / "checkpoint.pt"
     data = bytearray(f.read_bytes())
     data[len(data) // 2] ^= 0xFF
@@ -127,7 +106,7 @@ def test_resume_from_a_truncated_latest_checkpoint_uses_the_previous_one(tmp_pat
     for k, step in enumerate((4, 8)):
         folder = tmp_path / "train" / "l1-s0-a" / f"checkpoint_2026-01-01_00-00-0{k}.000000"
         folder.mkdir(parents=True)
-        write_checkpoint(folder, model_state=model.state_dict(), optimizer_state=opt.state_dict(), step=step, spec=SPEC)
+        write_checkpoint(folder, model_state=model.state_dict(), optimizer_state=opt.state_dict(), step=step, spec=TINY_32PX_SPEC)
         folders.append(folder)
     bad = _truncate(folders[1])
     monkeypatch.setattr(loop, "restored_location", lambda: str(folders[1]))

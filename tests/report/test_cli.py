@@ -5,23 +5,16 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
+from tests.helpers.commands import run_cli
 from tests.helpers.experiments import make_exp
 
-
-def cli(*args: str):
-    from ablate.cli import app
-
-    return CliRunner().invoke(app, list(args))
-
-
 # ---------------------------------------------------------------- finding 8: the report's help
-
 
 @pytest.mark.usefixtures("no_ray_start")
 def test_report_help_says_welch_over_seeds():
     """Finding F8 (issue 25): Report help says welch over seeds."""
 
-    r = cli("report", "--help")
+    r = run_cli("report", "--help")
     assert r.exit_code == 0
     text = " ".join(r.output.replace("│", " ").split())
     assert "Wilcoxon" not in text and "Welch t tests over seeds" in text
@@ -29,7 +22,6 @@ def test_report_help_says_welch_over_seeds():
 
 def test_cli_print_only(tmp_path):
     import typer
-    from typer.testing import CliRunner
 
     from ablate.report.cli import report, tensorboard
     from ablate.ui.console import Commands

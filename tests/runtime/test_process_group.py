@@ -12,7 +12,7 @@ import textwrap
 
 import pytest
 
-LOOPBACK = ("127.0.0.1", "::1", "::ffff:127.0.0.1")
+from tests.helpers.network import LOOPBACK
 
 
 @pytest.mark.ray

@@ -9,34 +9,17 @@ import torch
 from ablate.segmenter.camera import CameraJitter
 from ablate.segmenter.patches import PatchSampler, WholeImages, augment_image
 from ablate.segmenter.unet import fov_stats_numpy
+from tests.helpers.segmentation import synthetic_vessel_batch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _lines(n=4, size=32, seed=0):
-    """Synthetic fundus-like batch: reddish disc (FOV) with darker random lines (vessels)."""
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    fov = ((yy - size / 2 + 0.5) ** 2 + (xx - size / 2 + 0.5) ** 2 < (size / 2 - 1) ** 2).expand(n, -1, -1)
-    vessel = torch.zeros(n, size, size, dtype=torch.bool)
-    for i in range(n):
-        for _ in range(3):
-            a, b = torch.rand(2, generator=g) * 6.28
-            d = (torch.cos(a) * (xx - size / 2) + torch.sin(a) * (yy - size / 2) - (b - 3.14) * 2).abs()
-            vessel[i] |= d < 1.2
-    vessel &= fov
-    img = torch.tensor([0.8, 0.45, 0.2]).view(1, 3, 1, 1) * (1 - 0.5 * vessel[:, None].float())
-    img = (img + 0.03 * torch.randn(n, 3, size, size, generator=g)).clamp(0, 1) * fov[:, None]
-    return img, fov.clone(), vessel
-
-
 # ----------------------------------------------------------------------------- training stream
-
 
 def _row(size=64, seed=0):
     from ablate.data.preprocess import png_bytes
 
-    img, fov, vessel = _lines(1, size, seed)
+    img, fov, vessel = synthetic_vessel_batch(1, size, seed)
     u8 = (img[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
     return u8, fov[0].numpy(), vessel[0].numpy(), {"image": png_bytes(u8), "fov": png_bytes(fov[0].numpy()),
                                                    "vessel": png_bytes(vessel[0].numpy())}

@@ -6,32 +6,14 @@ import itertools
 
 import numpy as np
 import pytest
-import torch
 
 from ablate.segmenter.scores import dice, evaluate_arrays, roc_auc
+from tests.helpers.segmentation import synthetic_vessel_batch
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _lines(n=4, size=32, seed=0):
-    """Synthetic fundus-like batch: reddish disc (FOV) with darker random lines (vessels)."""
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    fov = ((yy - size / 2 + 0.5) ** 2 + (xx - size / 2 + 0.5) ** 2 < (size / 2 - 1) ** 2).expand(n, -1, -1)
-    vessel = torch.zeros(n, size, size, dtype=torch.bool)
-    for i in range(n):
-        for _ in range(3):
-            a, b = torch.rand(2, generator=g) * 6.28
-            d = (torch.cos(a) * (xx - size / 2) + torch.sin(a) * (yy - size / 2) - (b - 3.14) * 2).abs()
-            vessel[i] |= d < 1.2
-    vessel &= fov
-    img = torch.tensor([0.8, 0.45, 0.2]).view(1, 3, 1, 1) * (1 - 0.5 * vessel[:, None].float())
-    img = (img + 0.03 * torch.randn(n, 3, size, size, generator=g)).clamp(0, 1) * fov[:, None]
-    return img, fov.clone(), vessel
-
-
 # ----------------------------------------------------------------------------- metrics
-
 
 def test_roc_auc_matches_brute_force_pairs():
     rng = np.random.default_rng(0)
@@ -49,7 +31,7 @@ def test_roc_auc_matches_brute_force_pairs():
 def test_dice_and_evaluate_arrays_count_inside_fov_only():
     assert dice([1, 1, 0, 0], [1, 0, 1, 0]) == pytest.approx(0.5)
     assert dice([0, 0], [0, 0]) == 1.0
-    _, fov, vessel = _lines(2, 32)
+    _, fov, vessel = synthetic_vessel_batch(2, 32)
     prob = vessel.float().numpy().copy()
     prob[~fov.numpy()] = 1.0  # outside the FOV: ignored
     m = evaluate_arrays(prob, vessel.numpy(), fov.numpy(), 0.5)

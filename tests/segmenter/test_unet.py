@@ -8,40 +8,18 @@ import torch
 
 from ablate.segmenter.inputs import fov_from_images
 from ablate.segmenter.train import vessel_loss
-from ablate.segmenter.unet import UNet, build_unet, fov_stats, fov_stats_numpy, standardize, unet_logits
+from ablate.segmenter.unet import build_unet, fov_stats, fov_stats_numpy, standardize, unet_logits
+from tests.helpers.segmentation import synthetic_vessel_batch, tiny_unet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _tiny(seed=0) -> UNet:
-    torch.manual_seed(seed)
-    return build_unet({"base": 4, "levels": 3})
-
-
-def _lines(n=4, size=32, seed=0):
-    """Synthetic fundus-like batch: reddish disc (FOV) with darker random lines (vessels)."""
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    fov = ((yy - size / 2 + 0.5) ** 2 + (xx - size / 2 + 0.5) ** 2 < (size / 2 - 1) ** 2).expand(n, -1, -1)
-    vessel = torch.zeros(n, size, size, dtype=torch.bool)
-    for i in range(n):
-        for _ in range(3):
-            a, b = torch.rand(2, generator=g) * 6.28
-            d = (torch.cos(a) * (xx - size / 2) + torch.sin(a) * (yy - size / 2) - (b - 3.14) * 2).abs()
-            vessel[i] |= d < 1.2
-    vessel &= fov
-    img = torch.tensor([0.8, 0.45, 0.2]).view(1, 3, 1, 1) * (1 - 0.5 * vessel[:, None].float())
-    img = (img + 0.03 * torch.randn(n, 3, size, size, generator=g)).clamp(0, 1) * fov[:, None]
-    return img, fov.clone(), vessel
-
-
 # ----------------------------------------------------------------------------- U-Net
-
 
 def test_unet_shapes_params_and_gradients():
     m = build_unet()  # the default: base 16, 4 levels
     assert 0.4e6 < sum(p.numel() for p in m.parameters()) < 0.6e6
-    t = _tiny()
+    t = tiny_unet()
     x = torch.randn(2, 3, 24, 32, requires_grad=True)
     out = t(x)
     assert out.shape == (2, 24, 32)
@@ -51,7 +29,7 @@ def test_unet_shapes_params_and_gradients():
     with pytest.raises(ValueError, match="multiple of 4"):
         t(torch.randn(1, 3, 30, 32))
     # unet_logits pads to the multiple and crops back
-    img, fov, _ = _lines(2, 30)
+    img, fov, _ = synthetic_vessel_batch(2, 30)
     assert unet_logits(t.eval(), img, fov).shape == (2, 30, 30)
     with pytest.raises(ValueError, match="unknown U-Net arch"):
         build_unet({"width": 3})
@@ -60,7 +38,7 @@ def test_unet_shapes_params_and_gradients():
 
 
 def test_standardisation_matches_between_numpy_stream_and_torch():
-    img, fov, _ = _lines(2, 32)
+    img, fov, _ = synthetic_vessel_batch(2, 32)
     u8 = (img * 255).round().to(torch.uint8)
     x = u8.float() / 255
     st = fov_stats(x, fov)
@@ -80,8 +58,8 @@ def test_standardisation_matches_between_numpy_stream_and_torch():
 
 
 def test_loss_decreases_on_a_fixed_batch():
-    img, fov, vessel = _lines(4, 32)
-    m = _tiny()
+    img, fov, vessel = synthetic_vessel_batch(4, 32)
+    m = tiny_unet()
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)
     losses = []
     for _ in range(30):

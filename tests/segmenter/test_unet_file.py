@@ -7,36 +7,15 @@ import torch
 
 from ablate.segmenter.cli import _DEFAULT_OUT
 from ablate.segmenter.protocol import Segmenter
-from ablate.segmenter.unet import UNet, UNetSegmenter, build_unet, unet_logits
+from ablate.segmenter.unet import UNetSegmenter, unet_logits
 from ablate.segmenter.unet_file import DEFAULT_WEIGHTS, load_segmenter, save_segmenter
+from tests.helpers.segmentation import synthetic_vessel_batch, tiny_unet
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _tiny(seed=0) -> UNet:
-    torch.manual_seed(seed)
-    return build_unet({"base": 4, "levels": 3})
-
-
-def _lines(n=4, size=32, seed=0):
-    """Synthetic fundus-like batch: reddish disc (FOV) with darker random lines (vessels)."""
-    g = torch.Generator().manual_seed(seed)
-    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
-    fov = ((yy - size / 2 + 0.5) ** 2 + (xx - size / 2 + 0.5) ** 2 < (size / 2 - 1) ** 2).expand(n, -1, -1)
-    vessel = torch.zeros(n, size, size, dtype=torch.bool)
-    for i in range(n):
-        for _ in range(3):
-            a, b = torch.rand(2, generator=g) * 6.28
-            d = (torch.cos(a) * (xx - size / 2) + torch.sin(a) * (yy - size / 2) - (b - 3.14) * 2).abs()
-            vessel[i] |= d < 1.2
-    vessel &= fov
-    img = torch.tensor([0.8, 0.45, 0.2]).view(1, 3, 1, 1) * (1 - 0.5 * vessel[:, None].float())
-    img = (img + 0.03 * torch.randn(n, 3, size, size, generator=g)).clamp(0, 1) * fov[:, None]
-    return img, fov.clone(), vessel
-
-
 def test_save_load_round_trip_and_predict(tmp_path):
-    m = _tiny(1)
+    m = tiny_unet(1)
     m.train()(torch.randn(2, 3, 32, 32))  # non-trivial BatchNorm running stats
     path = save_segmenter(tmp_path / "my_unet.pth", m, {"base": 4, "levels": 3}, size=32, trained_on="synthetic",
                           metrics={"dice": 0.5, "auc": 0.9})
@@ -52,7 +31,7 @@ def test_save_load_round_trip_and_predict(tmp_path):
     for k, v in m.state_dict().items():
         assert torch.equal(seg.model.state_dict()[k], v), k
     assert not seg.model.training
-    img, fov, _ = _lines(3, 32)
+    img, fov, _ = synthetic_vessel_batch(3, 32)
     p = seg.predict(img, fov)
     assert p.shape == (3, 32, 32) and p.min() >= 0 and p.max() <= 1 and (p[~fov] == 0).all()
     with torch.no_grad():

@@ -9,13 +9,14 @@ import time
 import pytest
 
 from ablate.train.live_view import GridView
+from tests.helpers.console import ESCAPE_CODES, grid_view
 
 
 def test_live_view_says_a_config_error_trial_failed_not_done():
     import io
 
     from ablate.runtime.config_errors import CONFIG_ERROR
-    from ablate.train.live_view import FAILED, GridView
+    from ablate.train.live_view import FAILED
 
     out = io.StringIO()
     view = GridView(concurrent=1, stream=out)
@@ -25,27 +26,8 @@ def test_live_view_says_a_config_error_trial_failed_not_done():
     assert "a-s0 FAILED" in out.getvalue() and "ConfigError: bad model (a configuration error: not retried)" in out.getvalue()
 
 
-ESCAPE = re.compile(r"\x1b|\[A")
-
-
-class Clock:
-    def __init__(self, t: float = 1000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def _view(plain=True, trials=(("l1-s0", "l1", 0), ("l2-s0", "l2", 0)), total=100, concurrent=1):
-    out, clock = io.StringIO(), Clock()
-    view = GridView(stream=out, plain=plain, concurrent=concurrent, clock=clock)
-    for key, comb, seed in trials:
-        view.add(key, comb, seed, total, batch_size=4)
-    return view, out, clock
-
-
 def test_plain_view_prints_one_line_per_event_without_escape_codes():
-    view, out, clock = _view()
+    view, out, clock = grid_view()
     with view:
         view.trial_started("l1-s0")
         for step in range(5, 101, 5):  # 20 reports: lines only at each 10% mark and the end
@@ -53,7 +35,7 @@ def test_plain_view_prints_one_line_per_event_without_escape_codes():
             view.trial_result("l1-s0", {"step": step, "val/loss/total": 1 / step, "val/psnr": 20 + step / 10})
         view.trial_finished("l1-s0", {"step": 100, "final": True})
     lines = out.getvalue().splitlines()
-    assert not ESCAPE.search(out.getvalue())
+    assert not ESCAPE_CODES.search(out.getvalue())
     assert any("l1-s0 started" in ln for ln in lines)
     progress = [ln for ln in lines if "l1-s0 step" in ln]
     assert [re.search(r"\((\d+)%\)", ln).group(1) for ln in progress] == [str(p) for p in range(10, 100, 10)]
@@ -65,7 +47,7 @@ def test_plain_view_prints_one_line_per_event_without_escape_codes():
 
 
 def test_eta_and_projected_end_exclude_startup_and_queue_pending_trials():
-    view, _, clock = _view(concurrent=1)
+    view, _, clock = grid_view(concurrent=1)
     view.started = clock.t
     view.trial_started("l1-s0")
     clock.t += 30  # start-up: Ray, data, the first batch
@@ -81,7 +63,7 @@ def test_eta_and_projected_end_exclude_startup_and_queue_pending_trials():
 
 
 def test_failed_trial_line_names_its_log_file():
-    view, out, _ = _view()
+    view, out, _ = grid_view()
     view.trial_started("l2-s0")
     view.trial_retrying("l2-s0", "RuntimeError: boom", "/exp/l2-s0-1/stderr")
     view.trial_started("l2-s0")
@@ -96,7 +78,7 @@ def test_failed_trial_line_names_its_log_file():
 
 
 def test_terminal_view_draws_the_table_with_footer():
-    view, out, clock = _view(plain=False)
+    view, out, clock = grid_view(plain=False)
     view.started = clock.t
     view.trial_started("l1-s0")
     clock.t += 10

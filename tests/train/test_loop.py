@@ -7,13 +7,9 @@ from types import SimpleNamespace
 import pytest
 
 from ablate.config import ConfigError
+from tests.helpers.checkpoints import TINY_32PX_SPEC
 
 # ---------------------------------------------------------------- finding 5: verified checkpoints
-
-
-SPEC = SimpleNamespace(model=SimpleNamespace(preset="tiny", overrides={}, edge_channel=None),
-                       data=SimpleNamespace(size=32))
-
 
 def test_fp16_grad_scaler_state_is_checkpointed_and_restored(tmp_path, monkeypatch):
     """An fp16 run restarted from its checkpoint goes on at the loss scale its GradScaler had
@@ -31,7 +27,7 @@ def test_fp16_grad_scaler_state_is_checkpointed_and_restored(tmp_path, monkeypat
     scaler.update(new_scale=512.0)  # as after a few overflowing steps
     folder = tmp_path / "train" / "l1-s0-a" / "checkpoint_2026-01-01_00-00-00.000000"
     folder.mkdir(parents=True)
-    write_checkpoint(folder, model_state=model.state_dict(), optimizer_state=opt.state_dict(), step=6, spec=SPEC,
+    write_checkpoint(folder, model_state=model.state_dict(), optimizer_state=opt.state_dict(), step=6, spec=TINY_32PX_SPEC,
                      grad_scaler_state=scaler.state_dict())
     assert read_checkpoint(folder)["grad_scaler"]["scale"] == 512.0
     monkeypatch.setattr(loop, "restored_location", lambda: str(folder))
@@ -43,7 +39,7 @@ def test_fp16_grad_scaler_state_is_checkpointed_and_restored(tmp_path, monkeypat
     # bf16 / fp32 runs have no scaler and their checkpoints carry none.
     plain = tmp_path / "plain"
     plain.mkdir()
-    write_checkpoint(plain, model_state=model.state_dict(), optimizer_state=opt.state_dict(), step=6, spec=SPEC)
+    write_checkpoint(plain, model_state=model.state_dict(), optimizer_state=opt.state_dict(), step=6, spec=TINY_32PX_SPEC)
     assert "grad_scaler" not in read_checkpoint(plain)
 
 

@@ -2,35 +2,18 @@
 
 from __future__ import annotations
 
-import io
 from typing import ClassVar
 
 import pytest
 
-from ablate.train.live_view import GridView
-
-
-class Clock:
-    def __init__(self, t: float = 1000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
-
-
-def _view(plain=True, trials=(("l1-s0", "l1", 0), ("l2-s0", "l2", 0)), total=100, concurrent=1):
-    out, clock = io.StringIO(), Clock()
-    view = GridView(stream=out, plain=plain, concurrent=concurrent, clock=clock)
-    for key, comb, seed in trials:
-        view.add(key, comb, seed, total, batch_size=4)
-    return view, out, clock
+from tests.helpers.console import grid_view
 
 
 def test_tune_callback_feeds_the_view_and_names_a_failed_trials_log(tmp_path):
     pytest.importorskip("ray")
     from ablate.train.tune_feed import LiveViewCallback
 
-    view, out, _ = _view()
+    view, out, _ = grid_view()
     folder, working = tmp_path / "driver_artifacts" / "l1-s0-abc", tmp_path / "working_dirs" / "l1-s0-abc"
     folder.mkdir(parents=True)
     working.mkdir(parents=True)

@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 import io
-import re
 
-ESCAPE = re.compile(r"\x1b|\[A")
-
-
-class Clock:
-    def __init__(self, t: float = 1000.0):
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+from tests.helpers.console import ESCAPE_CODES, ManualClock
 
 
 def test_progress_of_a_long_step_prints_plain_lines_at_each_tenth():
     from ablate.ui.progress import Progress, tracked
 
-    out, clock = io.StringIO(), Clock()
+    out, clock = io.StringIO(), ManualClock()
     with Progress("evaluate", 40, "trial images", stream=out, clock=clock) as p:
         for _ in range(5):  # chunks of 8 images, 3 s each: a line at most every 5 s
             clock.t += 3
@@ -31,4 +22,4 @@ def test_progress_of_a_long_step_prints_plain_lines_at_each_tenth():
     out = io.StringIO()
     assert list(tracked("abc", "report", "figures", stream=out)) == ["a", "b", "c"]
     assert out.getvalue().splitlines()[-1].startswith("report: 3/3 figures in ")
-    assert not ESCAPE.search(out.getvalue())
+    assert not ESCAPE_CODES.search(out.getvalue())

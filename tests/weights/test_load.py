@@ -8,17 +8,12 @@ import pytest
 
 from ablate.weights import WeightsMissing
 from ablate.weights.table import TABLE
+from tests.helpers.text import one_line
 
 VGG = TABLE["vgg16"]
 
 
-def one_line(text: str) -> str:
-    assert "\n" not in text.strip() and "Traceback" not in text, text
-    return text
-
-
 # ----------------------------------------------------------------------------- 5. weights that cannot be loaded
-
 
 def _unloadable(tmp_path) -> dict:
     import argparse

@@ -11,13 +11,9 @@ from ablate.weights import WeightsMissing
 from ablate.weights import table as weights
 from ablate.weights.cli import app as weights_app
 from ablate.weights.table import TABLE
+from tests.helpers.text import one_line
 
 HEADS = TABLE["lpips_vgg_heads"]  # ships in the lpips wheel: always present, so its record is read
-
-
-def one_line(text: str) -> str:
-    assert "\n" not in text.strip() and "Traceback" not in text, text
-    return text
 
 
 # ----------------------------------------------------------------------------- 3. verification records
