@@ -12,7 +12,10 @@ averages windows of constant black that score 1. Inside the FOV:
             skimage's own crop keeps), then over channels. Windows centred within
             5 px of the rim still hold some black surround, which both images share;
             eroding the FOV by the window radius instead would leave no pixel at
-            MS-SSIM's coarsest scale (16 px at 256), so one rule serves both.
+            MS-SSIM's coarsest scale (16 px at 256), so one rule serves both. The
+            reconstruction's pixels outside the FOV are replaced by the original's first,
+            so those windows read the same surround in both images: what a reconstruction
+            draws outside its FOV never moves ssim or ms_ssim.
   ms_ssim   the five-scale MS-SSIM (Wang et al. 2003, weights as ablate.losses.
             structural): at each scale the contrast-structure map (the SSIM map at
             the last) is averaged over that scale's FOV (the FOV 2 x 2 average-pooled
@@ -114,6 +117,10 @@ def pair_metrics_fov(x: torch.Tensor, x_hat: torch.Tensor, fov, lpips=None) -> d
     with torch.no_grad():
         a, b = x.detach().clamp(0, 1), x_hat.detach().clamp(0, 1)
         fov = fov.bool()
+        # Outside the FOV the reconstruction is not judged: there it takes the original's pixels,
+        # so an SSIM window near the rim compares the same surround on both sides (issue 27: grey
+        # outside moved FOV SSIM from 0.714 to 0.668 with every FOV pixel unchanged).
+        b = torch.where(fov[:, None], b, a)
         out["psnr"] = psnr_fov(a, b, fov)
         out["ssim"] = ssim_fov(a, b, fov)
         if "ms_ssim" + WHOLE_SUFFIX in out:

@@ -63,6 +63,20 @@ def test_fov_ms_ssim_is_one_for_identity_and_falls_with_blur(drive_dir):
     assert vals[0] > vals[1] > vals[2]
 
 
+def test_what_a_reconstruction_draws_outside_the_fov_never_moves_the_fov_figures(drive_dir):
+    """Issue 27: SSIM windows near the rim read the surround; before, a grey surround (every FOV
+    pixel the same) moved FOV SSIM from 0.714 to 0.668. Now both images share the original's."""
+    rgb, fov = _prepared(drive_dir, "01_test", 256)
+    f = torch.from_numpy(fov)[None]
+    blurred = np.clip(filters.gaussian(rgb, sigma=1.0, channel_axis=-1), 0, 1)
+    black, grey = blurred * fov[..., None], blurred.copy()
+    grey[~fov] = 0.5
+    a, b = pair_metrics_fov(_t(rgb), _t(black), f), pair_metrics_fov(_t(rgb), _t(grey), f)
+    for name in ("psnr", "ssim", "ms_ssim"):
+        assert b[name].item() == pytest.approx(a[name].item(), abs=1e-6), name
+    assert b["ssim_whole"].item() < a["ssim_whole"].item()  # the whole-image figure still sees it
+
+
 @pytest.mark.bad_input
 def test_fov_metrics_refuse_an_empty_fov(drive_dir):
     rgb, _ = _prepared(drive_dir, "01_test", 64)
