@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-from ablate.report.inference import welch
+from ablate.report.inference import detectable_effect, welch
 from ablate.report.verdicts import headline, judge, pair_verdict
 
 N_IMAGES = 20
@@ -59,14 +59,26 @@ def simulate_arm(rng: np.random.Generator, images: np.ndarray, seeds: int, seed_
     return images[None] + shift + _correlated(rng, (seeds, 1), seed_sd) + _correlated(rng, (seeds, n), 1.0)
 
 
-def simulate_question(rng: np.random.Generator, seeds: int, seed_sd: float, shift: float, pairs: int = 2) -> dict:
+def simulate_question(rng: np.random.Generator, seeds: int, seed_sd: float, shift: float, pairs: int = 2,
+                      seeds_reference: int | None = None, sd_reference: float | None = None,
+                      shared_reference: bool = False) -> dict:
     """One experiment: per-image values -> trial means -> the report's verdict functions.
+
+    Args:
+        seeds, seed_sd: the candidates' seeds and seed SD; shift: their true effect.
+        seeds_reference, sd_reference: the references' (default: the candidates').
+        shared_reference: one reference arm for every pair (Q2's shape: each edge arm against
+            the one baseline) instead of one per pair (Q1's).
+
     Returns {"headline": ..., "pairs": [pair verdicts], "values": {(pair, arm): (seeds, n, 2)}}."""
+    seeds_reference = seeds if seeds_reference is None else seeds_reference
+    sd_reference = seed_sd if sd_reference is None else sd_reference
     images = _correlated(rng, (N_IMAGES,), IMAGE_SD)
     values, records = {}, []
+    shared = simulate_arm(rng, images, seeds_reference, sd_reference, 0.0) if shared_reference else None
     for p in range(pairs):
         cand = simulate_arm(rng, images, seeds, seed_sd, shift)
-        ref = simulate_arm(rng, images, seeds, seed_sd, 0.0)
+        ref = shared if shared is not None else simulate_arm(rng, images, seeds_reference, sd_reference, 0.0)
         values[(p, "candidate")], values[(p, "reference")] = cand, ref
         for j, m in enumerate(METRICS):
             records.append({"combination": f"c{p}", "reference": f"r{p}", "metric": m, "direction": "higher",
@@ -75,6 +87,39 @@ def simulate_question(rng: np.random.Generator, seeds: int, seed_sd: float, shif
     judged = judge(records)
     verdicts = [pair_verdict([r for r in judged if r["combination"] == f"c{p}"]) for p in range(pairs)]
     return {"headline": headline(verdicts), "pairs": verdicts, "values": values}
+
+
+# Identical arms at unequal seed counts and unequal seed spread (candidate SD = ratio x the
+# reference's): the shapes an unstable arm that lost seeds produces. (candidate seeds,
+# reference seeds, SD ratio); the reference seed SD is 1 (per-image noise SD units).
+UNEQUAL = tuple((nc, nr, ratio) for nc, nr in ((3, 3), (5, 5), (10, 10), (3, 5), (5, 3), (3, 10), (10, 3), (5, 10))
+                for ratio in (1.0, 3.0, 4.0, 1 / 3, 1 / 4))
+
+
+def unequal_null_rates(draws: int, rng: np.random.Generator, cells=UNEQUAL) -> list[dict]:
+    """Wrong-headline share of identical arms per (seeds, SD ratio, shape) cell."""
+    out = []
+    for shared in (False, True):
+        for nc, nr, ratio in cells:
+            res = [simulate_question(rng, nc, ratio, 0.0, seeds_reference=nr, sd_reference=1.0,
+                                     shared_reference=shared) for _ in range(draws)]
+            wrong = sum(r["headline"] != "not enough evidence" for r in res)
+            out.append({"shape": "shared baseline" if shared else "one reference per pair", "seeds": nc,
+                        "seeds_reference": nr, "sd_ratio": ratio, "wrong": rate(wrong, draws), "draws": draws})
+    return out
+
+
+def detectable_effect_check(draws: int, rng: np.random.Generator) -> list[dict]:
+    """The report's power line (`detectable_effect`, for the 4 voting tests of a 2-pair question)
+    against simulation: the share of YES per pair when both primaries of both pairs carry that
+    true effect, and of the one test alone."""
+    out = []
+    for k in (3, 5, 10):
+        delta = detectable_effect(k, k, len(METRICS) * 2)
+        res = [simulate_question(rng, k, 1.0, delta) for _ in range(draws)]
+        yes_pair = sum(v == "yes" for r in res for v in r["pairs"])
+        out.append({"seeds": k, "delta": delta, "yes_pair": rate(yes_pair, draws * 2), "draws": draws})
+    return out
 
 
 def rate(hits: int, draws: int) -> tuple[float, float]:
@@ -128,6 +173,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--draws", type=int, default=4000, help="draws per identical-arms setting")
     ap.add_argument("--power-draws", type=int, default=2000, help="draws per true-effect setting")
+    ap.add_argument("--unequal-draws", type=int, default=4000, help="draws per unequal-seeds cell")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--fd-bias", action="store_true")
     args = ap.parse_args()
@@ -146,6 +192,18 @@ def main() -> None:
     for r in power_rates(args.power_draws, rng):
         print(f"| {r['seeds']} | {r['seed_sd']:g} | {r['effect_sd']:g} | {r['yes'][0]:.1%} | {r['yes'][1]:.1%} | "
               f"{r['yes_pair'][0]:.1%} | {r['wrong'][0]:.2%} | {r['draws']} |")
+    print("\nIdentical arms at unequal seed counts and seed spread (candidate seed SD = ratio x the reference's, "
+          "reference seed SD 1): share of wrong headlines")
+    print("| shape | seeds (candidate vs reference) | SD ratio | wrong headline | (MC SE) | draws |")
+    print("|---|---|---|---|---|---|")
+    for r in unequal_null_rates(args.unequal_draws, rng):
+        print(f"| {r['shape']} | {r['seeds']} vs {r['seeds_reference']} | {r['sd_ratio']:.2g} | {r['wrong'][0]:.2%} | "
+              f"{r['wrong'][1]:.2%} | {r['draws']} |")
+    print("\nThe power line (detectable_effect, 4 voting tests) against simulation: YES per pair at that effect")
+    print("| seeds per arm | detectable effect (seed SDs) | YES per pair | (MC SE) | draws |")
+    print("|---|---|---|---|---|")
+    for r in detectable_effect_check(args.power_draws, rng):
+        print(f"| {r['seeds']} | {r['delta']:.3g} | {r['yes_pair'][0]:.1%} | {r['yes_pair'][1]:.1%} | {r['draws']} |")
     print(f"\n{time.time() - t0:.1f} s")
     if args.fd_bias:
         t1 = time.time()

@@ -7,7 +7,7 @@ The report (directions, units, which numbers are per set) and the search-space l
 
 from __future__ import annotations
 
-from ablate.evaluate import fidelity, fov_fidelity, kid, morphology, sharpness, topology
+from ablate.evaluate import fidelity, fov_fidelity, kid, morphology, topology, vessel_border
 from ablate.metric_info import MetricInfo
 
 # per image first (FOV fidelity, whole-image fidelity, vessel agreement, vessel borders), then
@@ -15,7 +15,7 @@ from ablate.metric_info import MetricInfo
 CATALOGUE: tuple[MetricInfo, ...] = (
     *fov_fidelity.METRICS, *fidelity.PAIR_METRICS,
     morphology.DICE, morphology.CLDICE, morphology.BETTI0_ERROR, morphology.BETTI1_ERROR, *topology.METRICS,
-    *sharpness.METRICS, morphology.ABS_DELTA,
+    *vessel_border.METRICS, morphology.ABS_DELTA,
     fidelity.FID, kid.KID, fidelity.FD, kid.KID_MODEL,
 )
 _EXACT = {m.name: m for m in CATALOGUE if not m.family}

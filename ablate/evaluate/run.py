@@ -7,8 +7,8 @@ Ray tasks do the work, so it spreads over a cluster like training:
   with --gpus-per-task, feeding a CPU-only morphology stage that overlaps the next chunk's
   device work): reconstruct from the trial's final checkpoint, fidelity
   (PSNR, SSIM, MS-SSIM inside the FOV, the whole-image values as `<name>_whole`;
-  LPIPS where its weights are present), vessel sharpness and contrast on the green
-  channel at the original's vessel borders (evaluate/sharpness.py), the vessel map of the
+  LPIPS where its weights are present), the vessel-border contrast and width errors on
+  the green channel at the original's vessel borders (evaluate/vessel_border.py), the vessel map of the
   reconstruction, its morphology and its agreement with the original's map, and
   the reconstructions' features.
 The driver turns features into FID / KID (and the Fréchet distance in the domain

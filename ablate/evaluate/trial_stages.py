@@ -79,18 +79,18 @@ def device_stage(checkpoint: str, images: np.ndarray, fov: np.ndarray, segmenter
 
 
 def morphology_stage(device_out: dict, fov: np.ndarray, ref_maps: np.ndarray, morphology: str = "ablate") -> dict:
-    """The CPU half: per-image rows (fidelity from the device stage, sharpness, the
+    """The CPU half: per-image rows (fidelity from the device stage, the vessel-border errors, the
     reconstruction's vessel features, agreement with the original's map) and the features
     passed through, in the shape the driver collects: {"rows", "inception"[, "fm"]}."""
     from ablate.evaluate.automorph import features_for
-    from ablate.evaluate.sharpness import sharpness
+    from ablate.evaluate.vessel_border import border_errors
 
     vessel_features, agreement = features_for(morphology)
     maps, metrics = device_out["maps"], device_out["metrics"]
     rows = []
     for i in range(len(maps)):
         row = {k: float(v[i]) for k, v in metrics.items()}
-        row.update(sharpness(device_out["green"][i], device_out["green_hat"][i], ref_maps[i], fov[i]))
+        row.update(border_errors(device_out["green"][i], device_out["green_hat"][i], ref_maps[i], fov[i]))
         row.update({f"recon.{k}": v for k, v in vessel_features(maps[i], fov[i]).items()})
         row.update(agreement(ref_maps[i], maps[i], fov[i]))
         rows.append(row)

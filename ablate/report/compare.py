@@ -2,7 +2,7 @@
 the records ablate.report.verdicts judges (see ablate.report.inference for the test).
 
 A record per metric with a better direction: the difference (first - reference) of the
-means of per-trial values with its Welch t interval, the metric's role in the question
+means of per-trial values with its t interval (Welch's statistic, Hsu's df), the metric's role in the question
 (primary votes, secondary is shown), why it cannot vote (`excluded`: trained on by an arm,
 or a distribution metric below its sample-size floor), and the descriptive per-image
 columns. Validation metrics (val/*) are not compared: they are logged on a few batches

@@ -2,8 +2,8 @@
 
     questions:
       q1: {primary: [psnr, ssim]}                       # 1 or 2 metrics that vote on Q1
-      q2: {primary: [vessel_sharpness, cldice]}  # 1 or 2 metrics that vote on Q2
-      ranking: [psnr, ssim, vessel_sharpness, cldice]   # optional
+      q2: {primary: [border_width_error, cldice]}  # 1 or 2 metrics that vote on Q2
+      ranking: [psnr, ssim, border_width_error, cldice]   # optional
 
 Declared before the run, so the verdict cannot be steered by picking, afterwards, the
 metrics that happened to come out significant. Parsed here (not in ablate.config, which
@@ -15,10 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
-# Q2 asks whether vessels stay sharp and continuous: sharpness read on the images at the
-# original's vessel borders (ablate.evaluate.sharpness) and centre-line Dice (issue 14; before,
-# cldice and abs_delta_average_width, a width that moved in 2 px steps).
-DEFAULT_QUESTIONS = {"q1": {"primary": ["psnr", "ssim"]}, "q2": {"primary": ["vessel_sharpness", "cldice"]}}
+# Q2 asks whether vessels stay sharp and continuous: the width of the original's vessel borders
+# as the reconstruction draws them, best at the original's (ablate.evaluate.vessel_border; issue
+# 27: before, vessel_sharpness, a ratio that rewarded halos and over-enhancement), and
+# centre-line Dice (issue 14; before, cldice and abs_delta_average_width).
+DEFAULT_QUESTIONS = {"q1": {"primary": ["psnr", "ssim"]}, "q2": {"primary": ["border_width_error", "cldice"]}}
 
 
 def parse_questions(raw: Any, where: str) -> dict:

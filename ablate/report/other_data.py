@@ -20,7 +20,7 @@ from ablate.experiment_layout import ExperimentLayout
 from ablate.report.collect import NOTES_LOST, read_optional_json
 from ablate.schemas import Notes
 
-SHOWN = ("psnr", "ssim", "ms_ssim", "vessel_sharpness", "vessel_contrast", "cldice", "dice", "betti0_patch64_error",
+SHOWN = ("psnr", "ssim", "ms_ssim", "border_width_error", "border_contrast_error", "cldice", "dice", "betti0_patch64_error",
          "delta_vessel_width", "test/fid", "test/kid")
 
 

@@ -19,9 +19,9 @@ import pandas as pd
 from ablate.report.collect import Experiment, edge_setting, stand_in_notes, uses
 from ablate.report.compare import as_table, compare_pair
 from ablate.report.declared import DEFAULT_QUESTIONS
-from ablate.report.inference import MIN_SEEDS
+from ablate.report.inference import MIN_SEEDS, detectable_effect
 from ablate.report.metric_names import unit
-from ablate.report.verdicts import ALPHA, headline, judge, pair_verdict
+from ablate.report.verdicts import ALPHA, carried_by, headline, judge, pair_verdict
 
 
 @dataclass
@@ -72,7 +72,7 @@ def effect_text(r: dict) -> str:
     if r["diff"] != r["diff"]:
         return f"{r['metric']}: no value"
     ci = (f" [{_num(r['ci_low'], True)}, {_num(r['ci_high'], True)}]" if r["ci_low"] == r["ci_low"]
-          else " (no interval: one seed)")
+          else f" (no interval: {r.get('note') or 'one seed'})")
     p = f"Holm p = {_num(r['p_holm'])}" if r.get("votes") else f"p = {_num(r['p'])}, not voted"
     return f"{r['metric']} {_num(r['diff'], True)}{u}{ci} ({p}; {r['mean']:.4g} vs {r['reference_mean']:.4g})"
 
@@ -108,10 +108,46 @@ def answer(title: str, lead: str, pairs: list[tuple[str, str]], primary: list[st
     word = headline([v for *_, v in verdicts])
     m = sum(r["votes"] for r in flat)
     body = " | ".join(pair_sentence(a, b, v, j, rows) for (a, b, v), j in zip(verdicts, judged))
-    sentence = (f"{lead}: {word.upper()}. Primary metrics {', '.join(primary)} ({source}); Holm over the "
-                f"{m} voting test(s) of this question, alpha {ALPHA}; difference = first - second with its "
-                f"95% t interval over seeds. {body}.")
+    sentence = (f"{lead}: {word.upper()}{carried_text(flat, word)}. Primary metrics {', '.join(primary)} "
+                f"({source}); Holm over the {m} voting test(s) of this question, alpha {ALPHA}; difference = "
+                f"first - second with its 95% t interval over seeds (Hsu's df). {body}. {power_line(flat)}")
     return Answer(title, word, sentence, as_table(flat), verdicts)
+
+
+def carried_text(judged: list[dict], word: str) -> str:
+    """`, carried by cldice (`edge` vs `base`, better) alone`: the tests the headline rests on."""
+    behind = carried_by(judged, word)
+    if not behind:
+        return ""
+    tests = [f"{r['metric']} (`{r['combination']}` vs `{r['reference']}`, {r['effect']})" for r in behind]
+    primaries = {r["metric"] for r in judged if r["role"] == "primary" and not r["excluded"]}
+    alone = " alone" if len({r["metric"] for r in behind}) < len(primaries) else ""
+    return f", carried by {', '.join(tests)}{alone}"
+
+
+def power_line(judged: list[dict], power: float = 0.8) -> str:
+    """What this grid can detect: the smallest true difference one primary test finds with at
+    least `power` probability, in seed SDs and in each primary metric's units (at the seed SD
+    pooled over the question's arms)."""
+    primary = [r for r in judged if r["role"] == "primary" and not r["excluded"] and r["direction"] is not None]
+    if not primary:
+        return ""
+    na = min(r["n_seeds"] for r in primary)
+    nb = min(r["n_seeds_reference"] for r in primary)
+    tests = max(1, sum(r["votes"] for r in judged) or len(primary))
+    delta = detectable_effect(na, nb, tests, power, ALPHA)
+    if not math.isfinite(delta):
+        return f"Power: not computable at {na} vs {nb} seeds."
+    units = []
+    for metric in dict.fromkeys(r["metric"] for r in primary):
+        sds = [sd for r in primary if r["metric"] == metric for sd in (r["sd"], r["sd_reference"]) if math.isfinite(sd)]
+        seed_sd = math.sqrt(sum(sd * sd for sd in sds) / len(sds)) if sds else 0.0
+        if seed_sd > 0:  # a metric whose seeds do not vary has no test, so no detectable size
+            units.append(f"{metric} {_num(delta * seed_sd)}{unit(metric)}")
+    at_spread = f"; at this grid's seed spread that is {', '.join(units)}" if units else ""
+    return (f"Power: with {na} vs {nb} seeds and {tests} voting test(s), one test finds a true difference of "
+            f"{delta:.2g} seed SDs with at least {power:.0%} probability (Holm's first step, Hsu's df){at_spread}; "
+            "smaller true effects mostly come out as \"not enough evidence\".")
 
 
 def answer_q1(e: Experiment, declared: Declared) -> Answer:

@@ -8,7 +8,7 @@ templates/. `report/build.py` writes them beside the tidy tables as Parquet (see
 ablate.report.collect) and the statistics tables:
 
   report/summary.parquet   per (metric, combination): n, mean, sd, ci_low, ci_high, note, direction
-  report/paired.parquet    per (combination, metric) against the baseline: difference, Welch t interval,
+  report/paired.parquet    per (combination, metric) against the baseline: difference, t interval (Hsu's df),
                            p, Holm p (within the comparison), trained-on mark, descriptive Wilcoxon
   report/ranking.parquet   place, combination, mean_rank, place_low/high, p_first, one rank column per metric
   report/questions.parquet every test behind the two answers (columns `question`, `role`, `votes`)
@@ -167,7 +167,7 @@ def trials_table(e: Experiment) -> pd.DataFrame:
 PAIRED_COLS = {"combination": "combination", "metric": "metric", "direction": "better", "role": "role",
                "n_seeds": "seeds", "n_seeds_reference": "reference seeds", "mean": "mean",
                "reference_mean": "reference mean", "diff": "difference", "ci_low": "95% CI low",
-               "ci_high": "95% CI high", "p": "p (Welch)", "p_holm": "p (Holm)", "verdict": "verdict",
+               "ci_high": "95% CI high", "p": "p (Welch, Hsu df)", "p_holm": "p (Holm)", "verdict": "verdict",
                "trained_on": "trained on", "images_better": "images better (descr.)",
                "images_worse": "images worse (descr.)", "wilcoxon_p": "Wilcoxon p (descr., images)"}
 
@@ -211,10 +211,13 @@ METHODS = """The unit of inference is the trained model (one seed of one combina
 A trial's value of a metric is its mean over the test images (fid@n / kid@n / fd_*@n: one whole-test-set
 number on n images; val/*: final validation values); per combination: mean and 95% t interval over seeds.
 Two combinations are compared by the difference of their means of trial values, in the metric's own units,
-with Welch's t test and 95% t interval (Welch-Satterthwaite df). Why: every trial sees the same test images,
-so in the crossed design (arm fixed; trial and image random) the image effects cancel and the mixed-model
-test of the arm reduces to this t test on trial means, which is exact under normality even at 3 seeds,
-where a bootstrap over 3 seeds gives intervals far too narrow. The interval is about training runs on this
+with Welch's t statistic and a 95% t interval on Hsu's degrees of freedom (the smaller arm's seeds - 1).
+Why: every trial sees the same test images, so in the crossed design (arm fixed; trial and image random)
+the image effects cancel and the mixed-model test of the arm reduces to a t test on trial means, where a
+bootstrap over 3 seeds gives intervals far too narrow. Hsu's df, not Welch-Satterthwaite's, because with 3
+to 10 seeds the latter let identical arms with unequal seed spread produce 5-11 % wrong headlines at equal
+and unequal seed counts; Hsu's keeps every simulated cell at or below 5 %. A pair whose standard error is
+at most 1e-9 x max(1, |means|) (its seeds do not vary) gets no test and does not vote. The interval is about training runs on this
 test set. The per-image Wilcoxon test on seed-averaged values and the counts of better / worse images are
 descriptive columns only. Each question has one or two primary metrics declared in the search space (or
 the defaults, said so above); only they vote, the others are secondary. Holm's correction runs over every
@@ -225,8 +228,11 @@ ranks. FID/FD below n = 2,000 images and KID below n = 1,000 neither vote nor ra
 significantly better (Holm p < 0.05) on at least one primary metric and worse on none; "no" = worse on at
 least one and better on none; "mixed" = better on one and worse on another; "not enough seeds" = fewer
 than 3 finished seeds in an arm; else "not enough evidence". The headline applies the same rule to all the
-question's tests: MIXED only when something is significantly better and something significantly worse.
-Simulated identical arms get a wrong verdict in at most 5 % of experiments (benchmarks/verdict_calibration.py).
+question's tests: MIXED only when something is significantly better and something significantly worse;
+the sentence names the tests that carried it. Simulated identical arms get a wrong verdict in at most 5 % of
+experiments, at equal and unequal seed counts and spreads (benchmarks/verdict_calibration.py). Each question
+ends with its power line: the smallest true difference (in seed SDs, and in each primary metric's units at
+the grid's seed spread) one test detects with at least 80 % probability at Holm's first step.
 The ranking uses the declared ranking metrics only (each number once; none a ranked combination trained on):
 mean rank over them, with P(first) and the 95% range of each place from 4,000 draws of every combination's
 means from their multivariate t sampling distribution over seeds. abs_delta_<feature> = |feature of the

@@ -10,7 +10,7 @@ METHODS, a short form of this):
   lower for lpips, fid, kid, fd_*, kid_*, betti0_error, betti1_error, abs_delta_<feature>
   (the reconstruction's vessel feature should equal the original's) and val/loss/*.
 * Comparing two combinations (ablate.report.inference): the difference of their means of
-  trial values in the metric's own units, with Welch's t test and 95% t interval over
+  trial values in the metric's own units, with Welch's statistic and 95% t interval (Hsu's df) over
   seeds. Every trial sees the same test images, so in the crossed design (arm fixed,
   trial and image random) the image effects cancel and the mixed-model test of the arm
   reduces to this t test on trial means; it counts the training run as the random unit
@@ -19,7 +19,7 @@ METHODS, a short form of this):
   combination is better / worse, are descriptive columns only.
 * Questions (ablate.report.questions / verdicts): one or two primary metrics per question,
   declared in the search space (`questions:`) or the defaults (Q1: psnr, ssim; Q2:
-  vessel_sharpness, cldice); the other metrics are secondary: shown, not voted.
+  border_width_error, cldice); the other metrics are secondary: shown, not voted.
   Holm across every voting test of a question (all pairs x primary metrics). Fewer than 3
   seeds per arm: "not enough seeds". A metric an arm trained on (LPIPS for an LPIPS arm,
   FD in the same foundation model for a foundation arm, PSNR for an L2 arm, ...) is
@@ -104,11 +104,12 @@ GROUPS = (
     ("distribution", lambda m: is_distribution(m) or m.startswith("subset_sd:")),
     ("vessel agreement", lambda m: m in ("dice", "cldice", "betti0_error", "betti1_error", "betti0_patch64_error",
                                          "betti1_patch64_error")),
-    ("vessel sharpness", lambda m: m in ("vessel_sharpness", "vessel_contrast")),
+    ("vessel borders", lambda m: m in ("border_width_error", "border_contrast_error", "vessel_sharpness",
+                                       "vessel_contrast")),
     ("vessel morphology |delta|", lambda m: m.startswith("abs_delta_")),
     ("validation", lambda m: m.startswith("val/")),
 )
-_FIRST = ["psnr", "ssim", "ms_ssim", "fid", "kid", "vessel_sharpness", "vessel_contrast", "dice", "cldice",
+_FIRST = ["psnr", "ssim", "ms_ssim", "fid", "kid", "border_width_error", "border_contrast_error", "dice", "cldice",
           "betti0_error", "betti1_error", "abs_delta_vessel_width", "abs_delta_average_width", "abs_delta_density"]
 
 

@@ -12,7 +12,8 @@ Per pair ("yes" means the candidate, the first combination, beats the reference)
   no                   significantly worse on >= 1 and better on none
   mixed                better on one primary metric and worse on another
   not enough seeds     a primary metric has fewer than MIN_SEEDS seeds in an arm
-  not enough evidence  otherwise (nothing significant, or no primary metric could vote)
+  not enough evidence  otherwise (nothing significant, or no primary metric could vote: a
+                       test with no seed-to-seed spread has no p value and does not vote)
 The headline applies the same rule to all the question's tests at once: MIXED only when
 something is significantly better and something significantly worse (`headline`).
 """
@@ -43,7 +44,7 @@ def enough_seeds(r: dict) -> bool:
 def votes(r: dict) -> bool:
     """Whether a test is in its question's family."""
     return (r["role"] == "primary" and not r["excluded"] and r["direction"] is not None and enough_seeds(r)
-            and np.isfinite(r["p"]))
+            and bool(np.isfinite(r["p"])))
 
 
 def outcome(r: dict) -> str:
@@ -54,6 +55,8 @@ def outcome(r: dict) -> str:
         return f"not enough seeds ({r['n_seeds']} vs {r['n_seeds_reference']}, need {MIN_SEEDS})"
     if r["direction"] is None:
         return "no better direction"
+    if r["role"] == "primary" and not np.isfinite(r["p"]) and r.get("note"):
+        return f"not voted: {r['note']}"
     if r.get("significant"):
         return r["effect"]
     if r["role"] != "primary":
@@ -72,6 +75,13 @@ def judge(records: list[dict], alpha: float = ALPHA) -> list[dict]:
         r["verdict"] = outcome(r)
         out.append(r)
     return out
+
+
+def carried_by(judged: list[dict], word: str) -> list[dict]:
+    """The tests behind a headline: the significant ones in its direction ("yes": better,
+    "no": worse, "mixed": both); none for any other word."""
+    wanted = {"yes": {"better"}, "no": {"worse"}, "mixed": {"better", "worse"}}.get(word, set())
+    return [r for r in judged if r.get("significant") and r["effect"] in wanted]
 
 
 def pair_verdict(judged: list[dict]) -> str:

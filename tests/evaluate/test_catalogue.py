@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.evaluate import catalogue, fidelity, fov_fidelity, kid, morphology, sharpness
+from ablate.evaluate import catalogue, fidelity, fov_fidelity, kid, morphology, vessel_border
 from ablate.evaluate.catalogue import lookup
 from ablate.metric_info import Better
 from ablate.report import metric_names
@@ -16,7 +16,7 @@ from ablate.report import metric_names
 
 def test_each_name_finds_its_declaration():
     assert lookup("psnr") is fov_fidelity.PSNR and lookup("psnr_whole") is fidelity.PSNR_WHOLE
-    assert lookup("vessel_sharpness") is sharpness.VESSEL_SHARPNESS
+    assert lookup("border_width_error") is vessel_border.BORDER_WIDTH_ERROR
     assert lookup("fd_retfound") is fidelity.FD and lookup("kid_retfound") is kid.KID_MODEL
     assert lookup("abs_delta_density") is morphology.ABS_DELTA
     # a family member must name something: a vessel feature for abs_delta_, a model for fd_/kid_

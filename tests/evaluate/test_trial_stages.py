@@ -52,7 +52,7 @@ def test_device_then_morphology_stage_on_read_only_hand_over(drive32, tmp_path):
     res = morphology_stage(_freeze(out), frozen_fov, frozen_ref)
     assert len(res["rows"]) == 3 and res["inception"].shape == out["inception"].shape
     row = res["rows"][0]
-    assert {"psnr", "ssim", "vessel_sharpness", "dice", "cldice"} <= set(row)
+    assert {"psnr", "ssim", "border_width_error", "border_contrast_error", "dice", "cldice"} <= set(row)
     assert any(k.startswith("recon.") for k in row)
     assert all(np.isfinite(r["psnr"]) for r in res["rows"])
 

@@ -35,7 +35,7 @@ def make_exp(root: Path, combos: dict[str, dict], seeds=(0,), n_images=12, value
                 v = {"psnr": 20 + np.sin(i) + 0.01 * rng.normal(), "ssim": 0.5 + 0.01 * np.cos(i),
                      "dice": 0.7 + 0.01 * np.sin(3 * i), "cldice": 0.6 + 0.01 * np.cos(2 * i),
                      "betti0_error": float(i % 3), "delta_average_width": 0.1 * np.sin(5 * i),
-                     "vessel_sharpness": 0.8 + 0.01 * np.sin(2 * i)}
+                     "border_width_error": 0.8 + 0.01 * np.sin(2 * i)}
                 v.update(value(c, s, i))
                 rows.append({"trial": trial, "combination": c, "seed": s, "image_id": f"img{i:02d}", "segmenter": segmenter,
                              "orig.average_width": 2.0, "recon.average_width": 2.0 + v["delta_average_width"], **v})

@@ -1,5 +1,5 @@
 """Vessel maps drawn from curves, and DRIVE photographs prepared in place, for the tests of
-vessel measures (evaluate/test_morphology, test_width, test_sharpness)."""
+vessel measures (evaluate/test_morphology, test_width, test_vessel_border)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from scipy import stats as sps
 from ablate.config import ConfigError, load_grid
 from ablate.report import stats
 from ablate.report.collect import Experiment, load_experiment
-from ablate.report.inference import holm, welch
+from ablate.report.inference import detectable_effect, holm, welch
 from ablate.report.metric_names import below_floor, labelled
 from ablate.report.publish import write_report
 from ablate.report.questions import answer_q1, declared_questions
@@ -37,20 +37,53 @@ def _benchmark():
 # ---------------------------------------------------------------- the test itself
 
 
-def test_welch_matches_scipy_and_handles_no_spread():
+def test_welch_statistic_with_hsu_df_and_no_test_without_spread():
+    """Issue 27: Welch's statistic (scipy's), with Hsu's df = min(n_a, n_b) - 1 for p and interval;
+    a pair with no seed-to-seed spread gets no p (it cannot vote), however far apart the means."""
     a, b = [23.4, 20.5, 22.2], [21.0, 21.9, 20.2, 21.4]
     w = welch(a, b)
     ref = sps.ttest_ind(a, b, equal_var=False)
-    ci = ref.confidence_interval(0.95)
-    assert np.isclose(w["p"], ref.pvalue) and np.isclose(w["t"], ref.statistic) and np.isclose(w["df"], ref.df)
-    assert np.isclose(w["ci_low"], ci.low) and np.isclose(w["ci_high"], ci.high)
+    assert np.isclose(w["t"], ref.statistic) and w["df"] == 2.0  # Welch-Satterthwaite would give 2.73
+    assert np.isclose(w["p"], 2 * sps.t.sf(abs(ref.statistic), 2))
+    half = sps.t.ppf(0.975, 2) * w["se"]
+    assert np.isclose(w["ci_low"], w["diff"] - half) and np.isclose(w["ci_high"], w["diff"] + half)
     assert np.isclose(w["diff"], np.mean(a) - np.mean(b)) and (w["n_seeds"], w["n_seeds_reference"]) == (3, 4)
-    same = welch([1.0, 1.0, 1.0], [1.0, 1.0, 1.0])
-    assert same["p"] == 1.0 and same["diff"] == 0 and "no seed-to-seed spread" in same["note"]
-    apart = welch([2.0, 2.0, 2.0], [1.0, 1.0, 1.0])
-    assert apart["p"] == 0.0 and apart["ci_low"] == apart["ci_high"] == 1.0
+    assert np.isclose(w["sd"], np.std(a, ddof=1)) and np.isclose(w["sd_reference"], np.std(b, ddof=1))
+    equal_n = welch(a, b[:3])
+    assert equal_n["df"] == 2.0 and np.isclose(equal_n["t"], sps.ttest_ind(a, b[:3], equal_var=False).statistic)
+    for x, y in (([1.0] * 3, [1.0] * 3), ([2.0] * 3, [1.0] * 3), ([0.5] * 3, [0.5 + 1e-9] * 3),
+                 ([0.5, 0.5 + 1e-15, 0.5], [0.5 + 1e-9] * 3)):
+        tie = welch(x, y)
+        assert np.isnan(tie["p"]) and np.isnan(tie["ci_low"]), (x, y, tie)
+        assert "no seed-to-seed spread: standard error" in tie["note"] and "<= tolerance" in tie["note"]
     one = welch([2.0], [1.0, 1.5, 1.2])
     assert np.isnan(one["p"]) and one["diff"] == pytest.approx(2.0 - np.mean([1.0, 1.5, 1.2]))
+
+
+def test_a_tie_of_constant_seeds_does_not_vote_or_carry_a_headline():
+    """Issue 27, finding 2: `welch([0.5]*3, [0.5 + 1e-9]*3)` gave p = 0 and a YES headline."""
+    rec = {"combination": "c0", "reference": "r", "metric": "cldice", "direction": "higher", "role": "primary",
+           "trained_on": "", "excluded": "", **welch([0.5 + 1e-9] * 3, [0.5] * 3)}
+    judged = judge([rec])
+    assert not judged[0]["votes"] and judged[0]["verdict"].startswith("not voted: no seed-to-seed spread")
+    assert headline([pair_verdict(judged)]) == "not enough evidence"
+
+
+def test_detectable_effect_is_reached_with_at_least_80_percent_power_by_simulation():
+    """The power line's number: at the returned difference (seed SDs), one test of `welch` at
+    Holm's first step is significant in 80-86 % of simulated grids (the Hsu-df formula errs
+    on the large side), and at 0.8 of it in fewer than 80 %."""
+    rng = np.random.default_rng(27)
+    for na, nb, tests in ((3, 3, 4), (5, 5, 4), (3, 10, 2)):
+        delta = detectable_effect(na, nb, tests)
+        for scale, low, high in ((1.0, 0.79, 0.86), (0.8, 0.0, 0.79)):
+            a = rng.standard_normal((20000, na)) + scale * delta
+            b = rng.standard_normal((20000, nb))
+            se = np.sqrt(a.var(1, ddof=1) / na + b.var(1, ddof=1) / nb)
+            p = 2 * sps.t.sf(np.abs((a.mean(1) - b.mean(1)) / se), min(na, nb) - 1)
+            assert low <= (p < 0.05 / tests).mean() <= high, (na, nb, tests, scale, delta)
+    assert detectable_effect(10, 10, 4) < detectable_effect(5, 5, 4) < detectable_effect(3, 3, 4)
+    assert np.isnan(detectable_effect(1, 5, 4))
 
 
 # ---------------------------------------------------------------- verdict rules
@@ -116,9 +149,10 @@ def _two_pair_q1(tmp_path, value, questions=None, seeds=(0, 1, 2), n_images=12):
 
 def test_holm_family_is_every_pair_times_every_primary_metric(tmp_path):
     def value(c, s, i):  # seed effects, and a real PSNR gain for the plain foundation arm
+        # (3.5 dB, about 12 seed SDs: 3 seeds per arm with Hsu's df detect about 9, issue 27)
         rng = np.random.default_rng(zlib.crc32(f"{c}/{s}".encode()))
         u = rng.normal(0, 0.3)
-        return {"psnr": 20 + np.sin(i) + u + (1.5 if c == "retfound-fundus_mae" else 0.0),
+        return {"psnr": 20 + np.sin(i) + u + (3.5 if c == "retfound-fundus_mae" else 0.0),
                 "ssim": 0.5 + 0.01 * np.cos(i) + 0.01 * u + 0.002 * rng.normal()}
 
     a = stats.analyse(load_experiment(_two_pair_q1(tmp_path, value)))
@@ -222,9 +256,20 @@ def test_identical_arms_give_at_most_5_percent_wrong_verdicts():
     rng = np.random.default_rng(13)
     for r in bench.null_rates(300, rng, seeds_list=(3, 5), seed_sds=(0.0, 3.5)):
         assert r["wrong"][0] <= 0.05, r
-    # and the rule can say yes: 5 seeds, a 2-seed-SD gain on both primaries of both pairs
-    yes = sum(bench.simulate_question(rng, 5, 1.0, 2.0)["headline"] == "yes" for _ in range(100))
+    # and the rule can say yes: 5 seeds, a 3-seed-SD gain on both primaries of both pairs (with
+    # Hsu's df, issue 27, 2 seed SDs at 5 seeds is found about half the time: BENCHMARKS.md)
+    yes = sum(bench.simulate_question(rng, 5, 1.0, 3.0)["headline"] == "yes" for _ in range(100))
     assert yes >= 60
+
+
+def test_identical_arms_at_unequal_seed_counts_and_spread_hold_the_level():
+    """Issue 27, finding 1: with Welch-Satterthwaite's df, identical arms gave 9-11 % wrong
+    headlines at 3 vs 5 seeds (the 3-seed arm at 3x the SD) and 3 vs 10 (4x), and 6 % at 3 vs 3
+    (4x); Hsu's df holds every cell at or below 5 %, one reference per pair or one shared."""
+    bench = _benchmark()
+    rng = np.random.default_rng(27)
+    for r in bench.unequal_null_rates(1000, rng, cells=((3, 5, 3.0), (3, 10, 4.0), (10, 3, 0.25), (3, 3, 4.0))):
+        assert r["wrong"][0] <= 0.05, r
 
 
 def test_benchmark_verdicts_are_the_reports_verdicts():
