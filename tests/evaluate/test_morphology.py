@@ -268,7 +268,7 @@ def test_no_vessel_on_the_fov_rim_with_either_segmenter(drive_dir, stem):
     p = prepared_drive_photograph(drive_dir, stem, 256)
     dist = ndi.distance_transform_edt(p.fov)  # px from the nearest non-FOV pixel
     rim = p.fov & (dist <= rim_px(256))
-    assert rim_px(256) == 4
+    assert rim_px(256) == 8  # issue 27: 16 px at 512 (was 8), so no ring on blurred reconstructions
     for seg in (RidgeSegmenter(), _all_vessel_unet()):
         m = vessel_maps(seg, p.image[None], p.fov[None])[0]
         assert not (m & rim).any(), (seg.name, int((m & rim).sum()))
