@@ -4,9 +4,8 @@ real trained experiment: test_publish_real_experiment.py.)"""
 
 from __future__ import annotations
 
-import zlib
-
 import json
+import zlib
 
 import numpy as np
 import pandas as pd
