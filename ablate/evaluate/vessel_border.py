@@ -21,7 +21,9 @@ border_width_error = |W(reconstruction) - W(original)| in px, with
     and its minimum (a thin vessel's far side, past the minimum, does not count). Blur widens it,
     sharpening past the original narrows it; a uniform contrast change leaves it (that is
     border_contrast_error's). A reconstruction whose mean profile falls by less than
-    FLAT_SHARE of the original's (no border left) gets the floor, the whole profile's span.
+    FLAT_SHARE of the original's, or is darkest outside the vessel (no border left), gets the
+    floor, the whole profile's span. NaN where the original's own mean profile does not fall into
+    its vessels (darkest outside them: no dark border to measure).
 
 Both are taken only inside the FOV less its rim band (ablate.segmenter.ridge.inside_rim), so
 the FOV edge's own step does not count. NaN when R has no pixel there or the original itself
@@ -144,10 +146,13 @@ def border_errors(original_green: np.ndarray, recon_green: np.ndarray, reference
     border = border_normals(vessel, inside)
     if border is not None:
         p_orig, p_recon = mean_profile(original_green, *border), mean_profile(recon_green, *border)
-        fall = _fall(p_orig)
-        if fall > 0:
+        # The original's mean profile must fall into the vessel: darkest at or past the border (the
+        # profile's middle), below its outside level. Else it has no dark border to measure: NaN.
+        fall, border_at = _fall(p_orig), len(p_orig) // 2
+        if fall > 0 and _levels(p_orig)[2] >= border_at:
             w_orig = rise_distance(p_orig)
-            flat = _fall(p_recon) < FLAT_SHARE * fall
+            # No border left in the reconstruction: too little fall, or darkest outside the vessel.
+            flat = _fall(p_recon) < FLAT_SHARE * fall or _levels(p_recon)[2] < border_at
             out[BORDER_WIDTH_ERROR.name] = WIDTH_FLOOR if flat else abs(rise_distance(p_recon) - w_orig)
     return out
 

@@ -84,3 +84,13 @@ def test_no_vessel_pixel_gives_nan(photograph):
     g, _, fov = photograph
     s = border_errors(g, g, np.zeros_like(fov, dtype=bool), fov)
     assert all(np.isnan(s[k]) for k in ERRORS)
+
+
+def test_an_original_without_a_dark_border_gives_nan_not_a_perfect_score(photograph):
+    """A map whose 'vessels' are not darker than their surround (bright spots marked as vessel)
+    has no border to measure: NaN, never the best value 0 (a 32 px smoke run read 0 for both arms
+    before this check)."""
+    g, vessel, fov = photograph
+    bright = ndi.binary_dilation(vessel, iterations=2) & ~vessel  # the ring just outside each vessel
+    s = border_errors(g, ndi.gaussian_filter(g, 2), bright, fov)
+    assert np.isnan(s["border_width_error"]), s
