@@ -3,7 +3,7 @@
 `device_stage` does what a GPU speeds up: reconstruct from the checkpoint, fidelity
 inside the FOV (and LPIPS), the vessel map of each reconstruction (the segmenter's
 forward pass) and the Inception / foundation-model features. `morphology_stage` does
-what runs on the CPU only: vessel sharpness on the green channel, the map's morphology
+what runs on the CPU only: the vessel-border errors on the green channel, the map's morphology
 and its agreement with the original's map (skeletons, graphs, box counting).
 
 The driver submits the second with the first's ObjectRef as an argument, so Ray starts
