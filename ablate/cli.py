@@ -41,7 +41,7 @@ def choice_option(default: Choice | None, option: str, vocabulary: type[Choice],
     return typer.Option(default, option, parser=parse, metavar=f"[{'|'.join(names)}]", help=help_text)
 
 
-from ablate.fm.cli import app as fm_app
+from ablate.fm.cli import app as fm_app  # typer only here; torch and Ray load inside the command
 
 app.add_typer(fm_app, name="fm", help="Our own fundus foundation model (MAE), for when RETFound is not at hand.")
 

@@ -53,7 +53,7 @@ def hparam_table(e: Experiment) -> dict[str, dict]:
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present) and present
         conv: Callable[[Any], float | str]
         if numeric and (len(present) == len(values) or k.endswith(".weight")):
-            conv = lambda v: float(v) if _present(v) else 0.0
+            conv = lambda v: float(v) if _present(v) else 0.0  # an absent term weighs 0
         else:
             conv = lambda v: _text(v) if _present(v) else ABSENT
         for r in rows:

@@ -50,7 +50,7 @@ def without_retry(body: Callable[[], object], report: Callable[[dict], object], 
     the same on each), so every rank reports once, as Ray Train requires."""
     try:
         body()
-    except Exception as e:
+    except Exception as e:  # classified here; re-raised unless it is a configuration error
         err = config_error(e)
         if err is None:
             raise
