@@ -17,6 +17,9 @@ the budget is skipped and said so). Prints a Markdown table for BENCHMARKS.md an
 writes the figures as JSON (`--json`).
 
     .venv/bin/python benchmarks/gpu.py --json gpu.json
+
+`--device cpu --preset tiny --size 32` runs every section's code on the CPU at a toy size:
+a check that the script works before GPU time is spent on it, never a figure to report.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 TARGETS = {"mfu_bf16_b32": 0.40, "ray_over_bare": 0.95, "packed4_over_1": 2.5}
@@ -38,7 +42,7 @@ RAY_GRID = """
 name: gpu_overhead
 base:
   data: {{size: {size}, augment: {{hflip: true, rotate_deg: 10}}}}
-  model: {{preset: paper256}}
+  model: {{preset: {preset}}}
   train: {{steps: {steps}, batch_size: {batch}, lr: 4.5e-6, log_every: {log_every}, image_every: {steps},
           val_every: {steps}, val_batches: 1, checkpoint_every: {steps}, precision: bf16}}
   losses: {{l1: {{weight: 1.0}}, codebook: {{weight: 1.0}}}}
@@ -50,6 +54,22 @@ seeds: [0]
 
 class NoCuda(SystemExit):
     pass
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What every section measures on: the device, the model preset and the image side."""
+
+    device: str = "cuda"
+    preset: str = "paper256"
+    size: int = 256
+
+    @property
+    def precision(self) -> str:
+        return "bf16"
+
+
+SET = Setting()  # main() replaces it from the command line
 
 
 def require_cuda() -> str:
@@ -89,11 +109,13 @@ def markdown(r: dict) -> str:
     """The BENCHMARKS.md table from the figures `main` collects (missing sections said)."""
     head = (f"Device: {r.get('device', '?')}, torch {r.get('torch', '?')}, bf16 matmul "
             f"{r.get('peak_tflops', float('nan')):.0f} TFLOP/s measured (n={r.get('peak_n', '?')}).")
+    setting = r.get("setting", {"preset": "paper256", "size": 256})
+    where = f"{setting['preset']} {setting['size']} px"
     lines = [head, "",
              "| measure | setting | value | target |", "|---|---|---|---|"]
     for row in r.get("mfu", []):
         target = verdict(row["mfu"], TARGETS["mfu_bf16_b32"]) if row["batch"] == 32 else ""
-        lines.append(f"| MFU bf16 paper256 256 px | batch {row['batch']}, {row['variant']} | "
+        lines.append(f"| MFU bf16 {where} | batch {row['batch']}, {row['variant']} | "
                      f"{row['mfu']:.1%} ({row['images_per_s']:.0f} img/s, {row['step_ms']:.1f} ms/step) | {target} |")
     ray = r.get("ray")
     if ray:
@@ -105,7 +127,8 @@ def markdown(r: dict) -> str:
         lines.append(f"| packed trials on one GPU | {row['trials']} | {row['images_per_s']:.0f} img/s summed, "
                      f"{row['over_1']:.2f}x one trial | {target} |")
     for row in r.get("projection", []):
-        lines.append(f"| losses grid, {GRID_TRIALS} x {GRID_STEPS} steps | {row['setting']} | "
+        lines.append(f"| {row.get('grid', 'losses')} grid, {row.get('trials', GRID_TRIALS)} x "
+                     f"{row.get('steps', GRID_STEPS)} steps | {row['setting']} | "
                      f"{row['wall_h']:.1f} h projected | |")
     for name in r.get("skipped", []):
         lines.append(f"| {name} | not measured (skipped or failed, see the log) | | |")
@@ -117,14 +140,15 @@ def markdown(r: dict) -> str:
 def _sync():
     import torch
 
-    torch.cuda.synchronize()
+    if SET.device == "cuda":
+        torch.cuda.synchronize()
 
 
 def matmul_rate(n: int = 8192, repeats: int = 20) -> float:
     import torch
 
-    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    a = torch.randn(n, n, device=SET.device, dtype=torch.bfloat16)
+    b = torch.randn(n, n, device=SET.device, dtype=torch.bfloat16)
     for _ in range(3):
         a @ b
     _sync()
@@ -138,7 +162,7 @@ def matmul_rate(n: int = 8192, repeats: int = 20) -> float:
 class Stepper:
     """paper256 + L1 + codebook, the trial's `train_step` under bf16 autocast."""
 
-    def __init__(self, batch: int, size: int = 256, channels_last: bool = True, compile: bool = False):
+    def __init__(self, batch: int, channels_last: bool = True, compile: bool = False):
         import torch
 
         from ablate.losses import CompositeLoss, LossSpec
@@ -147,13 +171,14 @@ class Stepper:
 
         torch.manual_seed(0)
         fmt = torch.channels_last if channels_last else torch.contiguous_format
-        self.model = build_model("paper256", size).cuda().to(memory_format=fmt)
+        size, dev = SET.size, SET.device
+        self.model = build_model(SET.preset, size).to(dev).to(memory_format=fmt)
         if compile:
             self.model.compile()
-        self.loss_fn = CompositeLoss.from_specs([LossSpec("l1"), LossSpec("codebook")]).cuda()
+        self.loss_fn = CompositeLoss.from_specs([LossSpec("l1"), LossSpec("codebook")]).to(dev)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=4.5e-6, betas=(0.5, 0.9))
-        self.precision = resolve_precision("bf16", "cuda")
-        self.x = torch.rand(batch, 3, size, size, device="cuda").contiguous(memory_format=fmt)
+        self.precision = resolve_precision(SET.precision, dev)
+        self.x = torch.rand(batch, 3, size, size, device=dev).contiguous(memory_format=fmt)
         self.step_no = 0
 
     def __call__(self, x=None):
@@ -175,7 +200,7 @@ class Stepper:
         return (time.perf_counter() - t0) / steps
 
 
-def measure_mfu(peak: float, batches=(16, 32), steps: int = 10) -> list[dict]:
+def measure_mfu(peak: float, batches=(16, 32), steps: int = 10, compile_batches=(16, 32)) -> list[dict]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -184,6 +209,9 @@ def measure_mfu(peak: float, batches=(16, 32), steps: int = 10) -> list[dict]:
         flops = None
         for variant, cl, comp in (("eager", False, False), ("channels_last", True, False),
                                   ("channels_last+compile", True, True)):
+            if comp and batch not in compile_batches:
+                print(f"  batch {batch} {variant}: not measured (--compile-batches)", flush=True)
+                continue
             s = Stepper(batch, channels_last=cl, compile=comp)
             if flops is None:
                 with FlopCounterMode(display=False) as counter:
@@ -196,7 +224,8 @@ def measure_mfu(peak: float, batches=(16, 32), steps: int = 10) -> list[dict]:
                          "section_s": time.perf_counter() - t0})
             print(f"  batch {batch} {variant}: {step_s * 1e3:.1f} ms/step, MFU {rows[-1]['mfu']:.1%}", flush=True)
             del s
-            torch.cuda.empty_cache()
+            if SET.device == "cuda":
+                torch.cuda.empty_cache()
     return rows
 
 
@@ -208,12 +237,12 @@ def bare_rate(images, batch: int, steps: int, log_every: int) -> float:
     from ablate.specs import AugmentSpec
 
     s = Stepper(batch)
-    images = images.cuda()
+    images = images.to(SET.device)
     g = torch.Generator().manual_seed(0)
     rates, seen, tic = [], 0, time.perf_counter()
     for step in range(steps):
         idx = torch.randint(len(images), (batch,), generator=g)
-        x = augment_batch(images[idx.cuda()].float() / 255, AugmentSpec(), seed=0, rank=0, step=step)
+        x = augment_batch(images[idx.to(SET.device)].float() / 255, AugmentSpec(), seed=0, rank=0, step=step)
         logs = s(x.contiguous(memory_format=torch.channels_last))[2]
         seen += batch
         if (step + 1) % log_every == 0:
@@ -221,7 +250,8 @@ def bare_rate(images, batch: int, steps: int, log_every: int) -> float:
             rates.append(seen / (time.perf_counter() - tic))
             seen, tic = 0, time.perf_counter()
     del s
-    torch.cuda.empty_cache()
+    if SET.device == "cuda":
+        torch.cuda.empty_cache()
     return statistics.median(rates[2:])
 
 
@@ -232,15 +262,16 @@ def measure_ray(work: Path, batch: int = 16, steps: int = 300, log_every: int = 
     from ablate.data.demo import ensure_demo
     from ablate.pipeline import LaunchOptions, launch
 
-    data = ensure_demo(256)
+    data = ensure_demo(SET.size)
     grid = work / "gpu_overhead.yaml"
-    grid.write_text(RAY_GRID.format(size=256, steps=steps, batch=batch, log_every=log_every))
+    grid.write_text(RAY_GRID.format(size=SET.size, preset=SET.preset, steps=steps, batch=batch, log_every=log_every))
     out = work / f"exp-{int(time.time())}"
+    cuda = SET.device == "cuda"
     launch(LaunchOptions(grid=str(grid), data=str(data), out=str(out), evaluate=False, concurrent=1,
-                         gpus_per_worker=1, cpus_per_worker=4))
+                         gpus_per_worker=1 if cuda else 0, cpus_per_worker=4 if cuda else None))
     row = pd.read_parquet(out / "results.parquet").iloc[0]
     ray_rate = statistics.median(logged_rates(out / "tensorboard" / row["trial"])[2:])
-    bare = bare_rate(decoded_split(data, "train", 256), batch, steps, log_every)
+    bare = bare_rate(decoded_split(data, "train", SET.size), batch, steps, log_every)
     return {"batch": batch, "steps": steps, "ray_images_per_s": ray_rate, "bare_images_per_s": bare,
             "ratio": ray_rate / bare, "ray_startup_s": float(row.get("time/startup_s", float("nan")))}
 
@@ -260,12 +291,14 @@ def child(batch: int, start_at: float, seconds: float) -> None:
     print(json.dumps({"images_per_s": seen / (time.time() - t0)}), flush=True)
 
 
-def measure_packing(batch: int = 16, seconds: float = 12.0, setup_s: float = 25.0) -> list[dict]:
+def measure_packing(packs=PACKS, batch: int = 16, seconds: float = 12.0, setup_s: float = 25.0) -> list[dict]:
+    """k separate processes per round, each the bare step loop, all counting over one wall-clock window."""
     rates: dict[int, list[float]] = {}
-    for k in PACKS:
+    where = ["--device", SET.device, "--preset", SET.preset, "--size", str(SET.size)]
+    for k in packs:
         start_at = time.time() + setup_s
         procs = [subprocess.Popen([sys.executable, __file__, "--child", "--batch", str(batch), "--start-at",
-                                   str(start_at), "--seconds", str(seconds)], stdout=subprocess.PIPE, text=True)
+                                   str(start_at), "--seconds", str(seconds), *where], stdout=subprocess.PIPE, text=True)
                  for _ in range(k)]
         outs = [p.communicate(timeout=setup_s + seconds + 120)[0] for p in procs]
         if any(p.returncode for p in procs):
@@ -275,62 +308,82 @@ def measure_packing(batch: int = 16, seconds: float = 12.0, setup_s: float = 25.
     return packing_rows(rates)
 
 
-def project_losses_grid(packing: list[dict] | None) -> list[dict]:
+def project_grid(name: str, packing: list[dict] | None) -> list[dict]:
+    """The wall time of search space `name` here: each distinct configuration probed for a few
+    steps (train/estimate.py), one trial per GPU, and at the best packing measured."""
     import torch
 
     from ablate.config import resolve_grid
-    from ablate.train.estimate import estimate
+    from ablate.train.estimate import estimate, packing_for, project_wall, trial_seconds
 
-    full, _ = resolve_grid("losses", precision="bf16")
-    gpus = torch.cuda.device_count()
-    result = estimate(full, concurrent=gpus, device="cuda", steps=5)
-    from ablate.train.estimate import packing_for
-
-    peak = max(p.peak_bytes for _, p, _, _ in result["configs"])
-    fits = packing_for(torch.cuda.get_device_properties(0).total_memory, peak)
-    rows = [{"setting": f"1 trial per GPU, {gpus} GPU(s); largest trial peak {peak / 2**30:.1f} GiB "
-                        f"(memory allows --gpus-per-worker {fits:g})", "wall_h": result["wall_s"] / 3600,
+    full, _ = resolve_grid(name, precision="bf16")
+    cuda = SET.device == "cuda"
+    gpus = torch.cuda.device_count() if cuda else 1
+    result = estimate(full, concurrent=gpus, device=SET.device, steps=5)
+    peak = max((p.peak_bytes or 0 for _, p, _, _ in result["configs"]), default=0)  # None off CUDA
+    memory = torch.cuda.get_device_properties(0).total_memory if cuda else 0
+    fits = f"memory allows --gpus-per-worker {packing_for(memory, peak):g}" if cuda and peak else "no GPU memory read"
+    rows = [{"grid": name, "trials": len(full.trials), "steps": full.trials[0].train.steps,
+             "setting": f"1 trial per GPU, {gpus} GPU(s); largest trial peak {peak / 2**30:.1f} GiB ({fits})",
+             "wall_h": result["wall_s"] / 3600,
              "step_s": {",".join(n): p.step_s for n, p, _, _ in result["configs"]}}]
     if packing:
         best = best_packing(packing)
         k = best["trials"]
         slowdown = k / best["over_1"]  # each packed trial's step is this much slower than alone
         lengths = []
-        from ablate.train.estimate import project_wall, trial_seconds
-
-        for names, probe, n, _ in result["configs"]:
+        for _names, probe, n, _ in result["configs"]:
             lengths += [trial_seconds(full.trials[0], probe.step_s, slowdown)] * n
-        rows.append({"setting": f"{k} packed per GPU (measured {best['over_1']:.2f}x), {gpus} GPU(s)",
+        rows.append({"grid": name, "trials": len(full.trials), "steps": full.trials[0].train.steps,
+                     "setting": f"{k} packed per GPU (measured {best['over_1']:.2f}x), {gpus} GPU(s)",
                      "wall_h": project_wall(lengths, k * gpus) / 3600})
     return rows
 
 
 def main() -> None:
+    global SET
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     ap.add_argument("--work", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "ablate-gpu-bench")
     ap.add_argument("--budget-s", type=float, default=470.0, help="skip sections that would start after this")
+    ap.add_argument("--device", default="cuda", help="cuda; cpu only to check the script at a toy size")
+    ap.add_argument("--preset", default="paper256")
+    ap.add_argument("--size", type=int, default=256)
+    ap.add_argument("--mfu-steps", type=int, default=10, help="timed steps per MFU variant")
+    ap.add_argument("--compile-batches", default="16,32", help="batch sizes also timed under torch.compile")
+    ap.add_argument("--packs", default=",".join(map(str, PACKS)), help="trials packed per round, e.g. 1,2,4,8")
+    ap.add_argument("--pack-seconds", type=float, default=12.0, help="the common counting window of a round")
+    ap.add_argument("--pack-setup-s", type=float, default=25.0, help="time each round's processes get to start")
+    ap.add_argument("--ray-steps", type=int, default=300)
+    ap.add_argument("--grid", default="losses", help="the search space whose wall time is projected")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=16, help=argparse.SUPPRESS)
     ap.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     ap.add_argument("--seconds", type=float, default=12.0, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    SET = Setting(args.device, args.preset, args.size)
     if args.child:
         return child(args.batch, args.start_at, args.seconds)
     import torch
 
-    device = require_cuda()
+    device = require_cuda() if SET.device == "cuda" else f"{SET.device} (code check only: no figure to report)"
     t0 = time.perf_counter()
     args.work.mkdir(parents=True, exist_ok=True)
-    r: dict = {"device": device, "torch": torch.__version__, "gpus": torch.cuda.device_count(), "skipped": []}
-    peak_n = 8192
+    r: dict = {"device": device, "torch": torch.__version__, "skipped": [], "setting": vars(SET),
+               "gpus": torch.cuda.device_count() if SET.device == "cuda" else 0}
+    peak_n = 8192 if SET.device == "cuda" else 512
     r["peak_tflops"], r["peak_n"] = matmul_rate(peak_n) / 1e12, peak_n
     print(f"{device}: bf16 matmul {r['peak_tflops']:.0f} TFLOP/s", flush=True)
+    packs = tuple(int(k) for k in args.packs.split(","))
     # (name, rough seconds it needs, function)
-    sections = [("mfu", 150, lambda: measure_mfu(r["peak_tflops"] * 1e12)),
-                ("packing", 4 * 50, lambda: measure_packing()),
-                ("ray", 90, lambda: measure_ray(args.work)),
-                ("projection", 60, lambda: project_losses_grid(r.get("packing")))]
+    sections = [("mfu", 150, lambda: measure_mfu(r["peak_tflops"] * 1e12, steps=args.mfu_steps,
+                                                    compile_batches=tuple(int(b) for b in args.compile_batches.split(","))
+                                                    )),
+                ("packing", len(packs) * (args.pack_setup_s + args.pack_seconds + 5),
+                 lambda: measure_packing(packs, seconds=args.pack_seconds, setup_s=args.pack_setup_s)),
+                ("projection", 60, lambda: project_grid(args.grid, r.get("packing"))),
+                ("ray", 90, lambda: measure_ray(args.work, steps=args.ray_steps,
+                                                log_every=max(5, args.ray_steps // 12)))]
     for name, need, fn in sections:
         left = args.budget_s - (time.perf_counter() - t0)
         if left < need * 0.5:
@@ -338,11 +391,15 @@ def main() -> None:
             print(f"{name}: skipped ({left:.0f} s of the budget left, it needs about {need} s)", flush=True)
             continue
         print(f"{name} ...", flush=True)
+        t_section = time.perf_counter()
         try:
             r[name] = fn()
         except Exception as e:  # noqa: BLE001 - one section failing must not lose the others' figures: said in the table
             r["skipped"].append(f"{name} (failed: {type(e).__name__}: {e})")
             print(f"{name}: FAILED {type(e).__name__}: {e}", flush=True)
+        r.setdefault("section_s", {})[name] = time.perf_counter() - t_section
+        if args.json:  # after each section: a run cut off at its limit keeps what it measured
+            args.json.write_text(json.dumps(r, indent=1, default=str))
     r["wall_s"] = time.perf_counter() - t0
     print("\n" + markdown(r))
     print(f"\n(whole run {r['wall_s']:.0f} s)")

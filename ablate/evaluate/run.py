@@ -94,7 +94,9 @@ def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: d
     levels = reference_levels(seg, x, fov)  # the reconstructions are cut at these levels too
     maps = vessel_maps(seg, x, fov, levels)
     out = {"maps": maps, "levels": levels, "features": [vessel_features(m, v) for m, v in zip(maps, fov)],
-           "segmenter": seg.name, "inception": FIDInception()(x).numpy()}
+           "segmenter": seg.name}
+    if nets.get("inception", True):  # absent: a caller from before it could be missing
+        out["inception"] = FIDInception()(x).numpy()
     if "fm" in nets:
         out["fm"] = fm_extractor(nets["fm"])(x).numpy()
     return out
@@ -154,7 +156,7 @@ def evaluate_experiment(opts: EvalOptions, setup=None) -> pd.DataFrame:
         refs = ray.get([task(reference_chunk).remote(i, f, seg_spec, nets, opts.morphology, shipped)
                         for i, f in zip(imgs, fovs)])
         ref_maps = [ray.put(r["maps"]) for r in refs]
-        real_inc = np.concatenate([r["inception"] for r in refs])
+        real_inc = np.concatenate([r["inception"] for r in refs]) if "inception" in refs[0] else None
         real_fm = np.concatenate([r["fm"] for r in refs]) if "fm" in nets else None
         # Two tasks per (trial, chunk): the device stage (GPU with --gpus-per-task) hands its
         # maps to a CPU-only morphology stage, which Ray starts as soon as they exist, so the
@@ -177,7 +179,8 @@ def evaluate_experiment(opts: EvalOptions, setup=None) -> pd.DataFrame:
                                           **{f"orig.{n}": v for n, v in feats.items()}, **metrics})
                         k += 1
                 fake_fm = np.concatenate([o["fm"] for o in outs]) if real_fm is not None else None
-                means[row.trial], short = set_metrics(real_inc, np.concatenate([o["inception"] for o in outs]),
+                fake_inc = np.concatenate([o["inception"] for o in outs]) if real_inc is not None else None
+                means[row.trial], short = set_metrics(real_inc, fake_inc,
                                                       real_fm, fake_fm, nets.get("fm"))
                 for text in short:
                     note(text)

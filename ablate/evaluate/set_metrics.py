@@ -23,34 +23,40 @@ def not_computable(metric: str, n: int, label: str | None = None) -> str:
             f"{MINIMUM[metric]}; NaN in the tables")
 
 
-def set_metrics(real_inc: np.ndarray, fake_inc: np.ndarray, real_fm: np.ndarray | None = None,
+def set_metrics(real_inc: np.ndarray | None, fake_inc: np.ndarray | None, real_fm: np.ndarray | None = None,
                 fake_fm: np.ndarray | None = None, fm_name: str | None = None) -> tuple[dict, list[str]]:
     """({"test/fid", "test/kid", "test/kid_std"[, "test/fd_<fm_name>"]}: floats, NaN where not
-    computable; the notes saying which and why)."""
+    computable; the notes saying which and why). Inception features of None (the FID Inception
+    is not installed here: evaluate/arguments.py notes it once) give NaN FID and KID."""
     from ablate.evaluate.fidelity import frechet_distance_from_samples
     from ablate.evaluate.kid import kernel_inception_distance, kid_with_spread
 
-    n = min(len(real_inc), len(fake_inc))
-    out, notes = {}, []
+    out: dict[str, float] = {}
+    notes: list[str] = []
 
-    def computable(metric: str, label: str | None = None) -> bool:
+    def computable(metric: str, n: int, label: str | None = None) -> bool:
         if n >= MINIMUM[metric]:
             return True
         notes.append(not_computable(metric, n, label))
         return False
 
-    out["test/fid"] = frechet_distance_from_samples(real_inc, fake_inc) if computable("fid") else math.nan
-    if n >= MINIMUM["kid_std"]:
-        kid = kid_with_spread(real_inc, fake_inc)  # subsets of half the images: a spread at any n >= 4
-        out["test/kid"], out["test/kid_std"] = kid["kid"], kid["kid_std"]
+    if real_inc is None or fake_inc is None:
+        out.update({"test/fid": math.nan, "test/kid": math.nan, "test/kid_std": math.nan})
     else:
-        # One unbiased MMD^2 over all images, as the standard subset size gives below 1,000 images.
-        out["test/kid"] = kernel_inception_distance(real_inc, fake_inc) if computable("kid") else math.nan
-        out["test/kid_std"] = math.nan
-        if n >= MINIMUM["kid"]:
-            computable("kid_std")
+        n = min(len(real_inc), len(fake_inc))
+        out["test/fid"] = frechet_distance_from_samples(real_inc, fake_inc) if computable("fid", n) else math.nan
+        if n >= MINIMUM["kid_std"]:
+            kid = kid_with_spread(real_inc, fake_inc)  # subsets of half the images: a spread at any n >= 4
+            out["test/kid"], out["test/kid_std"] = kid["kid"], kid["kid_std"]
+        else:
+            # One unbiased MMD^2 over all images, as the standard subset size gives below 1,000 images.
+            out["test/kid"] = kernel_inception_distance(real_inc, fake_inc) if computable("kid", n) else math.nan
+            out["test/kid_std"] = math.nan
+            if n >= MINIMUM["kid"]:
+                computable("kid_std", n)
     if real_fm is not None and fake_fm is not None:
+        n = min(len(real_fm), len(fake_fm))
         label = f"Frechet distance in {fm_name} features (fd_{fm_name})"
-        out[f"test/fd_{fm_name}"] = (frechet_distance_from_samples(real_fm, fake_fm) if computable("fd", label)
+        out[f"test/fd_{fm_name}"] = (frechet_distance_from_samples(real_fm, fake_fm) if computable("fd", n, label)
                                      else math.nan)
     return out, notes

@@ -71,8 +71,9 @@ def device_stage(checkpoint: str, images: np.ndarray, fov: np.ndarray, segmenter
     maps = vessel_maps(load_segmenter(segmenter, device=device), recon, fov, ref_levels)
     # Feature networks in fp32: FID / KID / FD come from feature covariances, which bf16 would shift.
     out = {"metrics": metrics, "maps": np.asarray(maps), "green": x[:, 1].cpu().double().numpy(),
-           "green_hat": recon[:, 1].cpu().double().numpy(),
-           "inception": FIDInception().to(device)(recon).cpu().numpy()}
+           "green_hat": recon[:, 1].cpu().double().numpy()}
+    if nets.get("inception", True):  # absent: a caller from before it could be missing
+        out["inception"] = FIDInception().to(device)(recon).cpu().numpy()
     if "fm" in nets:
         out["fm"] = fm_extractor(nets["fm"]).to(device)(recon).cpu().numpy()
     return out
@@ -94,7 +95,8 @@ def morphology_stage(device_out: dict, fov: np.ndarray, ref_maps: np.ndarray, mo
         row.update({f"recon.{k}": v for k, v in vessel_features(maps[i], fov[i]).items()})
         row.update(agreement(ref_maps[i], maps[i], fov[i]))
         rows.append(row)
-    out = {"rows": rows, "inception": device_out["inception"]}
-    if "fm" in device_out:
-        out["fm"] = device_out["fm"]
+    out = {"rows": rows}
+    for key in ("inception", "fm"):
+        if key in device_out:
+            out[key] = device_out[key]
     return out

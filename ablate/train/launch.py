@@ -205,7 +205,7 @@ def prepare_grid(opts: LaunchOptions, full: Grid, grid: Grid) -> PreparedGrid | 
     print(trial_table(grid))
     if choice.note:
         logger.info(choice.note)
-    files, missing = settle_weights(grid, choice, fetch=fetch)  # a launch raises here, listing every missing file
+    files, missing = settle_weights(grid, choice, fetch=fetch, evaluate=opts.evaluate)  # a launch raises here, listing every missing file
     stage_file = choice.stage.out_file if choice.stage else None
     try:
         preflight_losses(grid, made_by_stage=stage_file)  # after the table, so a dry run still shows the grid

