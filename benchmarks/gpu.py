@@ -356,6 +356,7 @@ def main() -> None:
     ap.add_argument("--pack-setup-s", type=float, default=25.0, help="time each round's processes get to start")
     ap.add_argument("--ray-steps", type=int, default=300)
     ap.add_argument("--grid", default="losses", help="the search space whose wall time is projected")
+    ap.add_argument("--sections", default="mfu,packing,projection,ray", help="which sections to run (a rerun of one)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=16, help=argparse.SUPPRESS)
     ap.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
@@ -384,7 +385,10 @@ def main() -> None:
                 ("projection", 60, lambda: project_grid(args.grid, r.get("packing"))),
                 ("ray", 90, lambda: measure_ray(args.work, steps=args.ray_steps,
                                                 log_every=max(5, args.ray_steps // 12)))]
+    chosen = set(args.sections.split(","))
     for name, need, fn in sections:
+        if name not in chosen:
+            continue
         left = args.budget_s - (time.perf_counter() - t0)
         if left < need * 0.5:
             r["skipped"].append(name)

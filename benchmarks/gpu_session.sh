@@ -9,6 +9,8 @@
 #   .gpu/drive256  DRIVE prepared at 256 px (`ablate prepare ../shared/data/drive --size 256`)
 #   .gpu/unet256.pth  the 256 px vessel U-Net (`ablate segmenter train --data .gpu/drive256`)
 # Everything it writes for the caller goes under $OUT: session.log, gpu.json, pilot.tar.gz.
+# A rerun of part of it: GPU_SECTIONS=ray (gpu.py's sections), STEP_COST_JSON=an earlier gpu.json
+# (the packing figures the pilot sizes its steps by), SESSION_S=the seconds the call may take.
 set -u
 T0=$(date +%s)
 SESSION_S=${SESSION_S:-580}
@@ -30,12 +32,15 @@ nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.mem --f
 python3 -c "import sys, torch, ray, ablate; print(sys.version.split()[0], 'torch', torch.__version__, 'cuda', torch.version.cuda, 'ray', ray.__version__)"
 
 echo "session: benchmarks/gpu.py (budget ${GPU_BUDGET_S} s) at +$(( $(date +%s) - T0 )) s"
+python3 -c "import ray.dashboard.optional_deps" && echo "session: Ray's dashboard dependencies import" \
+  || echo "session: Ray's dashboard dependencies do NOT import (Ray Train needs the dashboard)"
 timeout $(( GPU_BUDGET_S + 90 )) python3 benchmarks/gpu.py --json "$OUT/gpu.json" --work /tmp/gpu-bench \
-  --budget-s "$GPU_BUDGET_S" --mfu-steps 8 --compile-batches 32 --pack-seconds 6 --pack-setup-s 18 --ray-steps 150
+  --budget-s "$GPU_BUDGET_S" --mfu-steps 8 --compile-batches 32 --pack-seconds 6 --pack-setup-s 18 --ray-steps 150 \
+  --sections "${GPU_SECTIONS:-mfu,packing,projection,ray}"
 echo "session: gpu.py ended ($?) at +$(( $(date +%s) - T0 )) s"
 
 echo "session: pilot at +$(( $(date +%s) - T0 )) s"
-python3 benchmarks/gpu_pilot.py --gpu-json "$OUT/gpu.json" --data .gpu/drive256 --segmenter .gpu/unet256.pth \
+python3 benchmarks/gpu_pilot.py --gpu-json "${STEP_COST_JSON:-$OUT/gpu.json}" --data .gpu/drive256 --segmenter .gpu/unet256.pth \
   --out /tmp/pilot/q2_drive_256_gpu --deadline $(( T0 + SESSION_S )) --bundle "$OUT/pilot.tar.gz"
 echo "session: pilot ended ($?) at +$(( $(date +%s) - T0 )) s"
 nvidia-smi --query-gpu=name,clocks.sm,temperature.gpu,power.draw --format=csv

@@ -57,7 +57,11 @@ class ShardFeed:
             return
         self.passes_streamed += 1
         kept: list[tuple[torch.Tensor, torch.Tensor]] = []
-        for i, batch in enumerate(self.shard.iter_torch_batches(batch_size=self.batch_size, dtypes=DTYPES)):
+        # device="cpu": Ray's default ("auto") already moves batches to a GPU Train worker's device,
+        # where they cannot be pinned (the first H200 run failed so, issue 30) and the decoded
+        # cache would sit in GPU memory; the cache is host memory, copied over pinned per batch.
+        batches = self.shard.iter_torch_batches(batch_size=self.batch_size, dtypes=DTYPES, device="cpu")
+        for i, batch in enumerate(batches):
             images, keys = batch["image"], batch["key"]
             if self.cache:
                 kept.append((images, keys))

@@ -21,11 +21,14 @@ class FakeShard:
         self.keys = torch.arange(100, 100 + n, dtype=torch.int64)
         self.passes = 0
 
-    def iter_torch_batches(self, batch_size, dtypes):
+    def iter_torch_batches(self, batch_size, dtypes, device="auto"):
         assert dtypes == {"image": torch.uint8, "key": torch.int64}
         self.passes += 1
+        # Ray's "auto" puts batches on a GPU Train worker's device; "meta" stands in for it here,
+        # so a feed that leaves the device to Ray fails on the CPU as it did on the H200 (issue 30).
+        where = "meta" if device == "auto" else device
         for s in range(0, len(self.keys), batch_size):
-            yield {"image": self.images[s:s + batch_size], "key": self.keys[s:s + batch_size]}
+            yield {"image": self.images[s:s + batch_size].to(where), "key": self.keys[s:s + batch_size].to(where)}
 
 
 def _keys(feed, epoch):
