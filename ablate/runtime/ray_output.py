@@ -95,6 +95,17 @@ def _swap_handlers(handler: logging.Handler) -> None:
             lg.addHandler(handler)
 
 
+# Raylet messages that are warnings although Ray 2.60 sends some without a "WARNING" prefix:
+# the worker-pool one reaches the driver (through the GCS error channel) as "10 PYTHON worker
+# processes have been started on node: ..." (seen in CI, printed on the terminal in quiet mode).
+RAYLET_WARNING_MARKERS = ("worker processes have been started on node",)
+
+
+def is_raylet_warning(line: str) -> bool:
+    text = line.lstrip()
+    return text.startswith("WARNING") or any(m in text for m in RAYLET_WARNING_MARKERS)
+
+
 def _route_raylet_warnings() -> None:
     """The raylet's warnings (e.g. "N worker processes have been started ... startup
     concurrency") to the driver's log file; its errors (a worker killed, out of memory)
@@ -115,7 +126,7 @@ def _route_raylet_warnings() -> None:
     def route(data, ignore_prefix):
         if data.get("pid") == "raylet":
             lines = list(data.get("lines", []))
-            warnings = [ln for ln in lines if ln.lstrip().startswith("WARNING")]
+            warnings = [ln for ln in lines if is_raylet_warning(ln)]
             for ln in warnings:
                 logging.getLogger("ray").warning("(raylet) %s", ln)
             if len(warnings) == len(lines):

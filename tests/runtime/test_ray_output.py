@@ -43,6 +43,11 @@ def test_quiet_driver_sends_ray_loggers_to_a_file_and_collects_them(tmp_path, ca
         # its errors still reach the terminal.
         ray_worker.print_to_stdstream({"pid": "raylet", "is_err": False, "lines": [
             "WARNING: 8 PYTHON worker processes have been started", "A worker died unexpectedly"]}, False)
+        # The same warning as Ray 2.60's GCS error channel delivers it: no prefix (it reached the
+        # terminal in a CI run, from a Ray another test had left running in this process).
+        ray_worker.print_to_stdstream({"pid": "raylet", "is_err": False, "lines": [
+            "10 PYTHON worker processes have been started on node: 5b97 with address: 192.0.2.2, which is 5x "
+            "the maximum expected startup concurrency (2)."]}, False)
         ray_output.note_session(str(session))
         dest = Path(ray_output.collect_logs(tmp_path / "exp"))
     finally:
@@ -53,5 +58,6 @@ def test_quiet_driver_sends_ray_loggers_to_a_file_and_collects_them(tmp_path, ca
     assert "worker processes" not in printed.out + printed.err and "A worker died unexpectedly" in printed.out
     driver_log = (dest / "driver.log").read_text()
     assert "a Tune warning for the file" in driver_log and "(raylet) WARNING: 8 PYTHON worker" in driver_log
+    assert "(raylet) 10 PYTHON worker processes have been started on node" in driver_log
     assert (dest / "ray" / "raylet.out").read_text() == "raylet says hello\n"
     assert log is not None and any(not isinstance(h, logging.FileHandler) for h in logging.getLogger("ray").handlers)
