@@ -46,8 +46,8 @@ def test_quiet_driver_sends_ray_loggers_to_a_file_and_collects_them(tmp_path, ca
         # The same warning as Ray 2.60's GCS error channel delivers it: no prefix (it reached the
         # terminal in a CI run, from a Ray another test had left running in this process).
         ray_worker.print_to_stdstream({"pid": "raylet", "is_err": False, "lines": [
-            "10 PYTHON worker processes have been started on node: 5b97 with address: 192.0.2.2, which is 5x "
-            "the maximum expected startup concurrency (2)."]}, False)
+            ("10 PYTHON worker processes have been started on node: 5b97 with address: 192.0.2.2, which is 5x "
+             "the maximum expected startup concurrency (2).")]}, False)
         ray_output.note_session(str(session))
         dest = Path(ray_output.collect_logs(tmp_path / "exp"))
     finally:
