@@ -196,7 +196,21 @@ def trial_from_dict(combination: str, seed: int, cfg: dict, where: str) -> Trial
                           "that is, or fewer levels")
     if not spec.data.cache_mb >= 0:
         raise ConfigError(f"{where}.data.cache_mb: must be >= 0 (0 = no cache), got {spec.data.cache_mb}")
+    _check_edge_map_term(spec, where)
     return spec
+
+
+def _check_edge_map_term(spec: TrialSpec, where: str) -> None:
+    """An edge channel is reconstructed by its own term, and that term needs the channel:
+    RGB keeps its weight in every arm, and the map's weight is a declared number."""
+    has_term = any(ls.name == "edge_map_l1" and ls.weight > 0 for ls in spec.losses)
+    if spec.model.edge_channel is not None and not has_term:
+        raise ConfigError(f"{where}.losses: model.edge_channel adds a 4th channel that no term scores; add "
+                          "edge_map_l1: {weight: W} (0.333 gives the map the share of one RGB channel, as the "
+                          "paper's 4-channel L1 mean does)")
+    if has_term and spec.model.edge_channel is None:
+        raise ConfigError(f"{where}.losses.edge_map_l1: scores the edge map of model.edge_channel, which this "
+                          "trial does not have; add model.edge_channel or leave edge_map_l1 out")
 
 
 def load_grid(path: str | Path, overrides: dict | None = None) -> Grid:

@@ -22,8 +22,8 @@ import time
 import torch
 
 from ablate.losses import CompositeLoss, LossSpec
-from ablate.models.edge_channel import EdgeChannel
-from ablate.models.presets import build_model
+from ablate.models.edge_channel import EdgeChannel, input_and_target
+from ablate.models.presets import build_with_edge
 
 BASE = [LossSpec("l1"), LossSpec("codebook")]
 PAPER_SIGMAS = [0.8, 0.9, 1.0, 1.1]
@@ -38,7 +38,8 @@ def variants(size: int) -> dict[str, tuple[list[LossSpec], EdgeChannel | None]]:
         "lpips (VGG16 trunk)": ([LossSpec("lpips", adaptive=True, options={"pretrained": False})], None),
         "foundation (RETFound ViT-L/16 @224)": (
             [LossSpec("foundation", adaptive=True, options={"model": "retfound", "pretrained": False})], None),
-        "edge channel (meijering, 4th channel)": ([], EdgeChannel("meijering", "green", {"sigmas": tuple(PAPER_SIGMAS)})),
+        "edge channel (meijering, 4th channel)": ([LossSpec("edge_map_l1", weight=0.333)],
+                                                  EdgeChannel("meijering", "green", {"sigmas": tuple(PAPER_SIGMAS)})),
     }
     if size >= 176:
         v["ms_ssim"] = ([LossSpec("ms_ssim")], None)
@@ -50,22 +51,22 @@ def variants(size: int) -> dict[str, tuple[list[LossSpec], EdgeChannel | None]]:
 
 def make_step(preset: str, size: int, batch: int, extra: list[LossSpec], edge: EdgeChannel | None):
     torch.manual_seed(0)
-    model = build_model(preset, size, in_channels=4 if edge else 3)
+    model = build_with_edge(preset, size, None, edge)
     loss_fn = CompositeLoss.from_specs(BASE + extra)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, betas=(0.5, 0.9))
     adv = loss_fn.adversaries()
     d_opt = torch.optim.Adam(loss_fn.parameters(), lr=1e-4) if adv else None
     x = torch.rand(batch, 3, size, size)
-    x_in = edge(x) if edge else x
+    x_in, target = input_and_target(edge, x)
 
     def step() -> None:
         x_hat, aux = model(x_in)
-        loss, _ = loss_fn(x_in, x_hat, aux, step=10**6, last_layer=model.last_layer)
+        loss, _ = loss_fn(target, x_hat, aux, step=10**6, last_layer=model.last_layer)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         if d_opt is not None:
-            d_loss, _ = loss_fn.discriminator_loss(x_in, x_hat, 10**6)
+            d_loss, _ = loss_fn.discriminator_loss(target, x_hat, 10**6)
             d_opt.zero_grad(set_to_none=True)
             d_loss.backward()
             d_opt.step()

@@ -58,6 +58,7 @@ def bare_loop(spec, images: torch.Tensor, threads: int) -> list[float]:
     """images/s per logging interval of the same training, no Ray."""
     from ablate.data.augment import augment_batch
     from ablate.losses import CompositeLoss
+    from ablate.models.edge_channel import input_and_target
     from ablate.models.presets import build_for_spec
 
     torch.set_num_threads(threads)
@@ -66,7 +67,6 @@ def bare_loop(spec, images: torch.Tensor, threads: int) -> list[float]:
     model, edge = build_for_spec(spec)
     fmt = torch.channels_last if t.channels_last else torch.contiguous_format  # as the trial's worker does
     model = model.to(memory_format=fmt)
-    to_input = edge or (lambda x: x)
     loss_fn = CompositeLoss.from_specs(spec.losses)
     opt = torch.optim.Adam(model.parameters(), lr=t.lr, betas=t.betas)
     rates, step, seen, tic = [], 0, 0, time.perf_counter()
@@ -76,8 +76,8 @@ def bare_loop(spec, images: torch.Tensor, threads: int) -> list[float]:
         for s in range(0, len(order), t.batch_size):
             x = augment_batch(images[order[s:s + t.batch_size]].float() / 255, spec.data.augment, seed=spec.seed,
                               rank=0, step=step)
-            x = to_input(x).contiguous(memory_format=fmt)
-            x_hat, aux = model(x)
+            x_in, x = (v.contiguous(memory_format=fmt) for v in input_and_target(edge, x))
+            x_hat, aux = model(x_in)
             loss, logs = loss_fn(x, x_hat, aux, step, model.last_layer)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -27,7 +27,8 @@ def reconstruct(checkpoint, x, device: str = "cpu", batch_size: int = 8, precisi
     autocast = resolve_precision(precision, torch.device(device).type).autocast
     x = x.to(device)
     with torch.no_grad(), autocast():
-        out = [model(edge(b) if edge else b)[0][:, :3].float() for b in x.split(batch_size)]
+        # The model's input at test time: the test image alone, or with its edge map (the paper's arm).
+        out = [model(edge.model_input(b) if edge else b)[0][:, :3].float() for b in x.split(batch_size)]
     return torch.cat(out).clamp(0, 1)
 
 

@@ -20,10 +20,12 @@ class ImageLoss(nn.Module):
     """Base class of terms comparing target and reconstruction images."""
 
     reads_aux: str | None = None
-    # Terms that only make sense on a colour photograph (perceptual, foundation,
-    # adversarial) set this to 3 and receive only the RGB channels when an edge map
-    # rides along as a 4th channel. Pixel terms see every channel.
-    rgb_only: bool = False
+    # Terms of the colour photograph (every term but edge_map_l1) receive only the RGB
+    # channels when an edge map rides along as a 4th channel: the photograph then weighs
+    # the same in every arm (issue 27: a 4-channel mean gave RGB 3/4 of the base arm's weight).
+    rgb_only: bool = True
+    # The term of that 4th channel alone (edge_map_l1).
+    edge_map_only: bool = False
     # True for terms built on a feature network (LPIPS's VGG, the foundation ViT, the
     # PatchGAN): they run under the training autocast and reduce their distances in fp32.
     # The rest (pixel, SSIM, edge filters: cheap) run with autocast off, in fp32.

@@ -72,7 +72,7 @@ class CompositeLoss(nn.Module):
                     raise ValueError(f"loss {t.name!r} reads {t.module.reads_aux!r}, which the model did not return")
                 v = t.module(aux[t.module.reads_aux])
             else:
-                a, b = (x[:, :3], x_hat[:, :3]) if getattr(t.module, "rgb_only", False) else (x, x_hat)
+                a, b = self._channels(t, x, x_hat)
                 if getattr(t.module, "autocast_ok", False):
                     v = t.module(a, b)
                 else:  # pixel, SSIM, edge filters: fp32 whatever the autocast (runtime/precision.py)
@@ -102,6 +102,18 @@ class CompositeLoss(nn.Module):
             total = total + factor * v
         logs["loss/total"] = total.detach()
         return total, logs
+
+    @staticmethod
+    def _channels(t: Term, x: torch.Tensor, x_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The channels a term scores: the edge map (4th) for edge_map_l1, RGB for every other."""
+        if getattr(t.module, "edge_map_only", False):
+            if x.shape[1] < 4:
+                raise ValueError(f"loss {t.name!r} scores the edge map, a 4th channel, but this trial has "
+                                 f"{x.shape[1]}: add model.edge_channel, or leave {t.name} out")
+            return x[:, 3:], x_hat[:, 3:]
+        if getattr(t.module, "rgb_only", True):
+            return x[:, :3], x_hat[:, :3]
+        return x, x_hat
 
     @staticmethod
     def _adaptive(rec: torch.Tensor | None, term: torch.Tensor, last_layer: torch.Tensor | None, name: str,

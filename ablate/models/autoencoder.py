@@ -34,7 +34,8 @@ class ArchConfig:
     beta: float = 0.25
     legacy: bool = True
     dropout: float = 0.0
-    in_channels: int = 3  # 4 when an edge map rides along as an extra channel
+    in_channels: int = 3  # 4 when an edge map rides along as an extra input channel
+    out_channels: int | None = None  # None: as many as in; 4 with in 3 when the map is a target only
     extra: dict = field(default_factory=dict)
 
     def downsampling(self) -> int:
@@ -100,7 +101,7 @@ class Decoder(nn.Module):
                 res *= 2
             self.up.append(level)
         self.norm_out = norm(cin)
-        self.conv_out = nn.Conv2d(cin, a.in_channels, 3, padding=1)
+        self.conv_out = nn.Conv2d(cin, a.out_channels or a.in_channels, 3, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = self.mid(self.conv_in(z))

@@ -145,11 +145,11 @@ def read_checkpoint(folder: Path | str, device: str = "cpu") -> dict:
 def rebuild_model(state: dict, device: str = "cpu"):
     """(autoencoder in eval mode with the checkpoint's weights, its edge channel or None)."""
     from ablate.models.edge_channel import parse_edge_channel
-    from ablate.models.presets import build_model
+    from ablate.models.presets import build_with_edge
 
     ms = state["model_spec"]
     edge = parse_edge_channel(ms["edge_channel"]) if ms["edge_channel"] else None
-    model = build_model(ms["preset"], ms["size"], ms["overrides"], in_channels=4 if edge else 3).to(device)
+    model = build_with_edge(ms["preset"], ms["size"], ms["overrides"], edge).to(device)
     model.load_state_dict(state["model"])
     model.eval()
     return model, edge

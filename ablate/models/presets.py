@@ -98,9 +98,18 @@ def _check_field(key: str, v) -> None:
         raise FieldError(f"legacy: expected true/false, got {v!r}")
 
 
-def build_model(preset: str, resolution: int, overrides: dict | None = None, in_channels: int = 3) -> Autoencoder:
-    arch = dataclasses.replace(check_overrides(preset, overrides or {}), in_channels=in_channels)
+def build_model(preset: str, resolution: int, overrides: dict | None = None, in_channels: int = 3,
+                out_channels: int | None = None) -> Autoencoder:
+    arch = dataclasses.replace(check_overrides(preset, overrides or {}), in_channels=in_channels,
+                               out_channels=out_channels)
     return Autoencoder(arch, resolution)
+
+
+def build_with_edge(preset: str, resolution: int, overrides: dict | None, edge: EdgeChannel | None) -> Autoencoder:
+    """The autoencoder for an edge channel (or none): 4 channels in only when the map is an input."""
+    if edge is None:
+        return build_model(preset, resolution, overrides)
+    return build_model(preset, resolution, overrides, in_channels=edge.in_channels, out_channels=4)
 
 
 def build_for_spec(spec) -> tuple[Autoencoder, EdgeChannel | None]:
@@ -108,5 +117,4 @@ def build_for_spec(spec) -> tuple[Autoencoder, EdgeChannel | None]:
     from ablate.models.edge_channel import parse_edge_channel
 
     edge = parse_edge_channel(spec.model.edge_channel) if spec.model.edge_channel is not None else None
-    model = build_model(spec.model.preset, spec.data.size, spec.model.overrides, in_channels=4 if edge else 3)
-    return model, edge
+    return build_with_edge(spec.model.preset, spec.data.size, spec.model.overrides, edge), edge

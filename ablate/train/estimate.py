@@ -93,6 +93,7 @@ def measure_step(spec: TrialSpec, workers: int = 1, steps: int = 5, warmup: int 
     import torch
 
     from ablate.losses import CompositeLoss
+    from ablate.models.edge_channel import input_and_target
     from ablate.models.presets import build_for_spec
     from ablate.runtime import resolve_precision
     from ablate.train.step import train_step
@@ -118,13 +119,13 @@ def measure_step(spec: TrialSpec, workers: int = 1, steps: int = 5, warmup: int 
         loss_fn.grad_scale = scaler.scale
     per_worker = max(1, t.batch_size // workers)
     x = torch.rand(per_worker, 3, spec.data.size, spec.data.size, device=dev)
-    x = (edge(x) if edge else x).contiguous(memory_format=fmt)
+    x, target = (v.contiguous(memory_format=fmt) for v in input_and_target(edge, x))
 
     def one(step: int) -> float:
         if dev.type == "cuda":
             torch.cuda.synchronize()
         tic = time.perf_counter()
-        logs = train_step(model, loss_fn, opt, d_opt, precision, scaler, x, step, model.last_layer)[2]
+        logs = train_step(model, loss_fn, opt, d_opt, precision, scaler, x, step, model.last_layer, target=target)[2]
         float(logs["loss/total"])  # the host sync a logged step makes
         if dev.type == "cuda":
             torch.cuda.synchronize()

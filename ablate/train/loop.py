@@ -20,6 +20,7 @@ from ablate.data.augment import augment_batch
 from ablate.data.feed import ShardFeed
 from ablate.losses import CompositeLoss
 from ablate.models.checkpoint import read_checkpoint, usable_checkpoint, write_checkpoint
+from ablate.models.edge_channel import EdgeChannel, input_and_target
 from ablate.models.presets import build_for_spec
 from ablate.runtime import (
     is_distributed,
@@ -59,16 +60,18 @@ def _psnr(x: torch.Tensor, x_hat: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def validate(model, loss_fn, feed: ShardFeed, step, to_input, autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
-    """`autocast`: a factory of the context the forward passes run in (the trial's precision)."""
+def validate(model, loss_fn, feed: ShardFeed, step, edge: EdgeChannel | None,
+             autocast=contextlib.nullcontext) -> dict[str, torch.Tensor]:
+    """`edge`: the trial's edge channel (or None); `autocast`: a factory of the context the
+    forward passes run in (the trial's precision)."""
     model.eval()
     loss_fn.eval()  # discriminator BatchNorm must not learn validation statistics
     sums: dict[str, torch.Tensor] = {}
     n = 0
     for images, _ in feed.epoch(0):
-        x = to_input(images.float() / 255)
+        x_in, x = input_and_target(edge, images.float() / 255)
         with autocast():
-            x_hat, aux = model(x)
+            x_hat, aux = model(x_in)
             _, logs = loss_fn(x, x_hat, aux, step, None)
         logs["psnr"] = _psnr(x, x_hat.float())
         for k, v in logs.items():
@@ -107,7 +110,7 @@ class WorkerRun:
         model = model.to(memory_format=self.memory_format)
         if t.compile:
             model.compile()  # lazily: the first step compiles (marks "compiled" below)
-        self.to_input = edge_channel or (lambda x: x)  # RGB, or RGB + the edge map as channel 4
+        self.edge = edge_channel  # None: RGB in and out; else the map as a 4th channel (in and/or out)
         self.model = ray.train.torch.prepare_model(model)
         self.device = ray.train.torch.get_device()
         if config.get("weights_manifest"):  # another node fetched the pretrained files: bring them here
@@ -212,10 +215,10 @@ class WorkerRun:
             if "first_batch" not in self.marks:
                 self.marks["first_batch"] = time.time()
             x = augment_batch(images.float() / 255, self.spec.data.augment, seed=self.spec.seed, rank=self.rank, step=self.step)
-            x = self.to_input(x).contiguous(memory_format=self.memory_format)
+            x_in, x = (v.contiguous(memory_format=self.memory_format) for v in input_and_target(self.edge, x))
             if self.epoch == 0:
                 seen_keys.append(keys)
-            x_hat, aux, logs = self._train_step(x, last_layer)
+            x_hat, aux, logs = self._train_step(x_in, last_layer, x)
             batches += 1
             images_seen += x.shape[0]
             done = total is not None and self.step >= total
@@ -246,10 +249,10 @@ class WorkerRun:
             self.data_check = _sharding_check(seen_keys)
         return False
 
-    def _train_step(self, x: torch.Tensor, last_layer: torch.Tensor):
+    def _train_step(self, x_in: torch.Tensor, last_layer: torch.Tensor, target: torch.Tensor):
         tic = time.perf_counter()
-        x_hat, aux, logs = train_step(self.model, self.loss_fn, self.opt, self.d_opt, self.precision, self.scaler, x,
-                                      self.step, last_layer)
+        x_hat, aux, logs = train_step(self.model, self.loss_fn, self.opt, self.d_opt, self.precision, self.scaler, x_in,
+                                      self.step, last_layer, target=target)
         self.step += 1
         # Host time in training steps (on a GPU, queued kernels are waited for at the
         # next log's sync, so it lands in that step): the trial's wall time minus this
@@ -287,7 +290,7 @@ class WorkerRun:
         report_to_train({**self._base_metrics(final=True), "stop_reason": reason})
 
     def report(self, checkpoint: bool, final: bool) -> None:
-        val = mean_over_workers(validate(self.model, self.loss_fn, self.val_feed, self.step, self.to_input,
+        val = mean_over_workers(validate(self.model, self.loss_fn, self.val_feed, self.step, self.edge,
                                                self.precision.autocast))
         if self.writer:
             self.writer.scalars(val, self.step)

@@ -29,16 +29,19 @@ def backward_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler=None, a
 
 def train_step(model: torch.nn.Module, loss_fn: CompositeLoss, opt: torch.optim.Optimizer,
                d_opt: torch.optim.Optimizer | None, precision: Precision, scaler, x: torch.Tensor, step: int,
-               last_layer: torch.Tensor | None):
-    """(x_hat in fp32, aux, logs) of one generator step, then the discriminators' step."""
+               last_layer: torch.Tensor | None, target: torch.Tensor | None = None):
+    """(x_hat in fp32, aux, logs) of one generator step, then the discriminators' step.
+    `target`: what x_hat must match, when it is not the input x (an edge map the model
+    draws but does not read: models/edge_channel.py, role target_only)."""
+    x_target = x if target is None else target
     with precision.autocast():
         x_hat, aux = model(x)
-        loss, logs = loss_fn(x, x_hat, aux, step, last_layer)
+        loss, logs = loss_fn(x_target, x_hat, aux, step, last_layer)
     opt.zero_grad(set_to_none=True)
     backward_step(loss, opt, scaler)
     if d_opt is not None:
         with precision.autocast():
-            d_loss, d_logs = loss_fn.discriminator_loss(x, x_hat, step)
+            d_loss, d_logs = loss_fn.discriminator_loss(x_target, x_hat, step)
         if d_loss is not None:
             d_opt.zero_grad(set_to_none=True)
             backward_step(d_loss, d_opt, scaler, average=True)

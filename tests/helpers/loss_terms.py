@@ -8,6 +8,7 @@ from __future__ import annotations
 # pretrained file would be needed: the property tests do not depend on weights).
 TERM_OPTIONS: dict[str, dict] = {
     "l1": {},
+    "edge_map_l1": {},  # scores the 4th channel: CHANNELS below
     "l2": {},
     "codebook": {},
     "adversarial": {"filters": 8},
@@ -19,3 +20,7 @@ TERM_OPTIONS: dict[str, dict] = {
                    "arch": {"patch_size": 8, "embed_dim": 32, "depth": 2, "num_heads": 2}},
 }
 SIZE = {"ms_ssim": 176}  # five scales need 176 px
+
+# Channels of the images a term is tried on inside a CompositeLoss (3 unless listed): edge_map_l1
+# scores the edge map an edge-channel arm adds as a 4th channel, and refuses images without one.
+CHANNELS = {"edge_map_l1": 4}

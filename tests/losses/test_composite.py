@@ -12,7 +12,7 @@ import torch
 
 from ablate.losses import LOSSES, CompositeLoss, LossSpec
 from ablate.models import build_model
-from tests.helpers.loss_terms import SIZE, TERM_OPTIONS
+from tests.helpers.loss_terms import CHANNELS, SIZE, TERM_OPTIONS
 
 
 def test_every_term_is_covered():
@@ -32,9 +32,9 @@ def _composite(**specs):
 @pytest.mark.parametrize("name", sorted(TERM_OPTIONS))
 def test_doubling_a_weight_doubles_its_contribution(name):
     torch.manual_seed(0)
-    size = SIZE.get(name, 32)
-    model = build_model("tiny", size)
-    x = torch.rand(2, 3, size, size)
+    size, channels = SIZE.get(name, 32), CHANNELS.get(name, 3)
+    model = build_model("tiny", size, in_channels=channels)
+    x = torch.rand(2, channels, size, size)
     x_hat, aux = model(x)
     totals = []
     for w in (0.7, 1.4):
