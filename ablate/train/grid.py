@@ -60,11 +60,14 @@ def preflight_losses(grid: Grid, made_by_stage: Path | None = None) -> None:
 
 
 def trial_table(grid: Grid) -> str:
-    lines = [f"{'trial':<28} {'combination':<20} {'seed':>4}  {'input':<16} losses"]
+    lines = [f"{'trial':<28} {'combination':<20} {'seed':>4}  {'input':<18} losses"]
     for spec in grid.trials:
         terms = ", ".join(f"{l.name}x{l.weight:g}" + ("(adaptive)" if l.adaptive else "") +
                           (f"@{l.start_step}" if l.start_step else "") for l in spec.losses)
         ec = spec.model.edge_channel
-        inputs = "rgb" if ec is None else f"rgb+{ec.get('family', 'meijering')}"
-        lines.append(f"{trial_key(spec):<28} {spec.combination:<20} {spec.seed:>4}  {inputs:<16} {terms}")
+        family = None if ec is None else ec.get("family", "meijering")
+        # target_only: the map is drawn, not read (models/edge_channel.py)
+        inputs = ("rgb" if ec is None else f"rgb (->{family})" if ec.get("role") == "target_only"
+                  else f"rgb+{family}")
+        lines.append(f"{trial_key(spec):<28} {spec.combination:<20} {spec.seed:>4}  {inputs:<18} {terms}")
     return "\n".join(lines)
