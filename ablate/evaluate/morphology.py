@@ -206,7 +206,9 @@ CLDICE = MetricInfo("cldice", Better.HIGHER, about="centre-line Dice (Shit et al
 BETTI0_ERROR = MetricInfo("betti0_error", Better.LOWER, about="|components(R) - components(T)|")
 BETTI1_ERROR = MetricInfo("betti1_error", Better.LOWER, about="|holes(R) - holes(T)|")
 # |feature(R) - feature(T)| for each of FEATURES: abs_delta_density, ...
-ABS_DELTA = MetricInfo("abs_delta_", Better.LOWER, family=True, about="|feature(R) - feature(T)| of a vessel feature")
+ABS_DELTA = MetricInfo("abs_delta_", Better.LOWER, family=True, about="|feature(R) - feature(T)| of a vessel feature",
+                       nan_when="neither vessel map has what the feature measures: a vessel, a segment of "
+                                f"{MIN_SEGMENT_PX} px for the tortuosities, an image of 32 px for the fractal dimension")
 METRICS = (DICE, CLDICE, BETTI0_ERROR, BETTI1_ERROR, ABS_DELTA)
 # What a feature that is NaN on a map with none of what it measures (no vessel pixel, no segment
 # long enough) reads there in a delta: its least value (arc / chord >= 1). Without it delta_<f> was
