@@ -1,7 +1,7 @@
 """What the report needs to know of a metric, declared beside the code that computes it
 (as torchmetrics puts `higher_is_better` on the metric itself): its name, the direction
 that is better, the unit a difference is written in, whether it is one number per test set
-(a distribution metric) and whether it may vote on a question.
+(a distribution metric), whether it may vote on a question, and where it is undefined.
 
 A leaf: the evaluation declares `MetricInfo`s next to each metric's function
 (ablate.evaluate.*), `ablate.evaluate.catalogue` gathers them, and the report and the
@@ -34,6 +34,8 @@ class MetricInfo:
             no measure of faithfulness (a control), with the reason in `about`.
         family: `name` is a prefix; the member names add a model or feature after it.
         about: one line on what the number is.
+        nan_when: where the number is NaN (undefined) and why, for the report's note on a metric
+            it could not compute for some images; "" where it never is.
     """
     name: str
     better: Better | None
@@ -42,6 +44,7 @@ class MetricInfo:
     may_vote: bool = True
     family: bool = False
     about: str = ""
+    nan_when: str = ""
 
     @property
     def higher_is_better(self) -> bool | None:

@@ -47,7 +47,7 @@ import math
 import numpy as np
 
 from ablate.errors import InvalidInput
-from ablate.evaluate.morphology import FEATURES, VesselMap, agreement
+from ablate.evaluate.morphology import FEATURES, VesselMap, agreement, feature_delta
 from ablate.specs import Morphology
 
 DEFINITIONS = tuple(m.value for m in Morphology)  # ("ablate", "automorph")
@@ -145,5 +145,5 @@ def automorph_agreement(reference, test, fov=None) -> dict[str, float]:
     """``agreement`` with the delta_<f> of the RECOMPUTED features taken between AutoMorph's values."""
     out = agreement(reference, test, fov)
     fr, ft = automorph_features(reference, fov), automorph_features(test, fov)
-    out.update({f"delta_{k}": ft[k] - fr[k] for k in FEATURES})
+    out.update({f"delta_{k}": feature_delta(k, fr[k], ft[k]) for k in FEATURES})
     return out

@@ -141,7 +141,10 @@ betti1_error    |holes(R) - holes(T)|
 betti0_patch64_error, betti1_patch64_error
                 the same counted per 64 px tile and summed (ablate.evaluate.topology):
                 a break and a merge elsewhere no longer cancel.
-delta_<f>       f(T) - f(R) for every feature f above (NaN if either is).
+delta_<f>       f(T) - f(R) for every feature f above; where only one map's f is NaN (it has
+                no vessel, or no segment long enough), that map's f is f's least value
+                (FEATURE_FLOOR: 0, 1 for distance_tortuosity), so a reconstruction that loses
+                the vessels scores the whole of the original's f; NaN where both are.
 """
 
 from __future__ import annotations
@@ -162,12 +165,14 @@ from ablate.metric_info import Better, MetricInfo
 
 __all__ = [
     "FEATURES",
+    "FEATURE_FLOOR",
     "KAPPA_MIN",
     "MIN_SEGMENT_PX",
     "SMOOTH_SIGMA",
     "VesselMap",
     "agreement",
     "box_counts",
+    "feature_delta",
     "segment_tortuosity",
     "tortuosities",
     "vessel_features",
@@ -201,8 +206,16 @@ CLDICE = MetricInfo("cldice", Better.HIGHER, about="centre-line Dice (Shit et al
 BETTI0_ERROR = MetricInfo("betti0_error", Better.LOWER, about="|components(R) - components(T)|")
 BETTI1_ERROR = MetricInfo("betti1_error", Better.LOWER, about="|holes(R) - holes(T)|")
 # |feature(R) - feature(T)| for each of FEATURES: abs_delta_density, ...
-ABS_DELTA = MetricInfo("abs_delta_", Better.LOWER, family=True, about="|feature(R) - feature(T)| of a vessel feature")
+ABS_DELTA = MetricInfo("abs_delta_", Better.LOWER, family=True, about="|feature(R) - feature(T)| of a vessel feature",
+                       nan_when="neither vessel map has what the feature measures: a vessel, a segment of "
+                                f"{MIN_SEGMENT_PX} px for the tortuosities, an image of 32 px for the fractal dimension")
 METRICS = (DICE, CLDICE, BETTI0_ERROR, BETTI1_ERROR, ABS_DELTA)
+# What a feature that is NaN on a map with none of what it measures (no vessel pixel, no segment
+# long enough) reads there in a delta: its least value (arc / chord >= 1). Without it delta_<f> was
+# NaN where the reconstruction lost the vessels, the report's trial mean skipped that image, and
+# the loss scored better than a faithful copy's 0 (tests/evaluate/test_measures_cannot_be_gamed.py).
+FEATURE_FLOOR = {"fractal_dimension": 0.0, "average_width": 0.0, "vessel_width": 0.0, "average_width_area": 0.0,
+                 "distance_tortuosity": 1.0, "squared_curvature_tortuosity": 0.0, "tortuosity_density": 0.0}
 
 _EIGHT = np.ones((3, 3), bool)
 _FOUR = ndi.generate_binary_structure(2, 1)
@@ -628,6 +641,22 @@ def vessel_features(mask, fov=None) -> dict[str, float]:
     return VesselMap.of(mask, fov).features()
 
 
+def feature_delta(name: str, reference: float, test: float) -> float:
+    """delta_<name> = f(T) - f(R), with a NaN on one side only (that map has none of what f
+    measures) read as f's floor (FEATURE_FLOOR); NaN where both are (neither map has it, or f is
+    undefined at this size: the fractal dimension under 32 px).
+
+    Args:
+        name: the feature (one of FEATURES).
+        reference: f of the original's map R.
+        test: f of the reconstruction's map T.
+    """
+    if math.isnan(reference) != math.isnan(test) and name in FEATURE_FLOOR:
+        reference = FEATURE_FLOOR[name] if math.isnan(reference) else reference
+        test = FEATURE_FLOOR[name] if math.isnan(test) else test
+    return test - reference
+
+
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
     s = int(a.sum()) + int(b.sum())
     return 1.0 if s == 0 else 2.0 * int((a & b).sum()) / s
@@ -658,5 +687,5 @@ def agreement(reference, test, fov=None) -> dict[str, float]:
         **patch_betti_errors(r.mask, t.mask),
     }
     fr, ft = r.features(), t.features()
-    out.update({f"delta_{k}": ft[k] - fr[k] for k in FEATURES})
+    out.update({f"delta_{k}": feature_delta(k, fr[k], ft[k]) for k in FEATURES})
     return out

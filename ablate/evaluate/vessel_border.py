@@ -41,10 +41,15 @@ from ablate.metric_info import Better, MetricInfo
 
 BORDER_CONTRAST_ERROR = MetricInfo("border_contrast_error", Better.LOWER,
                                    about="|1 - vessel-to-background contrast of the reconstruction / the original's| "
-                                         "at the original's vessels (0 = the original's)")
+                                         "at the original's vessels (0 = the original's)",
+                                   nan_when="the original's vessel map has no pixel inside the FOV less its rim band, "
+                                            "or its vessels are not darker than their surround")
 BORDER_WIDTH_ERROR = MetricInfo("border_width_error", Better.LOWER, unit="px",
                                 about="|10-90 % rise distance across the original's vessel borders, reconstruction "
-                                      "- original| (0 = the original's)")
+                                      "- original| (0 = the original's)",
+                                nan_when="the original's vessel map has no pixel inside the FOV less its rim band, or "
+                                         "the original's mean profile across its vessel borders has no dark border "
+                                         "that falls into the vessels")
 METRICS = (BORDER_CONTRAST_ERROR, BORDER_WIDTH_ERROR)
 
 SMOOTH_PX = 1.0  # sigma of the Gaussian that turns R into a smooth border for its normals

@@ -1,6 +1,7 @@
 """Warnings about the statistics that a reader must see before the verdicts: sample sizes
 of distribution metrics, where the primary metrics were declared, seeds too few to vote,
-and a segmenter built on the same filter an edge arm trains on."""
+metrics that could not be computed for some images (and why), and a segmenter built on the
+same filter an edge arm trains on."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from ablate.report.metric_names import (
     KID_FLOOR,
     below_floor,
     fd_bias_text,
+    info,
     is_distribution,
     is_kid,
+    may_vote,
     sample_size,
 )
 
@@ -33,6 +36,33 @@ def distribution_warnings(e: Experiment) -> list[str]:
     if no_spread:
         out.append(f"{', '.join(no_spread)}: one value from all images, no spread over subsets (evaluation recorded "
                    "no kid_std), so its noise at this n cannot be judged from the table.")
+    return out
+
+
+def not_computable_warnings(e: Experiment) -> list[str]:
+    """Per per-image metric that may vote and is NaN for some (trial, image): for how many, and
+    why (its declaration's `nan_when`). A trial's mean skips those images, and a trial with none
+    left shows "—" in every table and does not vote; the reader is told which it is."""
+    if not e.evaluated or e.image_metrics is None:
+        return []
+    out = []
+    for metric, g in e.image_metrics.groupby("metric", sort=False):
+        missing = g["value"].isna()
+        if not missing.any() or not may_vote(metric):
+            continue
+        found = info(metric)
+        why = found.nan_when if found is not None and found.nan_when else "no reason declared for this metric"
+        images, trials = g["image_id"].nunique(), g["trial"].nunique()
+        in_every_trial = missing.groupby(g["image_id"]).all()
+        if missing.equals(g["image_id"].map(in_every_trial)):  # the same images in every trial: the originals'
+            where = f"{int(in_every_trial.sum())} of {images} test images, in every trial"
+        else:
+            where = (f"{int(missing.sum())} of {len(g)} (trial, image) values, in {g.loc[missing, 'trial'].nunique()} "
+                     f"of {trials} trials")
+        empty = int((~missing).groupby(g["trial"]).sum().eq(0).sum())  # trials without a single value
+        then = ("no trial has a value: it shows — and does not vote" if empty == trials else
+                f"a trial's mean is over its other images{f'; {empty} trial(s) with none show —' if empty else ''}")
+        out.append(f"{metric}: not computable for {where} (NaN where {why}); {then}.")
     return out
 
 
@@ -64,4 +94,4 @@ def segmenter_overlap(e: Experiment) -> list[str]:
 def statistical_warnings(e: Experiment, source: str) -> list[str]:
     """`source`: where the questions' primary metrics came from (ablate.report.questions.Declared)."""
     out = [f"Primary metrics: {source}."] if source.startswith("defaults") else []
-    return out + seed_warnings(e) + distribution_warnings(e) + segmenter_overlap(e)
+    return out + seed_warnings(e) + distribution_warnings(e) + not_computable_warnings(e) + segmenter_overlap(e)

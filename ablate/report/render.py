@@ -236,7 +236,9 @@ the grid's seed spread) one test detects with at least 80 % probability at Holm'
 The ranking uses the declared ranking metrics only (each number once; none a ranked combination trained on):
 mean rank over them, with P(first) and the 95% range of each place from 4,000 draws of every combination's
 means from their multivariate t sampling distribution over seeds. abs_delta_<feature> = |feature of the
-reconstruction's vessel map - feature of the original's map| (the target is the original)."""
+reconstruction's vessel map - feature of the original's map| (the target is the original); a map with none of
+what a feature measures (no vessel) reads the feature's least value, so a reconstruction that loses the
+vessels scores the original's whole feature, not a missing value."""
 
 
 def ranking_note(a: Analysis) -> str:

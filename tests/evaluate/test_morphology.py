@@ -231,6 +231,23 @@ def test_empty_map():
     assert a["dice"] == 0.0 and a["cldice"] == 0.0 and a["betti0_error"] == 1
 
 
+@pytest.mark.bad_input
+def test_a_feature_only_one_map_lacks_reads_its_floor_in_the_delta():
+    """A map without vessels has no width, fractal dimension or tortuosity (NaN); its delta against
+    a map with them is taken from the feature's least value, so losing (or inventing) the vessels
+    scores the whole feature, not a NaN the report's mean would skip (issue 27)."""
+    vessels, empty = arc(60, 0.3, 2.8, centre=(20.0, 64.0)), np.zeros((96, 128), bool)
+    ref = draw(vessels, 5, empty.shape)
+    f = vessel_features(ref)
+    lost, invented = agreement(ref, empty), agreement(empty, ref)
+    for k, floor in (("fractal_dimension", 0), ("vessel_width", 0), ("average_width", 0), ("average_width_area", 0),
+                     ("distance_tortuosity", 1), ("squared_curvature_tortuosity", 0), ("tortuosity_density", 0)):
+        assert math.isfinite(f[k]) and lost[f"delta_{k}"] == pytest.approx(floor - f[k]), k
+        assert invented[f"delta_{k}"] == pytest.approx(f[k] - floor), k
+    assert lost["delta_vessel_width"] < -4 and lost["delta_distance_tortuosity"] < 0
+    assert math.isnan(agreement(empty, empty)["delta_vessel_width"])  # neither map has one: nothing to compare
+
+
 def test_drive_manual_mask(drive_dir):
     from PIL import Image
 

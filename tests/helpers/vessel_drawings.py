@@ -75,3 +75,53 @@ def halve_vessel_contrast(g: np.ndarray, factor: float) -> np.ndarray:
     """
     bg = ndi.grey_closing(g, size=(9, 9))  # the background with the dark vessels closed over
     return bg - factor * (bg - g)
+
+
+def _curve(kind: str, *a) -> np.ndarray:
+    """4000 (row, col) points: ("arc", centre, radius, t0, t1) or ("wave", start, end, amplitude,
+    half-waves): a sine of that amplitude across the straight line from start to end."""
+    t = np.linspace(0, 1, 4000)
+    if kind == "arc":
+        (cy, cx), r, t0, t1 = a
+        th = t0 + (t1 - t0) * t
+        return np.stack([cy + r * np.sin(th), cx + r * np.cos(th)], 1)
+    (y0, x0), (y1, x1), amp, n = a
+    normal = np.array([-(x1 - x0), y1 - y0]) / np.hypot(x1 - x0, y1 - y0)
+    line = np.stack([y0 + (y1 - y0) * t, x0 + (x1 - x0) * t], 1)
+    return line + (amp * np.sin(np.pi * n * t))[:, None] * normal
+
+
+def fundus_with_vessels(size: int = 256, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A synthetic fundus photograph: dark curved vessels 2.5-6 px wide (two arcades from a disc,
+    branches, a crossing that closes loops) on a bright vignetted background with a faint texture,
+    inside a round FOV, black outside. Returns (uint8 (size, size, 3) RGB, (size, size) bool FOV).
+
+    Args:
+        size: the side in pixels; the drawing is laid out for 256 and scaled.
+        seed: seeds the texture and the grain.
+    """
+    s = size / 256
+    yy, xx = np.mgrid[:size, :size].astype(np.float64)
+    c = size / 2 - 0.5
+    r2 = ((yy - c) ** 2 + (xx - c) ** 2) / (size * 0.47) ** 2
+    fov = r2 < 1
+    rng = np.random.default_rng(seed)
+    texture = ndi.gaussian_filter(rng.normal(0, 1, (size, size)), 6 * s)
+    green = 0.62 - 0.12 * r2 + 0.015 * texture / texture.std()
+    disc = np.array([128.0, 80.0])
+    vessels = [  # (centre line at 256 px, width px at 256 px)
+        (_curve("arc", disc + (0, 80), 80, -np.pi, -0.6), 6), (_curve("arc", disc + (0, 80), 80, np.pi, 0.6), 6),
+        (_curve("wave", disc, (130, 220), 10, 3), 4), (_curve("wave", (62, 120), (40, 200), 6, 2), 3),
+        (_curve("wave", (192, 120), (215, 195), 6, 2), 3), (_curve("wave", (70, 160), (190, 175), 8, 3), 3),
+        (_curve("wave", (100, 100), (30, 140), 5, 2), 2.5), (_curve("wave", (156, 100), (226, 140), 5, 2), 2.5),
+    ]
+    depth = np.zeros((size, size))
+    pixels = np.stack([yy.ravel(), xx.ravel()], 1)
+    for line, width in vessels:
+        w = width * s
+        d = cKDTree(line * s).query(pixels, distance_upper_bound=w + 3)[0].reshape(size, size)
+        # an antialiased edge; wider vessels darker, as in a fundus
+        depth = np.maximum(depth, np.clip(w / 2 + 0.5 - d, 0, 1) * (0.10 + 0.025 * width))
+    green = green - depth + np.random.default_rng(seed + 1).normal(0, 0.004, green.shape)
+    rgb = np.stack([green + 0.3, green, 0.35 * green], -1) * fov[..., None]
+    return (np.clip(rgb, 0, 1) * 255).round().astype(np.uint8), fov
