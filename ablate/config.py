@@ -76,12 +76,20 @@ class QuestionBlock(BaseModel):
     primary: list[str] = Field(min_length=1, max_length=2, description="the 1 or 2 metrics that vote")
 
 
+class NonInferiorityBlock(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    metric: str = Field(description="a fidelity metric no arm trains on, e.g. psnr")
+    margin: float = Field(gt=0, description="in the metric's units: an arm counts as not worse when the "
+                          "baseline beats it by less than this (0.5 with psnr: 0.5 dB)")
+
+
 class QuestionsBlock(BaseModel):
     """`questions:` the report's primary metrics, declared before the run (ablate/report/declared.py)."""
     model_config = ConfigDict(extra="forbid")
     q1: QuestionBlock | None = None
     q2: QuestionBlock | None = None
     ranking: list[str] | None = Field(None, min_length=1)
+    non_inferiority: NonInferiorityBlock | None = None
 
 
 class SearchSpaceFile(BaseModel):
@@ -255,11 +263,12 @@ def load_grid(path: str | Path, overrides: dict | None = None) -> Grid:
             trials.append(trial_from_dict(cname, seed, merged, f"{path}: combinations.{cname}"))
     questions = None
     if "questions" in raw:  # pre-declared primary metrics of the report's two questions
-        from ablate.report.declared import check_q1_primary, parse_questions
+        from ablate.report.declared import check_non_inferiority, check_q1_primary, parse_questions
 
         try:
             questions = parse_questions(raw["questions"], f"{path}: questions")
             check_q1_primary(questions, trials, f"{path}: questions.q1.primary")
+            check_non_inferiority(questions, trials, f"{path}: questions.non_inferiority.metric")
         except ValueError as e:  # the messages name the file and key
             raise ConfigError(str(e)) from None
     return Grid(name=name, description=str(raw.get("description", "")),

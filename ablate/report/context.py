@@ -109,6 +109,14 @@ class Question:
 
 
 @dataclass(frozen=True)
+class NonInferiorityView:
+    """The declared non-inferiority check: the rule, then one line per arm."""
+
+    lead: str
+    arms: list[str]
+
+
+@dataclass(frozen=True)
 class GridConfig:
     """One configuration's columns of the image grid: per image, its reconstruction, the
     reconstruction's vessel map and the map difference (PNG data URIs)."""
@@ -165,6 +173,7 @@ class ReportContext:
     ranks: Table
     image_grid: ImageGridView | None
     other_data: list[OtherSection]
+    non_inferiority: NonInferiorityView | None = None  # None: no margin declared, nothing said
     methods: str = METHODS
 
 
@@ -224,6 +233,9 @@ def report_context(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, wa
     voting: dict[str, Any] = {"left": ("combination", "against", "metric", "verdict"), "row_class": verdict_class}
     questions = [Question(plain(q.verdict), plain(q.sentence),
                           text_table(paired_table(q.tests, reference=True), **voting)) for q in (a.q1, a.q2)]
+    ni = a.non_inferiority
+    non_inferiority = (None if ni is None else
+                       NonInferiorityView(plain(ni.lead), [plain(line) for *_, line in ni.arms]))
     others = [OtherSection(plain(o.name), plain(o.notes.get("data", "path not recorded")), plain(describe(o)),
                            text_table(o.table, left=("combination",)))
               for o in load_other_datasets(e.exp, e.combinations)]
@@ -231,7 +243,7 @@ def report_context(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, wa
         grid_name=plain(e.grid.get("name", "?")), about=about, warnings=[plain(w) for w in warnings],
         declared=Primaries([plain(m) for m in a.declared.q1], [plain(m) for m in a.declared.q2],
                            plain(a.declared.source)),
-        questions=questions,
+        questions=questions, non_inferiority=non_inferiority,
         trials=text_table(trials_table(e), left=("trial", "combination", "status", "loss terms", "preset",
                                                  "edge channel", "stand-ins")),
         summary=text_table(summary_wide(e, a), left=("metric", "better") + tuple(e.combinations)),

@@ -4,6 +4,8 @@
       q1: {primary: [psnr, ssim]}                       # 1 or 2 metrics that vote on Q1
       q2: {primary: [border_width_error, cldice]}  # 1 or 2 metrics that vote on Q2
       ranking: [psnr, ssim, border_width_error, cldice]   # optional
+      non_inferiority: {metric: psnr, margin: 0.5}        # optional: "not worse than the baseline
+                                                          # by more than 0.5 dB" (no default)
 
 Declared before the run, so the verdict cannot be steered by picking, afterwards, the
 metrics that happened to come out significant. Parsed here (not in ablate.config, which
@@ -13,7 +15,10 @@ that applies them. Kept light: no pandas.
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+QUESTION_KEYS = ("q1", "q2", "ranking", "non_inferiority")
 
 # Q2 asks whether vessels stay sharp and continuous: the width of the original's vessel borders
 # as the reconstruction draws them, best at the original's (ablate.evaluate.vessel_border; issue
@@ -26,14 +31,16 @@ def parse_questions(raw: Any, where: str) -> dict:
     """`questions: {q1: {primary: [m, ...]}, q2: {primary: [...]}, ranking: [m, ...]}` -> the same
     with every key filled: each question has one or two primary metrics (the ones that vote;
     the report shows the rest as secondary); `ranking` defaults to q1's and q2's primaries.
-    A question left out gets the report's default (DEFAULT_QUESTIONS)."""
+    A question left out gets the report's default (DEFAULT_QUESTIONS); `non_inferiority` is
+    kept only where declared (parse_non_inferiority)."""
     from ablate.report.metric_names import canonical, info, known_metric, metric_vocabulary
 
     if not isinstance(raw, dict):
-        raise ValueError(f"{where}: expected a mapping with q1, q2 and optionally ranking, got {raw!r}")
-    unknown = sorted(set(raw) - {"q1", "q2", "ranking"})
+        raise ValueError(f"{where}: expected a mapping with q1, q2 and optionally ranking and non_inferiority, "
+                         f"got {raw!r}")
+    unknown = sorted(set(raw) - set(QUESTION_KEYS))
     if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; valid: ['q1', 'q2', 'ranking']")
+        raise ValueError(f"{where}: unknown key(s) {unknown}; valid: {list(QUESTION_KEYS)}")
 
     def metrics(value: Any, key: str, most: int | None) -> list[str]:
         if not isinstance(value, list) or not value or not all(isinstance(m, str) for m in value):
@@ -63,7 +70,41 @@ def parse_questions(raw: Any, where: str) -> dict:
         out[q] = {"primary": metrics(body["primary"], f"{q}.primary", 2)}
     default_ranking = list(dict.fromkeys(out["q1"]["primary"] + out["q2"]["primary"]))
     out["ranking"] = metrics(raw["ranking"], "ranking", None) if "ranking" in raw else default_ranking
+    if "non_inferiority" in raw:  # absent: the report says nothing about it (no margin of ours)
+        out["non_inferiority"] = parse_non_inferiority(raw["non_inferiority"], f"{where}.non_inferiority")
     return out
+
+
+def parse_non_inferiority(raw: Any, where: str) -> dict:
+    """`{metric: psnr, margin: 0.5}` -> the same, margin as a float: the largest loss in
+    `metric` (in its units, in its worse direction) an arm may show against the baseline and
+    still count as not worse. Declared before the run, like the primaries, so the margin is
+    not fitted to the differences that came out.
+
+    Args:
+        raw: the value of `questions.non_inferiority`.
+        where: the file and key path, for messages.
+    """
+    from ablate.report.metric_names import direction, info, known_metric, metric_vocabulary
+
+    example = "{metric: psnr, margin: 0.5}"
+    if not isinstance(raw, dict) or set(raw) != {"metric", "margin"}:
+        raise ValueError(f"{where}: expected {example} (the metric, and the margin in its units), got {raw!r}")
+    metric, margin = raw["metric"], raw["margin"]
+    if not isinstance(metric, str) or not known_metric(metric):
+        raise ValueError(f"{where}.metric: unknown metric {metric!r}; valid: {metric_vocabulary()}")
+    declared = info(metric)
+    if declared is not None and not declared.may_vote:
+        raise ValueError(f"{where}.metric: {metric} is no measure of fidelity ({declared.about}); "
+                         "declare one, e.g. psnr or ssim")
+    if direction(metric) is None:
+        raise ValueError(f"{where}.metric: {metric} has no better direction, so no arm can be worse in it; "
+                         "declare one that has, e.g. psnr or ssim")
+    if isinstance(margin, bool) or not isinstance(margin, int | float) or not math.isfinite(margin) or margin <= 0:
+        unit = f" {declared.unit}" if declared is not None and declared.unit else ""
+        raise ValueError(f"{where}.margin: expected a positive number in {metric}'s units (e.g. 0.5 for "
+                         f"0.5{unit or ' (unitless)'}), got {margin!r}")
+    return {"metric": metric, "margin": float(margin)}
 
 
 def check_q1_primary(questions: dict, trials: list, where: str) -> None:
@@ -82,3 +123,19 @@ def check_q1_primary(questions: dict, trials: list, where: str) -> None:
                 raise ValueError(f"{where}: {m} is a training objective of combination {spec.combination!r} "
                                   f"({why}); Q1's primary metrics must be ones neither arm trained on")
 
+
+
+def check_non_inferiority(questions: dict, trials: list, where: str) -> None:
+    """The non-inferiority metric must be one no arm trained on: each arm is compared with the
+    baseline, and an arm (or a baseline) trained on the metric is judged by its own objective
+    (an L2 arm on PSNR), the rule `check_q1_primary` applies to Q1's arms."""
+    from ablate.report.trained_on import terms_of_spec, trained_on
+
+    declared = questions.get("non_inferiority")
+    if declared is None:
+        return
+    for spec in trials:
+        why = trained_on(declared["metric"], terms_of_spec(spec))
+        if why:
+            raise ValueError(f"{where}: {declared['metric']} is a training objective of combination "
+                             f"{spec.combination!r} ({why}); declare a metric no arm trained on")

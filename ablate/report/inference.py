@@ -98,6 +98,22 @@ def welch(a, b, level: float = LEVEL) -> dict:
     return out
 
 
+def one_sided_lower(r: dict, sign: float, level: float = LEVEL) -> float:
+    """The lower end of the one-sided `level` t interval of sign x (mean(a) - mean(b)), from a
+    `welch` record (its se and Hsu's df): sign +1 for a higher-is-better metric, -1 for a
+    lower-is-better one, so the bound is on the candidate's gain. NaN where `welch` ran no
+    test (its note says why).
+
+    Args:
+        r: `welch`'s output (diff, se, df).
+        sign: +1 or -1.
+        level: the one-sided confidence level.
+    """
+    if not math.isfinite(r["df"]):
+        return math.nan
+    return sign * r["diff"] - float(sps.t.ppf(level, r["df"])) * r["se"]
+
+
 def detectable_effect(na: int, nb: int, tests: int, power: float = 0.8, alpha: float = 0.05) -> float:
     """The smallest true difference, in seed SDs, that one test of `welch` finds significant
     with probability `power` when it is one of `tests` voting tests: Holm's first step

@@ -6,7 +6,9 @@ Q1 compares each combination with a `foundation` term (and no `lpips` term) with
 primary metrics are declared in the search space (`questions:` in the YAML, see
 ablate.config.parse_questions) and vote; every other test metric is shown as secondary.
 Holm runs over all the question's voting tests (all pairs x primary metrics), and the
-verdict rules are ablate.report.verdicts'.
+verdict rules are ablate.report.verdicts'. Where the search space declares a
+non-inferiority margin (`questions.non_inferiority`), each arm is also judged against the
+baseline for "not worse by more than the margin" (`answer_non_inferiority`).
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from ablate.report.collect import Experiment, edge_setting, stand_in_notes, uses
 from ablate.report.compare import as_table, compare_pair
 from ablate.report.declared import DEFAULT_QUESTIONS
 from ablate.report.inference import MIN_SEEDS, detectable_effect
-from ablate.report.metric_names import unit
-from ablate.report.verdicts import ALPHA, carried_by, headline, judge, pair_verdict
+from ablate.report.metric_names import direction, unit
+from ablate.report.verdicts import ALPHA, carried_by, headline, judge, non_inferiority, pair_verdict
 
 
 @dataclass
@@ -30,6 +32,7 @@ class Declared:
     q2: list[str]
     ranking: list[str]
     source: str  # where they were declared, in words
+    non_inferiority: dict | None = None  # {metric, margin} as declared; None: not declared, nothing said
 
 
 def declared_questions(e: Experiment) -> Declared:
@@ -46,7 +49,7 @@ def declared_questions(e: Experiment) -> Declared:
     except ValueError as ex:
         e.warnings.append(f"{ex}; the default primary metrics are used instead")
         q, source = parse_questions(DEFAULT_QUESTIONS, "defaults"), "defaults: grid.json's `questions` is invalid"
-    return Declared(q["q1"]["primary"], q["q2"]["primary"], q["ranking"], source)
+    return Declared(q["q1"]["primary"], q["q2"]["primary"], q["ranking"], source, q.get("non_inferiority"))
 
 
 @dataclass
@@ -213,3 +216,46 @@ def untrained_segmenter(e: Experiment) -> str | None:
     return (f"vessel maps drawn by {name}, the classical fallback: it is the ridge filter an edge arm "
             f"learns and it re-normalises every image's contrast, so it cannot judge an edge term; "
             f"train the U-Net (`ablate segmenter train`) and run `ablate evaluate` again")
+
+
+@dataclass
+class NonInferiority:
+    """The declared non-inferiority check: the rule in one sentence (`lead`), then one line per
+    arm (`arms`: (combination, decision, line)); no arms where the evaluation is missing."""
+    lead: str
+    arms: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def answer_non_inferiority(e: Experiment, declared: Declared) -> NonInferiority | None:
+    """Each combination but the baseline against the baseline: not worse by more than the
+    declared margin in the declared metric (ablate.report.verdicts.non_inferiority). None
+    where the search space declared no margin: the report then says nothing about it."""
+    if declared.non_inferiority is None:
+        return None
+    metric, margin = declared.non_inferiority["metric"], declared.non_inferiority["margin"]
+    u, b = unit(metric), e.baseline
+    claim = f"not worse than the baseline by more than {_num(margin)}{u} in {metric}"
+    gain = "arm - baseline: higher is better" if direction(metric) == "higher" else "baseline - arm: lower is better"
+    lead = (f"Non-inferiority ({declared.source}): an arm is {claim} when the lower end of the one-sided 95% t "
+            f"interval over seeds (Hsu's df) of its gain on the baseline `{b}` ({gain}) is above "
+            f"-{_num(margin)}{u}; each arm on its own, not corrected across arms.")
+    if not e.evaluated:
+        return NonInferiority(f"{lead} Cannot say: {e.eval_missing}")
+    arms = []
+    for a in (c for c in e.combinations if c != b):
+        records = [r for r in compare_pair(e, a, b, [metric]) if r["role"] == "primary"]
+        if not records:
+            arms.append((a, "not decided", f"`{a}`: {claim}: not decided ({metric} is not in the evaluation)"))
+            continue
+        r = records[0]
+        d = non_inferiority(r, margin)
+        seeds = f"{r['n_seeds']} vs {r['n_seeds_reference']} seeds"
+        est = f"gain {_num(d['gain'], True)}{u}" if math.isfinite(d["gain"]) else "no estimate"
+        if d["decision"] == "not decided":
+            line = f"`{a}`: {claim}: not decided ({d['why']}; {est}, {seeds})"
+        else:
+            side = ">" if d["decision"] == "shown" else "<="
+            line = (f"`{a}`: {claim}: {d['decision']} ({est}, one-sided 95% lower bound {_num(d['bound'], True)}{u} "
+                    f"{side} -{_num(margin)}{u}; {seeds})")
+        arms.append((a, d["decision"], line))
+    return NonInferiority(lead, arms)

@@ -27,6 +27,10 @@ METHODS, a short form of this):
   (`fid@20`) and do not vote below n = 2,000 (FID/FD) or 1,000 (KID).
   benchmarks/verdict_calibration.py checks that identical arms get a wrong verdict in at
   most 5 % of simulated experiments.
+* Non-inferiority (only with a declared `questions.non_inferiority: {metric, margin}`): per
+  arm against the baseline, "shown" when the lower end of the one-sided 95% interval of
+  the arm's gain (the same Welch statistic and Hsu's df, in the metric's better direction)
+  is above -margin; "not decided" below 3 seeds per arm or without seed spread.
 * Comparisons against the baseline (every metric, no verdict): the same Welch test per
   metric, Holm across the metrics of one comparison; descriptive, not a question.
 * Ranking (ablate.report.ranking): on the declared ranking metrics only, each once, none
@@ -47,7 +51,15 @@ from ablate.report.collect import Experiment
 from ablate.report.compare import as_table, compare_pair
 from ablate.report.inference import holm  # noqa: F401  (re-exported: the report's Holm)
 from ablate.report.metric_names import base_name, direction, is_distribution
-from ablate.report.questions import Answer, Declared, answer_q1, answer_q2, declared_questions
+from ablate.report.questions import (
+    Answer,
+    Declared,
+    NonInferiority,
+    answer_non_inferiority,
+    answer_q1,
+    answer_q2,
+    declared_questions,
+)
 from ablate.report.ranking import ranked_metrics, ranking
 from ablate.report.verdicts import judge
 
@@ -159,6 +171,7 @@ class Analysis:
     q2: Answer
     declared: Declared
     ranking_left_out: list[str] = field(default_factory=list)  # declared ranking metrics not used, and why
+    non_inferiority: NonInferiority | None = None  # None: the search space declared no margin
 
 
 def analyse(e: Experiment) -> Analysis:
@@ -167,4 +180,4 @@ def analyse(e: Experiment) -> Analysis:
     metrics, left_out = ranked_metrics(e, declared.ranking) if e.evaluated else ([], ["evaluation missing"])
     return Analysis(summary=summary, paired=paired_vs_baseline(e), ranking=ranking(e, metrics),
                     q1=answer_q1(e, declared), q2=answer_q2(e, declared), declared=declared,
-                    ranking_left_out=left_out)
+                    ranking_left_out=left_out, non_inferiority=answer_non_inferiority(e, declared))

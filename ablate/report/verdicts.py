@@ -16,6 +16,13 @@ Per pair ("yes" means the candidate, the first combination, beats the reference)
                        test with no seed-to-seed spread has no p value and does not vote)
 The headline applies the same rule to all the question's tests at once: MIXED only when
 something is significantly better and something significantly worse (`headline`).
+
+Non-inferiority (`non_inferiority`, only where the search space declares a margin): an arm is
+shown not worse than the baseline by more than the margin when the lower end of the
+one-sided 95 % interval of its gain (arm - baseline in the metric's better direction, Hsu's
+df) is above -margin; "not shown" otherwise; "not decided" where the test above could not
+run (seeds below MIN_SEEDS, no seed spread, excluded). Each arm on its own, uncorrected
+across arms: a one-sided test per arm at 5 %.
 """
 
 from __future__ import annotations
@@ -24,10 +31,11 @@ import math
 
 import numpy as np
 
-from ablate.report.inference import MIN_SEEDS, holm
+from ablate.report.inference import MIN_SEEDS, holm, one_sided_lower
 
 ALPHA = 0.05
 PAIR_VERDICTS = ("yes", "no", "mixed", "not enough evidence", "not enough seeds")
+NON_INFERIORITY = ("shown", "not shown", "not decided")
 
 
 def effect(direction: str | None, diff: float) -> str:
@@ -124,3 +132,30 @@ def headline(pair_verdicts: list[str]) -> str:
     if v == {"not enough seeds"}:
         return "not enough seeds"
     return "not enough evidence"
+
+
+def non_inferiority(r: dict, margin: float) -> dict:
+    """Whether one arm is shown not worse than the reference by more than `margin`.
+
+    Args:
+        r: the record of the arm against the reference in the declared metric (a
+            `compare_pair` record: welch's columns, direction, excluded).
+        margin: the declared margin, > 0, in the metric's units.
+
+    Returns {"decision": one of NON_INFERIORITY, "gain": the estimate, "bound": the lower
+    end of the one-sided 95 % interval (both in the better direction: positive = the arm
+    is better; NaN when not decided), "why": the reason when not decided}.
+    """
+    out = {"decision": "not decided", "gain": math.nan, "bound": math.nan, "why": ""}
+    if r["direction"] is None:
+        return dict(out, why=f"{r['metric']} has no better direction")
+    sign = 1.0 if r["direction"] == "higher" else -1.0
+    out["gain"] = sign * r["diff"]
+    if r["excluded"]:
+        return dict(out, why=r["excluded"])
+    if not enough_seeds(r):
+        return dict(out, why=f"{r['n_seeds']} vs {r['n_seeds_reference']} seeds, needs {MIN_SEEDS} per arm")
+    bound = one_sided_lower(r, sign)
+    if not np.isfinite(bound):
+        return dict(out, why=r.get("note") or "no interval")
+    return dict(out, decision="shown" if bound > -margin else "not shown", bound=bound)
