@@ -13,7 +13,7 @@ from ablate.models import build_model
 from ablate.runtime import PrecisionError, resolve_precision
 from ablate.specs import ConfigError, TrainSpec
 from ablate.train.step import train_step
-from tests.helpers.loss_terms import SIZE, TERM_OPTIONS
+from tests.helpers.loss_terms import CHANNELS, SIZE, TERM_OPTIONS
 
 STEPS = 40
 # bf16 keeps 8 mantissa bits (~3 significant digits); after 40 Adam steps the two runs
@@ -65,9 +65,10 @@ def test_every_term_is_a_finite_fp32_scalar_under_autocast(name):
     specs = [spec] if name in ("l1", "codebook") else [LossSpec(name="l1"), spec]
     if name != "codebook":
         specs.append(LossSpec(name="codebook"))
-    model = build_model("tiny", size)
+    channels = CHANNELS.get(name, 3)  # edge_map_l1 scores a 4th channel
+    model = build_model("tiny", size, in_channels=channels)
     loss_fn = CompositeLoss.from_specs(specs)
-    x = torch.rand(2, 3, size, size)
+    x = torch.rand(2, channels, size, size)
     with resolve_precision("bf16", "cpu").autocast():
         x_hat, aux = model(x)
         total, logs = loss_fn(x, x_hat, aux, 0, model.last_layer)
@@ -119,8 +120,8 @@ def test_validation_runs_under_the_trials_autocast():
     torch.manual_seed(0)
     model = build_model("tiny", 32)
     loss_fn = CompositeLoss.from_specs([LossSpec(name="l1"), LossSpec(name="codebook")])
-    bf16 = validate(model, loss_fn, Feed(), 0, lambda x: x, resolve_precision("bf16", "cpu").autocast)
-    fp32 = validate(model, loss_fn, Feed(), 0, lambda x: x)
+    bf16 = validate(model, loss_fn, Feed(), 0, None, resolve_precision("bf16", "cpu").autocast)
+    fp32 = validate(model, loss_fn, Feed(), 0, None)
     assert all(v.dtype == torch.float32 and torch.isfinite(v) for v in bf16.values())
     assert set(bf16) == set(fp32)
     assert abs(float(bf16["val/psnr"]) - float(fp32["val/psnr"])) < 0.5
