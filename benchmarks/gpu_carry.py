@@ -23,6 +23,8 @@ def trim_wheel(src: Path, out_dir: Path, drop: list[str]) -> Path:
     dest = out_dir / src.name
     if dest.resolve() == src.resolve():
         raise SystemExit(f"{src}: the trimmed wheel would replace its source; give another OUT_DIR")
+    if dest.exists():  # never written over: remove it first if it is one of ours to redo
+        raise SystemExit(f"{dest}: exists; remove it, or give another OUT_DIR")
     kept = dropped = 0
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dest.with_suffix(".part"), "w", zipfile.ZIP_DEFLATED) as zout:
         for info in zin.infolist():

@@ -107,3 +107,5 @@ def test_trimmed_wheel_keeps_modes_and_drops_the_named_entries(tmp_path):
         assert z.read("pkg-1.0.dist-info/RECORD").decode() == "pkg/bin/tool,sha256=a,10\n"
     with pytest.raises(SystemExit, match="replace its source"):
         mod.trim_wheel(src, src.parent, ["pkg/jars/"])
+    with pytest.raises(SystemExit, match="exists; remove it"):
+        mod.trim_wheel(src, tmp_path / "out", ["pkg/jars/"])

@@ -24,7 +24,6 @@ from ablate.models.discriminator import NLayerDiscriminator
 
 
 class AdversarialLoss(ImageLoss):
-    rgb_only = True
     autocast_ok = True  # the PatchGAN runs under autocast; its logits are reduced in fp32
 
     def __init__(self, layers: int = 3, filters: int = 64, loss: str = "hinge", disc_lr: float | None = None):

@@ -24,9 +24,6 @@ DISTANCES = ("l1", "l2")
 
 
 class EdgeLoss(ImageLoss):
-    # The filter needs the photograph; an edge map riding along as channel 4 is not filtered again.
-    rgb_only = True
-
     def __init__(self, family: str, channel: str, distance: str, options: dict):
         super().__init__()
         self.family = family

@@ -139,7 +139,6 @@ def _weights_file(model: str, weights: str | None, pretrained: bool, fetch: bool
 
 
 class FoundationLoss(ImageLoss):
-    rgb_only = True
     autocast_ok = True  # the ViT runs under autocast; the token distances are reduced in fp32
     mean: torch.Tensor  # buffers (register_buffer in __init__), declared for type checkers
     std: torch.Tensor

@@ -33,7 +33,6 @@ def _unit(f: torch.Tensor) -> torch.Tensor:
 
 
 class LPIPSLoss(ImageLoss):
-    rgb_only = True
     autocast_ok = True
     shift: torch.Tensor  # buffers (register_buffer in __init__), declared for type checkers
     scale: torch.Tensor
