@@ -261,8 +261,12 @@ def _collect(items, cache, split_missing, settings, from_index) -> tuple[list[di
 
 def _finish(items, rels, results, cache, out, remote, source, has_own_split, o, res, listing):
     entries = [(rels[i], it.split, it.unlisted, results[i]) for i, it in enumerate(items)]
+    # A dataset whose own split names a val set keeps it as written: val_from_train only fills
+    # in a val split the dataset lacks (a study's declared validation photographs stay exact).
+    own_val = has_own_split and any(it.split == "val" for it in items)
+    val_from_train = 0.0 if own_val else o["val_from_train"]
     p = sw.plan(entries, has_own_split=has_own_split, seed=o["seed"], fractions=o["fractions"],
-                val_from_train=o["val_from_train"])
+                val_from_train=val_from_train)
     counts = p.counts
     notes = _unlisted_note(items, o["split_missing"], listing)
     own_csv = any(it.unlisted for it in items) or (has_own_split and (Path(source) / "split.csv").is_file()) \
@@ -292,7 +296,7 @@ def _finish(items, rels, results, cache, out, remote, source, has_own_split, o, 
             "split": "dataset's own" if has_own_split else f"seeded by content id, exact counts (seed {o['seed']}, fractions {o['fractions']}; "
                                                          "val and test each the nearest whole number, halves up)",
             "split_missing": o["split_missing"] if own_csv else None,
-            "val_from_train": o["val_from_train"] if has_own_split else None,
+            "val_from_train": val_from_train if has_own_split else None,
             "seed": o["seed"],
         },
         shards=entries_m,

@@ -44,6 +44,22 @@ def test_index_and_split_csv_in_latin1_are_refused_naming_file_and_line(tmp_path
 
 # ---- --index, nested folders, big folders ------------------------------------------------------
 
+def test_an_index_that_names_val_rows_keeps_its_split_exactly(tmp_path):
+    """A study declares its validation photographs (issue 27: q2-drive holds out four); the
+    seeded val_from_train draw only fills in a val split the dataset lacks, so no train row
+    moves to val and the manifest records that none was drawn."""
+    synthetic_fundus_folder(tmp_path / "src", n=24)
+    idx = tmp_path / "src" / "files.csv"
+    splits = ["train"] * 20 + ["val"] * 2 + ["test"] * 2
+    idx.write_text("path,split\n" + "".join(f"img{i:03d}.png,{sp}\n" for i, sp in enumerate(splits)))
+    r = prepare(None, tmp_path / "out", size=32, index=idx)  # the default val_from_train, 0.1
+    assert r.counts == {"train": 20, "val": 2, "test": 2}
+    m = read_manifest(tmp_path / "out")
+    assert m["preprocessing"]["val_from_train"] == 0.0
+    val_rows = pq.read_table(shard_paths(tmp_path / "out", "val")[0]).to_pylist()
+    assert sorted(row["source"] for row in val_rows) == ["img020.png", "img021.png"]
+
+
 def test_index_with_split_column_csv_and_parquet(drive_dir, tmp_path):
     from ablate.cli import app
 
@@ -58,9 +74,8 @@ def test_index_with_split_column_csv_and_parquet(drive_dir, tmp_path):
     res = CliRunner().invoke(app, ["prepare", "--index", str(index), "--out", str(tmp_path / "out"), "--size", "32"])
     assert res.exit_code == 0, res.output
     m = read_manifest(tmp_path / "out")
-    # 3 train/val rows (one seeded val_from_train draw may move a train row to val)
-    c = m["counts"]
-    assert c["test"] == 1 and c["train"] + c["val"] == 3 and c["val"] >= 1 and m["source"] == str(index.resolve())
+    # the index names a val row, so its split is kept exactly: no seeded val_from_train draw
+    assert m["counts"] == {"train": 2, "val": 1, "test": 1} and m["source"] == str(index.resolve())
     assert m["preprocessing"]["split"] == "dataset's own" and m["preprocessing"]["split_missing"] == "skip"
     rejects = dict(csv.reader(io.StringIO((tmp_path / "out" / "rejects.csv").read_text())))
     assert rejects["2020/07/05_test.tif"] == "not listed in split.csv (--split-missing skip)"
