@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The q2-drive study, from the raw DRIVE folder to this folder's tables and figures:
 #
-#   studies/q2-drive/run.sh                    # ~90 min on 2 cores (README.md here has the measured time)
+#   studies/q2-drive/run.sh                    # ~130 min on 2 cores (README.md here has the measured time)
 #
 # 1. prepare DRIVE at 128 px, 16 train / 4 val (photographs 37-40) / 20 test, from an index
 #    written here                                  -> $WORK/drive-index.csv, $WORK/drive128
