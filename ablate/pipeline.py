@@ -51,7 +51,7 @@ def pretrain_foundation(stage: FoundationStage, opts: LaunchOptions, out) -> Pat
     logger.info(f"stage 1 of 2: pretraining our fundus MAE ({opts.fm_steps} steps, batch {batch}) on "
                 f"{stage.data}'s train split for {', '.join(stage.combinations)} -> {stage.out_file}")
     run = RunOptions(steps=opts.fm_steps, batch_size=batch, lr=FM_RUN.lr, workers=opts.workers,
-                     address=opts.address, gpus_per_worker=opts.gpus_per_worker,
+                     address=opts.address, gpus_per_worker=opts.gpus_per_worker, max_failures=opts.max_failures,
                      tb_dir=None if storage.is_uri(out) else Path(ExperimentLayout(out).tensorboard_run(f"stage-{stage.out_file.stem}")))
     result = pretrain(stage.data, stage.out_file, run)
     logger.info(f"stage 1 of 2 done: {result.out_file} (last fm/loss {result.loss:.4f}); stage 2 of 2: the grid")

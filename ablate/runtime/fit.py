@@ -20,6 +20,7 @@ Every program here trains through Ray Train the same way (as Ray's own
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -52,6 +53,8 @@ class RunOptions:
         gpus_per_worker: GPUs per worker (fractions allowed).
         tb_dir: TensorBoard folder (default: <out dir>/tensorboard/<run>).
         storage_dir: the Train run's checkpoints (default: <out dir>/train).
+        max_failures: worker-group restarts from the last checkpoint when a worker dies (a lost
+            node, a killed process); -1 for unlimited. A ConfigError is never retried.
     """
 
     steps: int
@@ -68,6 +71,7 @@ class RunOptions:
     gpus_per_worker: float = 0.0
     tb_dir: str | os.PathLike | None = None
     storage_dir: str | os.PathLike | None = None
+    max_failures: int = 2
 
     def check(self) -> None:
         """ValueError naming the option, before Ray starts."""
@@ -77,6 +81,8 @@ class RunOptions:
                 raise InvalidInput(f"{name} must be an integer >= 1, got {v!r}")
         if not self.lr > 0:
             raise InvalidInput(f"lr must be > 0, got {self.lr}")
+        if isinstance(self.max_failures, bool) or not isinstance(self.max_failures, int) or self.max_failures < -1:
+            raise InvalidInput(f"max_failures must be an integer >= 0, or -1 for unlimited, got {self.max_failures!r}")
         if self.batch_size % self.workers:
             raise InvalidInput(f"batch_size {self.batch_size} is not divisible by {self.workers} workers")
 
@@ -184,28 +190,44 @@ def fit_torch_run(loop: Callable[[dict], None], loop_config: dict, *, datasets: 
     return trainer.fit()
 
 
+def _config_errors_not_retried(loop: Callable[[dict], None], config: dict) -> None:
+    """The per-worker function `fit_standalone` hands Ray Train: `loop`, with a ConfigError
+    reported once (and the run ended) instead of raised into `max_failures` restarts."""
+    import ray.train
+
+    from ablate.runtime.config_errors import without_retry
+
+    without_retry(lambda: loop(config), ray.train.report, where="worker")
+
+
 def fit_standalone(loop: Callable[[dict], None], loop_config: dict, datasets: Callable[[], dict], *,
                    folders: RunFolders, run: RunOptions) -> Any:
     """Fit a program's one Train run on Ray (started here unless `run.address` joins one).
 
     The loop's config gets `run.loop_config()`, `threads` (torch threads per worker, from
-    the placement) and `tb_dir`. `datasets` is called once Ray is up. Raises RuntimeError
-    naming the run when it ended without a checkpoint.
+    the placement) and `tb_dir`. `datasets` is called once Ray is up. A worker that dies is
+    restarted from the last checkpoint up to `run.max_failures` times; a ConfigError raised in
+    the loop ends the run at once and is raised here. Raises RuntimeError naming the run when
+    it ended without a checkpoint.
     """
     from ablate.runtime import ray_output
     from ablate.runtime.train_progress import step_progress
+    from ablate.specs import ConfigError
 
     with ray_session(run.address):
         placement = plan_placement(total_cpus(), run.workers, run.cpus_per_worker, run.gpus_per_worker, concurrent=1,
                                    node_cpus=node_cpus(), node_gpus=node_gpus())
         try:
             with step_progress(folders.name, run.steps) as progress:
-                result = fit_torch_run(loop, {**loop_config, **run.loop_config(),
+                result = fit_torch_run(functools.partial(_config_errors_not_retried, loop), {**loop_config, **run.loop_config(),
                                               "threads": placement.threads_per_worker, "tb_dir": str(folders.tb_dir)},
                                        datasets=datasets(), placement=placement, name=folders.name,
-                                       storage_path=str(folders.storage), callbacks=(progress,))
+                                       storage_path=str(folders.storage), max_failures=run.max_failures,
+                                       callbacks=(progress,))
         finally:  # quiet mode (the commands' default): Ray's logs beside the run's checkpoints
             ray_output.collect_logs(folders.run_dir)
+    if progress.config_error is not None:
+        raise ConfigError(f"the Train run {folders.run_dir} stopped: {progress.config_error}")
     if result.checkpoint is None:
         raise RuntimeError(f"the Train run {folders.run_dir} ended without a checkpoint")
     return result

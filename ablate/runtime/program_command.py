@@ -3,7 +3,7 @@
 
 Each program declares only its own options (data, output, architecture, and its `--steps`,
 `--batch-size`, `--lr` with its own defaults) and a parameter `run: RunOptions`. The wrapper adds
-the options every such program shares (`--workers`, `--gpus-per-worker`, `--tb-dir`, `--seed`,
+the options every such program shares (`--workers`, `--gpus-per-worker`, `--max-failures`, `--tb-dir`, `--seed`,
 `--address`, `--verbose`) to the command's signature, turns them and the program's step schedule
 into the `RunOptions`, sets where Ray's output goes, and ends the command with the lines that say
 where the run's curves, checkpoints and logs are.
@@ -26,6 +26,9 @@ from ablate.runtime.fit import RunOptions, program_run, where_the_run_is
 SHARED_OPTIONS: tuple[tuple[str, object, object], ...] = (
     ("workers", int, typer.Option(1, "--workers", help="Ray Train workers (DDP ranks)")),
     ("gpus_per_worker", float, typer.Option(0.0, "--gpus-per-worker")),
+    ("max_failures", int, typer.Option(2, "--max-failures",
+                                       help="worker-group restarts from the last checkpoint when a worker dies "
+                                            "(-1: unlimited)")),
     ("tb_dir", Path | None, typer.Option(None, "--tb-dir",
                                          help="TensorBoard folder (default: <out dir>/tensorboard/<run>)")),
     ("seed", int, typer.Option(0, "--seed")),

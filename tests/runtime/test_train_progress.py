@@ -16,4 +16,5 @@ def test_train_steps_reach_the_driver_from_the_train_controller():
     cb = StepsToDriver(q)
     cb.after_report(None, [{"step": 500, "fm/loss": 0.1}, {"step": 500}], None)
     cb.after_report(None, [{"fm/loss": 0.1}], None)  # a report without a step moves nothing
-    assert q == [500]
+    cb.after_report(None, [{"config_error": "ConfigError: bad key"}], None)  # runtime/config_errors.py's report
+    assert q == [("step", 500), ("config_error", "ConfigError: bad key")]
