@@ -130,7 +130,7 @@ def test_loss_predicts_the_true_codes_from_corrupted_inputs_in_training():
 
 
 def _fit(model: CodePrior, grids: torch.Tensor, condition, steps: int) -> float:
-    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     model.train()
     for _ in range(steps):
         loss = model.loss(grids, condition)
@@ -148,7 +148,7 @@ def test_a_conditional_prior_overfits_four_grids_and_greedy_sampling_returns_the
     model = tiny(sharp=False, n_conditions=4)
     labels = torch.arange(4)
     assert model.loss(GRIDS, labels).item() > 2.0  # about log(16) untrained
-    assert _fit(model, GRIDS, labels, 300) < 0.01
+    assert _fit(model, GRIDS, labels, 120) < 0.01
     assert torch.equal(model.sample(4, labels, top_k=1), GRIDS)
     # drawn rather than greedy (temperature 0.5 squares the small leftover mass away): the same grids
     assert torch.equal(model.sample(4, labels, temperature=0.5, generator=gen(9)), GRIDS)
@@ -160,7 +160,7 @@ def test_an_unconditional_prior_learns_the_mixture_of_four_grids():
     likely and squares the leftover mass of wrong codes away)."""
     model = tiny(sharp=False)
     floor = math.log(4) / TINY.n_positions
-    assert _fit(model, GRIDS, None, 400) == pytest.approx(floor, abs=0.005)
+    assert _fit(model, GRIDS, None, 120) == pytest.approx(floor, abs=0.005)
     drawn = model.sample(64, temperature=0.5, generator=gen(10))
     matches = (drawn[:, None] == GRIDS[None]).all(-1)  # (64, 4)
     assert matches.any(1).all()
