@@ -14,6 +14,12 @@ they all ask `ExperimentLayout` for a path, as the readers and writer of a prepa
       logs/                      Ray's output and the driver's log
       eval/per_image.parquet     one row per (trial, test image)
       eval/notes.json            what evaluation used and skipped
+      samples/<trial>/           a trial's synthetic images when the grid has `prior:`
+                                 (draw-NNN.parquet, one file per draw; contact_sheet.png),
+                                 and its prior's code shards and Train run (prior/)
+      eval/samples.parquet       one row per trial: the samples judged (distances, P/R,
+                                 D/C, morphology W1, memorisation)
+      eval/sample_neighbours.parquet  each trial's closest sample-train pairs
       eval/datasets/<key>/       the same three files for another dataset (per_image,
                                  set_metrics.parquet, notes.json)
       report/index.html, report.md
@@ -38,6 +44,9 @@ DATASETS_DIR = "datasets"  # under eval/: one folder per other dataset evaluated
 PER_IMAGE_FILE = "per_image.parquet"
 SET_METRICS_FILE = "set_metrics.parquet"
 NOTES_FILE = "notes.json"
+SAMPLES_DIR = "samples"  # EXP/samples/<trial>/: draws of the trial's prior (data/sample_store.py)
+SAMPLE_TABLE = "samples.parquet"  # under eval/: the samples judged, one row per trial
+SAMPLE_NEIGHBOURS = "sample_neighbours.parquet"  # under eval/: closest sample-train pairs per trial
 REPORT_DIR = "report"
 REPORT_HTML = "index.html"
 REPORT_MD = "report.md"
@@ -65,6 +74,14 @@ class EvalLayout:
     @property
     def notes(self) -> str:
         return storage.join(self.folder, NOTES_FILE)
+
+    @property
+    def samples(self) -> str:
+        return storage.join(self.folder, SAMPLE_TABLE)
+
+    @property
+    def sample_neighbours(self) -> str:
+        return storage.join(self.folder, SAMPLE_NEIGHBOURS)
 
 
 @dataclass(frozen=True)
@@ -129,6 +146,15 @@ class ExperimentLayout:
         return self.dataset_eval(key) if key else self.eval
 
     @property
+    def samples(self) -> str:
+        """The folder holding one folder of synthetic images per trial with a prior."""
+        return self._at(SAMPLES_DIR)
+
+    def trial_samples(self, trial: str) -> str:
+        """One trial's samples (draw-NNN.parquet, contact_sheet.png) and its prior (prior/)."""
+        return self._at(SAMPLES_DIR, trial)
+
+    @property
     def report(self) -> str:
         return self._at(REPORT_DIR)
 
@@ -143,6 +169,7 @@ class ExperimentLayout:
 
 __all__ = [
     "DATASETS_DIR", "EVAL_DIR", "GRID_FILE", "LOCK_FILES", "LOGS_DIR", "NOTES_FILE", "PER_IMAGE_FILE", "REPORT_DIR",
-    "REPORT_HTML", "REPORT_MD", "RESULTS_CSV", "RESULTS_FILE", "SET_METRICS_FILE", "TENSORBOARD_DIR", "TRAIN_DIR", "EvalLayout",
+    "REPORT_HTML", "REPORT_MD", "RESULTS_CSV", "RESULTS_FILE", "SAMPLES_DIR", "SAMPLE_NEIGHBOURS", "SAMPLE_TABLE",
+    "SET_METRICS_FILE", "TENSORBOARD_DIR", "TRAIN_DIR", "EvalLayout",
     "ExperimentLayout",
 ]

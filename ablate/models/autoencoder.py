@@ -147,6 +147,19 @@ class Autoencoder(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.post_quant_conv(z))
 
+    def encode_codes(self, x: torch.Tensor) -> torch.Tensor:
+        """The code grid (B, h, w) of images x (the model's input channels): what a prior over
+        codes learns. ValueError for a model without a codebook (bottleneck 'none')."""
+        if self.quantize is None:
+            raise ValueError("this autoencoder has no codebook (model.bottleneck 'none'): it has no codes to model")
+        return self.encode(x)[1]["indices"]
+
+    def decode_codes(self, indices: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) decoded from code grids (B, h, w), e.g. a prior's samples."""
+        if self.quantize is None:
+            raise ValueError("this autoencoder has no codebook (model.bottleneck 'none'): it cannot decode codes")
+        return self.decode(self.quantize.lookup(indices))
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         if x.dim() != 4 or x.shape[1] != self.arch.in_channels:
             raise ValueError(f"expected input (B, {self.arch.in_channels}, H, W), got {tuple(x.shape)}")

@@ -47,4 +47,15 @@ class VectorQuantizer(nn.Module):
         counts = torch.bincount(idx, minlength=self.n_embed).float()
         probs = counts / counts.sum()
         perplexity = torch.exp(-(probs * torch.log(probs + 1e-10)).sum())
-        return zq, {"codebook": loss, "perplexity": perplexity.detach(), "codes_used": (counts > 0).float().sum().detach()}
+        return zq, {"codebook": loss, "perplexity": perplexity.detach(), "codes_used": (counts > 0).float().sum().detach(),
+                    "indices": idx.view(b, h, w)}
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        """Code indices (B, H, W) -> quantised latents (B, D, H, W), fp32: what `forward` returns
+        for latents that quantise to those codes (a prior's samples decode through this)."""
+        if indices.is_floating_point() or indices.dim() != 3:
+            raise ValueError(f"expected integer code indices (B, H, W), got {indices.dtype} {tuple(indices.shape)}")
+        lo, hi = int(indices.min()), int(indices.max())
+        if lo < 0 or hi >= self.n_embed:
+            raise ValueError(f"code indices must be in [0, {self.n_embed}) (the codebook size), got [{lo}, {hi}]")
+        return self.embedding(indices).float().permute(0, 3, 1, 2)

@@ -48,3 +48,23 @@ def test_quantiser_loss_formula(legacy):
     # ratio of the two weights; signed sums compare them without assignment bookkeeping.
     ratio = (vq.embedding.weight.grad.sum() / -z.grad.sum()).item()
     assert ratio == pytest.approx(0.4 if legacy else 1 / 0.4, rel=1e-4)
+
+
+def test_code_grid_round_trip_decodes_as_the_forward_pass_does():
+    """encode_codes gives the grid the quantiser picked; decode_codes of it is the model's own
+    reconstruction (what a prior's samples rely on)."""
+    torch.manual_seed(0)
+    model = build_model("tiny", 32).eval()
+    x = torch.rand(2, 3, 32, 32)
+    with torch.no_grad():
+        codes = model.encode_codes(x)
+        recon, aux = model(x)
+        assert codes.dtype == torch.long and codes.shape == (2, 32 // model.arch.downsampling(),
+                                                             32 // model.arch.downsampling())
+        assert torch.equal(codes, aux["indices"])
+        # z + (zq - z) in the forward pass rounds to within float eps of zq
+        assert torch.allclose(model.decode_codes(codes), recon, atol=1e-4)
+    with pytest.raises(ValueError, match=r"\[0, "):
+        model.decode_codes(torch.full_like(codes, model.arch.n_embed))
+    with pytest.raises(ValueError, match="no codebook"):
+        build_model("tiny_ae", 32).encode_codes(x)
