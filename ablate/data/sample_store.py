@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ablate import storage
 from ablate.errors import InvalidInput
@@ -61,8 +62,6 @@ def write_chunk(folder: str | Path, chunk: int, images: np.ndarray, *, seed: int
         top_k, temperature: the sampling settings.
         prior_step: the step of the prior checkpoint that drew them.
     """
-    import pandas as pd
-
     from ablate.data.preprocess import png_bytes
 
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
@@ -91,18 +90,16 @@ class SampleSet:
     """A trial's samples read back: `images` uint8 (N, H, W, 3) and the rows' other columns."""
     folder: str
     images: np.ndarray
-    table: object  # pandas DataFrame without the png column
+    table: pd.DataFrame  # the rows without the png column
 
     @property
     def ids(self) -> list[str]:
-        return list(self.table["sample_id"])  # type: ignore[attr-defined]
+        return list(self.table["sample_id"])
 
 
 def read_samples(folder: str | Path, limit: int | None = None) -> SampleSet:
     """Every chunk in `folder`, in chunk order (the first `limit` samples when given).
     InvalidInput naming the folder when it holds none."""
-    import pandas as pd
-
     from ablate.data.preprocess import decode_png
 
     chunks = chunk_numbers(folder)
