@@ -211,6 +211,34 @@ def evaluate(
 
 
 @app.command()
+def sample(
+    exp: str = typer.Argument(..., help="experiment folder or URI whose grid had a `prior:` block"),
+    n: int = typer.Option(..., "--n", help="samples each trial's folder should hold afterwards (only the missing "
+                          "ones are drawn)"),
+    trial: list[str] = typer.Option([], "--trial", help="a trial (results.parquet's `trial`) or a combination; "
+                                    "repeat for several (default: every trial with a prior)"),
+    address: str | None = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto'"),
+    gpus_per_task: float = typer.Option(0.0, "--gpus-per-task"),
+) -> None:
+    """Draw more samples from the finished priors of an experiment, into EXP/samples/<trial>/.
+
+    Resumable: re-run after an interruption, it draws only the chunks still missing (the same
+    ones the trial would have drawn). `ablate evaluate EXP` then judges every sample."""
+    from ablate.lock import command_line, experiment_lock
+    from ablate.prior.more import SampleOptions, requests, sample_more
+    from ablate.runtime import ray_session
+
+    opts = SampleOptions(exp=exp, n=n, trials=tuple(trial), gpus_per_task=gpus_per_task)
+    with experiment_lock(exp, command_line()):
+        requests(opts)  # every argument checked before Ray starts
+        with ray_session(address):
+            done = sample_more(opts)
+    for folder, d in done.items():
+        typer.echo(f"{folder}: {d['drawn']} drawn, {d['total']} in all (prior step {d['prior_step']})")
+    typer.echo(f"next: ablate evaluate {exp}   (judges every sample)")
+
+
+@app.command()
 def losses() -> None:
     """List every loss term with its description and options."""
     import inspect

@@ -32,6 +32,7 @@ from ablate.specs import (
     Grid,
     LossSpec,
     ModelSpec,
+    PriorSpec,
     TrainSpec,
     TrialSpec,
 )
@@ -69,6 +70,9 @@ class TrialBlock(BaseModel):
     # LossTermBlock is built at run time (create_model), which no type checker follows: hence the ignore.
     losses: dict[str, LossTermBlock | None] | None = Field(None, description="term name -> its options; null "  # type: ignore[valid-type]
                                                              "removes a term of base")
+    prior: PriorSpec | None = Field(None, description="a transformer prior over the trial's codes, trained and "
+                                    "sampled after the autoencoder ({} = the authors' settings); null in a "
+                                    "combination removes base's")
 
 
 class QuestionBlock(BaseModel):
@@ -185,6 +189,7 @@ def trial_from_dict(combination: str, seed: int, cfg: dict, where: str) -> Trial
         model=ModelSpec(preset=preset, overrides=model_raw, edge_channel=edge_channel),
         train=read_spec(TrainSpec, cfg.get("train"), f"{where}.train"),
         losses=_loss_specs(cfg.get("losses"), f"{where}.losses"),
+        prior=_prior_spec(cfg.get("prior"), f"{where}.prior", arch) if cfg.get("prior") is not None else None,
     )
     t = spec.train
     for k in ("steps", "batch_size", "log_every", "image_every", "val_every", "val_batches", "checkpoint_every"):
@@ -205,6 +210,34 @@ def trial_from_dict(combination: str, seed: int, cfg: dict, where: str) -> Trial
     if not spec.data.cache_mb >= 0:
         raise ConfigError(f"{where}.data.cache_mb: must be >= 0 (0 = no cache), got {spec.data.cache_mb}")
     _check_edge_map_term(spec, where)
+    return spec
+
+
+def _prior_spec(raw: Any, where: str, arch) -> PriorSpec:
+    """`prior:` read and checked (every setting > 0 where it must be, heads dividing width); a
+    model without a codebook has no codes to model."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping of prior settings ({{}} for the defaults), got {raw!r}")
+    spec = read_spec(PriorSpec, raw, where)
+    for k in ("layers", "heads", "width", "steps", "batch_size", "samples", "log_every", "checkpoint_every"):
+        if getattr(spec, k) <= 0:
+            raise ConfigError(f"{where}.{k}: must be > 0, got {getattr(spec, k)}")
+    if spec.width % spec.heads:
+        raise ConfigError(f"{where}.width: {spec.width} is not a multiple of heads ({spec.heads})")
+    if not 0 <= spec.dropout < 1:
+        raise ConfigError(f"{where}.dropout: must be in [0, 1), got {spec.dropout}")
+    if not 0 < spec.pkeep <= 1:
+        raise ConfigError(f"{where}.pkeep: must be in (0, 1] (1 = no corruption), got {spec.pkeep}")
+    if spec.lr <= 0 or spec.temperature <= 0:
+        bad = "lr" if spec.lr <= 0 else "temperature"
+        raise ConfigError(f"{where}.{bad}: must be > 0, got {getattr(spec, bad)}")
+    if spec.top_k is not None and not 1 <= spec.top_k <= arch.n_embed:
+        raise ConfigError(f"{where}.top_k: must be in [1, {arch.n_embed}] (the codebook size) or null, got {spec.top_k}")
+    if spec.seed is not None and not 0 <= spec.seed <= SEED_MAX:
+        raise ConfigError(f"{where}.seed: must be in [0, {SEED_MAX}] or null (the trial's seed), got {spec.seed}")
+    if arch.bottleneck != "vq":
+        raise ConfigError(f"{where}: model.bottleneck is {arch.bottleneck!r}: an autoencoder without a codebook "
+                          "has no codes for a prior; use a VQ preset or drop `prior:`")
     return spec
 
 

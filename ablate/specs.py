@@ -144,6 +144,29 @@ class LossSpec:
 
 
 @dataclass(frozen=True)
+class PriorSpec:
+    """`prior:` a transformer prior over the trial's code grid, trained after the autoencoder,
+    then sampled: the trial becomes a generator (ablate/prior/). Defaults are the authors'
+    prior (12 layers, 8 heads, width 512, pkeep 0.9); `prior: {}` uses them all."""
+    __pydantic_config__ = READ_FROM_YAML
+    layers: StrictInt = 12
+    heads: StrictInt = 8
+    width: StrictInt = 512
+    dropout: Number = 0.0
+    pkeep: Number = 0.9  # training inputs: each code kept with this probability, else a random code
+    steps: StrictInt = 2000
+    batch_size: StrictInt = 16  # global, split evenly over the workers
+    # The optimiser's rate: the authors' base rate 4.5e-6 x batch 16, as taming scales it.
+    lr: Number = 7.2e-5
+    samples: StrictInt = 64  # images the trial draws (more later with `ablate sample`)
+    top_k: StrictInt | None = None  # sample from the k most likely codes; None: all
+    temperature: Number = 1.0
+    seed: StrictInt | None = None  # None: the trial's seed (each trained generator is one unit)
+    log_every: StrictInt = 20
+    checkpoint_every: StrictInt = 500
+
+
+@dataclass(frozen=True)
 class TrialSpec:
     combination: str
     seed: int
@@ -151,6 +174,14 @@ class TrialSpec:
     model: ModelSpec
     train: TrainSpec
     losses: tuple[LossSpec, ...]
+    prior: PriorSpec | None = None  # None: reconstruction only (no synthesis stage)
+
+    @property
+    def prior_seed(self) -> int | None:
+        """The seed of the trial's prior (its own `seed`, else the trial's); None without a prior."""
+        if self.prior is None:
+            return None
+        return self.seed if self.prior.seed is None else self.prior.seed
 
     def flat(self) -> dict[str, Any]:
         """Every config value under a dotted key, for result tables and hparams."""
@@ -161,6 +192,8 @@ class TrialSpec:
         _flatten("train", dataclasses.asdict(self.train), out)
         for spec in self.losses:
             _flatten(f"loss.{spec.name}", {k: v for k, v in dataclasses.asdict(spec).items() if k != "name"}, out)
+        if self.prior is not None:
+            _flatten("prior", {**dataclasses.asdict(self.prior), "seed": self.prior_seed}, out)
         return out
 
 

@@ -139,6 +139,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("ablate.models",),
     ("ablate.backbones",),
     ("ablate.losses",),
+    ("ablate.prior",),
     ("ablate.train", "ablate.fm", "ablate.segmenter"),
     ("ablate.evaluate",),
     ("ablate.report",),
@@ -178,5 +179,5 @@ def test_the_layer_check_finds_an_upward_import():
     planted["ablate.data.feed"] = graph["ablate.data.feed"] | {"ablate.train.loop"}  # a stage reaching up
     planted["ablate.fm.pretrain"] = graph["ablate.fm.pretrain"] | {"ablate.segmenter.unet"}  # a sibling program
     bad = [b for b in upward_imports(planted) if b not in upward_imports(graph)]
-    assert bad == ["ablate.data.feed (rank 2) imports ablate.train.loop (rank 6)",
-                   "ablate.fm.pretrain (rank 6) imports ablate.segmenter.unet (rank 6)"]
+    assert bad == ["ablate.data.feed (rank 2) imports ablate.train.loop (rank 7)",
+                   "ablate.fm.pretrain (rank 7) imports ablate.segmenter.unet (rank 7)"]

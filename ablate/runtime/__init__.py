@@ -23,7 +23,7 @@ _HOMES = {
     "RunFolders": "fit", "RunOptions": "fit", "config_digest": "fit", "run_folders": "fit", "fit_torch_run": "fit",
     "fit_standalone": "fit", "final_state": "fit", "program_run": "fit", "where_the_run_is": "fit",
     "average_gradients": "distributed", "is_distributed": "distributed", "mean_over_workers": "distributed",
-    "report_to_train": "distributed", "restore_states": "distributed", "restored_location": "distributed", "unwrap": "distributed",
+    "report_to_train": "distributed", "restore_states": "distributed", "checkpoint_location": "distributed", "restored_location": "distributed", "unwrap": "distributed",
     "worker_context": "distributed", "Worker": "distributed", "start_worker": "distributed",
     "TrialWriter": "tensorboard", "mirror_logs": "tensorboard",
     "lr_factor": "schedule",

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-__all__ = ["Worker", "average_gradients", "is_distributed", "mean_over_workers", "report_to_train", "restore_states",
+__all__ = ["Worker", "average_gradients", "checkpoint_location", "is_distributed", "mean_over_workers", "report_to_train", "restore_states",
            "restored_location", "start_worker", "unwrap", "worker_context"]
 
 
@@ -104,10 +104,14 @@ def restored_location() -> str | None:
     import ray.train
 
     ckpt = ray.train.get_checkpoint()
-    if ckpt is None:
-        return None
-    kind = ckpt.filesystem.type_name
-    return ckpt.path if kind == "local" else f"{'gs' if kind == 'gcs' else kind}://{ckpt.path.lstrip('/')}"
+    return None if ckpt is None else checkpoint_location(ckpt)
+
+
+def checkpoint_location(checkpoint) -> str:
+    """A Ray Train checkpoint's folder as a local path or a URI (s3://, gs://), which
+    `storage` and `models.checkpoint` read on any node."""
+    kind = checkpoint.filesystem.type_name
+    return checkpoint.path if kind == "local" else f"{'gs' if kind == 'gcs' else kind}://{checkpoint.path.lstrip('/')}"
 
 
 def report_to_train(metrics: dict, save: Callable[[Path], None] | None = None) -> None:

@@ -49,25 +49,51 @@ def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_
               f"{share_mb(train_rows, spec.data.size, placement.workers):.0f} MiB decoded, over "
               f"data.cache_mb {spec.data.cache_mb:g}; streaming and decoding it from Ray Data every epoch", flush=True)
     driver_marks = {"datasets_ready": time.time()}
+
+    def fit_then_prior() -> None:
+        result = fit_torch_run(
+            train_loop_per_worker,
+            {
+                "spec": spec,
+                # A local folder or a URI: TrialWriter uploads to object storage itself.
+                "tb_dir": ExperimentLayout(exp_dir).tensorboard_run(trial_name),
+                "threads": placement.threads_per_worker,
+                "trial_started_at": started,
+                "driver_marks": driver_marks,
+                "cache_train": cache_train,
+                "weights_manifest": weights_manifest or {},  # pretrained files shipped to other nodes
+            },
+            datasets=datasets,
+            placement=placement,
+            # Named after the trial (itself named from the trial id), so a restored
+            # grid finds the same run folder and its checkpoints.
+            name=trial_name,
+            storage_path=ExperimentLayout(exp_dir).train,  # Ray Train writes s3:// (any pyarrow URI) itself
+            max_failures=max_failures,
+            callbacks=(TuneReportCallback(),),
+        )
+        if spec.prior is not None:
+            prior_stage(spec, result, trial_name, exp_dir, data_dir, placement, max_failures)
+
     # A configuration error ends the trial here, reported, not raised: Tune would retry it (config_errors.py).
-    without_retry(lambda: fit_torch_run(
-        train_loop_per_worker,
-        {
-            "spec": spec,
-            # A local folder or a URI: TrialWriter uploads to object storage itself.
-            "tb_dir": ExperimentLayout(exp_dir).tensorboard_run(trial_name),
-            "threads": placement.threads_per_worker,
-            "trial_started_at": started,
-            "driver_marks": driver_marks,
-            "cache_train": cache_train,
-            "weights_manifest": weights_manifest or {},  # pretrained files shipped to other nodes
-        },
-        datasets=datasets,
-        placement=placement,
-        # Named after the trial (itself named from the trial id), so a restored
-        # grid finds the same run folder and its checkpoints.
-        name=trial_name,
-        storage_path=ExperimentLayout(exp_dir).train,  # Ray Train writes s3:// (any pyarrow URI) itself
-        max_failures=max_failures,
-        callbacks=(TuneReportCallback(),),
-    ), tune.report, where=trial_key(spec))
+    without_retry(fit_then_prior, tune.report, where=trial_key(spec))
+
+
+def prior_stage(spec: TrialSpec, result, trial_name: str, exp_dir: str, data_dir: str, placement: Placement,
+                max_failures: int) -> None:
+    """The synthesis stage of a trial whose autoencoder finished (ablate/prior/stage.py); its
+    `prior.*` figures reach Tune in one more report that repeats the autoencoder's final one,
+    so the results table still reads the trial's status, steps and checkpoint from it."""
+    from ray import tune
+
+    from ablate.prior.stage import run_prior_stage
+    from ablate.runtime import checkpoint_location
+
+    final = dict(result.metrics or {})
+    if result.checkpoint is None or not final.get("final") or final.get("stop_reason"):
+        print(f"{trial_key(spec)}: no prior trained: the autoencoder did not finish", flush=True)  # the trial's log
+        return
+    autoencoder = checkpoint_location(result.checkpoint)
+    figures = run_prior_stage(spec, trial=trial_name, exp_dir=exp_dir, data_dir=data_dir, autoencoder=autoencoder,
+                              placement=placement, max_failures=max_failures)
+    tune.report({**final, "checkpoint_path": autoencoder, **figures})

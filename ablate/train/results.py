@@ -41,7 +41,7 @@ def collect_results(result_grid, trials: dict[str, TrialSpec]) -> pd.DataFrame:
             "startup_s": m.get("time/startup_s"),
             "trial_dir": result.path,
         }
-        row.update({k: v for k, v in m.items() if k.startswith(("val/", "train/", "data/", "node/", "time/"))})
+        row.update({k: v for k, v in m.items() if k.startswith(("val/", "train/", "data/", "node/", "time/", "prior."))})
         rows.append(row)
     df = pd.DataFrame(rows)
     front = [c for c in KEY_COLUMNS if c in df.columns]

@@ -34,6 +34,9 @@ def test_driver_and_worker_both_run_under_without_retry():
 
     from ablate.train import driver, loop
 
-    assert "without_retry(lambda: fit_torch_run(" in inspect.getsource(driver.run_trial)
-    assert "tune.report" in inspect.getsource(driver.run_trial)
+    source = inspect.getsource(driver.run_trial)
+    # the autoencoder's fit and the prior stage after it, both under one without_retry
+    assert "without_retry(fit_then_prior, tune.report" in source
+    body = source[source.index("def fit_then_prior"):source.index("without_retry(fit_then_prior")]
+    assert "fit_torch_run(" in body and "prior_stage(" in body
     assert "without_retry(" in inspect.getsource(loop.train_loop_per_worker)

@@ -1,0 +1,123 @@
+"""A split of the prepared dataset as code grids of a trial's final autoencoder: what its
+prior learns. Ray Data streams the prepared shards through the autoencoder (`EncodeCodes`,
+one actor) and writes Parquet shards of codes beside the trial's samples:
+
+    EXP/samples/<trial>/prior/codes/<split>/*.parquet   {"codes": int32 list (h*w), "key": int64}
+    EXP/samples/<trial>/prior/codes/<split>.json        written last: the autoencoder checkpoint,
+                                                        the grid shape and the row count
+
+A split whose `.json` names the same checkpoint is not encoded again (a resumed trial); a
+folder without it (an interrupted encoding) is ours to remove and is written afresh.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ablate import storage
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CodeSplit:
+    """Where one split's codes are and their shape.
+
+    Args:
+        folder: the Parquet shards (a local folder or URI).
+        rows: code grids in the split.
+        grid: (h, w) of each grid (raster order in the Parquet list).
+        vocab: the codebook size.
+    """
+    folder: str
+    rows: int
+    grid: tuple[int, int]
+    vocab: int
+
+
+class EncodeCodes:
+    """map_batches callable (one actor holds the autoencoder): {"image": uint8 (N, 3, S, S),
+    "key"} -> {"codes": int32 (N, h*w), "key"}."""
+
+    def __init__(self, checkpoint: str, threads: int = 1, use_gpu: bool = False):
+        import torch
+
+        from ablate.models.checkpoint import read_checkpoint, rebuild_model
+
+        torch.set_num_threads(threads)
+        self.device = "cuda" if use_gpu else "cpu"
+        self.model, self.edge = rebuild_model(read_checkpoint(checkpoint, self.device), self.device)
+
+    def __call__(self, batch: dict) -> dict:
+        import torch
+
+        with torch.no_grad():
+            x = torch.from_numpy(np.ascontiguousarray(batch["image"])).to(self.device).float() / 255
+            # The model's input as in training: the image, with its edge map for the paper's arm.
+            codes = self.model.encode_codes(self.edge.model_input(x) if self.edge else x)
+        return {"codes": codes.flatten(1).to(torch.int32).cpu().numpy(), "key": batch["key"]}
+
+
+def code_grid(checkpoint: str) -> tuple[tuple[int, int], int]:
+    """((h, w) of the code grid, codebook size) of the autoencoder in `checkpoint`."""
+    from ablate.models.checkpoint import read_checkpoint, rebuild_model
+
+    state = read_checkpoint(checkpoint)
+    model, _ = rebuild_model(state)
+    side = state["model_spec"]["size"] // model.arch.downsampling()
+    return (side, side), model.arch.n_embed
+
+
+def encode_split(data_dir: str, split: str, size: int, checkpoint: str, folder: str, *, threads: int = 1,
+                 gpus: float = 0.0) -> CodeSplit | None:
+    """Encode `split` of the prepared dataset with the autoencoder in `checkpoint` into
+    `folder`/<split>/; None when the split is empty. Needs Ray running.
+
+    Args:
+        data_dir: the prepared dataset.
+        split: "train" or "val".
+        size: the trial's image size.
+        checkpoint: the trial's final checkpoint folder.
+        folder: the trial's codes folder (prior/codes).
+        threads: torch threads of the encoding actor.
+        gpus: GPUs of the encoding actor (the trial's per-worker share); 0 encodes on its CPU.
+    """
+    from ablate.data.shards import read_manifest
+    from ablate.data.stream import split_dataset
+
+    if not read_manifest(data_dir)["counts"].get(split, 0):
+        return None
+    shards, record = storage.join(folder, split), storage.join(folder, f"{split}.json")
+    grid, vocab = code_grid(checkpoint)
+    if storage.is_file(record):
+        done = json.loads(storage.read_text(record))
+        if done.get("checkpoint") == str(checkpoint):
+            return CodeSplit(shards, int(done["rows"]), (int(done["grid"][0]), int(done["grid"][1])), int(done["vocab"]))
+    if storage.has_entries(shards):  # an interrupted encoding of ours: its files are incomplete
+        logger.info(f"{shards}: an earlier encoding did not finish; encoding {split} again")
+        storage.delete_dir(shards)
+    ds = split_dataset(data_dir, split, size, verify=False)
+    import ray.data
+
+    # Half a CPU: the read and write tasks need the rest of a machine as small as two cores
+    # (with a whole CPU the actor and a read task wait on each other there).
+    coded = ds.map_batches(EncodeCodes, fn_constructor_args=(str(checkpoint), threads, gpus > 0), batch_size=16,
+                           batch_format="numpy", compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.5,
+                           num_gpus=gpus)
+    coded.write_parquet(shards)
+    rows = ray_count(shards)
+    storage.write_text(record, json.dumps({"checkpoint": str(checkpoint), "rows": rows, "grid": list(grid),
+                                           "vocab": vocab}))
+    logger.info(f"{split}: {rows} images encoded to {grid[0]}x{grid[1]} codes -> {shards}")
+    return CodeSplit(shards, rows, grid, vocab)
+
+
+def ray_count(folder: str) -> int:
+    """Rows of the Parquet shards in `folder` (read from their footers)."""
+    import ray.data
+
+    return int(ray.data.read_parquet(folder).count())

@@ -1,0 +1,83 @@
+"""Drawing a trial's samples: code grids from its prior (KV-cached sampling), decoded by its
+autoencoder, written chunk by chunk (data/sample_store.py). Run as a Ray task (one per
+trial), by the trial itself after its prior trains and by `ablate sample` later; chunk k's
+seed depends only on the prior's seed and k, so the same chunk holds the same images
+whichever of them draws it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ablate import storage
+from ablate.data.sample_store import CONTACT_SHEET, chunk_numbers, chunk_seed, contact_sheet, read_samples, write_chunk
+from ablate.prior.prior_file import load_prior
+
+logger = logging.getLogger(__name__)
+
+CHUNK = 32  # samples per chunk file: an interrupted draw loses at most this many
+SHEET = 16  # samples on the contact sheet
+
+
+@dataclass(frozen=True)
+class DrawRequest:
+    """What to draw for one trial.
+
+    Args:
+        folder: the trial's samples folder (EXP/samples/<trial>).
+        prior: the prior's final checkpoint folder.
+        autoencoder: the trial's final autoencoder checkpoint folder.
+        total: bring the folder to at least this many samples.
+        top_k, temperature: sampling settings (the trial's `prior:` block).
+        precision: "auto" (bf16 autocast on CUDA for the decoder) or as in train.precision.
+        use_gpu: draw on this task's GPU.
+    """
+    folder: str
+    prior: str
+    autoencoder: str
+    total: int
+    top_k: int | None = None
+    temperature: float = 1.0
+    precision: str = "auto"
+    use_gpu: bool = False
+
+
+def draw_samples(req: DrawRequest, threads: int = 1) -> dict:
+    """Draw the chunks `req.folder` lacks up to `req.total` samples; write the contact sheet
+    when it is missing. Returns {"drawn": new samples, "total": samples now, "prior_step"}."""
+    import numpy as np
+    import torch
+
+    from ablate.models.checkpoint import read_checkpoint, rebuild_model
+    from ablate.runtime import resolve_precision
+
+    torch.set_num_threads(threads)
+    device = "cuda" if req.use_gpu else "cpu"
+    prior, saved = load_prior(req.prior, device)
+    ae, _ = rebuild_model(read_checkpoint(req.autoencoder, device), device)
+    autocast = resolve_precision(req.precision, device).autocast
+    h, w = saved["grid"]
+    present = set(chunk_numbers(req.folder))
+    wanted = -(-req.total // CHUNK)
+    drawn = 0
+    for k in range(wanted):
+        if k in present:
+            continue
+        n = min(CHUNK, req.total - k * CHUNK)
+        seed = chunk_seed(int(saved["seed"]), k)
+        generator = torch.Generator(device=device).manual_seed(seed)
+        codes = prior.sample(n, top_k=req.top_k, temperature=req.temperature, generator=generator)
+        with torch.no_grad(), autocast():
+            images = ae.decode_codes(codes.view(n, h, w))[:, :3].float().clamp(0, 1)  # RGB (an edge channel dropped)
+        pixels = (images.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
+        write_chunk(req.folder, k, pixels, seed=seed, condition=None, top_k=req.top_k, temperature=req.temperature,
+                    prior_step=int(saved["step"]))
+        drawn += n
+    sheet = storage.join(req.folder, CONTACT_SHEET)
+    if not storage.is_file(sheet) and chunk_numbers(req.folder):
+        storage.write_bytes(sheet, contact_sheet(read_samples(req.folder, limit=SHEET).images))
+    total = sum(len(storage.read_parquet(storage.join(req.folder, f"chunk-{c:05d}.parquet")))
+                for c in chunk_numbers(req.folder))
+    logger.info(f"{req.folder}: {drawn} new samples drawn, {total} in all")
+    return {"drawn": drawn, "total": total, "prior_step": int(saved["step"])}
