@@ -247,3 +247,34 @@ def test_a_report_on_object_storage_stages_the_sample_tables_and_contact_sheets(
     sheet = base64.b64encode((exp / "samples" / trial / "contact_sheet.png").read_bytes()).decode()
     assert f'alt="lpips contact sheet" src="data:image/png;base64,{sheet}"' in html
     assert "Q1s (samples: foundation-model term vs LPIPS term): YES" in html and "not found" not in html
+
+
+def test_a_primary_evaluation_could_not_compute_is_left_out_not_counted_as_missing_seeds(tmp_path):
+    # fd_fm is NaN in every trial (no fundus model) and morph_w1.fractal_dimension in one: neither
+    # may turn the pair into "not enough seeds" or vote on fewer trials than were run
+    exp = q1_experiment(tmp_path / "e", questions={"q1s": {"primary": ["recall", "fd_fm"]}})
+    t = pd.read_parquet(exp / "eval" / "samples.parquet")
+    t.loc[0, "morph_w1.fractal_dimension"] = math.nan
+    t.to_parquet(exp / "eval" / "samples.parquet", index=False)
+    e = load_experiment(exp)
+    s = analyse_samples(e, analyse(e).declared)
+    assert s is not None and s.q1s.verdict == "yes", s.q1s.sentence
+    tests = s.q1s.tests.set_index("metric")
+    assert tests.loc["fd_fm@20", "excluded"] == "not computable in 6 of 6 trial(s) (NaN in eval/samples.parquet)"
+    assert tests.loc["morph_w1.fractal_dimension", "excluded"].startswith("not computable in 1 of 6")
+    assert tests["votes"].sum() == 1 and tests.loc["recall", "votes"]
+    note = s.metrics.set_index("metric").loc["morph_w1.fractal_dimension", "note"]
+    assert "NaN in 1 trial(s)" in note
+
+
+def test_fd_in_the_foundation_arms_own_model_is_trained_on(tmp_path):
+    exp = q1_experiment(tmp_path / "e", questions={"q1s": {"primary": ["recall"]}})
+    t = pd.read_parquet(exp / "eval" / "samples.parquet")
+    t["fm"], t["fd_fm"] = "fundus_mae", 40.0 + t["seed"]  # FM's foundation term is in fundus_mae features
+    t.to_parquet(exp / "eval" / "samples.parquet", index=False)
+    e = load_experiment(exp)
+    s = analyse_samples(e, analyse(e).declared)
+    assert s is not None
+    excluded = s.q1s.tests.set_index("metric").loc["fd_fm@20", "excluded"]
+    assert excluded == "trained on (`retfound-fundus_mae`: foundation term in fundus_mae features)"
+    assert "in fundus_mae features" in s.metrics.set_index("metric").loc["fd_fm@20", "note"]
