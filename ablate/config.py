@@ -94,6 +94,9 @@ class QuestionsBlock(BaseModel):
     q2: QuestionBlock | None = None
     ranking: list[str] | None = Field(None, min_length=1)
     non_inferiority: NonInferiorityBlock | None = None
+    q1s: QuestionBlock | None = Field(None, description="Q1 asked of the prior's samples (eval/samples.parquet "
+                                      "metrics, e.g. fid, recall, morph_w1.density); no default: undeclared, no verdict")
+    q2s: QuestionBlock | None = Field(None, description="Q2 asked of the prior's samples, as q1s")
 
 
 class SearchSpaceFile(BaseModel):

@@ -18,6 +18,8 @@ from ablate.report.document import render_html, render_markdown
 from ablate.report.plots import metric_plots
 from ablate.report.render import report_warnings
 from ablate.report.stats import analyse
+from ablate.report.synthesis import analyse_samples
+from ablate.report.synthesis_view import sample_tests, synthesis_view
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
@@ -58,14 +60,18 @@ def build_report(exp: str | Path, n_images: int = N_IMAGES, hparams: bool = True
                                            segmenter_used(e.notes, e.segmenter), n_images)
     e.warnings.extend(grid_warnings)
     plots = metric_plots(e, a)
+    synthesis = analyse_samples(e, a.declared)  # None without eval/samples.parquet: no section
     warnings = report_warnings(e) + statistical_warnings(e, a.declared.source)
+    warnings += [f"MEMORISATION: {m}" for m in (synthesis.memorising if synthesis else [])]
     write_tables(e, out)
     _write_parquet(a.summary, out / "summary.parquet")
     _write_parquet(a.paired, out / "paired.parquet")
     _write_parquet(a.ranking, out / "ranking.parquet")
     q = [t.assign(question=name) for name, t in (("Q1", a.q1.tests), ("Q2", a.q2.tests)) if not t.empty]
+    q += sample_tests(synthesis)
     _write_parquet(pd.concat(q, ignore_index=True) if q else pd.DataFrame({"question": []}), out / "questions.parquet")
-    ctx = report_context(e, a, plots, grid, warnings)
+    ctx = report_context(e, a, plots, grid, warnings,
+                         synthesis_view(e, synthesis, a.declared) if synthesis is not None else None)
     _write_readable(Path(layout.report_md), render_markdown(ctx))
     _write_readable(Path(layout.report_html), render_html(ctx))
     return Path(layout.report_html)

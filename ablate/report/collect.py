@@ -6,6 +6,8 @@ Inputs, in the experiment folder EXP (what `ablate launch` and `ablate evaluate`
   EXP/eval/per_image.parquet  one row per (trial, test image) (optional: without it the report
                               shows training / validation metrics and says evaluation is missing)
   EXP/eval/notes.json         segmenter used, skipped metrics, feature networks (optional)
+  EXP/eval/samples.parquet, sample_neighbours.parquet  the prior's samples judged, per trial (optional:
+                              without them no Synthesis section; columns: ablate.report.sample_columns)
 
 Tables (pandas DataFrames, plain column types; `write_tables` stores them as
 EXP/report/<name>.parquet, and they read back with `pandas.read_parquet` or
@@ -91,6 +93,8 @@ class Experiment:
     warnings: list[str] = field(default_factory=list)
     eval_missing: str | None = None  # why there are no test metrics, or None
     location: str = ""  # where the experiment lives (its URI when `exp` is a local staging copy)
+    samples: pd.DataFrame | None = None  # eval/samples.parquet (finished trials only); None: no samples judged
+    sample_neighbours: pd.DataFrame | None = None  # eval/sample_neighbours.parquet; None: absent
 
     @property
     def evaluated(self) -> bool:
@@ -195,10 +199,46 @@ def load_experiment(exp: str | Path, location: str | None = None) -> Experiment:
         warnings.append(f"trial {r['trial']} is {r['status']}"
                         + (f": {plain(error, _error_log(r.get('trial_dir')))}" if isinstance(error, str) and error else ""))
     trial_metrics = tidy_trial_metrics(trials, image_metrics)
+    samples, neighbours = read_sample_tables(layout, trials, shown, where, warnings)
     return Experiment(exp=exp, trials=trials, trial_metrics=trial_metrics, image_metrics=image_metrics,
                       combinations=combinations, baseline=baseline, baseline_reason=reason, grid=grid, notes=notes,
                       data=grid.get("data"), segmenter=segmenter, warnings=warnings, eval_missing=eval_missing,
-                      location=where)
+                      location=where, samples=samples, sample_neighbours=neighbours)
+
+
+def read_sample_tables(layout: ExperimentLayout, trials: pd.DataFrame, shown, where: str,
+                       warnings: list[str]) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """eval/samples.parquet (finished trials' rows, grid order) and eval/sample_neighbours.parquet, None
+    where absent. Warns where trials drew samples (results' prior.* columns) that no table judges; a
+    table without a column the report reads is an error naming them (ablate.report.sample_columns)."""
+    from ablate.report.sample_columns import NEIGHBOUR_COLUMNS, REQUIRED
+
+    path, npath = Path(layout.eval.samples), Path(layout.eval.sample_neighbours)
+    drew = set(trials.loc[(trials["status"] == "done") & (pd.to_numeric(trials["prior.samples"]) > 0), "trial"]
+               if "prior.samples" in trials.columns else [])
+    tables: list[pd.DataFrame | None] = []
+    for p, what, needed in ((path, "sample table", REQUIRED), (npath, "sample-neighbour table", NEIGHBOUR_COLUMNS)):
+        t = _read_parquet(p, what, shown(p)) if p.is_file() else None
+        missing = [] if t is None else [c for c in needed if c not in t.columns]
+        if missing:
+            raise ReportError(f"{shown(p)}: columns {missing} missing; run `ablate evaluate {where}` again")
+        tables.append(t)
+    table, neighbours = tables
+    if table is None:
+        if drew:
+            warnings.append(f"{shown(path)}: not found although trials drew samples; run `ablate evaluate {where}` "
+                            "to judge them (no Synthesis section until then)")
+        return None, None
+    unknown = sorted(set(table["trial"]) - set(trials["trial"]))
+    if unknown:
+        warnings.append(f"{shown(path)}: trial(s) {', '.join(map(str, unknown))} not in results.parquet; left out")
+    done = trials.loc[trials["status"] == "done", ["trial", "order"]]
+    table = table.merge(done, on="trial").sort_values(["order", "seed"]).drop(columns="order").reset_index(drop=True)
+    table["seed"] = table["seed"].astype(int)
+    if unjudged := sorted(drew - set(table["trial"])):
+        warnings.append(f"{len(unjudged)} trial(s) with samples not in {shown(path)} ({', '.join(unjudged)}): "
+                        f"run `ablate evaluate {where}` again")
+    return table, neighbours
 
 
 def _error_log(trial_dir) -> str | None:

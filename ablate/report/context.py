@@ -13,8 +13,6 @@ import datetime as _dt
 from dataclasses import dataclass
 from typing import Any
 
-import pandas as pd
-
 from ablate.evaluate.samples import GridColumn, ImageGrid
 from ablate.report.collect import Experiment, is_demo_data
 from ablate.report.other_data import describe, load_other_datasets
@@ -26,7 +24,6 @@ from ablate.report.render import (
     METHODS,
     SPURIOUS,
     diff_map,
-    fmt,
     morphology_set,
     paired_table,
     png_data_uri,
@@ -37,40 +34,9 @@ from ablate.report.render import (
     trials_table,
 )
 from ablate.report.stats import Analysis
+from ablate.report.synthesis_view import SynthesisView
 from ablate.report.text import plain
-
-
-@dataclass(frozen=True)
-class Table:
-    """A table as text. `left`: per column, whether HTML aligns it left (a text column);
-    `row_classes`: per row, the HTML class that marks it ("" = none)."""
-
-    columns: list[str]
-    left: list[bool]
-    rows: list[list[str]]
-    row_classes: list[str]
-
-    @property
-    def empty(self) -> bool:
-        return not self.columns or not self.rows
-
-
-def text_table(df: pd.DataFrame | None, left: tuple[str, ...] = (), row_class=None) -> Table:
-    """`df` as a Table: every cell as report text (`fmt` for what is not a string, then `plain`).
-
-    Args:
-        df: the table; None or empty gives an empty Table.
-        left: the columns that hold text (aligned left in HTML).
-        row_class: row (a dict) -> its HTML class, or None for no classes.
-    """
-    if df is None or df.empty:
-        return Table([], [], [], [])
-    cell = lambda v: plain(fmt(v) if not isinstance(v, str) else v)
-    # Rows by position: a column name may repeat (a combination named like a heading column).
-    rows = [[cell(v) for v in row] for row in df.itertuples(index=False, name=None)]
-    classes = [row_class(r) for r in df.to_dict("records")] if row_class else [""] * len(rows)
-    return Table(columns=[cell(c) for c in df.columns], left=[c in left for c in df.columns],
-                 rows=rows, row_classes=classes)
+from ablate.report.views import Question, Table, text_table, verdict_class
 
 
 @dataclass(frozen=True)
@@ -99,13 +65,6 @@ class Primaries:
     q1: list[str]
     q2: list[str]
     source: str
-
-
-@dataclass(frozen=True)
-class Question:
-    verdict: str
-    sentence: str
-    tests: Table
 
 
 @dataclass(frozen=True)
@@ -174,19 +133,8 @@ class ReportContext:
     image_grid: ImageGridView | None
     other_data: list[OtherSection]
     non_inferiority: NonInferiorityView | None = None  # None: no margin declared, nothing said
+    synthesis: SynthesisView | None = None  # None: no samples judged (a grid without `prior:`), no section
     methods: str = METHODS
-
-
-def verdict_class(r: dict) -> str:
-    """The HTML class of a comparison row: better / worse (significant), notvoted (grey), or "".
-
-    Args:
-        r: the row, with its `verdict` column.
-    """
-    v = str(r.get("verdict", ""))
-    if v in ("better", "worse"):
-        return v
-    return "notvoted" if v.startswith(("not voted", "secondary")) else ""
 
 
 def image_grid_view(g: ImageGrid) -> ImageGridView:
@@ -212,7 +160,8 @@ def image_grid_view(g: ImageGrid) -> ImageGridView:
     return ImageGridView(plain(g.segmenter), [plain(n) for n in g.notes], tables)
 
 
-def report_context(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, warnings: list[str]) -> ReportContext:
+def report_context(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, warnings: list[str],
+                   synthesis: SynthesisView | None = None) -> ReportContext:
     """What the report says, once, for both documents.
 
     Args:
@@ -221,6 +170,7 @@ def report_context(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, wa
         plots: (title, PNG data URI) per plot (ablate.report.plots.metric_plots).
         grid: the image grid, or None where it was left out (the warnings say why).
         warnings: what a reader must see before the numbers.
+        synthesis: the Synthesis section (ablate.report.synthesis_view), or None for none.
     """
     status = e.trials["status"].value_counts().to_dict()
     about = About(
@@ -252,4 +202,5 @@ def report_context(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, wa
                           row_class=verdict_class),
         ranking_note=plain(ranking_note(a)), ranking=text_table(ranking_table(a), left=("combination",)),
         ranks=text_table(ranks_by_metric(e, a), left=("metric", "better")),
-        image_grid=image_grid_view(grid) if grid is not None and grid.columns else None, other_data=others)
+        image_grid=image_grid_view(grid) if grid is not None and grid.columns else None, other_data=others,
+        synthesis=synthesis)

@@ -6,6 +6,8 @@
       ranking: [psnr, ssim, border_width_error, cldice]   # optional
       non_inferiority: {metric: psnr, margin: 0.5}        # optional: "not worse than the baseline
                                                           # by more than 0.5 dB" (no default)
+      q1s: {primary: [fid, recall]}                       # optional: Q1 asked of the prior's samples
+      q2s: {primary: [morph_w1.density]}                  # optional: Q2 asked of them (no default)
 
 Declared before the run, so the verdict cannot be steered by picking, afterwards, the
 metrics that happened to come out significant. Parsed here (not in ablate.config, which
@@ -18,7 +20,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-QUESTION_KEYS = ("q1", "q2", "ranking", "non_inferiority")
+QUESTION_KEYS = ("q1", "q2", "ranking", "non_inferiority", "q1s", "q2s")
+SAMPLE_QUESTIONS = ("q1s", "q2s")  # asked of eval/samples.parquet; no defaults
 
 # Q2 asks whether vessels stay sharp and continuous: the width of the original's vessel borders
 # as the reconstruction draws them, best at the original's (ablate.evaluate.vessel_border; issue
@@ -32,11 +35,12 @@ def parse_questions(raw: Any, where: str) -> dict:
     with every key filled: each question has one or two primary metrics (the ones that vote;
     the report shows the rest as secondary); `ranking` defaults to q1's and q2's primaries.
     A question left out gets the report's default (DEFAULT_QUESTIONS); `non_inferiority` is
-    kept only where declared (parse_non_inferiority)."""
+    kept only where declared (parse_non_inferiority), and so are `q1s` / `q2s`
+    (parse_sample_primary: the same questions asked of the prior's samples)."""
     from ablate.report.metric_names import canonical, info, known_metric, metric_vocabulary
 
     if not isinstance(raw, dict):
-        raise ValueError(f"{where}: expected a mapping with q1, q2 and optionally ranking and non_inferiority, "
+        raise ValueError(f"{where}: expected a mapping with q1, q2 and optionally ranking, non_inferiority, q1s and q2s, "
                          f"got {raw!r}")
     unknown = sorted(set(raw) - set(QUESTION_KEYS))
     if unknown:
@@ -72,7 +76,45 @@ def parse_questions(raw: Any, where: str) -> dict:
     out["ranking"] = metrics(raw["ranking"], "ranking", None) if "ranking" in raw else default_ranking
     if "non_inferiority" in raw:  # absent: the report says nothing about it (no margin of ours)
         out["non_inferiority"] = parse_non_inferiority(raw["non_inferiority"], f"{where}.non_inferiority")
+    for q in SAMPLE_QUESTIONS:  # absent: the report says they were not declared and gives no verdict
+        if q in raw:
+            out[q] = {"primary": parse_sample_primary(raw[q], f"{where}.{q}")}
     return out
+
+
+def parse_sample_primary(body: Any, where: str) -> list[str]:
+    """`{primary: [m, ...]}` of q1s / q2s -> the 1 or 2 metrics that vote: columns of
+    eval/samples.parquet with a better direction that may vote (ablate.report.sample_columns;
+    density, the morphology floors and the memorisation shares may not). A FID, KID or FD
+    declared here still votes only where evaluation could compute it, at or above the
+    sample-size floors (the report says so where it cannot).
+
+    Args:
+        body: the value of `questions.q1s` or `questions.q2s`.
+        where: the file and key path, for messages.
+    """
+    from ablate.report.sample_columns import sample_info, sample_vocabulary
+
+    if not isinstance(body, dict) or set(body) != {"primary"}:
+        raise ValueError(f"{where}: expected {{primary: [metric, ...]}} (metrics of eval/samples.parquet), "
+                         f"got {body!r}")
+    value = body["primary"]
+    key = f"{where}.primary"
+    if not isinstance(value, list) or not value or not all(isinstance(m, str) for m in value):
+        raise ValueError(f"{key}: expected a non-empty list of sample metric names, got {value!r}")
+    if len(value) > 2:
+        raise ValueError(f"{key}: at most 2 primary metrics (each one more is a test the question's error rate "
+                         f"pays for), got {value}")
+    for m in value:
+        found = sample_info(m)
+        if found is None:
+            raise ValueError(f"{key}: {m!r} is no metric of the samples; valid: {sample_vocabulary()}")
+        if not found.may_vote or found.better is None:
+            raise ValueError(f"{key}: {m} may not vote ({found.about}); declare one of {sample_vocabulary()} "
+                             "with a better direction (not density)")
+    if len(set(value)) != len(value):
+        raise ValueError(f"{key}: {value} names one metric twice")
+    return list(value)
 
 
 def parse_non_inferiority(raw: Any, where: str) -> dict:

@@ -17,6 +17,7 @@ import re
 
 from ablate.evaluate.catalogue import lookup, vocabulary
 from ablate.metric_info import MetricInfo
+from ablate.report.sample_columns import sample_info
 
 # Two names for one number: agreement() writes betti0_error = |components(R) - components(T)|,
 # and abs_delta_components is |delta components| of the same two maps (likewise holes).
@@ -95,10 +96,11 @@ def fd_bias_text(n: int) -> str:
 
 
 def info(metric: str) -> MetricInfo | None:
-    """The metric's declaration (`fid@20` as `fid`; `val/psnr` as `psnr`); None for a name the
-    evaluation does not write."""
+    """The metric's declaration (`fid@20` as `fid`; `val/psnr` as `psnr`; a column of the
+    sample table, `recall` or `morph_w1.density`, as ablate.report.sample_columns declares
+    it); None for a name the evaluation does not write."""
     m = base_name(metric)
-    return lookup(m.removeprefix("val/"))
+    return lookup(m.removeprefix("val/")) or sample_info(m)
 
 
 def direction(metric: str) -> str | None:

@@ -33,6 +33,8 @@ class Declared:
     ranking: list[str]
     source: str  # where they were declared, in words
     non_inferiority: dict | None = None  # {metric, margin} as declared; None: not declared, nothing said
+    q1s: list[str] | None = None  # the samples' Q1 / Q2 primaries; None: not declared, no verdict
+    q2s: list[str] | None = None
 
 
 def declared_questions(e: Experiment) -> Declared:
@@ -49,7 +51,8 @@ def declared_questions(e: Experiment) -> Declared:
     except ValueError as ex:
         e.warnings.append(f"{ex}; the default primary metrics are used instead")
         q, source = parse_questions(DEFAULT_QUESTIONS, "defaults"), "defaults: grid.json's `questions` is invalid"
-    return Declared(q["q1"]["primary"], q["q2"]["primary"], q["ranking"], source, q.get("non_inferiority"))
+    return Declared(q["q1"]["primary"], q["q2"]["primary"], q["ranking"], source, q.get("non_inferiority"),
+                    q["q1s"]["primary"] if "q1s" in q else None, q["q2s"]["primary"] if "q2s" in q else None)
 
 
 @dataclass
@@ -98,10 +101,12 @@ def pair_sentence(a: str, b: str, verdict: str, judged: list[dict], rows: dict) 
 
 
 def answer(title: str, lead: str, pairs: list[tuple[str, str]], primary: list[str], e: Experiment,
-           source: str) -> Answer:
-    """Judge every pair's tests as one Holm family and phrase the verdicts."""
+           source: str, compare=compare_pair) -> Answer:
+    """Judge every pair's tests as one Holm family and phrase the verdicts. `compare(e, a, b,
+    primary)`: the records of one pair (compare_pair for the test images' metrics;
+    ablate.report.sample_questions for the samples')."""
     rows = {r["combination"]: r for r in e.trials.drop_duplicates("combination").to_dict("records")}
-    per_pair = [compare_pair(e, a, b, primary) for a, b in pairs]
+    per_pair = [compare(e, a, b, primary) for a, b in pairs]
     flat = judge([r for recs in per_pair for r in recs])
     judged, k = [], 0
     for recs in per_pair:
@@ -153,10 +158,9 @@ def power_line(judged: list[dict], power: float = 0.8) -> str:
             "smaller true effects mostly come out as \"not enough evidence\".")
 
 
-def answer_q1(e: Experiment, declared: Declared) -> Answer:
-    q = "Q1: does the foundation-model feature loss beat the LPIPS perceptual loss?"
-    if not e.evaluated:
-        return Answer(q, "evaluation missing", f"{q} Cannot say: {e.eval_missing}")
+def q1_pairs(e: Experiment) -> tuple[list[tuple[str, str]], str]:
+    """Q1's pairs (foundation arm, LPIPS arm of the same edge setting), or no pair and why
+    (the end of a "Not in this grid: ..." sentence). Q1 and Q1s (samples) ask of these."""
     rows = {r["combination"]: r for r in e.trials.drop_duplicates("combination").to_dict("records")}
     fm = [c for c in e.combinations if uses(rows[c], "foundation") and not uses(rows[c], "lpips")]
     lp = [c for c in e.combinations if uses(rows[c], "lpips") and not uses(rows[c], "foundation")]
@@ -165,17 +169,14 @@ def answer_q1(e: Experiment, declared: Declared) -> Answer:
         match = [c for c in lp if edge_setting(rows[c]) == edge_setting(rows[f])]
         if match:
             pairs.append((f, match[0]))
-    if not pairs:
-        have = f"foundation: {fm or 'none'}, lpips: {lp or 'none'}"
-        return Answer(q, "not in this grid", f"{q} Not in this grid: it needs a combination with a `foundation` term "
-                      f"and one with an `lpips` term and the same edge setting ({have}).")
-    return answer(q, "Q1 (foundation-model term vs LPIPS term)", pairs, declared.q1, e, declared.source)
+    have = f"foundation: {fm or 'none'}, lpips: {lp or 'none'}"
+    return pairs, ("" if pairs else f"it needs a combination with a `foundation` term and one with an `lpips` term "
+                   f"and the same edge setting ({have}).")
 
 
-def answer_q2(e: Experiment, declared: Declared) -> Answer:
-    q = "Q2: does the edge term sharpen vessels against the baseline?"
-    if not e.evaluated:
-        return Answer(q, "evaluation missing", f"{q} Cannot say: {e.eval_missing}")
+def q2_pairs(e: Experiment) -> tuple[list[tuple[str, str]], str]:
+    """Q2's pairs (each edge arm without a feature term, the baseline), or no pair and why.
+    Q2 and Q2s (samples) ask of these."""
     rows = {r["combination"]: r for r in e.trials.drop_duplicates("combination").to_dict("records")}
 
     def has_edge(c):
@@ -185,12 +186,32 @@ def answer_q2(e: Experiment, declared: Declared) -> Answer:
         return not uses(rows[c], "lpips") and not uses(rows[c], "foundation")
 
     if has_edge(e.baseline):
-        return Answer(q, "not in this grid", f"{q} Not in this grid: the baseline `{e.baseline}` itself has an edge term.")
+        return [], f"the baseline `{e.baseline}` itself has an edge term."
     edge = [c for c in e.combinations if c != e.baseline and has_edge(c) and plain(c)]
     if not edge:
-        return Answer(q, "not in this grid", f"{q} Not in this grid: no combination adds an edge channel or `edge` "
-                      f"loss to the baseline `{e.baseline}` without a feature term.")
-    a = answer(q, "Q2 (edge term vs baseline)", [(c, e.baseline) for c in edge], declared.q2, e, declared.source)
+        return [], (f"no combination adds an edge channel or `edge` loss to the baseline `{e.baseline}` without a "
+                    "feature term.")
+    return [(c, e.baseline) for c in edge], ""
+
+
+def answer_q1(e: Experiment, declared: Declared) -> Answer:
+    q = "Q1: does the foundation-model feature loss beat the LPIPS perceptual loss?"
+    if not e.evaluated:
+        return Answer(q, "evaluation missing", f"{q} Cannot say: {e.eval_missing}")
+    pairs, why = q1_pairs(e)
+    if not pairs:
+        return Answer(q, "not in this grid", f"{q} Not in this grid: {why}")
+    return answer(q, "Q1 (foundation-model term vs LPIPS term)", pairs, declared.q1, e, declared.source)
+
+
+def answer_q2(e: Experiment, declared: Declared) -> Answer:
+    q = "Q2: does the edge term sharpen vessels against the baseline?"
+    if not e.evaluated:
+        return Answer(q, "evaluation missing", f"{q} Cannot say: {e.eval_missing}")
+    pairs, absent = q2_pairs(e)
+    if not pairs:
+        return Answer(q, "not in this grid", f"{q} Not in this grid: {absent}")
+    a = answer(q, "Q2 (edge term vs baseline)", pairs, declared.q2, e, declared.source)
     why = untrained_segmenter(e)
     if why and a.verdict == "not enough seeds":
         a.sentence += f" Even with the seeds: {why}."
@@ -208,7 +229,11 @@ def untrained_segmenter(e: Experiment) -> str | None:
     The ridge fallback (Meijering / Frangi on the green channel + Otsu) is the very filter the
     edge arm learns to reproduce, and it re-equalises (CLAHE) and re-thresholds each image, so
     a reconstruction with half the vessel contrast still matches its original's map."""
-    name = e.segmenter or ""
+    return segmenter_not_trained(e.segmenter or "")
+
+
+def segmenter_not_trained(name: str) -> str | None:
+    """`untrained_segmenter` for a segmenter's name as evaluation recorded it ("" = not recorded)."""
     if name.startswith("unet:"):
         return None
     if not name:

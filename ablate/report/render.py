@@ -11,7 +11,8 @@ ablate.report.collect) and the statistics tables:
   report/paired.parquet    per (combination, metric) against the baseline: difference, t interval (Hsu's df),
                            p, Holm p (within the comparison), trained-on mark, descriptive Wilcoxon
   report/ranking.parquet   place, combination, mean_rank, place_low/high, p_first, one rank column per metric
-  report/questions.parquet every test behind the two answers (columns `question`, `role`, `votes`)
+  report/questions.parquet every test behind the two answers (columns `question`, `role`, `votes`), and
+                           behind Q1s / Q2s (the samples' questions) where the experiment has samples
 
 The image grid (computed by evaluation, `ablate.evaluate.samples`) is drawn here: the
 original and its vessel map, and per configuration the reconstruction, its vessel map

@@ -3,7 +3,9 @@
 The report is built from files (ablate.report.build works on a folder), so its inputs are staged into a local temporary folder, the folder-based
 code runs unchanged, and its outputs are uploaded:
 
-  downloaded  results.parquet (required), grid.json, eval/per_image.parquet, eval/notes.json
+  downloaded  results.parquet (required), grid.json, eval/per_image.parquet, eval/notes.json,
+              eval/samples.parquet, eval/sample_neighbours.parquet and, for each trial the sample
+              table names, samples/<trial>/contact_sheet.png (the Synthesis section's pictures)
   read        checkpoints for the image grid straight from the bucket (models.checkpoint.locate_checkpoint),
               and the test split from the dataset URI grid.json records
   uploaded    report/* and tensorboard/<trial>/hparams/ (each trial's HParams session
@@ -24,7 +26,15 @@ from ablate.report.collect import ReportError
 
 def report_inputs(layout: ExperimentLayout) -> tuple[str, ...]:
     """The files a report reads, results.parquet first (the only one it needs)."""
-    return layout.results, layout.grid, layout.eval.per_image, layout.eval.notes
+    return (layout.results, layout.grid, layout.eval.per_image, layout.eval.notes, layout.eval.samples,
+            layout.eval.sample_neighbours)
+
+
+def contact_sheets(layout: ExperimentLayout, trials) -> list[str]:
+    """The contact sheets of these trials (samples/<trial>/contact_sheet.png)."""
+    from ablate.data.sample_store import CONTACT_SHEET
+
+    return [storage.join(layout.trial_samples(t), CONTACT_SHEET) for t in trials]
 
 
 def stage_inputs(uri: str, local: Path) -> list[str]:
@@ -38,6 +48,16 @@ def stage_inputs(uri: str, local: Path) -> list[str]:
         if storage.is_file(src):
             storage.download(src, Path(dst))
             staged.append(src)
+    samples = Path(ExperimentLayout(local).eval.samples)
+    if samples.is_file():  # the trials with samples: their contact sheets, where drawn
+        import pandas as pd
+
+        trials = sorted(set(pd.read_parquet(samples, columns=["trial"])["trial"].astype(str)))
+        for src, dst in zip(contact_sheets(ExperimentLayout(uri), trials),
+                            contact_sheets(ExperimentLayout(local), trials), strict=True):
+            if storage.is_file(src):
+                storage.download(src, Path(dst))
+                staged.append(src)
     return staged
 
 
