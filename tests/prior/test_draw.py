@@ -57,6 +57,7 @@ def test_a_sample_is_the_decoding_of_the_priors_codes(checkpoints, tmp_path):
 
     draw_samples(_request(checkpoints, tmp_path, 3))
     prior, saved = load_prior(str(checkpoints / "prior"))
+    assert saved["seed"] == 7 and saved["grid"] == [16, 16]
     codes = prior.sample(3, generator=torch.Generator().manual_seed(chunk_seed(7, 0)))
     ae, _ = rebuild_model(read_checkpoint(str(checkpoints / "ae")))
     with torch.no_grad():
