@@ -100,9 +100,13 @@ def encode_split(data_dir: str, split: str, size: int, checkpoint: str, folder: 
     if storage.has_entries(shards):  # an interrupted encoding of ours: its files are incomplete
         logger.info(f"{shards}: an earlier encoding did not finish; encoding {split} again")
         storage.delete_dir(shards)
-    ds = split_dataset(data_dir, split, size, verify=False)
     import ray.data
 
+    # No progress bars (set before the dataset is made: it keeps the context it was made in):
+    # this runs in a Tune trial's process, whose stdout is Tune's Tee, which has no isatty()
+    # for Ray Data's progress manager to call, and goes to the trial's log anyway.
+    ray.data.DataContext.get_current().enable_progress_bars = False
+    ds = split_dataset(data_dir, split, size, verify=False)
     # Half a CPU: the read and write tasks need the rest of a machine as small as two cores
     # (with a whole CPU the actor and a read task wait on each other there).
     coded = ds.map_batches(EncodeCodes, fn_constructor_args=(str(checkpoint), threads, gpus > 0), batch_size=16,

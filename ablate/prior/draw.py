@@ -1,8 +1,10 @@
 """Drawing a trial's samples: code grids from its prior (KV-cached sampling), decoded by its
 autoencoder, written chunk by chunk (data/sample_store.py). Run as a Ray task (one per
-trial), by the trial itself after its prior trains and by `ablate sample` later; chunk k's
-seed depends only on the prior's seed and k, so the same chunk holds the same images
-whichever of them draws it.
+trial), by the trial itself after its prior trains and by `ablate sample` later. A draw
+continues after the last chunk present (an interrupted one resumes there) with chunks of up
+to CHUNK samples; chunk k's seed depends only on the prior's seed and k, so a chunk holds the
+same images whichever of them draws it, as long as the chunks before it were whole (a trial
+whose `samples` is not a multiple of CHUNK ends on a short chunk, and later draws go on after it).
 """
 
 from __future__ import annotations
@@ -11,7 +13,15 @@ import logging
 from dataclasses import dataclass
 
 from ablate import storage
-from ablate.data.sample_store import CONTACT_SHEET, chunk_numbers, chunk_seed, contact_sheet, read_samples, write_chunk
+from ablate.data.sample_store import (
+    CHUNK_FILE,
+    CONTACT_SHEET,
+    chunk_numbers,
+    chunk_seed,
+    contact_sheet,
+    read_samples,
+    write_chunk,
+)
 from ablate.prior.prior_file import load_prior
 
 logger = logging.getLogger(__name__)
@@ -58,13 +68,12 @@ def draw_samples(req: DrawRequest, threads: int = 1) -> dict:
     ae, _ = rebuild_model(read_checkpoint(req.autoencoder, device), device)
     autocast = resolve_precision(req.precision, device).autocast
     h, w = saved["grid"]
-    present = set(chunk_numbers(req.folder))
-    wanted = -(-req.total // CHUNK)
+    present = chunk_numbers(req.folder)
+    have = sum(_rows(req.folder, c) for c in present)
+    k = present[-1] + 1 if present else 0
     drawn = 0
-    for k in range(wanted):
-        if k in present:
-            continue
-        n = min(CHUNK, req.total - k * CHUNK)
+    while have + drawn < req.total:
+        n = min(CHUNK, req.total - have - drawn)
         seed = chunk_seed(int(saved["seed"]), k)
         generator = torch.Generator(device=device).manual_seed(seed)
         codes = prior.sample(n, top_k=req.top_k, temperature=req.temperature, generator=generator)
@@ -74,10 +83,19 @@ def draw_samples(req: DrawRequest, threads: int = 1) -> dict:
         write_chunk(req.folder, k, pixels, seed=seed, condition=None, top_k=req.top_k, temperature=req.temperature,
                     prior_step=int(saved["step"]))
         drawn += n
+        k += 1
     sheet = storage.join(req.folder, CONTACT_SHEET)
     if not storage.is_file(sheet) and chunk_numbers(req.folder):
         storage.write_bytes(sheet, contact_sheet(read_samples(req.folder, limit=SHEET).images))
-    total = sum(len(storage.read_parquet(storage.join(req.folder, f"chunk-{c:05d}.parquet")))
-                for c in chunk_numbers(req.folder))
-    logger.info(f"{req.folder}: {drawn} new samples drawn, {total} in all")
-    return {"drawn": drawn, "total": total, "prior_step": int(saved["step"])}
+    logger.info(f"{req.folder}: {drawn} new samples drawn, {have + drawn} in all")
+    return {"drawn": drawn, "total": have + drawn, "prior_step": int(saved["step"])}
+
+
+def _rows(folder: str, chunk: int) -> int:
+    """Samples in one chunk file (its Parquet footer)."""
+    import pyarrow.parquet as pq
+
+    path = storage.join(folder, CHUNK_FILE.format(chunk))
+    if storage.is_uri(path):
+        return len(storage.read_parquet(path))
+    return pq.ParquetFile(path).metadata.num_rows
