@@ -17,6 +17,8 @@ foundation model's features) per trial. Outputs, in the experiment folder:
   results.parquet/.csv    each trial's means merged in as `test/<metric>` columns
   eval/notes.json         which segmenter and feature networks were used, what was skipped
                           (a metric the test split has too few images for: evaluate/set_metrics.py)
+  eval/samples.parquet, eval/sample_neighbours.parquet
+                          the samples of trials with a prior, judged (evaluate/synthesis_tasks.py)
 On another dataset (--data): eval/datasets/<name>-<manifest sha256[:12]>/ instead, with
 set_metrics.parquet; results.parquet is left as it is. Every input is checked before Ray
 starts (evaluate/arguments.py).
@@ -32,6 +34,8 @@ import pandas as pd
 
 from ablate import storage
 from ablate.evaluate.reconstruct import reference_levels, to_tensor, vessel_maps
+from ablate.evaluate.splits import load_test_split
+from ablate.evaluate.synthesis_tasks import judge_group, trials_with_samples, write_tables
 from ablate.evaluate.trial_stages import bring_weights, device_stage, fm_extractor, morphology_stage
 from ablate.experiment_layout import ExperimentLayout
 from ablate.schemas import Notes
@@ -51,27 +55,6 @@ class EvalOptions:
     gpus_per_task: float = 0.0
     morphology: str = "ablate"  # vessel-feature definitions: "ablate" or "automorph" (evaluate/automorph.py)
     split: str = "test"  # "test", or "all" (every split; only for another dataset than the grid's)
-
-
-# ---------------------------------------------------------------- data
-
-
-def load_test_split(data_dir: str, size: int, splits: tuple[str, ...] = ("test",)) -> dict:
-    import pyarrow.parquet as pq
-    from PIL import Image
-
-    from ablate.data.preprocess import decode_png
-    from ablate.data.shards import shard_paths
-
-    rows = [r for split in splits for p in shard_paths(data_dir, split)
-            for r in pq.read_table(p, columns=["id", "source", "image", "fov"]).to_pylist()]
-
-    def fit(a: np.ndarray, resample) -> np.ndarray:
-        return a if a.shape[0] == size else np.asarray(Image.fromarray(a).resize((size, size), resample))
-
-    images = np.stack([fit(decode_png(r["image"]), Image.Resampling.LANCZOS) for r in rows])
-    fovs = np.stack([fit(decode_png(r["fov"]), Image.Resampling.NEAREST) > 127 for r in rows])
-    return {"ids": [r["id"] for r in rows], "sources": [r["source"] for r in rows], "images": images, "fov": fovs}
 
 
 # ---------------------------------------------------------------- Ray tasks
@@ -138,7 +121,7 @@ def evaluate_experiment(opts: EvalOptions, setup=None) -> pd.DataFrame:
 
     from ablate.evaluate.plan import judge_scale_caution
 
-    per_image, means, cautions = [], {}, []
+    per_image, means, cautions, judged = [], {}, [], []
     for size, group in done.groupby("config.data.size"):
         caution = judge_scale_caution(judge, int(size))
         if caution:
@@ -184,6 +167,14 @@ def evaluate_experiment(opts: EvalOptions, setup=None) -> pd.DataFrame:
                                                       real_fm, fake_fm, nets.get("fm"))
                 for text in short:
                     note(text)
+        if not cross:  # samples: against the train split the trials trained on, so the grid's own data only
+            judged_here = judge_group(exp, group, test, refs, data_dir, seg_spec, nets, opts.gpus_per_task,
+                                      opts.morphology, shipped)
+            for text in (t for j in judged_here for t in j.notes):
+                note(text)
+            judged += judged_here
+        elif not trials_with_samples(exp, group).empty:
+            logger.info(f"samples are judged on the grid's own test split only, not on {data_dir}")
     table = pd.DataFrame(per_image)
     metric_cols = [c for c in table.columns if c not in ("trial", "combination", "seed", "image_id", "segmenter")]
     trial_means = table.groupby("trial")[metric_cols].mean()
@@ -200,6 +191,7 @@ def evaluate_experiment(opts: EvalOptions, setup=None) -> pd.DataFrame:
         return trial_means.join(sets)
     own = ExperimentLayout(exp).eval
     storage.write_parquet(table, own.per_image)
+    write_tables(exp, judged)
     storage.write_text(own.notes, Notes(
         segmenter=seg_note, morphology=opts.morphology, skipped=notes, cautions=cautions, resampled=s.resampled,
         feature_nets=nets, test_images=int(table["image_id"].nunique()), **checkpoints).to_json())
