@@ -15,7 +15,7 @@ they all ask `ExperimentLayout` for a path, as the readers and writer of a prepa
       eval/per_image.parquet     one row per (trial, test image)
       eval/notes.json            what evaluation used and skipped
       samples/<trial>/           a trial's synthetic images when the grid has `prior:`
-                                 (draw-NNN.parquet, one file per draw; contact_sheet.png),
+                                 (chunk-NNNNN.parquet, written once each; contact_sheet.png),
                                  and its prior's code shards and Train run (prior/)
       eval/samples.parquet       one row per trial: the samples judged (distances, P/R,
                                  D/C, morphology W1, memorisation)
@@ -151,7 +151,7 @@ class ExperimentLayout:
         return self._at(SAMPLES_DIR)
 
     def trial_samples(self, trial: str) -> str:
-        """One trial's samples (draw-NNN.parquet, contact_sheet.png) and its prior (prior/)."""
+        """One trial's samples (chunk-NNNNN.parquet, contact_sheet.png) and its prior (prior/)."""
         return self._at(SAMPLES_DIR, trial)
 
     @property
