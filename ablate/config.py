@@ -222,15 +222,17 @@ def _prior_spec(raw: Any, where: str, arch) -> PriorSpec:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: expected a mapping of prior settings ({{}} for the defaults), got {raw!r}")
     spec = read_spec(PriorSpec, raw, where)
-    for k in ("layers", "heads", "width", "steps", "batch_size", "samples", "log_every", "checkpoint_every"):
+    for k in ("steps", "batch_size", "samples", "log_every", "checkpoint_every"):
         if getattr(spec, k) <= 0:
             raise ConfigError(f"{where}.{k}: must be > 0, got {getattr(spec, k)}")
-    if spec.width % spec.heads:
-        raise ConfigError(f"{where}.width: {spec.width} is not a multiple of heads ({spec.heads})")
-    if not 0 <= spec.dropout < 1:
-        raise ConfigError(f"{where}.dropout: must be in [0, 1), got {spec.dropout}")
-    if not 0 < spec.pkeep <= 1:
-        raise ConfigError(f"{where}.pkeep: must be in (0, 1] (1 = no corruption), got {spec.pkeep}")
+    from ablate.errors import InvalidInput
+    from ablate.models.code_prior import CodePriorConfig
+
+    try:  # the network's own checks (layers, heads dividing width, dropout, pkeep); messages start with the key
+        CodePriorConfig(vocab=arch.n_embed, layers=spec.layers, heads=spec.heads, width=spec.width,
+                        dropout=spec.dropout, pkeep=spec.pkeep)
+    except InvalidInput as e:
+        raise ConfigError(f"{where}.{e}") from None
     if spec.lr <= 0 or spec.temperature <= 0:
         bad = "lr" if spec.lr <= 0 else "temperature"
         raise ConfigError(f"{where}.{bad}: must be > 0, got {getattr(spec, bad)}")

@@ -212,13 +212,18 @@ def answer_q2(e: Experiment, declared: Declared) -> Answer:
     if not pairs:
         return Answer(q, "not in this grid", f"{q} Not in this grid: {absent}")
     a = answer(q, "Q2 (edge term vs baseline)", pairs, declared.q2, e, declared.source)
-    why = untrained_segmenter(e)
+    return without_untrained_judge(a, untrained_segmenter(e))
+
+
+def without_untrained_judge(a: Answer, why: str | None, primary: str = "") -> Answer:
+    """A vessel question's answer when its maps came from no trained U-Net (`why`): the numbers
+    stay (the tests table and the sentence), the verdict does not stand; said after "not enough
+    seeds" instead. `primary` names the vessel primaries in the sentence, when some are not."""
     if why and a.verdict == "not enough seeds":
         a.sentence += f" Even with the seeds: {why}."
     elif why:
-        # The numbers stay (the tests table and the sentence); the verdict does not stand.
-        a.sentence = (f"{q} SEGMENTER NOT TRAINED: {why}. Without a verdict, the comparison it would "
-                      f"have made: {a.sentence}")
+        a.sentence = (f"{a.question} SEGMENTER NOT TRAINED: {why}{primary}. Without a verdict, the comparison it "
+                      f"would have made: {a.sentence}")
         a.verdict = "segmenter not trained"
     return a
 

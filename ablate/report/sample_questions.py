@@ -26,7 +26,15 @@ from ablate.report.collect import Experiment
 from ablate.report.compare import combination_terms, matches
 from ablate.report.inference import welch
 from ablate.report.metric_names import below_floor, direction, labelled
-from ablate.report.questions import Answer, Declared, answer, q1_pairs, q2_pairs, segmenter_not_trained
+from ablate.report.questions import (
+    Answer,
+    Declared,
+    answer,
+    q1_pairs,
+    q2_pairs,
+    segmenter_not_trained,
+    without_untrained_judge,
+)
 from ablate.report.sample_columns import FD_FM, MORPH_W1, SET_DISTANCES, SHOWN, morph_features
 from ablate.report.trained_on import trained_on_either
 
@@ -112,10 +120,4 @@ def answer_q2s(e: Experiment, declared: Declared) -> Answer:
     assert e.samples is not None
     names = sorted({str(s) for s in e.samples.get("segmenter", pd.Series(dtype=str)).dropna()})
     why_not = next(filter(None, map(segmenter_not_trained, names or [""])), None)  # any map not from a U-Net
-    if why_not and a.verdict == "not enough seeds":
-        a.sentence += f" Even with the seeds: {why_not}."
-    elif why_not:
-        a.sentence = (f"{a.question} SEGMENTER NOT TRAINED: {why_not} (primary {', '.join(vessel)}). Without a "
-                      f"verdict, the comparison it would have made: {a.sentence}")
-        a.verdict = "segmenter not trained"
-    return a
+    return without_untrained_judge(a, why_not, f" (primary {', '.join(vessel)})")
