@@ -27,12 +27,23 @@ cd "$ROOT"
 t0=$(date +%s)
 stamp() { echo "[synthesis-drive $(date +%H:%M:%S), $(( ($(date +%s) - t0) / 60 )) min] $*"; }
 
-resume=()
+resume=()  # a finished grid: --resume keeps every trial and trains nothing
 [ -f "$WORK/exp/grid.json" ] && resume=(--resume)
 stamp "1/3 launch (train autoencoders, priors, samples)"
 "${ABLATE[@]}" launch --grid "$HERE/grid.yaml" --data "$DATA" --out "$WORK/exp" --no-evaluate "${resume[@]}"
 stamp "2/3 evaluate (reconstructions and samples)"
 "${ABLATE[@]}" evaluate "$WORK/exp" --segmenter "$UNET"
 stamp "3/3 report"
+# The questions as declared in grid.yaml, into grid.json (a --resume keeps the record it finds; the
+# q2s line was a comment when the grid first ran, README.md): read with the loader, written by
+# the launch's own record writer, so the record stays one `ablate launch` would accept.
+"$PYTHON" - "$HERE/grid.yaml" "$WORK/exp" <<'PY'
+import sys
+from ablate.config import load_grid
+from ablate.train.experiment import read_record, write_record
+record = read_record(sys.argv[2])
+record["questions"] = load_grid(sys.argv[1]).questions
+write_record(sys.argv[2], record)
+PY
 "${ABLATE[@]}" report "$WORK/exp"
 stamp "done: $WORK/exp/report/index.html"
