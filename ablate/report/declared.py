@@ -110,8 +110,9 @@ def parse_sample_primary(body: Any, where: str) -> list[str]:
         if found is None:
             raise ValueError(f"{key}: {m!r} is no metric of the samples; valid: {sample_vocabulary()}")
         if not found.may_vote or found.better is None:
-            raise ValueError(f"{key}: {m} may not vote ({found.about}); declare one of {sample_vocabulary()} "
-                             "with a better direction (not density)")
+            voting = [v for v in sample_vocabulary() if (i := sample_info(v)) is not None and i.may_vote
+                      and i.better is not None]
+            raise ValueError(f"{key}: {m} may not vote ({found.about}); declare one of {voting}")
     if len(set(value)) != len(value):
         raise ValueError(f"{key}: {value} names one metric twice")
     return list(value)

@@ -225,6 +225,15 @@ def test_declared_sample_primaries_are_checked(primary, match):
         parse_questions({"q1s": {"primary": primary}}, "g.yaml: questions")
 
 
+@pytest.mark.bad_input
+def test_a_refused_sample_primary_is_offered_only_metrics_that_may_vote():
+    with pytest.raises(ValueError) as e:
+        parse_questions({"q2s": {"primary": ["density"]}}, "g.yaml: questions")
+    offered = str(e.value).split("declare one of ", 1)[1]
+    assert "'precision'" in offered and "'morph_w1.density'" in offered
+    assert "'density'" not in offered and "'mem_share'" not in offered
+
+
 def test_sample_primaries_are_kept_where_declared_and_refused_for_q1():
     with pytest.raises(ValueError, match=r"q1\.primary: unknown metric"):  # a sample metric is no Q1 metric
         parse_questions({"q1": {"primary": ["recall"]}}, "g.yaml: questions")
