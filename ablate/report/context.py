@@ -10,12 +10,12 @@ both documents show the same digits.
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ablate.evaluate.samples import GridColumn, ImageGrid
 from ablate.report.collect import Experiment, is_demo_data
-from ablate.report.other_data import describe, load_other_datasets
+from ablate.report.other_data import describe, load_other_datasets, questions_on
 from ablate.report.render import (
     CELL_PX,
     GRID_CONFIGS_PER_TABLE,
@@ -110,6 +110,7 @@ class OtherSection:
     data: str
     description: str
     table: Table
+    questions: list[Question] = field(default_factory=list)  # Q1, Q2 asked on this dataset
 
 
 @dataclass(frozen=True)
@@ -181,13 +182,16 @@ def report_context(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, wa
         test_images=str(e.image_metrics["image_id"].nunique()) if e.evaluated and e.image_metrics is not None else "—",
         written=_dt.datetime.now().isoformat(timespec="seconds"))
     voting: dict[str, Any] = {"left": ("combination", "against", "metric", "verdict"), "row_class": verdict_class}
-    questions = [Question(plain(q.verdict), plain(q.sentence),
-                          text_table(paired_table(q.tests, reference=True), **voting)) for q in (a.q1, a.q2)]
+    def question(q) -> Question:
+        return Question(plain(q.verdict), plain(q.sentence), text_table(paired_table(q.tests, reference=True), **voting))
+
+    questions = [question(q) for q in (a.q1, a.q2)]
     ni = a.non_inferiority
     non_inferiority = (None if ni is None else
                        NonInferiorityView(plain(ni.lead), [plain(line) for *_, line in ni.arms]))
     others = [OtherSection(plain(o.name), plain(o.notes.get("data", "path not recorded")), plain(describe(o)),
-                           text_table(o.table, left=("combination",)))
+                           text_table(o.table, left=("combination",)),
+                           [question(q) for q in questions_on(e, o, a.declared)])
               for o in load_other_datasets(e.exp, e.combinations)]
     return ReportContext(
         grid_name=plain(e.grid.get("name", "?")), about=about, warnings=[plain(w) for w in warnings],

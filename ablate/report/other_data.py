@@ -6,18 +6,22 @@ written before the hash was part of the name are read as well) and leaves the ex
 evaluation alone; the report shows each such folder in its own section, with the dataset's
 path, never mixed into the grid's own tables or verdicts: per combination, the mean over its
 seeds of each trial's mean over the images (and the number of seeds), for the metrics in SHOWN
-that the folder has.
+that the folder has. The paper's questions are asked again on each folder (`questions_on`):
+the same pairs, declared primaries and rules as the grid's own, on that dataset's per-image
+numbers only, so a reader sees whether a verdict holds on another camera.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from ablate.experiment_layout import ExperimentLayout
-from ablate.report.collect import NOTES_LOST, read_optional_json
+from ablate.report.collect import NOTES_LOST, Experiment, read_optional_json, tidy_per_image, tidy_trial_metrics
+from ablate.report.questions import Answer, Declared, answer_q1, answer_q2
 from ablate.schemas import Notes
 
 SHOWN = ("psnr", "ssim", "ms_ssim", "border_width_error", "border_contrast_error", "cldice", "dice", "betti0_patch64_error",
@@ -30,6 +34,7 @@ class OtherData:
     notes: dict
     table: pd.DataFrame  # combination, seeds, one column per metric (|delta| for delta_ columns)
     warning: str | None = None  # its notes.json, left out: unreadable or of the wrong shape
+    per_image: pd.DataFrame | None = None  # its per_image.parquet as written, for the questions
 
 
 def load_other_datasets(exp: Path, combinations: list[str]) -> list[OtherData]:
@@ -40,6 +45,7 @@ def load_other_datasets(exp: Path, combinations: list[str]) -> list[OtherData]:
         if not per_image.is_file():
             continue
         pi = pd.read_parquet(per_image)
+        raw = pi.copy()
         notes: dict = {}
         warning: str | None = None
         if Path(files.notes).is_file():
@@ -59,7 +65,7 @@ def load_other_datasets(exp: Path, combinations: list[str]) -> list[OtherData]:
         table.insert(0, "seeds", by.size())
         table = table.rename(columns={c: "abs_" + c for c in table.columns if c.startswith("delta_")})
         order = [c for c in combinations if c in table.index] + [c for c in table.index if c not in combinations]
-        out.append(OtherData(folder.name, notes, table.loc[order].reset_index(), warning))
+        out.append(OtherData(folder.name, notes, table.loc[order].reset_index(), warning, raw))
     return out
 
 
@@ -73,3 +79,26 @@ def describe(o: OtherData) -> str:
             f"{o.notes.get('segmenter', 'segmenter not recorded')}. Mean over each combination's seeds of the "
             "per-trial means; not part of the verdicts above." + "".join(f" {s.rstrip('.')}." for s in said)
             + (f" WARNING: {o.warning}." if o.warning else ""))
+
+
+def on_other_data(e: Experiment, o: OtherData) -> Experiment:
+    """The grid's trained trials as another dataset judged them: its per-image numbers and their
+    per-trial means in place of the grid's own test split. The training run's val/ figures and the
+    grid's own whole-test-set numbers (test/fid ...) are left out (they are of the grid's data), and
+    so are the sample tables."""
+    assert o.per_image is not None
+    own = [c for c in e.trials.columns if isinstance(c, str) and c.startswith(("val/", "test/"))]
+    trials = e.trials.drop(columns=own)
+    images = tidy_per_image(o.per_image)
+    segmenter = str(o.per_image["segmenter"].iloc[0]) if "segmenter" in o.per_image.columns and len(o.per_image) else None
+    return dataclasses.replace(e, trials=trials, image_metrics=images, trial_metrics=tidy_trial_metrics(trials, images),
+                               segmenter=segmenter, samples=None, sample_neighbours=None, eval_missing=None)
+
+
+def questions_on(e: Experiment, o: OtherData, declared: Declared) -> list[Answer]:
+    """Q1 and Q2 asked of another dataset's evaluation with the grid's declared primaries (the
+    grid's own Holm families and seed rules; each dataset its own families)."""
+    if o.per_image is None or o.per_image.empty:
+        return []
+    other = on_other_data(e, o)
+    return [answer_q1(other, declared), answer_q2(other, declared)]
