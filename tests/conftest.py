@@ -196,6 +196,11 @@ def pytest_collection_modifyitems(items):
         raise pytest.UsageError("tests that start Ray without @pytest.mark.ray (add the marker):\n  "
                                 + "\n  ".join(unmarked))
     items.sort(key=lambda item: item.get_closest_marker("ray") is None)
+    if os.environ.get("ABLATE_SLOW_TESTS") != "1":  # skipped, so the run's summary counts them
+        skip = pytest.mark.skip(reason="slow (minutes on 2 cores): set ABLATE_SLOW_TESTS=1 to run it")
+        for item in items:
+            if item.get_closest_marker("slow") is not None:
+                item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

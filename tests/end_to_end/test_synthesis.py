@@ -1,7 +1,9 @@
 """A grid with `prior:` end to end (issue 28): `ablate launch` trains each trial's autoencoder,
 then its code prior, and draws samples; evaluation judges them; the report has the Synthesis
 section; `ablate sample` adds samples and a re-run of `ablate evaluate` judges them too.
-DRIVE at 32 px, the shipped `synthesis` grid made smaller (a trial's Ray start-up dominates)."""
+DRIVE at 32 px, the shipped `synthesis` grid made smaller (a trial's Ray start-up dominates).
+One seed per arm, so the questions stop at "not enough seeds" here; test_synthesis_questions.py
+(slow) answers both with 3 seeds per arm."""
 
 from __future__ import annotations
 
