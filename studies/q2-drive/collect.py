@@ -8,6 +8,8 @@ Writes, into STUDY_DIR:
   plateau.csv          per trial: is val/loss/l1 flat over the last 20 % of steps (ablate.report.convergence)
   controls.csv         the declared control contrasts (CONTROL_PAIRS): the paper's arm against each control,
                        Welch with Hsu's df and Holm over their tests, as the report does against the baseline
+  controls-<dataset>.csv  the same contrasts on each other dataset the trials were evaluated on
+                       (`ablate evaluate EXP --data OTHER`, e.g. STARE by stare.sh), from its per-image table
   study.json           the numbers the README quotes: wall times, the judge's Dice, plateau counts, verdicts
   figures/curves.png   the validation curves, one panel per arm, the plateau window shaded
   figures/intervals.png  each arm minus the baseline, mean and 95 % t interval over seeds
@@ -186,6 +188,16 @@ def control_contrasts(trials: pd.DataFrame, primaries: list[str]) -> tuple[pd.Da
     return pd.DataFrame(judged)[cols], verdicts
 
 
+def other_dataset_trials(folder: Path, trials: pd.DataFrame) -> pd.DataFrame:
+    """The finished trials as another dataset scored them: per trial, the mean over that dataset's
+    images of each per-image metric as a test/<metric> column (the shape control_contrasts reads)."""
+    pi = pd.read_parquet(folder / "per_image.parquet")
+    metrics = [c for c in pi.columns if pd.api.types.is_numeric_dtype(pi[c]) and c not in ("seed",)]
+    means = pi.groupby("trial")[metrics].mean().add_prefix("test/")  # NaN images skipped, as evaluate's means
+    done = trials.loc[trials["status"] == "done", ["trial", "combination", "seed", "status"]]
+    return done.join(means, on="trial", how="inner")
+
+
 def _val_images(data: Path | None) -> int | None:
     """The validation photographs every check reads (the prepared dataset's manifest), or None."""
     if data is None:
@@ -217,6 +229,7 @@ def main(argv=None) -> None:
     text = text.replace(str(exp), "runs/q2-drive/exp")
     if args.data is not None:
         text = text.replace(str(args.data.resolve()), "runs/q2-drive/drive128")
+        text = text.replace(str(args.data.resolve().parent), "runs/q2-drive")  # other datasets prepared beside it
     text = re.sub(r"/[^ `'\"]*/\.cache/ablate/", "$ABLATE_CACHE/", text)
     (study / "report.md").write_text(text)
 
@@ -239,6 +252,17 @@ def main(argv=None) -> None:
     controls, control_verdicts = control_contrasts(e.trials, q2_primary)
     controls.to_csv(study / "controls.csv", index=False, float_format="%.6g")
 
+    on_other = {}  # each other dataset: its Q2 verdict line (the report's) and the control contrasts there
+    for folder in sorted((exp / "eval" / "datasets").glob("*/")):
+        if not (folder / "per_image.parquet").is_file():
+            continue
+        other, other_verdicts = control_contrasts(other_dataset_trials(folder, e.trials), q2_primary)
+        other.to_csv(study / f"controls-{folder.name}.csv", index=False, float_format="%.6g")
+        section = text.split(f"## Other dataset: {folder.name}", 1)[-1]
+        line = re.search(r"^\*\*[^\n]*\*\* — Q2[^\n]*$", section, re.MULTILINE)
+        on_other[folder.name] = {"q2_verdict": line.group(0) if line else None, "control_verdicts": other_verdicts,
+                                 "images": int(pd.read_parquet(folder / "per_image.parquet")["image_id"].nunique())}
+
     verdict = re.search(r"^\*\*[^\n]*\*\* — Q2[^\n]*$", text, re.MULTILINE)
     # the non-inferiority section's lines (the lead and one line per arm), as the report wrote them
     section = re.search(r"^### Non-inferiority against the baseline\n(.*?)(?=^#)", text, re.MULTILINE | re.DOTALL)
@@ -258,7 +282,7 @@ def main(argv=None) -> None:
         "q2_verdict": verdict.group(0) if verdict else None,
         "non_inferiority": non_inferiority, "val_images": n_val,
         "control_verdicts": control_verdicts,
-        "interval_metrics": shown, "grid_images": ids,
+        "interval_metrics": shown, "grid_images": ids, "other_datasets": on_other,
     }
     if args.unet and args.unet.is_file():
         from ablate.segmenter.unet_file import load_segmenter
