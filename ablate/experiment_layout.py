@@ -20,6 +20,8 @@ they all ask `ExperimentLayout` for a path, as the readers and writer of a prepa
       eval/samples.parquet       one row per trial: the samples judged (distances, P/R,
                                  D/C, morphology W1, memorisation)
       eval/sample_neighbours.parquet  each trial's closest sample-train pairs
+      eval/sample_vessels/<trial>.png  its contact-sheet samples with their vessel maps
+                                 (the evaluation's segmenter), as the morphology W1 read them
       eval/datasets/<key>/       the same three files for another dataset (per_image,
                                  set_metrics.parquet, notes.json)
       report/index.html, report.md
@@ -47,6 +49,7 @@ NOTES_FILE = "notes.json"
 SAMPLES_DIR = "samples"  # EXP/samples/<trial>/: draws of the trial's prior (data/sample_store.py)
 SAMPLE_TABLE = "samples.parquet"  # under eval/: the samples judged, one row per trial
 SAMPLE_NEIGHBOURS = "sample_neighbours.parquet"  # under eval/: closest sample-train pairs per trial
+SAMPLE_VESSELS_DIR = "sample_vessels"  # under eval/: <trial>.png, the contact sheet's samples with their vessel maps
 REPORT_DIR = "report"
 REPORT_HTML = "index.html"
 REPORT_MD = "report.md"
@@ -82,6 +85,9 @@ class EvalLayout:
     @property
     def sample_neighbours(self) -> str:
         return storage.join(self.folder, SAMPLE_NEIGHBOURS)
+
+    def sample_vessels(self, trial: str) -> str:
+        return storage.join(self.folder, SAMPLE_VESSELS_DIR, f"{trial}.png")
 
 
 @dataclass(frozen=True)

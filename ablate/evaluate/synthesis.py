@@ -104,6 +104,7 @@ class Judgement:
     row: dict
     neighbours: list[dict]
     notes: list[str]
+    vessel_sheet: bytes = b""  # PNG: the contact sheet's samples with their vessel maps drawn on (vessel_sheet)
 
 
 def pixels(images: np.ndarray, fov: np.ndarray) -> np.ndarray:
@@ -205,7 +206,8 @@ def judge_trial(identity: dict, folder: str, real: RealImages, segmenter: str, n
     row.update(_manifold(real.test_inception, inc, notes))
     seg = load_segmenter(segmenter, device=device)
     vessel_features = features_for(morphology)[0]
-    feats = [vessel_features(m, f) for m, f in zip(vessel_maps(seg, x, fov), fov)]
+    maps = vessel_maps(seg, x, fov)
+    feats = [vessel_features(m, f) for m, f in zip(maps, fov)]
     dark = [i for i, f in enumerate(fov) if not f.any()]
     for i in dark:  # no FOV, no vessel: density reads 0 (NaN would be refused as a fault)
         feats[i]["density"] = 0.0
@@ -231,7 +233,27 @@ def judge_trial(identity: dict, folder: str, real: RealImages, segmenter: str, n
                        for k, p in enumerate(m.closest)]
     row.setdefault("mem_chance", math.nan)
     row["segmenter"] = seg.name
-    return Judgement(row={c: row[c] for c in COLUMNS}, neighbours=neighbours, notes=notes)
+    return Judgement(row={c: row[c] for c in COLUMNS}, neighbours=neighbours, notes=notes,
+                     vessel_sheet=vessel_sheet(samples.images, maps))
+
+
+VESSEL_RGB = (0, 255, 255)  # cyan: no fundus colour is near it
+
+
+def vessel_sheet(images: np.ndarray, maps: np.ndarray) -> bytes:
+    """The contact sheet's samples (the first SHEET, as data/sample_store draws it) with their
+    vessel maps painted cyan: what the morphology W1 numbers were read from, for the report.
+
+    Args:
+        images: uint8 (N, H, W, 3) samples.
+        maps: bool (N, H, W) their vessel maps.
+    """
+    from ablate.data.sample_store import contact_sheet
+    from ablate.prior.draw import SHEET
+
+    shown = images[:SHEET].copy()
+    shown[maps[:SHEET]] = VESSEL_RGB
+    return contact_sheet(shown)
 
 
 def _png(image: np.ndarray) -> bytes:

@@ -92,7 +92,8 @@ def summary(row: dict) -> str:
 
 
 def write_tables(exp, judged: list[Judgement]) -> None:
-    """eval/samples.parquet and eval/sample_neighbours.parquet (atomic); nothing when `judged` is empty."""
+    """eval/samples.parquet, eval/sample_neighbours.parquet (atomic) and each trial's
+    eval/sample_vessels/<trial>.png; nothing when `judged` is empty."""
     if not judged:
         return
     table = pd.DataFrame([j.row for j in judged], columns=list(COLUMNS))
@@ -100,6 +101,9 @@ def write_tables(exp, judged: list[Judgement]) -> None:
         table[c] = table[c].astype("boolean")  # NA where not computed (no Inception features)
     neighbours = pd.DataFrame([n for j in judged for n in j.neighbours], columns=list(NEIGHBOUR_COLUMNS))
     own = ExperimentLayout(exp).eval
+    for j in judged:  # before the table that names the trials: a report never finds a row without its picture
+        if j.vessel_sheet:
+            storage.write_bytes(own.sample_vessels(j.row["trial"]), j.vessel_sheet)
     storage.write_parquet(table, own.samples)
     storage.write_parquet(neighbours, own.sample_neighbours)
     logger.info(f"samples of {len(table)} trial(s) judged: {own.samples}")

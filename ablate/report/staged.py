@@ -31,10 +31,12 @@ def report_inputs(layout: ExperimentLayout) -> tuple[str, ...]:
 
 
 def contact_sheets(layout: ExperimentLayout, trials) -> list[str]:
-    """The contact sheets of these trials (samples/<trial>/contact_sheet.png)."""
+    """The pictures of these trials' samples: samples/<trial>/contact_sheet.png and
+    eval/sample_vessels/<trial>.png (the same samples with their vessel maps)."""
     from ablate.data.sample_store import CONTACT_SHEET
 
-    return [storage.join(layout.trial_samples(t), CONTACT_SHEET) for t in trials]
+    return [p for t in trials for p in (storage.join(layout.trial_samples(t), CONTACT_SHEET),
+                                        layout.eval.sample_vessels(t))]
 
 
 def stage_inputs(uri: str, local: Path) -> list[str]:

@@ -1,7 +1,8 @@
 """The Synthesis section as both documents render it (ablate.report.synthesis computes it):
 tables as text, and for index.html the pictures as PNG data URIs, embedded like the image
 grid's so the file still opens offline: each arm's contact sheet (EXP/samples/<trial>/
-contact_sheet.png of its lowest seed) and its nearest-neighbour strips (the closest
+contact_sheet.png of its lowest seed) beside the same samples with their vessel maps
+(eval/sample_vessels/<trial>.png, where evaluation drew it) and its nearest-neighbour strips (the closest
 sample-train pairs of eval/sample_neighbours.parquet, sample above train, distance under).
 A trial flagged as memorising gets its strips too, whatever its seed.
 """
@@ -38,6 +39,7 @@ class ContactSheet:
     uri: str
     pixelated: bool  # shown larger than drawn: keep the pixels sharp
     missing: str = ""
+    vessels_uri: str = ""  # the same samples with their vessel maps; "" where evaluation drew none
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,11 @@ def _sheet(e: Experiment, arm: str, trial: str, seed: int) -> ContactSheet:
         shown = f"{e.location}/samples/{trial}/{CONTACT_SHEET}"
         return ContactSheet(plain(arm), plain(trial), seed, "", False, plain(f"{shown}: not found"))
     width = Image.open(io.BytesIO(png)).size[0]
-    return ContactSheet(plain(arm), plain(trial), seed, png_uri(png), width < SHEET_PX)
+    try:  # written by evaluations since the vessel pictures were added; older ones have none
+        vessels = png_uri(Path(ExperimentLayout(e.exp).eval.sample_vessels(trial)).read_bytes())
+    except OSError:
+        vessels = ""
+    return ContactSheet(plain(arm), plain(trial), seed, png_uri(png), width < SHEET_PX, vessels_uri=vessels)
 
 
 def _strips(e: Experiment, s: Synthesis) -> list[NeighbourStrip]:

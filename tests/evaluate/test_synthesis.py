@@ -168,6 +168,28 @@ def test_the_tables_hold_one_row_per_trial_and_the_pairs(copies, noisy, tmp_path
     assert len(pairs) == 32 and set(pairs.groupby(["trial", "space"]).size()) == {8}
 
 
+def test_the_vessel_sheet_is_the_contact_sheet_with_exactly_the_mapped_pixels_painted():
+    import io
+
+    from PIL import Image
+
+    from ablate.data.sample_store import contact_sheet
+    from ablate.evaluate.synthesis import VESSEL_RGB, vessel_sheet
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 200, (20, 16, 16, 3), dtype=np.uint8)  # no cyan: its blue and green are < 255
+    maps = rng.random((20, 16, 16)) < 0.1
+    plain = np.asarray(Image.open(io.BytesIO(contact_sheet(images[:16]))))
+    drawn = np.asarray(Image.open(io.BytesIO(vessel_sheet(images, maps))))
+    assert drawn.shape == plain.shape  # the contact sheet's first 16, tiled the same way
+    painted = (drawn != plain).any(axis=2)
+    assert (drawn[painted] == VESSEL_RGB).all()
+    tiles = painted.reshape(-1)  # every painted pixel is a map pixel of a shown sample, and all are painted
+    marked = np.where(maps[:16, ..., None], 100, 0).astype(np.uint8)  # 100: neither the sheet's white gaps nor 0
+    expected = np.asarray(Image.open(io.BytesIO(contact_sheet(marked))))[..., 0] == 100
+    assert (painted == expected).all() and tiles.sum() == maps[:16].sum()
+
+
 @pytest.mark.ray
 def test_evaluate_judges_the_samples_of_a_trial_that_has_them(tiny_experiment, tmp_path, drive32):
     """`ablate evaluate` on the session's experiment with samples for one trial: eval/samples.parquet
@@ -187,3 +209,7 @@ def test_evaluate_judges_the_samples_of_a_trial_that_has_them(tiny_experiment, t
     pairs = pd.read_parquet(exp / "eval" / "sample_neighbours.parquet")
     assert set(pairs["trial"]) == {trial} and len(pairs) == 16
     pd.testing.assert_frame_equal(pd.read_parquet(exp / "eval" / "per_image.parquet"), before)
+    from PIL import Image
+
+    sheet = Image.open(exp / "eval" / "sample_vessels" / f"{trial}.png")  # 8 samples, 4 across, their maps drawn
+    assert sheet.size == (4 * 32 + 3 * 2, 2 * 32 + 2)

@@ -41,9 +41,11 @@ def _png(colour, size=16) -> bytes:
     return buf.getvalue()
 
 
-def add_samples(exp: Path, flagged: tuple[str, ...] = (), seg: str = "unet:vessel_unet") -> pd.DataFrame:
-    """eval/samples.parquet, eval/sample_neighbours.parquet and samples/<trial>/contact_sheet.png for
-    every trial of `exp`; `flagged`: the trials whose prior memorises (in Inception features)."""
+def add_samples(exp: Path, flagged: tuple[str, ...] = (), seg: str = "unet:vessel_unet", vessels: bool = True
+                ) -> pd.DataFrame:
+    """eval/samples.parquet, eval/sample_neighbours.parquet, samples/<trial>/contact_sheet.png and
+    (`vessels`) eval/sample_vessels/<trial>.png for every trial of `exp`; `flagged`: the trials whose
+    prior memorises (in Inception features)."""
     results = pd.read_parquet(exp / "results.parquet")
     rows, neighbours = [], []
     for r in results.to_dict("records"):
@@ -68,6 +70,9 @@ def add_samples(exp: Path, flagged: tuple[str, ...] = (), seg: str = "unet:vesse
         folder = exp / "samples" / t
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "contact_sheet.png").write_bytes(contact_sheet(np.full((16, 32, 32, 3), COLOURS[c], np.uint8)))
+        if vessels:
+            (exp / "eval" / "sample_vessels").mkdir(parents=True, exist_ok=True)
+            (exp / "eval" / "sample_vessels" / f"{t}.png").write_bytes(_png((0, 255, 255)))
     samples = pd.DataFrame(rows)
     (exp / "eval").mkdir(exist_ok=True)
     samples.to_parquet(exp / "eval" / "samples.parquet", index=False)
@@ -143,6 +148,9 @@ def test_section_in_both_documents_with_sheets_strips_and_no_memorisation_senten
         trial = results[(results["combination"] == arm) & (results["seed"] == 0)]["trial"].iloc[0]
         sheet = (exp / "samples" / trial / "contact_sheet.png").read_bytes()
         assert f'alt="{arm} contact sheet" src="data:image/png;base64,{base64.b64encode(sheet).decode()}"' in section
+        vessels = (exp / "eval" / "sample_vessels" / f"{trial}.png").read_bytes()  # beside it, its vessel maps
+        assert (f'alt="{arm} samples with their vessel maps" src="data:image/png;base64,'
+                f'{base64.b64encode(vessels).decode()}"') in section
     # the strips: 2 arms x 2 spaces x 8 pairs, sample above train, distance under
     assert section.count('alt="sample c00000-') == 32 and section.count('alt="train image train') == 32
     assert section.count("<tr><td>10</td><td>20</td><td>30</td>") == 4  # features and pixels of both arms
@@ -255,7 +263,16 @@ def test_a_report_on_object_storage_stages_the_sample_tables_and_contact_sheets(
     trial = pd.read_parquet(exp / "results.parquet").query("combination == 'lpips' and seed == 0")["trial"].iloc[0]
     sheet = base64.b64encode((exp / "samples" / trial / "contact_sheet.png").read_bytes()).decode()
     assert f'alt="lpips contact sheet" src="data:image/png;base64,{sheet}"' in html
+    vessels = base64.b64encode((exp / "eval" / "sample_vessels" / f"{trial}.png").read_bytes()).decode()
+    assert f'alt="lpips samples with their vessel maps" src="data:image/png;base64,{vessels}"' in html
     assert "Q1s (samples: foundation-model term vs LPIPS term): YES" in html and "not found" not in html
+
+
+def test_an_evaluation_from_before_the_vessel_pictures_shows_the_contact_sheets_alone(tmp_path):
+    exp = make_exp(tmp_path / "e", {"lpips": LPIPS, "retfound-fundus_mae": FM}, seeds=SEEDS)
+    add_samples(exp, vessels=False)
+    html = build_report(exp, n_images=0, hparams=False).read_text()
+    assert html.count(" contact sheet\" src=") == 2 and "samples with their vessel maps\"" not in html
 
 
 def test_a_primary_evaluation_could_not_compute_is_left_out_not_counted_as_missing_seeds(tmp_path):
