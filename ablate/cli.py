@@ -69,7 +69,8 @@ def prepare(
                                                 "in rejects.csv, the split stays exactly as written) or 'train'; "
                                                 "recorded in manifest.json"),
     index: Path | None = typer.Option(None, "--index", help="CSV or Parquet file listing the images instead of "
-                                         "SRC: column path (relative to the file's folder), optional split, fov, vessel"),
+                                         "SRC: column path (relative to the file's folder), optional split, fov, vessel; "
+                                         "any other column is a label, kept in the shards"),
     cpus: int | None = typer.Option(None, "--cpus", help="CPUs to use (default: every core here, or the cluster's)"),
     address: str | None = typer.Option(None, "--address", help="join a running Ray cluster, e.g. 'auto' "
                                           "(its nodes must read the source files at the same paths)"),

@@ -238,6 +238,9 @@ def _prior_spec(raw: Any, where: str, arch) -> PriorSpec:
         raise ConfigError(f"{where}.{bad}: must be > 0, got {getattr(spec, bad)}")
     if spec.top_k is not None and not 1 <= spec.top_k <= arch.n_embed:
         raise ConfigError(f"{where}.top_k: must be in [1, {arch.n_embed}] (the codebook size) or null, got {spec.top_k}")
+    if spec.condition is not None and not spec.condition.strip():
+        raise ConfigError(f"{where}.condition: expected the name of a label column of the dataset (an --index "
+                          "file's column, `prepare --index`), or null for an unconditional prior; got an empty name")
     if spec.seed is not None and not 0 <= spec.seed <= SEED_MAX:
         raise ConfigError(f"{where}.seed: must be in [0, {SEED_MAX}] or null (the trial's seed), got {spec.seed}")
     if arch.bottleneck != "vq":

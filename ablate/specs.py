@@ -164,6 +164,9 @@ class PriorSpec:
     seed: StrictInt | None = None  # None: the trial's seed (each trained generator is one unit)
     log_every: StrictInt = 20
     checkpoint_every: StrictInt = 500
+    # A label column of the dataset (`prepare --index`: data/labels.py): each value a start token,
+    # samples drawn in the train split's label frequencies; None: unconditional.
+    condition: StrictStr | None = None
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,10 @@ class TrialSpec:
         for spec in self.losses:
             _flatten(f"loss.{spec.name}", {k: v for k, v in dataclasses.asdict(spec).items() if k != "name"}, out)
         if self.prior is not None:
-            _flatten("prior", {**dataclasses.asdict(self.prior), "seed": self.prior_seed}, out)
+            prior = {**dataclasses.asdict(self.prior), "seed": self.prior_seed}
+            if prior["condition"] is None:  # an unconditional prior's record as before conditions existed
+                del prior["condition"]
+            _flatten("prior", prior, out)
         return out
 
 

@@ -57,11 +57,22 @@ def test_a_combination_can_drop_or_change_the_prior(tmp_path):
     ("{layer: 2}", "combinations.a.prior: unknown key(s) ['layer']"),
     ("{lr: fast}", "combinations.a.prior.lr: expected a number"),
     ("[1, 2]", "combinations.a.prior: expected a mapping"),
+    ("{condition: 3}", "combinations.a.prior.condition: expected a string"),
+    ("{condition: ' '}", "combinations.a.prior.condition: expected the name of a label column of the dataset"),
 ])
 def test_bad_prior_settings_are_named_by_file_and_key(tmp_path, prior, says):
     with pytest.raises(ConfigError) as e:
         _grid(tmp_path, prior=prior)
     assert str(e.value).startswith(str(tmp_path / "g.yaml")) and says in str(e.value)
+
+
+def test_a_condition_names_a_label_column_and_only_then_reaches_the_trial_record(tmp_path):
+    """`condition` is a column name (checked against the dataset at launch, tests/prior/test_condition.py);
+    an unconditional prior's flat record has no `prior.condition` key, so grid.json of a grid written
+    before conditions existed is the same grid."""
+    g = _grid(tmp_path, b="{prior: {condition: grade}}")
+    assert [t.prior.condition for t in g.trials] == [None, None, "grade", "grade"]
+    assert "prior.condition" not in g.trials[0].flat() and g.trials[2].flat()["prior.condition"] == "grade"
 
 
 def test_a_model_without_a_codebook_has_no_prior(tmp_path):

@@ -41,8 +41,15 @@ def _manifest(**changes) -> dict:
     (_manifest(shards=[{"file": "a..parquet", "split": "test", "rows": 0, "sha256": SHA}]), Manifest,
      "shards[0].file is 'a..parquet', expected a .parquet file name inside the dataset folder (no '/' or '..')"),
     (_manifest(counts={"train": 2, "val": 0, "test": 2}), Manifest, "counts.test is 2 but its shards hold 1 rows"),
+    (_manifest(labels={"grade": {"values": ["a"], "counts": {"train": {"a": 1}}, "missing": {"test": 1}}}),
+     Manifest, "labels.grade: 1 images of train counted but counts.train is 2"),
+    (_manifest(labels={"grade": {"values": ["b", "a"], "counts": {}, "missing": {}}}), Manifest,
+     "labels.grade: values are not sorted and distinct"),
+    (_manifest(labels={"grade": {"values": ["a"], "counts": {"train": {"a": 1, "z": 1}}, "missing": {"test": 1}}}),
+     Manifest, "labels.grade: counts.train names ['z'], which are not among the values"),
 ], ids=["null", "bool_count", "float_count", "negative_count", "list_item", "grid_missing", "trial_not_object",
-        "data_number", "questions_string", "sha_upper", "split_unknown", "file_dots", "counts_disagree"])
+        "data_number", "questions_string", "sha_upper", "split_unknown", "file_dots", "counts_disagree",
+        "label_counts_disagree", "label_values_unsorted", "label_value_unknown"])
 def test_one_line_naming_the_key_path(value, model, message):
     assert problem(value, model) == message
 

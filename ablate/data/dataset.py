@@ -64,6 +64,15 @@ class ShardEntry(ShapeModel):
     sha256: Sha256
 
 
+class LabelColumn(ShapeModel):
+    """One label column of an --index file (data/index.py), as manifest.json lists it: its
+    values (sorted; a conditional prior numbers them in this order), and per split how many
+    images carry each value and how many carry none."""
+    values: list[str]
+    counts: dict[str, dict[str, Count]]  # split -> value -> images
+    missing: dict[str, Count]  # split -> images whose cell was empty
+
+
 class Manifest(ShapeModel):
     """manifest.json: what `prepare` writes last (a folder holding one holds every shard it
     names) and every reader checks first. Its bytes are the dataset's identity (data/identity.py):
@@ -76,6 +85,9 @@ class Manifest(ShapeModel):
     source: str = ""  # the prepared folder, or the --index file
     rejected: Count = 0  # inputs that could not be used (rejects.csv)
     preprocessing: dict = Field(default_factory=dict)  # how the photographs were turned into rows, in words and numbers
+    # The label columns of an --index file, by name (a string column each in the shards); a
+    # dataset without any has none, and its manifest.json no `labels` key.
+    labels: dict[str, LabelColumn] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _counts_match_shards(self) -> Manifest:
@@ -84,11 +96,25 @@ class Manifest(ShapeModel):
             rows = sum(s.rows for s in self.shards if s.split == split)
             if self.counts.get(split, 0) != rows:
                 raise whole_line(f"counts.{split} is {self.counts.get(split, 0)} but its shards hold {rows} rows")
+        # Every image of a split either carries one of a label's values or none.
+        for name, label in self.labels.items():
+            if label.values != sorted(set(label.values)):
+                raise whole_line(f"labels.{name}: values are not sorted and distinct")
+            for split, by_value in label.counts.items():
+                unknown = sorted(set(by_value) - set(label.values))
+                if unknown:
+                    raise whole_line(f"labels.{name}: counts.{split} names {unknown}, which are not among the values")
+            for split, n in self.counts.items():
+                labelled = sum(label.counts.get(split, {}).values()) + label.missing.get(split, 0)
+                if labelled != n:
+                    raise whole_line(f"labels.{name}: {labelled} images of {split} counted but counts.{split} is {n}")
         return self
 
     def to_json(self) -> str:
-        """manifest.json's text: sorted keys, so the same dataset gives the same bytes."""
-        return json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True) + "\n"
+        """manifest.json's text: sorted keys, so the same dataset gives the same bytes (and a
+        dataset without labels the bytes it had before labels were kept)."""
+        return json.dumps(self.model_dump(mode="json", exclude={"labels"} if not self.labels else None), indent=2,
+                          sort_keys=True) + "\n"
 
 
 class DatasetError(AblateError, ValueError):

@@ -7,6 +7,11 @@ optionally `split` (train/val/test, as split.csv spells them; empty: not listed)
 a missing column, an empty path, a path listed twice or an unknown split name is
 refused naming the line. Files that do not exist are listed, and reach rejects.csv
 with the reason, as a folder's unreadable entries do.
+
+Every other column is a label (a grade, a device, a k-means cluster): carried as text into
+the shards beside each image (null where the cell is empty) and listed in manifest.json
+with its values, so a prior can be conditioned on it (`prior: {condition: COLUMN}`). A
+label named like a column of the shards themselves (id, source, image, ...) is refused.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import io
 from dataclasses import replace
 from pathlib import Path
 
+from ablate.data.dataset import SCHEMA
 from ablate.data.sources import SPLIT_NAMES, SourceItem, csv_text
 
 COLUMNS = ("path", "split", "fov", "vessel")
@@ -31,7 +37,7 @@ def _rows(index: Path) -> tuple[list[str], list[dict]]:
 
         try:
             names = pq.read_schema(index).names
-            table = pq.read_table(index, columns=[c for c in COLUMNS if c in names])
+            table = pq.read_table(index)
         except (OSError, ValueError) as e:  # ArrowInvalid is a ValueError
             raise ValueError(f"--index {index}: not a readable Parquet file ({e})") from None
         rows = [{k: (None if v is None else str(v)) for k, v in r.items()} for r in table.to_pylist()]
@@ -42,10 +48,24 @@ def _rows(index: Path) -> tuple[list[str], list[dict]]:
         return names, [dict(r) for r in reader]
 
 
+def label_columns(index: Path, names: list[str]) -> list[str]:
+    """The index's label columns (every column but path, split, fov, vessel), in file order;
+    ValueError naming the file and the column for one the shards could not hold."""
+    labels = [n for n in names if n not in COLUMNS]
+    for name in labels:
+        if not name.strip():
+            raise ValueError(f"--index {index}: a column has no name; name it (it is carried as a label) or remove it")
+        if name in SCHEMA.names:
+            raise ValueError(f"--index {index}: column {name!r} clashes with the prepared shards' own {name!r} "
+                             f"column ({', '.join(SCHEMA.names)}); rename it to carry it as a label")
+    return labels
+
+
 def read_index(index: Path) -> list[SourceItem]:
     names, rows = _rows(index)
     if "path" not in names:
         raise ValueError(f"--index {index}: expected a 'path' column (and optionally split, fov, vessel), got {names}")
+    labels = label_columns(index, names)
     base = index.resolve().parent
     has_split = "split" in names
     items: list[SourceItem] = []
@@ -69,7 +89,8 @@ def read_index(index: Path) -> list[SourceItem]:
                                  f"(expected one of {', '.join(sorted(SPLIT_NAMES))}, or empty)")
         masks = {c: (base / row[c].strip()) if (row.get(c) or "").strip() else None for c in ("fov", "vessel")}
         items.append(SourceItem(image=image, vessel=masks["vessel"], fov=masks["fov"], split=split,
-                                unlisted=has_split and split is None))
+                                unlisted=has_split and split is None,
+                                labels=tuple((c, (row.get(c) or "").strip() or None) for c in labels)))
     if not items:
         raise ValueError(f"--index {index}: no rows; list one image per row under a 'path' column")
     if not any(it.split for it in items):  # a split column left empty throughout: no split given

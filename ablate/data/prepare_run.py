@@ -128,7 +128,8 @@ def prepare(
         split_missing: images a present split.csv does not list: "skip" (rejected,
             the split stays exactly as written) or "train".
         index: a CSV or Parquet file listing the images (column path; optional split,
-            fov, vessel) instead of scanning `src`.
+            fov, vessel; any other column a label, kept as a string column of the shards and
+            listed in the manifest's `labels`) instead of scanning `src`.
         cpus: CPUs to use (default: every core, or the cluster with `address`).
         address: a Ray cluster to join ('auto').
         in_process_below: fewer files to process than this run without Ray.
@@ -260,7 +261,8 @@ def _collect(items, cache, split_missing, settings, from_index) -> tuple[list[di
 
 
 def _finish(items, rels, results, cache, out, remote, source, has_own_split, o, res, listing):
-    entries = [(rels[i], it.split, it.unlisted, results[i]) for i, it in enumerate(items)]
+    label_columns = [name for name, _ in items[0].labels]  # an index's label columns (every item has them all)
+    entries = [(rels[i], it.split, it.unlisted, results[i], tuple(v for _, v in it.labels)) for i, it in enumerate(items)]
     # A dataset whose own split names a val set keeps it as written: val_from_train only fills
     # in a val split the dataset lacks (a study's declared validation photographs stay exact).
     own_val = has_own_split and any(it.split == "val" for it in items)
@@ -281,7 +283,7 @@ def _finish(items, rels, results, cache, out, remote, source, has_own_split, o, 
         cache.close()  # the preprocessed results stay: the re-run with --replace decodes nothing again
         raise DatasetError(f"{e} (the preprocessed results are kept in {cache.folder})") from None
     shards = sw.shard_list(p, o["rows_per_shard"])
-    entries_m = sw.hashed_shards(shards, cache.load)
+    entries_m = sw.hashed_shards(shards, cache.load, label_columns)
     manifest = Manifest(
         format_version=FORMAT_VERSION,
         source=source,
@@ -300,14 +302,15 @@ def _finish(items, rels, results, cache, out, remote, source, has_own_split, o, 
             "seed": o["seed"],
         },
         shards=entries_m,
+        labels=sw.label_summary(p, label_columns),
     )
     text = manifest.to_json()
     rejects = sw.rejects_text(p.rejects)
     try:
         if remote:
-            changed, more = sw.write_uri(out, text, sw.rebuilt(shards, cache.load, entries_m), rejects), []
+            changed, more = sw.write_uri(out, text, sw.rebuilt(shards, cache.load, entries_m, label_columns), rejects), []
         else:
-            changed, more = sw.write_local(out, text, sw.rebuilt(shards, cache.load, entries_m), rejects)
+            changed, more = sw.write_local(out, text, sw.rebuilt(shards, cache.load, entries_m, label_columns), rejects)
     except DatasetError as e:
         # A full disk or a refused upload at the very end: the preprocessed results are kept, so
         # the re-run after freeing space (or fixing access) writes without decoding anything again.

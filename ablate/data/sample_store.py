@@ -8,7 +8,8 @@ number (`chunk_seed`), so chunk k holds the same images whether the trial drew i
 `ablate sample` did, on whichever node.
 
 Each row: `sample_id` ("c00003-017": chunk 3, row 17), `chunk`, `index` (row in the chunk),
-`seed` (the chunk's), `condition` (the label drawn for, or null), `top_k`, `temperature`,
+`seed` (the chunk's), `condition` (the label drawn for, as the dataset spells it; null for an
+unconditional prior), `top_k`, `temperature`,
 `prior_step` (the prior checkpoint's step), `png` (RGB uint8 PNG at the trial's image size).
 Evaluation reads them back with `read_samples`.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +51,7 @@ def chunk_numbers(folder: str | Path) -> list[int]:
     return sorted(int(m.group(1)) for name in names if (m := CHUNK_PATTERN.fullmatch(name)))  # this folder only
 
 
-def write_chunk(folder: str | Path, chunk: int, images: np.ndarray, *, seed: int, condition: np.ndarray | None,
+def write_chunk(folder: str | Path, chunk: int, images: np.ndarray, *, seed: int, condition: Sequence[str] | None,
                 top_k: int | None, temperature: float, prior_step: int) -> str:
     """Write one chunk of samples; returns its path. Refuses to replace an existing chunk.
 
@@ -58,7 +60,7 @@ def write_chunk(folder: str | Path, chunk: int, images: np.ndarray, *, seed: int
         chunk: the chunk's number.
         images: uint8 (N, H, W, 3).
         seed: the chunk's seed (`chunk_seed`).
-        condition: the label of each row (N,), or None when the prior is unconditional.
+        condition: the label of each row (N strings), or None when the prior is unconditional.
         top_k, temperature: the sampling settings.
         prior_step: the step of the prior checkpoint that drew them.
     """
@@ -66,6 +68,8 @@ def write_chunk(folder: str | Path, chunk: int, images: np.ndarray, *, seed: int
 
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise InvalidInput(f"samples chunk {chunk}: expected uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
+    if condition is not None and len(condition) != len(images):
+        raise InvalidInput(f"samples chunk {chunk}: {len(condition)} labels for {len(images)} images")
     path = storage.join(folder, CHUNK_FILE.format(chunk))
     if storage.is_file(path):
         raise FileExistsError(f"{path}: chunk {chunk} was already drawn; samples are never replaced")
@@ -75,7 +79,9 @@ def write_chunk(folder: str | Path, chunk: int, images: np.ndarray, *, seed: int
         "chunk": np.full(n, chunk, np.int64),
         "index": np.arange(n, dtype=np.int64),
         "seed": np.full(n, seed, np.int64),
-        "condition": pd.array([None] * n if condition is None else [int(c) for c in condition], dtype="Int64"),
+        # null Int64 as before labels were drawn, so an unconditional prior's chunks are unchanged
+        "condition": (pd.array([None] * n, dtype="Int64") if condition is None
+                      else pd.array([str(c) for c in condition], dtype="string")),
         "top_k": pd.array([top_k] * n, dtype="Int64"),
         "temperature": np.full(n, float(temperature)),
         "prior_step": np.full(n, prior_step, np.int64),

@@ -18,7 +18,7 @@ import hashlib
 import io
 import itertools
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,7 @@ class RowRef:
     id: str
     source: str
     key: str  # the work-folder entry holding the row's images
+    labels: tuple[str | None, ...] = ()  # the value of each label column (index.py), None where empty
 
 
 @dataclass(frozen=True)
@@ -88,18 +89,18 @@ def exact_split(ids: list[str], seed: int, fractions: tuple[float, float]) -> di
     return {i: ("test" if k < n_test else "val" if k < n_test + n_val else "train") for k, i in enumerate(order)}
 
 
-def plan(entries: list[tuple[str, str | None, bool, dict | None]], *, has_own_split: bool, seed: int,
-         fractions: tuple[float, float], val_from_train: float) -> Plan:
-    """`entries`, in input order: (source name, the dataset's own split, unlisted?, result)
-    where result is {"id", "reject", "key", "pixels"} or None for a file skipped unread (unlisted,
-    --split-missing skip). The first file of a content (its preprocessed pixels; unreadable
+def plan(entries: list[tuple[str, str | None, bool, dict | None, tuple[str | None, ...]]], *, has_own_split: bool,
+         seed: int, fractions: tuple[float, float], val_from_train: float) -> Plan:
+    """`entries`, in input order: (source name, the dataset's own split, unlisted?, result, label
+    values) where result is {"id", "reject", "key", "pixels"} or None for a file skipped unread
+    (unlisted, --split-missing skip). The first file of a content (its preprocessed pixels; unreadable
     files: their bytes) is kept, later ones are duplicates, rejected naming the kept file: one
     photograph is never in two splits."""
     rows: dict[str, list[RowRef]] = {s: [] for s in SPLITS}
     rejects: list[tuple[str, str]] = []
     seen: dict[str, str] = {}
     seeded: list[RowRef] = []  # no split of the dataset's own: split once all are known
-    for rel, own, unlisted, res in entries:
+    for rel, own, unlisted, res, labels in entries:
         if res is None:
             rejects.append((rel, "not listed in split.csv (--split-missing skip)"))
             continue
@@ -120,11 +121,11 @@ def plan(entries: list[tuple[str, str | None, bool, dict | None]], *, has_own_sp
                 continue
             split = own
         else:
-            seeded.append(RowRef(image_id, rel, res["key"]))
+            seeded.append(RowRef(image_id, rel, res["key"], labels))
             continue
         if has_own_split and split == "train" and seeded_split(image_id, seed, (1 - val_from_train, val_from_train)) == "val":
             split = "val"
-        rows[split].append(RowRef(image_id, rel, res["key"]))
+        rows[split].append(RowRef(image_id, rel, res["key"], labels))
     chosen = exact_split([r.id for r in seeded], seed, fractions)
     for r in seeded:
         rows[chosen[r.id]].append(r)
@@ -147,7 +148,36 @@ def shard_list(p: Plan, rows_per_shard: int) -> list[tuple[str, str, list[RowRef
     return out
 
 
-def shard_bytes(split: str, refs: list[RowRef], load: Callable[[str], dict | None]) -> bytes:
+def label_summary(p: Plan, columns: list[str]) -> dict[str, dict]:
+    """The manifest's `labels`: per label column its sorted values, and per split how many
+    kept images carry each value and how many carry none."""
+    out = {}
+    for k, name in enumerate(columns):
+        counts: dict[str, dict[str, int]] = {}
+        missing: dict[str, int] = {}
+        for split, refs in p.rows.items():
+            counts[split], missing[split] = {}, 0
+            for r in refs:
+                value = r.labels[k]
+                if value is None:
+                    missing[split] += 1
+                else:
+                    counts[split][value] = counts[split].get(value, 0) + 1
+        values = sorted({v for by_value in counts.values() for v in by_value})
+        out[name] = {"values": values, "counts": counts, "missing": missing}
+    return out
+
+
+def shard_schema(label_columns: Sequence[str]) -> pa.Schema:
+    """The shards' columns: SCHEMA, then one string column per label column."""
+    schema = SCHEMA
+    for name in label_columns:
+        schema = schema.append(pa.field(name, pa.string()))
+    return schema
+
+
+def shard_bytes(split: str, refs: list[RowRef], load: Callable[[str], dict | None],
+                label_columns: Sequence[str] = ()) -> bytes:
     rows = []
     for r in refs:
         rec = load(r.key)
@@ -156,21 +186,22 @@ def shard_bytes(split: str, refs: list[RowRef], load: Callable[[str], dict | Non
                                "dataset was being written; re-run prepare")
         rows.append({"id": r.id, "source": r.source, "split": split, "image": rec["image"], "fov": rec["fov"],
                      "vessel": rec["vessel"], "orig_height": rec["orig_height"], "orig_width": rec["orig_width"],
-                     "fov_source": rec["fov_source"]})
+                     "fov_source": rec["fov_source"], **dict(zip(label_columns, r.labels))})
     buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), buf, compression="zstd")
+    pq.write_table(pa.Table.from_pylist(rows, schema=shard_schema(label_columns)), buf, compression="zstd")
     return buf.getvalue()
 
 
-def hashed_shards(shards, load) -> list[dict]:
+def hashed_shards(shards, load, label_columns: Sequence[str]) -> list[dict]:
     """The manifest's shard entries: one shard's rows in memory at a time."""
-    return [{"file": name, "split": split, "rows": len(refs), "sha256": hashlib.sha256(shard_bytes(split, refs, load)).hexdigest()}
+    return [{"file": name, "split": split, "rows": len(refs),
+             "sha256": hashlib.sha256(shard_bytes(split, refs, load, label_columns)).hexdigest()}
             for name, split, refs in shards]
 
 
-def rebuilt(shards, load, entries: list[dict]) -> Iterator[tuple[str, bytes]]:
+def rebuilt(shards, load, entries: list[dict], label_columns: Sequence[str]) -> Iterator[tuple[str, bytes]]:
     for (name, split, refs), entry in zip(shards, entries):
-        data = shard_bytes(split, refs, load)
+        data = shard_bytes(split, refs, load, label_columns)
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             raise DatasetError(f"{name} came out different when built a second time from the same rows; "
                                "nothing was replaced (please report this)")

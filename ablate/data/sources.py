@@ -42,6 +42,8 @@ class SourceItem:
     fov: Path | None
     split: str | None  # the dataset's own split, mapped to train/val/test; None when absent
     unlisted: bool = False  # a split.csv is present and does not name this image
+    # (column, value) of each label column of an --index file (index.py); value None where empty
+    labels: tuple[tuple[str, str | None], ...] = ()
 
     @property
     def name(self) -> str:

@@ -41,10 +41,11 @@ def fingerprint(settings: str, keys: list[str], items, options: dict) -> str:
         keys: the work cache's key of each item (path, size, mtime of image and masks); a file
             stat() cannot describe (dangling link, not a regular file) as "unkeyed:<path>",
             so it appearing or changing kind changes the fingerprint.
-        items: the SourceItems, for the split each was given and whether split.csv lists it.
+        items: the SourceItems, for the split each was given, whether split.csv lists it and
+            its labels (an index's label columns; an input without any adds nothing).
         options: the split and shard options of this run.
     """
-    splits = [[it.split, bool(it.unlisted)] for it in items]
+    splits = [[it.split, bool(it.unlisted), *([[list(kv) for kv in it.labels]] if it.labels else [])] for it in items]
     text = json.dumps([settings, keys, splits, options], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

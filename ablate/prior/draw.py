@@ -5,6 +5,10 @@ continues after the last chunk present (an interrupted one resumes there) with c
 to CHUNK samples; chunk k's seed depends only on the prior's seed and k, so a chunk holds the
 same images whichever of them draws it, as long as the chunks before it were whole (a trial
 whose `samples` is not a multiple of CHUNK ends on a short chunk, and later draws go on after it).
+
+A conditional prior (its file records a condition, data/labels.py) draws each sample's label
+first, in proportion to the train split's label counts, from the chunk's seed alone, and
+the chunk stores it (`condition`: the label as the dataset spells it).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import logging
 from dataclasses import dataclass
 
 from ablate import storage
+from ablate.data.labels import Condition
 from ablate.data.sample_store import (
     CHUNK_FILE,
     CONTACT_SHEET,
@@ -68,6 +73,7 @@ def draw_samples(req: DrawRequest, threads: int = 1) -> dict:
     ae, _ = rebuild_model(read_checkpoint(req.autoencoder, device), device)
     autocast = resolve_precision(req.precision, device).autocast
     h, w = saved["grid"]
+    condition = Condition.from_record(saved["condition"]) if "condition" in saved else None
     present = chunk_numbers(req.folder)
     have = sum(_rows(req.folder, c) for c in present)
     k = present[-1] + 1 if present else 0
@@ -76,12 +82,15 @@ def draw_samples(req: DrawRequest, threads: int = 1) -> dict:
         n = min(CHUNK, req.total - have - drawn)
         seed = chunk_seed(int(saved["seed"]), k)
         generator = torch.Generator(device=device).manual_seed(seed)
-        codes = prior.sample(n, top_k=req.top_k, temperature=req.temperature, generator=generator)
+        classes = None if condition is None else condition.draw(n, seed)  # on the CPU: the same on any device
+        codes = prior.sample(n, None if classes is None else torch.from_numpy(classes).to(device), top_k=req.top_k,
+                             temperature=req.temperature, generator=generator)
         with torch.no_grad(), autocast():
             images = ae.decode_codes(codes.view(n, h, w))[:, :3].float().clamp(0, 1)  # RGB (an edge channel dropped)
         pixels = (images.permute(0, 2, 3, 1).cpu().numpy() * 255).round().astype(np.uint8)
-        write_chunk(req.folder, k, pixels, seed=seed, condition=None, top_k=req.top_k, temperature=req.temperature,
-                    prior_step=int(saved["step"]))
+        labels = None if condition is None or classes is None else [condition.values[c] for c in classes]
+        write_chunk(req.folder, k, pixels, seed=seed, condition=labels, top_k=req.top_k,
+                    temperature=req.temperature, prior_step=int(saved["step"]))
         drawn += n
         k += 1
     sheet = storage.join(req.folder, CONTACT_SHEET)

@@ -6,6 +6,10 @@ Each worker holds its shard of the code grids in memory (they are small: h*w int
 reshuffles it every epoch with a seed of (prior seed, rank, epoch). TensorBoard scalars go
 under the trial's folder as `prior/...`; the validation split's cross-entropy (without
 corruption) is `prior/val_loss` at every checkpoint and at the end.
+
+With `condition` in the config (a label column, data/labels.py) the prior is conditional:
+one start token per label value, and each grid is learned (and validated) from its own
+image's label; the prior file records the column, its values and their train counts.
 """
 
 from __future__ import annotations
@@ -19,25 +23,39 @@ import numpy as np
 from ablate.prior.prior_file import PRIOR_FILE, PRIOR_STATE_FILE, save_prior
 
 
-def _codes_of(shard) -> np.ndarray:
-    """Every code grid of this worker's shard, int64 (N, h*w)."""
-    rows = [np.asarray(b["codes"]) for b in shard.iter_batches(batch_size=256, batch_format="numpy")]
-    flat = [np.stack(list(r)) if r.dtype == object else r for r in rows if len(r)]
-    return np.concatenate(flat).astype(np.int64) if flat else np.zeros((0, 0), np.int64)
+def grids_of(shard, labelled: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """Every code grid of this worker's shard, int64 (N, h*w), and with `labelled` each one's
+    class, int64 (N,) (None without)."""
+    codes, labels = [], []
+    for b in shard.iter_batches(batch_size=256, batch_format="numpy"):
+        r = np.asarray(b["codes"])
+        if len(r):
+            codes.append(np.stack(list(r)) if r.dtype == object else r)
+            if labelled:
+                labels.append(np.asarray(b["label"]))
+    grids = np.concatenate(codes).astype(np.int64) if codes else np.zeros((0, 0), np.int64)
+    if not labelled:
+        return grids, None
+    return grids, np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, np.int64)
 
 
-def _batches(codes: np.ndarray, per_worker: int, seed: int, rank: int, epoch: int, device) -> Iterator:
+def batches(codes: np.ndarray, labels: np.ndarray | None, per_worker: int, seed: int, rank: int, epoch: int,
+            device) -> Iterator:
+    """One pass over this worker's grids in a seeded order: (codes (B, h*w), labels (B,) or None) on `device`."""
     import torch
 
     state = np.random.SeedSequence([seed, rank, epoch]).generate_state(1)[0]
     order = np.random.default_rng(int(state)).permutation(len(codes))
     for start in range(0, len(order) - per_worker + 1, per_worker):  # whole batches only: DDP ranks stay in step
-        yield torch.from_numpy(codes[order[start:start + per_worker]]).to(device)
+        take = order[start:start + per_worker]
+        yield (torch.from_numpy(codes[take]).to(device),
+               None if labels is None else torch.from_numpy(labels[take]).to(device))
 
 
 def prior_train_loop(config: dict) -> None:
     """Per-worker loop (config: `prior` (the PriorSpec as a dict), `grid`, `vocab`, `seed`, `steps`,
-    `batch_size`, `lr`, `warmup_steps`, `log_every`, `checkpoint_every`, `precision`, `threads`, `tb_dir`)."""
+    `batch_size`, `lr`, `warmup_steps`, `log_every`, `checkpoint_every`, `precision`, `threads`, `tb_dir`,
+    and `condition` (Condition.record()) for a conditional prior)."""
     import ray.train
     import torch
 
@@ -55,8 +73,10 @@ def prior_train_loop(config: dict) -> None:
 
     p = config["prior"]
     h, w = config["grid"]
+    condition = config.get("condition")
     shape = CodePriorConfig(vocab=config["vocab"], n_positions=h * w, layers=p["layers"], heads=p["heads"],
-                            width=p["width"], dropout=p["dropout"], pkeep=p["pkeep"])
+                            width=p["width"], dropout=p["dropout"], pkeep=p["pkeep"],
+                            n_conditions=0 if condition is None else len(condition["values"]))
     worker, model = start_worker(config, lambda: CodePrior(shape))
     rank, world, per_worker, device = worker.rank, worker.world, worker.per_worker, worker.device
     precision = resolve_precision(config["precision"], device.type)
@@ -70,18 +90,21 @@ def prior_train_loop(config: dict) -> None:
         step, epoch = resume(model, opt, sched, saved, state)
         last_loss = float(saved.get("loss", "nan"))
 
-    train = _codes_of(ray.train.get_dataset_shard("train"))
+    labelled = condition is not None
+    train, train_labels = grids_of(ray.train.get_dataset_shard("train"), labelled)
     if len(train) < per_worker:
         raise ValueError(f"prior: this worker's share of the train codes ({len(train)} grids) is less than its "
                          f"batch ({per_worker}); lower prior.batch_size or use fewer workers")
     val_shard = ray.train.get_dataset_shard("val") if "val" in config["splits"] else None
-    val = _codes_of(val_shard) if val_shard is not None else np.zeros((0, h * w), np.int64)
+    val, val_labels = (grids_of(val_shard, labelled) if val_shard is not None
+                       else (np.zeros((0, h * w), np.int64), np.zeros(0, np.int64) if labelled else None))
     generator = torch.Generator(device=device).manual_seed(config["seed"] * 1000 + 7 + rank)  # pkeep draws
 
-    def forward(codes, at: int):
+    def forward(batch, at: int):
+        codes, labels = batch
         with precision.autocast():
             # Through the (DDP-)wrapped module's forward, so DDP sees the call it synchronises.
-            logits = model(unwrap(model).corrupt(codes, generator))
+            logits = model(unwrap(model).corrupt(codes, generator), labels)
         loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, shape.vocab), codes.reshape(-1))
         return loss, {"prior/loss": loss.detach()}, codes.shape[0], None
 
@@ -95,7 +118,9 @@ def prior_train_loop(config: dict) -> None:
         with torch.no_grad(), precision.autocast():
             for k in range(0, len(val), 64):
                 x = torch.from_numpy(val[k:k + 64]).to(device)
-                total += torch.nn.functional.cross_entropy(m(x).float().flatten(0, 1), x.flatten(), reduction="sum")
+                c = None if val_labels is None else torch.from_numpy(val_labels[k:k + 64]).to(device)
+                total += torch.nn.functional.cross_entropy(m(x, c).float().flatten(0, 1), x.flatten(),
+                                                           reduction="sum")
                 count += x.numel()
         m.train(was)
         r = mean_over_workers({"sum": total, "n": count})  # both scaled by 1/world: the ratio is the mean
@@ -108,7 +133,7 @@ def prior_train_loop(config: dict) -> None:
     # Validation at every checkpoint (and the end), so each checkpoint carries its val loss.
     loop = StepLoop(steps, config["log_every"], max(1, steps), config["checkpoint_every"], world, "prior", rank,
                     config["tb_dir"], rate_key="perf/prior_grids_per_s", val_every=config["checkpoint_every"])
-    loop.run(lambda e: _batches(train, per_worker, config["seed"], rank, e, device), forward, opt=opt, sched=sched,
+    loop.run(lambda e: batches(train, train_labels, per_worker, config["seed"], rank, e, device), forward, opt=opt, sched=sched,
              report=report, step=step, epoch=epoch, last={"prior/loss": last_loss},
              validate=(lambda: {"prior/val_loss": val_loss()}) if val_shard is not None else None)
 
@@ -120,7 +145,8 @@ def _report(model, opt, sched, shape, config: dict, step: int, epoch: int, loss:
     from ablate.runtime import report_to_train
 
     def save(folder: Path) -> None:
-        save_prior(folder, model, config["grid"], step=step, loss=loss, val_loss=val_loss, seed=config["seed"])
+        save_prior(folder, model, config["grid"], step=step, loss=loss, val_loss=val_loss, seed=config["seed"],
+                   condition=config.get("condition"))
         torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "step": step, "epoch": epoch},
                    folder / PRIOR_STATE_FILE)
 

@@ -1,6 +1,8 @@
 """The prior's checkpoint file, `prior.pt` in each of its Train run's checkpoints: the weights,
-the shape to rebuild it (CodePriorConfig), the code grid it models, and the step, losses and
-seed it was saved at. Written by the Train loop, read by drawing (`ablate sample` included)."""
+the shape to rebuild it (CodePriorConfig), the code grid it models, the step, losses and seed
+it was saved at, and for a conditional prior its condition (data/labels.py: the label column,
+its values, their train counts). Written by the Train loop, read by drawing (`ablate sample`
+included)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ PRIOR_STATE_FILE = "prior_state.pt"  # optimizer, schedule, step, epoch: what a 
 
 
 def save_prior(folder: Path, model, grid: tuple[int, int] | list[int], *, step: int, loss: float, val_loss: float,
-               seed: int) -> None:
+               seed: int, condition: dict | None = None) -> None:
     """Write `folder`/prior.pt.
 
     Args:
@@ -24,11 +26,17 @@ def save_prior(folder: Path, model, grid: tuple[int, int] | list[int], *, step: 
         grid: (h, w) of the code grid (raster order).
         step, loss, val_loss: where training stood.
         seed: the prior's seed (chunk seeds derive from it).
+        condition: a conditional prior's Condition.record(), one value per start token; None
+            (and no key in the file) for an unconditional one.
     """
     import torch
 
+    k = model.config.n_conditions
+    if (condition is None) != (k == 0) or (condition is not None and len(condition["values"]) != k):
+        raise ValueError(f"a prior with {k} condition tokens saved with condition {condition!r}")
     torch.save({"model": model.state_dict(), "config": dataclasses.asdict(model.config), "grid": list(grid),
-                "step": int(step), "loss": float(loss), "val_loss": float(val_loss), "seed": int(seed)},
+                "step": int(step), "loss": float(loss), "val_loss": float(val_loss), "seed": int(seed),
+                **({"condition": condition} if condition is not None else {})},
                Path(folder) / PRIOR_FILE)
 
 

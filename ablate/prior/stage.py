@@ -18,6 +18,7 @@ import dataclasses
 import logging
 
 from ablate import storage
+from ablate.data.labels import Condition
 from ablate.data.sample_store import PRIOR_DIR
 from ablate.experiment_layout import ExperimentLayout
 from ablate.runtime import Placement
@@ -27,14 +28,16 @@ logger = logging.getLogger(__name__)
 
 
 def prior_loop_config(spec: TrialSpec, grid: tuple[int, int], vocab: int, splits: list[str], threads: int,
-                      tb_dir: str) -> dict:
-    """What `prior_train_loop` reads, from the trial's `prior:` block."""
+                      tb_dir: str, condition: Condition | None = None) -> dict:
+    """What `prior_train_loop` reads, from the trial's `prior:` block (and its condition's
+    column, values and train counts, for a conditional prior)."""
     p = spec.prior
     assert p is not None and spec.prior_seed is not None  # only trials with a prior get here
     return {"prior": dataclasses.asdict(p), "grid": list(grid), "vocab": vocab, "seed": spec.prior_seed,
             "steps": p.steps, "batch_size": p.batch_size, "lr": p.lr, "warmup_steps": round(0.05 * p.steps),
             "log_every": p.log_every, "checkpoint_every": min(p.checkpoint_every, p.steps),
-            "precision": spec.train.precision, "threads": threads, "tb_dir": tb_dir, "splits": splits}
+            "precision": spec.train.precision, "threads": threads, "tb_dir": tb_dir, "splits": splits,
+            **({"condition": condition.record()} if condition is not None else {})}
 
 
 def run_prior_stage(spec: TrialSpec, *, trial: str, exp_dir: str, data_dir: str, autoencoder: str,
@@ -66,19 +69,21 @@ def run_prior_stage(spec: TrialSpec, *, trial: str, exp_dir: str, data_dir: str,
     layout = ExperimentLayout(exp_dir)
     folder = layout.trial_samples(trial)
     work = storage.join(folder, PRIOR_DIR)
+    condition = Condition.of_dataset(data_dir, p.condition) if p.condition is not None else None
     codes = {s: encode_split(data_dir, s, spec.data.size, autoencoder, storage.join(work, "codes"),
-                             threads=placement.threads_per_worker, gpus=placement.gpus_per_worker)
+                             threads=placement.threads_per_worker, gpus=placement.gpus_per_worker, condition=condition)
              for s in ("train", "val")}
     train = codes["train"]
     if train is None:
         raise ValueError(f"{data_dir}: the train split is empty; a prior has nothing to learn")
     datasets = {s: ray.data.read_parquet(c.folder) for s, c in codes.items() if c is not None}
-    logger.info(f"{trial}: training its prior ({p.layers} layers, width {p.width}) on {train.rows} code grids of "
-                f"{train.grid[0]}x{train.grid[1]} for {p.steps} steps")
+    given = "" if condition is None else f", conditioned on {condition.column} ({len(condition.values)} values)"
+    logger.info(f"{trial}: training its prior ({p.layers} layers, width {p.width}{given}) on {train.rows} code grids "
+                f"of {train.grid[0]}x{train.grid[1]} for {p.steps} steps")
     result = fit_torch_run(
         prior_train_loop,
         prior_loop_config(spec, train.grid, train.vocab, sorted(datasets), placement.threads_per_worker,
-                          layout.tensorboard_run(trial)),  # the trial's own TensorBoard folder: prior/... tags
+                          layout.tensorboard_run(trial), condition),  # the trial's own TensorBoard folder: prior/... tags
         datasets=datasets, placement=placement, name=f"prior-{trial}", storage_path=storage.join(work, "train"),
         max_failures=max_failures, callbacks=callbacks)
     if result.checkpoint is None:

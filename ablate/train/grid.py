@@ -37,7 +37,32 @@ def check_data(data_dir: str, grid: Grid, evaluate: bool = True) -> dict:
                 f"{data_dir}: prepared at {manifest['image_size']} px but trial {trial_key(spec)} asks for "
                 f"{spec.data.size} px; re-run `ablate prepare SRC --out {data_dir} --size {spec.data.size}`"
             )
+    check_conditions(data_dir, grid, manifest)
     return manifest
+
+
+def check_conditions(data_dir: str, grid: Grid, manifest: dict) -> None:
+    """Every `prior.condition` names a label column of the dataset (manifest.json's `labels`)
+    that labels every image the prior reads: the train split it learns from and the val
+    split its val loss is measured on."""
+    labels = manifest.get("labels", {})
+    for spec in grid.trials:
+        column = spec.prior.condition if spec.prior is not None else None
+        if column is None:
+            continue
+        key = f"{grid.source}: combinations.{spec.combination}.prior.condition"
+        if column not in labels:
+            has = (f"its label columns: {', '.join(sorted(labels))}" if labels else
+                   "it has no label columns")
+            raise ConfigError(f"{key}: {column!r} is not a label column of the dataset {data_dir} ({has}); name one "
+                              f"of its columns, or prepare the dataset with `ablate prepare --index FILE` from an "
+                              f"index file whose {column!r} column holds each image's label")
+        missing = {s: n for s in ("train", "val") if (n := labels[column]["missing"].get(s, 0))}
+        if missing:
+            said = " and ".join(f"{n} of the {manifest['counts'][s]} {s} images" for s, n in missing.items())
+            raise ConfigError(f"{key}: {said} of {data_dir} have no {column!r} label; a conditional prior learns "
+                              "each train grid from its image's label (and measures its val loss the same way): "
+                              "fill them in the index file and prepare again, or drop prior.condition")
 
 
 def preflight_losses(grid: Grid, made_by_stage: Path | None = None) -> None:

@@ -23,7 +23,7 @@ def _images(n: int, value: int) -> np.ndarray:
 def test_chunks_read_back_in_chunk_order_with_their_pixels(tmp_path):
     a, b = _images(3, 1), _images(2, 2)
     write_chunk(tmp_path, 1, b, seed=chunk_seed(7, 1), condition=None, top_k=None, temperature=1.0, prior_step=5)
-    write_chunk(tmp_path, 0, a, seed=chunk_seed(7, 0), condition=np.array([0, 1, 1]), top_k=16,
+    write_chunk(tmp_path, 0, a, seed=chunk_seed(7, 0), condition=["a", "b", "b"], top_k=16,
                 temperature=0.9, prior_step=5)
     (tmp_path / "prior").mkdir()
     (tmp_path / "prior" / "chunk-00009.parquet").write_bytes(b"not ours")  # below the folder: not a chunk
@@ -31,9 +31,16 @@ def test_chunks_read_back_in_chunk_order_with_their_pixels(tmp_path):
     s = read_samples(tmp_path)
     assert np.array_equal(s.images, np.concatenate([a, b]))  # PNG is lossless
     assert s.ids == ["c00000-000", "c00000-001", "c00000-002", "c00001-000", "c00001-001"]
-    assert list(s.table["condition"].iloc[:3]) == [0, 1, 1] and s.table["condition"].iloc[3:].isna().all()
+    assert list(s.table["condition"].iloc[:3]) == ["a", "b", "b"] and s.table["condition"].iloc[3:].isna().all()
     assert list(s.table["top_k"].iloc[:3]) == [16, 16, 16] and s.table["top_k"].iloc[3:].isna().all()
     assert np.array_equal(read_samples(tmp_path, limit=4).images, np.concatenate([a, b])[:4])
+
+
+def test_a_chunk_has_one_label_per_image(tmp_path):
+    with pytest.raises(InvalidInput, match="samples chunk 0: 2 labels for 3 images"):
+        write_chunk(tmp_path, 0, _images(3, 1), seed=1, condition=["a", "b"], top_k=None, temperature=1.0,
+                    prior_step=1)
+    assert chunk_numbers(tmp_path) == []
 
 
 def test_a_chunk_is_never_replaced(tmp_path):

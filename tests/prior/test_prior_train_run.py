@@ -1,5 +1,6 @@
 """The prior's Train run (ablate.prior.loop) trains, checkpoints, and resumes after a killed
-worker: the restarted group continues from the last checkpoint's step, not from 0."""
+worker: the restarted group continues from the last checkpoint's step, not from 0; a
+conditional prior the same, learning from its codes' labels and saved with its condition."""
 
 from __future__ import annotations
 
@@ -20,8 +21,12 @@ def _config(tmp_path: Path, steps: int) -> dict:
             "threads": 1, "tb_dir": str(tmp_path / "tb"), "splits": ["train", "val"]}
 
 
+CONDITION = {"column": "grade", "values": ["a", "b"], "train_counts": [6, 6]}
+
+
 @pytest.mark.ray
-def test_the_prior_resumes_from_its_checkpoint_after_a_killed_worker(ray_local, tmp_path):
+@pytest.mark.parametrize("condition", [None, CONDITION], ids=["unconditional", "conditional"])
+def test_the_prior_resumes_from_its_checkpoint_after_a_killed_worker(ray_local, tmp_path, condition):
     import ray.data
     import torch
 
@@ -29,7 +34,8 @@ def test_the_prior_resumes_from_its_checkpoint_after_a_killed_worker(ray_local, 
     from ablate.runtime import Placement, fit_torch_run
 
     rng = np.random.default_rng(0)
-    codes = {s: ray.data.from_items([{"codes": rng.integers(0, 8, 16).astype(np.int32), "key": i} for i in range(n)])
+    codes = {s: ray.data.from_items([{"codes": rng.integers(0, 8, 16).astype(np.int32), "key": i,
+                                      **({"label": i % 2} if condition else {})} for i in range(n)])
              for s, n in (("train", 12), ("val", 4))}
     log = tmp_path / "attempts.txt"
 
@@ -57,7 +63,8 @@ def test_the_prior_resumes_from_its_checkpoint_after_a_killed_worker(ray_local, 
         prior_loop.prior_train_loop(config)
 
     placement = Placement(workers=1, cpus_per_worker=1.0, gpus_per_worker=0.0, threads_per_worker=1, concurrent=1)
-    result = fit_torch_run(loop, {**_config(tmp_path, steps=6), "log": str(log)}, datasets=codes,
+    extra = {} if condition is None else {"condition": condition}
+    result = fit_torch_run(loop, {**_config(tmp_path, steps=6), "log": str(log), **extra}, datasets=codes,
                            placement=placement, name="prior-killed", storage_path=str(tmp_path / "train"),
                            max_failures=2)
     # checkpoints every 3 steps: the restarted group trains steps 4-6 only, from the step-3 checkpoint
@@ -65,6 +72,8 @@ def test_the_prior_resumes_from_its_checkpoint_after_a_killed_worker(ray_local, 
     with result.checkpoint.as_directory() as d:
         saved = torch.load(Path(d) / PRIOR_FILE, weights_only=True)
     assert saved["step"] == 6 and np.isfinite(saved["loss"]) and np.isfinite(saved["val_loss"])
+    assert saved.get("condition") == condition  # absent from an unconditional prior's file
+    assert saved["config"]["n_conditions"] == (0 if condition is None else 2)
     assert result.metrics["step"] == 6 and "prior/val_loss" in result.metrics
     events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
     assert events, "the prior's TensorBoard scalars were not written"
