@@ -261,3 +261,31 @@ def test_a_prior_is_saved_with_the_condition_its_tokens_need():
     prior = CodePrior(CodePriorConfig(vocab=8, n_positions=4, n_conditions=2, layers=1, heads=2, width=16))
     with pytest.raises(ValueError, match="a prior with 2 condition tokens saved with condition None"):
         save_prior(".", prior, (2, 2), step=0, loss=0.0, val_loss=0.0, seed=0)
+
+
+@pytest.mark.ray
+def test_encode_split_through_ray_data_keeps_each_grids_label(ray_local, labelled, tmp_path):
+    """The real Ray Data pipeline of the codes (split_dataset -> EncodeCodes -> write_parquet):
+    each written grid keeps its image's class, as the shards' label column says."""
+    import pyarrow.parquet as pq
+
+    from ablate.data.shards import shard_paths
+    from ablate.models.checkpoint import write_checkpoint
+    from ablate.prior.codes import encode_split
+    from ablate.prior.loop import grids_of
+    from tests.helpers.checkpoints import TINY_32PX_SPEC
+
+    c = Condition.of_dataset(str(labelled), "site")
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    write_checkpoint(ckpt, model_state=build_model("tiny", 32, {}).state_dict(), optimizer_state={}, step=1,
+                     spec=TINY_32PX_SPEC)
+    split = encode_split(str(labelled), "train", 32, str(ckpt), str(tmp_path / "codes"), condition=c)
+    assert split is not None and split.rows == 6
+    import ray.data
+
+    written = ray.data.read_parquet(split.folder).to_pandas()
+    table = pq.read_table(shard_paths(labelled, "train")[0], columns=["id", "site"]).to_pandas()
+    assert sorted(written["label"]) == sorted(c.values.index(s) for s in table["site"])
+    grids, labels = grids_of(ray.data.read_parquet(split.folder), labelled=True)
+    assert grids.shape == (6, 16 * 16) and labels is not None and sorted(labels) == sorted(written["label"])
