@@ -57,15 +57,15 @@ def judge_chunk(seg, x, fov: np.ndarray, maps: np.ndarray, labelled: np.ndarray)
     from ablate.evaluate.reconstruct import vessel_maps
     from ablate.segmenter.unet_file import load_segmenter
 
-    labelled = np.asarray(labelled, bool)
+    labelled = np.array(labelled, dtype=bool)  # a copy: object-store arrays are read-only, torch warns on them
     ridge = load_segmenter(RIDGE_SPEC)
     out: dict = {"agreement": None, "prob": None, "ridge_prob": None}
     if not is_ridge(seg):
         out["agreement"] = map_agreement(maps, vessel_maps(ridge, x, fov), fov).tolist()
     if labelled.any():
-        f = torch.tensor(np.array(fov[labelled], dtype=bool))
-        out["prob"] = seg.predict(x[torch.from_numpy(labelled)], f).cpu().numpy()
-        out["ridge_prob"] = ridge.predict(x[torch.from_numpy(labelled)], f).cpu().numpy()
+        f, pick = torch.tensor(np.array(fov[labelled], dtype=bool)), torch.from_numpy(labelled)
+        out["prob"] = seg.predict(x[pick], f).cpu().numpy()
+        out["ridge_prob"] = ridge.predict(x[pick], f).cpu().numpy()
     return out
 
 
