@@ -157,6 +157,24 @@ class GridRecord(ShapeModel):
         return json.dumps(self.model_dump(mode="json", exclude_unset=True), indent=1) + "\n"
 
 
+class JudgeReliability(ShapeModel):
+    """One entry of eval/notes.json's `judge`: the vessel judge measured on the originals of the
+    evaluated split at one image size (ablate.evaluate.judge_reliability). A score that was not
+    measured is absent (None): the agreement for a ridge judge (`ridge_agreement_skipped` says
+    why), the mask scores without manual masks (`masks` 0), the AUC where masks have one class."""
+    segmenter: str
+    image_size: Positive
+    images: Count  # originals the agreement is a mean over
+    masks: Count = 0  # of them, with a manual vessel mask
+    ridge_agreement: float | None = None  # mean per-image Dice between the judge's and the ridge map
+    ridge_agreement_min: float | None = None
+    ridge_agreement_skipped: str = ""
+    dice: float | None = None  # pooled inside the FOV against the manual masks, as `ablate segmenter evaluate`
+    auc: float | None = None
+    dice_mean_per_image: float | None = None
+    ridge_dice: float | None = None  # the ridge filter's pooled Dice against the same masks
+
+
 class Notes(ShapeModel):
     """eval/notes.json, of the grid's own dataset and of each other dataset
     (eval/datasets/<name>/: also data, splits, images, manifest_sha256). Every key is
@@ -174,6 +192,7 @@ class Notes(ShapeModel):
     splits: list[str] = Field(default_factory=list)
     resampled: list[str] = Field(default_factory=list)
     manifest_sha256: str = ""
+    judge: list[JudgeReliability] = Field(default_factory=list)  # per image size; absent before issue 31
 
     def to_json(self) -> str:
         """notes.json's text: the keys the writer set, and the other keys it passed."""

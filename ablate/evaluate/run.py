@@ -16,7 +16,8 @@ foundation model's features) per trial. Outputs, in the experiment folder:
   eval/per_image.parquet  one row per (trial, test image), every metric
   results.parquet/.csv    each trial's means merged in as `test/<metric>` columns
   eval/notes.json         which segmenter and feature networks were used, what was skipped
-                          (a metric the test split has too few images for: evaluate/set_metrics.py)
+                          (a metric the test split has too few images for: evaluate/set_metrics.py),
+                          and the segmenter measured on the originals (`judge`: evaluate/judge_reliability.py)
   eval/samples.parquet, eval/sample_neighbours.parquet
                           the samples of trials with a prior, judged (evaluate/synthesis_tasks.py)
 On another dataset (--data): eval/datasets/<name>-<manifest sha256[:12]>/ instead, with
@@ -33,12 +34,13 @@ import numpy as np
 import pandas as pd
 
 from ablate import storage
+from ablate.evaluate.judge_reliability import judge_record, judge_summary
 from ablate.evaluate.reconstruct import reference_levels, to_tensor, vessel_maps
 from ablate.evaluate.splits import load_test_split
 from ablate.evaluate.synthesis_tasks import judge_group, trials_with_samples, write_tables
 from ablate.evaluate.trial_stages import bring_weights, device_stage, fm_extractor, morphology_stage
 from ablate.experiment_layout import ExperimentLayout
-from ablate.schemas import Notes
+from ablate.schemas import JudgeReliability, Notes
 from ablate.ui.progress import Progress
 
 logger = logging.getLogger(__name__)
@@ -61,12 +63,14 @@ class EvalOptions:
 
 
 def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: dict, morphology: str = "ablate",
-                    shipped: dict | None = None) -> dict:
-    """Vessel maps of the originals (the reference), their morphology, and their features."""
+                    shipped: dict | None = None, labelled: np.ndarray | None = None) -> dict:
+    """Vessel maps of the originals (the reference), their morphology, their features, and the
+    judge measured on them (evaluate/judge_reliability.py; `labelled`: which have a manual mask)."""
     import torch
 
     from ablate.backbones.inception import FIDInception
     from ablate.evaluate.automorph import features_for
+    from ablate.evaluate.judge_reliability import judge_chunk
     from ablate.segmenter.unet_file import load_segmenter
 
     vessel_features = features_for(morphology)[0]
@@ -77,7 +81,8 @@ def reference_chunk(images: np.ndarray, fov: np.ndarray, segmenter: str, nets: d
     levels = reference_levels(seg, x, fov)  # the reconstructions are cut at these levels too
     maps = vessel_maps(seg, x, fov, levels)
     out = {"maps": maps, "levels": levels, "features": [vessel_features(m, v) for m, v in zip(maps, fov)],
-           "segmenter": seg.name}
+           "segmenter": seg.name,
+           "judge": judge_chunk(seg, x, fov, maps, np.zeros(len(x), bool) if labelled is None else labelled)}
     if nets.get("inception", True):  # absent: a caller from before it could be missing
         out["inception"] = FIDInception()(x).numpy()
     if "fm" in nets:
@@ -121,7 +126,7 @@ def evaluate_experiment(opts: EvalOptions, setup=None) -> pd.DataFrame:
 
     from ablate.evaluate.plan import judge_scale_caution
 
-    per_image, means, cautions, judged = [], {}, [], []
+    per_image, means, cautions, judged, judged_on = [], {}, [], [], []
     for size, group in done.groupby("config.data.size"):
         caution = judge_scale_caution(judge, int(size))
         if caution:
@@ -136,8 +141,13 @@ def evaluate_experiment(opts: EvalOptions, setup=None) -> pd.DataFrame:
         task = ray.remote(num_cpus=1, num_gpus=opts.gpus_per_task)
         imgs = [ray.put(test["images"][c]) for c in chunks]
         fovs = [ray.put(test["fov"][c]) for c in chunks]
-        refs = ray.get([task(reference_chunk).remote(i, f, seg_spec, nets, opts.morphology, shipped)
-                        for i, f in zip(imgs, fovs)])
+        refs = ray.get([task(reference_chunk).remote(i, f, seg_spec, nets, opts.morphology, shipped,
+                                                     test["labelled"][c])
+                        for i, f, c in zip(imgs, fovs, chunks)])
+        record = judge_record(judge, int(size), [r["judge"] for r in refs], test["vessel"], test["fov"],
+                              test["labelled"])
+        logger.info(f"vessel judge on the originals at {int(size)} px: {judge_summary(record)}")
+        judged_on.append(JudgeReliability(**record))
         ref_maps = [ray.put(r["maps"]) for r in refs]
         real_inc = np.concatenate([r["inception"] for r in refs]) if "inception" in refs[0] else None
         real_fm = np.concatenate([r["fm"] for r in refs]) if "fm" in nets else None
@@ -186,7 +196,7 @@ def evaluate_experiment(opts: EvalOptions, setup=None) -> pd.DataFrame:
         storage.write_text(where.notes, Notes(
             **s.dataset, splits=list(splits), segmenter=seg_note, morphology=opts.morphology, skipped=notes,
             cautions=cautions, resampled=s.resampled, feature_nets=nets, images=int(table["image_id"].nunique()),
-            **checkpoints).to_json())
+            judge=judged_on, **checkpoints).to_json())
         logger.info(f"evaluated on {data_dir} ({'+'.join(splits)}): {where.folder}")
         return trial_means.join(sets)
     own = ExperimentLayout(exp).eval
@@ -194,7 +204,7 @@ def evaluate_experiment(opts: EvalOptions, setup=None) -> pd.DataFrame:
     write_tables(exp, judged)
     storage.write_text(own.notes, Notes(
         segmenter=seg_note, morphology=opts.morphology, skipped=notes, cautions=cautions, resampled=s.resampled,
-        feature_nets=nets, test_images=int(table["image_id"].nunique()), **checkpoints).to_json())
+        feature_nets=nets, test_images=int(table["image_id"].nunique()), judge=judged_on, **checkpoints).to_json())
     merged = results.drop(columns=[c for c in results.columns if c.startswith("test/") or c == "segmenter"])
     extra = pd.DataFrame({t: {**{f"test/{c}": trial_means.loc[t, c] for c in metric_cols}, **means[t]}
                           for t in trial_means.index}).T

@@ -36,7 +36,7 @@ from ablate.report.render import (
 from ablate.report.stats import Analysis
 from ablate.report.synthesis_view import SynthesisView
 from ablate.report.text import plain
-from ablate.report.views import Question, Table, text_table, verdict_class
+from ablate.report.views import Question, Table, question_view, text_table, verdict_class
 
 
 @dataclass(frozen=True)
@@ -138,6 +138,18 @@ class ReportContext:
     methods: str = METHODS
 
 
+def judge_cautions(sections: list[tuple[str, list[Question]]]) -> list[str]:
+    """"Read before the numbers" lines: each judge caution beside a vessel verdict, once per
+    section (the grid's Q2 and Q2s share the grid's judge; each other dataset has its own)."""
+    out: list[str] = []
+    for where, questions in sections:
+        for q in questions:
+            line = f"VESSEL JUDGE UNRELIABLE on {where}: {q.caution}. The verdicts stand; read them with this."
+            if q.caution and line not in out:
+                out.append(line)
+    return out
+
+
 def image_grid_view(g: ImageGrid) -> ImageGridView:
     """The grid's pictures as PNG data URIs, GRID_CONFIGS_PER_TABLE configurations per table.
 
@@ -183,7 +195,7 @@ def report_context(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, wa
         written=_dt.datetime.now().isoformat(timespec="seconds"))
     voting: dict[str, Any] = {"left": ("combination", "against", "metric", "verdict"), "row_class": verdict_class}
     def question(q) -> Question:
-        return Question(plain(q.verdict), plain(q.sentence), text_table(paired_table(q.tests, reference=True), **voting))
+        return question_view(q, text_table(paired_table(q.tests, reference=True), **voting))
 
     questions = [question(q) for q in (a.q1, a.q2)]
     ni = a.non_inferiority
@@ -193,8 +205,10 @@ def report_context(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, wa
                            text_table(o.table, left=("combination",)),
                            [question(q) for q in questions_on(e, o, a.declared)])
               for o in load_other_datasets(e.exp, e.combinations)]
+    cautions = judge_cautions([("the grid's test split", questions + (synthesis.questions if synthesis else []))]
+                              + [(f"other dataset {o.name}", o.questions) for o in others])
     return ReportContext(
-        grid_name=plain(e.grid.get("name", "?")), about=about, warnings=[plain(w) for w in warnings],
+        grid_name=plain(e.grid.get("name", "?")), about=about, warnings=[plain(w) for w in warnings] + cautions,
         declared=Primaries([plain(m) for m in a.declared.q1], [plain(m) for m in a.declared.q2],
                            plain(a.declared.source)),
         questions=questions, non_inferiority=non_inferiority,

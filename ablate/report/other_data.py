@@ -82,8 +82,9 @@ def describe(o: OtherData) -> str:
 
 
 def on_other_data(e: Experiment, o: OtherData) -> Experiment:
-    """The grid's trained trials as another dataset judged them: its per-image numbers and their
-    per-trial means in place of the grid's own test split. The training run's val/ figures and the
+    """The grid's trained trials as another dataset judged them: its per-image numbers, their
+    per-trial means and its notes.json (the judge measured on its originals) in place of the grid's
+    own test split's. The training run's val/ figures and the
     grid's own whole-test-set numbers (test/fid ...) are left out (they are of the grid's data), and
     so are the sample tables."""
     assert o.per_image is not None
@@ -92,7 +93,8 @@ def on_other_data(e: Experiment, o: OtherData) -> Experiment:
     images = tidy_per_image(o.per_image)
     segmenter = str(o.per_image["segmenter"].iloc[0]) if "segmenter" in o.per_image.columns and len(o.per_image) else None
     return dataclasses.replace(e, trials=trials, image_metrics=images, trial_metrics=tidy_trial_metrics(trials, images),
-                               segmenter=segmenter, samples=None, sample_neighbours=None, eval_missing=None)
+                               segmenter=segmenter, notes=o.notes, samples=None, sample_neighbours=None,
+                               eval_missing=None)
 
 
 def questions_on(e: Experiment, o: OtherData, declared: Declared) -> list[Answer]:

@@ -22,6 +22,7 @@ from ablate.report.collect import Experiment, edge_setting, stand_in_notes, uses
 from ablate.report.compare import as_table, compare_pair
 from ablate.report.declared import DEFAULT_QUESTIONS
 from ablate.report.inference import MIN_SEEDS, detectable_effect
+from ablate.report.judge_line import JudgeLine, judge_line
 from ablate.report.metric_names import direction, unit
 from ablate.report.verdicts import ALPHA, carried_by, headline, judge, non_inferiority, pair_verdict
 
@@ -63,6 +64,7 @@ class Answer:
     sentence: str
     tests: pd.DataFrame = field(default_factory=pd.DataFrame)  # every test behind it, primary and secondary
     pairs: list[tuple[str, str, str]] = field(default_factory=list)  # (candidate, reference, pair verdict)
+    judge: JudgeLine | None = None  # a vessel verdict's: how far its segmenter can be trusted on these originals
 
 
 def _num(x: float, signed: bool = False) -> str:
@@ -212,6 +214,7 @@ def answer_q2(e: Experiment, declared: Declared) -> Answer:
     if not pairs:
         return Answer(q, "not in this grid", f"{q} Not in this grid: {absent}")
     a = answer(q, "Q2 (edge term vs baseline)", pairs, declared.q2, e, declared.source)
+    a.judge = judge_line(e.notes)
     return without_untrained_judge(a, untrained_segmenter(e))
 
 

@@ -25,6 +25,7 @@ import pandas as pd
 from ablate.report.collect import Experiment
 from ablate.report.compare import combination_terms, matches
 from ablate.report.inference import welch
+from ablate.report.judge_line import judge_line
 from ablate.report.metric_names import below_floor, direction, labelled
 from ablate.report.questions import (
     Answer,
@@ -118,6 +119,7 @@ def answer_q2s(e: Experiment, declared: Declared) -> Answer:
     if not vessel or a.verdict in (NOT_DECLARED, "not in this grid"):
         return a
     assert e.samples is not None
+    a.judge = judge_line(e.notes)  # the samples' maps come from the judge measured on the grid's own originals
     names = sorted({str(s) for s in e.samples.get("segmenter", pd.Series(dtype=str)).dropna()})
     why_not = next(filter(None, map(segmenter_not_trained, names or [""])), None)  # any map not from a U-Net
     return without_untrained_judge(a, why_not, f" (primary {', '.join(vessel)})")

@@ -22,7 +22,7 @@ from ablate.report.questions import Declared
 from ablate.report.render import fmt, paired_table
 from ablate.report.synthesis import Synthesis
 from ablate.report.text import plain
-from ablate.report.views import Question, Table, text_table, verdict_class
+from ablate.report.views import Question, Table, question_view, text_table, verdict_class
 
 SHEET_PX = 300  # displayed width of a contact sheet
 NEIGHBOUR_PX = 96  # displayed side of a nearest-neighbour image
@@ -137,9 +137,8 @@ def synthesis_view(e: Experiment, s: Synthesis, declared: Declared) -> Synthesis
     """
     voting: dict[str, Any] = {"left": ("combination", "against", "metric", "verdict"), "row_class": verdict_class}
     per_image = ["n_images", "images_better", "images_worse", "wilcoxon_p"]  # samples have no image pairs
-    questions = [Question(plain(q.verdict), plain(q.sentence),
-                          text_table(paired_table(q.tests.drop(columns=per_image, errors="ignore"), reference=True),
-                                     **voting))
+    questions = [question_view(q, text_table(paired_table(q.tests.drop(columns=per_image, errors="ignore"),
+                                                          reference=True), **voting))
                  for q in (s.q1s, s.q2s)]
     strips = _strips(e, s)
     notes = []

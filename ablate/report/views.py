@@ -50,6 +50,20 @@ class Question:
     verdict: str
     sentence: str
     tests: Table
+    judge: str = ""  # a vessel verdict's judge line (report/judge_line.py); "" for the others
+    caution: str = ""  # the judge line's caution, for "Read before the numbers"; "" for none
+
+
+def question_view(q, tests: Table) -> Question:
+    """A question's answer (ablate.report.questions.Answer) as text, with its judge line.
+
+    Args:
+        q: the answer.
+        tests: its tests, already as a Table.
+    """
+    judge = q.judge.text if q.judge is not None else ""
+    caution = q.judge.caution if q.judge is not None else ""
+    return Question(plain(q.verdict), plain(q.sentence), tests, plain(judge), plain(caution))
 
 
 def verdict_class(r: dict) -> str:
