@@ -168,7 +168,7 @@ def format_metrics(m: dict) -> str:
         return line + f"; against the soft reference: {SOFT_NOT_AVAILABLE}"
     lost = ""
     if m.get("reference_area_lost_mean") is not None:
-        lost = (f" (the binary reference lost {m['reference_area_lost_mean']:.1%} of its vessel area and "
-                f"{m['reference_length_lost_mean']:.1%} of its skeleton length, mean per image)")
+        lost = (f" (the binary reference lost {m['reference_area_lost_mean']:.1%} of the soft one's vessel area "
+                f"and {m['reference_length_lost_mean']:.1%} of its skeleton length, mean per image)")
     return (line + f"; against the soft reference (area fraction): soft Dice {m['soft_dice']:.4f}, "
             f"clDice {m['cldice_soft']:.4f} (skeleton of soft > 0){lost}")
