@@ -35,6 +35,15 @@ SCHEMA = pa.schema(
         ("fov_source", pa.string()),  # "mask" or "threshold"
     ]
 )
+# Beside SCHEMA in the shards of a dataset that has vessel masks (a dataset without any has none
+# of them, and the bytes it had before soft references): data/soft_reference.py.
+SOFT_SCHEMA = pa.schema(
+    [
+        ("vessel_soft", pa.binary()),  # PNG, uint8 round(255 * area fraction of the resized mask); null without a mask
+        ("vessel_area_lost", pa.float64()),  # 1 - binary vessel pixels / soft sum; null without a mask
+        ("vessel_length_lost", pa.float64()),  # 1 - binary skeleton / skeleton of soft > 0; null without a mask
+    ]
+)
 # Everything a prepared folder may hold (with atomic_path's temporary files of them).
 OWNED = re.compile(r"\.?(manifest\.json|rejects\.csv|[a-z]+-\d{5}\.parquet)(\.[0-9a-z_]+\.tmp)?")
 
@@ -73,6 +82,28 @@ class LabelColumn(ShapeModel):
     missing: dict[str, Count]  # split -> images whose cell was empty
 
 
+class ReferenceLoss(ShapeModel):
+    """Per split, what the binary vessel reference lost against the soft one
+    (data/soft_reference.py): over the images with a vessel mask, the mean and max fraction of
+    the vessel area and of the skeleton length."""
+    images: Count
+    area_lost_mean: float
+    area_lost_max: float
+    length_lost_mean: float
+    length_lost_max: float
+
+
+class VesselReference(ShapeModel):
+    """manifest.json's `vessel_reference`: how the binary (`vessel`) and the soft (`vessel_soft`)
+    references were made from the full-resolution mask, what the loss columns measure, and
+    their summary per split (a split without any mask is not listed)."""
+    binary: str
+    soft: str
+    area_lost: str
+    length_lost: str
+    loss: dict[str, ReferenceLoss]
+
+
 class Manifest(ShapeModel):
     """manifest.json: what `prepare` writes last (a folder holding one holds every shard it
     names) and every reader checks first. Its bytes are the dataset's identity (data/identity.py):
@@ -88,6 +119,9 @@ class Manifest(ShapeModel):
     # The label columns of an --index file, by name (a string column each in the shards); a
     # dataset without any has none, and its manifest.json no `labels` key.
     labels: dict[str, LabelColumn] = Field(default_factory=dict)
+    # The vessel references of a dataset with vessel masks; None (no key) for one without any,
+    # or one prepared before soft references were kept.
+    vessel_reference: VesselReference | None = None
 
     @model_validator(mode="after")
     def _counts_match_shards(self) -> Manifest:
@@ -112,9 +146,10 @@ class Manifest(ShapeModel):
 
     def to_json(self) -> str:
         """manifest.json's text: sorted keys, so the same dataset gives the same bytes (and a
-        dataset without labels the bytes it had before labels were kept)."""
-        return json.dumps(self.model_dump(mode="json", exclude={"labels"} if not self.labels else None), indent=2,
-                          sort_keys=True) + "\n"
+        dataset without labels or vessel masks the bytes it had before those were kept)."""
+        absent = ({"labels"} if not self.labels else set()) | \
+            ({"vessel_reference"} if self.vessel_reference is None else set())
+        return json.dumps(self.model_dump(mode="json", exclude=absent or None), indent=2, sort_keys=True) + "\n"
 
 
 class DatasetError(AblateError, ValueError):

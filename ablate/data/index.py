@@ -11,7 +11,7 @@ with the reason, as a folder's unreadable entries do.
 Every other column is a label (a grade, a device, a k-means cluster): carried as text into
 the shards beside each image (null where the cell is empty) and listed in manifest.json
 with its values, so a prior can be conditioned on it (`prior: {condition: COLUMN}`). A
-label named like a column of the shards themselves (id, source, image, ...) is refused.
+label named like a column of the shards themselves (id, source, image, vessel_soft, ...) is refused.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import io
 from dataclasses import replace
 from pathlib import Path
 
-from ablate.data.dataset import SCHEMA
+from ablate.data.dataset import SCHEMA, SOFT_SCHEMA
 from ablate.data.sources import SPLIT_NAMES, SourceItem, csv_text
 
 COLUMNS = ("path", "split", "fov", "vessel")
@@ -55,9 +55,10 @@ def label_columns(index: Path, names: list[str]) -> list[str]:
     for name in labels:
         if not name.strip():
             raise ValueError(f"--index {index}: a column has no name; name it (it is carried as a label) or remove it")
-        if name in SCHEMA.names:
+        own = SCHEMA.names + SOFT_SCHEMA.names
+        if name in own:
             raise ValueError(f"--index {index}: column {name!r} clashes with the prepared shards' own {name!r} "
-                             f"column ({', '.join(SCHEMA.names)}); rename it to carry it as a label")
+                             f"column ({', '.join(own)}); rename it to carry it as a label")
     return labels
 
 

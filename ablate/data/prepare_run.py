@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from ablate import storage
-from ablate.data import safety, swap, unchanged
+from ablate.data import safety, soft_reference, swap, unchanged
 from ablate.data import shard_writer as sw
 from ablate.data.dataset import (
     FORMAT_VERSION,
@@ -34,6 +34,7 @@ from ablate.data.dataset import (
     DatasetError,
     Manifest,
     PrepareResult,
+    VesselReference,
 )
 from ablate.data.guard import DEFAULT_MAX_PIXELS, check_max_pixels
 from ablate.data.index import read_index
@@ -211,7 +212,8 @@ def _locked(items, base, source, out, remote, work, options, max_pixels, from_in
         nonlocal rejected
         key = jobs_key[i]
         cache.store(key, rec)
-        results[i] = {"id": rec["id"], "reject": rec["reject"], "key": key, "pixels": rec["pixels"]}
+        results[i] = {"id": rec["id"], "reject": rec["reject"], "key": key, "pixels": rec["pixels"],
+                      "losses": _losses(rec)}
         rejected += rec["reject"] is not None or sw.same_key(rec) in ids
         ids.add(sw.same_key(rec))
         if bar is not None:
@@ -251,13 +253,21 @@ def _collect(items, cache, split_missing, settings, from_index) -> tuple[list[di
         key = cache.key(img, fov, ves)
         rec = cache.load(key) if key is not None else None
         if rec is not None:
-            results[i] = {"id": rec["id"], "reject": rec["reject"], "key": key, "pixels": rec.get("pixels")}
+            results[i] = {"id": rec["id"], "reject": rec["reject"], "key": key, "pixels": rec.get("pixels"),
+                          "losses": _losses(rec)}
             resumed += 1
             continue
         # Files stat() cannot describe get a key of their own for this run only.
         key = key or hashlib.sha256(f"{cache.settings}:unkeyed:{i}:{img}".encode()).hexdigest()[:32]
         jobs.append((Job(i, img, fov, ves), key))
     return results, resumed, jobs
+
+
+def _losses(rec: dict) -> tuple[float, float] | None:
+    """(area, length) the binary vessel reference of a file's result lost; None without a mask."""
+    if rec.get("vessel_area_lost") is None:
+        return None
+    return rec["vessel_area_lost"], rec["vessel_length_lost"]
 
 
 def _finish(items, rels, results, cache, out, remote, source, has_own_split, o, res, listing):
@@ -283,7 +293,8 @@ def _finish(items, rels, results, cache, out, remote, source, has_own_split, o, 
         cache.close()  # the preprocessed results stay: the re-run with --replace decodes nothing again
         raise DatasetError(f"{e} (the preprocessed results are kept in {cache.folder})") from None
     shards = sw.shard_list(p, o["rows_per_shard"])
-    entries_m = sw.hashed_shards(shards, cache.load, label_columns)
+    soft = sw.has_masks(p)  # a dataset without vessel masks keeps the columns (and bytes) it had before
+    entries_m = sw.hashed_shards(shards, cache.load, label_columns, soft)
     manifest = Manifest(
         format_version=FORMAT_VERSION,
         source=source,
@@ -303,14 +314,17 @@ def _finish(items, rels, results, cache, out, remote, source, has_own_split, o, 
         },
         shards=entries_m,
         labels=sw.label_summary(p, label_columns),
+        vessel_reference=(VesselReference.model_validate(soft_reference.describe(sw.reference_losses(p)))
+                          if soft else None),
     )
     text = manifest.to_json()
     rejects = sw.rejects_text(p.rejects)
     try:
+        built = sw.rebuilt(shards, cache.load, entries_m, label_columns, soft)
         if remote:
-            changed, more = sw.write_uri(out, text, sw.rebuilt(shards, cache.load, entries_m, label_columns), rejects), []
+            changed, more = sw.write_uri(out, text, built, rejects), []
         else:
-            changed, more = sw.write_local(out, text, sw.rebuilt(shards, cache.load, entries_m, label_columns), rejects)
+            changed, more = sw.write_local(out, text, built, rejects)
     except DatasetError as e:
         # A full disk or a refused upload at the very end: the preprocessed results are kept, so
         # the re-run after freeing space (or fixing access) writes without decoding anything again.

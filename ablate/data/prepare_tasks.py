@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 from ablate.data.guard import byte_cap, read_once
 from ablate.data.preprocess import RejectedImage, png_bytes, preprocess
+from ablate.data.soft_reference import losses
 from ablate.runtime.cluster import ray_session
 
 IN_PROCESS_BELOW = 50  # files; below this Ray's start-up outweighs the parallelism
@@ -49,7 +50,8 @@ def process(job: Job, settings: Settings) -> dict:
     from pathlib import Path
 
     rec: dict = {"id": None, "reject": None, "image": None, "fov": None, "vessel": None,
-                 "orig_height": None, "orig_width": None, "fov_source": None, "pixels": None}
+                 "orig_height": None, "orig_width": None, "fov_source": None, "pixels": None,
+                 "vessel_soft": None, "vessel_area_lost": None, "vessel_length_lost": None}
     raw = None
     try:
         # Read once: the same bytes give the content id and the decoded image.
@@ -72,6 +74,9 @@ def process(job: Job, settings: Settings) -> dict:
                vessel=None if p.vessel is None else png_bytes(p.vessel),
                orig_height=p.original_size[0], orig_width=p.original_size[1], fov_source=p.fov_source,
                pixels=pixels_id(p.image))
+    if p.vessel is not None and p.vessel_soft is not None:
+        area, length = losses(p.vessel, p.vessel_soft)
+        rec.update(vessel_soft=png_bytes(p.vessel_soft), vessel_area_lost=area, vessel_length_lost=length)
     return rec
 
 

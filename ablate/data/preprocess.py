@@ -24,6 +24,7 @@ from ablate.data.guard import (
     open_header,
     read_once,
 )
+from ablate.data.soft_reference import soft_resize
 
 MIN_SIDE = 64  # smaller photographs carry no usable vessel detail
 __all__ = ["Prepared", "RejectedImage", "decode_png", "png_bytes", "preprocess", "read_mask", "read_rgb"]
@@ -33,9 +34,10 @@ __all__ = ["Prepared", "RejectedImage", "decode_png", "png_bytes", "preprocess",
 class Prepared:
     image: np.ndarray  # (S, S, 3) uint8
     fov: np.ndarray  # (S, S) bool
-    vessel: np.ndarray | None  # (S, S) bool
+    vessel: np.ndarray | None  # (S, S) bool: the binary reference, area fraction >= 0.5
     original_size: tuple[int, int]  # (height, width) of the source photograph
     fov_source: str  # "mask" or "threshold"
+    vessel_soft: np.ndarray | None = None  # (S, S) uint8: the soft reference, round(255 * area fraction)
 
 
 def read_rgb(source: Path | bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -151,7 +153,8 @@ def _square_crop(arr: np.ndarray, bbox: tuple[int, int, int, int]) -> np.ndarray
 
 
 def _resize_mask(mask: np.ndarray, size: int) -> np.ndarray:
-    # Box filter = area fraction per output pixel; >= 0.5 keeps thin vessels' mass fair.
+    # Box filter = area fraction per output pixel, kept where >= 0.5: the binary reference. A vessel
+    # under half an output pixel wide vanishes from it; the soft reference keeps it (soft_reference.py).
     im = Image.fromarray(mask.astype(np.uint8) * 255).resize((size, size), Image.Resampling.BOX)
     return np.asarray(im) >= 128
 
@@ -178,12 +181,14 @@ def preprocess(image: Path | bytes, size: int, fov: Path | None = None, vessel: 
     # Zero again at the output size: resampling spreads the rim, and the stored
     # mask must describe exactly which pixels are photograph.
     img = np.where(fov_small[..., None], img, 0).astype(np.uint8)
+    vessel_sq = None if vessel_mask is None else _square_crop(vessel_mask, bbox)
     return Prepared(
         image=img,
         fov=fov_small,
-        vessel=None if vessel_mask is None else _resize_mask(_square_crop(vessel_mask, bbox), size),
+        vessel=None if vessel_sq is None else _resize_mask(vessel_sq, size),
         original_size=(int(shape[0]), int(shape[1])),
         fov_source=fov_source,
+        vessel_soft=None if vessel_sq is None else soft_resize(vessel_sq, size),
     )
 
 

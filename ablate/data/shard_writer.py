@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 
 from ablate import storage
 from ablate.data import swap
-from ablate.data.dataset import MANIFEST, OWNED, REJECTS, SCHEMA, SPLITS, DatasetError
+from ablate.data.dataset import MANIFEST, OWNED, REJECTS, SCHEMA, SOFT_SCHEMA, SPLITS, DatasetError
 from ablate.io import sha256_file, write_text_atomic
 
 
@@ -37,6 +37,7 @@ class RowRef:
     source: str
     key: str  # the work-folder entry holding the row's images
     labels: tuple[str | None, ...] = ()  # the value of each label column (index.py), None where empty
+    losses: tuple[float, float] | None = None  # (area, length) the binary vessel reference lost; None: no mask
 
 
 @dataclass(frozen=True)
@@ -121,11 +122,11 @@ def plan(entries: list[tuple[str, str | None, bool, dict | None, tuple[str | Non
                 continue
             split = own
         else:
-            seeded.append(RowRef(image_id, rel, res["key"], labels))
+            seeded.append(RowRef(image_id, rel, res["key"], labels, res.get("losses")))
             continue
         if has_own_split and split == "train" and seeded_split(image_id, seed, (1 - val_from_train, val_from_train)) == "val":
             split = "val"
-        rows[split].append(RowRef(image_id, rel, res["key"], labels))
+        rows[split].append(RowRef(image_id, rel, res["key"], labels, res.get("losses")))
     chosen = exact_split([r.id for r in seeded], seed, fractions)
     for r in seeded:
         rows[chosen[r.id]].append(r)
@@ -168,16 +169,30 @@ def label_summary(p: Plan, columns: list[str]) -> dict[str, dict]:
     return out
 
 
-def shard_schema(label_columns: Sequence[str]) -> pa.Schema:
-    """The shards' columns: SCHEMA, then one string column per label column."""
+def has_masks(p: Plan) -> bool:
+    """Whether any kept image has a vessel mask: then the shards carry the soft reference columns."""
+    return any(r.losses is not None for refs in p.rows.values() for r in refs)
+
+
+def reference_losses(p: Plan) -> dict[str, list[tuple[float, float]]]:
+    """Per split, (area, length) lost of each kept image that has a vessel mask."""
+    return {split: [r.losses for r in refs if r.losses is not None] for split, refs in p.rows.items()}
+
+
+def shard_schema(label_columns: Sequence[str], soft: bool = False) -> pa.Schema:
+    """The shards' columns: SCHEMA, then SOFT_SCHEMA's where the dataset has vessel masks
+    (`soft`), then one string column per label column."""
     schema = SCHEMA
+    if soft:
+        for f in SOFT_SCHEMA:
+            schema = schema.append(f)
     for name in label_columns:
         schema = schema.append(pa.field(name, pa.string()))
     return schema
 
 
 def shard_bytes(split: str, refs: list[RowRef], load: Callable[[str], dict | None],
-                label_columns: Sequence[str] = ()) -> bytes:
+                label_columns: Sequence[str] = (), soft: bool = False) -> bytes:
     rows = []
     for r in refs:
         rec = load(r.key)
@@ -187,21 +202,24 @@ def shard_bytes(split: str, refs: list[RowRef], load: Callable[[str], dict | Non
         rows.append({"id": r.id, "source": r.source, "split": split, "image": rec["image"], "fov": rec["fov"],
                      "vessel": rec["vessel"], "orig_height": rec["orig_height"], "orig_width": rec["orig_width"],
                      "fov_source": rec["fov_source"], **dict(zip(label_columns, r.labels))})
+        if soft:
+            rows[-1].update({name: rec.get(name) for name in SOFT_SCHEMA.names})
     buf = io.BytesIO()
-    pq.write_table(pa.Table.from_pylist(rows, schema=shard_schema(label_columns)), buf, compression="zstd")
+    pq.write_table(pa.Table.from_pylist(rows, schema=shard_schema(label_columns, soft)), buf, compression="zstd")
     return buf.getvalue()
 
 
-def hashed_shards(shards, load, label_columns: Sequence[str]) -> list[dict]:
+def hashed_shards(shards, load, label_columns: Sequence[str], soft: bool = False) -> list[dict]:
     """The manifest's shard entries: one shard's rows in memory at a time."""
     return [{"file": name, "split": split, "rows": len(refs),
-             "sha256": hashlib.sha256(shard_bytes(split, refs, load, label_columns)).hexdigest()}
+             "sha256": hashlib.sha256(shard_bytes(split, refs, load, label_columns, soft)).hexdigest()}
             for name, split, refs in shards]
 
 
-def rebuilt(shards, load, entries: list[dict], label_columns: Sequence[str]) -> Iterator[tuple[str, bytes]]:
+def rebuilt(shards, load, entries: list[dict], label_columns: Sequence[str],
+            soft: bool = False) -> Iterator[tuple[str, bytes]]:
     for (name, split, refs), entry in zip(shards, entries):
-        data = shard_bytes(split, refs, load, label_columns)
+        data = shard_bytes(split, refs, load, label_columns, soft)
         if hashlib.sha256(data).hexdigest() != entry["sha256"]:
             raise DatasetError(f"{name} came out different when built a second time from the same rows; "
                                "nothing was replaced (please report this)")

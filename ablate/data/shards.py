@@ -2,8 +2,10 @@
 
 Layout of a prepared folder (or URI prefix):
     manifest.json        counts per split, image size, preprocessing parameters,
-                         one entry per shard with its row count and sha256, and
-                         an --index file's label columns with their values (`labels`)
+                         one entry per shard with its row count and sha256,
+                         an --index file's label columns with their values (`labels`),
+                         and, with vessel masks, how the binary and soft vessel
+                         references were made and what the binary lost (`vessel_reference`)
     train-00000.parquet  ... one or more shards per split
     rejects.csv          file,reason for every input that could not be used
 

@@ -40,9 +40,11 @@ RESULT_SCHEMA = pa.schema([
     ("id", pa.string()), ("reject", pa.string()), ("image", pa.binary()), ("fov", pa.binary()),
     ("vessel", pa.binary()), ("orig_height", pa.int32()), ("orig_width", pa.int32()), ("fov_source", pa.string()),
     ("pixels", pa.string()),  # sha256 of the preprocessed image's pixels: duplicates are found by it
+    # The soft vessel reference and what the binary one lost against it (soft_reference.py).
+    ("vessel_soft", pa.binary()), ("vessel_area_lost", pa.float64()), ("vessel_length_lost", pa.float64()),
 ])
 # The code whose output an entry is: a changed preprocessing never reuses old entries.
-_CODE = ("preprocess.py", "guard.py", "prepare_tasks.py")
+_CODE = ("preprocess.py", "guard.py", "prepare_tasks.py", "soft_reference.py")
 
 
 def code_version() -> str:

@@ -65,7 +65,9 @@ def evaluate(
     json_out: Path | None = typer.Option(None, "--json", help="also write the figures to this file"),
 ) -> None:
     """Dice (at the segmenter's threshold) and ROC AUC inside the FOV on a prepared split's images
-    that have a manual vessel mask; the ones without are named and skipped."""
+    that have a manual vessel mask, against the binary reference; soft Dice and clDice against the
+    soft reference (the resized mask's area fraction, issue 31) where the dataset has one. The
+    images without a mask are named and skipped."""
     import json
 
     from ablate.segmenter.evaluation import evaluate_split

@@ -11,7 +11,7 @@ import torch
 
 from ablate.segmenter.labelled import load_labelled
 from ablate.segmenter.protocol import Segmenter
-from ablate.segmenter.scores import evaluate_arrays
+from ablate.segmenter.scores import evaluate_arrays, reference_scores
 
 
 def predict_arrays(seg: Segmenter, images: np.ndarray, fov: np.ndarray, batch_size: int = 4) -> np.ndarray:
@@ -23,9 +23,43 @@ def predict_arrays(seg: Segmenter, images: np.ndarray, fov: np.ndarray, batch_si
     return np.concatenate(out)
 
 
+def soft_reference(data_dir: str | os.PathLike, split: str, ids: list[str]) -> tuple[np.ndarray | None, dict]:
+    """The soft vessel reference of the split's images `ids` (in that order) as area fractions
+    (N, S, S) float32, and the mean loss of their binary reference against it
+    (`reference_area_lost_mean`, `reference_length_lost_mean`); (None, {}) for a dataset
+    prepared before soft references (no vessel_soft column).
+
+    Args:
+        data_dir: the prepared dataset.
+        split: its split.
+        ids: the row ids of the images with a vessel mask (LabelledSplit.ids).
+    """
+    import pyarrow.parquet as pq
+
+    from ablate.data.preprocess import decode_png
+    from ablate.data.shards import DatasetError, shard_paths
+    from ablate.data.soft_reference import fraction
+
+    paths = shard_paths(data_dir, split, verify=False)  # load_labelled verified them just now
+    if any("vessel_soft" not in pq.read_schema(p).names for p in paths):
+        return None, {}
+    columns = ["id", "vessel_soft", "vessel_area_lost", "vessel_length_lost"]
+    rows = {r["id"]: r for p in paths for r in pq.read_table(p, columns=columns).to_pylist()}
+    missing = [i for i in ids if rows.get(i, {}).get("vessel_soft") is None]
+    if missing:
+        raise DatasetError(f"{data_dir}: {len(missing)} image(s) of the {split} split have a vessel mask but no "
+                           f"vessel_soft (e.g. id {missing[0]}); the dataset is damaged: re-run prepare")
+    soft = np.stack([fraction(decode_png(rows[i]["vessel_soft"])) for i in ids])
+    lost = {"reference_area_lost_mean": float(np.mean([rows[i]["vessel_area_lost"] for i in ids])),
+            "reference_length_lost_mean": float(np.mean([rows[i]["vessel_length_lost"] for i in ids]))}
+    return soft, lost
+
+
 def evaluate_split(seg: Segmenter, data_dir: str | os.PathLike, split: str = "test") -> dict:
     """The segmenter's metrics on a prepared split's images that have a vessel mask (inside the
-    FOV), with its name, threshold and the runtime; `skipped` names the images without a mask."""
+    FOV), with its name, threshold and the runtime; `skipped` names the images without a mask.
+    Against the binary reference (Dice, AUC, ..., `cldice_binary`) and the soft one (`soft_dice`,
+    `cldice_soft`; None where the dataset has none), `references` naming which is which."""
     import time
 
     from ablate.segmenter.leakage import check_not_trained_on
@@ -36,6 +70,8 @@ def evaluate_split(seg: Segmenter, data_dir: str | os.PathLike, split: str = "te
     prob = predict_arrays(seg, lab.images, lab.fov)
     seconds = time.perf_counter() - t0
     m = evaluate_arrays(prob, lab.vessel, lab.fov, seg.threshold)
+    soft, lost = soft_reference(data_dir, split, lab.ids)
+    m.update(reference_scores(prob > seg.threshold, lab.vessel, soft, lab.fov), **lost)
     return {"segmenter": seg.name, "split": split, "data": str(Path(data_dir).resolve()),
             "image_size": int(lab.images.shape[1]), "threshold": float(seg.threshold), **m,
             "skipped": list(lab.skipped), "predict_seconds": round(seconds, 2)}
