@@ -39,6 +39,13 @@ def train(
     base: int = typer.Option(16, "--base", help="U-Net channels at full resolution"),
     levels: int = typer.Option(4, "--levels", help="U-Net resolutions"),
     include_val: bool = typer.Option(False, "--include-val", help="train on the val split too (no val scores)"),
+    camera: str = typer.Option("on", "--camera",
+                               help="on: a random camera per image (rotation, photometry, blur, resolution loss, "
+                                    "noise); off: none of it (the scale jitter is --zoom)"),
+    zoom: float = typer.Option(1.15, "--zoom", help="scale jitter: each image scaled by [1/zoom, zoom]; 1 = none"),
+    input_norm: str = typer.Option("rgb", "--input",
+                                   help="what the U-Net sees: rgb, or clahe-green (CLAHE'd green channel); "
+                                        "recorded in the file and applied when it predicts"),
     *,
     run: RunOptions,  # built by train_program from the options above and the shared ones
 ) -> FinishedRun:
@@ -47,7 +54,8 @@ def train(
     from ablate.segmenter.train import train_segmenter
 
     r = train_segmenter(data, out, run, patch=patch, arch={"base": base, "levels": levels},
-                        patches_per_image=patches_per_image, include_val=include_val)
+                        patches_per_image=patches_per_image, include_val=include_val, camera=camera, zoom=zoom,
+                        norm=input_norm)
     typer.echo(f"{r.out_file}: U-Net {r.arch} trained {r.steps} steps at {r.size} px in {r.train_seconds / 60:.1f} min")
     if r.metrics:
         typer.echo(format_metrics(r.metrics))
@@ -62,6 +70,9 @@ def evaluate(
     segmenter: str = typer.Option(str(_DEFAULT_OUT), "--segmenter",
                                   help="U-Net file, or 'ridge' / 'ridge:frangi' for the classical fallback"),
     split: str = typer.Option("test", "--split", help="train, val or test"),
+    threshold: str = typer.Option("file", "--threshold",
+                                  help="file: the segmenter's own threshold (a U-Net's: set on DRIVE's val split); "
+                                       "otsu: Otsu's threshold of this split's pooled probabilities (no labels used)"),
     json_out: Path | None = typer.Option(None, "--json", help="also write the figures to this file"),
 ) -> None:
     """Dice (at the segmenter's threshold) and ROC AUC inside the FOV on a prepared split's images
@@ -73,7 +84,7 @@ def evaluate(
     from ablate.segmenter.unet_file import load_segmenter
 
     seg = load_segmenter(segmenter)
-    m = evaluate_split(seg, data, split)
+    m = evaluate_split(seg, data, split, threshold=threshold)
     typer.echo(format_metrics(m))
     if m["skipped"]:
         typer.echo(f"skipped {len(m['skipped'])} image(s) of the {split} split without a vessel mask: "

@@ -54,7 +54,11 @@ def evaluate_arrays(prob: np.ndarray, vessel: np.ndarray, fov: np.ndarray, thres
 
 
 def format_metrics(m: dict) -> str:
+    cut = ""
+    if "threshold" in m:
+        rule = m.get("threshold_rule", "file")
+        cut = f" (threshold {m['threshold']:.2f}" + ("" if rule == "file" else f", {rule}") + ")"
     return (f"{m['segmenter']}: Dice {m['dice']:.4f} (mean per image {m['dice_mean_per_image']:.4f}), "
             f"ROC AUC {m['auc']:.4f}, sensitivity {m['sensitivity']:.4f}, specificity {m['specificity']:.4f}, "
             f"accuracy {m['accuracy']:.4f} on {m['n_images']} {m.get('split', '')} images inside the FOV"
-            + (f" (threshold {m['threshold']:.2f})" if "threshold" in m else "")).replace("  ", " ")
+            + cut).replace("  ", " ")
