@@ -11,7 +11,13 @@ Variants (`ablate segmenter train` options):
 - zoom-only: `--camera off`, the scale jitter alone;
 - no-zoom: `--zoom 1`, the camera without the scale jitter;
 - zoom-1.4: `--zoom 1.4`, a wider scale jitter (STARE's narrower field shows vessels wider);
-- clahe-green: `--input clahe-green`, the CLAHE'd green channel instead of RGB.
+- clahe-green: `--input clahe-green`, the CLAHE'd green channel instead of RGB;
+- clahe-zoom-only: `--camera off --input clahe-green`;
+the last three again with `--seed 1`.
+
+Also: the largest Dice drop on DRIVE test under the fixed camera shifts of
+benchmarks/segmenter_shift.py (camera.SHIFTS: gamma, contrast, blur, half resolution, hue),
+at the file's threshold: what the camera augmentation was for (issue 14).
 
 Thresholds: `file` (set on DRIVE's val split at training), `otsu` (per dataset from its
 unlabelled probabilities: `ablate segmenter evaluate --threshold otsu`), and, for comparison
@@ -61,6 +67,10 @@ VARIANTS = [
     Variant("no-zoom", zoom=1.0),
     Variant("zoom-1.4", zoom=1.4),
     Variant("clahe-green", norm="clahe-green"),
+    Variant("clahe-green-seed1", norm="clahe-green", seed=1),
+    Variant("zoom-only-seed1", camera="off", seed=1),
+    Variant("clahe-zoom-only", camera="off", norm="clahe-green"),
+    Variant("clahe-zoom-only-seed1", camera="off", norm="clahe-green", seed=1),
 ]
 
 
@@ -96,6 +106,23 @@ def _scores(seg, data: Path, split: str, fraction: float) -> dict:
         out[f"dice_{rule}"] = m["dice"]
         out["auc"] = m["auc"]
     return out
+
+
+def _worst_shift_drop(seg, data: Path) -> dict:
+    """Dice on DRIVE test under each camera.SHIFTS shift, at the file's threshold: the largest drop
+    from the unshifted Dice, and which shift."""
+    from segmenter_shift import shifted
+
+    from ablate.segmenter.camera import SHIFTS
+    from ablate.segmenter.evaluation import predict_arrays
+    from ablate.segmenter.labelled import load_labelled
+    from ablate.segmenter.scores import evaluate_arrays
+
+    lab = load_labelled(data, "test")
+    dice = {name: evaluate_arrays(predict_arrays(seg, shifted(lab.images, lab.fov, shift), lab.fov), lab.vessel,
+                                  lab.fov, seg.threshold)["dice"] for name, shift in SHIFTS.items()}
+    worst = max((n for n in dice if n != "none"), key=lambda n: dice["none"] - dice[n])
+    return {"dice": dice, "worst": worst, "drop": dice["none"] - dice[worst]}
 
 
 def main() -> None:
@@ -138,27 +165,32 @@ def main() -> None:
             minutes = (time.time() - t0) / 60
         seg = load_segmenter(out)
         row = {"variant": v.name, "options": v.options, "file": str(out), "train_min": minutes,
-               "drive": _scores(seg, drive, "test", fraction), "stare": _scores(seg, stare, "test", fraction)}
+               "drive": _scores(seg, drive, "test", fraction), "stare": _scores(seg, stare, "test", fraction),
+               "shift": _worst_shift_drop(seg, drive)}
         rows.append(row)
         print(json.dumps(row), flush=True)
     for f in args.also:
         seg = load_segmenter(f)
         rows.append({"variant": seg.name, "options": "(existing file)", "file": str(f), "train_min": None,
-                     "drive": _scores(seg, drive, "test", fraction), "stare": _scores(seg, stare, "test", fraction)})
+                     "drive": _scores(seg, drive, "test", fraction), "stare": _scores(seg, stare, "test", fraction),
+                     "shift": _worst_shift_drop(seg, drive)})
     ridge = load_segmenter("ridge")
     rows.append({"variant": ridge.name, "options": "(no training)", "file": "", "train_min": None,
-                 "drive": _scores(ridge, drive, "test", fraction), "stare": _scores(ridge, stare, "test", fraction)})
+                 "drive": _scores(ridge, drive, "test", fraction), "stare": _scores(ridge, stare, "test", fraction),
+                 "shift": _worst_shift_drop(ridge, drive)})
 
     print(f"\nDRIVE test (20) and STARE (16) at {args.size} px, inside the FOV; U-Nets trained {args.steps} steps, "
           f"batch {SEGMENTER_RUN.batch_size}, patch {args.patch}, lr {SEGMENTER_RUN.lr}, on DRIVE's train split\n")
     print("| variant | options | DRIVE Dice (file) | DRIVE AUC | STARE Dice (file) | STARE Dice (otsu) "
-          "| STARE Dice (fraction) | STARE AUC | DRIVE Dice (otsu) | thresholds file / otsu STARE |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| STARE Dice (fraction) | STARE AUC | DRIVE Dice (otsu) | thresholds file / otsu STARE "
+          "| DRIVE worst shift drop |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         d, s = r["drive"], r["stare"]
         print(f"| {r['variant']} | `{r['options']}` | {d['dice_file']:.3f} | {d['auc']:.3f} | {s['dice_file']:.3f} "
               f"| {s['dice_otsu']:.3f} | {s['dice_fraction']:.3f} | {s['auc']:.3f} | {d['dice_otsu']:.3f} "
-              f"| {s['thresholds']['file']:.2f} / {s['thresholds']['otsu']:.2f} |")
+              f"| {s['thresholds']['file']:.2f} / {s['thresholds']['otsu']:.2f} "
+              f"| {r['shift']['drop']:.3f} ({r['shift']['worst']}) |")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "steps": args.steps, "patch": args.patch, "size": args.size,
                                          "drive": str(drive), "stare": str(stare), "fraction": fraction},
