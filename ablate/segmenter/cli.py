@@ -31,7 +31,8 @@ def train(
     data: Path = typer.Option(..., "--data", help="DRIVE prepared by `ablate prepare` (512 px for the real model)"),
     out: Path = typer.Option(_DEFAULT_OUT, "--out", help="U-Net file to write"),
     steps: int = typer.Option(3000, "--steps",
-                              help="optimizer steps (3000: Dice 0.806 on DRIVE test at 512 px, 30 min on 2 cores)"),
+                              help="optimizer steps (3000: Dice 0.806 on DRIVE test at 512 px with --input rgb, "
+                                   "30 min on 2 cores)"),
     batch_size: int = typer.Option(8, "--batch-size", help="patches per step (global, split over workers)"),
     patch: int = typer.Option(128, "--patch", help="side of the random training crops, px"),
     patches_per_image: int = typer.Option(32, "--patches-per-image", help="crops per augmented image per pass"),
@@ -43,9 +44,10 @@ def train(
                                help="on: a random camera per image (rotation, photometry, blur, resolution loss, "
                                     "noise); off: none of it (the scale jitter is --zoom)"),
     zoom: float = typer.Option(1.15, "--zoom", help="scale jitter: each image scaled by [1/zoom, zoom]; 1 = none"),
-    input_norm: str = typer.Option("rgb", "--input",
-                                   help="what the U-Net sees: rgb, or clahe-green (CLAHE'd green channel); "
-                                        "recorded in the file and applied when it predicts"),
+    input_norm: str = typer.Option("clahe-green", "--input",
+                                   help="what the U-Net sees: clahe-green (the CLAHE'd green channel; travels "
+                                        "better to STARE, BENCHMARKS.md) or rgb; recorded in the file and applied "
+                                        "when it predicts"),
     *,
     run: RunOptions,  # built by train_program from the options above and the shared ones
 ) -> FinishedRun:

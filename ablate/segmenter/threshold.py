@@ -8,14 +8,16 @@ on), searched on a 0.01 grid. With no val split (`--include-val`) there is nothi
 unseen to set it on and it stays 0.5, the cut the loss's BCE term is centred on; the
 file says which rule gave its threshold (`threshold_rule`).
 
-On another dataset (`ablate segmenter evaluate --threshold`, ThresholdRule): `file` keeps that
-threshold; `otsu` sets one per dataset from its unlabelled images, Otsu's threshold of the
-histogram of the probabilities at all FOV pixels of all the images scored (pooled: one
-threshold for the dataset, as the file's is one for all). A U-Net's map is bimodal (background
-near 0, vessel near 1), and Otsu cuts between the modes where they lie on this camera, where
-a fixed cut set on DRIVE's val split may sit on one flank. Matching the training set's vessel
-fraction instead was not taken: it assumes every dataset has as much vessel inside its FOV,
-and STARE has 8.8 % against DRIVE's 11.7 % (manual masks at 128 px).
+On another dataset (`ablate segmenter evaluate --threshold`, ThresholdRule): `file` (the
+default) keeps that threshold; `otsu` sets one per dataset from its unlabelled images, Otsu's
+threshold of the histogram of the probabilities at all FOV pixels of all the images scored
+(pooled: one threshold for the dataset, as the file's is one for all). Measured on STARE
+(benchmarks/segmenter_transfer.py, BENCHMARKS.md), Otsu lost Dice against the file's
+threshold for every one of the 12 U-Nets trained on DRIVE (by 0.001-0.057; it cuts near 0.45,
+the val split's Dice put the file's cut at 0.46-0.78), so it is not the default and
+evaluation's vessel maps keep the file's. Matching DRIVE's training vessel fraction instead
+(measured there too, not offered) assumes every dataset has as much vessel inside its FOV;
+STARE has 8.8 % against DRIVE's 11.7 % (manual masks at 128 px), and it lost for 10 of the 12.
 """
 
 from __future__ import annotations

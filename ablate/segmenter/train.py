@@ -6,8 +6,8 @@ decoded, augmented as a whole as if another camera had taken it (`camera.CameraJ
 rotation and zoom with the masks, re-thresholded at 0.5; brightness, contrast, white
 balance, gamma, hue, and for some draws blur, resolution loss; noise; all inside the
 FOV; `camera="off"` drops all but the zoom, `zoom=1` the zoom: `camera.training_jitter`),
-put in the input normalisation (`input_norm`: rgb or clahe-green, recorded in the file and
-applied by the loaded segmenter), the image's FOV statistics taken (the U-Net's input
+put in the input normalisation (`norm`: clahe-green by default, or rgb; recorded in the file
+and applied by the loaded segmenter), the image's FOV statistics taken (the U-Net's input
 standardisation, see unet.py), then `patches_per_image` square patches of
 `patch` px are cropped around centres drawn uniformly from the FOV, each flipped
 and turned by a random multiple of 90 degrees. Patches of all rows mix in a local
@@ -46,7 +46,7 @@ from pathlib import Path
 from ablate.errors import InvalidInput
 from ablate.runtime import RunOptions, final_state, fit_standalone, run_folders
 from ablate.segmenter.camera import DEFAULT_ZOOM, CameraAugmentation, CameraJitter, training_jitter
-from ablate.segmenter.input_norm import InputNorm, input_norm
+from ablate.segmenter.input_norm import DEFAULT_INPUT, InputNorm, input_norm
 from ablate.segmenter.patches import COLUMNS, PatchSampler, WholeImages
 from ablate.segmenter.unet import DEFAULT_ARCH
 from ablate.segmenter.unet_file import DEFAULT_WEIGHTS
@@ -223,7 +223,7 @@ def train_segmenter(
     patches_per_image: int = 32,
     camera: CameraAugmentation | str = CameraAugmentation.ON,
     zoom: float = DEFAULT_ZOOM,
-    norm: InputNorm | str = InputNorm.RGB,
+    norm: InputNorm | str = DEFAULT_INPUT,
     include_val: bool = False,
     val_every: int = 250,
     eval_split: str | None = "test",
@@ -240,7 +240,7 @@ def train_segmenter(
         camera: `on`, a random camera per image (rotation, photometry, blur, resolution, noise;
             camera.py); `off`, none of that.
         zoom: the scale jitter, apart from `camera`: scale from [1/zoom, zoom]; 1 = none.
-        norm: the input normalisation (input_norm.py: `rgb` or `clahe-green`), recorded in the
+        norm: the input normalisation (input_norm.py: `clahe-green`, the default, or `rgb`), recorded in the
             file and applied by the loaded segmenter.
         include_val: train on the val split too (then nothing is validated).
         val_every: steps between whole-image validations.

@@ -86,6 +86,15 @@ def test_camera_and_zoom_switch_apart():
 
 
 def test_the_file_records_the_input_and_older_files_read_as_rgb(tmp_path):
+    import inspect
+
+    from ablate.segmenter.cli import train as train_command
+    from ablate.segmenter.input_norm import DEFAULT_INPUT
+    from ablate.segmenter.train import train_segmenter
+
+    # The command's default is the library's (the one the transfer benchmark chose).
+    assert inspect.signature(train_segmenter).parameters["norm"].default is DEFAULT_INPUT
+    assert inspect.signature(train_command).parameters["input_norm"].default.default == DEFAULT_INPUT.value
     m = tiny_unet(1)
     seg = load_segmenter(save_segmenter(tmp_path / "c.pth", m, ARCH, size=32, trained_on="synthetic",
                                         norm="clahe-green"))
