@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from enum import Enum
 
 import numpy as np
+
+from ablate.errors import InvalidInput
 
 
 def _inside(x: np.ndarray, fov: np.ndarray) -> np.ndarray:
@@ -142,6 +145,12 @@ class CameraJitter:
     lowres: float = 0.4
     noise: float = 0.03
 
+    @property
+    def has_photometric(self) -> bool:
+        """False when every photometric draw is the identity (`zoom_only`): nothing to render."""
+        return bool(self.brightness or self.contrast or self.channel_gain or self.gamma != 1 or self.hue
+                    or self.blur_p or self.lowres_p or self.noise)
+
     def photometric(self, x: np.ndarray, fov: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A random camera's rendering of float (H, W, 3) `x` (geometry is `geometric`)."""
         if not fov.any():
@@ -165,3 +174,38 @@ class CameraJitter:
         angle = float(rng.uniform(-self.rotate_deg, self.rotate_deg)) if self.rotate_deg > 0 else 0.0
         z = float(np.exp(rng.uniform(-math.log(self.zoom), math.log(self.zoom)))) if self.zoom > 1 else 1.0
         return angle, z
+
+
+class CameraAugmentation(str, Enum):
+    """`ablate segmenter train --camera`: `on`, a random camera per image (CameraJitter: rotation,
+    photometry, blur, resolution loss, noise); `off`, none of these. The scale jitter (`--zoom`)
+    is set apart from it, so each can be measured alone (benchmarks/segmenter_transfer.py)."""
+    ON = "on"
+    OFF = "off"
+
+
+DEFAULT_ZOOM = CameraJitter.zoom
+MAX_ZOOM = 2.0  # beyond it a zoomed-in draw keeps under a quarter of the FOV
+
+
+def training_jitter(camera: CameraAugmentation | str = CameraAugmentation.ON,
+                    zoom: float = DEFAULT_ZOOM) -> CameraJitter | None:
+    """The augmentation `ablate segmenter train` applies to each whole image; None: none at all
+    (the patches' flips and quarter turns stay).
+
+    Args:
+        camera: CameraAugmentation (or its value).
+        zoom: scale jitter, drawn log-uniformly from [1/zoom, zoom]; 1 turns it off.
+    """
+    try:
+        cam = CameraAugmentation(camera)
+    except ValueError:
+        raise InvalidInput(f"camera must be one of {[c.value for c in CameraAugmentation]}, got {camera!r}") from None
+    if isinstance(zoom, bool) or not isinstance(zoom, (int, float)) or not 1.0 <= zoom <= MAX_ZOOM:
+        raise InvalidInput(f"zoom must be a number in [1, {MAX_ZOOM}] (1: no scale jitter), got {zoom!r}")
+    if cam is CameraAugmentation.ON:
+        return CameraJitter(zoom=float(zoom))
+    if zoom == 1:
+        return None
+    return replace(CameraJitter(), rotate_deg=0.0, brightness=0.0, contrast=0.0, channel_gain=0.0, gamma=1.0,
+                   hue=0.0, blur_p=0.0, lowres_p=0.0, noise=0.0, zoom=float(zoom))

@@ -31,7 +31,8 @@ def train(
     data: Path = typer.Option(..., "--data", help="DRIVE prepared by `ablate prepare` (512 px for the real model)"),
     out: Path = typer.Option(_DEFAULT_OUT, "--out", help="U-Net file to write"),
     steps: int = typer.Option(3000, "--steps",
-                              help="optimizer steps (3000: Dice 0.806 on DRIVE test at 512 px, 30 min on 2 cores)"),
+                              help="optimizer steps (3000: Dice 0.806 on DRIVE test at 512 px with --input rgb, "
+                                   "30 min on 2 cores)"),
     batch_size: int = typer.Option(8, "--batch-size", help="patches per step (global, split over workers)"),
     patch: int = typer.Option(128, "--patch", help="side of the random training crops, px"),
     patches_per_image: int = typer.Option(32, "--patches-per-image", help="crops per augmented image per pass"),
@@ -39,6 +40,14 @@ def train(
     base: int = typer.Option(16, "--base", help="U-Net channels at full resolution"),
     levels: int = typer.Option(4, "--levels", help="U-Net resolutions"),
     include_val: bool = typer.Option(False, "--include-val", help="train on the val split too (no val scores)"),
+    camera: str = typer.Option("on", "--camera",
+                               help="on: a random camera per image (rotation, photometry, blur, resolution loss, "
+                                    "noise); off: none of it (the scale jitter is --zoom)"),
+    zoom: float = typer.Option(1.15, "--zoom", help="scale jitter: each image scaled by [1/zoom, zoom]; 1 = none"),
+    input_norm: str = typer.Option("clahe-green", "--input",
+                                   help="what the U-Net sees: clahe-green (the CLAHE'd green channel; travels "
+                                        "better to STARE, BENCHMARKS.md) or rgb; recorded in the file and applied "
+                                        "when it predicts"),
     *,
     run: RunOptions,  # built by train_program from the options above and the shared ones
 ) -> FinishedRun:
@@ -47,7 +56,8 @@ def train(
     from ablate.segmenter.train import train_segmenter
 
     r = train_segmenter(data, out, run, patch=patch, arch={"base": base, "levels": levels},
-                        patches_per_image=patches_per_image, include_val=include_val)
+                        patches_per_image=patches_per_image, include_val=include_val, camera=camera, zoom=zoom,
+                        norm=input_norm)
     typer.echo(f"{r.out_file}: U-Net {r.arch} trained {r.steps} steps at {r.size} px in {r.train_seconds / 60:.1f} min")
     if r.metrics:
         typer.echo(format_metrics(r.metrics))
@@ -62,6 +72,9 @@ def evaluate(
     segmenter: str = typer.Option(str(_DEFAULT_OUT), "--segmenter",
                                   help="U-Net file, or 'ridge' / 'ridge:frangi' for the classical fallback"),
     split: str = typer.Option("test", "--split", help="train, val or test"),
+    threshold: str = typer.Option("file", "--threshold",
+                                  help="file: the segmenter's own threshold (a U-Net's: set on DRIVE's val split); "
+                                       "otsu: Otsu's threshold of this split's pooled probabilities (no labels used)"),
     json_out: Path | None = typer.Option(None, "--json", help="also write the figures to this file"),
 ) -> None:
     """Dice (at the segmenter's threshold) and ROC AUC inside the FOV on a prepared split's images
@@ -75,7 +88,7 @@ def evaluate(
     from ablate.segmenter.unet_file import load_segmenter
 
     seg = load_segmenter(segmenter)
-    m = evaluate_split(seg, data, split)
+    m = evaluate_split(seg, data, split, threshold=threshold)
     typer.echo(format_metrics(m))
     if m["skipped"]:
         typer.echo(f"skipped {len(m['skipped'])} image(s) of the {split} split without a vessel mask: "

@@ -12,6 +12,7 @@ import torch
 from ablate.segmenter.labelled import load_labelled
 from ablate.segmenter.protocol import Segmenter
 from ablate.segmenter.scores import evaluate_arrays, reference_scores
+from ablate.segmenter.threshold import ThresholdRule, dataset_threshold, threshold_rule
 
 
 def predict_arrays(seg: Segmenter, images: np.ndarray, fov: np.ndarray, batch_size: int = 4) -> np.ndarray:
@@ -55,23 +56,36 @@ def soft_reference(data_dir: str | os.PathLike, split: str, ids: list[str]) -> t
     return soft, lost
 
 
-def evaluate_split(seg: Segmenter, data_dir: str | os.PathLike, split: str = "test") -> dict:
+def evaluate_split(seg: Segmenter, data_dir: str | os.PathLike, split: str = "test",
+                   threshold: ThresholdRule | str = ThresholdRule.FILE) -> dict:
     """The segmenter's metrics on a prepared split's images that have a vessel mask (inside the
-    FOV), with its name, threshold and the runtime; `skipped` names the images without a mask.
+    FOV), with its name, threshold (and `threshold_rule`, how it was set: threshold.py) and the
+    runtime; `skipped` names the images without a mask.
+
+    Args:
+        seg: the segmenter.
+        data_dir: a prepared dataset.
+        split: its split to score.
+        threshold: `file`, the segmenter's own; `otsu`, one set on this split's probabilities
+            (its labels unused).
+
     Against the binary reference (Dice, AUC, ..., `cldice_binary`) and the soft one (`soft_dice`,
-    `cldice_soft`; None where the dataset has none), `references` naming which is which."""
+    `cldice_soft`; None where the dataset has none), `references` naming which is which.
+    """
     import time
 
     from ablate.segmenter.leakage import check_not_trained_on
 
+    rule = threshold_rule(threshold)
     lab = load_labelled(data_dir, split)
     check_not_trained_on(seg, lab.ids, lab.sources, f"{data_dir} ({split} split)")
     t0 = time.perf_counter()
     prob = predict_arrays(seg, lab.images, lab.fov)
     seconds = time.perf_counter() - t0
-    m = evaluate_arrays(prob, lab.vessel, lab.fov, seg.threshold)
+    t, how = dataset_threshold(rule, seg.threshold, prob, lab.fov)
+    m = evaluate_arrays(prob, lab.vessel, lab.fov, t)
     soft, lost = soft_reference(data_dir, split, lab.ids)
-    m.update(reference_scores(prob > seg.threshold, lab.vessel, soft, lab.fov), **lost)
+    m.update(reference_scores(prob > t, lab.vessel, soft, lab.fov), **lost)
     return {"segmenter": seg.name, "split": split, "data": str(Path(data_dir).resolve()),
-            "image_size": int(lab.images.shape[1]), "threshold": float(seg.threshold), **m,
+            "image_size": int(lab.images.shape[1]), "threshold": float(t), "threshold_rule": how, **m,
             "skipped": list(lab.skipped), "predict_seconds": round(seconds, 2)}

@@ -1,9 +1,11 @@
 """The segmenter's training data, made by Ray Data as it streams: each row's image,
 FOV and vessel mask decoded and augmented as a whole (rotation and zoom with the masks;
 one random camera inside the FOV: brightness, contrast, white balance, gamma, hue,
-blur, resolution loss, noise; see camera.py), its FOV statistics taken (the U-Net's input
-standardisation), then square patches cropped around FOV pixels, each flipped and
-turned by a random multiple of 90 degrees. Validation reads whole images."""
+blur, resolution loss, noise; see camera.py; or only some of these, or none: `training_jitter`),
+put in the U-Net's input normalisation (input_norm.py: as it is, or its CLAHE'd green), its
+FOV statistics taken (the U-Net's input standardisation), then square patches cropped around
+FOV pixels, each flipped and turned by a random multiple of 90 degrees. Validation reads
+whole images, in the same input normalisation."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import math
 import numpy as np
 
 from ablate.segmenter.camera import CameraJitter
+from ablate.segmenter.input_norm import InputNorm, normalise_image
 from ablate.segmenter.unet import fov_stats_numpy
 
 COLUMNS = ["image", "fov", "vessel"]
@@ -43,6 +46,8 @@ def augment_image(img: np.ndarray, fov: np.ndarray, vessel: np.ndarray, rng: np.
         img = _affine(img, angle, zoom, False)
         fov = _affine(fov, angle, zoom, True)
         vessel = _affine(vessel, angle, zoom, True) & fov
+    if not j.has_photometric:
+        return img * fov[..., None].astype(np.uint8), fov, vessel
     x = j.photometric(img.astype(np.float32) / 255, fov, rng)
     img = (np.clip(x, 0, 1) * 255 + 0.5).astype(np.uint8) * fov[..., None]
     return img, fov, vessel
@@ -82,11 +87,13 @@ def _decode_row(image: bytes, fov: bytes, vessel: bytes) -> tuple[np.ndarray, np
 
 class PatchSampler:
     """map_batches callable: rows {image, fov, vessel: PNG bytes} -> augmented patches
-    {image (N,3,P,P) uint8, fov, vessel (N,P,P) uint8 0/255, stats (N,6) float32: the whole
-    augmented image's FOV statistics}, `patches_per_image` per row."""
+    {image (N,3,P,P) uint8 in the input normalisation, fov, vessel (N,P,P) uint8 0/255, stats
+    (N,6) float32: the whole augmented, normalised image's FOV statistics}, `patches_per_image`
+    per row. jitter None: no whole-image augmentation."""
 
-    def __init__(self, patch: int, patches_per_image: int, jitter: CameraJitter | None = CameraJitter()):
-        self.patch, self.n, self.jitter = patch, patches_per_image, jitter
+    def __init__(self, patch: int, patches_per_image: int, jitter: CameraJitter | None = CameraJitter(),
+                 norm: InputNorm = InputNorm.RGB):
+        self.patch, self.n, self.jitter, self.norm = patch, patches_per_image, jitter, norm
 
     def __call__(self, batch: dict) -> dict:
         rng = np.random.default_rng()
@@ -95,6 +102,7 @@ class PatchSampler:
             img, fov, ves = _decode_row(*data)
             if self.jitter is not None:
                 img, fov, ves = augment_image(img, fov, ves, rng, self.jitter)
+            img = normalise_image(img, fov, self.norm)
             st = fov_stats_numpy(img, fov)
             pi, pf, pv = crop_patches(img, fov, ves, self.patch, self.n, rng)
             imgs.append(pi)
@@ -110,10 +118,14 @@ class PatchSampler:
 
 
 class WholeImages:
-    """map_batches callable for validation: rows -> {image (N,3,S,S) uint8, fov, vessel (N,S,S) uint8 0/255}."""
+    """map_batches callable for validation: rows -> {image (N,3,S,S) uint8 in the input
+    normalisation, fov, vessel (N,S,S) uint8 0/255}."""
+
+    def __init__(self, norm: InputNorm = InputNorm.RGB):
+        self.norm = norm
 
     def __call__(self, batch: dict) -> dict:
         rows = [_decode_row(*d) for d in zip(batch["image"], batch["fov"], batch["vessel"])]
-        return {"image": np.stack([r[0].transpose(2, 0, 1) for r in rows]),
+        return {"image": np.stack([normalise_image(r[0], r[1], self.norm).transpose(2, 0, 1) for r in rows]),
                 "fov": np.stack([r[1] for r in rows]).astype(np.uint8) * 255,
                 "vessel": np.stack([r[2] for r in rows]).astype(np.uint8) * 255}

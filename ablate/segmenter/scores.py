@@ -154,14 +154,17 @@ def evaluate_arrays(prob: np.ndarray, vessel: np.ndarray, fov: np.ndarray, thres
 
 def format_metrics(m: dict) -> str:
     """One line of `evaluate_split`'s (or training's) metrics; with `reference_scores`' keys, each
-    number said against which reference."""
+    number said against which reference; the threshold with its rule when not the file's."""
     soft = "soft_dice" in m
+    cut = ""
+    if "threshold" in m:
+        rule = m.get("threshold_rule", "file")
+        cut = f" (threshold {m['threshold']:.2f}" + ("" if rule == "file" else f", {rule}") + ")"
     line = (f"{m['segmenter']}: " + ("against the binary reference (area fraction >= 0.5): " if soft else "")
             + f"Dice {m['dice']:.4f} (mean per image {m['dice_mean_per_image']:.4f}), "
             f"ROC AUC {m['auc']:.4f}, sensitivity {m['sensitivity']:.4f}, specificity {m['specificity']:.4f}, "
             f"accuracy {m['accuracy']:.4f}" + (f", clDice {m['cldice_binary']:.4f}" if soft else "")
-            + f" on {m['n_images']} {m.get('split', '')} images inside the FOV"
-            + (f" (threshold {m['threshold']:.2f})" if "threshold" in m else "")).replace("  ", " ")
+            + f" on {m['n_images']} {m.get('split', '')} images inside the FOV" + cut).replace("  ", " ")
     if not soft:
         return line
     if m["soft_dice"] is None:

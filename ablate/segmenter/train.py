@@ -5,8 +5,10 @@ the real model) streamed by Ray Data: each row's image, FOV and vessel mask are
 decoded, augmented as a whole as if another camera had taken it (`camera.CameraJitter`:
 rotation and zoom with the masks, re-thresholded at 0.5; brightness, contrast, white
 balance, gamma, hue, and for some draws blur, resolution loss; noise; all inside the
-FOV), the image's FOV statistics taken (the U-Net's input
-standardisation, see model.py), then `patches_per_image` square patches of
+FOV; `camera="off"` drops all but the zoom, `zoom=1` the zoom: `camera.training_jitter`),
+put in the input normalisation (`norm`: clahe-green by default, or rgb; recorded in the file
+and applied by the loaded segmenter), the image's FOV statistics taken (the U-Net's input
+standardisation, see unet.py), then `patches_per_image` square patches of
 `patch` px are cropped around centres drawn uniformly from the FOV, each flipped
 and turned by a random multiple of 90 degrees. Patches of all rows mix in a local
 shuffle buffer before batching. A fresh generator per block, so every pass over
@@ -43,7 +45,8 @@ from pathlib import Path
 
 from ablate.errors import InvalidInput
 from ablate.runtime import RunOptions, final_state, fit_standalone, run_folders
-from ablate.segmenter.camera import CameraJitter
+from ablate.segmenter.camera import DEFAULT_ZOOM, CameraAugmentation, CameraJitter, training_jitter
+from ablate.segmenter.input_norm import DEFAULT_INPUT, InputNorm, input_norm
 from ablate.segmenter.patches import COLUMNS, PatchSampler, WholeImages
 from ablate.segmenter.unet import DEFAULT_ARCH
 from ablate.segmenter.unet_file import DEFAULT_WEIGHTS
@@ -190,6 +193,11 @@ class SegmenterTrainResult:
     last: dict = field(default_factory=dict)  # last logged training / validation scalars
 
 
+def _jitter_record(jitter: CameraJitter | None) -> dict | None:
+    """The augmentation's ranges as recorded (None: none)."""
+    return None if jitter is None else dict(jitter.__dict__)
+
+
 def _count_with_vessels(data_dir: Path, split: str) -> int:
     import pyarrow.parquet as pq
 
@@ -213,7 +221,9 @@ def train_segmenter(
     patch: int = 128,
     arch: dict | None = None,
     patches_per_image: int = 32,
-    jitter: CameraJitter = CameraJitter(),
+    camera: CameraAugmentation | str = CameraAugmentation.ON,
+    zoom: float = DEFAULT_ZOOM,
+    norm: InputNorm | str = DEFAULT_INPUT,
     include_val: bool = False,
     val_every: int = 250,
     eval_split: str | None = "test",
@@ -227,7 +237,11 @@ def train_segmenter(
         patch: side of the training crops, px.
         arch: U-Net overrides of DEFAULT_ARCH.
         patches_per_image: crops per augmented image per pass.
-        jitter: the camera augmentation (geometry, photometry, blur, resolution; camera.py).
+        camera: `on`, a random camera per image (rotation, photometry, blur, resolution, noise;
+            camera.py); `off`, none of that.
+        zoom: the scale jitter, apart from `camera`: scale from [1/zoom, zoom]; 1 = none.
+        norm: the input normalisation (input_norm.py: `clahe-green`, the default, or `rgb`), recorded in the
+            file and applied by the loaded segmenter.
         include_val: train on the val split too (then nothing is validated).
         val_every: steps between whole-image validations.
         eval_split: the split scored into the file at the end (None: none).
@@ -242,6 +256,8 @@ def train_segmenter(
     manifest = read_manifest(data_dir)
     size = int(manifest["image_size"])
     run.check()
+    jitter = training_jitter(camera, zoom)
+    norm = input_norm(norm)
     for name, v in (("patches_per_image", patches_per_image), ("val_every", val_every)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise InvalidInput(f"{name} must be an integer >= 1, got {v!r}")
@@ -262,8 +278,8 @@ def train_segmenter(
     elif eval_split:
         _count_with_vessels(data_dir, eval_split)
     run_cfg = {"data": str(data_dir), "size": size, "arch": arch, "patch": patch,
-               "patches_per_image": patches_per_image, "jitter": jitter.__dict__, "include_val": include_val,
-               **run.hashed()}
+               "patches_per_image": patches_per_image, "jitter": _jitter_record(jitter), "include_val": include_val,
+               **({"input": norm.value} if norm is not InputNorm.RGB else {}), **run.hashed()}
     folders = run_folders(out_file, run_cfg, run.tb_dir, run.storage_dir)
 
     def datasets() -> dict:
@@ -271,10 +287,10 @@ def train_segmenter(
 
         paths = [p for s in train_splits for p in shard_paths(data_dir, s, verify=False)]
         out = {"train": ray.data.read_parquet(paths, columns=COLUMNS).map_batches(
-            PatchSampler(patch, patches_per_image, jitter), batch_format="numpy", batch_size=1)}
+            PatchSampler(patch, patches_per_image, jitter, norm), batch_format="numpy", batch_size=1)}
         if validate:
             out["val"] = ray.data.read_parquet(shard_paths(data_dir, "val", verify=False), columns=COLUMNS) \
-                .map_batches(WholeImages(), batch_format="numpy", batch_size=2)
+                .map_batches(WholeImages(norm), batch_format="numpy", batch_size=2)
         return out
 
     t0 = time.time()
@@ -300,15 +316,16 @@ def train_segmenter(
         from ablate.segmenter.threshold import best_threshold
 
         images, fov, vessel, _ = load_split(data_dir, "val")
-        prob = predict_arrays(UNetSegmenter(model, "val", size=size), images, fov)
+        prob = predict_arrays(UNetSegmenter(model, "val", size=size, norm=norm), images, fov)
         threshold, val_dice = best_threshold(prob, vessel, fov)
         rule = f"max pooled Dice on the val split ({len(images)} images): {val_dice:.4f}"
     metrics: dict = {}
     if eval_split:
-        metrics = evaluate_split(UNetSegmenter(model, f"unet:{out_file.stem}", size=size, threshold=threshold),
-                                 data_dir, eval_split)
+        metrics = evaluate_split(UNetSegmenter(model, f"unet:{out_file.stem}", size=size, threshold=threshold,
+                                               norm=norm), data_dir, eval_split)
     training = {**run.hashed(), "patch": patch, "patches_per_image": patches_per_image,
-                "jitter": dict(jitter.__dict__), "workers": run.workers, "train_images": n_train, "splits": train_splits,
+                "camera": CameraAugmentation(camera).value, "zoom": float(zoom), "jitter": _jitter_record(jitter),
+                "input": norm.value, "workers": run.workers, "train_images": n_train, "splits": train_splits,
                 "loss": "BCE + soft Dice inside the FOV", "optimizer": "Adam, warm-up + cosine to 0",
                 "train_seconds": round(train_seconds, 1), "run": str(folders.run_dir),
                 "last": {k: round(v, 6) for k, v in last.items() if k.startswith(("seg/", "val/"))}}
@@ -316,7 +333,7 @@ def train_segmenter(
     from ablate.segmenter.leakage import split_ids
 
     save_segmenter(out_file, model, arch, size=size, trained_on=trained_on, metrics=metrics, training=training,
-                   trained_ids=split_ids(data_dir, train_splits), threshold=threshold, threshold_rule=rule)
+                   trained_ids=split_ids(data_dir, train_splits), threshold=threshold, threshold_rule=rule, norm=norm)
     load_segmenter(out_file)  # the file loads the way every user loads it
     return SegmenterTrainResult(out_file=out_file, tb_dir=folders.tb_dir, run_dir=folders.run_dir, arch=arch,
                                 steps=run.steps,

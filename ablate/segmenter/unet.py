@@ -1,6 +1,7 @@
 """The vessel U-Net behind the `Segmenter` interface (ablate.segmenter.protocol).
 
-U-Net (`UNet`, `UNetSegmenter`, name "unet:<file stem>"). Input: the RGB image,
+U-Net (`UNet`, `UNetSegmenter`, name "unet:<file stem>"). Input: the RGB image, or
+its CLAHE'd green in three channels (the file's input normalisation, input_norm.py),
 each channel standardised per image over its FOV pixels (mean 0, sd 1; the
 surround set to 0). This fixed preprocessing makes the network blind to global
 brightness/contrast shifts of a channel, which reconstructions often have. The
@@ -22,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ablate.errors import InvalidInput
+from ablate.segmenter.input_norm import InputNorm, input_norm, normalise_image
 from ablate.segmenter.inputs import check_segmenter_inputs, fov_from_images
 
 DEFAULT_ARCH = {"base": 16, "levels": 4, "norm": "batch"}
@@ -138,17 +140,39 @@ def unet_logits(model: nn.Module, images: torch.Tensor, fov: torch.Tensor, stats
     return model(x)[:, :h, :w]
 
 
+def normalise_batch(images: torch.Tensor, fov: torch.Tensor, norm: InputNorm) -> torch.Tensor:
+    """(B, 3, H, W) float images in [0, 1] in the input normalisation `norm`: through 8 bits and
+    `input_norm.normalise_image` image by image, as the training stream does with its PNGs
+    (an 8-bit image comes back as it was)."""
+    if norm is InputNorm.RGB:
+        return images
+    u8 = (images[:, :3].detach().float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    f = fov.detach().bool().cpu().numpy()
+    out = np.stack([normalise_image(u8[i], f[i], norm) for i in range(u8.shape[0])])
+    return torch.from_numpy(out).permute(0, 3, 1, 2).to(images.device, torch.float32) / 255
+
+
 class UNetSegmenter:
-    """A trained U-Net behind the `Segmenter` interface (see the module docstring)."""
+    """A trained U-Net behind the `Segmenter` interface (see the module docstring).
+
+    Args:
+        model: the network.
+        name: what results call it ("unet:<file stem>").
+        size: the image side it was trained at (others are resampled to it and back).
+        meta: the file's metadata (threshold, input normalisation, metrics, ...).
+        threshold: overrides the file's.
+        norm: the input normalisation; default the file's ("input"), rgb for files from before it.
+    """
 
     def __init__(self, model: UNet, name: str, size: int | None = None, meta: dict | None = None,
-                 threshold: float | None = None):
+                 threshold: float | None = None, norm: InputNorm | str | None = None):
         self.model = model.eval()
         self.name = name
         self.size = size
         self.meta = meta or {}
         # Chosen on the val split at training (`threshold.py`); files from before that carry none: 0.5.
         self.threshold = float(threshold if threshold is not None else self.meta.get("threshold", 0.5))
+        self.norm = input_norm(norm if norm is not None else self.meta.get("input", InputNorm.RGB.value))
 
     @property
     def metrics(self) -> dict:
@@ -172,12 +196,14 @@ class UNetSegmenter:
             h, w = x.shape[-2:]
             if self.size and (h, w) != (self.size, self.size):
                 # Vessel widths in pixels are what the network learnt at its training size.
-                stats = fov_stats(x, f)
                 x = F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True)
                 f_in = F.interpolate(f[:, None].float(), size=(self.size, self.size), mode="nearest")[:, 0] > 0.5
-                p = torch.sigmoid(unet_logits(self.model, x, f_in, stats))
+                # rgb: the statistics of the image as given; otherwise of its normalisation at the
+                # training size, where the training stream took them (after normalising).
+                stats = fov_stats(images[k : k + batch_size, :3].float(), f) if self.norm is InputNorm.RGB else None
+                p = torch.sigmoid(unet_logits(self.model, normalise_batch(x, f_in, self.norm), f_in, stats))
                 p = F.interpolate(p[:, None], size=(h, w), mode="bilinear", align_corners=False)[:, 0]
             else:
-                p = torch.sigmoid(unet_logits(self.model, x, f))
+                p = torch.sigmoid(unet_logits(self.model, normalise_batch(x, f, self.norm), f))
             out.append(p.clamp(0, 1) * f)
         return torch.cat(out)

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from ablate.errors import InputMissing, InvalidInput
+from ablate.segmenter.input_norm import InputNorm, input_norm
 from ablate.segmenter.protocol import Segmenter
 from ablate.segmenter.ridge import RidgeSegmenter
 from ablate.segmenter.unet import UNetSegmenter, build_unet
@@ -25,18 +26,20 @@ TRAIN_COMMAND = "ablate segmenter train --data DIR"
 def save_segmenter(path: str | os.PathLike, model: nn.Module, arch: dict, *, size: int, trained_on: str,
                    metrics: dict | None = None, training: dict | None = None,
                    trained_ids: dict[str, str] | None = None, threshold: float = 0.5,
-                   threshold_rule: str = "0.5 (fixed)") -> Path:
+                   threshold_rule: str = "0.5 (fixed)", norm: InputNorm | str = InputNorm.RGB) -> Path:
     """Write a U-Net file atomically: {"model", "arch", "size", "trained_on", "trained_ids", "metrics",
-    "training", "threshold", "threshold_rule", "version"}; trained_ids = {content id: source} of
+    "training", "threshold", "threshold_rule", "input", "version"}; trained_ids = {content id: source} of
     every training image (the leakage guard, ablate.segmenter.leakage); threshold: the probability
-    above which a pixel is vessel, and how it was chosen."""
+    above which a pixel is vessel, and how it was chosen; input: the input normalisation the
+    network was trained on, which the loaded segmenter applies (input_norm.py; absent in files
+    from before it, read as rgb)."""
     from ablate.io import atomic_path
 
     path = Path(path)
     state = {k: v.detach().cpu() for k, v in getattr(model, "module", model).state_dict().items()}  # DDP-wrapped or not
     payload = {"version": FILE_VERSION, "model": state, "arch": dict(arch), "size": int(size),
                "trained_on": str(trained_on), "metrics": dict(metrics or {}), "training": dict(training or {}),
-               "threshold": float(threshold), "threshold_rule": str(threshold_rule)}
+               "threshold": float(threshold), "threshold_rule": str(threshold_rule), "input": input_norm(norm).value}
     if trained_ids is not None:
         payload["trained_ids"] = {str(k): str(v) for k, v in trained_ids.items()}
     with atomic_path(path) as tmp:

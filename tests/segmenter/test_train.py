@@ -8,6 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ablate.segmenter.cli import app as seg_app
+from ablate.segmenter.evaluation import evaluate_split
+from ablate.segmenter.input_norm import InputNorm
 from ablate.segmenter.unet_file import load_segmenter
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -38,7 +40,8 @@ def test_train_end_to_end_with_ray(ray_local, drive64, tmp_path):
     ray_output.set_verbose(False)  # the command's default: Ray's output to files beside the run
     try:
         r = train_segmenter(drive64, out, RunOptions(steps=3, batch_size=4, lr=2e-3, log_every=1), patch=32,
-                            patches_per_image=4, val_every=3, arch={"base": 4, "levels": 3})
+                            patches_per_image=4, val_every=3, arch={"base": 4, "levels": 3}, zoom=1.3,
+                            norm="clahe-green")
     finally:
         ray_output.set_verbose(True)
         ray_output.restore_driver()
@@ -54,6 +57,13 @@ def test_train_end_to_end_with_ray(ray_local, drive64, tmp_path):
     meta = seg.meta
     assert meta["arch"] == {"base": 4, "levels": 3, "norm": "batch"} and meta["training"]["steps"] == 3
     assert "18 images at 64 px" in meta["trained_on"]
+    # The options are recorded, and the loaded file applies its input normalisation: it scores
+    # the test split exactly as the network did when training ended.
+    t = meta["training"]
+    assert t["camera"] == "on" and t["zoom"] == 1.3 and t["jitter"]["zoom"] == 1.3 and t["input"] == "clahe-green"
+    assert meta["input"] == "clahe-green" and seg.norm is InputNorm.CLAHE_GREEN
+    again = evaluate_split(seg, drive64, "test")
+    assert (again["dice"], again["auc"], again["threshold"]) == (m["dice"], m["auc"], m["threshold"])
     assert "val/dice" in r.last and "seg/loss" in r.last
     assert any(r.tb_dir.glob("events.out.tfevents.*"))
     # The evaluate command scores it (and the fallback) and names the segmenter.
