@@ -5,7 +5,9 @@ cross-entropy with the pkeep corruption of the inputs, AdamW, warm-up then cosin
 Each worker holds its shard of the code grids in memory (they are small: h*w int32 each) and
 reshuffles it every epoch with a seed of (prior seed, rank, epoch). TensorBoard scalars go
 under the trial's folder as `prior/...`; the validation split's cross-entropy (without
-corruption) is `prior/val_loss` at every checkpoint and at the end.
+corruption) is `prior/val_loss` at every checkpoint and at the end, over every val grid: the
+run gives each worker the whole val split (`UNSPLIT`; Ray Train's equal split would drop the
+grids left over, all of them when there are fewer than workers) and each takes its share.
 """
 
 from __future__ import annotations
@@ -24,6 +26,18 @@ def _codes_of(shard) -> np.ndarray:
     rows = [np.asarray(b["codes"]) for b in shard.iter_batches(batch_size=256, batch_format="numpy")]
     flat = [np.stack(list(r)) if r.dtype == object else r for r in rows if len(r)]
     return np.concatenate(flat).astype(np.int64) if flat else np.zeros((0, 0), np.int64)
+
+
+UNSPLIT = ("val",)  # the datasets the prior's Train run gives every worker whole (fit_torch_run's `unsplit`)
+
+
+def _share_of(codes: np.ndarray, rank: int, world: int) -> np.ndarray:
+    """This rank's share of a split every rank reads whole: every world-th grid from the
+    rank's, in lexicographic order of the grids, so the shares partition the split whatever
+    order Ray Data read it in on each rank."""
+    if len(codes) == 0:
+        return codes
+    return codes[np.lexsort(codes.T[::-1])][rank::world]
 
 
 def _batches(codes: np.ndarray, per_worker: int, seed: int, rank: int, epoch: int, device) -> Iterator:
@@ -75,7 +89,7 @@ def prior_train_loop(config: dict) -> None:
         raise ValueError(f"prior: this worker's share of the train codes ({len(train)} grids) is less than its "
                          f"batch ({per_worker}); lower prior.batch_size or use fewer workers")
     val_shard = ray.train.get_dataset_shard("val") if "val" in config["splits"] else None
-    val = _codes_of(val_shard) if val_shard is not None else np.zeros((0, h * w), np.int64)
+    val = _share_of(_codes_of(val_shard), rank, world) if val_shard is not None else np.zeros((0, h * w), np.int64)
     generator = torch.Generator(device=device).manual_seed(config["seed"] * 1000 + 7 + rank)  # pkeep draws
 
     def forward(codes, at: int):

@@ -58,7 +58,7 @@ def run_prior_stage(spec: TrialSpec, *, trial: str, exp_dir: str, data_dir: str,
 
     from ablate.prior.codes import encode_split
     from ablate.prior.draw import DrawRequest, draw_samples
-    from ablate.prior.loop import prior_train_loop
+    from ablate.prior.loop import UNSPLIT, prior_train_loop
     from ablate.runtime import checkpoint_location, fit_torch_run
 
     p = spec.prior
@@ -80,7 +80,7 @@ def run_prior_stage(spec: TrialSpec, *, trial: str, exp_dir: str, data_dir: str,
         prior_loop_config(spec, train.grid, train.vocab, sorted(datasets), placement.threads_per_worker,
                           layout.tensorboard_run(trial)),  # the trial's own TensorBoard folder: prior/... tags
         datasets=datasets, placement=placement, name=f"prior-{trial}", storage_path=storage.join(work, "train"),
-        max_failures=max_failures, callbacks=callbacks)
+        max_failures=max_failures, callbacks=callbacks, unsplit=UNSPLIT)
     if result.checkpoint is None:
         raise RuntimeError(f"{trial}: the prior's Train run under {work} ended without a checkpoint")
     m = dict(result.metrics or {})
