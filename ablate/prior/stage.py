@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 
 from ablate import storage
 from ablate.data.sample_store import PRIOR_DIR
 from ablate.experiment_layout import ExperimentLayout
+from ablate.prior.progress import PriorStage
 from ablate.runtime import Placement
 from ablate.specs import TrialSpec
 
@@ -38,7 +40,8 @@ def prior_loop_config(spec: TrialSpec, grid: tuple[int, int], vocab: int, splits
 
 
 def run_prior_stage(spec: TrialSpec, *, trial: str, exp_dir: str, data_dir: str, autoencoder: str,
-                    placement: Placement, max_failures: int = 0, callbacks: tuple = ()) -> dict:
+                    placement: Placement, max_failures: int = 0, callbacks: tuple = (),
+                    on_stage: Callable[[PriorStage], None] | None = None) -> dict:
     """Train the trial's prior and draw its samples; returns the `prior.*` metrics for the
     results table (`prior.steps`, `prior.loss`, `prior.val_loss`, `prior.samples`). Needs Ray.
 
@@ -51,6 +54,7 @@ def run_prior_stage(spec: TrialSpec, *, trial: str, exp_dir: str, data_dir: str,
         placement: the trial's workers (the prior uses the same).
         max_failures: worker-group restarts from the prior's last checkpoint.
         callbacks: Ray Train callbacks of the prior's run.
+        on_stage: called as each part begins (encoding, training, drawing): a trial tells Tune.
     """
     import ray
     import ray.data
@@ -66,6 +70,8 @@ def run_prior_stage(spec: TrialSpec, *, trial: str, exp_dir: str, data_dir: str,
     layout = ExperimentLayout(exp_dir)
     folder = layout.trial_samples(trial)
     work = storage.join(folder, PRIOR_DIR)
+    announce = on_stage or (lambda stage: None)
+    announce(PriorStage.ENCODING)
     codes = {s: encode_split(data_dir, s, spec.data.size, autoencoder, storage.join(work, "codes"),
                              threads=placement.threads_per_worker, gpus=placement.gpus_per_worker)
              for s in ("train", "val")}
@@ -75,6 +81,7 @@ def run_prior_stage(spec: TrialSpec, *, trial: str, exp_dir: str, data_dir: str,
     datasets = {s: ray.data.read_parquet(c.folder) for s, c in codes.items() if c is not None}
     logger.info(f"{trial}: training its prior ({p.layers} layers, width {p.width}) on {train.rows} code grids of "
                 f"{train.grid[0]}x{train.grid[1]} for {p.steps} steps")
+    announce(PriorStage.TRAINING)
     result = fit_torch_run(
         prior_train_loop,
         prior_loop_config(spec, train.grid, train.vocab, sorted(datasets), placement.threads_per_worker,
@@ -89,6 +96,7 @@ def run_prior_stage(spec: TrialSpec, *, trial: str, exp_dir: str, data_dir: str,
     # only the trial driver's sliver of CPU, and would capture the task into it). None means
     # no group in Ray's documentation; its type annotation omits it.
     outside = PlacementGroupSchedulingStrategy(placement_group=None)  # type: ignore[arg-type]
+    announce(PriorStage.DRAWING)
     task = ray.remote(num_cpus=placement.cpus_per_worker, num_gpus=placement.gpus_per_worker,
                       scheduling_strategy=outside)(draw_samples)
     drawn = ray.get(task.remote(DrawRequest(folder=folder, prior=prior_ckpt, autoencoder=str(autoencoder),
