@@ -5,7 +5,9 @@ cross-entropy with the pkeep corruption of the inputs, AdamW, warm-up then cosin
 Each worker holds its shard of the code grids in memory (they are small: h*w int32 each) and
 reshuffles it every epoch with a seed of (prior seed, rank, epoch). TensorBoard scalars go
 under the trial's folder as `prior/...`; the validation split's cross-entropy (without
-corruption) is `prior/val_loss` at every checkpoint and at the end.
+corruption) is `prior/val_loss` at every checkpoint and at the end, over every val grid: the
+run gives each worker the whole val split (`UNSPLIT`; Ray Train's equal split would drop the
+grids left over, all of them when there are fewer than workers) and each takes its share.
 
 With `condition` in the config (a label column, data/labels.py) the prior is conditional:
 one start token per label value, and each grid is learned (and validated) from its own
@@ -37,6 +39,21 @@ def grids_of(shard, labelled: bool) -> tuple[np.ndarray, np.ndarray | None]:
     if not labelled:
         return grids, None
     return grids, np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, np.int64)
+
+
+UNSPLIT = ("val",)  # the datasets the prior's Train run gives every worker whole (fit_torch_run's `unsplit`)
+
+
+def share_of(codes: np.ndarray, labels: np.ndarray | None, rank: int, world: int
+             ) -> tuple[np.ndarray, np.ndarray | None]:
+    """This rank's share of a split every rank reads whole (and its grids' classes): every
+    world-th grid from the rank's, in lexicographic order of (grid, class), so the shares
+    partition the split whatever order Ray Data read it in on each rank."""
+    if len(codes) == 0:
+        return codes, labels
+    keys = ([] if labels is None else [labels]) + list(codes.T[::-1])  # lexsort: the last key sorts first
+    order = np.lexsort(keys)[rank::world]
+    return codes[order], None if labels is None else labels[order]
 
 
 def batches(codes: np.ndarray, labels: np.ndarray | None, per_worker: int, seed: int, rank: int, epoch: int,
@@ -96,7 +113,7 @@ def prior_train_loop(config: dict) -> None:
         raise ValueError(f"prior: this worker's share of the train codes ({len(train)} grids) is less than its "
                          f"batch ({per_worker}); lower prior.batch_size or use fewer workers")
     val_shard = ray.train.get_dataset_shard("val") if "val" in config["splits"] else None
-    val, val_labels = (grids_of(val_shard, labelled) if val_shard is not None
+    val, val_labels = (share_of(*grids_of(val_shard, labelled), rank, world) if val_shard is not None
                        else (np.zeros((0, h * w), np.int64), np.zeros(0, np.int64) if labelled else None))
     generator = torch.Generator(device=device).manual_seed(config["seed"] * 1000 + 7 + rank)  # pkeep draws
 

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Callable
 
 from ablate import storage
 from ablate.data.labels import Condition
 from ablate.data.sample_store import PRIOR_DIR
 from ablate.experiment_layout import ExperimentLayout
+from ablate.prior.progress import PriorStage
 from ablate.runtime import Placement
 from ablate.specs import TrialSpec
 
@@ -41,7 +43,8 @@ def prior_loop_config(spec: TrialSpec, grid: tuple[int, int], vocab: int, splits
 
 
 def run_prior_stage(spec: TrialSpec, *, trial: str, exp_dir: str, data_dir: str, autoencoder: str,
-                    placement: Placement, max_failures: int = 0, callbacks: tuple = ()) -> dict:
+                    placement: Placement, max_failures: int = 0, callbacks: tuple = (),
+                    on_stage: Callable[[PriorStage], None] | None = None) -> dict:
     """Train the trial's prior and draw its samples; returns the `prior.*` metrics for the
     results table (`prior.steps`, `prior.loss`, `prior.val_loss`, `prior.samples`). Needs Ray.
 
@@ -54,6 +57,7 @@ def run_prior_stage(spec: TrialSpec, *, trial: str, exp_dir: str, data_dir: str,
         placement: the trial's workers (the prior uses the same).
         max_failures: worker-group restarts from the prior's last checkpoint.
         callbacks: Ray Train callbacks of the prior's run.
+        on_stage: called as each part begins (encoding, training, drawing): a trial tells Tune.
     """
     import ray
     import ray.data
@@ -61,7 +65,7 @@ def run_prior_stage(spec: TrialSpec, *, trial: str, exp_dir: str, data_dir: str,
 
     from ablate.prior.codes import encode_split
     from ablate.prior.draw import DrawRequest, draw_samples
-    from ablate.prior.loop import prior_train_loop
+    from ablate.prior.loop import UNSPLIT, prior_train_loop
     from ablate.runtime import checkpoint_location, fit_torch_run
 
     p = spec.prior
@@ -70,6 +74,8 @@ def run_prior_stage(spec: TrialSpec, *, trial: str, exp_dir: str, data_dir: str,
     folder = layout.trial_samples(trial)
     work = storage.join(folder, PRIOR_DIR)
     condition = Condition.of_dataset(data_dir, p.condition) if p.condition is not None else None
+    announce = on_stage or (lambda stage: None)
+    announce(PriorStage.ENCODING)
     codes = {s: encode_split(data_dir, s, spec.data.size, autoencoder, storage.join(work, "codes"),
                              threads=placement.threads_per_worker, gpus=placement.gpus_per_worker, condition=condition)
              for s in ("train", "val")}
@@ -80,12 +86,13 @@ def run_prior_stage(spec: TrialSpec, *, trial: str, exp_dir: str, data_dir: str,
     given = "" if condition is None else f", conditioned on {condition.column} ({len(condition.values)} values)"
     logger.info(f"{trial}: training its prior ({p.layers} layers, width {p.width}{given}) on {train.rows} code grids "
                 f"of {train.grid[0]}x{train.grid[1]} for {p.steps} steps")
+    announce(PriorStage.TRAINING)
     result = fit_torch_run(
         prior_train_loop,
         prior_loop_config(spec, train.grid, train.vocab, sorted(datasets), placement.threads_per_worker,
                           layout.tensorboard_run(trial), condition),  # the trial's own TensorBoard folder: prior/... tags
         datasets=datasets, placement=placement, name=f"prior-{trial}", storage_path=storage.join(work, "train"),
-        max_failures=max_failures, callbacks=callbacks)
+        max_failures=max_failures, callbacks=callbacks, unsplit=UNSPLIT)
     if result.checkpoint is None:
         raise RuntimeError(f"{trial}: the prior's Train run under {work} ended without a checkpoint")
     m = dict(result.metrics or {})
@@ -94,6 +101,7 @@ def run_prior_stage(spec: TrialSpec, *, trial: str, exp_dir: str, data_dir: str,
     # only the trial driver's sliver of CPU, and would capture the task into it). None means
     # no group in Ray's documentation; its type annotation omits it.
     outside = PlacementGroupSchedulingStrategy(placement_group=None)  # type: ignore[arg-type]
+    announce(PriorStage.DRAWING)
     task = ray.remote(num_cpus=placement.cpus_per_worker, num_gpus=placement.gpus_per_worker,
                       scheduling_strategy=outside)(draw_samples)
     drawn = ray.get(task.remote(DrawRequest(folder=folder, prior=prior_ckpt, autoencoder=str(autoencoder),

@@ -154,7 +154,7 @@ def run_folders(out_file: Path, config: dict, tb_dir: str | os.PathLike | None =
 
 def fit_torch_run(loop: Callable[[dict], None], loop_config: dict, *, datasets: dict, placement: Placement,
                   name: str, storage_path: str, max_failures: int = 0, callbacks: tuple = (),
-                  num_to_keep: int = 2) -> Any:
+                  num_to_keep: int = 2, unsplit: tuple[str, ...] = ()) -> Any:
     """Build and fit one TorchTrainer; returns its `ray.train.Result`.
 
     Args:
@@ -167,6 +167,8 @@ def fit_torch_run(loop: Callable[[dict], None], loop_config: dict, *, datasets: 
         max_failures: worker-group restarts from the last checkpoint.
         callbacks: Ray Train callbacks (the grid passes Tune's report callback).
         num_to_keep: checkpoints kept.
+        unsplit: datasets every worker reads whole (the others are split over the workers, which
+            Ray Train does in equal shares, dropping the rows left over: up to workers - 1).
     """
     import ray.train
     from ray.train.torch import TorchTrainer
@@ -186,6 +188,7 @@ def fit_torch_run(loop: Callable[[dict], None], loop_config: dict, *, datasets: 
             callbacks=list(callbacks),
         ),
         datasets=datasets,
+        dataset_config=ray.train.DataConfig(datasets_to_split=[n for n in datasets if n not in unsplit]),
     )
     return trainer.fit()
 

@@ -83,17 +83,28 @@ def prior_stage(spec: TrialSpec, result, trial_name: str, exp_dir: str, data_dir
                 max_failures: int) -> None:
     """The synthesis stage of a trial whose autoencoder finished (ablate/prior/stage.py); its
     `prior.*` figures reach Tune in one more report that repeats the autoencoder's final one,
-    so the results table still reads the trial's status, steps and checkpoint from it."""
+    so the results table still reads the trial's status, steps and checkpoint from it. While
+    it runs, its progress reaches Tune too (ablate/prior/progress.py), for the live view."""
     from ray import tune
 
+    from ablate.prior.progress import PriorStage, progress_report
     from ablate.prior.stage import run_prior_stage
     from ablate.runtime import checkpoint_location
+    from ablate.train.prior_feed import PriorProgressToTune
 
     final = dict(result.metrics or {})
     if result.checkpoint is None or not final.get("final") or final.get("stop_reason"):
         print(f"{trial_key(spec)}: no prior trained: the autoencoder did not finish", flush=True)  # the trial's log
         return
     autoencoder = checkpoint_location(result.checkpoint)
+    p = spec.prior
+    assert p is not None  # only trials with a prior get here
+    base = {**final, "checkpoint_path": autoencoder}
+
+    def announce(stage: PriorStage) -> None:  # the live view shows the stage; minutes pass in each
+        tune.report(progress_report(base, stage, steps_total=p.steps, samples_total=p.samples))
+
     figures = run_prior_stage(spec, trial=trial_name, exp_dir=exp_dir, data_dir=data_dir, autoencoder=autoencoder,
-                              placement=placement, max_failures=max_failures)
-    tune.report({**final, "checkpoint_path": autoencoder, **figures})
+                              placement=placement, max_failures=max_failures, on_stage=announce,
+                              callbacks=(PriorProgressToTune(base, p.steps, p.samples),))
+    tune.report({**base, **figures})  # the last report: the autoencoder's final one, with the prior's figures

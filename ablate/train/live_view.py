@@ -1,5 +1,8 @@
 """The grid's live view: one row per trial (combination, seed, status, step / total,
-latest val loss and PSNR, images/s, elapsed, ETA) and a footer for the grid.
+latest val loss and PSNR, images/s, elapsed, ETA) and a footer for the grid. A trial with
+a prior goes on after its autoencoder's last step (ablate/prior/progress.py): its status
+says "encoding codes", "prior k/N" or "drawing samples", its ETA is the prior's, and its
+finish line gives the prior's steps, val loss and samples.
 
 On a terminal it is a rich table redrawn in place; anywhere else (a pipe, `nohup`, a
 cluster job log) it prints one plain line per trial event - started, every `every_pct`
@@ -16,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TextIO
 
+from ablate.prior import progress as prior
 from ablate.runtime.config_errors import CONFIG_ERROR
 from ablate.ui.progress import duration
 
@@ -45,6 +49,15 @@ class Row:
     shown_pct: int = 0  # the last progress mark printed as a plain line
     log: str | None = None  # where a failed trial's output is
     error: str | None = None
+    # The prior stage, after the autoencoder (a PriorStage's value while it runs, else None):
+    stage: str | None = None
+    prior_step: int = 0
+    prior_total: int | None = None  # the prior's steps in all
+    prior_samples: int | None = None  # the samples it draws
+    prior_val_loss: float | None = None
+    prior_started: float | None = None  # when its training began
+    prior_first: tuple[float, int] | None = None  # (time, prior step) of its first Train report
+    prior_last: tuple[float, int] | None = None
 
     def elapsed(self, now: float) -> float:
         if self.started is None:
@@ -54,18 +67,41 @@ class Row:
     def steps_per_s(self) -> float | None:
         """From the trial's reports after its first one, so start-up (Ray, data, the first
         batch) does not slow the estimate; before that, from its start."""
-        if self.last is None:
-            return None
-        t0, s0 = self.first if self.first and self.last[1] > self.first[1] else (self.started, 0)
-        dt = self.last[0] - t0 if t0 is not None else 0.0
-        return (self.last[1] - s0) / dt if dt > 0 and self.last[1] > s0 else None
+        return _rate(self.started, self.first, self.last)
 
     def eta(self, now: float) -> float | None:
-        """Seconds left, from now (the time since the latest report counts as done work)."""
-        rate = self.steps_per_s()
-        if self.status != RUNNING or self.total is None or rate is None or self.last is None:
+        """Seconds left, from now (the time since the latest report counts as done work); in
+        the prior stage, of the prior's training (unknown while encoding or drawing)."""
+        if self.status != RUNNING:
             return None
-        return max(0.0, (self.total - self.step) / rate - (now - self.last[0]))
+        if self.stage is not None:
+            total, step, last = self.prior_total, self.prior_step, self.prior_last
+            rate = _rate(self.prior_started, self.prior_first, last) if self.stage == prior.PriorStage.TRAINING else None
+        else:
+            total, step, last, rate = self.total, self.step, self.last, self.steps_per_s()
+        if total is None or rate is None or last is None:
+            return None
+        return max(0.0, (total - step) / rate - (now - last[0]))
+
+    def status_text(self) -> str:
+        """The status, or where a running trial's prior stage stands."""
+        if self.status != RUNNING or self.stage is None:
+            return self.status
+        if self.stage == prior.PriorStage.ENCODING:
+            return "encoding codes"
+        if self.stage == prior.PriorStage.DRAWING:
+            return "drawing samples"
+        return f"prior {self.prior_step}/{self.prior_total if self.prior_total is not None else '?'}"
+
+
+def _rate(start: float | None, first: tuple[float, int] | None, last: tuple[float, int] | None) -> float | None:
+    """Steps per second from the first report to the latest (start-up excluded), or from
+    `start` (step 0) before a second report."""
+    if last is None:
+        return None
+    t0, s0 = first if first and last[1] > first[1] else (start, 0)
+    dt = last[0] - t0 if t0 is not None else 0.0
+    return (last[1] - s0) / dt if dt > 0 and last[1] > s0 else None
 
 
 
@@ -108,7 +144,7 @@ class GridView:
         now = self._now()
         r = self.rows[key]
         retry = r.status == RETRYING
-        r.status, r.ended, r.error = RUNNING, None, None
+        r.status, r.ended, r.error, r.stage = RUNNING, None, None, None  # a retry begins with its autoencoder
         if r.started is None:
             r.started = now
         self._line(f"{key} {'restarted' if retry else 'started'} ({self._counts()})", always=False)
@@ -116,6 +152,9 @@ class GridView:
     def trial_result(self, key: str, metrics: dict) -> None:
         now = self._now()
         r = self.rows[key]
+        if metrics.get(prior.STAGE) is not None:  # the prior stage's progress: its `step` is the autoencoder's last
+            self._prior_progress(r, metrics, now)
+            return
         step = metrics.get("step")
         if step is None:
             return  # not one of the trial's training reports
@@ -142,10 +181,44 @@ class GridView:
             self.trial_result(key, metrics)
         r.ended = self._now()
         reason = metrics.get("stop_reason")
-        r.status = DIVERGED if reason else DONE
+        r.status, r.stage = DIVERGED if reason else DONE, None
         what = f"stopped: {reason}" if reason else "done"
+        # The prior's figures, when the trial trained one (the stage's last report: ablate/train/driver.py).
+        made = (f"; prior {metrics['prior.steps']} steps, val loss {_num(metrics.get(prior.VAL_LOSS), '.4g')}, "
+                f"{metrics.get('prior.samples')} samples" if metrics.get("prior.steps") is not None else "")
         self._line(f"{key} {what}: {r.step} steps in {duration(r.elapsed(r.ended))}, "
-                   f"val loss {_num(r.loss, '.4g')}, PSNR {_num(r.psnr, '.2f')} dB ({self._counts()})")
+                   f"val loss {_num(r.loss, '.4g')}, PSNR {_num(r.psnr, '.2f')} dB{made} ({self._counts()})")
+
+    def _prior_progress(self, r: Row, metrics: dict, now: float) -> None:
+        """A report of the trial's prior stage (ablate/prior/progress.py): where it stands,
+        never the autoencoder's step."""
+        stage = prior.PriorStage(metrics[prior.STAGE])
+        r.prior_total = metrics.get(prior.STEPS_TOTAL, r.prior_total)
+        r.prior_samples = metrics.get(prior.SAMPLES_TOTAL, r.prior_samples)
+        if r.status == PENDING:
+            r.status, r.started = RUNNING, r.started or now
+        began = stage != r.stage
+        r.stage = stage
+        if began and stage == prior.PriorStage.TRAINING:
+            r.prior_started, r.prior_first, r.prior_last, r.prior_step = now, None, None, 0
+        step = metrics.get(prior.STEP)
+        if stage == prior.PriorStage.TRAINING and step is not None:
+            step = int(step)
+            if r.prior_first is None:
+                r.prior_first = (now, step)
+            r.prior_last, r.prior_step = (now, step), step
+            r.prior_val_loss = metrics.get(prior.VAL_LOSS, r.prior_val_loss)
+            total = r.prior_total
+            pct = f" ({100 * step // total}%)" if total else ""
+            self._line(f"{r.key} prior {step}/{total if total is not None else '?'}{pct}, "
+                       f"val loss {_num(r.prior_val_loss, '.4g')}, elapsed {duration(r.elapsed(now))}, "
+                       f"ETA {duration(r.eta(now))}", always=False)
+        elif began:
+            what = {prior.PriorStage.ENCODING: f"autoencoder done at step {r.step}; prior: encoding codes",
+                    prior.PriorStage.TRAINING: f"prior: training {r.prior_total} steps",
+                    prior.PriorStage.DRAWING: f"prior: drawing {r.prior_samples} samples"}[stage]
+            self._line(f"{r.key} {what}, elapsed {duration(r.elapsed(now))}", always=False)
+        self._refresh()
 
     def trial_retrying(self, key: str, error: str | None, log: str | None = None) -> None:
         r = self.rows[key]
@@ -236,7 +309,7 @@ class GridView:
             t.add_column(name, justify="right" if name not in ("trial", "combination", "status") else "left")
         style = {DONE: "green", FAILED: "red", DIVERGED: "yellow", RETRYING: "yellow", RUNNING: "cyan"}
         for r in self.rows.values():
-            t.add_row(r.key, r.combination, str(r.seed), f"[{style.get(r.status, 'dim')}]{r.status}",
+            t.add_row(r.key, r.combination, str(r.seed), f"[{style.get(r.status, 'dim')}]{r.status_text()}",
                       f"{r.step}/{r.total if r.total is not None else '?'}", _num(r.loss, ".4g"),
                       _num(r.psnr, ".2f"), _num(r.images_per_s, ".1f"),
                       duration(r.elapsed(now)) if r.started else "-", duration(r.eta(now)))
