@@ -70,8 +70,10 @@ def test_train_end_to_end_with_ray(ray_local, drive64, tmp_path):
     cli = CliRunner()
     res = cli.invoke(seg_app, ["evaluate", "--data", str(drive64), "--segmenter", str(out)])
     assert res.exit_code == 0, res.output
-    assert res.output.startswith("unet:drive_unet: Dice") and "stored in the file" in res.output
+    binary = "against the binary reference (area fraction >= 0.5): Dice"  # each score named for its reference
+    assert res.output.startswith(f"unet:drive_unet: {binary}") and "against the soft reference" in res.output
+    assert "stored in the file" in res.output
     res = cli.invoke(seg_app, ["evaluate", "--data", str(drive64), "--segmenter", "ridge"])
-    assert res.exit_code == 0 and res.output.startswith("ridge:meijering+otsu: Dice"), res.output
+    assert res.exit_code == 0 and res.output.startswith(f"ridge:meijering+otsu: {binary}"), res.output
     res = cli.invoke(seg_app, ["evaluate", "--data", str(drive64), "--segmenter", str(tmp_path / "missing.pth")])
     assert res.exit_code == 2 and "ablate segmenter train" in res.output
