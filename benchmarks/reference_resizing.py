@@ -199,6 +199,8 @@ def main() -> None:
                 size, d = int(size_s), (None if d_s == "native" else float(d_s))
                 t0 = time.perf_counter()
                 folder = work / f"{data}-{size}-{d_s}"
+                if folder.exists():  # removed after scoring below: only ever a folder this run wrote
+                    raise SystemExit(f"{folder}: already exists; give --work an empty or new folder")
                 index, truth, ks, ds = upsampled(photos, size, d, folder / "src")
                 prepare(None, folder / "out", size=size, index=index, cpus=1, in_process_below=10**9)
                 loss = load_manifest(folder / "out").vessel_reference
