@@ -51,6 +51,9 @@ SAMPLE_TABLE = "samples.parquet"  # under eval/: the samples judged, one row per
 SAMPLE_NEIGHBOURS = "sample_neighbours.parquet"  # under eval/: closest sample-train pairs per trial
 SAMPLE_VESSELS_DIR = "sample_vessels"  # under eval/: <trial>.png, the contact sheet's samples with their vessel maps
 REPORT_DIR = "report"
+SEARCH_DIR = "search"  # tuned arms' stage 1: one Tune experiment per combination, and its tables
+SEARCH_TRIALS = "trials.parquet"  # under search/: one row per stage-1 trial (train/search.py)
+SEARCH_CHOSEN = "chosen.json"  # under search/: each searched combination's best point, once its search ended
 REPORT_HTML = "index.html"
 REPORT_MD = "report.md"
 # Files that may sit in a folder before anything was launched into it (the lock a launch takes).
@@ -161,6 +164,23 @@ class ExperimentLayout:
         return self._at(SAMPLES_DIR, trial)
 
     @property
+    def search(self) -> str:
+        """Stage 1 of tuned arms: the searches, their trials table and the chosen points."""
+        return self._at(SEARCH_DIR)
+
+    def search_run(self, combination: str) -> str:
+        """One combination's search: a Tune experiment (restored on --resume), its Train runs inside."""
+        return self._at(SEARCH_DIR, combination)
+
+    @property
+    def search_trials(self) -> str:
+        return self._at(SEARCH_DIR, SEARCH_TRIALS)
+
+    @property
+    def search_chosen(self) -> str:
+        return self._at(SEARCH_DIR, SEARCH_CHOSEN)
+
+    @property
     def report(self) -> str:
         return self._at(REPORT_DIR)
 
@@ -176,6 +196,6 @@ class ExperimentLayout:
 __all__ = [
     "DATASETS_DIR", "EVAL_DIR", "GRID_FILE", "LOCK_FILES", "LOGS_DIR", "NOTES_FILE", "PER_IMAGE_FILE", "REPORT_DIR",
     "REPORT_HTML", "REPORT_MD", "RESULTS_CSV", "RESULTS_FILE", "SAMPLES_DIR", "SAMPLE_NEIGHBOURS", "SAMPLE_TABLE",
-    "SET_METRICS_FILE", "TENSORBOARD_DIR", "TRAIN_DIR", "EvalLayout",
+    "SEARCH_CHOSEN", "SEARCH_DIR", "SEARCH_TRIALS", "SET_METRICS_FILE", "TENSORBOARD_DIR", "TRAIN_DIR", "EvalLayout",
     "ExperimentLayout",
 ]

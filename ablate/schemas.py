@@ -151,10 +151,32 @@ class GridRecord(ShapeModel):
     launched: list[str] = Field(default_factory=list)
     questions: Questions = None
     manifest_sha256: Sha256 | None = None  # None: written before ablate kept it
+    # A tuned grid's `tune:` block (ablate.specs.TuneSpec.record): `trials` are then the arms as
+    # written, and stage 2 retrains each at its chosen point (search/chosen.json).
+    tune: dict | None = None
 
     def to_json(self) -> str:
         """grid.json's text: the keys that were set (an older record re-written gains no default)."""
         return json.dumps(self.model_dump(mode="json", exclude_unset=True), indent=1) + "\n"
+
+
+class ChosenPoint(ShapeModel):
+    """One searched combination's outcome in search/chosen.json."""
+    point: dict[str, Any]  # searched key -> the chosen value
+    trial: str  # the stage-1 trial that scored best
+    objective: float  # its last objective value (at `steps`)
+    steps: Count
+
+
+class TuningRecord(ShapeModel):
+    """search/chosen.json: the tune block stage 1 ran (TuneSpec.record) and, per combination
+    whose search has ended, the point stage 2 retrains. Written (atomically) after each
+    combination's search, so a resumed launch skips the searches already decided."""
+    tune: dict
+    chosen: dict[str, ChosenPoint] = Field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=1) + "\n"
 
 
 class JudgeReliability(ShapeModel):

@@ -203,6 +203,98 @@ class TrialSpec:
         return out
 
 
+class SearchAlgorithm(Choice):
+    """`tune.algorithm`: how stage 1 proposes the next point of a combination's space."""
+    optuna = "optuna"  # Optuna's TPE sampler (Ray Tune's OptunaSearch); the `tune` extra installs it
+    random = "random"  # independent draws (Ray Tune's BasicVariantGenerator)
+
+
+class SchedulerChoice(Choice):
+    """`tune.scheduler`: whether stage 1 stops trials early on the objective."""
+    asha = "asha"  # asynchronous successive halving on the objective at the val reports
+    none = "none"  # every stage-1 trial trains its full steps
+
+
+class DistributionKind(Choice):
+    """The distributions a searched key is drawn from: `{loguniform: [low, high]}` and so on."""
+    loguniform = "loguniform"  # low > 0
+    uniform = "uniform"
+    choice = "choice"  # a list of values
+    randint = "randint"  # integers low <= k < high
+
+
+# The objectives stage 1 may maximise or minimise: validation metrics the loop reports at
+# every val report (ablate/train/loop.py `validate`) that are no sum of training terms.
+# val/loss/* are the arms' own terms, refused by name (ablate.config).
+OBJECTIVES = {"val/psnr": "max"}
+
+# The keys a `space:` may search, as they are written in a combination: any loss term's
+# weight or start step, and the learning rate. Architecture and data keys change what a
+# trial is, not how it is weighted, and `train.steps` is the scheduler's own axis.
+LOSS_FIELDS = ("weight", "start_step")
+TRAIN_FIELDS = ("lr",)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """One searched key's distribution: `kind` and its arguments ([low, high] or the choices)."""
+    kind: DistributionKind
+    args: tuple
+
+    def describe(self) -> str:
+        return f"{self.kind.value}{list(self.args)}"
+
+
+@dataclass(frozen=True)
+class TuneSpec:
+    """`tune:` of a search space.
+
+    Args:
+        objective: a validation metric no arm trains on (`OBJECTIVES`), e.g. val/psnr.
+        mode: "max" or "min", the objective's better direction.
+        budget: stage-1 trials per combination, the as-written configuration included (it runs
+            first, so the report can show the untuned default's score beside the best).
+        algorithm: how the next point is proposed (`SearchAlgorithm`).
+        scheduler: early stopping on the objective (`SchedulerChoice`).
+        space: combination -> {searched key -> Distribution}; combinations absent here are
+            not searched (stage 2 retrains them as written).
+        search_seed: the seed of every stage-1 trial (the same for all points, so points are
+            compared at one initialisation), never one of the stage-2 `seeds:`.
+        grace_steps: ASHA's first rung: no trial is stopped before this many steps.
+    """
+    objective: str
+    mode: str
+    budget: int
+    algorithm: SearchAlgorithm
+    scheduler: SchedulerChoice
+    space: dict[str, dict[str, Distribution]] = field(default_factory=dict)
+    search_seed: int = 0
+    grace_steps: int = 1
+
+    def searched(self, combination: str) -> dict[str, Distribution]:
+        return self.space.get(combination, {})
+
+    def record(self) -> dict:
+        """As JSON values (grid.json fingerprints it: a resumed launch must search the same space)."""
+        return {"objective": self.objective, "mode": self.mode, "budget": self.budget,
+                "algorithm": self.algorithm.value, "scheduler": self.scheduler.value,
+                "search_seed": self.search_seed, "grace_steps": self.grace_steps,
+                "space": {c: {k: {d.kind.value: list(d.args)} for k, d in keys.items()}
+                          for c, keys in sorted(self.space.items())}}
+
+
+def split_key(key: str) -> tuple[str, ...]:
+    """`losses.edge.weight` -> ("losses", "edge", "weight"), checked against what may be searched;
+    a ValueError says what may be."""
+    parts = tuple(key.split("."))
+    if len(parts) == 3 and parts[0] == "losses" and parts[2] in LOSS_FIELDS and parts[1]:
+        return parts
+    if len(parts) == 2 and parts[0] == "train" and parts[1] in TRAIN_FIELDS:
+        return parts
+    raise ValueError(f"{key!r} is not a key stage 1 searches; searchable: losses.<term>.{{{','.join(LOSS_FIELDS)}}}, "
+                     f"train.{{{','.join(TRAIN_FIELDS)}}}")
+
+
 @dataclass(frozen=True)
 class Grid:
     name: str
@@ -210,6 +302,7 @@ class Grid:
     source: str
     trials: tuple[TrialSpec, ...]
     questions: dict | None = None  # parse_questions' output; None: not declared (the report uses defaults)
+    tune: TuneSpec | None = None  # `tune:`: tuned arms (stage 1 search, stage 2 fresh seeds); None: a plain grid
 
 
 def _flatten(prefix: str, value: Any, out: dict) -> None:

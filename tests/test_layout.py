@@ -133,7 +133,8 @@ def test_the_command_line_loads_without_torch_or_ray():
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("ablate", "ablate.errors", "ablate.logs", "ablate.specs", "ablate.io", "ablate.storage", "ablate.lock",
      "ablate.schemas", "ablate.experiment_layout", "ablate.checks", "ablate.edge_filters", "ablate.registry", "ablate.yaml_load",
-     "ablate.cache", "ablate.metric_info", "ablate.weights", "ablate.ui", "ablate.search_spaces", "ablate.spec_reader"),
+     "ablate.cache", "ablate.metric_info", "ablate.weights", "ablate.ui", "ablate.search_spaces", "ablate.spec_reader",
+     "ablate.tuning"),
     ("ablate.runtime",),
     ("ablate.data",),
     ("ablate.models",),

@@ -17,7 +17,10 @@ from ablate.train.driver import trial_key
 
 def grid_fingerprint(grid: Grid, data: str | None = None) -> dict:
     """What makes two launches the same experiment (compared on --resume)."""
-    return {"name": grid.name, "data": data, "trials": {trial_key(s): s.flat() for s in grid.trials}}
+    fingerprint = {"name": grid.name, "data": data, "trials": {trial_key(s): s.flat() for s in grid.trials}}
+    if grid.tune is not None:  # a tuned grid: the same searches too (a plain grid's record has no `tune`)
+        fingerprint["tune"] = grid.tune.record()
+    return fingerprint
 
 
 def grid_record(grid: Grid, data: str | None = None, launched: list[str] | None = None,
