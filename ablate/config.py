@@ -3,7 +3,9 @@
 A search space file has `name`, `description`, a `base` config (data, model,
 train, losses), named `combinations` (each a partial override deep-merged into
 base; a loss set to `null` removes that term) and `seeds`. The grid is
-combinations x seeds. Every error names the file and the key path.
+combinations x seeds. Optional: `questions` (the report's declared metrics) and `tune`
+(tuned arms: the searched weights of each combination, read in config_tune.py). Every error
+names the file and the key path.
 
 This loader sits at the top: it may import models, losses and the report's declared
 questions to check a grid, and only the pipeline and the command line import it; every
@@ -21,6 +23,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
+from ablate.config_tune import TuneBlock, parse_tune
 from ablate.losses.spec import COMMON_OPTIONS, split_options
 from ablate.spec_reader import read_spec
 from ablate.specs import (
@@ -111,6 +114,7 @@ class SearchSpaceFile(BaseModel):
     seeds: list[Annotated[int, Field(ge=0, le=SEED_MAX)]] = Field([0], min_length=1,
                                                                 json_schema_extra={"uniqueItems": True})
     questions: QuestionsBlock | None = None
+    tune: TuneBlock | None = None
 
 
 def search_space_schema() -> dict:
@@ -312,8 +316,9 @@ def load_grid(path: str | Path, overrides: dict | None = None) -> Grid:
             check_non_inferiority(questions, trials, f"{path}: questions.non_inferiority.metric")
         except ValueError as e:  # the messages name the file and key
             raise ConfigError(str(e)) from None
+    tune = parse_tune(raw["tune"], tuple(trials), seeds, f"{path}: tune") if "tune" in raw else None
     return Grid(name=name, description=str(raw.get("description", "")),
-                source=str(path), trials=tuple(trials), questions=questions)
+                source=str(path), trials=tuple(trials), questions=questions, tune=tune)
 
 
 def resolve_grid(grid: str, steps: int | None = None, epochs: int | None = None, size: int | None = None,

@@ -144,6 +144,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("ablate.train", "ablate.fm", "ablate.segmenter"),
     ("ablate.evaluate",),
     ("ablate.report",),
+    ("ablate.config_tune",),  # `tune:` of a search space, read by ablate.config
     ("ablate.config",),
     ("ablate.pipeline",),
     ("ablate.cli",),
