@@ -285,7 +285,7 @@ def schema() -> dict:
 
 
 def test_schema_names_the_top_level_keys(schema):
-    assert set(schema["properties"]) == {"name", "description", "base", "combinations", "seeds", "questions"}
+    assert set(schema["properties"]) == {"name", "description", "base", "combinations", "seeds", "questions", "tune"}
     assert schema["required"] == ["combinations"] and schema["additionalProperties"] is False
     jsonschema.Draft202012Validator.check_schema(schema)  # a well-formed draft 2020-12 schema
     train = schema["$defs"]["TrainSpec"]["properties"]
