@@ -131,13 +131,17 @@ def search_curves(t: TuningSection):
         ax.set_ylabel(f"{t.objective} ({better} is better)", fontsize=8)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
-        if len(rows):
-            ax.legend(fontsize=7, loc="best")
     for ax in list(axes.flat)[len(combos):]:
         ax.axis("off")
+    legend: dict = {}  # one legend under the panels, so none covers a point; each marker once
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
     fig.suptitle(f"stage 1: {t.objective} of each searched point on the val split (search seed {t.search_seed})",
                  fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07 / nrow, 1, 1))
+    fig.legend(list(legend.values()), list(legend.keys()), loc="lower center", ncol=len(legend), fontsize=8,
+               frameon=False)
     return fig
 
 
