@@ -17,7 +17,7 @@ missing`, not a KeyError deep inside a trial: `problem(value, Model)` is that li
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationError, WrapValidator
 from pydantic_core import PydanticCustomError
@@ -130,11 +130,13 @@ if TYPE_CHECKING:  # a type checker cannot evaluate described(): to it each is i
     Positive = int
     Sha256 = str
     Questions = dict | list | None
+    Mode = str
 else:
     Count = described(int, "an integer >= 0", Field(ge=0))
     Positive = described(int, "an integer >= 1", Field(ge=1))
     Sha256 = described(str, "64 lowercase hex digits (a sha256)", Field(pattern=r"^[0-9a-f]{64}$"))
     Questions = described(dict | list | None, "an object or a list or null")  # report/declared.py's shape
+    Mode = described(Literal["max", "min"], '"max" or "min"', kind=str)  # an objective's better direction
 
 
 # ---------------------------------------------------------------- the files
@@ -177,6 +179,19 @@ class TuningRecord(ShapeModel):
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=1) + "\n"
+
+
+class TuneRecord(ShapeModel):
+    """The `tune` of grid.json and of search/chosen.json: ablate.specs.TuneSpec.record(), as the
+    report reads it back (ablate.report.tuning)."""
+    objective: str
+    mode: Mode
+    budget: Positive  # stage-1 trials per combination, the as-written point included
+    algorithm: str
+    scheduler: str
+    search_seed: int
+    grace_steps: Count
+    space: dict[str, dict[str, dict[str, list]]]  # combination -> searched key -> {kind: [args]}
 
 
 class JudgeReliability(ShapeModel):

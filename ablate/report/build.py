@@ -15,11 +15,13 @@ from ablate.report.caveats import statistical_warnings
 from ablate.report.collect import load_experiment, write_tables
 from ablate.report.context import report_context
 from ablate.report.document import render_html, render_markdown
-from ablate.report.plots import metric_plots
+from ablate.report.plots import metric_plots, search_plot
 from ablate.report.render import report_warnings
 from ablate.report.stats import analyse
 from ablate.report.synthesis import analyse_samples
 from ablate.report.synthesis_view import sample_tests, synthesis_view
+from ablate.report.tuning import load_tuning
+from ablate.report.tuning_view import tuning_view
 
 
 def _write_parquet(df: pd.DataFrame, path: Path) -> None:
@@ -45,6 +47,7 @@ def build_report(exp: str | Path, n_images: int = N_IMAGES, hparams: bool = True
     with `hparams`, the TensorBoard HParams summaries; returns the path of index.html.
     `location`: the name the report gives the experiment (see load_experiment)."""
     e = load_experiment(exp, location)
+    tuning = load_tuning(e)  # None: an untuned grid; read first, so a malformed search file stops the report early
     a = analyse(e)
     layout = ExperimentLayout(e.exp)
     out = Path(layout.report)
@@ -63,6 +66,7 @@ def build_report(exp: str | Path, n_images: int = N_IMAGES, hparams: bool = True
     synthesis = analyse_samples(e, a.declared)  # None without eval/samples.parquet: no section
     warnings = report_warnings(e) + statistical_warnings(e, a.declared.source)
     warnings += [f"MEMORISATION: {m}" for m in (synthesis.memorising if synthesis else [])]
+    warnings += tuning.warnings if tuning is not None else []
     write_tables(e, out)
     _write_parquet(a.summary, out / "summary.parquet")
     _write_parquet(a.paired, out / "paired.parquet")
@@ -70,8 +74,10 @@ def build_report(exp: str | Path, n_images: int = N_IMAGES, hparams: bool = True
     q = [t.assign(question=name) for name, t in (("Q1", a.q1.tests), ("Q2", a.q2.tests)) if not t.empty]
     q += sample_tests(synthesis)
     _write_parquet(pd.concat(q, ignore_index=True) if q else pd.DataFrame({"question": []}), out / "questions.parquet")
+    curves = search_plot(tuning) if tuning is not None and any(len(c.trials) for c in tuning.combinations) else ""
     ctx = report_context(e, a, plots, grid, warnings,
-                         synthesis_view(e, synthesis, a.declared) if synthesis is not None else None)
+                         synthesis_view(e, synthesis, a.declared) if synthesis is not None else None,
+                         tuning_view(tuning, curves) if tuning is not None else None)
     _write_readable(Path(layout.report_md), render_markdown(ctx))
     _write_readable(Path(layout.report_html), render_html(ctx))
     return Path(layout.report_html)

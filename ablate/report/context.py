@@ -36,6 +36,7 @@ from ablate.report.render import (
 from ablate.report.stats import Analysis
 from ablate.report.synthesis_view import SynthesisView
 from ablate.report.text import plain
+from ablate.report.tuning_view import TuningView
 from ablate.report.views import Question, Table, question_view, text_table, verdict_class
 
 
@@ -135,6 +136,7 @@ class ReportContext:
     other_data: list[OtherSection]
     non_inferiority: NonInferiorityView | None = None  # None: no margin declared, nothing said
     synthesis: SynthesisView | None = None  # None: no samples judged (a grid without `prior:`), no section
+    tuning: TuningView | None = None  # None: an untuned grid (grid.json without `tune`), no section
     methods: str = METHODS
 
 
@@ -174,7 +176,7 @@ def image_grid_view(g: ImageGrid) -> ImageGridView:
 
 
 def report_context(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, warnings: list[str],
-                   synthesis: SynthesisView | None = None) -> ReportContext:
+                   synthesis: SynthesisView | None = None, tuning: TuningView | None = None) -> ReportContext:
     """What the report says, once, for both documents.
 
     Args:
@@ -184,6 +186,7 @@ def report_context(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, wa
         grid: the image grid, or None where it was left out (the warnings say why).
         warnings: what a reader must see before the numbers.
         synthesis: the Synthesis section (ablate.report.synthesis_view), or None for none.
+        tuning: the Tuning section (ablate.report.tuning_view), or None for an untuned grid.
     """
     status = e.trials["status"].value_counts().to_dict()
     about = About(
@@ -221,4 +224,4 @@ def report_context(e: Experiment, a: Analysis, plots, grid: ImageGrid | None, wa
         ranking_note=plain(ranking_note(a)), ranking=text_table(ranking_table(a), left=("combination",)),
         ranks=text_table(ranks_by_metric(e, a), left=("metric", "better")),
         image_grid=image_grid_view(grid) if grid is not None and grid.columns else None, other_data=others,
-        synthesis=synthesis)
+        synthesis=synthesis, tuning=tuning)

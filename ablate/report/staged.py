@@ -4,7 +4,8 @@ The report is built from files (ablate.report.build works on a folder), so its i
 code runs unchanged, and its outputs are uploaded:
 
   downloaded  results.parquet (required), grid.json, eval/per_image.parquet, eval/notes.json,
-              eval/samples.parquet, eval/sample_neighbours.parquet and, for each trial the sample
+              eval/samples.parquet, eval/sample_neighbours.parquet, search/trials.parquet and
+              search/chosen.json (a tuned grid's stage 1: the Tuning section) and, for each trial the sample
               table names, samples/<trial>/contact_sheet.png (the Synthesis section's pictures)
   read        checkpoints for the image grid straight from the bucket (models.checkpoint.locate_checkpoint),
               and the test split from the dataset URI grid.json records
@@ -27,7 +28,7 @@ from ablate.report.collect import ReportError
 def report_inputs(layout: ExperimentLayout) -> tuple[str, ...]:
     """The files a report reads, results.parquet first (the only one it needs)."""
     return (layout.results, layout.grid, layout.eval.per_image, layout.eval.notes, layout.eval.samples,
-            layout.eval.sample_neighbours)
+            layout.eval.sample_neighbours, layout.search_trials, layout.search_chosen)
 
 
 def contact_sheets(layout: ExperimentLayout, trials) -> list[str]:
