@@ -140,6 +140,8 @@ def launch(
                                   "here and print the grid's expected wall time, then exit (no training)"),
     only: str | None = typer.Option(None, "--only", help="run only these combinations, e.g. base,edge; "
                                        "a later launch of others into the same --out adds them"),
+    search_only: bool = typer.Option(False, "--search-only", help="tuned arms (a search space with tune:): stop "
+                                     "after stage 1, the searches on train/val; --resume later runs stage 2"),
     fm_steps: int = typer.Option(2000, "--fm-steps", help="steps of the fundus MAE stage (foundation: auto "
                                  "with neither RETFound nor a fundus MAE present)"),
     verbose: bool = typer.Option(False, "--verbose", help="show Ray's own output here (Tune's tables, Ray Data "
@@ -162,7 +164,7 @@ def launch(
                          precision=None if precision is None else precision.value, compile=compile,
                          max_failures=max_failures, trial_retries=trial_retries, resume=resume, evaluate=evaluate,
                          segmenter=segmenter, dry_run=dry_run, estimate=estimate, fm_steps=fm_steps,
-                         only=names)
+                         only=names, search_only=search_only)
     written = run_launch(opts)
     if written is not None:  # not a dry run or an estimate
         from ablate.ui.summary import experiment_summary, print_lines

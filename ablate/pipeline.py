@@ -73,11 +73,38 @@ def launch(opts: LaunchOptions) -> Path | str | None:
         return _launch_locked(prepared, opts)
 
 
+def tuned_stage_two(prepared: PreparedGrid, opts: LaunchOptions) -> tuple[PreparedGrid, LaunchOptions]:
+    """Stage 1 of tuned arms (the searches, on train and val), then what stage 2 trains: the
+    grid at the chosen points, resumed where its Tune state exists (a launch killed in stage 2),
+    started fresh otherwise (stage 1 wrote grid.json, so this launch may carry --resume)."""
+    from ray import tune
+
+    from ablate.train.grid import verify_test_split
+    from ablate.train.search_stage import run_searches
+
+    prepared = run_searches(prepared, opts)
+    if opts.search_only:
+        return prepared, opts
+    if opts.evaluate:
+        verify_test_split(prepared.data)  # the first time the launch opens a test shard
+    started = tune.Tuner.can_restore(str(prepared.out)) if not storage.is_uri(prepared.out) else opts.resume
+    logger.info(f"stage 2 of 2: {'resuming ' if started else ''}{len(prepared.grid.trials)} trials at the chosen "
+                "points, with the search space's seeds")
+    return prepared, dataclasses.replace(opts, resume=started)
+
+
 def _launch_locked(prepared, opts: LaunchOptions) -> Path | str:
     with ray_session(opts.address):  # one Ray for the foundation stage, training and evaluation
         if prepared.stage is not None:
             path = pretrain_foundation(prepared.stage, opts, prepared.out)
             prepared = dataclasses.replace(prepared, files={**prepared.files, "fundus_mae": path})
+        if prepared.grid.tune is not None:
+            prepared, opts = tuned_stage_two(prepared, opts)
+            if opts.search_only:
+                logger.info(f"--search-only: stopped after stage 1; the chosen points are in "
+                            f"{ExperimentLayout(prepared.out).search_chosen}. Stage 2: ablate launch --grid {opts.grid} "
+                            f"--out {prepared.out} --resume")
+                return prepared.out
         run = train_grid(prepared, opts)
         table, out = run.table, run.out
         done = (table["status"] == "done").any()

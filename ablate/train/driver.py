@@ -21,6 +21,26 @@ def trial_key(spec: TrialSpec) -> str:
 
 def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_dir: str, placement: Placement,
               max_failures: int = 0, weights_manifest: dict | None = None) -> None:
+    """Tune's trainable of a grid: the trial its config names (`trial`), trained under EXP/train."""
+    from ray import tune
+
+    fit_trial(trials[config["trial"]], tune.get_context().get_trial_name(), data_dir=data_dir, exp_dir=exp_dir,
+              placement=placement, max_failures=max_failures, weights_manifest=weights_manifest,
+              train_storage=ExperimentLayout(exp_dir).train)
+
+
+def fit_trial(spec: TrialSpec, trial_name: str, *, data_dir: str, exp_dir: str, placement: Placement,
+              max_failures: int, weights_manifest: dict | None, train_storage: str) -> None:
+    """Train one trial (and its prior, when it has one) inside a Tune trial: its Ray Data
+    streams of the train and val splits (never test), a TorchTrainer run named after the Tune
+    trial under `train_storage`, reports forwarded to Tune.
+
+    Args:
+        spec: the trial, by value.
+        trial_name: Tune's name of the trial (stable across a restore): the Train run's name.
+        train_storage: where Ray Train keeps the run's checkpoints (EXP/train for a grid's
+            trial, EXP/search/<combination>/train for a stage-1 trial of tuned arms).
+    """
     started = time.time()
     from ray import tune
     from ray.tune.integration.ray_train import TuneReportCallback
@@ -32,8 +52,6 @@ def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_
     from ablate.runtime.config_errors import without_retry
     from ablate.train.loop import train_loop_per_worker
 
-    spec = trials[config["trial"]]
-    trial_name = tune.get_context().get_trial_name()
     datasets = {
         # Checksums were verified once by `launch` before any trial started.
         "train": split_dataset(data_dir, "train", spec.data.size, verify=False),
@@ -68,7 +86,7 @@ def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_
             # Named after the trial (itself named from the trial id), so a restored
             # grid finds the same run folder and its checkpoints.
             name=trial_name,
-            storage_path=ExperimentLayout(exp_dir).train,  # Ray Train writes s3:// (any pyarrow URI) itself
+            storage_path=train_storage,  # Ray Train writes s3:// (any pyarrow URI) itself
             max_failures=max_failures,
             callbacks=(TuneReportCallback(),),
         )

@@ -22,15 +22,18 @@ def check_batches(grid: Grid, workers: int) -> None:
                               "split evenly over the workers); change one of them")
 
 
-def check_data(data_dir: str, grid: Grid, evaluate: bool = True) -> dict:
+def check_data(data_dir: str, grid: Grid, evaluate: bool = True, read_test: bool = True) -> dict:
     """Every split the run reads is present, whole and big enough: train and val for training,
-    test too when evaluation follows (it reads test only after training, hours later)."""
+    test too when evaluation follows (it reads test only after training, hours later).
+    `read_test=False` checks the test split's count in the manifest without opening a shard
+    (tuned arms: `verify_test_split` checks them when stage 2 starts)."""
     manifest = read_manifest(data_dir)  # its shape checked there (DatasetError naming the key)
     for split in ("train", "val") + (("test",) if evaluate else ()):
         if manifest["counts"].get(split, 0) == 0:
             why = " (evaluation reads it; --no-evaluate skips it)" if split == "test" else ""
             raise DatasetError(f"{data_dir}: the {split} split is empty{why} (counts {manifest['counts']})")
-        shard_paths(data_dir, split, verify=True)  # checksums once here; trials then skip it
+        if split != "test" or read_test:
+            shard_paths(data_dir, split, verify=True)  # checksums once here; trials then skip it
     for spec in grid.trials:
         if spec.data.size > manifest["image_size"]:
             raise DatasetError(
@@ -39,6 +42,12 @@ def check_data(data_dir: str, grid: Grid, evaluate: bool = True) -> dict:
             )
     check_conditions(data_dir, grid, manifest)
     return manifest
+
+
+def verify_test_split(data_dir: str) -> None:
+    """The test split's shards against their checksums: stage 2 of tuned arms, before it trains
+    what will be evaluated on them (stage 1 never opens them)."""
+    shard_paths(data_dir, "test", verify=True)
 
 
 def check_conditions(data_dir: str, grid: Grid, manifest: dict) -> None:

@@ -64,6 +64,7 @@ class LaunchOptions:
     estimate: bool = False  # probe each distinct configuration and print the grid's expected wall time; no training
     only: tuple[str, ...] = ()  # run these combinations of the grid (names as in the search space)
     fm_steps: int = 2000  # steps of the fundus MAE stage, when `foundation: auto` finds no foundation model
+    search_only: bool = False  # tuned arms: stop after stage 1 (the searches); a later --resume runs stage 2
 
     def validate(self) -> None:
         """Every number the command line takes, checked before anything else (and before Ray):
@@ -172,7 +173,37 @@ def print_estimate(grid: Grid, opts: LaunchOptions) -> dict:
     result = estimate(grid, placement.concurrent, workers=opts.workers, slowdown=float(per_gpu),
                       threads=placement.threads_per_worker, device="cuda" if opts.gpus_per_worker else "cpu")
     print(format_estimate(result, placement.concurrent, float(per_gpu)))  # the product of --estimate: printed
+    if grid.tune is not None:
+        result["stage1_wall_s"] = search_wall(grid, result, placement.concurrent)
+        print(f"tuned arms: stage 1 (the searches) {result['stage1_wall_s'] / 3600:.2f} h at most (every trial to its "
+              f"last step; ASHA stops some sooner) + stage 2 (the grid above) {result['wall_s'] / 3600:.2f} h = "
+              f"{(result['stage1_wall_s'] + result['wall_s']) / 3600:.2f} h")
     return result
+
+
+def search_wall(grid: Grid, result: dict, concurrent: int) -> float:
+    """Stage 1's wall time from the probes of the grid's configurations: each search's budget of
+    trials, each as long as its combination's trial (the loss weights searched do not change a
+    step's cost), on `concurrent` slots, one search after another (as `run_searches` runs them)."""
+    from ablate.train.estimate import project_wall
+    from ablate.train.search import search_setups
+
+    assert grid.tune is not None
+    per = {name: seconds for names, _, _, seconds in result["configs"] for name in names}
+    return sum(project_wall([per[s.combination]] * grid.tune.budget, concurrent) for s in search_setups(grid))
+
+
+def stages_line(grid: Grid) -> str:
+    """A tuned grid's two stages, counted (the head of --dry-run and of a launch)."""
+    from ablate.train.search import search_setups
+
+    t = grid.tune
+    assert t is not None
+    setups = search_setups(grid)
+    searched = ", ".join(f"{s.combination} ({', '.join(s.keys)})" for s in setups)
+    return (f"tuned arms: stage 1 searches {searched}: {len(setups)} x {t.budget} = {len(setups) * t.budget} trials "
+            f"at seed {t.search_seed} on train/val ({t.algorithm} search, {t.scheduler} scheduler, objective "
+            f"{t.objective}); stage 2 retrains each at its chosen point: the {len(grid.trials)} trials above")
 
 
 def prepare_grid(opts: LaunchOptions, full: Grid, grid: Grid) -> PreparedGrid | None:
@@ -188,8 +219,13 @@ def prepare_grid(opts: LaunchOptions, full: Grid, grid: Grid) -> PreparedGrid | 
     """
     opts.validate()  # the command line's numbers first: nothing below runs on a bad one
     out, tune_parent, tune_name = experiment_location(opts.out, full.name)
+    if opts.search_only and grid.tune is None:
+        raise ConfigError(f"--search-only: {grid.source} has no tune: block, so no search to stop after; drop "
+                          "--search-only, or add a tune: block (README, Tuned arms)")
     data_dir = dataset_location(opts.data)
-    check_data(data_dir, grid, evaluate=opts.evaluate)
+    # Tuned arms: the test split is not opened before stage 2 (its count is checked, its
+    # shards are verified when stage 2 starts: `verify_test_split`).
+    check_data(data_dir, grid, evaluate=opts.evaluate, read_test=grid.tune is None)
     # Ray will start here: refuse a placement it cannot hold before it starts (a dry run too),
     # and before any pretrained file is fetched.
     placement = local_placement(opts) if opts.address is None else None
@@ -203,6 +239,8 @@ def prepare_grid(opts: LaunchOptions, full: Grid, grid: Grid) -> PreparedGrid | 
     # The trial table is the product of --dry-run (and the head of a launch's output): printed, not logged.
     print(f"grid {grid.name!r} from {grid.source}: {len(grid.trials)} trials{only} -> {out}")
     print(trial_table(grid))
+    if grid.tune is not None:
+        print(stages_line(grid))
     if choice.note:
         logger.info(choice.note)
     files, missing = settle_weights(grid, choice, fetch=fetch, evaluate=opts.evaluate)  # a launch raises here, listing every missing file
