@@ -30,7 +30,8 @@ def run_trial(config: dict, *, trials: dict[str, TrialSpec], data_dir: str, exp_
 
 
 def fit_trial(spec: TrialSpec, trial_name: str, *, data_dir: str, exp_dir: str, placement: Placement,
-              max_failures: int, weights_manifest: dict | None, train_storage: str) -> None:
+              max_failures: int, weights_manifest: dict | None, train_storage: str,
+              shared: dict | None = None) -> None:
     """Train one trial (and its prior, when it has one) inside a Tune trial: its Ray Data
     streams of the train and val splits (never test), a TorchTrainer run named after the Tune
     trial under `train_storage`, reports forwarded to Tune.
@@ -40,6 +41,8 @@ def fit_trial(spec: TrialSpec, trial_name: str, *, data_dir: str, exp_dir: str, 
         trial_name: Tune's name of the trial (stable across a restore): the Train run's name.
         train_storage: where Ray Train keeps the run's checkpoints (EXP/train for a grid's
             trial, EXP/search/<combination>/train for a stage-1 trial of tuned arms).
+        shared: the train and val splits already decoded in the object store (a search's
+            trials share them: `search_stage.shared_splits`); None reads and decodes them here.
     """
     started = time.time()
     from ray import tune
@@ -52,7 +55,7 @@ def fit_trial(spec: TrialSpec, trial_name: str, *, data_dir: str, exp_dir: str, 
     from ablate.runtime.config_errors import without_retry
     from ablate.train.loop import train_loop_per_worker
 
-    datasets = {
+    datasets = shared or {
         # Checksums were verified once by `launch` before any trial started.
         "train": split_dataset(data_dir, "train", spec.data.size, verify=False),
         "val": split_dataset(data_dir, "val", spec.data.size, verify=False),

@@ -137,15 +137,34 @@ def scheduler(setup: SearchSetup):
 
 
 def run_search_trial(config: dict, *, setup: SearchSetup, data_dir: str, exp_dir: str, placement: Placement,
-                     max_failures: int = 0, weights_manifest: dict | None = None) -> None:
-    """Tune's trainable of stage 1: the combination's spec at the config's point."""
+                     max_failures: int = 0, weights_manifest: dict | None = None, shared: dict | None = None) -> None:
+    """Tune's trainable of stage 1: the combination's spec at the config's point (`shared`: the
+    search's decoded splits in the object store, or None)."""
     from ray import tune
 
     from ablate.train.driver import fit_trial
 
     fit_trial(setup.spec_at(config), tune.get_context().get_trial_name(), data_dir=data_dir, exp_dir=exp_dir,
               placement=placement, max_failures=max_failures, weights_manifest=weights_manifest,
-              train_storage=storage.join(ExperimentLayout(exp_dir).search_run(setup.combination), "train"))
+              train_storage=storage.join(ExperimentLayout(exp_dir).search_run(setup.combination), "train"),
+              shared=shared)
+
+
+def shared_splits(setup: SearchSetup, data_dir: str) -> dict | None:
+    """The train and val splits decoded once for all of a search's trials, kept in Ray's object
+    store (its trials differ in loss weights only: the same images at the same size), so no
+    trial reads and decodes them again; None when the decoded train split is over the trial's
+    `data.cache_mb` (it is then streamed per trial, as a grid's trials do)."""
+    from ablate.data.feed import cache_fits
+    from ablate.data.shards import read_manifest
+    from ablate.data.stream import split_dataset
+
+    size = setup.spec.data.size
+    if not cache_fits(read_manifest(data_dir)["counts"]["train"], size, 1, setup.spec.data.cache_mb):
+        logger.info(f"stage 1: {setup.combination}: the decoded train split is over data.cache_mb "
+                    f"{setup.spec.data.cache_mb:g}; each trial streams it")
+        return None
+    return {split: split_dataset(data_dir, split, size, verify=False).materialize() for split in ("train", "val")}
 
 
 # ---------------------------------------------------------------- the record of the searches
@@ -173,10 +192,11 @@ def write_chosen(out, record: TuningRecord) -> None:
 def trial_rows(setup: SearchSetup, result_grid) -> list[dict]:
     """One row per stage-1 trial of a finished search (trials.parquet's columns)."""
     rows: list[dict] = []
-    for result in result_grid:
+    # A ResultGrid lists its trials in the order Tune created them (its experiment state keeps
+    # that order across a restore): the order the searcher proposed them, the default first.
+    for order, result in enumerate(result_grid):
         m = dict(result.metrics or {})
         trial_id = m.get("trial_id") or str(result.path).rsplit("-", 1)[-1]
-        order = int(str(trial_id).rsplit("_", 1)[-1]) if "_" in str(trial_id) else len(rows)
         objective = m.get(setup.tune.objective)
         if result.error is not None or m.get("config_error"):
             status = "error"
@@ -224,5 +244,18 @@ def tuned_grid(grid: Grid, chosen: TuningRecord) -> Grid:
     return dataclasses.replace(grid, trials=tuple(trials))
 
 
-__all__ = ["SearchSetup", "best_row", "chosen_point", "read_chosen", "run_search_trial", "scheduler",
-           "search_algorithm", "search_setups", "trial_rows", "tune_distribution", "tuned_grid", "write_chosen"]
+__all__ = [
+    "SearchSetup",
+    "best_row",
+    "chosen_point",
+    "read_chosen",
+    "run_search_trial",
+    "scheduler",
+    "search_algorithm",
+    "search_setups",
+    "shared_splits",
+    "trial_rows",
+    "tune_distribution",
+    "tuned_grid",
+    "write_chosen",
+]

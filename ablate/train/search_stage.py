@@ -31,6 +31,7 @@ from ablate.train.search import (
     scheduler,
     search_algorithm,
     search_setups,
+    shared_splits,
     trial_rows,
     tune_distribution,
     tuned_grid,
@@ -48,18 +49,50 @@ def stage_counts(prepared_grid) -> tuple[int, int]:
     return len(setups) * prepared_grid.tune.budget, len(prepared_grid.trials)
 
 
-def _view_key(setup: SearchSetup, trial) -> str:
-    return f"{setup.combination} #{int(str(trial.trial_id).rsplit('_', 1)[-1])}"
 
 
-def search_combination(setup: SearchSetup, prepared: PreparedGrid, opts: LaunchOptions, placement, shipped: dict):
-    """Run (or restore and finish) one combination's search; its Tune ResultGrid."""
+def search_view_callback():
+    """The live view's feed for one search (a class made late: Tune's Callback imports Ray)."""
+    from ablate.train.tune_feed import LiveViewCallback
+
+    class SearchView(LiveViewCallback):
+        """Rows `<combination> #<order>`: Tune lists a search's trials in the order they were
+        proposed (a searcher's trial ids carry no index)."""
+
+        def __init__(self, combination: str, view, logs_dir=None):
+            super().__init__(view, logs_dir)
+            self.combination = combination
+            self.order: dict[str, int] = {}
+
+        def __getstate__(self) -> dict:
+            return {**super().__getstate__(), "combination": self.combination, "order": {}}
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.order.update({t.trial_id: i for i, t in enumerate(trials)})
+            super().on_trial_start(iteration, trials, trial, **info)
+
+        def _key(self, trial) -> str:  # type: ignore[override]
+            return f"{self.combination} #{self.order.get(trial.trial_id, '?')}"
+
+    return SearchView
+
+
+def search_combination(setup: SearchSetup, prepared: PreparedGrid, opts: LaunchOptions, placement, shipped: dict,
+                       share_data: bool = True):
+    """Run (or restore and finish) one combination's search; its Tune ResultGrid.
+
+    Args:
+        share_data: decode the train and val splits once for the search's trials
+            (`search.shared_splits`); False streams and decodes them in every trial (the
+            start-up benchmark's baseline, benchmarks/search_startup.py).
+    """
     from ray import tune
 
     from ablate.runtime import ray_output
     from ablate.train.live_view import GridView
     from ablate.train.tune_feed import LiveViewCallback
 
+    SearchView = search_view_callback()
     out = prepared.out
     layout = ExperimentLayout(out)
     t = setup.tune
@@ -68,15 +101,11 @@ def search_combination(setup: SearchSetup, prepared: PreparedGrid, opts: LaunchO
         view.add(f"{setup.combination} #{i}", setup.combination, setup.spec.seed, setup.spec.train.steps,
                  setup.spec.train.batch_size)
 
-    class SearchView(LiveViewCallback):
-        @staticmethod
-        def _key(trial) -> str:
-            return _view_key(setup, trial)
-
-    feed = SearchView(view, ray_output.local_logs(out))
+    feed = SearchView(setup.combination, view, ray_output.local_logs(out))
     trainable = tune.with_resources(
         tune.with_parameters(run_search_trial, setup=setup, data_dir=prepared.data, exp_dir=str(out),
-                             placement=placement, max_failures=opts.max_failures, weights_manifest=shipped),
+                             placement=placement, max_failures=opts.max_failures, weights_manifest=shipped,
+                             shared=shared_splits(setup, prepared.data) if share_data else None),
         {"cpu": placement.driver_cpus},
     )
     path = layout.search_run(setup.combination)
