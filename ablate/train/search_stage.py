@@ -153,9 +153,9 @@ def _merge_rows(out, combination: str, rows: list[dict]):
     storage.write_parquet(new.reset_index(drop=True), path)
 
 
-def run_searches(prepared: PreparedGrid, opts: LaunchOptions) -> PreparedGrid:
+def run_searches(prepared: PreparedGrid, opts: LaunchOptions, share_data: bool = True) -> PreparedGrid:
     """Stage 1: search every searched combination not yet decided; returns `prepared` with the
-    grid of stage 2 (each combination at its chosen point)."""
+    grid of stage 2 (each combination at its chosen point). `share_data`: as `search_combination`."""
     grid, out = prepared.grid, prepared.out
     tune_spec = grid.tune
     assert tune_spec is not None  # the pipeline calls this for a tuned grid only
@@ -181,7 +181,7 @@ def run_searches(prepared: PreparedGrid, opts: LaunchOptions) -> PreparedGrid:
             if setup.combination in record.chosen:
                 logger.info(f"stage 1: {setup.combination} already searched; its point {record.chosen[setup.combination].point}")
                 continue
-            result_grid = search_combination(setup, prepared, opts, placement, shipped)
+            result_grid = search_combination(setup, prepared, opts, placement, shipped, share_data=share_data)
             rows = trial_rows(setup, result_grid)
             _merge_rows(out, setup.combination, rows)
             ended = result_grid.num_terminated + result_grid.num_errors
