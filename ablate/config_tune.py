@@ -271,6 +271,11 @@ def _search_seed(value: Any, seeds: list[int], where: str) -> int:
 def _grace_steps(value: Any, searched: list[TrialSpec], where: str) -> int:
     """The given first rung, checked against the shortest searched trial; by default the searched
     trials' first val report (a report validates: at val_every, checkpoint_every or the end)."""
+    by_epochs = next((t for t in searched if t.train.epochs is not None), None)
+    if by_epochs is not None:  # ASHA's time axis and max_t are steps (train/search.py `scheduler`)
+        raise ConfigError(f"{where.rsplit('.', 1)[0]}: combination {by_epochs.combination!r} trains "
+                          f"train.epochs {by_epochs.train.epochs}; a searched trial trains train.steps (the axis its "
+                          "early stopping and the search curve count in): set train.steps and drop train.epochs")
     shortest = min(searched, key=lambda t: t.train.steps)
     if value is None:
         return min(min(t.train.val_every, t.train.checkpoint_every, t.train.steps) for t in searched)

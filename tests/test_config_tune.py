@@ -296,3 +296,12 @@ def test_the_schema_shows_the_tune_block_and_checks_its_space(tmp_path):
         raw["tune"]["space"]["log_loss"] = bad
         with pytest.raises(jsonschema.ValidationError):
             validator.validate(raw)
+
+
+@pytest.mark.bad_input
+def test_a_searched_combination_trained_by_epochs_is_refused(tmp_path):
+    """ASHA's axis and the search curve count steps: a searched trial by epochs is refused by key."""
+    msg = _refused(tmp_path, _space("{none: {losses.l1.weight: {uniform: [0.5, 2]}}}"), none="{train: {epochs: 3}}")
+    assert "tune: combination 'none' trains train.epochs 3" in msg and "set train.steps" in msg
+    # Unsearched, it may train by epochs (stage 2 trains it as written).
+    assert _grid(tmp_path, _space(EDGE_WEIGHT), none="{train: {epochs: 3}}").tune is not None
