@@ -36,13 +36,33 @@ def start_ray(address: str | None, cpus: int | None = None, dashboard: bool = Tr
     loopback_only()
     # The dashboard also serves the State API that Ray Train polls to clean up
     # placement groups; bound to loopback so nothing is exposed on the network.
-    board = {"include_dashboard": True, "dashboard_host": "127.0.0.1"} if dashboard else {"include_dashboard": False}
+    board: dict[str, Any] = {"include_dashboard": False}
+    env_vars = {"RAY_TRAIN_V2_ENABLED": "1", **out["env_vars"]}
+    if dashboard:
+        port = free_loopback_port()
+        board = {"include_dashboard": True, "dashboard_host": "127.0.0.1", "dashboard_port": port}
+        # Ray Train's PlacementGroupCleaner finds the State API by looking for "the" Ray on this
+        # machine; with a second one running (another launch, a test beside this one) it fails
+        # ("Found multiple active Ray instances") and the placement group of a trial Tune stopped
+        # (ASHA) is never removed: the next trial waits for its CPUs until it times out. Named
+        # here, for every process of this Ray (the trial actors, and the controllers and
+        # cleaners they start inherit it).
+        env_vars["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
     ctx = ray.init(num_cpus=cpus or os.cpu_count(), **board, _temp_dir=tmp,
                    _node_ip_address="127.0.0.1", log_to_driver=out["log_to_driver"],
-                   runtime_env={"env_vars": {"RAY_TRAIN_V2_ENABLED": "1", **out["env_vars"]}})
+                   runtime_env={"env_vars": env_vars})
     # cast: a local start returns a RayContext; ray.init is annotated with its base class.
     ray_output.note_session(cast("RayContext", ctx).address_info.get("session_dir"))
     return True
+
+
+def free_loopback_port() -> int:
+    """A TCP port free on 127.0.0.1 now (the OS's pick), for a server about to bind it."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 _SINGLE_NODE = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
