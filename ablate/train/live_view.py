@@ -171,7 +171,8 @@ class GridView:
         self._progress_line(r, now)
         self._refresh()
 
-    def trial_finished(self, key: str, metrics: dict | None = None) -> None:
+    def trial_finished(self, key: str, metrics: dict | None = None, stopped_by: str | None = None) -> None:
+        """`stopped_by`: who ended the trial before its last step (a search's scheduler), said on its line."""
         metrics = metrics or {}
         if metrics.get(CONFIG_ERROR):  # ended without raising, so that Tune would not retry it
             self.trial_failed(key, f"{metrics[CONFIG_ERROR]} (a configuration error: not retried)", None)
@@ -182,7 +183,7 @@ class GridView:
         r.ended = self._now()
         reason = metrics.get("stop_reason")
         r.status, r.stage = DIVERGED if reason else DONE, None
-        what = f"stopped: {reason}" if reason else "done"
+        what = f"stopped: {reason}" if reason else f"stopped early by {stopped_by}" if stopped_by else "done"
         # The prior's figures, when the trial trained one (the stage's last report: ablate/train/driver.py).
         made = (f"; prior {metrics['prior.steps']} steps, val loss {_num(metrics.get(prior.VAL_LOSS), '.4g')}, "
                 f"{metrics.get('prior.samples')} samples" if metrics.get("prior.steps") is not None else "")

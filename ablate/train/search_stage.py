@@ -53,7 +53,7 @@ def stage_counts(prepared_grid) -> tuple[int, int]:
 
 def search_view_callback():
     """The live view's feed for one search (a class made late: Tune's Callback imports Ray)."""
-    from ablate.train.tune_feed import LiveViewCallback
+    from ablate.train.tune_feed import LiveViewCallback, save_trial_output
 
     class SearchView(LiveViewCallback):
         """Rows `<combination> #<order>`: Tune lists a search's trials in the order they were
@@ -70,6 +70,14 @@ def search_view_callback():
         def on_trial_start(self, iteration, trials, trial, **info):
             self.order.update({t.trial_id: i for i, t in enumerate(trials)})
             super().on_trial_start(iteration, trials, trial, **info)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            last = trial.last_result or {}
+            if self.view and not last.get("final") and not last.get("stop_reason"):  # the scheduler stopped it
+                save_trial_output(trial, self.logs_dir)
+                self.view.trial_finished(self._key(trial), last, stopped_by="ASHA (pruned)")
+                return
+            super().on_trial_complete(iteration, trials, trial, **info)
 
         def _key(self, trial) -> str:  # type: ignore[override]
             return f"{self.combination} #{self.order.get(trial.trial_id, '?')}"

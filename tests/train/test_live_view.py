@@ -172,3 +172,17 @@ def test_a_retried_trial_is_back_at_its_autoencoder_and_a_trial_without_a_prior_
     view.trial_finished("l2-s0", {"step": 100, "final": True, "val/loss/total": 0.5, "val/psnr": 20.0})
     done = next(ln for ln in out.getvalue().splitlines() if "l2-s0 done" in ln)
     assert "PSNR 20.00 dB (" in done and "prior" not in done
+
+
+def test_a_trial_the_search_stopped_early_says_so_not_done():
+    """A stage-1 trial ASHA stopped (tuned arms) ends at fewer steps: its line names who stopped it."""
+    from ablate.train.live_view import DONE
+
+    out = io.StringIO()
+    view = GridView(concurrent=1, stream=out)
+    view.add("l1 #1", "l1", 5, 12, 4)
+    view.trial_started("l1 #1")
+    view.trial_finished("l1 #1", {"step": 6, "val/psnr": 9.5, "val/loss/total": 0.4}, stopped_by="ASHA (pruned)")
+    line = out.getvalue().splitlines()[-1]
+    assert "l1 #1 stopped early by ASHA (pruned): 6 steps" in line and " done" not in line.split("(")[0]
+    assert view.rows["l1 #1"].status == DONE  # counted with the finished: it ended as the search meant
