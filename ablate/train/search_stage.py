@@ -190,12 +190,13 @@ def run_searches(prepared: PreparedGrid, opts: LaunchOptions, share_data: bool =
                 logger.info(f"stage 1: {setup.combination} already searched; its point {record.chosen[setup.combination].point}")
                 continue
             result_grid = search_combination(setup, prepared, opts, placement, shipped, share_data=share_data)
-            rows = trial_rows(setup, result_grid)
-            _merge_rows(out, setup.combination, rows)
             ended = result_grid.num_terminated + result_grid.num_errors
             if ended < tune_spec.budget:  # interrupted (Ctrl-C, SIGTERM): Tune saved its state
                 raise SearchInterrupted(f"stage 1: the search of {setup.combination} stopped after {ended} of "
                                         f"{tune_spec.budget} trials; resume with --resume")
+            # Only a search that ended has its rows written: an unfinished trial would read as pruned.
+            rows = trial_rows(setup, result_grid)
+            _merge_rows(out, setup.combination, rows)
             best = best_row(setup, rows)
             picked = chosen_point(setup, best)
             record = TuningRecord(tune=record.tune, chosen={**record.chosen, setup.combination: picked})

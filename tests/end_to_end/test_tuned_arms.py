@@ -56,7 +56,7 @@ def _run(grid: Path, data: Path, out: Path, *extra: str) -> None:
     """`ablate launch --no-evaluate` to its end, in its own process and Ray."""
     env = {**os.environ, "ABLATE_RAY_TMP": f"/tmp/ablate-tuned-{os.getpid()}"}
     done = subprocess.run([*ABLATE_COMMAND, "launch", "--grid", str(grid), "--data", str(data), "--out", str(out),
-                           "--no-evaluate", *extra], capture_output=True, text=True, env=env, timeout=900)
+                           "--no-evaluate", *extra], check=False, capture_output=True, text=True, env=env, timeout=900)
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
 
 
@@ -66,9 +66,12 @@ def _kill_after_checkpoint(grid: Path, data: Path, out: Path, where: Path, *extr
     proc = launch_in_background(grid, data, out, *extra)
     try:
         wait_for(lambda: registered_checkpoints(where), 600, f"a committed checkpoint under {where}", proc)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{(out.parent / f'{out.name}.log').read_text(errors='replace')[-4000:]}") from None
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=60)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=60)
 
 
 def test_tuned_arms_killed_in_each_stage_resume_prune_and_keep_the_test_split_sealed(drive32, tmp_path):
@@ -107,7 +110,7 @@ def test_tuned_arms_killed_in_each_stage_resume_prune_and_keep_the_test_split_se
 
     for p in test_shards:  # stage 2 evaluates on test: the shards come back
         shutil.move(sealed / p.name, p)
-    _kill_after_checkpoint(grid, data, out, out)
+    _kill_after_checkpoint(grid, data, out, out, "--resume")  # stage 2 of a --search-only run: --resume
     _run(grid, data, out, "--resume")
 
     results = pd.read_parquet(out / "results.parquet")
