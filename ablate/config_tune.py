@@ -132,10 +132,29 @@ def parse_tune(raw: Any, trials: tuple[TrialSpec, ...], seeds: list[int], where:
     algorithm = _choice(SearchAlgorithm, raw["algorithm"], f"{where}.algorithm")
     scheduler = _choice(SchedulerChoice, raw["scheduler"], f"{where}.scheduler")
     space = _space(raw["space"], trials, f"{where}.space")
+    if algorithm is SearchAlgorithm.optuna:
+        _as_written_among_choices(space, trials, f"{where}.space")
     searched = [t for t in trials if t.combination in space]
     return TuneSpec(objective=objective, mode=OBJECTIVES[objective], budget=budget, algorithm=algorithm,
                     scheduler=scheduler, space=space, search_seed=_search_seed(raw.get("seed"), seeds, f"{where}.seed"),
                     grace_steps=_grace_steps(raw.get("grace_steps"), searched, f"{where}.grace_steps"))
+
+
+def _as_written_among_choices(space: dict[str, dict[str, Distribution]], trials: tuple[TrialSpec, ...],
+                              where: str) -> None:
+    """Optuna takes the as-written point (the first trial) only where its space holds it: a
+    `choice:` without the as-written value would end the search at its first trial."""
+    from ablate.tuning import default_point
+
+    for trial in trials:
+        keys = space.get(trial.combination, {})
+        for key, value in default_point(trial, keys).items():
+            d = keys[key]
+            if d.kind is DistributionKind.choice and value not in d.args:
+                raise ConfigError(f"{where}.{trial.combination}.{key}: the as-written value {value!r} is not among "
+                                  f"the choices {list(d.args)}; the search runs the as-written point first, and "
+                                  "Optuna only takes a point inside its space: add it to the choices, or use "
+                                  "algorithm: random")
 
 
 def _objective(value: Any, trials: tuple[TrialSpec, ...], where: str) -> str:

@@ -34,8 +34,8 @@ def apply_point(spec: TrialSpec, point: dict[str, Any], seed: int | None = None)
     for key, value in point.items():
         parts = split_key(key)
         if parts[0] == "train":
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-                raise ConfigError(f"combinations.{spec.combination}: {key} = {value!r}; a learning rate is > 0")
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ConfigError(f"combinations.{spec.combination}: {key} = {value!r}; a learning rate is a number > 0")
             train = dataclasses.replace(train, lr=float(value))
             continue
         _, term, name = parts

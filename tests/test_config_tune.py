@@ -229,7 +229,7 @@ def test_the_randint_extremes_are_low_and_high_minus_one(tmp_path):
     (_space("{log_loss: {losses.adversarial.start_step: {choice: [10, 2.5]}}}"),
      "losses.adversarial.start_step = 2.5; a start step is an integer >= 0"),
     (_space("{'*': {train.lr: {uniform: [0, 1.0e-4]}}}"),
-     "tune.space.*.train.lr: combinations.none: train.lr = 0.0; a learning rate is > 0"),
+     "tune.space.*.train.lr: combinations.none: train.lr = 0.0; a learning rate is a number > 0"),
     # the search seed and the first rung
     (_space(EDGE_WEIGHT) + "  seed: 1\n", ("tune.seed: 1 is one of seeds: [0, 1, 2]; the stage-2 seeds must be "
      "disjoint from the search seed")),

@@ -193,10 +193,7 @@ def test_random_search_proposes_the_as_written_point_first_seeded_and_carries_th
     assert proposals(other, 2)[1] != first[1]
 
 
-@pytest.mark.xfail(strict=True, reason="an as-written value outside a `choice:` list (start_step 50, choice "
-                   "[100, 150]) passes load_grid, but Optuna cannot enqueue it: search_algorithm's first "
-                   "suggestion raises ValueError \"'50' not in (100, 150)\" (optuna's CategoricalDistribution), "
-                   "so an optuna search of such a space fails at its first trial; the random searcher runs it")
+@pytest.mark.bad_input
 def test_an_as_written_value_outside_a_choice_is_refused_at_load_or_proposed_first(tmp_path):
     """Either contract is sound: the loader refuses the space naming the key, or the searcher
     proposes the as-written point first (as the random searcher does)."""
