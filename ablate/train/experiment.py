@@ -43,17 +43,29 @@ def write_record(out: Path | str, record: dict) -> None:
 
 
 def read_record(out: Path | str) -> dict | None:
-    record = ExperimentLayout(out).grid
-    if not storage.is_file(record):
+    return read_checked(ExperimentLayout(out).grid, GridRecord, "a grid record")
+
+
+def read_checked(path: str, model, what: str) -> dict | None:
+    """A JSON file `ablate launch` writes and reads back (grid.json, search/chosen.json), checked
+    against its schema; None where it is absent, a ConfigError naming the file and key where
+    it is unreadable or of another shape.
+
+    Args:
+        path: the file (a local path or URI).
+        model: its pydantic model (ablate.schemas).
+        what: what the file is, for the message ("a grid record").
+    """
+    if not storage.is_file(path):
         return None
     try:
-        previous = json.loads(storage.read_text(record))
+        value = json.loads(storage.read_text(path))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{record}: unreadable ({e})") from None
-    wrong = problem(previous, GridRecord)
+        raise ConfigError(f"{path}: unreadable ({e})") from None
+    wrong = problem(value, model)
     if wrong:
-        raise ConfigError(f"{record}: {wrong}; not a grid record `ablate launch` wrote")
-    return previous
+        raise ConfigError(f"{path}: {wrong}; not {what} `ablate launch` wrote")
+    return value
 
 
 def record_dataset(out: Path | str, data_hash: str) -> bool:

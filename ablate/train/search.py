@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from ablate import storage
 from ablate.experiment_layout import ExperimentLayout
 from ablate.runtime import Placement
-from ablate.schemas import ChosenPoint, TuningRecord, problem
+from ablate.schemas import ChosenPoint, TuningRecord
 from ablate.specs import (
     ConfigError,
     Distribution,
@@ -170,19 +170,11 @@ def shared_splits(setup: SearchSetup, data_dir: str) -> dict | None:
 # ---------------------------------------------------------------- the record of the searches
 
 def read_chosen(out) -> TuningRecord | None:
-    path = ExperimentLayout(out).search_chosen
-    if not storage.is_file(path):
-        return None
-    import json
+    """search/chosen.json, checked (a ConfigError naming the file and key); None before any search ended."""
+    from ablate.train.experiment import read_checked
 
-    try:
-        value = json.loads(storage.read_text(path))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: unreadable ({e}); it is written by `ablate launch` at the end of each search") from None
-    wrong = problem(value, TuningRecord)
-    if wrong:
-        raise ConfigError(f"{path}: {wrong}; not a record `ablate launch` wrote")
-    return TuningRecord.model_validate(value)
+    value = read_checked(ExperimentLayout(out).search_chosen, TuningRecord, "a search record")
+    return None if value is None else TuningRecord.model_validate(value)
 
 
 def write_chosen(out, record: TuningRecord) -> None:

@@ -381,7 +381,7 @@ def test_chosen_json_round_trips_and_is_absent_before_any_search_ended(tmp_path)
 @pytest.mark.parametrize("text, says", [
     (b'{"tune": {', "unreadable (Expecting"),
     (b"\xff\xfe{}", "unreadable ("),
-    (b"[]", "top level is a list, expected an object; not a record `ablate launch` wrote"),
+    (b"[]", "top level is a list, expected an object; not a search record `ablate launch` wrote"),
     (b'{"chosen": {}}', "tune missing"),
     (b'{"tune": {}, "chosen": {"fast": {"point": {}, "trial": "x", "objective": 1.0, "steps": -1}}}',
      "chosen.fast.steps"),
