@@ -74,6 +74,7 @@ def _kill_after_checkpoint(grid: Path, data: Path, out: Path, where: Path, *extr
             proc.wait(timeout=60)
 
 
+@pytest.mark.fault
 def test_tuned_arms_killed_in_each_stage_resume_prune_and_keep_the_test_split_sealed(drive32, tmp_path):
     from ablate.data.shards import shard_paths
 
