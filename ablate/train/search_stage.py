@@ -216,7 +216,7 @@ def _default_line(rows: list[dict], objective: str) -> str:
     return f"; the as-written point: {objective} {first['objective']:.4g} ({first['status']} at step {first['steps']})"
 
 
-class SearchInterrupted(AblateError):
+class SearchInterrupted(AblateError, RuntimeError):
     """Stage 1 stopped before a search ended (its state is saved; --resume continues it)."""
 
 

@@ -34,7 +34,7 @@ def test_driver_and_worker_both_run_under_without_retry():
 
     from ablate.train import driver, loop
 
-    source = inspect.getsource(driver.run_trial)
+    source = inspect.getsource(driver.fit_trial)  # run_trial (a grid) and run_search_trial (tuned arms, stage 1) both call it
     # the autoencoder's fit and the prior stage after it, both under one without_retry
     assert "without_retry(fit_then_prior, tune.report" in source
     body = source[source.index("def fit_then_prior"):source.index("without_retry(fit_then_prior")]
