@@ -42,15 +42,6 @@ from ablate.weights.ship import ship
 logger = logging.getLogger(__name__)
 
 
-def stage_counts(prepared_grid) -> tuple[int, int]:
-    """(stage-1 trials, stage-2 trials) of a tuned grid: the budget per searched combination, and
-    the grid's trials (combinations x seeds)."""
-    setups = search_setups(prepared_grid)
-    return len(setups) * prepared_grid.tune.budget, len(prepared_grid.trials)
-
-
-
-
 def search_view_callback():
     """The live view's feed for one search (a class made late: Tune's Callback imports Ray)."""
     from ablate.train.tune_feed import LiveViewCallback, save_trial_output
@@ -220,4 +211,4 @@ class SearchInterrupted(AblateError, RuntimeError):
     """Stage 1 stopped before a search ended (its state is saved; --resume continues it)."""
 
 
-__all__ = ["SearchInterrupted", "run_searches", "stage_counts"]
+__all__ = ["SearchInterrupted", "run_searches"]
