@@ -20,6 +20,8 @@ from ablate.train.pretrained import FoundationStage
 
 logger = logging.getLogger(__name__)
 
+TUNER_STATE = "tuner.pkl"  # what Ray Tune 2.60 saves at an experiment's root (Tuner.can_restore looks for it)
+
 __all__ = ["LaunchOptions", "launch", "prepare_launch"]
 
 
@@ -77,8 +79,6 @@ def tuned_stage_two(prepared: PreparedGrid, opts: LaunchOptions) -> tuple[Prepar
     """Stage 1 of tuned arms (the searches, on train and val), then what stage 2 trains: the
     grid at the chosen points, resumed where its Tune state exists (a launch killed in stage 2),
     started fresh otherwise (stage 1 wrote grid.json, so this launch may carry --resume)."""
-    from ray import tune
-
     from ablate.train.grid import verify_test_split
     from ablate.train.search_stage import run_searches
 
@@ -87,7 +87,9 @@ def tuned_stage_two(prepared: PreparedGrid, opts: LaunchOptions) -> tuple[Prepar
         return prepared, opts
     if opts.evaluate:
         verify_test_split(prepared.data)  # the first time the launch opens a test shard
-    started = tune.Tuner.can_restore(str(prepared.out)) if not storage.is_uri(prepared.out) else opts.resume
+    # Tune's saved state of stage 2 (tuner.pkl at the experiment's root; a local folder or a URI alike):
+    # a launch killed in stage 1 has none, so its --resume starts stage 2 fresh.
+    started = storage.is_file(storage.join(str(prepared.out), TUNER_STATE))
     logger.info(f"stage 2 of 2: {'resuming ' if started else ''}{len(prepared.grid.trials)} trials at the chosen "
                 "points, with the search space's seeds")
     return prepared, dataclasses.replace(opts, resume=started)
